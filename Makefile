@@ -1,0 +1,29 @@
+# Two entry points: `make demo` runs the main job on the embedded defaults,
+# `make test` runs the whole suite. Both build .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/newsletter: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,postgres]'
+	@touch $@
+
+demo: $(BIN)/newsletter
+	$(BIN)/newsletter demo
+
+test: $(BIN)/newsletter
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(BIN)/newsletter
+	$(BIN)/ruff check newsletter tests benchmarks
+
+bench: $(BIN)/newsletter
+	$(BIN)/python benchmarks/matching.py
+	$(BIN)/python benchmarks/import_csv.py
+
+clean:
+	rm -rf $(VENV) var

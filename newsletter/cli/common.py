@@ -1,0 +1,90 @@
+"""Shared CLI plumbing: error mapping, the lazy App, JSON output."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Any, TypeVar
+
+import click
+
+from newsletter.app import App
+from newsletter.config import load_settings
+from newsletter.errors import NewsletterError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class LazyApp:
+    """Builds the App on first use, so `--help` never reads config or opens a database."""
+
+    def __init__(self, config_file: str | None) -> None:
+        self.config_file = config_file
+        self._app: App | None = None
+
+    def get(self) -> App:
+        if self._app is None:
+            self._app = App(load_settings(self.config_file))
+        return self._app
+
+    def close(self) -> None:
+        if self._app is not None:
+            self._app.close()
+
+
+class NewsletterGroup(click.Group):
+    """A click group that turns domain errors into one-line messages and exit codes."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NewsletterError as exc:
+            err = click.ClickException(str(exc))
+            err.exit_code = exc.exit_code
+            raise err from exc
+
+    @staticmethod
+    def lazy_app(ctx: click.Context, config_file: str | None) -> LazyApp:
+        lazy = LazyApp(config_file)
+        ctx.call_on_close(lazy.close)
+        return lazy
+
+
+def pass_app(f: F) -> F:
+    """Pass the App as the first argument of a command."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        app = click.get_current_context().find_root().obj.get()
+        return f(app, *args, **kwargs)
+
+    return functools.update_wrapper(wrapper, f)  # type: ignore[return-value]
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def echo_json(data: Any) -> None:
+    """Print data as indented JSON on stdout."""
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=_json_default))
+
+
+def parse_date(value: str | None, *, param: str = "--date") -> date | None:
+    """Parse YYYY-MM-DD or raise a usage error naming the option."""
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"expected YYYY-MM-DD, got {value!r}", param_hint=param) from None
+
+
+def is_tty() -> bool:
+    return sys.stderr.isatty()

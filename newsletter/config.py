@@ -1,0 +1,170 @@
+"""Settings: one typed object, read from a TOML file and overridden by the environment."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from newsletter.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILENAME = "newsletter.toml"
+ENV_PREFIX = "NEWSLETTER_"
+SECRET_KEY_FILE = "secret_key"
+SECRET_FIELDS = frozenset({"secret_key"})
+
+# Environment names are a contract with deploy tooling: do not rename them.
+ENV_FIELDS = {
+    "DATABASE_URL": "database_url",
+    "TRANSPORT": "transport",
+    "BASE_URL": "base_url",
+    "FROM": "from_address",
+    "SECRET_KEY": "secret_key",
+    "POSTAL_ADDRESS": "postal_address",
+    "VAR_DIR": "var_dir",
+    "TEMPLATES_DIR": "templates_dir",
+    "LIST_ID": "list_id",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Effective configuration of one running instance."""
+
+    database_url: str = "sqlite:///var/newsletter.db"
+    transport: str = "maildir:var/outbox"
+    base_url: str = "http://localhost:8000"
+    from_address: str = "Daily Papers <papers@localhost>"
+    secret_key: str = ""
+    postal_address: str = ""
+    var_dir: str = "var"
+    templates_dir: str = ""
+    list_id: str = "Daily Papers <daily-papers.localhost>"
+    # Matching: a paper enters a topic's digest when its score reaches this.
+    match_threshold: float = 1.0
+    # Sources
+    hf_url: str = "https://huggingface.co"
+    arxiv_api_url: str = "https://export.arxiv.org"
+    arxiv_rss_url: str = "https://rss.arxiv.org"
+    http_timeout: float = 20.0
+    user_agent: str = "daily-papers-newsletter/0.1 (+https://github.com/daily-papers-newsletter)"
+    # Delivery defaults for new subscribers
+    default_max_papers: int = 10
+    default_hour: int = 8
+    default_timezone: str = "UTC"
+    config_file: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def masked(self) -> dict[str, Any]:
+        """Return the settings as a dict with secrets and URL passwords hidden."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in SECRET_FIELDS:
+                value = "****" if value else ""
+            elif isinstance(value, str) and "://" in value:
+                value = mask_url_password(value)
+            out[f.name] = dict(value) if isinstance(value, Mapping) else value
+        return out
+
+
+def mask_url_password(url: str) -> str:
+    """Replace the password in a URL with ****."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:****@{netloc[1]}"))
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build settings from defaults, a TOML file, the environment and explicit overrides."""
+    env = os.environ if env is None else env
+    path = _find_config_file(config_file, env)
+    values: dict[str, Any] = _read_toml(path) if path else {}
+    for name, attr in ENV_FIELDS.items():
+        if ENV_PREFIX + name in env:
+            values[attr] = env[ENV_PREFIX + name]
+    values.update(overrides)
+    if path:
+        values["config_file"] = str(path)
+    settings = _build(values)
+    if not settings.secret_key:
+        settings = dataclasses.replace(settings, secret_key=_stored_secret_key(settings.var_dir))
+    return settings
+
+
+def _find_config_file(
+    config_file: str | os.PathLike[str] | None, env: Mapping[str, str]
+) -> Path | None:
+    explicit = config_file or env.get(ENV_PREFIX + "CONFIG")
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        return path
+    local = Path.cwd() / CONFIG_FILENAME
+    return local if local.is_file() else None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    # Accept both a flat file and one with a [newsletter] table.
+    return dict(data.get("newsletter", data))
+
+
+def _build(values: dict[str, Any]) -> Settings:
+    known = {f.name: f for f in dataclasses.fields(Settings)}
+    kwargs: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            extra[key] = value
+            continue
+        kwargs[key] = _coerce(key, value, known[key].type)
+    kwargs.setdefault("extra", extra)
+    return Settings(**kwargs)
+
+
+def _coerce(key: str, value: Any, type_name: Any) -> Any:
+    target = {"int": int, "float": float, "str": str}.get(str(type_name))
+    if target is None:
+        return value
+    try:
+        return target(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {key}: expected {type_name}, got {value!r}") from exc
+
+
+def _stored_secret_key(var_dir: str) -> str:
+    """Read the generated secret key from var/, creating it once with a warning."""
+    path = Path(var_dir) / SECRET_KEY_FILE
+    if path.is_file():
+        return path.read_text(encoding="utf-8").strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process created it first: use theirs
+        return path.read_text(encoding="utf-8").strip()
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(key + "\n")
+    log.warning("NEWSLETTER_SECRET_KEY is unset: generated one into %s", path)
+    return key

@@ -1,0 +1,213 @@
+"""SQLAlchemy 2.0 typed models: papers, topics, subscribers, editions and deliveries."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Date,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Stable constraint names keep migrations identical on SQLite and PostgreSQL.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """Return the current time in UTC, timezone-aware."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as UTC and always read back timezone-aware (SQLite drops zones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON}
+
+
+class SubscriberStatus(enum.StrEnum):
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+
+
+class Frequency(enum.StrEnum):
+    DAILY = "daily"
+    WEEKLY = "weekly"
+
+
+def _str_enum(cls: type[enum.StrEnum], name: str) -> Enum:
+    # Stored as VARCHAR with a CHECK, not a native PostgreSQL ENUM: easier to migrate.
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        values_callable=lambda e: [m.value for m in e],
+    )
+
+
+class Paper(Base):
+    """A research paper as listed on one day by a source."""
+
+    __tablename__ = "papers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Identity: the arXiv id when known (without version), else the normalised title.
+    arxiv_id: Mapped[str | None] = mapped_column(String(32), unique=True)
+    title_key: Mapped[str] = mapped_column(String(512), unique=True)
+    title: Mapped[str] = mapped_column(Text)
+    abstract: Mapped[str] = mapped_column(Text, default="")
+    summary: Mapped[str | None] = mapped_column(Text)
+    authors: Mapped[list[str]] = mapped_column(JSON, default=list)
+    url_abs: Mapped[str | None] = mapped_column(String(2048))
+    url_pdf: Mapped[str | None] = mapped_column(String(2048))
+    url_code: Mapped[str | None] = mapped_column(String(2048))
+    published_on: Mapped[date | None] = mapped_column(Date)
+    listing_date: Mapped[date] = mapped_column(Date, index=True)
+    upvotes: Mapped[int | None] = mapped_column(Integer)
+    keywords: Mapped[list[str]] = mapped_column(JSON, default=list)
+    categories: Mapped[list[str]] = mapped_column(JSON, default=list)
+    source: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    topics: Mapped[list[PaperTopic]] = relationship(
+        back_populates="paper", cascade="all, delete-orphan"
+    )
+
+
+class Topic(Base):
+    """A subject subscribers choose, defined by keywords, categories and a description."""
+
+    __tablename__ = "topics"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    keywords: Mapped[list[str]] = mapped_column(JSON, default=list)
+    categories: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    papers: Mapped[list[PaperTopic]] = relationship(
+        back_populates="topic", cascade="all, delete-orphan"
+    )
+
+
+class PaperTopic(Base):
+    """A paper matched to a topic, with the score and the evidence that matched."""
+
+    __tablename__ = "paper_topics"
+
+    paper_id: Mapped[int] = mapped_column(
+        ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True
+    )
+    topic_id: Mapped[int] = mapped_column(
+        ForeignKey("topics.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    score: Mapped[float] = mapped_column(Float)
+    evidence: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+    paper: Mapped[Paper] = relationship(back_populates="topics")
+    topic: Mapped[Topic] = relationship(back_populates="papers")
+
+
+class Subscriber(Base):
+    """A person who receives digests, with their delivery preferences."""
+
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    status: Mapped[SubscriberStatus] = mapped_column(
+        _str_enum(SubscriberStatus, "subscriber_status"),
+        default=SubscriberStatus.PENDING,
+        index=True,
+    )
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    delivery_hour: Mapped[int] = mapped_column(Integer, default=8)
+    max_papers: Mapped[int] = mapped_column(Integer, default=10)
+    frequency: Mapped[Frequency] = mapped_column(
+        _str_enum(Frequency, "frequency"), default=Frequency.DAILY
+    )
+    # 0 = Monday, as datetime.weekday(); only used by weekly digests.
+    weekly_day: Mapped[int] = mapped_column(Integer, default=0)
+    consent_source: Mapped[str] = mapped_column(String(64), default="admin")
+    consent: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    confirmed_at: Mapped[datetime | None] = mapped_column()
+    unsubscribed_at: Mapped[datetime | None] = mapped_column()
+
+    subscriptions: Mapped[list[Subscription]] = relationship(
+        back_populates="subscriber", cascade="all, delete-orphan"
+    )
+
+
+class Subscription(Base):
+    """A subscriber's choice of one topic."""
+
+    __tablename__ = "subscriptions"
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    topic_id: Mapped[int] = mapped_column(
+        ForeignKey("topics.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    subscriber: Mapped[Subscriber] = relationship(back_populates="subscriptions")
+    topic: Mapped[Topic] = relationship()
+
+
+__all__ = [
+    "Base",
+    "Frequency",
+    "Paper",
+    "PaperTopic",
+    "Subscriber",
+    "SubscriberStatus",
+    "Subscription",
+    "Topic",
+    "utcnow",
+]
