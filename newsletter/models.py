@@ -16,8 +16,10 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Index,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -200,7 +202,88 @@ class Subscription(Base):
     topic: Mapped[Topic] = relationship()
 
 
+class EditionKind(enum.StrEnum):
+    DAILY = "daily"
+    WEEKLY = "weekly"
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class Edition(Base):
+    """The digest of one listing date (daily) or one week (weekly)."""
+
+    __tablename__ = "editions"
+    __table_args__ = (UniqueConstraint("kind", "listing_date"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[EditionKind] = mapped_column(
+        _str_enum(EditionKind, "edition_kind"), default=EditionKind.DAILY
+    )
+    # Daily: the listing date. Weekly: the last listing date the week covers.
+    listing_date: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    planned_at: Mapped[datetime | None] = mapped_column()
+
+    deliveries: Mapped[list[Delivery]] = relationship(back_populates="edition")
+
+
+class Delivery(Base):
+    """One subscriber's copy of one edition, with its explicit delivery state."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("edition_id", "subscriber_id"),
+        # The claim query scans owed rows of one edition in id order.
+        Index("ix_deliveries_owed", "edition_id", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    edition_id: Mapped[int] = mapped_column(ForeignKey("editions.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[DeliveryStatus] = mapped_column(
+        _str_enum(DeliveryStatus, "delivery_status"), default=DeliveryStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column()
+    lease_until: Mapped[datetime | None] = mapped_column()
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    last_reply: Mapped[str | None] = mapped_column(Text)
+    skip_reason: Mapped[str | None] = mapped_column(String(200))
+    message_id: Mapped[str | None] = mapped_column(String(255))
+    # The papers this copy carried: keeps later digests from repeating them.
+    paper_ids: Mapped[list[int] | None] = mapped_column(JSON)
+    sent_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime | None] = mapped_column()
+
+    edition: Mapped[Edition] = relationship(back_populates="deliveries")
+    subscriber: Mapped[Subscriber] = relationship()
+
+
+class Suppression(Base):
+    """An address that must never be mailed again (hard bounce, complaint, operator)."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    reason: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 __all__ = [
+    "Delivery",
+    "DeliveryStatus",
+    "Edition",
+    "EditionKind",
+    "Suppression",
     "Base",
     "Frequency",
     "Paper",
