@@ -1,0 +1,79 @@
+"""Signed tokens for the links in emails, with a salt per purpose, and the URLs that carry them."""
+
+from __future__ import annotations
+
+from datetime import date
+from functools import lru_cache
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
+
+from newsletter.config import Settings
+from newsletter.errors import InputError
+
+# Unsubscribe links must keep working forever (RFC 8058, old emails); the rest may expire.
+UNTIMED_PURPOSES = frozenset({"unsubscribe", "manage"})
+TIMED_PURPOSES = frozenset({"confirm"})
+PURPOSES = UNTIMED_PURPOSES | TIMED_PURPOSES
+INVALID_LINK = "invalid or expired link"
+
+
+@lru_cache(maxsize=64)
+def _serializer(secret_key: str, purpose: str) -> URLSafeSerializer:
+    # Cached because the sender signs one unsubscribe and one manage token per message.
+    salt = f"newsletter.{purpose}"
+    if purpose in TIMED_PURPOSES:
+        return URLSafeTimedSerializer(secret_key, salt=salt)
+    return URLSafeSerializer(secret_key, salt=salt)
+
+
+def _serializer_for(settings: Settings, purpose: str) -> URLSafeSerializer:
+    if purpose not in PURPOSES:
+        raise ValueError(f"unknown token purpose: {purpose!r}")
+    if not settings.secret_key:
+        raise ValueError("settings.secret_key is empty: tokens cannot be signed")
+    return _serializer(settings.secret_key, purpose)
+
+
+def make_token(settings: Settings, purpose: str, subscriber_id: int) -> str:
+    """Sign a subscriber id for one purpose ("unsubscribe", "manage" or "confirm")."""
+    return _serializer_for(settings, purpose).dumps(int(subscriber_id))
+
+
+def read_token(settings: Settings, purpose: str, token: str, max_age: int | None = None) -> int:
+    """Return the subscriber id in a token, or raise InputError if it is forged or expired."""
+    serializer = _serializer_for(settings, purpose)
+    try:
+        if isinstance(serializer, URLSafeTimedSerializer):
+            value = serializer.loads(token, max_age=max_age)
+        else:
+            value = serializer.loads(token)
+    except (SignatureExpired, BadSignature) as exc:
+        raise InputError(INVALID_LINK) from exc
+    # A valid signature over something else (never issued by make_token) is still no id.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InputError(INVALID_LINK)
+    return value
+
+
+def _link(settings: Settings, path: str) -> str:
+    return f"{settings.base_url.rstrip('/')}/{path}"
+
+
+def unsubscribe_url(settings: Settings, subscriber_id: int) -> str:
+    """Return the one-click unsubscribe URL of a subscriber (also the RFC 8058 POST target)."""
+    return _link(settings, f"unsubscribe/{make_token(settings, 'unsubscribe', subscriber_id)}")
+
+
+def manage_url(settings: Settings, subscriber_id: int) -> str:
+    """Return the preferences URL of a subscriber."""
+    return _link(settings, f"manage/{make_token(settings, 'manage', subscriber_id)}")
+
+
+def confirm_url(settings: Settings, subscriber_id: int) -> str:
+    """Return the double opt-in confirmation URL of a subscriber."""
+    return _link(settings, f"confirm/{make_token(settings, 'confirm', subscriber_id)}")
+
+
+def archive_url(settings: Settings, listing_date: date) -> str:
+    """Return the public web copy of the edition of one day."""
+    return _link(settings, f"archive/{listing_date.isoformat()}")
