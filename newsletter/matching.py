@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
@@ -259,20 +260,25 @@ def compile_topics(topics: Iterable[Topic]) -> list[tuple[int, TopicMatcher]]:
 
 
 def match_papers(
-    *, session: Session, paper_ids: Iterable[int] | None = None, threshold: float = 1.0
+    *,
+    session: Session,
+    paper_ids: Iterable[int] | None = None,
+    threshold: float = 1.0,
+    topic_ids: Iterable[int] | None = None,
 ) -> MatchStats:
     """(Re)compute PaperTopic rows for the given papers (all papers when None) against all topics.
 
-    Replaces the existing PaperTopic rows of those papers; does not commit.
+    Replaces the existing PaperTopic rows of those papers (and only of `topic_ids` when
+    given); does not commit.
     """
-    topics = compile_topics(session.scalars(select(Topic)))
-    query = select(Paper.id, Paper.title, Paper.abstract, Paper.keywords, Paper.categories)
+    topic_query = select(Topic)
+    tids = None if topic_ids is None else sorted(set(topic_ids))
+    if tids is not None:
+        topic_query = topic_query.where(Topic.id.in_(tids))
+    topics = compile_topics(session.scalars(topic_query))
     ids = None if paper_ids is None else sorted(set(paper_ids))
-    rows = []
-    for chunk in _chunks(ids):
-        q = query if chunk is None else query.where(Paper.id.in_(chunk))
-        rows.extend(session.execute(q).all())
-    removed = _delete_matches(session, ids)
+    rows = _load_papers(session, ids)
+    removed = _delete_matches(session, ids, tids)
     new_rows = []
     for pid, title, abstract, keywords, categories in rows:
         text = PaperText(title or "", abstract or "", keywords or (), categories or ())
@@ -288,7 +294,7 @@ def match_papers(
 
 
 def _chunks(ids: list[int] | None, size: int = 500) -> Iterable[list[int] | None]:
-    # Bounded IN lists: SQLite limits bound parameters per statement.
+    # Bounded IN lists: SQLite limits the bound parameters of one statement.
     if ids is None:
         yield None
         return
@@ -296,11 +302,24 @@ def _chunks(ids: list[int] | None, size: int = 500) -> Iterable[list[int] | None
         yield ids[i : i + size]
 
 
-def _delete_matches(session: Session, ids: list[int] | None) -> int:
+def _load_papers(session: Session, ids: list[int] | None) -> list[Any]:
+    query = select(Paper.id, Paper.title, Paper.abstract, Paper.keywords, Paper.categories)
+    rows: list[Any] = []
+    for chunk in _chunks(ids):
+        q = query if chunk is None else query.where(Paper.id.in_(chunk))
+        rows.extend(session.execute(q).all())
+    return rows
+
+
+def _delete_matches(session: Session, ids: list[int] | None, topic_ids: list[int] | None) -> int:
+    if topic_ids is not None and not topic_ids:
+        return 0
     removed = 0
     for chunk in _chunks(ids):
         stmt = delete(PaperTopic)
         if chunk is not None:
             stmt = stmt.where(PaperTopic.paper_id.in_(chunk))
+        if topic_ids is not None:
+            stmt = stmt.where(PaperTopic.topic_id.in_(topic_ids))
         removed += session.execute(stmt).rowcount or 0
     return removed
