@@ -1,13 +1,274 @@
-"""`newsletter papers` commands."""
+"""`newsletter papers` commands: import files, fetch a day's listing, list and show papers."""
 
 from __future__ import annotations
 
+import sys
+import textwrap
+from collections.abc import Callable, Sequence
+from datetime import date
+from typing import Any
+
 import click
+
+from newsletter.app import App
+from newsletter.cli.common import echo_json, pass_app
+from newsletter.cli.common import parse_date as _parse_date
+from newsletter.ingest import ingest_records, today_utc
+from newsletter.matching import match_papers
+from newsletter.papers import find_paper, latest_listing_date, list_papers, paper_as_dict
+from newsletter.sources import PaperRecord
+from newsletter.sources.arxiv import DEFAULT_CATEGORIES, REQUEST_SPACING, fetch_arxiv
+from newsletter.sources.files import FORMATS, read_paper_file
+from newsletter.sources.hf import fetch_hf
+from newsletter.sources.http import RetryPolicy, make_source_client
+
+PROGRESS_MIN_FILES = 5  # fewer files parse in well under a second
 
 
 @click.group()
 def papers() -> None:
-    """Manage papers."""
+    """Import, fetch, list and show papers."""
+
+
+@papers.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="auto",
+    show_default=True,
+    help="File format; auto tells it from the content.",
+)
+@click.option(
+    "--date",
+    "day",
+    metavar="YYYY-MM-DD",
+    help="Listing date (default: the files' own, else today UTC).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@pass_app
+def import_(app: App, files: Sequence[str], fmt: str, day: str | None, as_json: bool) -> None:
+    """Import paper files, then match them to topics.
+
+    Every file is read and checked first: one bad file stops the import with
+    nothing written. Importing the same listing again changes nothing.
+
+    \b
+    Examples:
+      newsletter papers import seeds/hf-daily-papers-page.txt --date 2026-11-27
+      newsletter papers import daily_papers.json arxiv.xml --json
+    """
+    listing_date = _parse_date(day)
+    records = _read_files(files, fmt, listing_date)
+    summary = _store(app, records, listing_date)
+    _report(summary, as_json)
+
+
+def _read_files(files: Sequence[str], fmt: str, listing_date: date | None) -> list[PaperRecord]:
+    records: list[PaperRecord] = []
+    if len(files) < PROGRESS_MIN_FILES:
+        for path in files:
+            records += read_paper_file(path, fmt=fmt, listing_date=listing_date)
+        return records
+    with click.progressbar(files, label="reading files", file=sys.stderr) as bar:
+        for path in bar:
+            records += read_paper_file(path, fmt=fmt, listing_date=listing_date)
+    return records
+
+
+@papers.command("fetch")
+@click.option("--source", type=click.Choice(["hf", "arxiv"]), default="hf", show_default=True)
+@click.option("--date", "day", metavar="YYYY-MM-DD", help="Listing date (default: today UTC).")
+@click.option(
+    "--category",
+    "categories",
+    multiple=True,
+    metavar="CAT",
+    help=f"arXiv category, repeatable (default: {' '.join(DEFAULT_CATEGORIES)}).",
+)
+@click.option("--url", "base_url", help="Base URL of the source (default: from settings).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@pass_app
+def fetch(
+    app: App,
+    source: str,
+    day: str | None,
+    categories: Sequence[str],
+    base_url: str | None,
+    as_json: bool,
+) -> None:
+    """Fetch a day's listing from Hugging Face or arXiv, store it and match it to topics.
+
+    A day without a listing (weekends, holidays) prints one line and exits 1.
+
+    \b
+    Examples:
+      newsletter papers fetch --source hf --date 2026-11-27
+      newsletter papers fetch --source arxiv --category cs.LG --category cs.CL
+    """
+    listing_date = _parse_date(day) or today_utc()
+    settings = app.settings
+    retry = RetryPolicy(
+        tries=int(_extra(app, "http_retries", 3)), backoff=float(_extra(app, "http_backoff", 1.0))
+    )
+    with make_source_client(settings, retry=retry) as client, _PageProgress() as progress:
+        if source == "hf":
+            records = fetch_hf(
+                listing_date, base_url=base_url or settings.hf_url, client=client, on_page=progress
+            )
+        else:
+            records = fetch_arxiv(
+                listing_date,
+                list(categories) or DEFAULT_CATEGORIES,
+                base_url=base_url or settings.arxiv_api_url,
+                client=client,
+                spacing=float(_extra(app, "arxiv_request_interval", REQUEST_SPACING)),
+                on_page=progress,
+            )
+    _report(_store(app, records, listing_date), as_json)
+
+
+def _extra(app: App, name: str, default: Any) -> Any:
+    """Read an optional setting that may live as a field or in the settings file's extras."""
+    return getattr(app.settings, name, app.settings.extra.get(name, default))
+
+
+class _PageProgress:
+    """A stderr progress bar for paged fetches, shown once the total is known."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+        self._done = 0
+
+    def __call__(self, done: int, total: int | None = None) -> None:
+        if self._bar is None and total and total > done:
+            self._bar = click.progressbar(length=total, label="fetching", file=sys.stderr)
+            self._bar.__enter__()
+        if self._bar is not None:
+            self._bar.update(done - self._done)
+        self._done = done
+
+    def __enter__(self) -> Callable[[int, int | None], None]:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+
+def _store(app: App, records: list[PaperRecord], listing_date: date | None) -> dict[str, Any]:
+    """Ingest the records and match them to topics in one transaction."""
+    with app.transaction() as session:
+        stats = ingest_records(records, session=session, listing_date=listing_date or today_utc())
+        matched = match_papers(
+            session=session, paper_ids=stats.paper_ids, threshold=app.settings.match_threshold
+        )
+    return {
+        "papers": stats.total,
+        "listing_dates": stats.listing_dates,
+        "new": stats.inserted,
+        "updated": stats.updated,
+        "unchanged": stats.unchanged,
+        "topic_matches": matched.matches,
+        "paper_ids": stats.paper_ids,
+    }
+
+
+def _report(summary: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        echo_json(summary)
+        return
+    dates = summary["listing_dates"]
+    when = ", ".join(d.isoformat() for d in dates)
+    if len(dates) > 3:
+        when = f"{len(dates)} dates ({dates[0].isoformat()} to {dates[-1].isoformat()})"
+    click.echo(
+        f"imported {summary['papers']} papers for {when}: {summary['new']} new, "
+        f"{summary['updated']} updated, {summary['unchanged']} unchanged; "
+        f"{summary['topic_matches']} topic matches"
+    )
+
+
+@papers.command("list")
+@click.option("--date", "day", metavar="YYYY-MM-DD", help="Listing date (default: the latest).")
+@click.option("--topic", "topic_slug", metavar="SLUG", help="Only papers matched to this topic.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many papers.")
+@click.option("--json", "as_json", is_flag=True, help="Print papers as JSON (importable again).")
+@pass_app
+def list_(
+    app: App, day: str | None, topic_slug: str | None, limit: int | None, as_json: bool
+) -> None:
+    """List the papers of a listing date, most upvoted first, with their topics.
+
+    \b
+    Examples:
+      newsletter papers list
+      newsletter papers list --date 2026-11-27 --topic llm-agents --limit 10
+      newsletter papers list --json > papers.json
+    """
+    with app.transaction() as session:
+        listing_date = _parse_date(day) or latest_listing_date(session=session)
+        found = []
+        if listing_date is not None:
+            found = list_papers(
+                session=session, listing_date=listing_date, topic_slug=topic_slug, limit=limit
+            )
+        rows = [paper_as_dict(p) for p in found]
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo(f"no papers for {listing_date}" if listing_date else "no papers yet")
+        return
+    click.echo(f"{len(rows)} papers listed on {listing_date}:")
+    for row in rows:
+        click.echo(_line(row))
+
+
+def _line(row: dict[str, Any]) -> str:
+    votes = "-" if row["upvotes"] is None else str(row["upvotes"])
+    ref = row["arxiv_id"] or f"#{row['id']}"
+    topics = ", ".join(f"{t['slug']} {t['score']:.2f}" for t in row["topics"])
+    return f"{votes:>4}  {ref:<12} {row['title']}" + (f"  [{topics}]" if topics else "")
+
+
+@papers.command("show")
+@click.argument("ref", metavar="ID_OR_ARXIV_ID")
+@click.option("--json", "as_json", is_flag=True, help="Print the paper as JSON.")
+@pass_app
+def show(app: App, ref: str, as_json: bool) -> None:
+    """Show one paper by database id or arXiv id, with its topic matches and evidence.
+
+    \b
+    Examples:
+      newsletter papers show 2606.13392
+      newsletter papers show 17 --json
+    """
+    with app.transaction() as session:
+        row = paper_as_dict(find_paper(ref, session=session))
+    if as_json:
+        echo_json(row)
+        return
+    click.echo(row["title"])
+    for label, key in (
+        ("arXiv", "arxiv_id"),
+        ("listed", "listing_date"),
+        ("upvotes", "upvotes"),
+        ("abstract page", "url_abs"),
+        ("pdf", "url_pdf"),
+        ("code", "url_code"),
+    ):
+        if row[key] is not None:
+            click.echo(f"  {label}: {row[key]}")
+    if row["authors"]:
+        click.echo(f"  authors: {', '.join(row['authors'])}")
+    for topic in row["topics"]:
+        click.echo(
+            f"  topic {topic['slug']} ({topic['score']:.2f}): {'; '.join(topic['evidence'])}"
+        )
+    click.echo("")
+    click.echo(textwrap.fill(row["abstract"], width=88))
 
 
 def register(group: click.Group) -> None:
