@@ -33,6 +33,7 @@ ENV_FIELDS = {
     "VAR_DIR": "var_dir",
     "TEMPLATES_DIR": "templates_dir",
     "LIST_ID": "list_id",
+    "EMPTY_POLICY": "empty_policy",
 }
 
 
@@ -61,6 +62,15 @@ class Settings:
     default_max_papers: int = 10
     default_hour: int = 8
     default_timezone: str = "UTC"
+    # Sending
+    empty_policy: str = "skip"  # or "note": a short "nothing today" email
+    max_attempts: int = 5
+    retry_base_seconds: float = 60.0
+    retry_max_seconds: float = 3600.0
+    retry_wait_seconds: float = 0.0  # how long one `send` run waits for retries not yet due
+    send_batch_size: int = 500
+    # `send` from a terminal asks for --yes above this many recipients.
+    confirm_above: int = 1000
     config_file: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
 

@@ -1,0 +1,138 @@
+"""Editions and planning them into one delivery row per confirmed subscriber."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import and_, case, exists, func, insert, literal, select
+from sqlalchemy.orm import Session
+
+from newsletter.errors import NotFound
+from newsletter.models import (
+    Delivery,
+    DeliveryStatus,
+    Edition,
+    EditionKind,
+    Paper,
+    PaperTopic,
+    Subscriber,
+    SubscriberStatus,
+    Subscription,
+    Suppression,
+    utcnow,
+)
+
+NO_MATCH_REASON = "no paper matched the subscriber's topics"
+EMPTY_POLICIES = ("skip", "note")
+
+
+@dataclass(frozen=True)
+class PlanStats:
+    edition_id: int
+    listing_date: date
+    planned: int  # rows added by this call
+    pending: int
+    skipped: int
+
+
+def latest_listing_date(*, session: Session) -> date | None:
+    """Return the newest listing date that has papers."""
+    return session.scalar(select(func.max(Paper.listing_date)))
+
+
+def resolve_listing_date(listing_date: date | None, *, session: Session) -> date:
+    """Return the given date, or the newest listing date; fail when there are no papers."""
+    if listing_date is not None:
+        return listing_date
+    latest = latest_listing_date(session=session)
+    if latest is None:
+        raise NotFound("no papers in the database: import or fetch a listing first")
+    return latest
+
+
+def get_or_create_edition(
+    listing_date: date, *, session: Session, kind: EditionKind = EditionKind.DAILY
+) -> Edition:
+    """Return the edition for a listing date, creating it when missing."""
+    edition = find_edition(listing_date, session=session, kind=kind)
+    if edition is None:
+        edition = Edition(kind=kind, listing_date=listing_date)
+        session.add(edition)
+        session.flush()
+    return edition
+
+
+def find_edition(
+    listing_date: date, *, session: Session, kind: EditionKind = EditionKind.DAILY
+) -> Edition | None:
+    """Return the edition for a listing date, or None."""
+    return session.scalar(
+        select(Edition).where(Edition.kind == kind, Edition.listing_date == listing_date)
+    )
+
+
+def _matched_topic_ids(listing_date: date):
+    """Topics with at least one matched paper on the listing date."""
+    return (
+        select(PaperTopic.topic_id)
+        .join(Paper, Paper.id == PaperTopic.paper_id)
+        .where(Paper.listing_date == listing_date)
+        .distinct()
+    )
+
+
+def plan_edition(
+    edition: Edition,
+    *,
+    session: Session,
+    empty_policy: str = "skip",
+    now: datetime | None = None,
+) -> PlanStats:
+    """Plan one delivery per confirmed, unsuppressed subscriber not yet planned, in one statement."""
+    if empty_policy not in EMPTY_POLICIES:
+        raise ValueError(f"empty_policy must be one of {EMPTY_POLICIES}")
+    now = now or utcnow()
+    has_match = exists().where(
+        Subscription.subscriber_id == Subscriber.id,
+        Subscription.topic_id.in_(_matched_topic_ids(edition.listing_date)),
+    )
+    skip = has_match if empty_policy == "skip" else literal(True)
+    source = select(
+        literal(edition.id),
+        Subscriber.id,
+        case((skip, DeliveryStatus.PENDING.value), else_=DeliveryStatus.SKIPPED.value),
+        literal(0),
+        case((skip, None), else_=NO_MATCH_REASON),
+        literal(now, type_=Delivery.created_at.type),
+    ).where(
+        Subscriber.status == SubscriberStatus.CONFIRMED,
+        ~exists().where(Suppression.email == Subscriber.email),
+        ~exists().where(
+            and_(Delivery.edition_id == edition.id, Delivery.subscriber_id == Subscriber.id)
+        ),
+    )
+    columns = ["edition_id", "subscriber_id", "status", "attempts", "skip_reason", "created_at"]
+    result = session.execute(insert(Delivery).from_select(columns, source))
+    edition.planned_at = now
+    counts = count_by_status(edition.id, session=session)
+    return PlanStats(
+        edition_id=edition.id,
+        listing_date=edition.listing_date,
+        planned=max(result.rowcount or 0, 0),
+        pending=counts[DeliveryStatus.PENDING],
+        skipped=counts[DeliveryStatus.SKIPPED],
+    )
+
+
+def count_by_status(edition_id: int, *, session: Session) -> dict[DeliveryStatus, int]:
+    """Count the edition's deliveries per status (every status present, zeros included)."""
+    rows = session.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.edition_id == edition_id)
+        .group_by(Delivery.status)
+    )
+    counts = dict.fromkeys(DeliveryStatus, 0)
+    for status, n in rows:
+        counts[DeliveryStatus(status)] = n
+    return counts

@@ -1,0 +1,63 @@
+"""Small builders for rows the tests need, written straight through the models."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy.orm import Session
+
+from newsletter.models import Paper, PaperTopic, Subscriber, SubscriberStatus, Subscription, Topic
+
+DAY = date(2026, 11, 27)
+
+
+def topic(session: Session, slug: str, keywords: list[str] | None = None) -> Topic:
+    row = Topic(slug=slug, name=slug.replace("-", " ").title(), keywords=keywords or [slug])
+    session.add(row)
+    session.flush()
+    return row
+
+
+def paper(
+    session: Session,
+    title: str,
+    *,
+    day: date = DAY,
+    topics: dict[Topic, float] | None = None,
+    upvotes: int | None = None,
+) -> Paper:
+    row = Paper(
+        title=title,
+        title_key=title.casefold(),
+        abstract=f"Abstract of {title}.",
+        authors=["Ada Lovelace", "Alan Turing"],
+        url_abs=f"https://arxiv.org/abs/{abs(hash(title)) % 10**4:04d}.00001",
+        listing_date=day,
+        upvotes=upvotes,
+        source="test",
+    )
+    session.add(row)
+    session.flush()
+    for t, score in (topics or {}).items():
+        session.add(PaperTopic(paper_id=row.id, topic_id=t.id, score=score, evidence=["test"]))
+    session.flush()
+    return row
+
+
+def subscriber(
+    session: Session,
+    email: str,
+    topics: list[Topic],
+    *,
+    status: SubscriberStatus = SubscriberStatus.CONFIRMED,
+    max_papers: int = 10,
+) -> Subscriber:
+    row = Subscriber(
+        email=email, name=email.split("@")[0].title(), status=status, max_papers=max_papers
+    )
+    session.add(row)
+    session.flush()
+    for t in topics:
+        session.add(Subscription(subscriber_id=row.id, topic_id=t.id))
+    session.flush()
+    return row
