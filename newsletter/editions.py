@@ -89,7 +89,7 @@ def plan_edition(
     empty_policy: str = "skip",
     now: datetime | None = None,
 ) -> PlanStats:
-    """Plan one delivery per confirmed, unsuppressed subscriber not yet planned, in one statement."""
+    """Plan one delivery per confirmed, unsuppressed, not yet planned subscriber, in one go."""
     if empty_policy not in EMPTY_POLICIES:
         raise ValueError(f"empty_policy must be one of {EMPTY_POLICIES}")
     now = now or utcnow()
