@@ -1,0 +1,372 @@
+"""A small, fast asyncio SMTP client: one connection, pipelined transactions (RFC 5321, 2920)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+CRLF = b"\r\n"
+TlsMode = Literal["none", "starttls", "ssl"]
+# Printable ASCII without space, "<" and ">": what may go between the angle brackets.
+_ASCII_ADDRESS = re.compile(r"[!-;=?-~]*")
+_FORBIDDEN_IN_ADDRESS = re.compile(r"[\s<>]")
+_NEWLINES = re.compile(rb"\r\n|\r|\n")
+# What reading a reply raises when the connection is gone or the server speaks nonsense.
+_BROKEN = (OSError, EOFError, TimeoutError, ValueError, asyncio.LimitOverrunError)
+# Waiting for QUIT's reply and the TLS close on shutdown must not hold up the caller for long.
+CLOSE_TIMEOUT = 2.0
+
+
+class SmtpError(Exception):
+    """Base of the client's failures; the message never contains credentials."""
+
+
+class ConnectionBroken(SmtpError):
+    """The connection dropped, timed out or spoke nonsense; it cannot be used again."""
+
+    def __init__(self, reason: str, *, before_reply: bool = False) -> None:
+        super().__init__(reason)
+        # True when it broke before the server answered anything in this transaction,
+        # so the message was certainly not accepted.
+        self.before_reply = before_reply
+
+
+class SetupError(SmtpError):
+    """A session could not be opened: connect, greeting, TLS or authentication failed."""
+
+    def __init__(self, reason: str, *, permanent: bool = False) -> None:
+        super().__init__(reason)
+        # Permanent failures (bad password, bad certificate) do not improve with retries.
+        self.permanent = permanent
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One SMTP reply: its code and its text lines."""
+
+    code: int
+    lines: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return f"{self.code} {' '.join(self.lines)}".rstrip()
+
+
+@dataclass(frozen=True)
+class SmtpOptions:
+    """Where and how to open SMTP sessions."""
+
+    host: str
+    port: int
+    tls: TlsMode = "none"
+    username: str = ""
+    password: str = field(default="", repr=False)
+    timeout: float = 30.0
+    helo: str = "localhost"
+    ssl_context: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
+
+
+def valid_address(address: str) -> bool:
+    """Tell whether an envelope address is safe to put between angle brackets."""
+    if _ASCII_ADDRESS.fullmatch(address):
+        return True
+    return (
+        not address.isascii()
+        and address.isprintable()
+        and _FORBIDDEN_IN_ADDRESS.search(address) is None
+    )
+
+
+def dot_stuff(data: bytes) -> bytes:
+    """Return the DATA payload: CRLF line endings, leading dots doubled, ending CRLF.CRLF."""
+    # Bare CR or LF could let a message smuggle its own end-of-data; normalise them first.
+    crlf = data.count(CRLF)
+    if data.count(b"\r") != crlf or data.count(b"\n") != crlf:
+        data = _NEWLINES.sub(CRLF, data)
+    data = data.replace(b"\r\n.", b"\r\n..")
+    if data[:1] == b".":
+        data = b"." + data
+    if data and not data.endswith(CRLF):
+        return data + b"\r\n.\r\n"
+    return data + b".\r\n"
+
+
+class SmtpConnection:
+    """One open SMTP session that delivers messages one at a time."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout: float
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self.timeout = timeout
+        self.extensions: dict[str, str] = {}
+        self.usable = True
+        self.last_used = time.monotonic()
+
+    @classmethod
+    async def open(cls, options: SmtpOptions) -> SmtpConnection:
+        """Connect, greet, start TLS and authenticate as the options say."""
+        context = _context(options) if options.tls != "none" else None
+        implicit = context if options.tls == "ssl" else None
+        try:
+            async with asyncio.timeout(options.timeout):
+                reader, writer = await asyncio.open_connection(
+                    options.host,
+                    options.port,
+                    ssl=implicit,
+                    server_hostname=options.host if implicit else None,
+                )
+        except ssl.SSLCertVerificationError as exc:
+            raise SetupError(
+                f"TLS certificate not trusted: {exc.verify_message}", permanent=True
+            ) from exc
+        except (OSError, TimeoutError) as exc:
+            raise SetupError(f"cannot connect: {_describe(exc)}") from exc
+        conn = cls(reader, writer, options.timeout)
+        try:
+            await conn._start_session(options, context)
+        except BaseException:
+            conn.abort()
+            raise
+        return conn
+
+    async def _start_session(self, options: SmtpOptions, context: ssl.SSLContext | None) -> None:
+        try:
+            banner = await self._timed_reply("greeting")
+            if banner.code != 220:
+                raise SetupError(f"server greeting: {banner}", permanent=banner.code >= 500)
+            await self._hello(options.helo)
+            if options.tls == "starttls":
+                await self._starttls(options, context)
+            if options.username:
+                await self._authenticate(options.username, options.password)
+        except ConnectionBroken as exc:
+            raise SetupError(str(exc)) from exc
+
+    async def _hello(self, helo: str) -> None:
+        reply = await self.command(b"EHLO " + helo.encode() + CRLF, "EHLO")
+        if reply.code == 250:
+            self.extensions = _parse_extensions(reply.lines[1:])
+            return
+        reply = await self.command(b"HELO " + helo.encode() + CRLF, "HELO")
+        if reply.code != 250:
+            raise SetupError(f"server refused HELO: {reply}", permanent=reply.code >= 500)
+        self.extensions = {}
+
+    async def _starttls(self, options: SmtpOptions, context: ssl.SSLContext | None) -> None:
+        if "STARTTLS" not in self.extensions:
+            raise SetupError("server does not offer STARTTLS", permanent=True)
+        reply = await self.command(b"STARTTLS\r\n", "STARTTLS")
+        if reply.code != 220:
+            raise SetupError(f"server refused STARTTLS: {reply}", permanent=reply.code >= 500)
+        assert context is not None
+        try:
+            await self._writer.start_tls(
+                context, server_hostname=options.host, ssl_handshake_timeout=options.timeout
+            )
+        except ssl.SSLCertVerificationError as exc:
+            raise SetupError(
+                f"TLS certificate not trusted: {exc.verify_message}", permanent=True
+            ) from exc
+        except (OSError, TimeoutError) as exc:
+            raise SetupError(f"TLS handshake failed: {_describe(exc)}") from exc
+        await self._hello(options.helo)
+
+    async def _authenticate(self, username: str, password: str) -> None:
+        mechanisms = self.extensions.get("AUTH", "").upper().split()
+        user, secret = username.encode(), password.encode()
+        if "PLAIN" in mechanisms:
+            token = _b64(b"\0" + user + b"\0" + secret)
+            reply = await self.command(b"AUTH PLAIN " + token + CRLF, "AUTH")
+        elif "LOGIN" in mechanisms:
+            reply = await self.command(b"AUTH LOGIN\r\n", "AUTH")
+            if reply.code == 334:
+                reply = await self.command(_b64(user) + CRLF, "AUTH")
+            if reply.code == 334:
+                reply = await self.command(_b64(secret) + CRLF, "AUTH")
+        else:
+            raise SetupError("server offers neither AUTH PLAIN nor AUTH LOGIN", permanent=True)
+        if reply.code != 235:
+            raise SetupError(f"authentication failed: {reply}", permanent=reply.code >= 500)
+
+    async def deliver(self, sender: str, recipient: str, data: bytes) -> Reply:
+        """Send one message; return the first refusing reply or the final one."""
+        mail, rcpt = _envelope_commands(sender, recipient, data, self.extensions)
+        if "PIPELINING" in self.extensions:
+            self._writer.write(mail + rcpt + b"DATA\r\n")
+            mail_reply, rcpt_reply, data_reply = await self._pipelined_replies()
+        else:
+            mail_reply = await self.command(mail, "MAIL FROM", first=True)
+            rcpt_reply = await self.command(rcpt, "RCPT TO") if mail_reply.code == 250 else None
+            data_reply = None
+            if rcpt_reply is not None and rcpt_reply.code in (250, 251):
+                data_reply = await self.command(b"DATA\r\n", "DATA")
+        refusal = _first_refusal(mail_reply, rcpt_reply)
+        if data_reply is not None and data_reply.code == 354:
+            if refusal is None:
+                self._writer.write(dot_stuff(data))
+                final = await self._timed_reply("end of data")
+                await self._after(final)
+                return final
+            # RFC 2920: a 354 after a refused envelope still needs the end of data.
+            self._writer.write(b".\r\n")
+            await self._timed_reply("end of data")
+        refusal = refusal or data_reply
+        assert refusal is not None
+        await self._after(refusal)
+        return refusal
+
+    async def _pipelined_replies(self) -> tuple[Reply, Reply, Reply]:
+        stage = "MAIL FROM"
+        try:
+            async with asyncio.timeout(self.timeout):
+                mail_reply = await self._read_reply()
+                stage = "RCPT TO"
+                rcpt_reply = await self._read_reply()
+                stage = "DATA"
+                data_reply = await self._read_reply()
+        except _BROKEN as exc:
+            self.abort()
+            raise _broken(exc, stage, self.timeout, before_reply=stage == "MAIL FROM") from exc
+        return mail_reply, rcpt_reply, data_reply
+
+    async def _after(self, reply: Reply) -> None:
+        """Keep the connection usable after a transaction, or mark it for closing."""
+        self.last_used = time.monotonic()
+        if reply.code < 300:
+            return
+        if reply.code == 421 or reply.code >= 600:
+            self.usable = False
+            return
+        try:
+            reset = await self.command(b"RSET\r\n", "RSET")
+        except ConnectionBroken:
+            return
+        self.usable = reset.code == 250
+
+    async def noop(self) -> bool:
+        """Check that an idle connection still answers."""
+        if self._reader.at_eof() or self._writer.is_closing():
+            return False
+        try:
+            reply = await self.command(b"NOOP\r\n", "NOOP")
+        except ConnectionBroken:
+            return False
+        self.last_used = time.monotonic()
+        return reply.code == 250
+
+    def is_open(self) -> bool:
+        """Tell whether the server has not closed the connection."""
+        return self.usable and not self._reader.at_eof() and not self._writer.is_closing()
+
+    async def command(self, line: bytes, stage: str, *, first: bool = False) -> Reply:
+        """Write one command line and read its reply within the timeout."""
+        self._writer.write(line)
+        return await self._timed_reply(stage, first=first)
+
+    async def _timed_reply(self, stage: str, *, first: bool = False) -> Reply:
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self._read_reply()
+        except _BROKEN as exc:
+            self.abort()
+            raise _broken(exc, stage, self.timeout, before_reply=first) from exc
+
+    async def _read_reply(self) -> Reply:
+        line = await self._reader.readuntil(b"\n")
+        if line[3:4] != b"-":
+            return Reply(_code(line), (line[4:].strip().decode("utf-8", "replace"),))
+        lines = []
+        while line[3:4] == b"-":
+            lines.append(line[4:].strip().decode("utf-8", "replace"))
+            line = await self._reader.readuntil(b"\n")
+        lines.append(line[4:].strip().decode("utf-8", "replace"))
+        return Reply(_code(line), tuple(lines))
+
+    async def quit(self) -> None:
+        """Say QUIT and close, without waiting long for a server that is gone."""
+        if not self.is_open():
+            self.abort()
+            return
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                self._writer.write(b"QUIT\r\n")
+                await self._read_reply()
+                self._writer.close()
+                await self._writer.wait_closed()
+        except _BROKEN:
+            pass
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop the connection at once."""
+        self.usable = False
+        self._writer.transport.abort()
+
+
+def _envelope_commands(
+    sender: str, recipient: str, data: bytes, extensions: dict[str, str]
+) -> tuple[bytes, bytes]:
+    params = b""
+    if "SIZE" in extensions:
+        params = b" SIZE=%d" % len(data)
+    if "8BITMIME" in extensions and not data.isascii():
+        params += b" BODY=8BITMIME"
+    if not (sender.isascii() and recipient.isascii()):
+        params += b" SMTPUTF8"
+    mail = b"MAIL FROM:<" + sender.encode() + b">" + params + CRLF
+    return mail, b"RCPT TO:<" + recipient.encode() + b">\r\n"
+
+
+def _first_refusal(mail: Reply, rcpt: Reply | None) -> Reply | None:
+    if mail.code != 250:
+        return mail
+    if rcpt is None or rcpt.code not in (250, 251):
+        return rcpt
+    return None
+
+
+def _parse_extensions(lines: tuple[str, ...]) -> dict[str, str]:
+    extensions = {}
+    for line in lines:
+        keyword, _, params = line.partition(" ")
+        extensions[keyword.upper()] = params
+    return extensions
+
+
+def _code(line: bytes) -> int:
+    code = line[:3]
+    if len(code) != 3 or not code.isdigit():
+        raise ValueError(f"not an SMTP reply: {line[:40]!r}")
+    return int(code)
+
+
+def _broken(exc: BaseException, stage: str, timeout: float, *, before_reply: bool) -> SmtpError:
+    if isinstance(exc, TimeoutError):
+        return ConnectionBroken(f"timeout after {timeout:g}s waiting for the reply to {stage}")
+    if isinstance(exc, (ValueError, asyncio.LimitOverrunError)):
+        return ConnectionBroken(f"bad reply to {stage}: {exc}")
+    reason = "connection closed" if isinstance(exc, EOFError) else _describe(exc)
+    return ConnectionBroken(f"{reason} before the reply to {stage}", before_reply=before_reply)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror[0].lower() + exc.strerror[1:]
+    return str(exc) or type(exc).__name__
+
+
+def _context(options: SmtpOptions) -> ssl.SSLContext:
+    return options.ssl_context or ssl.create_default_context()
+
+
+def _b64(raw: bytes) -> bytes:
+    return base64.b64encode(raw)
