@@ -70,12 +70,34 @@ class EditionInfo:
 
 
 @dataclass(frozen=True)
+class Filled:
+    """A body as its cached literals with the per-recipient values that go between them."""
+
+    literals: tuple[str, ...]
+    values: tuple[str, ...]
+
+    def join(self) -> str:
+        """Return the whole body."""
+        parts = [self.literals[0]]
+        for value, literal in zip(self.values, self.literals[1:], strict=True):
+            parts.append(value)
+            parts.append(literal)
+        return "".join(parts)
+
+
+@dataclass(frozen=True)
 class RenderedDigest:
-    """The three rendered parts of one recipient's email."""
+    """The three rendered parts of one recipient's email.
+
+    text_parts and html_parts, when present, let build_message reuse the encoding of the
+    shared literals; they always join to text and html.
+    """
 
     subject: str
     text: str
     html: str
+    text_parts: Filled | None = field(default=None, repr=False, compare=False)
+    html_parts: Filled | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -201,12 +223,8 @@ class _Split:
     literals: tuple[str, ...]
     slots: tuple[str, ...]
 
-    def fill(self, values: Mapping[str, str]) -> str:
-        parts = [self.literals[0]]
-        for slot, literal in zip(self.slots, self.literals[1:], strict=True):
-            parts.append(values[slot])
-            parts.append(literal)
-        return "".join(parts)
+    def fill(self, values: Mapping[str, str]) -> Filled:
+        return Filled(self.literals, tuple(values[slot] for slot in self.slots))
 
 
 @dataclass(frozen=True)
@@ -266,7 +284,8 @@ class DigestRenderer:
         text_values = self._recipient_values(recipient)
         html_values = {slot: str(escape(value)) for slot, value in text_values.items()}
         text = body.text.fill(text_values)
-        return RenderedDigest(body.subject, text, body.html.fill(html_values))
+        html = body.html.fill(html_values)
+        return RenderedDigest(body.subject, text.join(), html.join(), text, html)
 
     def _body(self, name: str, edition: EditionInfo, papers: tuple[DigestPaper, ...]) -> _Body:
         key = (name, edition, tuple((p.paper_id, p.topics) for p in papers))
