@@ -1,0 +1,202 @@
+"""Evaluate the topic matcher on the labelled real papers against plain substring matching.
+
+Run: `.venv/bin/python benchmarks/matching.py [--threshold 1.0] [--errors] [--speed]`.
+Prints Markdown tables of micro precision, recall and F1 on the dev part, the held-out part
+and all papers, then one line per topic. Needs no database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from newsletter.matching import PaperText, TopicMatcher  # noqa: E402
+from newsletter.topics import TopicSpec, parse_topics_toml  # noqa: E402
+
+LABELLED = REPO / "tests" / "labelled"
+HELD_OUT_SHARE = 40  # percent of papers, chosen by a hash of the paper key
+
+Pair = tuple[str, str]  # (paper key, topic slug)
+
+
+@dataclass(frozen=True)
+class Labelled:
+    key: str
+    paper: PaperText
+    topics: frozenset[str]
+
+    @property
+    def held_out(self) -> bool:
+        digest = hashlib.sha1(self.key.encode()).hexdigest()
+        return int(digest, 16) % 100 < HELD_OUT_SHARE
+
+
+@dataclass(frozen=True)
+class Scores:
+    tp: int
+    fp: int
+    fn: int
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 1.0
+
+    @property
+    def recall(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 1.0
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+
+def load_topics(path: Path = LABELLED / "topics.toml") -> list[TopicSpec]:
+    """Read the labelled topics with the same parser as `topics import`."""
+    return parse_topics_toml(path.read_text(encoding="utf-8"), str(path))
+
+
+def load_labelled(directory: Path = LABELLED) -> list[Labelled]:
+    """Read papers.json and labels.json into labelled papers."""
+    papers = json.loads((directory / "papers.json").read_text(encoding="utf-8"))
+    labels = json.loads((directory / "labels.json").read_text(encoding="utf-8"))
+    return [
+        Labelled(
+            key=p["key"],
+            paper=PaperText(p["title"], p["abstract"], p["keywords"], p["categories"]),
+            topics=frozenset(labels[p["key"]]),
+        )
+        for p in papers
+    ]
+
+
+Predictor = Callable[[list[TopicSpec], list[Labelled]], set[Pair]]
+
+
+def matcher_predictions(
+    topics: list[TopicSpec], papers: list[Labelled], threshold: float = 1.0
+) -> set[Pair]:
+    """Return the (paper, topic) pairs our matcher accepts."""
+    compiled = [
+        TopicMatcher.compile(t.slug, t.keywords, t.description, t.categories, name=t.name)
+        for t in topics
+    ]
+    return {
+        (lp.key, m.slug) for lp in papers for m in compiled if m.score(lp.paper)[0] >= threshold
+    }
+
+
+def substring_predictions(topics: list[TopicSpec], papers: list[Labelled]) -> set[Pair]:
+    """Return the pairs where any keyword occurs in the title or abstract (case-insensitive)."""
+    out = set()
+    for lp in papers:
+        text = (lp.paper.title + " " + lp.paper.abstract).lower()
+        for t in topics:
+            if any(k.lower() in text for k in t.keywords):
+                out.add((lp.key, t.slug))
+    return out
+
+
+def gold(papers: Iterable[Labelled]) -> set[Pair]:
+    return {(lp.key, slug) for lp in papers for slug in lp.topics}
+
+
+def score(predicted: set[Pair], papers: list[Labelled], slug: str | None = None) -> Scores:
+    """Micro-averaged counts over the papers (and one topic when slug is given)."""
+    keys = {lp.key for lp in papers}
+    pred = {p for p in predicted if p[0] in keys and (slug is None or p[1] == slug)}
+    want = {p for p in gold(papers) if slug is None or p[1] == slug}
+    return Scores(tp=len(pred & want), fp=len(pred - want), fn=len(want - pred))
+
+
+def _row(name: str, s: Scores) -> str:
+    return (
+        f"| {name} | {s.precision:.3f} | {s.recall:.3f} | {s.f1:.3f} | {s.tp} | {s.fp} | {s.fn} |"
+    )
+
+
+HEADER = "| {} | precision | recall | F1 | TP | FP | FN |\n|---|---|---|---|---|---|---|"
+
+
+def report(threshold: float = 1.0, errors: bool = False) -> str:
+    """Build the Markdown report."""
+    topics, papers = load_topics(), load_labelled()
+    parts = {
+        "dev": [p for p in papers if not p.held_out],
+        "held-out": [p for p in papers if p.held_out],
+        "all": papers,
+    }
+    ours = matcher_predictions(topics, papers, threshold)
+    base = substring_predictions(topics, papers)
+    lines = [
+        f"Labelled papers: {len(papers)} ({len(parts['held-out'])} held out), "
+        f"{len(topics)} topics, threshold {threshold}",
+        "",
+        HEADER.format("set / matcher"),
+    ]
+    for part, subset in parts.items():
+        lines.append(_row(f"{part} / matcher", score(ours, subset)))
+        lines.append(_row(f"{part} / substring", score(base, subset)))
+    lines += ["", HEADER.format("topic (all papers) / matcher")]
+    for t in topics:
+        lines.append(_row(t.slug, score(ours, papers, t.slug)))
+    if errors:
+        lines += ["", *_errors(ours, papers, topics)]
+    return "\n".join(lines)
+
+
+def _errors(predicted: set[Pair], papers: list[Labelled], topics: list[TopicSpec]) -> list[str]:
+    by_slug = {
+        t.slug: TopicMatcher.compile(t.slug, t.keywords, t.description, t.categories, name=t.name)
+        for t in topics
+    }
+    want = gold(papers)
+    index = {lp.key: lp for lp in papers}
+    out = []
+    for kind, pairs in (("FP", predicted - want), ("FN", want - predicted)):
+        for key, slug in sorted(pairs):
+            lp = index[key]
+            s, ev = by_slug[slug].score(lp.paper)
+            part = "held-out" if lp.held_out else "dev"
+            out.append(f"{kind} {part} {slug} {key} {s:.2f} {lp.paper.title[:70]!r} {ev}")
+    return out
+
+
+def speed(papers: int = 10_000, topics: int = 50) -> str:
+    """Time scoring papers x topics with synthetic copies of the labelled data."""
+    specs, labelled = load_topics(), load_labelled()
+    compiled = [
+        TopicMatcher.compile(f"{t.slug}-{i}", t.keywords, t.description, t.categories, name=t.name)
+        for i in range(topics // len(specs) + 1)
+        for t in specs
+    ][:topics]
+    corpus = [labelled[i % len(labelled)].paper for i in range(papers)]
+    start = time.perf_counter()
+    hits = sum(1 for p in corpus for m in compiled if m.score(p)[0] >= 1.0)
+    elapsed = time.perf_counter() - start
+    return f"{papers} papers x {topics} topics: {elapsed:.1f}s ({hits} matches)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threshold", type=float, default=1.0)
+    parser.add_argument("--errors", action="store_true", help="list false positives/negatives")
+    parser.add_argument("--speed", action="store_true", help="also time 10,000 x 50 pairs")
+    args = parser.parse_args(argv)
+    print(report(args.threshold, args.errors))
+    if args.speed:
+        print("\n" + speed())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
