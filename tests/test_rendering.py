@@ -1,0 +1,293 @@
+"""Digest rendering: templates, escaping, placeholders, the inlining cache, operator overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from newsletter import tokens
+from newsletter.config import Settings
+from newsletter.rendering import (
+    DigestPaper,
+    DigestRenderer,
+    EditionInfo,
+    Recipient,
+    authors_short,
+    make_jinja_env,
+    make_renderer,
+    safe_url,
+    shipped_templates_dir,
+    trim_abstract,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+EDITION = EditionInfo(date(2025, 11, 27))
+ANN = Recipient(1, "ann@example.org", "Ann", ("Alignment", "LLMs", "Robotics"))
+
+
+def sample_papers(topics: tuple[str, ...] = ("Alignment", "LLMs")) -> list[DigestPaper]:
+    """Return the papers of the Hugging Face fixture as a subscriber would see them."""
+    data = json.loads((FIXTURES / "hf_daily_papers_3.json").read_text(encoding="utf-8"))
+    papers = []
+    for number, item in enumerate(data, start=1):
+        paper = item["paper"]
+        papers.append(
+            DigestPaper(
+                paper_id=number,
+                title=paper["title"],
+                authors=tuple(author["name"] for author in paper["authors"]),
+                abstract=paper["summary"],
+                url_abs=f"https://arxiv.org/abs/{paper['id']}",
+                url_pdf=f"https://arxiv.org/pdf/{paper['id']}",
+                url_code=paper.get("githubRepo"),
+                upvotes=paper.get("upvotes"),
+                topics=topics,
+            )
+        )
+    return papers
+
+
+def hostile_paper() -> DigestPaper:
+    return DigestPaper(
+        paper_id=666,
+        title='<script>alert("t")</script> Attention & <b>Friends</b>',
+        authors=("<img src=x onerror=alert(1)>", "Bob"),
+        abstract="We show </td></table><a href='javascript:alert(2)'>click</a> works.",
+        url_abs="javascript:alert(3)",
+        url_pdf="data:text/html;base64,PHNjcmlwdD4=",
+        url_code="https://github.com/example/safe?x=1&y=2",
+        upvotes=7,
+        topics=("<i>RL</i>",),
+    )
+
+
+def test_digest_has_papers_links_and_footer(settings: Settings) -> None:
+    papers = sample_papers()
+    digest = make_renderer(settings).render(EDITION, papers, ANN)
+    assert digest.subject.startswith("Your daily papers — Nov 27: Constitutional Midtraining")
+    assert digest.subject.endswith("(+2 more)")
+    # Compare with whitespace collapsed: the text part wraps long lines.
+    for part in (" ".join(digest.html.split()), " ".join(digest.text.split())):
+        for paper in papers:
+            assert paper.title in part
+        assert "▲ 3" in part
+        assert "Desiree Cho, Cameron Tice, Bernie Hogan et al." in part
+        assert "You receive this because you follow: Alignment, LLMs, Robotics" in part
+        assert tokens.unsubscribe_url(settings, 1) in part
+        assert tokens.manage_url(settings, 1) in part
+        assert "https://news.example.test/archive/2025-11-27" in part
+        assert "1 Test Street, Testville" in part
+        assert "Hi Ann," in part
+    assert f'href="{papers[0].url_abs}"' in digest.html
+    assert 'href="https://github.com/desBugger/constitutional-mt"' in digest.html
+    assert digest.html.count(">Code</a>") == 2  # the third paper has no code
+    assert 'class="tag"' in digest.html and ">Alignment</span>" in digest.html
+    unsubscribe = re.escape(tokens.unsubscribe_url(settings, 1))
+    assert re.search(f'<a href="{unsubscribe}"[^>]*>Unsubscribe</a>', digest.html)
+
+
+def test_html_is_email_safe(settings: Settings) -> None:
+    html = make_renderer(settings).render(EDITION, sample_papers(), ANN).html
+    assert 'role="presentation"' in html
+    assert "<script" not in html.lower()
+    assert "<link" not in html.lower() and "<img" not in html.lower()
+    # premailer moved the rules inline and kept only the media queries in <style>.
+    assert 'class="title" style=' in html
+    assert "font-size:19px" in html
+    assert "@media only screen and (max-width: 620px)" in html
+    style_block = html.split("<style>", 1)[1].split("</style>", 1)[0]
+    assert style_block.lstrip().startswith("@media")
+    assert "!important" in style_block
+    assert 'class="preheader" style="display:none' in html
+
+
+def test_paper_content_is_escaped_and_unsafe_urls_dropped(settings: Settings) -> None:
+    digest = make_renderer(settings).render(EDITION, [hostile_paper()], ANN)
+    html = digest.html
+    assert "<script" not in html
+    assert '&lt;script&gt;alert("t")&lt;/script&gt; Attention &amp; &lt;b&gt;Friends' in html
+    assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "&lt;/td&gt;&lt;/table&gt;&lt;a href=" in html
+    assert "&lt;i&gt;RL&lt;/i&gt;" in html
+    for part in (html, digest.text):
+        assert "javascript:alert(3)" not in part
+        assert "data:text/html" not in part
+    assert 'href="https://github.com/example/safe?x=1&amp;y=2"' in html
+    assert ">Abstract</a>" not in html and ">PDF</a>" not in html
+    # The unlinked title is still shown.
+    assert "Attention &amp; &lt;b&gt;Friends&lt;/b&gt;</td>" in html
+    # Plain text is not HTML: it shows the characters as they are.
+    assert '<script>alert("t")</script> Attention & <b>Friends</b>' in digest.text
+
+
+def test_recipient_values_are_substituted_and_escaped(settings: Settings) -> None:
+    renderer = make_renderer(settings)
+    bob = Recipient(2, "bob+x@example.org", "<b>Ann & Bob</b>", ("Q&A <tag>",))
+    digest = renderer.render(EDITION, sample_papers(), bob)
+    assert "Hi &lt;b&gt;Ann &amp; Bob&lt;/b&gt;," in digest.html
+    assert "<b>Ann" not in digest.html
+    assert "follow: Q&amp;A &lt;tag&gt;." in digest.html
+    assert "Hi <b>Ann & Bob</b>," in digest.text
+    assert "follow: Q&A <tag>." in digest.text
+    assert "bob+x@example.org" in digest.html
+    for part in (digest.html, digest.text, digest.subject):
+        assert renderer._split_re.search(part) is None
+        assert "dpn" not in part
+
+
+def test_recipient_values_lose_line_breaks(settings: Settings) -> None:
+    eve = Recipient(3, "eve@example.org", "Eve\r\nBcc: all@example.org", ("A\nB",))
+    digest = make_renderer(settings).render(EDITION, sample_papers(), eve)
+    assert "Hi Eve Bcc: all@example.org," in digest.text
+    assert "follow: A B." in digest.text
+
+
+def test_recipient_without_name_is_greeted(settings: Settings) -> None:
+    anon = Recipient(4, "anon@example.org", "", ())
+    digest = make_renderer(settings).render(EDITION, sample_papers(), anon)
+    assert "Hello, here are 3 new papers" in digest.text
+    assert "follow: no topics yet." in digest.text
+
+
+def test_css_is_inlined_once_per_distinct_body(settings: Settings) -> None:
+    renderer = make_renderer(settings)
+    papers = sample_papers()
+    recipients = [Recipient(i, f"r{i}@example.org", f"Reader {i}", ("LLMs",)) for i in range(25)]
+    digests = [renderer.render(EDITION, papers, r) for r in recipients]
+    assert renderer.stats.inlines == 1
+    assert renderer.stats.hits == 24
+    assert len({d.html for d in digests}) == 25  # each has its own name and links
+    assert tokens.unsubscribe_url(settings, 24) in digests[24].html
+    renderer.render(EDITION, papers[:2], ANN)
+    renderer.render(EDITION, sample_papers(topics=("LLMs",)), ANN)
+    renderer.render(EditionInfo(date(2025, 11, 28)), papers, ANN)
+    assert renderer.stats.inlines == 4
+    renderer.render(EDITION, papers[:2], recipients[3])
+    assert renderer.stats.inlines == 4
+
+
+def test_body_cache_is_bounded(settings: Settings) -> None:
+    renderer = make_renderer(settings)
+    renderer.cache_size = 2
+    papers = sample_papers()
+    for count in (1, 2, 3):
+        renderer.render(EDITION, papers[:count], ANN)
+    renderer.render(EDITION, papers[:3], ANN)  # still cached
+    assert renderer.stats.inlines == 3
+    renderer.render(EDITION, papers[:1], ANN)  # evicted as the least recently used
+    assert renderer.stats.inlines == 4
+    assert len(renderer._cache) == 2
+
+
+def test_placeholders_survive_inlining_inside_attributes(settings: Settings) -> None:
+    calls: list[str] = []
+
+    def spy(html: str) -> str:
+        calls.append(html)
+        from newsletter.rendering import inline_css
+
+        return inline_css(html)
+
+    base = make_renderer(settings)
+    renderer = DigestRenderer(settings, base.html_env, base.text_env, inline=spy)
+    digest = renderer.render(EDITION, sample_papers(), ANN)
+    assert len(calls) == 1
+    assert renderer._placeholders.unsubscribe_url in calls[0]
+    assert f'href="{tokens.manage_url(settings, 1)}"' in digest.html
+
+
+def test_subject_is_one_trimmed_line(settings: Settings) -> None:
+    long_title = "Breaking\r\nBcc: everyone@example.org " + "very long words " * 20
+    paper = dataclasses.replace(sample_papers()[0], title=long_title)
+    subject = make_renderer(settings).render(EDITION, [paper], ANN).subject
+    assert "\r" not in subject and "\n" not in subject
+    assert subject.startswith("Your daily papers — Nov 27: Breaking Bcc: everyone@example.org very")
+    assert len(subject) <= 100
+    assert subject.endswith("…")
+
+
+def test_empty_note(settings: Settings) -> None:
+    renderer = make_renderer(settings)
+    note = renderer.render_empty(EDITION, ANN)
+    assert note.subject == "Your daily papers — Nov 27: nothing new on your topics"
+    assert "No new papers matched your topics" in note.text
+    assert "No new papers matched your topics (Alignment, LLMs, Robotics)" in note.html
+    assert tokens.unsubscribe_url(settings, 1) in note.html
+    with pytest.raises(ValueError, match="render_empty"):
+        renderer.render(EDITION, [], ANN)
+
+
+def test_operator_templates_win(settings: Settings, tmp_path: Path) -> None:
+    custom = tmp_path / "custom" / "email"
+    custom.mkdir(parents=True)
+    (custom / "digest.subject.txt").write_text(
+        "Lab digest: {{ papers|length }} papers\n", encoding="utf-8"
+    )
+    (custom / "digest.txt").write_text(
+        "{{ recipient.greeting }} {{ papers[0].title }}\n{{ recipient.unsubscribe_url }}\n",
+        encoding="utf-8",
+    )
+    overridden = dataclasses.replace(settings, templates_dir=str(tmp_path / "custom"))
+    digest = make_renderer(overridden).render(EDITION, sample_papers(), ANN)
+    assert digest.subject == "Lab digest: 3 papers"
+    assert digest.text == (
+        "Hi Ann, Constitutional Midtraining: Content Presence Drives Alignment Gains\n"
+        f"{tokens.unsubscribe_url(settings, 1)}\n"
+    )
+    assert "Thursday, 27 November 2025" in digest.html  # the shipped HTML still serves
+
+
+def test_environments(settings: Settings) -> None:
+    assert (shipped_templates_dir() / "email" / "digest.html").is_file()
+    html_env = make_jinja_env(settings, "html")
+    text_env = make_jinja_env(settings, "text")
+    assert html_env.from_string("{{ v }}").render(v="<b>") == "&lt;b&gt;"
+    assert text_env.from_string("{{ v }}").render(v="<b>") == "<b>"
+    with pytest.raises(Exception, match="undefined"):
+        text_env.from_string("{{ missing }}").render()
+    with pytest.raises(ValueError):
+        make_jinja_env(settings, "pdf")  # type: ignore[arg-type]
+
+
+def test_authors_short() -> None:
+    assert authors_short(("A", "B")) == "A, B"
+    assert authors_short(("A", "B", "C", "D")) == "A, B, C, D"
+    assert authors_short(("A", "B", "C", "D", "E")) == "A, B, C et al."
+    assert authors_short(("A\n", " ", "B")) == "A, B"
+
+
+def test_trim_abstract() -> None:
+    short = "A short abstract."
+    assert trim_abstract(short) == short
+    text = "word " * 100
+    trimmed = trim_abstract(text)
+    assert trimmed.endswith("word…")
+    assert len(trimmed) <= 351
+    assert len(trimmed) > 300
+    assert trim_abstract("x" * 400).endswith("x…")
+    assert trim_abstract("Line one.\n\nLine two.") == "Line one. Line two."
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://arxiv.org/abs/1", "https://arxiv.org/abs/1"),
+        ("HTTP://example.org/x", "HTTP://example.org/x"),
+        ("javascript:alert(1)", None),
+        ("JavaScript:alert(1)", None),
+        ("data:text/html,hi", None),
+        ("//evil.example/x", None),
+        ("https://", None),
+        ("https://exa mple.org", None),
+        ("https://example.org/\r\nx", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_safe_url(url: str | None, expected: str | None) -> None:
+    assert safe_url(url) == expected
