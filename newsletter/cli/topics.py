@@ -2,12 +2,153 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import click
+from sqlalchemy import select
+
+from newsletter.app import App
+from newsletter.cli.common import echo_json, parse_date, pass_app
+from newsletter.matching import match_papers
+from newsletter.models import Paper
+from newsletter.topics import (
+    add_topic,
+    count_subscribers,
+    import_topics,
+    list_topics,
+    remove_topic,
+)
 
 
 @click.group()
 def topics() -> None:
-    """Manage topics."""
+    """Manage topics: the subjects subscribers choose and papers are matched to."""
+
+
+@topics.command("add")
+@click.argument("slug")
+@click.option("--name", required=True, help="Display name, e.g. 'Large language models'.")
+@click.option("--description", default="", help="One line; its words are weak evidence.")
+@click.option("--keywords", default="", help='Comma-separated: "LLM, large language model".')
+@click.option("--categories", default="", help="Comma-separated arXiv categories: cs.CL,cs.LG.")
+@pass_app
+def add_command(
+    app: App, slug: str, name: str, description: str, keywords: str, categories: str
+) -> None:
+    """Add a topic and match it against the papers already stored.
+
+    \b
+    Example:
+      newsletter topics add llm --name "Large language models" \\
+        --keywords "LLM, large language model, instruction tuning" --categories cs.CL
+    """
+    with app.transaction() as session:
+        topic = add_topic(
+            session=session,
+            slug=slug,
+            name=name,
+            description=description,
+            keywords=keywords,
+            categories=categories,
+            threshold=app.settings.match_threshold,
+        )
+        matched = len(topic.papers)
+    click.echo(f"added topic {slug}: {matched} papers match")
+
+
+@topics.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@pass_app
+def import_command(app: App, file: str) -> None:
+    """Create or update topics from a TOML file (by slug), then match the changed ones.
+
+    \b
+    The file holds one [[topic]] table per topic:
+      [[topic]]
+      slug = "llm"
+      name = "Large language models"
+      description = "Training, prompting and evaluating LLMs."
+      keywords = ["LLM", "large language model"]
+      categories = ["cs.CL"]
+    \b
+    Example:
+      newsletter topics import seeds/topics.toml
+    """
+    with app.transaction() as session:
+        stats = import_topics(file, session=session, threshold=app.settings.match_threshold)
+    click.echo(
+        f"{stats.created} created, {stats.updated} updated, {stats.unchanged} unchanged; "
+        f"{stats.matches} paper matches"
+    )
+
+
+@topics.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def list_command(app: App, as_json: bool) -> None:
+    """List topics with their subscriber and matched-paper counts.
+
+    \b
+    Example:
+      newsletter topics list --json
+    """
+    with app.transaction() as session:
+        infos = list_topics(session=session)
+    if as_json:
+        echo_json([dataclasses.asdict(i) for i in infos])
+        return
+    if not infos:
+        click.echo("no topics yet: add one with `newsletter topics add` or `topics import`")
+        return
+    width = max(len(i.slug) for i in infos)
+    for i in infos:
+        click.echo(
+            f"{i.slug:<{width}}  {i.subscribers:>4} subscribers  {i.papers:>5} papers  {i.name}"
+        )
+
+
+@topics.command("remove")
+@click.argument("slug")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_app
+def remove_command(app: App, slug: str, yes: bool) -> None:
+    """Remove a topic, its paper matches and its subscriptions.
+
+    \b
+    Example:
+      newsletter topics remove old-topic --yes
+    """
+    with app.transaction() as session:
+        subscribers = count_subscribers(slug, session=session)
+    if not yes:
+        lose = f" {subscribers} subscribers will lose it." if subscribers else ""
+        click.confirm(f"Remove topic {slug}?{lose}", abort=True, err=True)
+    with app.transaction() as session:
+        subscribers = remove_topic(slug, session=session)
+    click.echo(f"removed topic {slug}; {subscribers} subscribers lost it")
+
+
+@topics.command("match")
+@click.option("--date", "day", help="Only papers listed on this day (YYYY-MM-DD).")
+@pass_app
+def match_command(app: App, day: str | None) -> None:
+    """Re-run matching for all papers, or for the papers of one listing date.
+
+    \b
+    Examples:
+      newsletter topics match
+      newsletter topics match --date 2026-11-27
+    """
+    listing = parse_date(day)
+    with app.transaction() as session:
+        ids = None
+        if listing is not None:
+            ids = list(session.scalars(select(Paper.id).where(Paper.listing_date == listing)))
+        stats = match_papers(session=session, paper_ids=ids, threshold=app.settings.match_threshold)
+    click.echo(
+        f"matched {stats.papers} papers against {stats.topics} topics: "
+        f"{stats.matches} matches (replacing {stats.removed})"
+    )
 
 
 def register(group: click.Group) -> None:
