@@ -10,7 +10,7 @@ from datetime import date
 
 import pytest
 
-from newsletter.errors import NoListing, SourceError
+from newsletter.errors import InputError, NoListing, SourceError
 from newsletter.sources.arxiv import arxiv_query, fetch_arxiv
 from newsletter.sources.hf import fetch_hf
 from newsletter.sources.http import RetryPolicy, SourceClient, make_http_client
@@ -189,3 +189,9 @@ def test_arxiv_query_shape():
     assert arxiv_query(date(2026, 1, 2), ["cs.AI"]) == (
         "(cat:cs.AI) AND submittedDate:[202601020000 TO 202601022359]"
     )
+
+
+@pytest.mark.parametrize("bad", ["cs.LG) OR (all:x", "", "cs LG"])
+def test_arxiv_query_refuses_what_is_not_a_category(bad):
+    with pytest.raises(InputError, match="not an arXiv category"):
+        arxiv_query(date(2026, 1, 2), ["cs.LG", bad])

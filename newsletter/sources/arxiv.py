@@ -36,6 +36,7 @@ SKIPPED_ANNOUNCEMENTS = frozenset({"replace", "replace-cross"})
 _ANNOUNCE = re.compile(r"Announce Type:\s*([\w-]+)", re.IGNORECASE)
 _ABSTRACT = re.compile(r"\bAbstract:\s*", re.IGNORECASE)
 _AUTHOR_SPLIT = re.compile(r",\s*|\s+and\s+")
+_CATEGORY = re.compile(r"[a-z][a-z-]*(\.[A-Za-z][A-Za-z-]*)?")  # cs.LG, math.CO, hep-th
 
 
 def parse_arxiv_atom(
@@ -175,6 +176,9 @@ def arxiv_query(day: date, categories: Sequence[str]) -> str:
     """Build the search_query for papers in the categories submitted on the day."""
     if not categories:
         raise InputError("give at least one arXiv category, e.g. cs.LG")
+    for category in categories:
+        if not _CATEGORY.fullmatch(category):
+            raise InputError(f"not an arXiv category: {category!r} (expected e.g. cs.LG)")
     cats = " OR ".join(f"cat:{c}" for c in categories)
     stamp = day.strftime("%Y%m%d")
     return f"({cats}) AND submittedDate:[{stamp}0000 TO {stamp}2359]"
