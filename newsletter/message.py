@@ -90,7 +90,7 @@ def build_message(
         ONE_CLICK,
     ]
     boundary = b"=_dpn_" + secrets.token_hex(12).encode("ascii")
-    header_lines.append(b'Content-Type: multipart/alternative; boundary="' + boundary + b'"')
+    header_lines.append(b'Content-Type: multipart/alternative;\r\n boundary="' + boundary + b'"')
     message = b"".join(
         (
             CRLF.join(header_lines),
