@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import re
 import ssl
 import time
@@ -18,6 +19,8 @@ _FORBIDDEN_IN_ADDRESS = re.compile(r"[\s<>]")
 _NEWLINES = re.compile(rb"\r\n|\r|\n")
 # What reading a reply raises when the connection is gone or the server speaks nonsense.
 _BROKEN = (OSError, EOFError, TimeoutError, ValueError, asyncio.LimitOverrunError)
+# A reply line longer than this is not SMTP (RFC 5321 allows 512 octets).
+MAX_REPLY_LINE = 65536
 # Waiting for QUIT's reply and the TLS close on shutdown must not hold up the caller for long.
 CLOSE_TIMEOUT = 2.0
 
@@ -83,9 +86,9 @@ def valid_address(address: str) -> bool:
 
 def dot_stuff(data: bytes) -> bytes:
     """Return the DATA payload: CRLF line endings, leading dots doubled, ending CRLF.CRLF."""
-    # Bare CR or LF could let a message smuggle its own end-of-data; normalise them first.
+    # A bare CR or LF could let a message smuggle its own end-of-data: normalise them.
     crlf = data.count(CRLF)
-    if data.count(b"\r") != crlf or data.count(b"\n") != crlf:
+    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
         data = _NEWLINES.sub(CRLF, data)
     data = data.replace(b"\r\n.", b"\r\n..")
     if data[:1] == b".":
@@ -95,27 +98,112 @@ def dot_stuff(data: bytes) -> bytes:
     return data + b".\r\n"
 
 
+class _ReplyReader(asyncio.Protocol):
+    """Collect the server's replies as they arrive and wake whoever waits for them."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.replies: collections.deque[Reply] = collections.deque()
+        self.lost: BaseException | None = None
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiter: asyncio.Future[None] | None = None
+        self._wanted = 0
+        self._tail = b""
+        self._continued: list[str] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self._tail:
+            data = self._tail + data
+        lines = data.split(b"\n")
+        self._tail = lines.pop()
+        if len(self._tail) > MAX_REPLY_LINE:
+            self._fail(ValueError("reply line too long"))
+            return
+        for line in lines:
+            self._line(line)
+        if self._waiter is not None and len(self.replies) >= self._wanted:
+            if not self._waiter.done():
+                self._waiter.set_result(None)
+            self._waiter = None
+
+    def _line(self, line: bytes) -> None:
+        text = line[4:].strip().decode("utf-8", "replace")
+        if line[3:4] == b"-":
+            self._continued.append(text)
+            return
+        code = line[:3]
+        if len(code) != 3 or not code.isdigit():
+            self._fail(ValueError(f"not an SMTP reply: {line[:40]!r}"))
+            return
+        if self._continued:
+            self._continued.append(text)
+            self.replies.append(Reply(int(code), tuple(self._continued)))
+            self._continued = []
+        else:
+            self.replies.append(Reply(int(code), (text,)))
+
+    def eof_received(self) -> bool:
+        self._fail(EOFError())
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(exc or EOFError())
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.lost is None:
+            self.lost = exc
+        if self.transport is not None and isinstance(exc, ValueError):
+            self.transport.abort()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(self.lost)
+        self._waiter = None
+
+    def wait_for(self, count: int) -> asyncio.Future[None]:
+        """Return a future done when `count` replies have arrived."""
+        waiter = asyncio.get_running_loop().create_future()
+        if len(self.replies) >= count:
+            waiter.set_result(None)
+        elif self.lost is not None:
+            waiter.set_exception(self.lost)
+        else:
+            self._waiter, self._wanted = waiter, count
+        return waiter
+
+
 class SmtpConnection:
     """One open SMTP session that delivers messages one at a time."""
 
-    def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout: float
-    ) -> None:
-        self._reader = reader
-        self._writer = writer
+    def __init__(self, protocol: _ReplyReader, timeout: float) -> None:
+        self._protocol = protocol
+        self._replies = protocol.replies
+        self._transport: asyncio.Transport = protocol.transport  # type: ignore[assignment]
+        self._loop = asyncio.get_running_loop()
         self.timeout = timeout
         self.extensions: dict[str, str] = {}
         self.usable = True
         self.last_used = time.monotonic()
+        # One timer per connection checks the deadline of the current wait: cheaper
+        # than arming and cancelling a timeout for every reply.
+        self._deadline = 0.0
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._timed_out = False
 
     @classmethod
     async def open(cls, options: SmtpOptions) -> SmtpConnection:
         """Connect, greet, start TLS and authenticate as the options say."""
         context = _context(options) if options.tls != "none" else None
         implicit = context if options.tls == "ssl" else None
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(options.timeout):
-                reader, writer = await asyncio.open_connection(
+                _, protocol = await loop.create_connection(
+                    _ReplyReader,
                     options.host,
                     options.port,
                     ssl=implicit,
@@ -127,7 +215,7 @@ class SmtpConnection:
             ) from exc
         except (OSError, TimeoutError) as exc:
             raise SetupError(f"cannot connect: {_describe(exc)}") from exc
-        conn = cls(reader, writer, options.timeout)
+        conn = cls(protocol, options.timeout)
         try:
             await conn._start_session(options, context)
         except BaseException:
@@ -137,7 +225,7 @@ class SmtpConnection:
 
     async def _start_session(self, options: SmtpOptions, context: ssl.SSLContext | None) -> None:
         try:
-            banner = await self._timed_reply("greeting")
+            banner = await self._reply("greeting")
             if banner.code != 220:
                 raise SetupError(f"server greeting: {banner}", permanent=banner.code >= 500)
             await self._hello(options.helo)
@@ -166,15 +254,21 @@ class SmtpConnection:
             raise SetupError(f"server refused STARTTLS: {reply}", permanent=reply.code >= 500)
         assert context is not None
         try:
-            await self._writer.start_tls(
-                context, server_hostname=options.host, ssl_handshake_timeout=options.timeout
+            transport = await self._loop.start_tls(
+                self._transport,
+                self._protocol,
+                context,
+                server_hostname=options.host,
+                ssl_handshake_timeout=options.timeout,
             )
         except ssl.SSLCertVerificationError as exc:
             raise SetupError(
                 f"TLS certificate not trusted: {exc.verify_message}", permanent=True
             ) from exc
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, ConnectionError) as exc:
             raise SetupError(f"TLS handshake failed: {_describe(exc)}") from exc
+        assert transport is not None
+        self._transport = self._protocol.transport = transport  # type: ignore[assignment]
         await self._hello(options.helo)
 
     async def _authenticate(self, username: str, password: str) -> None:
@@ -198,8 +292,18 @@ class SmtpConnection:
         """Send one message; return the first refusing reply or the final one."""
         mail, rcpt = _envelope_commands(sender, recipient, data, self.extensions)
         if "PIPELINING" in self.extensions:
-            self._writer.write(mail + rcpt + b"DATA\r\n")
-            mail_reply, rcpt_reply, data_reply = await self._pipelined_replies()
+            self._transport.write(mail + rcpt + b"DATA\r\n")
+            try:
+                await self._wait(3, "MAIL FROM", "RCPT TO", "DATA", before_reply=True)
+            except ConnectionBroken:
+                # A refusal that came before the connection closed (a 421) says more.
+                refusals = [reply for reply in self._replies if reply.code >= 400]
+                self._replies.clear()
+                if refusals:
+                    return refusals[0]
+                raise
+            popleft = self._replies.popleft
+            mail_reply, rcpt_reply, data_reply = popleft(), popleft(), popleft()
         else:
             mail_reply = await self.command(mail, "MAIL FROM", first=True)
             rcpt_reply = await self.command(rcpt, "RCPT TO") if mail_reply.code == 250 else None
@@ -209,39 +313,27 @@ class SmtpConnection:
         refusal = _first_refusal(mail_reply, rcpt_reply)
         if data_reply is not None and data_reply.code == 354:
             if refusal is None:
-                self._writer.write(dot_stuff(data))
-                final = await self._timed_reply("end of data")
-                await self._after(final)
+                self._transport.write(dot_stuff(data))
+                final = await self._reply("end of data")
+                if final.code != 250:
+                    await self._after(final)
+                self.last_used = time.monotonic()
                 return final
             # RFC 2920: a 354 after a refused envelope still needs the end of data.
-            self._writer.write(b".\r\n")
-            await self._timed_reply("end of data")
+            self._transport.write(b".\r\n")
+            await self._reply("end of data")
         refusal = refusal or data_reply
         assert refusal is not None
         await self._after(refusal)
         return refusal
 
-    async def _pipelined_replies(self) -> tuple[Reply, Reply, Reply]:
-        stage = "MAIL FROM"
-        try:
-            async with asyncio.timeout(self.timeout):
-                mail_reply = await self._read_reply()
-                stage = "RCPT TO"
-                rcpt_reply = await self._read_reply()
-                stage = "DATA"
-                data_reply = await self._read_reply()
-        except _BROKEN as exc:
-            self.abort()
-            raise _broken(exc, stage, self.timeout, before_reply=stage == "MAIL FROM") from exc
-        return mail_reply, rcpt_reply, data_reply
-
     async def _after(self, reply: Reply) -> None:
-        """Keep the connection usable after a transaction, or mark it for closing."""
+        """Keep the connection usable after a refusal, or mark it for closing."""
         self.last_used = time.monotonic()
         if reply.code < 300:
             return
         if reply.code == 421 or reply.code >= 600:
-            self.usable = False
+            self.abort()
             return
         try:
             reset = await self.command(b"RSET\r\n", "RSET")
@@ -251,7 +343,7 @@ class SmtpConnection:
 
     async def noop(self) -> bool:
         """Check that an idle connection still answers."""
-        if self._reader.at_eof() or self._writer.is_closing():
+        if not self.is_open():
             return False
         try:
             reply = await self.command(b"NOOP\r\n", "NOOP")
@@ -261,32 +353,57 @@ class SmtpConnection:
         return reply.code == 250
 
     def is_open(self) -> bool:
-        """Tell whether the server has not closed the connection."""
-        return self.usable and not self._reader.at_eof() and not self._writer.is_closing()
+        """Tell whether the connection is usable and the server has not closed it."""
+        # A reply nobody asked for (a 421 before closing) would be read as the next one's.
+        return (
+            self.usable
+            and not self._replies
+            and self._protocol.lost is None
+            and not self._transport.is_closing()
+        )
 
     async def command(self, line: bytes, stage: str, *, first: bool = False) -> Reply:
         """Write one command line and read its reply within the timeout."""
-        self._writer.write(line)
-        return await self._timed_reply(stage, first=first)
+        self._transport.write(line)
+        return await self._reply(stage, first=first)
 
-    async def _timed_reply(self, stage: str, *, first: bool = False) -> Reply:
+    async def _reply(self, stage: str, *, first: bool = False) -> Reply:
+        if not self._replies:
+            await self._wait(1, stage, before_reply=first)
+        return self._replies.popleft()
+
+    async def _wait(self, count: int, *stages: str, before_reply: bool = False) -> None:
+        """Wait until `count` replies are in, within the timeout."""
+        waiter = self._protocol.wait_for(count)
+        if waiter.done() and waiter.exception() is None:
+            return
+        self._deadline = self._loop.time() + self.timeout
+        if self._watchdog is None:
+            self._watchdog = self._loop.call_at(self._deadline, self._check_deadline)
+        self._waiter = waiter
         try:
-            async with asyncio.timeout(self.timeout):
-                return await self._read_reply()
+            await waiter
         except _BROKEN as exc:
             self.abort()
-            raise _broken(exc, stage, self.timeout, before_reply=first) from exc
+            got = len(self._replies)
+            stage = stages[min(got, len(stages) - 1)]
+            cause = TimeoutError() if self._timed_out else exc
+            raise _broken(
+                cause, stage, self.timeout, before_reply=before_reply and not got
+            ) from exc
+        finally:
+            self._waiter = None
 
-    async def _read_reply(self) -> Reply:
-        line = await self._reader.readuntil(b"\n")
-        if line[3:4] != b"-":
-            return Reply(_code(line), (line[4:].strip().decode("utf-8", "replace"),))
-        lines = []
-        while line[3:4] == b"-":
-            lines.append(line[4:].strip().decode("utf-8", "replace"))
-            line = await self._reader.readuntil(b"\n")
-        lines.append(line[4:].strip().decode("utf-8", "replace"))
-        return Reply(_code(line), tuple(lines))
+    def _check_deadline(self) -> None:
+        self._watchdog = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        if self._loop.time() >= self._deadline:
+            self._timed_out = True
+            waiter.set_exception(TimeoutError())
+        else:
+            self._watchdog = self._loop.call_at(self._deadline, self._check_deadline)
 
     async def quit(self) -> None:
         """Say QUIT and close, without waiting long for a server that is gone."""
@@ -295,11 +412,11 @@ class SmtpConnection:
             return
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT):
-                self._writer.write(b"QUIT\r\n")
-                await self._read_reply()
-                self._writer.close()
-                await self._writer.wait_closed()
-        except _BROKEN:
+                self._transport.write(b"QUIT\r\n")
+                await self._protocol.wait_for(1)
+                self._transport.close()
+                await self._protocol.closed
+        except (*_BROKEN, ConnectionError):
             pass
         finally:
             self.abort()
@@ -307,7 +424,10 @@ class SmtpConnection:
     def abort(self) -> None:
         """Drop the connection at once."""
         self.usable = False
-        self._writer.transport.abort()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        self._transport.abort()
 
 
 def _envelope_commands(
