@@ -311,7 +311,9 @@ def _expand(texts: list[str]) -> list[str]:
         for term in group
         if _key(term) not in keys
     ]
-    return [t for t in texts if _WORD.search(t)] + extra
+    # A keyword of stopwords only ("a", "of the") would match everywhere.
+    useful = [t for t in texts if any(w.lower() not in STOPWORDS for w in _WORD.findall(t))]
+    return useful + extra
 
 
 def _with_meaning(kw: Keyword) -> Keyword:
@@ -487,23 +489,23 @@ def _all_nested(hit: _Hit, others: list[_Hit]) -> bool:
 
 def _keyword_weight(hit: _Hit, lead_end: int) -> tuple[float, str]:
     """Weigh one keyword's hits across title, paper keywords and abstract."""
+    # A single ordinary word in a title still names the subject; elsewhere it is vaguer.
+    vague = SINGLE_WORD_FACTOR if hit.keyword.single_word else 1.0
     weights = {}
     if "title" in hit.fields:
         weights["title"] = TITLE_WEIGHT
     if "keyword" in hit.fields:
-        weights["keyword"] = PAPER_KEYWORD_WEIGHT
+        weights["keyword"] = PAPER_KEYWORD_WEIGHT * vague
     if "abstract" in hit.fields:
         spans = hit.fields["abstract"]
         weight = ABSTRACT_WEIGHT + ABSTRACT_REPEAT * (len(spans) - 1)
         if spans[0][0] < lead_end:
             weight += LEAD_BONUS
-        weights["abstract"] = min(weight, ABSTRACT_MAX)
+        weights["abstract"] = min(weight, ABSTRACT_MAX) * vague
     best = max(weights, key=weights.__getitem__)
     total = weights[best] + SECONDARY_SHARE * (sum(weights.values()) - weights[best])
     if hit.keyword.generic:
         total *= GENERIC_FACTOR
-    elif hit.keyword.single_word:
-        total *= SINGLE_WORD_FACTOR
     text = hit.fields[best][0][2]
     label = f'{best}: "{text}"'
     if best == "abstract" and len(hit.fields["abstract"]) > 1:

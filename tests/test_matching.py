@@ -1,0 +1,257 @@
+"""The matcher: named traps, evidence, the labelled evaluation, and match_papers on SQLite."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from datetime import date
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from newsletter.app import App
+from newsletter.matching import PaperText, TopicMatcher, match_papers
+from newsletter.models import Paper, PaperTopic, Topic
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def topic(*keywords: str, description: str = "", categories: tuple[str, ...] = ()) -> TopicMatcher:
+    return TopicMatcher.compile("t", keywords, description, categories)
+
+
+def score(matcher: TopicMatcher, title: str, abstract: str = "", **kw) -> float:
+    return matcher.score(PaperText(title, abstract, **kw))[0]
+
+
+def test_search_does_not_match_inside_research() -> None:
+    search = topic("search")
+    assert score(search, "Recent research on vision", "Much research was done. More research.") == 0
+
+
+def test_search_inside_neural_architecture_search_does_not_count() -> None:
+    search = topic("search", "retrieval")
+    assert score(search, "Neural Architecture Search with predictors") == 0
+    assert score(search, "Tree search for web agents") >= 1.0
+    # When the topic itself lists the compound, it counts.
+    nas = topic("search", "neural architecture search")
+    assert score(nas, "Neural Architecture Search with predictors") >= 1.0
+
+
+def test_phrase_matches_plural_and_hyphen_forms() -> None:
+    llm = topic("large language model")
+    assert score(llm, "Scaling Large-Language Models") >= 1.0
+    assert score(llm, "large  language\nmodels for law") >= 1.0
+    assert score(llm, "Large models of language") == 0
+
+
+def test_inflections_match_but_other_words_do_not() -> None:
+    ft = topic("fine-tuning", "planning")
+    assert score(ft, "Finetuning transformers") >= 1.0
+    assert score(ft, "How to fine-tune a model") >= 1.0
+    assert score(ft, "A planner for robots") > 0
+    assert score(ft, "Fine-grained plane detection") == 0
+
+
+def test_acronyms_match_whole_tokens_case_sensitively() -> None:
+    rl = topic("RL")
+    assert score(rl, "Offline RL for control") >= 1.0
+    assert score(rl, "The url of an html page") == 0
+    assert score(rl, "Control with rl") == 0
+    llm = topic("LLM")
+    assert score(llm, "When LLMs judge") >= 1.0
+    assert score(llm, "MLLMs see images") == 0
+
+
+def test_acronym_spelled_out_as_something_else_does_not_count() -> None:
+    asr = topic("ASR", "speech")
+    redefined = "We report attack success rate (ASR) for jailbreaks. ASR rises with compute."
+    assert score(asr, "Risk under pressure", redefined) == 0
+    spelled = "Automatic speech recognition (ASR) is hard. ASR errors compound."
+    assert score(asr, "Robust recognition", spelled) >= 1.0
+
+
+def test_equivalent_terms_match_each_other() -> None:
+    rl = topic("reinforcement learning")
+    assert score(rl, "Offline RL with small data") >= 1.0
+    driving = topic("autonomous driving")
+    assert score(driving, "Pedestrian models for autonomous vehicle testing") >= 1.0
+
+
+def test_title_weighs_more_than_abstract() -> None:
+    diffusion = topic("diffusion model")
+    in_title = score(diffusion, "Diffusion models for audio", "We study sound.")
+    in_abstract = score(
+        diffusion, "Sound synthesis", "We study sound. We compare a diffusion model."
+    )
+    assert in_title >= 1.0 > in_abstract > 0
+
+
+def test_repeated_mentions_help_and_distinct_keywords_add_up() -> None:
+    t = topic("diffusion model", "image generation")
+    lead = "We study sampling. "
+    once = score(t, "A study", lead + "Later we use a diffusion model as a baseline.")
+    twice = score(t, "A study", lead + "Later a diffusion model. Another diffusion model.")
+    two_keywords = score(t, "A study", lead + "Later a diffusion model. Also image generation.")
+    assert once < twice
+    assert once < two_keywords
+    assert two_keywords >= 1.0
+
+
+def test_diminishing_returns_for_many_keywords() -> None:
+    t = topic("diffusion", "denoising", "score matching", "sampler")
+    one = score(t, "Diffusion")
+    four = score(t, "Diffusion denoising score matching sampler")
+    assert one < four < 4 * one
+
+
+def test_generic_words_alone_do_not_match() -> None:
+    robust = topic("robustness", "efficient", "learning")
+    abstract = "We show robustness. The method is efficient. Learning is fast and robust."
+    assert score(robust, "A new optimizer", abstract) < 1.0
+    assert score(robust, "Robustness of learning") < 1.0
+
+
+def test_description_is_weak_evidence_only() -> None:
+    t = topic("speech", description="Recognition and synthesis of spoken utterances.")
+    words_only = "Spoken utterances and their synthesis and recognition."
+    assert score(t, "A study", words_only) == 0
+    assert score(t, "A study", "We study speech. " + words_only) > score(
+        t, "A study", "We study speech."
+    )
+
+
+def test_categories_add_evidence_but_not_alone() -> None:
+    robotics = topic("robot", categories=("cs.RO",))
+    primary = score(robotics, "Grasping", "A robot grasps.", categories=["cs.RO", "cs.LG"])
+    cross = score(robotics, "Grasping", "A robot grasps.", categories=["cs.LG", "cs.RO"])
+    none = score(robotics, "Grasping", "A robot grasps.", categories=["cs.LG"])
+    assert primary > cross > none
+    assert primary >= 1.0 > none
+    assert score(robotics, "Grasping", "Hands.", categories=["cs.RO"]) < 1.0
+
+
+def test_paper_keywords_count_as_evidence() -> None:
+    rl = topic("policy gradient")
+    with_kw = rl.score(PaperText("SG-OPD", "A method.", keywords=["policy gradient", "GRPO"]))
+    assert with_kw[0] > 0
+    assert 'keyword: "policy gradient"' in with_kw[1]
+    assert score(rl, "SG-OPD", "A method.") == 0
+
+
+def test_evidence_names_where_it_matched() -> None:
+    t = TopicMatcher.compile("llm", ["large language model"], "", ["cs.CL"])
+    value, evidence = t.score(
+        PaperText("Large Language Models as judges", "LLMs judge.", categories=["cs.CL"])
+    )
+    assert value >= 1.0
+    assert evidence[0] == 'title: "Large Language Models"'
+    assert "category: cs.CL" in evidence
+
+
+def test_topic_name_parts_are_keywords() -> None:
+    t = TopicMatcher.compile("sa", [], "", [], name="Speech & audio")
+    assert score(t, "Audio tokenizers", "We tokenize audio.") >= 1.0
+
+
+def _benchmark():
+    spec = importlib.util.spec_from_file_location("bench_matching", REPO / "benchmarks/matching.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while being built
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_first_sentence_of_the_abstract_counts_more() -> None:
+    llm = topic("language model")
+    first = score(llm, "A study", "Language models now judge. We measure bias in them.")
+    later = score(llm, "A study", "We measure bias in judges. Language models now judge.")
+    assert first > later
+
+
+# The matcher's held-out F1 on our own labels (see benchmarks/matching.py): the bar sits a
+# little below the measured value so that a regression fails; raise it as quality improves.
+HELD_OUT_F1_FLOOR = 0.70
+
+
+def test_labelled_held_out_f1_beats_substring_matching() -> None:
+    bench = _benchmark()
+    topics, papers = bench.load_topics(), bench.load_labelled()
+    held_out = [p for p in papers if p.held_out]
+    assert 30 <= len(held_out) < len(papers)
+    ours = bench.score(bench.matcher_predictions(topics, papers), held_out)
+    base = bench.score(bench.substring_predictions(topics, papers), held_out)
+    assert ours.f1 >= HELD_OUT_F1_FLOOR, f"held-out F1 {ours.f1:.3f}"
+    assert ours.precision > base.precision + 0.2
+    assert ours.f1 > base.f1 + 0.1
+
+
+def test_benchmark_prints_a_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _benchmark().main([]) == 0
+    out = capsys.readouterr().out
+    assert "| held-out / matcher |" in out and "| held-out / substring |" in out
+
+
+def _paper(session, title: str, abstract: str = "", day: date = date(2026, 11, 27)) -> Paper:
+    paper = Paper(
+        title=title, title_key=title.lower(), abstract=abstract, listing_date=day, source="test"
+    )
+    session.add(paper)
+    return paper
+
+
+def test_match_papers_stores_scores_and_evidence(app: App) -> None:
+    with app.transaction() as s:
+        p1 = _paper(s, "Large Language Models as judges", "LLMs judge.")
+        p2 = _paper(s, "Offline RL for robots", "A robot learns.")
+        s.add(Topic(slug="llm", name="LLMs", keywords=["large language model"]))
+        s.add(Topic(slug="rl", name="RL", keywords=["reinforcement learning"]))
+    with app.transaction() as s:
+        stats = match_papers(session=s)
+    assert (stats.papers, stats.topics, stats.matches) == (2, 2, 2)
+    with app.transaction() as s:
+        rows = {(r.paper_id, r.topic.slug): r for r in s.scalars(select(PaperTopic))}
+    assert set(rows) == {(p1.id, "llm"), (p2.id, "rl")}
+    assert rows[(p1.id, "llm")].evidence[0] == 'title: "Large Language Models"'
+    assert rows[(p1.id, "llm")].score >= 1.0
+
+
+def test_match_papers_replaces_old_rows_of_those_papers_only(app: App) -> None:
+    with app.transaction() as s:
+        p1 = _paper(s, "Diffusion models for images")
+        p2 = _paper(s, "Diffusion models for audio")
+        t = Topic(slug="diff", name="Diffusion", keywords=["diffusion model"])
+        s.add(t)
+    with app.transaction() as s:
+        match_papers(session=s)
+    with app.transaction() as s:
+        s.get(Topic, t.id).keywords = ["speech"]
+        s.get(Paper, p1.id).title = "Speech recognition"
+    with app.transaction() as s:
+        stats = match_papers(session=s, paper_ids=[p1.id])
+    assert stats.removed == 1 and stats.matches == 1
+    with app.transaction() as s:
+        pairs = {(r.paper_id, r.evidence[0]) for r in s.scalars(select(PaperTopic))}
+    # p1 was re-matched with the new keywords; p2 keeps its old row until it is re-matched.
+    assert pairs == {(p1.id, 'title: "Speech"'), (p2.id, 'title: "Diffusion models"')}
+
+
+def test_match_papers_threshold_and_topic_subset(app: App) -> None:
+    with app.transaction() as s:
+        p = _paper(
+            s, "A tokenizer", "We build a tokenizer. Later we mention a diffusion model once."
+        )
+        a = Topic(slug="a", name="A", keywords=["diffusion model"])
+        b = Topic(slug="b", name="B", keywords=["tokenizer"])
+        s.add_all([a, b])
+    with app.transaction() as s:
+        assert (
+            match_papers(session=s).matches == 1
+        )  # the title names a tokenizer; diffusion is too weak
+        assert match_papers(session=s, threshold=0.5).matches == 2
+        stats = match_papers(session=s, topic_ids=[a.id], threshold=5.0)
+    assert stats.topics == 1 and stats.removed == 1 and stats.matches == 0
+    with app.transaction() as s:
+        assert [r.topic_id for r in s.scalars(select(PaperTopic))] == [b.id]
+        assert p.id is not None
