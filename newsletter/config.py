@@ -57,6 +57,10 @@ class Settings:
     arxiv_api_url: str = "https://export.arxiv.org"
     arxiv_rss_url: str = "https://rss.arxiv.org"
     http_timeout: float = 20.0
+    http_retries: int = 3
+    http_backoff: float = 1.0
+    # arXiv asks for at most one request every 3 seconds.
+    arxiv_request_interval: float = 3.0
     user_agent: str = "daily-papers-newsletter/0.1 (+https://github.com/daily-papers-newsletter)"
     # Delivery defaults for new subscribers
     default_max_papers: int = 10
