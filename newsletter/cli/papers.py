@@ -17,7 +17,7 @@ from newsletter.ingest import ingest_records, today_utc
 from newsletter.matching import match_papers
 from newsletter.papers import find_paper, latest_listing_date, list_papers, paper_as_dict
 from newsletter.sources import PaperRecord
-from newsletter.sources.arxiv import DEFAULT_CATEGORIES, REQUEST_SPACING, fetch_arxiv
+from newsletter.sources.arxiv import DEFAULT_CATEGORIES, fetch_arxiv
 from newsletter.sources.files import FORMATS, read_paper_file
 from newsletter.sources.hf import fetch_hf
 from newsletter.sources.http import RetryPolicy, make_source_client
@@ -109,9 +109,7 @@ def fetch(
     """
     listing_date = _parse_date(day) or today_utc()
     settings = app.settings
-    retry = RetryPolicy(
-        tries=int(_extra(app, "http_retries", 3)), backoff=float(_extra(app, "http_backoff", 1.0))
-    )
+    retry = RetryPolicy(tries=settings.http_retries, backoff=settings.http_backoff)
     with make_source_client(settings, retry=retry) as client, _PageProgress() as progress:
         if source == "hf":
             records = fetch_hf(
@@ -123,15 +121,10 @@ def fetch(
                 list(categories) or DEFAULT_CATEGORIES,
                 base_url=base_url or settings.arxiv_api_url,
                 client=client,
-                spacing=float(_extra(app, "arxiv_request_interval", REQUEST_SPACING)),
+                spacing=settings.arxiv_request_interval,
                 on_page=progress,
             )
     _report(_store(app, records, listing_date), as_json)
-
-
-def _extra(app: App, name: str, default: Any) -> Any:
-    """Read an optional setting that may live as a field or in the settings file's extras."""
-    return getattr(app.settings, name, app.settings.extra.get(name, default))
 
 
 class _PageProgress:
