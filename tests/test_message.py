@@ -96,6 +96,7 @@ def test_headers_and_parts(settings: Settings) -> None:
         "List-Id",
         "List-Unsubscribe",
         "List-Unsubscribe-Post",
+        "Precedence",
         "Content-Type",
     ]
     assert message["From"] == "Daily Papers <papers@news.example.test>"
@@ -109,6 +110,7 @@ def test_headers_and_parts(settings: Settings) -> None:
     assert message["List-Id"] == "Daily Papers <daily-papers.localhost>"
     assert re.sub(r"\s+", " ", message["List-Unsubscribe"]) == f"<{unsubscribe}>, <{MAILTO}>"
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert message["Precedence"] == "bulk"
     assert message.get_content_type() == "multipart/alternative"
     parts = list(message.iter_parts())
     assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
