@@ -1,0 +1,93 @@
+"""The digest HTML in a real browser: phone and desktop screenshots, no sideways scroll."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from newsletter.config import Settings
+from newsletter.rendering import DigestPaper, EditionInfo, Recipient, make_renderer
+
+CHROMIUM = Path("/usr/bin/chromium")
+FIXTURES = Path(__file__).parent / "fixtures"
+# Keep Chromium off the network: tests may only talk to 127.0.0.1.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+WIDTHS = (375, 600)
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed")
+
+
+def digest_html(settings: Settings) -> str:
+    data = json.loads((FIXTURES / "hf_daily_papers_3.json").read_text(encoding="utf-8"))
+    papers = [
+        DigestPaper(
+            paper_id=number,
+            title=item["paper"]["title"],
+            authors=tuple(a["name"] for a in item["paper"]["authors"]),
+            abstract=item["paper"]["summary"],
+            url_abs=f"https://arxiv.org/abs/{item['paper']['id']}",
+            url_pdf=f"https://arxiv.org/pdf/{item['paper']['id']}",
+            url_code=item["paper"].get("githubRepo"),
+            upvotes=item["paper"].get("upvotes"),
+            topics=("Alignment", "LLMs"),
+        )
+        for number, item in enumerate(data, start=1)
+    ]
+    # A worst case for narrow screens: an unbreakable title and a long URL-like word.
+    papers.append(
+        DigestPaper(
+            paper_id=99,
+            title="Supercalifragilisticexpialidociousnessfulnessdomainadaptationtransformers",
+            authors=("A. Author",),
+            abstract="See https://example.org/" + "very-long-path-segment-" * 6 + " for code.",
+            url_abs="https://arxiv.org/abs/2501.00001",
+            url_pdf=None,
+            url_code=None,
+            upvotes=None,
+            topics=("Reinforcement Learning from Human Feedback",),
+        )
+    )
+    recipient = Recipient(1, "ann.lee@example.org", "Ann Lee", ("Alignment", "LLMs", "Agents"))
+    return make_renderer(settings).render(EditionInfo(date(2025, 11, 27)), papers, recipient).html
+
+
+def test_digest_fits_phone_and_desktop(settings: Settings, tmp_path: Path) -> None:
+    html = digest_html(settings)
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            measured = {}
+            for width in WIDTHS:
+                page = browser.new_page(viewport={"width": width, "height": 900})
+                page.set_content(html, wait_until="load")
+                measured[width] = page.evaluate(
+                    "[document.documentElement.scrollWidth,"
+                    " document.querySelector('table.card').getBoundingClientRect().width]"
+                )
+                page.screenshot(path=str(shots / f"digest-{width}.png"), full_page=True)
+                page.close()
+        finally:
+            browser.close()
+    print(f"screenshots in {shots}")
+    scroll_375, card_375 = measured[375]
+    assert scroll_375 <= 375, "the digest scrolls sideways on a 375 px phone"
+    assert card_375 == 375  # the card fills the phone screen edge to edge
+    scroll_600, card_600 = measured[600]
+    assert scroll_600 <= 600
+    assert card_600 <= 600
+    for width in WIDTHS:
+        assert (shots / f"digest-{width}.png").stat().st_size > 10_000
