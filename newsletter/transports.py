@@ -6,6 +6,7 @@ import abc
 import asyncio
 import ipaddress
 import itertools
+import logging
 import os
 import re
 import socket
@@ -26,6 +27,8 @@ from newsletter.smtp import (
     TlsMode,
     valid_address,
 )
+
+log = logging.getLogger(__name__)
 
 SMTP_PORTS = {"smtp": 25, "smtps": 465}
 SMTP_QUERY_OPTIONS = ("tls", "connections", "rate", "timeout", "helo", "cafile")
@@ -197,6 +200,7 @@ class SmtpTransport(Transport):
         self.retry_delay = retry_delay
         self.idle_check = idle_check
         self._idle: list[SmtpConnection] = []
+        self._closed = False
         self._slots: asyncio.Semaphore | None = None
         self._limiter = RateLimiter(rate) if rate else None
 
@@ -205,12 +209,15 @@ class SmtpTransport(Transport):
         return f"SMTP server {self.options.host}:{self.options.port}"
 
     async def open(self) -> None:
+        self._closed = False
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.connections)
         if not self._idle:
             self._idle.append(await self._connect())
+            log.debug("connected to %s", self.name)
 
     async def close(self) -> None:
+        self._closed = True
         idle, self._idle = self._idle, []
         await asyncio.gather(*(conn.quit() for conn in idle))
 
@@ -261,7 +268,7 @@ class SmtpTransport(Transport):
         return await self._connect(), False
 
     def _checkin(self, conn: SmtpConnection) -> None:
-        if conn.usable:
+        if conn.usable and not self._closed:
             self._idle.append(conn)
         else:
             conn.abort()
@@ -274,6 +281,7 @@ class SmtpTransport(Transport):
             except SetupError as exc:
                 if exc.permanent or attempt >= self.connect_attempts:
                     raise TransportUnavailable(f"{self.name}: {exc}") from exc
+                log.warning("%s: %s (attempt %d, trying again)", self.name, exc, attempt)
             await asyncio.sleep(self.retry_delay * attempt)
         raise AssertionError("unreachable")
 

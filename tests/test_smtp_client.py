@@ -142,11 +142,11 @@ def test_dropped_connection_mid_data_is_retry_and_the_pool_recovers(stage: str) 
 
 
 def test_slow_reply_beyond_the_timeout_is_retry() -> None:
-    with SmtpTestServer(faults=[Fault(delay=1.5, stage="end", times=1)]) as srv:
-        results = send_each(srv.url + "?timeout=0.3", [message(1), message(2)])
+    with SmtpTestServer(faults=[Fault(delay=3.0, stage="end", times=1)]) as srv:
+        results = send_each(srv.url + "?timeout=0.5", [message(1), message(2)])
 
     assert results[0].outcome is Outcome.RETRY
-    assert results[0].reply == "timeout after 0.3s waiting for the reply to end of data"
+    assert results[0].reply == "timeout after 0.5s waiting for the reply to end of data"
     assert results[1].outcome is Outcome.SENT
 
 

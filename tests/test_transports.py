@@ -211,8 +211,9 @@ def test_rate_limiter_spaces_callers_out() -> None:
 
     stamps = asyncio.run(waits())
 
-    # The first goes at once; each next one no earlier than 20 ms after (lower bounds only).
-    assert all(later - earlier >= 0.019 for earlier, later in zip(stamps, stamps[1:], strict=False))
+    # The k-th caller goes no earlier than k intervals of 20 ms after the first (lower bounds
+    # only: a busy machine may add delay, never remove it).
+    assert all(stamp >= k * 0.02 - 0.001 for k, stamp in enumerate(stamps))
 
 
 def test_test_server_runs_as_a_process_and_counts_messages(tmp_path: Path) -> None:
