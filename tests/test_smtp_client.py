@@ -82,6 +82,7 @@ def test_sends_messages_byte_for_byte_over_one_connection(server: SmtpTestServer
     assert [m.recipients for m in server.messages] == [(m.recipient,) for m in messages]
     assert server.messages[0].sender == SENDER
     assert server.sessions == 1
+    assert server.raw_lines[-1] == b"QUIT", "closing the transport says goodbye"
 
 
 @pytest.mark.parametrize("code", ["421 4.7.0 closing", "451 4.3.0 try later", "452 4.2.2 full"])
