@@ -7,7 +7,7 @@ import time
 from datetime import date
 
 import pytest
-from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+from itsdangerous import TimestampSigner, URLSafeSerializer, URLSafeTimedSerializer
 
 from newsletter import tokens
 from newsletter.config import Settings
@@ -25,6 +25,12 @@ class _TwoDaysAgoSigner(TimestampSigner):
 def test_token_round_trip(settings: Settings, purpose: str) -> None:
     token = tokens.make_token(settings, purpose, 4711)
     assert tokens.read_token(settings, purpose, token, max_age=3600) == 4711
+
+
+@pytest.mark.parametrize("purpose", ["unsubscribe", "manage"])
+def test_tokens_are_plain_itsdangerous_tokens(settings: Settings, purpose: str) -> None:
+    serializer = URLSafeSerializer(settings.secret_key, salt=f"newsletter.{purpose}")
+    assert tokens.make_token(settings, purpose, 4711) == serializer.dumps(4711)
 
 
 def test_tampered_token_is_rejected(settings: Settings) -> None:
