@@ -250,6 +250,8 @@ def _check_address(address: str, what: str, error: type[InputError] = InputError
             domain = domain.encode("idna").decode("ascii")
         except UnicodeError:
             raise error(f"{what}: invalid domain: {address!r}") from None
+        if _BAD_IN_ADDRESS.search(domain):
+            raise error(f"{what}: invalid domain: {address!r}")
     return f"{local}@{domain}"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -263,6 +264,7 @@ class DigestRenderer:
         self._placeholders = _Placeholders(*(f"{token}x{slot}x" for slot in SLOTS))
         self._split_re = re.compile(f"{token}x({'|'.join(SLOTS)})x")
         self._cache: OrderedDict[tuple[object, ...], _Body] = OrderedDict()
+        self._lock = threading.Lock()
         self._list_name = parseaddr(self.settings.from_address)[0] or DEFAULT_LIST_NAME
 
     def render(
@@ -289,16 +291,19 @@ class DigestRenderer:
 
     def _body(self, name: str, edition: EditionInfo, papers: tuple[DigestPaper, ...]) -> _Body:
         key = (name, edition, tuple((p.paper_id, p.topics) for p in papers))
-        body = self._cache.get(key)
-        if body is not None:
-            self.stats.hits += 1
-            self._cache.move_to_end(key)
-            return body
-        self.stats.misses += 1
+        # Senders may share one renderer between threads; rendering itself runs unlocked.
+        with self._lock:
+            body = self._cache.get(key)
+            if body is not None:
+                self.stats.hits += 1
+                self._cache.move_to_end(key)
+                return body
+            self.stats.misses += 1
         body = self._render_body(name, edition, papers)
-        self._cache[key] = body
-        if len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+        with self._lock:
+            self._cache[key] = body
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
         return body
 
     def _render_body(
@@ -308,8 +313,9 @@ class DigestRenderer:
         subject = self.text_env.get_template(f"email/{name}.subject.txt").render(context)
         text = self.text_env.get_template(f"email/{name}.txt").render(context)
         html = self.html_env.get_template(f"email/{name}.html").render(context)
-        self.stats.inlines += 1
         html = self.inline(html)
+        with self._lock:
+            self.stats.inlines += 1
         return _Body(_shorten(one_line(subject), SUBJECT_MAX), self._split(text), self._split(html))
 
     def _context(self, edition: EditionInfo, papers: tuple[DigestPaper, ...]) -> dict[str, object]:

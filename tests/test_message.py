@@ -187,6 +187,8 @@ def test_no_header_injection_through_display_values(settings: Settings) -> None:
         ("email", "eve@example.org\r\nBcc: victim@example.org"),
         ("email", "eve@example.org>, <victim@example.org"),
         ("email", "eve@exa\x00mple.org"),
+        ("email", "eve@exa\u2028mple.org"),
+        ("email", "eve@exa\x85mple.org"),
         ("email", "not-an-address"),
         ("message_id", "<abc@x>\r\nBcc: victim@example.org"),
         ("message_id", "abc@x"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 
@@ -182,6 +183,23 @@ def test_body_cache_is_bounded(settings: Settings) -> None:
     renderer.render(EDITION, papers[:1], ANN)  # evicted as the least recently used
     assert renderer.stats.inlines == 4
     assert len(renderer._cache) == 2
+
+
+def test_renderer_can_be_shared_between_threads(settings: Settings) -> None:
+    renderer = make_renderer(settings)
+    renderer.cache_size = 2  # force evictions while other threads read the cache
+    papers = sample_papers()
+    bodies = [papers[:1], papers[:2], papers[:3], papers[1:]]
+
+    def work(number: int) -> list[str]:
+        reader = Recipient(number, f"r{number}@example.org", f"Reader {number}", ())
+        return [renderer.render(EDITION, bodies[i % 4], reader).text for i in range(40)]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(work, range(8)))
+    assert all(f"Hi Reader {n}," in text for n, texts in enumerate(results) for text in texts)
+    assert renderer.stats.hits + renderer.stats.misses == 8 * 40
+    assert len(renderer._cache) <= 2
 
 
 def test_placeholders_survive_inlining_inside_attributes(settings: Settings) -> None:
