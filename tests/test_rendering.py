@@ -141,6 +141,16 @@ def test_recipient_values_are_substituted_and_escaped(settings: Settings) -> Non
         assert "dpn" not in part
 
 
+def test_text_part_wraps_without_breaking_urls(settings: Settings) -> None:
+    url = "https://example.org/" + "long-path-segment-" * 6
+    paper = dataclasses.replace(sample_papers()[0], abstract=f"Code at {url} and more words " * 3)
+    text = make_renderer(settings).render(EDITION, [paper], ANN).text
+    assert url in text
+    body = text.split("\n-- \n", 1)[0]
+    assert all(len(line) <= 78 for line in body.splitlines() if url not in line)
+    assert f"\n   {url}" in text  # moved whole onto its own indented line
+
+
 def test_recipient_values_lose_line_breaks(settings: Settings) -> None:
     eve = Recipient(3, "eve@example.org", "Eve\r\nBcc: all@example.org", ("A\nB",))
     digest = make_renderer(settings).render(EDITION, sample_papers(), eve)
