@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -116,7 +117,7 @@ def import_(app: App, file: str, status: str, as_json: bool) -> None:
       printf 'email,name,topics\\nada@example.org,Ada,ml;nlp\\n' > people.csv
       newsletter subscribers import people.csv --status pending
     """
-    source: str | IO[bytes] = click.get_binary_stream("stdin") if file == "-" else file
+    source: str | IO[bytes] = sys.stdin.buffer if file == "-" else file
     size = 0 if file == "-" else _file_size(file)
     defaults = service.Defaults.from_settings(app.settings)
     with app.transaction() as session, _progress(size) as advance:
@@ -144,8 +145,7 @@ def _progress(size: int) -> Iterator[Callable[[int], None] | None]:
     if size < PROGRESS_MIN_BYTES:
         yield None
         return
-    stderr = click.get_text_stream("stderr")
-    with click.progressbar(length=size, label="importing", file=stderr) as bar:
+    with click.progressbar(length=size, label="importing", file=sys.stderr) as bar:
         yield bar.update
 
 
@@ -179,7 +179,7 @@ def export(app: App, fmt: str, output: str | None) -> None:
     """
     with app.transaction() as session:
         if output is None:
-            service.export_subscribers(click.get_text_stream("stdout"), session=session, fmt=fmt)
+            service.export_subscribers(sys.stdout, session=session, fmt=fmt)
             return
         count = _export_to_file(Path(output), session=session, fmt=fmt)
     click.echo(f"exported {count} subscribers to {output}", err=True)
