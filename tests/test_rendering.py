@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 
+import jinja2
 import pytest
 
 from newsletter import tokens
@@ -276,7 +277,7 @@ def test_environments(settings: Settings) -> None:
     text_env = make_jinja_env(settings, "text")
     assert html_env.from_string("{{ v }}").render(v="<b>") == "&lt;b&gt;"
     assert text_env.from_string("{{ v }}").render(v="<b>") == "<b>"
-    with pytest.raises(Exception, match="undefined"):
+    with pytest.raises(jinja2.UndefinedError):
         text_env.from_string("{{ missing }}").render()
     with pytest.raises(ValueError):
         make_jinja_env(settings, "pdf")  # type: ignore[arg-type]
