@@ -401,12 +401,20 @@ def _open_source(source: str | os.PathLike[str] | IO[Any]) -> Iterator[_Lines]:
             yield _Lines(stream, path.name)
         return
     name = Path(str(getattr(source, "name", "<stream>"))).name
-    if isinstance(source, io.TextIOBase):
-        source = io.BytesIO(source.read().encode())  # only small in-memory texts come this way
-    yield _Lines(source, name)
+    yield _Lines(_EncodedText(source) if isinstance(source, io.TextIOBase) else source, name)
 
 
-def _read_header(reader: Iterator[list[str]], name: str) -> list[str]:
+class _EncodedText:
+    """Present an open text stream as the UTF-8 bytes _Lines reads."""
+
+    def __init__(self, text: IO[str]) -> None:
+        self.text = text
+
+    def readline(self, limit: int) -> bytes:
+        return self.text.readline(limit).encode()
+
+
+def _read_header(reader: Any, name: str) -> list[str]:
     header = next((r for r in reader if r), None)
     expected = ",".join(CSV_COLUMNS)
     if header is None:
@@ -424,7 +432,7 @@ def _read_header(reader: Iterator[list[str]], name: str) -> list[str]:
             else f"repeated column(s) {', '.join(repeated)}"
         )
         raise InputError(
-            f"{name}, line 1: {what}; the header must name columns from {expected} "
+            f"{name}, line {reader.line_num}: {what}; the header must name columns from {expected} "
             f"and include {' and '.join(REQUIRED_COLUMNS)}"
         )
     return columns

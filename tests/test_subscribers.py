@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from email_validator import EmailNotValidError, validate_email
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from newsletter import subscribers as svc
 from newsletter.app import App
-from newsletter.config import load_settings
+from newsletter.config import Settings, load_settings
 from newsletter.errors import InputError, NotFound
 from newsletter.models import Subscriber, SubscriberStatus, Subscription, Topic
 
@@ -400,10 +408,16 @@ def test_import_reports_progress_in_bytes(app: App, topics: dict[str, int], tmp_
     assert len(steps) >= 5 and sum(steps) == path.stat().st_size
 
 
-def test_import_reads_an_open_binary_stream(app: App, topics: dict[str, int]) -> None:
-    stream = io.BytesIO(b"email,topics\na@x.org,ml\n")
-    report = import_file(app, stream)
+def test_import_reads_open_binary_and_text_streams(app: App, topics: dict[str, int]) -> None:
+    report = import_file(app, io.BytesIO(b"email,topics\na@x.org,ml\n"))
     assert (report.source, report.new) == ("<stream>", 1)
+    report = import_file(app, io.StringIO("\nemail,topics\nb@x.org,ml\nc@x.org,ml,extra\n"))
+    assert (report.new, report.errors) == (1, [(4, "expected 2 fields, got 3")])
+
+
+def test_the_header_error_names_its_line(app: App, topics: dict[str, int]) -> None:
+    with pytest.raises(InputError, match=r"^<stream>, line 3: missing column\(s\) topics;"):
+        import_file(app, io.StringIO("\n\nemail\n"))
 
 
 # --- export -----------------------------------------------------------------------------
@@ -458,3 +472,77 @@ def test_subscriber_count_matches_rows(app: App, topics: dict[str, int], tmp_pat
     with app.transaction() as session:
         assert session.scalar(select(func.count()).select_from(Subscriber)) == 3
         assert session.scalar(select(func.count()).select_from(Subscription)) == 4
+
+
+# --- PostgreSQL: the same import on a throwaway cluster, when the binaries are installed ---
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    if os.environ.get("NEWSLETTER_TEST_POSTGRES_URL"):
+        yield os.environ["NEWSLETTER_TEST_POSTGRES_URL"]
+        return
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if not (initdb and pg_ctl):
+        pytest.skip("PostgreSQL server binaries not installed")
+    base = tempfile.mkdtemp(prefix="newsletter-pg-")
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        shutil.chown(base, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    data = f"{base}/data"
+    try:
+        subprocess.run([*as_user, initdb, "-D", data, "-A", "trust", "-U", "postgres",
+                        "--no-sync"], check=True, capture_output=True)  # fmt: skip
+        options = f"-k {base} -c listen_addresses='' -p {port} -c fsync=off"
+        subprocess.run([*as_user, pg_ctl, "-D", data, "-o", options, "-w", "-l",
+                        f"{base}/log", "start"], check=True, capture_output=True)  # fmt: skip
+        yield f"postgresql+psycopg://postgres@/postgres?host={base}&port={port}"
+    finally:
+        subprocess.run([*as_user, pg_ctl, "-D", data, "-m", "immediate", "stop"],
+                       capture_output=True)  # fmt: skip
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_app(pg_url: str, settings: Settings) -> Iterator[App]:
+    name = "s_" + uuid.uuid4().hex[:12]
+    admin = App(dataclasses.replace(settings, database_url=pg_url))
+    with admin.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    application = App(dataclasses.replace(settings, database_url=pg_url.replace(
+        "/postgres?", f"/{name}?")))  # fmt: skip
+    application.ensure_schema()
+    with application.transaction() as session:
+        session.add_all(Topic(slug=s, name=s) for s in TOPICS)
+    yield application
+    application.close()
+    with admin.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f"DROP DATABASE {name}"))
+    admin.close()
+
+
+def test_postgres_import_update_and_round_trip(pg_app: App, tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD_AND_BAD)
+    first = import_file(pg_app, path, batch_size=2)
+    assert (first.new, first.skipped) == (3, 7)
+    assert [line for line, _ in first.errors] == [3, 4, 6, 8, 9, 10, 11]
+    again = import_file(pg_app, path)
+    assert (again.new, again.updated, again.unchanged) == (0, 0, 3)
+    changed = import_file(pg_app, write(tmp_path, "email,topics,hour\nADA@example.org,cv,5\n"))
+    assert (changed.new, changed.updated) == (0, 1)
+    with pg_app.transaction() as session:
+        ada = svc.get_subscriber("Ada@Example.org", session=session)
+        assert (ada.delivery_hour, svc.topic_slugs(ada), ada.consent["source"]) == (
+            5, ["cv"], "import:people.csv",
+        )  # fmt: skip
+        exported = io.StringIO()
+        svc.export_subscribers(exported, session=session)
+    assert "Zoë Ünicode" in exported.getvalue()
+    with pg_app.transaction() as session:
+        svc.add_subscriber(session=session, email="new@x.org", topics="ml")
+        with pytest.raises(InputError, match="already exists"):
+            svc.add_subscriber(session=session, email="NEW@x.org", topics="ml")

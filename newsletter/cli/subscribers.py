@@ -21,15 +21,13 @@ SHOWN_ERRORS = 20
 # Below this size an import takes well under a second: a progress bar would only flicker.
 PROGRESS_MIN_BYTES = 1 << 20
 STATUSES = [s.value for s in SubscriberStatus]
+LIST_ROW = "{:<40} {:<12} {:<20} {:>4} {:>3}  {}"
+LIST_HEADER = LIST_ROW.format("EMAIL", "STATUS", "TIMEZONE", "HOUR", "MAX", "TOPICS")
 
 
 @click.group()
 def subscribers() -> None:
     """Manage subscribers: add, import, export, list, show and remove them."""
-
-
-LIST_ROW = "{:<40} {:<12} {:<20} {:>4} {:>3}  {}"
-LIST_HEADER = LIST_ROW.format("EMAIL", "STATUS", "TIMEZONE", "HOUR", "MAX", "TOPICS")
 
 
 def _echo_subscriber_line(sub: Subscriber) -> None:
