@@ -11,9 +11,11 @@ or two distinct ones. Generic words and the description only ever add to other e
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import delete, insert, select
@@ -218,6 +220,27 @@ class PaperText:
     keywords: Sequence[str] = ()
     categories: Sequence[str] = ()
 
+    @cached_property
+    def fields(self) -> dict[str, tuple[str, str]]:
+        """Each field's text and its lowercase copy, computed once for all topics."""
+        texts = {
+            "title": self.title,
+            "keyword": " ; ".join(self.keywords),
+            "abstract": self.abstract,
+        }
+        return {name: (text, text.lower()) for name, text in texts.items() if text}
+
+    @cached_property
+    def lowered(self) -> str:
+        """All fields lowercased in one string, to rule keywords out with one substring test."""
+        return "\n".join(low for _, low in self.fields.values())
+
+    @cached_property
+    def lead_end(self) -> int:
+        """Where the abstract's first sentence ends."""
+        m = re.search(r"[.?!](?:\s|$)", self.abstract)
+        return m.end() if m else min(len(self.abstract), LEAD_CHARS)
+
 
 @dataclass(frozen=True)
 class Keyword:
@@ -227,9 +250,18 @@ class Keyword:
     pattern: re.Pattern[str]
     generic: bool
     single_word: bool = False
+    anchor: str = ""  # lowercase text every match contains
+    folded: bool = False  # the pattern is for lowercased text
     false_friends: re.Pattern[str] | None = None
     # For an acronym with a known long form: the paper may define it as something else.
     meaning: re.Pattern[str] | None = None
+
+    @cached_property
+    def _any_case(self) -> re.Pattern[str]:
+        # Rare texts whose lowercase changes length: match the original case-insensitively.
+        if not self.folded:
+            return self.pattern
+        return re.compile(_L + self.pattern.pattern, re.IGNORECASE)
 
     def _redefined(self, text: str) -> bool:
         """Tell whether the text spells the acronym out as something else: "attack ... (ASR)"."""
@@ -239,11 +271,21 @@ class Keyword:
                 return True
         return False
 
-    def spans(self, text: str) -> list[tuple[int, int, str]]:
+    def spans(self, text: str, lowered: str = "") -> list[tuple[int, int, str]]:
         """Return the (start, end, matched text) of each hit outside a false friend."""
         if not text:
             return []
-        hits = [(m.start(), m.end(), m.group(0)) for m in self.pattern.finditer(text)]
+        lowered = lowered or text.lower()
+        if self.anchor not in lowered:
+            return []  # a substring test is far cheaper than the regex
+        if self.folded and len(lowered) == len(text):
+            hits = [
+                (m.start(), m.end(), text[m.start() : m.end()])
+                for m in self.pattern.finditer(lowered)
+                if m.start() == 0 or not lowered[m.start() - 1].isalnum()
+            ]
+        else:
+            hits = [(m.start(), m.end(), m.group(0)) for m in self._any_case.finditer(text)]
         if hits and self.meaning is not None and self._redefined(text):
             return []
         if hits and self.false_friends is not None:
@@ -375,29 +417,69 @@ def _forms(word: str) -> list[str]:
     return forms
 
 
-def word_pattern(word: str) -> str:
-    """Return a regex for one word and its simple inflections."""
+def word_pattern(word: str, *, folded: bool = False) -> str:
+    """Return a regex for one word and its simple inflections.
+
+    With folded=True the regex is for lowercased text and starts with a literal prefix,
+    which lets the regex engine skip ahead quickly; acronyms keep their case either way.
+    """
     if _is_acronym(word):
         core = word[:-1] if word.endswith("s") and not word[-2:].isupper() else word
         return re.escape(core) + "s?"
     lower = word.lower()
     if lower.isdigit() or len(lower) <= 3:
-        return "(?i:" + re.escape(lower) + "s?)"
-    forms = _forms(lower)
-    for prefix in PREFIXES:
-        if lower.startswith(prefix) and len(lower) - len(prefix) >= 4:
-            # "multimodal" also reads "multi-modal": allow a hyphen or space after a prefix.
-            forms = [prefix + "[\\s\\-]?" + f[len(prefix) :] for f in forms]
-            break
-    return "(?i:" + "|".join(forms) + ")"
+        body = re.escape(lower) + "s?"
+    else:
+        body = _factored(lower)
+        for prefix in PREFIXES:
+            if lower.startswith(prefix) and len(lower) - len(prefix) >= 4:
+                # "multimodal" also reads "multi-modal": a hyphen or space after a prefix.
+                rest = _factored(lower, drop=len(prefix))
+                body = prefix + "[\\s\\-]?" + rest
+                break
+    return body if folded else f"(?i:{body})"
+
+
+def _factored(word: str, drop: int = 0) -> str:
+    """Join a word's forms behind their common literal prefix: imag(?:e(?:s|d)?|ing)."""
+    forms = [f[drop:] for f in _forms(word)]
+    literals = [re.match("[a-z0-9]*", f).group(0) for f in forms]  # type: ignore[union-attr]
+    common = os.path.commonprefix(literals)
+    return common + "(?:" + "|".join(f[len(common) :] for f in forms) + ")"
 
 
 def compile_keyword(text: str) -> Keyword:
     """Compile a keyword or phrase into a pattern and tell whether it is generic."""
     words = _WORD.findall(text)
-    pattern = re.compile(_L + _SEP.join(word_pattern(w) for w in words) + _R)
+    folded = not any(_is_acronym(w) for w in words)
+    if folded:
+        # Matched in lowercased text; the left word boundary is checked in Keyword.spans.
+        pattern = re.compile(_SEP.join(word_pattern(w, folded=True) for w in words) + _R)
+    else:
+        pattern = re.compile(_L + _SEP.join(word_pattern(w) for w in words) + _R)
     single = len(words) == 1 and not _is_acronym(words[0])
-    return Keyword(text=text, pattern=pattern, generic=is_generic(words), single_word=single)
+    return Keyword(
+        text=text,
+        pattern=pattern,
+        folded=folded,
+        generic=is_generic(words),
+        single_word=single,
+        anchor=max((_anchor(w) for w in words), key=len),
+    )
+
+
+def _anchor(word: str) -> str:
+    """Return lowercase text that every inflection of the word contains."""
+    if _is_acronym(word):
+        return word.lower().removesuffix("s") if not word[-2:].isupper() else word.lower()
+    lower = word.lower()
+    if lower.isdigit() or len(lower) <= 3:
+        return lower
+    for prefix in PREFIXES:
+        if lower.startswith(prefix) and len(lower) - len(prefix) >= 4:
+            lower = lower[len(prefix) :]  # "multi-modal": the hyphen may split the word
+            break
+    return stem(lower)[:-1] if len(stem(lower)) > 3 else stem(lower)[:2]
 
 
 def is_generic(words: Sequence[str]) -> bool:
@@ -458,11 +540,13 @@ class _Hit:
     fields: dict[str, list[tuple[int, int, str]]]
 
 
-def _find_hits(topic: TopicMatcher, paper: PaperText, paper_keywords: str) -> list[_Hit]:
-    texts = {"title": paper.title, "keyword": paper_keywords, "abstract": paper.abstract}
+def _find_hits(topic: TopicMatcher, paper: PaperText) -> list[_Hit]:
+    texts, lowered = paper.fields, paper.lowered
     hits = []
     for kw in topic.keywords:
-        fields = {name: spans for name, text in texts.items() if (spans := kw.spans(text))}
+        if kw.anchor not in lowered:
+            continue
+        fields = {name: spans for name, pair in texts.items() if (spans := kw.spans(*pair))}
         if fields:
             hits.append(_Hit(kw, fields))
     return _drop_nested(hits)
@@ -515,10 +599,9 @@ def _keyword_weight(hit: _Hit, lead_end: int) -> tuple[float, str]:
 
 def score_paper(topic: TopicMatcher, paper: PaperText) -> tuple[float, list[str]]:
     """Score a paper against a compiled topic; return the score and the evidence."""
-    paper_keywords = " ; ".join(paper.keywords)
-    lead_end = _lead_end(paper.abstract)
+    lead_end = paper.lead_end
     weighed = sorted(
-        (_keyword_weight(h, lead_end) for h in _find_hits(topic, paper, paper_keywords)),
+        (_keyword_weight(h, lead_end) for h in _find_hits(topic, paper)),
         key=lambda w: -w[0],
     )
     score = sum(weight * DECAY**i for i, (weight, _) in enumerate(weighed))
@@ -527,11 +610,6 @@ def score_paper(topic: TopicMatcher, paper: PaperText) -> tuple[float, list[str]
     if topic.description is not None and score > 0:
         score += _description_score(topic.description, paper, evidence)
     return round(score, 3), evidence
-
-
-def _lead_end(abstract: str) -> int:
-    m = re.search(r"[.?!](?:\s|$)", abstract)
-    return m.end() if m else min(len(abstract), LEAD_CHARS)
 
 
 def _category_score(topic: TopicMatcher, paper: PaperText, evidence: list[str]) -> float:
