@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -38,6 +38,7 @@ CATEGORY_PRIMARY = 0.6
 CATEGORY_CROSS = 0.3
 DESCRIPTION_WORD = 0.1
 DESCRIPTION_CAP = 0.3
+PROGRESS_EVERY = 200  # papers between progress reports
 
 # Words that appear in most ML abstracts whatever the subject: alone they place no paper.
 GENERIC_WORDS = frozenset(
@@ -650,11 +651,12 @@ def match_papers(
     paper_ids: Iterable[int] | None = None,
     threshold: float = 1.0,
     topic_ids: Iterable[int] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> MatchStats:
     """(Re)compute PaperTopic rows for the given papers (all papers when None) against all topics.
 
     Replaces the existing PaperTopic rows of those papers (and only of `topic_ids` when
-    given); does not commit.
+    given); does not commit. `progress(n)` reports n more papers scored.
     """
     topic_query = select(Topic)
     tids = None if topic_ids is None else sorted(set(topic_ids))
@@ -665,7 +667,9 @@ def match_papers(
     rows = _load_papers(session, ids)
     removed = _delete_matches(session, ids, tids)
     new_rows = []
-    for pid, title, abstract, keywords, categories in rows:
+    for done, (pid, title, abstract, keywords, categories) in enumerate(rows, start=1):
+        if progress is not None and done % PROGRESS_EVERY == 0:
+            progress(PROGRESS_EVERY)
         text = PaperText(title or "", abstract or "", keywords or (), categories or ())
         for topic_id, matcher in topics:
             score, evidence = matcher.score(text)
@@ -673,6 +677,8 @@ def match_papers(
                 new_rows.append(
                     {"paper_id": pid, "topic_id": topic_id, "score": score, "evidence": evidence}
                 )
+    if progress is not None and len(rows) % PROGRESS_EVERY:
+        progress(len(rows) % PROGRESS_EVERY)
     if new_rows:
         session.execute(insert(PaperTopic), new_rows)
     return MatchStats(papers=len(rows), topics=len(topics), matches=len(new_rows), removed=removed)

@@ -207,9 +207,11 @@ def test_match_papers_stores_scores_and_evidence(app: App) -> None:
         p2 = _paper(s, "Offline RL for robots", "A robot learns.")
         s.add(Topic(slug="llm", name="LLMs", keywords=["large language model"]))
         s.add(Topic(slug="rl", name="RL", keywords=["reinforcement learning"]))
+    reported: list[int] = []
     with app.transaction() as s:
-        stats = match_papers(session=s)
+        stats = match_papers(session=s, progress=reported.append)
     assert (stats.papers, stats.topics, stats.matches) == (2, 2, 2)
+    assert sum(reported) == 2
     with app.transaction() as s:
         rows = {(r.paper_id, r.topic.slug): r for r in s.scalars(select(PaperTopic))}
     assert set(rows) == {(p1.id, "llm"), (p2.id, "rl")}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import click
 from sqlalchemy import select
@@ -141,10 +142,17 @@ def match_command(app: App, day: str | None) -> None:
     """
     listing = parse_date(day)
     with app.transaction() as session:
-        ids = None
+        query = select(Paper.id)
         if listing is not None:
-            ids = list(session.scalars(select(Paper.id).where(Paper.listing_date == listing)))
-        stats = match_papers(session=session, paper_ids=ids, threshold=app.settings.match_threshold)
+            query = query.where(Paper.listing_date == listing)
+        ids = list(session.scalars(query))
+        with click.progressbar(length=len(ids), label="matching", file=sys.stderr) as bar:
+            stats = match_papers(
+                session=session,
+                paper_ids=None if listing is None else ids,
+                threshold=app.settings.match_threshold,
+                progress=bar.update,
+            )
     click.echo(
         f"matched {stats.papers} papers against {stats.topics} topics: "
         f"{stats.matches} matches (replacing {stats.removed})"
