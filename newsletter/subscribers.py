@@ -176,8 +176,9 @@ def validate_name(value: str) -> str:
 def split_topics(value: str | Iterable[str], separator: str = ",") -> list[str]:
     """Split topic slugs, dropping blanks and repeats but keeping their order."""
     parts = value.split(separator) if isinstance(value, str) else value
-    slugs = [p.strip().lower() for p in parts]
-    return list(dict.fromkeys(s for s in slugs if s))
+    unique = dict.fromkeys([p.strip().lower() for p in parts])
+    unique.pop("", None)
+    return list(unique)
 
 
 def topic_ids(*, session: Session) -> dict[str, int]:
@@ -431,9 +432,12 @@ def _read_header(reader: Any, name: str) -> list[str]:
             if missing
             else f"repeated column(s) {', '.join(repeated)}"
         )
+        hint = ""
+        if len(columns) == 1 and any(sep in columns[0] for sep in ";\t"):
+            hint = " (columns seem separated by ';' or tabs: save the file as comma-separated)"
         raise InputError(
             f"{name}, line {reader.line_num}: {what}; the header must name columns from {expected} "
-            f"and include {' and '.join(REQUIRED_COLUMNS)}"
+            f"and include {' and '.join(REQUIRED_COLUMNS)}{hint}"
         )
     return columns
 
@@ -545,14 +549,22 @@ class _Importer:
             return
         now = utcnow()
         self._constants.clear()  # they hold the previous batch's time
-        stmt = _upsert(self.session, SUBSCRIBERS).on_conflict_do_nothing(index_elements=["email"])
+        # No conflict target: a unique index on lower(email), if the schema has one, counts too.
+        stmt = _upsert(self.session, SUBSCRIBERS).on_conflict_do_nothing()
         _executemany(self.session, stmt, [self._new_values(r, now) for r in rows])
         sql = "SELECT email, id FROM subscribers WHERE email IN ({})"
         ids = dict(_select_in(self.session, sql, [r.email for r in rows]))
+        links = []
         for row in rows:
-            self._mark(ids[row.email], row.line)
-        self.report.new += len(rows)
-        self._link([(ids[r.email], t) for r in rows for t in r.topic_ids], now)
+            subscriber_id = ids.get(row.email)
+            if subscriber_id is None or self._seen(subscriber_id):
+                # Only another writer can get in between the lookup and the insert.
+                self.report.add_error(row.line, f"{row.email} was added during the import")
+                continue
+            self._mark(subscriber_id, row.line)
+            links += [(subscriber_id, t) for t in row.topic_ids]
+            self.report.new += 1
+        self._link(links, now)
 
     def _new_values(self, row: _Row, now: datetime) -> dict[str, Any]:
         status = row.status or self.status

@@ -368,6 +368,7 @@ def test_import_of_a_header_only_file_imports_nothing(
         (b"email,name\na@x.org,A\n", "people.csv, line 1: missing column(s) topics"),
         (b"mail,topics\n", "people.csv, line 1: unknown column(s) 'mail'"),
         (b"email,topics,email\n", "repeated column(s) email"),
+        (b"email;name;topics\n", "seem separated by ';' or tabs: save the file as comma-separated"),
         (b"\x89PNG\r\n\x1a\n\x00\x00", "people.csv, line 1: not UTF-8 text (byte 0x89)"),
     ],
 )
