@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from newsletter.models import Paper, PaperTopic, Subscriber, SubscriberStatus, Subscription, Topic
@@ -61,3 +62,38 @@ def subscriber(
         session.add(Subscription(subscriber_id=row.id, topic_id=t.id))
     session.flush()
     return row
+
+
+def bulk_subscribers(session: Session, n: int, topics: list[Topic], *, seed: int = 1) -> None:
+    """Insert n confirmed subscribers (s1@example.com ...) with 1-3 of the topics each."""
+    import random
+
+    from sqlalchemy import insert
+
+    from newsletter.models import utcnow
+
+    rnd = random.Random(seed)
+    now = utcnow()
+    start = (session.scalar(select(func.max(Subscriber.id))) or 0) + 1
+    subs, links = [], []
+    for i in range(start, start + n):
+        subs.append(
+            {
+                "id": i,
+                "email": f"s{i}@example.com",
+                "name": f"Reader {i}",
+                "status": "confirmed",
+                "timezone": "UTC",
+                "delivery_hour": 8,
+                "max_papers": 10,
+                "frequency": "daily",
+                "weekly_day": 0,
+                "consent_source": "test",
+                "consent": {},
+                "created_at": now,
+            }
+        )
+        for t in rnd.sample(topics, rnd.randint(1, min(3, len(topics)))):
+            links.append({"subscriber_id": i, "topic_id": t.id, "created_at": now})
+    session.execute(insert(Subscriber), subs)
+    session.execute(insert(Subscription), links)

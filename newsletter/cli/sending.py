@@ -1,0 +1,204 @@
+"""`newsletter send`, `plan`, `status` and `preview`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from newsletter import sending
+from newsletter.app import App
+from newsletter.cli.common import echo_json, parse_date, pass_app
+from newsletter.delivery import SendSummary
+
+DATE_HELP = "Listing date YYYY-MM-DD (default: the newest listing)."
+
+
+@click.command()
+@click.option("--date", "day", metavar="D", help=DATE_HELP)
+@click.option("--dry-run", is_flag=True, help="Show what would be sent; send and write nothing.")
+@click.option("--to", "to", metavar="EMAIL", help="Send one test copy to this address only.")
+@click.option("--limit", type=click.IntRange(min=1), help="Send at most N messages in this run.")
+@click.option("--yes", is_flag=True, help="Do not ask before a large send.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@pass_app
+def send(
+    app: App,
+    day: str | None,
+    dry_run: bool,
+    to: str | None,
+    limit: int | None,
+    yes: bool,
+    as_json: bool,
+) -> None:
+    """Deliver an edition to every confirmed subscriber who is still owed it.
+
+    Re-running sends only what is still owed: nothing is sent twice.
+
+    \b
+    Examples:
+      newsletter send --date 2026-11-27 --dry-run
+      newsletter send --to me@example.org          # a test copy, state untouched
+      newsletter send --yes                        # the newest listing, no prompt
+    """
+    listing_date = parse_date(day)
+    if to:
+        result = sending.send_test_copy(app, to, listing_date)
+        click.echo(f"test copy sent to {to}: {result.reply}")
+        return
+    owed = sending.owed_count(app, listing_date)
+    if dry_run:
+        stats = sending.preview_plan(app, listing_date)
+        _print_plan(stats, as_json, dry_run=True)
+        return
+    if owed > app.settings.confirm_above and not yes and sys.stdin.isatty():
+        click.confirm(f"Send to {owed} subscribers?", abort=True)
+    report = sending.send(
+        app,
+        listing_date,
+        options=sending.options_from_settings(app, limit=limit, handle_signals=True),
+        progress=_progress_printer(owed),
+    )
+    s = report.summary
+    if as_json:
+        echo_json({"date": report.plan.listing_date, **_summary_dict(s)})
+    else:
+        click.echo(f"{report.plan.listing_date}: {s.line()}")
+
+
+def _summary_dict(s: SendSummary) -> dict[str, object]:
+    return {
+        "sent": s.sent,
+        "failed": s.failed,
+        "skipped": s.skipped,
+        "owed": s.owed,
+        "retried": s.retried,
+        "seconds": round(s.elapsed, 3),
+        "per_second": round(s.rate, 1),
+    }
+
+
+def _progress_printer(total: int):
+    """Return a progress callback drawing a bar with rate and ETA on a terminal."""
+    if not sys.stderr.isatty() or total <= 0:
+        return None
+    import time
+
+    started = time.perf_counter()
+
+    def show(s: SendSummary) -> None:
+        done = s.sent + s.failed + s.skipped
+        elapsed = max(time.perf_counter() - started, 1e-6)
+        rate = done / elapsed
+        eta = (total - done) / rate if rate > 0 else 0
+        width = 30
+        filled = int(width * min(done / total, 1))
+        click.echo(
+            f"\r[{'#' * filled}{'-' * (width - filled)}] {done}/{total} "
+            f"{rate:,.0f} msg/s ETA {eta:,.0f}s ",
+            nl=False,
+            err=True,
+        )
+
+    return show
+
+
+def _print_plan(stats: sending.PlanStats, as_json: bool, *, dry_run: bool = False) -> None:
+    data = {
+        "date": stats.listing_date,
+        "edition": stats.edition_id,
+        "newly_planned": stats.planned,
+        "pending": stats.pending,
+        "skipped": stats.skipped,
+    }
+    if as_json:
+        echo_json(data)
+        return
+    verb = "would plan" if dry_run else "planned"
+    click.echo(
+        f"{stats.listing_date}: {verb} {stats.planned} new deliveries; "
+        f"{stats.pending} owed, {stats.skipped} skipped (no matching paper)"
+    )
+
+
+@click.command()
+@click.option("--date", "day", metavar="D", help=DATE_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_app
+def plan(app: App, day: str | None, as_json: bool) -> None:
+    """Plan an edition's deliveries without sending (for workers to drain).
+
+    \b
+    Example:
+      newsletter plan --date 2026-11-27
+    """
+    _print_plan(sending.plan(app, parse_date(day)), as_json)
+
+
+@click.command()
+@click.option("--date", "day", metavar="D", help=DATE_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_app
+def status(app: App, day: str | None, as_json: bool) -> None:
+    """Show an edition's deliveries per status.
+
+    \b
+    Example:
+      newsletter status --date 2026-11-27 --json
+    """
+    data = sending.edition_status(app, parse_date(day))
+    if as_json:
+        echo_json(data)
+        return
+    if not data["planned"]:
+        click.echo(f"{data['date']}: not planned yet")
+        return
+    counts = ", ".join(f"{k} {v}" for k, v in data.items() if k not in ("date", "planned"))
+    click.echo(f"{data['date']}: {counts}")
+
+
+@click.command()
+@click.argument("email")
+@click.option("--date", "day", metavar="D", help=DATE_HELP)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write FILE.html (the HTML part) or FILE.eml (the whole message).",
+)
+@pass_app
+def preview(app: App, email: str, day: str | None, output: Path | None) -> None:
+    """Show the email one subscriber gets for an edition; nothing is sent.
+
+    \b
+    Examples:
+      newsletter preview ada@example.org
+      newsletter preview ada@example.org --output ada.html
+      newsletter preview ada@example.org --date 2026-11-27 --output ada.eml
+    """
+    prepared = sending.build_preview(app, email, parse_date(day))
+    data = prepared.message.data
+    if output is None:
+        click.echo(data.decode("utf-8", "replace"))
+        return
+    if output.suffix.lower() == ".html":
+        output.write_text(_html_part(data), encoding="utf-8")
+    elif output.suffix.lower() == ".eml":
+        output.write_bytes(data)
+    else:
+        raise click.BadParameter("use a .html or .eml file name", param_hint="--output")
+    click.echo(f"wrote {output}")
+
+
+def _html_part(data: bytes) -> str:
+    import email
+    import email.policy
+
+    msg = email.message_from_bytes(data, policy=email.policy.default)
+    part = msg.get_body(preferencelist=("html",))
+    return part.get_content() if part is not None else ""
+
+
+def register(group: click.Group) -> None:
+    for command in (send, plan, status, preview):
+        group.add_command(command)

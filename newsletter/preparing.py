@@ -1,0 +1,107 @@
+"""Turn a claimed delivery into the bytes of its message."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from newsletter.config import Settings
+from newsletter.message import (
+    build_message,
+    envelope_sender,
+    make_dkim_signer,
+    make_message_id,
+)
+from newsletter.rendering import DigestPaper, DigestRenderer, EditionInfo, Recipient
+from newsletter.selection import EditionPapers
+from newsletter.tokens import make_token, unsubscribe_url
+from newsletter.transports import OutgoingMessage
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A message ready for the transport, with what its delivery row records on success."""
+
+    message: OutgoingMessage
+    message_id: str
+    paper_ids: list[int]
+    attempts: int
+
+    @property
+    def key(self) -> int:
+        return self.message.key
+
+
+def unsubscribe_mailto(settings: Settings, subscriber_id: int) -> str:
+    """Return the mailto: form of List-Unsubscribe, carrying the same signed token."""
+    sender = envelope_sender(settings)
+    domain = sender.rpartition("@")[2] or "localhost"
+    address = settings.extra.get("unsubscribe_mailto") or f"unsubscribe@{domain}"
+    token = make_token(settings, "unsubscribe", subscriber_id)
+    return f"mailto:{address}?subject={quote('unsubscribe ' + token)}"
+
+
+class MessagePreparer:
+    """Builds each subscriber's message for one edition."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        renderer: DigestRenderer,
+        papers: EditionPapers,
+        edition: EditionInfo,
+        *,
+        empty_policy: str = "skip",
+    ) -> None:
+        self.settings = settings
+        self.renderer = renderer
+        self.papers = papers
+        self.edition = edition
+        self.empty_policy = empty_policy
+        self.sender = envelope_sender(settings)
+        self.dkim = make_dkim_signer(settings)
+
+    def prepare(
+        self,
+        key: int,
+        attempts: int,
+        subscriber_id: int,
+        email: str,
+        name: str,
+        max_papers: int,
+        topic_ids: tuple[int, ...],
+    ) -> Prepared | None:
+        """Build the message, or None when there is nothing to send and no note is wanted."""
+        papers = self.papers.for_topics(topic_ids, max_papers)
+        if not papers and self.empty_policy == "skip":
+            return None
+        names = tuple(sorted(self.papers.topic_names[t] for t in topic_ids))
+        recipient = Recipient(subscriber_id=subscriber_id, email=email, name=name, topics=names)
+        return self.build(key, attempts, recipient, papers)
+
+    def build(
+        self, key: int, attempts: int, recipient: Recipient, papers: tuple[DigestPaper, ...]
+    ) -> Prepared:
+        """Render and assemble one message for a recipient."""
+        if papers:
+            rendered = self.renderer.render(self.edition, papers, recipient)
+        else:
+            rendered = self.renderer.render_empty(self.edition, recipient)
+        message_id = make_message_id(self.settings)
+        data = build_message(
+            rendered,
+            recipient=recipient,
+            settings=self.settings,
+            message_id=message_id,
+            list_unsubscribe_url=unsubscribe_url(self.settings, recipient.subscriber_id),
+            list_unsubscribe_mailto=unsubscribe_mailto(self.settings, recipient.subscriber_id),
+            dkim=self.dkim,
+        )
+        return Prepared(
+            message=OutgoingMessage(
+                key=key, sender=self.sender, recipient=recipient.email, data=data
+            ),
+            message_id=message_id,
+            paper_ids=[p.paper_id for p in papers],
+            attempts=attempts,
+        )
