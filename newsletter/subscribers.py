@@ -42,6 +42,7 @@ from newsletter.models import (
     Subscriber,
     SubscriberStatus,
     Subscription,
+    Suppression,
     Topic,
     utcnow,
 )
@@ -229,6 +230,9 @@ def add_subscriber(
     ids = resolve_topics(split_topics(topics), topic_ids(session=session))
     if _find(session, address) is not None:
         raise InputError(f"subscriber {address!r} already exists")
+    reason = suppressed(session, [address]).get(email_key(address))
+    if reason is not None:
+        raise InputError(f"{address!r} is suppressed ({reason}): it must not be mailed again")
     now = utcnow()
     subscriber.status = SubscriberStatus.CONFIRMED if confirmed else SubscriberStatus.PENDING
     subscriber.confirmed_at = now if confirmed else None
@@ -252,6 +256,14 @@ def _find(session: Session, address: str) -> Subscriber | None:
         s for s in session.scalars(query.order_by(Subscriber.id)) if email_key(s.email) == key
     ]
     return matches[0] if matches else None
+
+
+def suppressed(session: Session, addresses: Sequence[str]) -> dict[str, str]:
+    """Return the reason each suppressed address is suppressed, by email_key()."""
+    keys = {email_key(a) for a in addresses}
+    sql = f"SELECT email, reason FROM {Suppression.__tablename__} WHERE lower(email) IN ({{}})"
+    rows = _select_in(session, sql, _lookup_values(keys)) if keys else []
+    return {email_key(e): r for e, r in rows if email_key(e) in keys}
 
 
 def get_subscriber(email: str, *, session: Session) -> Subscriber:
@@ -501,6 +513,13 @@ class _Importer:
         rows, self.pending = list(self.pending.values()), {}
         if not rows:
             return
+        blocked = suppressed(self.session, [r.email for r in rows])
+        if blocked:
+            for row in rows:
+                if row.key in blocked:
+                    reason = blocked[row.key]
+                    self.report.add_error(row.line, f"{row.email} is suppressed ({reason})")
+            rows = [r for r in rows if r.key not in blocked]
         existing = self._existing([r.key for r in rows])
         new: list[_Row] = []
         changed: list[tuple[_Row, dict[str, Any]]] = []

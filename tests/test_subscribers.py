@@ -24,7 +24,7 @@ from newsletter import subscribers as svc
 from newsletter.app import App
 from newsletter.config import Settings, load_settings
 from newsletter.errors import InputError, NotFound
-from newsletter.models import Subscriber, SubscriberStatus, Subscription, Topic
+from newsletter.models import Subscriber, SubscriberStatus, Subscription, Suppression, Topic
 
 TOPICS = ("cv", "ml", "nlp")
 
@@ -250,6 +250,32 @@ def test_remove_subscriber_deletes_their_subscriptions(app: App, topics: dict[st
         assert session.scalar(select(func.count()).select_from(Subscription)) == 0
         with pytest.raises(NotFound, match="no subscriber 'a@x.org'"):
             svc.get_subscriber("a@x.org", session=session)
+
+
+def test_remove_subscriber_with_deliveries(app: App, topics: dict[str, int]) -> None:
+    from datetime import date
+
+    from newsletter.models import Delivery, Edition
+
+    with app.transaction() as session:
+        sub = svc.add_subscriber(session=session, email="a@x.org", topics="ml")
+        session.add(Edition(listing_date=date(2026, 11, 27), deliveries=[Delivery(subscriber=sub)]))
+    with app.transaction() as session:
+        svc.remove_subscriber("a@x.org", session=session)
+    with app.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(Delivery)) == 0
+        assert session.scalar(select(func.count()).select_from(Edition)) == 1
+
+
+def test_suppressed_addresses_are_refused(app: App, topics: dict[str, int], tmp_path: Path) -> None:
+    with app.transaction() as session:
+        session.add(Suppression(email="Gone@x.org", reason="hard bounce"))
+    with pytest.raises(InputError, match=r"^'gone@x.org' is suppressed \(hard bounce\)"):
+        with app.transaction() as session:
+            svc.add_subscriber(session=session, email="gone@X.org", topics="ml")
+    report = import_file(app, write(tmp_path, "email,topics\nok@x.org,ml\nGONE@x.org,ml\n"))
+    assert report.errors == [(3, "GONE@x.org is suppressed (hard bounce)")]
+    assert [r[0] for r in snapshot(app)] == ["ok@x.org"]
 
 
 # --- import -----------------------------------------------------------------------------

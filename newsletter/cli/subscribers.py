@@ -251,10 +251,10 @@ def show(app: App, email: str, as_json: bool) -> None:
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @pass_app
 def remove(app: App, email: str, yes: bool) -> None:
-    """Delete a subscriber and their topic choices for good.
+    """Delete a subscriber, their topic choices and their delivery records for good.
 
     A later import may add the address again; to stop mail but remember that the person
-    left, unsubscribe them instead.
+    left, unsubscribe or suppress the address instead.
 
     \b
     Example:
