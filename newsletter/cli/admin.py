@@ -6,7 +6,8 @@ import click
 
 from newsletter import db
 from newsletter.app import App
-from newsletter.cli.common import echo_json, pass_app
+from newsletter.cli.common import echo_json, parse_date, pass_app
+from newsletter.demo import run_demo
 
 
 @click.command()
@@ -46,6 +47,43 @@ def show_config(app: App, as_json: bool) -> None:
         click.echo(f"{key:<{width}}  {value}")
 
 
+@click.command()
+@click.option(
+    "--date", "day", metavar="D", help="Listing date for the seed papers (default: today)."
+)
+@pass_app
+def demo(app: App, day: str | None) -> None:
+    """Run a whole day of the product on the embedded defaults, offline.
+
+    Creates the database, imports the 50 seed papers and the demo topics, adds four
+    demo subscribers, matches, and writes their digests into the Maildir outbox.
+    Running it again sends nothing twice.
+
+    \b
+    Example:
+      newsletter demo
+      NEWSLETTER_TRANSPORT=smtp://127.0.0.1:1025 newsletter demo   # into Mailpit
+    """
+    report = run_demo(app, day=parse_date(day), echo=click.echo)
+    summary = report.send.summary if report.send else None
+    for email, titles in report.digests.items():
+        click.echo(f"\n{email} ({len(titles)} papers)")
+        for title in titles:
+            click.echo(f"  - {_short(title, 90)}")
+    click.echo("")
+    if summary is not None:
+        click.echo(f"send: {summary.line()}")
+    click.echo(f"outbox: {report.outbox}")
+    if report.example_file:
+        click.echo(f"open one: {report.example_file}")
+    click.echo("see one as a web page: newsletter preview ada@example.org --output ada.html")
+
+
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 def register(group: click.Group) -> None:
     group.add_command(init)
     group.add_command(show_config)
+    group.add_command(demo)
