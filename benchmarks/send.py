@@ -1,0 +1,279 @@
+"""Sending benchmark: our sender beside smtp-source (the C limit) and the naive baseline.
+
+All three push into the same Postfix smtp-sink on loopback. Our figure is end to end: planning,
+choosing papers, rendering, building, sending over SMTP and recording every delivery.
+
+Usage:
+  python benchmarks/send.py [--subscribers 100000] [--connections 4] [--naive 2000]
+                            [--database URL] [--memory 25000,100000,200000] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+DAY = date(2026, 11, 27)
+TOPICS = 20
+CHUNK = 50_000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_sink(port: int) -> subprocess.Popen:
+    sink = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
+    proc = subprocess.Popen(
+        [sink, "-c", "-u", "nobody", f"127.0.0.1:{port}", "1000"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("smtp-sink did not start (apt-get install postfix)")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def seed_papers(shared: Path) -> list[dict]:
+    path = shared / "bench" / "seed_papers.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    from newsletter.resources import shipped_dir
+    from newsletter.sources.files import read_paper_file
+
+    records = read_paper_file(shipped_dir("seeds") / "hf-daily-papers-page.txt", fmt="seed-text")
+    return [{"title": r.title, "abstract": r.abstract} for r in records]
+
+
+def populate(app, n: int, papers: list[dict], seed: int = 1) -> None:  # noqa: ANN001
+    """20 topics, the seed papers matched to 1-3 topics each, n subscribers with 1-4 topics."""
+    from sqlalchemy import insert
+
+    from newsletter.models import Paper, PaperTopic, Subscriber, Subscription, Topic, utcnow
+
+    rnd = random.Random(seed)
+    now = utcnow()
+    with app.engine.begin() as conn:
+        conn.execute(insert(Topic), [
+            {"id": i, "slug": f"topic-{i}", "name": f"Topic {i}", "description": "",
+             "keywords": [], "categories": [], "created_at": now} for i in range(1, TOPICS + 1)])
+        conn.execute(insert(Paper), [
+            {"id": i, "title": p["title"], "title_key": f"seed {i}", "abstract": p["abstract"],
+             "authors": ["Ada Lovelace", "Alan Turing", "Grace Hopper"],
+             "url_abs": f"https://arxiv.org/abs/2611.{i:05d}",
+             "url_pdf": f"https://arxiv.org/pdf/2611.{i:05d}",
+             "keywords": [], "categories": [], "listing_date": DAY, "source": "bench",
+             "upvotes": rnd.randint(0, 200), "created_at": now, "updated_at": now}
+            for i, p in enumerate(papers, start=1)])
+        conn.execute(insert(PaperTopic), [
+            {"paper_id": i, "topic_id": t, "score": 1.5, "evidence": []}
+            for i in range(1, len(papers) + 1)
+            for t in rnd.sample(range(1, TOPICS + 1), rnd.randint(1, 3))])
+    for start in range(0, n, CHUNK):
+        subs, links = [], []
+        for i in range(start + 1, min(n, start + CHUNK) + 1):
+            subs.append({"id": i, "email": f"s{i}@example.com", "name": f"Reader {i}",
+                         "status": "confirmed", "timezone": "UTC", "delivery_hour": 8,
+                         "max_papers": 10, "frequency": "daily", "weekly_day": 0,
+                         "consent_source": "bench", "consent": {}, "created_at": now})
+            for t in rnd.sample(range(1, TOPICS + 1), rnd.randint(1, 4)):
+                links.append({"subscriber_id": i, "topic_id": t, "created_at": now})
+        with app.engine.begin() as conn:
+            conn.execute(insert(Subscriber), subs)
+            conn.execute(insert(Subscription), links)
+
+
+def child(args: argparse.Namespace) -> None:
+    """Populate a fresh database, then time one end-to-end send; print JSON."""
+    from newsletter import sending
+    from newsletter.app import App
+    from newsletter.config import load_settings
+    from newsletter.transports import make_transport
+
+    tmp = Path(args.workdir)
+    url = args.database or f"sqlite:///{tmp}/send.db"
+    settings = load_settings(
+        env={}, database_url=url, var_dir=str(tmp), secret_key="bench-secret",
+        base_url="https://papers.example.com", from_address="Daily Papers <papers@example.com>",
+        postal_address="1 Example Street, Example City",
+        transport=f"smtp://127.0.0.1:{args.port}?connections={args.connections}",
+    )
+    app = App(settings)
+    app.ensure_schema()
+    populate(app, args.subscribers, seed_papers(Path(args.shared)))
+    transport = _SizeCounting(make_transport(settings.transport))
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    started = time.perf_counter()
+    report = sending.send(app, DAY, transport=transport)
+    elapsed = time.perf_counter() - started
+    if profiler:
+        import pstats
+
+        profiler.disable()
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(30)
+    s = report.summary
+    print(json.dumps({
+        "sent": s.sent, "failed": s.failed, "skipped": s.skipped, "owed": s.owed,
+        "seconds": elapsed, "avg_bytes": transport.bytes // max(transport.count, 1),
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }))
+
+
+class _SizeCounting:
+    """Wraps a transport to learn the average message size, for smtp-source's -l."""
+
+    def __init__(self, inner) -> None:  # noqa: ANN001
+        self.inner = inner
+        self.connections = inner.connections
+        self.bytes = 0
+        self.count = 0
+
+    async def __aenter__(self):
+        await self.inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc):
+        return await self.inner.__aexit__(*exc)
+
+    async def send(self, message):  # noqa: ANN001
+        self.bytes += len(message.data)
+        self.count += 1
+        return await self.inner.send(message)
+
+
+def run_ours(args: argparse.Namespace, port: int, subscribers: int, profile: bool = False) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, __file__, "--child", "--workdir", tmp, "--port", str(port),
+               "--subscribers", str(subscribers), "--connections", str(args.connections),
+               "--shared", str(args.shared)]
+        if args.database:
+            cmd += ["--database", args.database]
+        if profile:
+            cmd.append("--profile")
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        if profile:
+            Path("benchmarks/profile.txt").write_text(out.stderr)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_smtp_source(port: int, count: int, size: int) -> float:
+    source = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
+    started = time.perf_counter()
+    subprocess.run(
+        [source, "-d", "-s", "4", "-m", str(count), "-l", str(size), "-f", "from@example.test",
+         "-t", "to@example.test", f"127.0.0.1:{port}"],
+        check=True, capture_output=True,
+    )
+    return count / (time.perf_counter() - started)
+
+
+def run_naive(shared: Path, port: int, count: int) -> float:
+    script = shared / "bench" / "naive_sender.py"
+    out = subprocess.run(
+        [sys.executable, str(script), str(shared / "bench" / "seed_papers.json"), str(count),
+         "127.0.0.1", str(port)],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    match = re.search(r"=\s*([\d.]+)\s*msg/s", out)
+    if not match:
+        raise SystemExit(f"unexpected naive_sender output: {out!r}")
+    return float(match.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--subscribers", type=int, default=100_000)
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--naive", type=int, default=2000, help="messages for the naive baseline")
+    parser.add_argument("--database", help="database URL (default: a temporary SQLite file)")
+    parser.add_argument("--memory", default="", help="also measure peak RSS at these sizes")
+    parser.add_argument("--profile", action="store_true", help="write benchmarks/profile.txt")
+    parser.add_argument("--shared", type=Path, default=REPO.parent / "shared")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    port = free_port()
+    sink = start_sink(port)
+    try:
+        ours = run_ours(args, port, args.subscribers, profile=args.profile)
+        ours_rate = ours["sent"] / ours["seconds"]
+        source_rate = run_smtp_source(port, min(args.subscribers, 100_000), ours["avg_bytes"])
+        naive_rate = run_naive(args.shared, port, args.naive)
+        memory = [
+            (n, run_ours(args, port, n)["rss_mb"])
+            for n in (int(x) for x in args.memory.split(",") if x)
+        ]
+    finally:
+        stop(sink)
+    _print_table(args, ours, ours_rate, source_rate, naive_rate, memory)
+
+
+def _print_table(args, ours, ours_rate, source_rate, naive_rate, memory) -> None:  # noqa: ANN001
+    db = (args.database or "sqlite").split(":", 1)[0]
+    print(f"{args.subscribers:,} subscribers, {ours['avg_bytes'] / 1024:.1f} KB average message, "
+          f"{args.connections} connections, {db}, {os.cpu_count()} cores")
+    print()
+    print("| sender | msg/s | ratio to smtp-source | ratio to naive |")
+    print("|---|---:|---:|---:|")
+    print(f"| smtp-source -d -s 4 (C limit) | {source_rate:,.0f} | 1.00 | "
+          f"{source_rate / naive_rate:.1f} |")
+    print(f"| daily-papers-newsletter, end to end | {ours_rate:,.0f} | "
+          f"{ours_rate / source_rate:.2f} | {ours_rate / naive_rate:.1f} |")
+    print(f"| naive baseline (per-recipient premailer, smtplib) | {naive_rate:,.0f} | "
+          f"{naive_rate / source_rate:.3f} | 1.0 |")
+    print()
+    print(f"sent {ours['sent']:,}, failed {ours['failed']}, skipped {ours['skipped']:,}, "
+          f"owed {ours['owed']} in {ours['seconds']:.1f}s; peak RSS {ours['rss_mb']:.0f} MB")
+    if memory:
+        print()
+        print("| subscribers | peak RSS MB |")
+        print("|---:|---:|")
+        for n, rss in memory:
+            print(f"| {n:,} | {rss:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
