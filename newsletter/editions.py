@@ -107,7 +107,7 @@ def plan_edition(
         literal(now, type_=Delivery.created_at.type),
     ).where(
         Subscriber.status == SubscriberStatus.CONFIRMED,
-        ~exists().where(Suppression.email == Subscriber.email),
+        ~exists().where(func.lower(Suppression.email) == func.lower(Subscriber.email)),
         ~exists().where(
             and_(Delivery.edition_id == edition.id, Delivery.subscriber_id == Subscriber.id)
         ),

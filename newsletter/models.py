@@ -13,13 +13,15 @@ from sqlalchemy import (
     Enum,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
-    Index,
     Text,
     TypeDecorator,
     UniqueConstraint,
+    func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -157,6 +159,8 @@ class Subscriber(Base):
     """A person who receives digests, with their delivery preferences."""
 
     __tablename__ = "subscribers"
+    # Addresses that differ only in ASCII case are one subscriber; the database enforces it.
+    __table_args__ = (Index("uq_subscribers_email_lower", func.lower(text("email")), unique=True),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
@@ -271,6 +275,7 @@ class Suppression(Base):
     """An address that must never be mailed again (hard bounce, complaint, operator)."""
 
     __tablename__ = "suppressions"
+    __table_args__ = (Index("ix_suppressions_email_lower", func.lower(text("email"))),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)

@@ -19,10 +19,11 @@ from newsletter.editions import (
     resolve_listing_date,
 )
 from newsletter.errors import NotFound, TransportError
-from newsletter.models import DeliveryStatus, Edition, Subscriber, Subscription
+from newsletter.models import DeliveryStatus, Edition, Subscription
 from newsletter.preparing import MessagePreparer, Prepared
 from newsletter.rendering import EditionInfo, Recipient, make_renderer
 from newsletter.selection import EditionPapers
+from newsletter.subscribers import get_subscriber
 from newsletter.transports import Outcome, SendResult, Transport, make_transport
 
 
@@ -126,9 +127,7 @@ def edition_status(app: App, listing_date: date | None = None) -> dict[str, obje
 def _recipient_for(app: App, email: str, papers: EditionPapers) -> tuple[Recipient, tuple, int]:
     """Return the subscriber's recipient, topic ids and max papers; NotFound when unknown."""
     with app.sessions() as session:
-        sub = session.scalar(select(Subscriber).where(Subscriber.email == email.strip().lower()))
-        if sub is None:
-            raise NotFound(f"no subscriber with email {email!r}")
+        sub = get_subscriber(email, session=session)
         topic_ids = tuple(
             session.scalars(
                 select(Subscription.topic_id).where(Subscription.subscriber_id == sub.id)
