@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +14,7 @@ from click.testing import CliRunner, Result
 from newsletter.app import App
 from newsletter.cli import cli
 from newsletter.config import Settings, load_settings
+from tests.postgres import throwaway_cluster
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parent.parent
@@ -72,3 +76,41 @@ def run(env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     """Invoke the CLI in tmp_path: `result = run("papers", "list", "--json")`."""
     monkeypatch.chdir(tmp_path)
     return Cli(env)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """A PostgreSQL server URL: NEWSLETTER_TEST_POSTGRES_URL, or a throwaway cluster.
+
+    Skipped when no server is installed, except in CI, where it must run.
+    """
+    url = os.environ.get("NEWSLETTER_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    try:
+        with throwaway_cluster() as started:
+            yield started
+    except FileNotFoundError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI: {exc}")
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
+def pg_app(pg_server: str, settings: Settings) -> Iterator[App]:
+    """The App on a fresh PostgreSQL database of its own, migrated to head."""
+    from sqlalchemy import text
+
+    name = "t_" + uuid.uuid4().hex[:12]
+    admin = App(dataclasses.replace(settings, database_url=pg_server))
+    with admin.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    url = pg_server.replace("/postgres?", f"/{name}?")
+    application = App(dataclasses.replace(settings, database_url=url))
+    application.ensure_schema()
+    yield application
+    application.close()
+    with admin.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
+    admin.close()

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
-import uuid
-from collections.abc import Iterator
 from datetime import date
 
-import pytest
-from sqlalchemy import event, func, select, text
+from sqlalchemy import event, func, select
 
 from newsletter.app import App
-from newsletter.config import load_settings
 from newsletter.ingest import ingest_records, merge_records
 from newsletter.models import Paper
 from newsletter.sources import PaperRecord
@@ -152,83 +142,6 @@ def test_thousands_of_papers_use_few_queries(app):
     assert stats.inserted == 3000
     selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
     assert len(selects) <= 3000 // 500 + 1  # chunked lookups, not one per paper
-
-
-# PostgreSQL: a throwaway cluster on a Unix socket, when the server binaries are installed.
-
-
-@pytest.fixture(scope="module")
-def pg_server() -> Iterator[str]:
-    url = os.environ.get("NEWSLETTER_TEST_POSTGRES_URL")
-    if url:
-        yield url
-        return
-    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
-    if not (initdb and pg_ctl):
-        pytest.skip("PostgreSQL server binaries not installed")
-    base = tempfile.mkdtemp(prefix="newsletter-pg-")
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        shutil.chown(base, "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
-    try:
-        subprocess.run(
-            [*as_user, initdb, "-D", f"{base}/data", "-A", "trust", "-U", "postgres", "--no-sync"],
-            check=True,
-            capture_output=True,
-        )
-        options = f"-k {base} -c listen_addresses='' -p {port} -c fsync=off"
-        subprocess.run(
-            [
-                *as_user,
-                pg_ctl,
-                "-D",
-                f"{base}/data",
-                "-o",
-                options,
-                "-w",
-                "-l",
-                f"{base}/log",
-                "start",
-            ],
-            check=True,
-            capture_output=True,
-        )
-        yield f"postgresql+psycopg://postgres@/postgres?host={base}&port={port}"
-    finally:
-        subprocess.run(
-            [*as_user, pg_ctl, "-D", f"{base}/data", "-m", "immediate", "stop"],
-            capture_output=True,
-        )
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def pg_app(pg_server: str, settings) -> Iterator[App]:
-    name = "t_" + uuid.uuid4().hex[:12]
-    admin = App(dataclasses.replace(settings, database_url=pg_server))
-    with admin.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    url = pg_server.replace("/postgres?", f"/{name}?")
-    application = App(load_settings(env={}, **_fields(settings), database_url=url))
-    application.ensure_schema()
-    yield application
-    application.close()
-    with admin.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f"DROP DATABASE {name}"))
-    admin.close()
-
-
-def _fields(settings) -> dict[str, object]:
-    names = ("var_dir", "secret_key", "base_url", "transport")
-    return {name: getattr(settings, name) for name in names}
 
 
 def test_postgres_ingest_is_idempotent_and_merges(pg_app):

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from email_validator import EmailNotValidError, validate_email
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from newsletter import subscribers as svc
 from newsletter.app import App
-from newsletter.config import Settings, load_settings
+from newsletter.config import load_settings
 from newsletter.errors import InputError, NotFound
 from newsletter.models import Subscriber, SubscriberStatus, Subscription, Suppression, Topic
 
@@ -504,55 +496,15 @@ def test_subscriber_count_matches_rows(app: App, topics: dict[str, int], tmp_pat
 # --- PostgreSQL: the same import on a throwaway cluster, when the binaries are installed ---
 
 
-@pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    if os.environ.get("NEWSLETTER_TEST_POSTGRES_URL"):
-        yield os.environ["NEWSLETTER_TEST_POSTGRES_URL"]
-        return
-    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
-    if not (initdb and pg_ctl):
-        pytest.skip("PostgreSQL server binaries not installed")
-    base = tempfile.mkdtemp(prefix="newsletter-pg-")
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        shutil.chown(base, "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    data = f"{base}/data"
-    try:
-        subprocess.run([*as_user, initdb, "-D", data, "-A", "trust", "-U", "postgres",
-                        "--no-sync"], check=True, capture_output=True)  # fmt: skip
-        options = f"-k {base} -c listen_addresses='' -p {port} -c fsync=off"
-        subprocess.run([*as_user, pg_ctl, "-D", data, "-o", options, "-w", "-l",
-                        f"{base}/log", "start"], check=True, capture_output=True)  # fmt: skip
-        yield f"postgresql+psycopg://postgres@/postgres?host={base}&port={port}"
-    finally:
-        subprocess.run([*as_user, pg_ctl, "-D", data, "-m", "immediate", "stop"],
-                       capture_output=True)  # fmt: skip
-        shutil.rmtree(base, ignore_errors=True)
-
-
 @pytest.fixture
-def pg_app(pg_url: str, settings: Settings) -> Iterator[App]:
-    name = "s_" + uuid.uuid4().hex[:12]
-    admin = App(dataclasses.replace(settings, database_url=pg_url))
-    with admin.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    application = App(dataclasses.replace(settings, database_url=pg_url.replace(
-        "/postgres?", f"/{name}?")))  # fmt: skip
-    application.ensure_schema()
-    with application.transaction() as session:
+def pg_topics(pg_app: App) -> App:
+    with pg_app.transaction() as session:
         session.add_all(Topic(slug=s, name=s) for s in TOPICS)
-    yield application
-    application.close()
-    with admin.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f"DROP DATABASE {name}"))
-    admin.close()
+    return pg_app
 
 
-def test_postgres_import_update_and_round_trip(pg_app: App, tmp_path: Path) -> None:
+def test_postgres_import_update_and_round_trip(pg_topics: App, tmp_path: Path) -> None:
+    pg_app = pg_topics
     path = write(tmp_path, GOOD_AND_BAD)
     first = import_file(pg_app, path, batch_size=2)
     assert (first.new, first.skipped) == (3, 7)
