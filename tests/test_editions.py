@@ -85,3 +85,12 @@ def test_resolve_listing_date_defaults_to_newest_and_fails_on_empty(app, world):
 def test_resolve_listing_date_without_papers(app):
     with app.sessions() as s, pytest.raises(NotFound, match="no papers"):
         resolve_listing_date(None, session=s)
+
+
+def test_suppressions_match_whatever_the_case(app):
+    with app.transaction() as s:
+        t = f.topic(s, "llm")
+        f.paper(s, "A language model", topics={t: 2.0})
+        f.subscriber(s, "jane@example.org", [t])
+        s.add(Suppression(email="Jane@Example.org", reason="complaint"))
+    assert _plan(app).planned == 0
