@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import and_, case, exists, func, insert, literal, select
+from sqlalchemy import ColumnElement, and_, case, exists, func, insert, literal, select, true
 from sqlalchemy.orm import Session
 
 from newsletter.errors import NotFound
@@ -88,8 +88,12 @@ def plan_edition(
     session: Session,
     empty_policy: str = "skip",
     now: datetime | None = None,
+    only: ColumnElement[bool] | None = None,
 ) -> PlanStats:
-    """Plan one delivery per confirmed, unsuppressed, not yet planned subscriber, in one go."""
+    """Plan one delivery per confirmed, unsuppressed, not yet planned subscriber, in one go.
+
+    `only` narrows the subscribers further (e.g. those whose local delivery hour has come).
+    """
     if empty_policy not in EMPTY_POLICIES:
         raise ValueError(f"empty_policy must be one of {EMPTY_POLICIES}")
     now = now or utcnow()
@@ -107,6 +111,8 @@ def plan_edition(
         literal(now, type_=Delivery.created_at.type),
     ).where(
         Subscriber.status == SubscriberStatus.CONFIRMED,
+        Subscriber.paused.is_(False),
+        only if only is not None else true(),
         ~exists().where(func.lower(Suppression.email) == func.lower(Subscriber.email)),
         ~exists().where(
             and_(Delivery.edition_id == edition.id, Delivery.subscriber_id == Subscriber.id)

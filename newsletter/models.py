@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Date,
     DateTime,
     Enum,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     func,
     text,
 )
@@ -178,6 +180,9 @@ class Subscriber(Base):
     )
     # 0 = Monday, as datetime.weekday(); only used by weekly digests.
     weekly_day: Mapped[int] = mapped_column(Integer, default=0)
+    # A paused subscriber keeps their preferences but is not planned into editions.
+    paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    confirmation_sent_at: Mapped[datetime | None] = mapped_column()
     consent_source: Mapped[str] = mapped_column(String(64), default="admin")
     consent: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -283,7 +288,30 @@ class Suppression(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Lease(Base):
+    """A named lock with an expiry, held by one process at a time (e.g. the scheduler)."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime] = mapped_column()
+    acquired_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RateLimit(Base):
+    """A fixed-window counter shared by every web process (per IP, per address)."""
+
+    __tablename__ = "rate_limits"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column()
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
 __all__ = [
+    "Lease",
+    "RateLimit",
     "Delivery",
     "DeliveryStatus",
     "Edition",

@@ -94,3 +94,20 @@ def test_suppressions_match_whatever_the_case(app):
         f.subscriber(s, "jane@example.org", [t])
         s.add(Suppression(email="Jane@Example.org", reason="complaint"))
     assert _plan(app).planned == 0
+
+
+def test_paused_subscribers_and_the_only_filter(app):
+    from newsletter.models import Subscriber
+
+    with app.transaction() as s:
+        t = f.topic(s, "llm")
+        f.paper(s, "A language model", topics={t: 2.0})
+        f.subscriber(s, "a@example.org", [t]).paused = True
+        f.subscriber(s, "b@example.org", [t]).timezone = "Asia/Tokyo"
+        f.subscriber(s, "c@example.org", [t])
+    with app.transaction() as s:
+        edition = get_or_create_edition(f.DAY, session=s)
+        stats = plan_edition(edition, session=s, only=Subscriber.timezone == "Asia/Tokyo")
+    assert stats.planned == 1
+    with app.transaction() as s:
+        assert plan_edition(get_or_create_edition(f.DAY, session=s), session=s).planned == 1
