@@ -257,30 +257,3 @@ def test_match_papers_threshold_and_topic_subset(app: App) -> None:
     with app.transaction() as s:
         assert [r.topic_id for r in s.scalars(select(PaperTopic))] == [b.id]
         assert p.id is not None
-
-
-def _semantic():
-    spec = importlib.util.spec_from_file_location("bench_semantic", REPO / "benchmarks/semantic.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-TINY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "graph", "##s", "neural", "_", "x"]
-TINY_VOCAB += ["naive", "(", ")", "net", "##work"]
-
-
-def test_wordpiece_splits_like_bert_uncased() -> None:
-    wp = _semantic().WordPiece(TINY_VOCAB)
-    pieces = [TINY_VOCAB[i] for i in wp.encode("Graphs_x (Naïve) NETWORK qqq")]
-    assert pieces == ["graph", "##s", "_", "x", "(", "naive", ")", "net", "##work", "[UNK]"]
-
-
-def test_static_embedder_sums_known_tokens_into_unit_rows() -> None:
-    np = pytest.importorskip("numpy")
-    vectors = np.zeros((len(TINY_VOCAB), 2), dtype=np.float16)
-    vectors[TINY_VOCAB.index("graph")] = (3, 0)
-    vectors[TINY_VOCAB.index("neural")] = (0, 4)
-    vectors[TINY_VOCAB.index("[UNK]")] = (9, 9)  # special tokens are zeroed on load
-    rows = _semantic().StaticEmbedder(TINY_VOCAB, vectors).embed(["graph", "neural graph", "qqq"])
-    assert np.allclose(rows, [[1, 0], [0.6, 0.8], [0, 0]])
