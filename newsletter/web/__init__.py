@@ -1,0 +1,88 @@
+"""The public web pages: subscribe, confirm, preferences, unsubscribe and the archive.
+
+Serve it with a WSGI server (`newsletter serve` runs waitress), e.g.
+`waitress-serve --call 'newsletter.web:create_app_from_env'`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import jinja2
+from flask import Flask, request
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from newsletter import rendering
+from newsletter.app import App
+from newsletter.config import Settings, load_settings
+from newsletter.resources import shipped_dir
+from newsletter.web import security, views
+
+STATIC_MAX_AGE = 3600
+
+
+class NewsletterFlask(Flask):
+    """Flask, with error logs that never carry the tokens of a request's path."""
+
+    def log_exception(self, exc_info: Any) -> None:
+        path = security.redact(request.path)
+        self.logger.error("Exception on %s [%s]", path, request.method, exc_info=exc_info)
+
+
+def create_app(settings: Settings, *, app: App | None = None) -> Flask:
+    """Build the Flask app for one instance; `app` shares an existing App (tests, CLI)."""
+    if not settings.secret_key:
+        raise ValueError("settings.secret_key is empty: links and forms cannot be signed")
+    web = NewsletterFlask(__name__, static_folder="static", static_url_path="/static")
+    web.config.update(
+        NEWSLETTER_SETTINGS=settings,
+        SECRET_KEY=settings.secret_key,
+        SEND_FILE_MAX_AGE_DEFAULT=STATIC_MAX_AGE,
+        MAX_CONTENT_LENGTH=64 * 1024,
+        MAX_FORM_PARTS=200,
+        TRAP_HTTP_EXCEPTIONS=False,
+    )
+    web.extensions["newsletter"] = app or App(settings)
+    web.jinja_options = {
+        "loader": _template_loader(settings),
+        "undefined": jinja2.StrictUndefined,
+        "trim_blocks": True,
+        "lstrip_blocks": True,
+    }
+    web.jinja_env.filters.update(
+        long_date=rendering.long_date,
+        authors_short=rendering.authors_short,
+        trim_abstract=rendering.trim_abstract,
+        safe_url=rendering.safe_url,
+        atom_date=atom_date,
+    )
+    security.init_security(web)
+    views.init_views(web)
+    proxies = int(settings.extra.get("web_proxy_count", 0) or 0)
+    if proxies:
+        # Behind a reverse proxy the client's address is in X-Forwarded-For.
+        web.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            web.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies
+        )
+    return web
+
+
+def atom_date(value: datetime | None) -> str:
+    """Format a timestamp for Atom (RFC 3339, UTC); None is the Unix epoch."""
+    moment = value or datetime(1970, 1, 1, tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _template_loader(settings: Settings) -> jinja2.BaseLoader:
+    folders = [settings.templates_dir] if settings.templates_dir else []
+    folders.append(str(shipped_dir("templates")))
+    return jinja2.ChoiceLoader([jinja2.FileSystemLoader(f) for f in folders])
+
+
+def create_app_from_env() -> Flask:
+    """Build the app from newsletter.toml and NEWSLETTER_* variables (for WSGI servers)."""
+    settings = load_settings()
+    core = App(settings)
+    core.ensure_schema()
+    return create_app(settings, app=core)

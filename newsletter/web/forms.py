@@ -1,0 +1,165 @@
+"""Validate the web forms into Preferences, with one clear message per bad field."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from werkzeug.datastructures import MultiDict
+
+from newsletter.config import Settings
+from newsletter.errors import InputError
+from newsletter.models import Frequency, Subscriber
+from newsletter.subscribers import (
+    normalise_email,
+    validate_hour,
+    validate_max_papers,
+    validate_name,
+    validate_timezone,
+)
+from newsletter.subscriptions import Preferences
+
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+MAX_FIELD_LENGTH = 400
+# Bots fill every field; people never see this one (hidden by CSS and from screen readers).
+HONEYPOT = "website"
+
+
+@dataclass
+class FormResult:
+    """A parsed form: the values to show again, the errors by field, and the result."""
+
+    values: dict[str, Any]
+    errors: dict[str, str] = field(default_factory=dict)
+    email: str = ""
+    prefs: Preferences | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def subscribe_values(settings: Settings) -> dict[str, Any]:
+    """Return the subscribe form's initial values."""
+    return {
+        "email": "",
+        "name": "",
+        "topics": [],
+        "frequency": Frequency.DAILY.value,
+        "weekly_day": "0",
+        "hour": str(settings.default_hour),
+        "timezone": settings.default_timezone,
+        "max_papers": str(settings.default_max_papers),
+        "paused": False,
+    }
+
+
+def subscriber_values(subscriber: Subscriber) -> dict[str, Any]:
+    """Return the preferences form's values for a stored subscriber."""
+    return {
+        "email": subscriber.email,
+        "name": subscriber.name,
+        "topics": sorted(s.topic.slug for s in subscriber.subscriptions),
+        "frequency": subscriber.frequency.value,
+        "weekly_day": str(subscriber.weekly_day),
+        "hour": str(subscriber.delivery_hour),
+        "timezone": subscriber.timezone,
+        "max_papers": str(subscriber.max_papers),
+        "paused": subscriber.paused,
+    }
+
+
+def parse_subscribe(
+    form: MultiDict[str, str], topics: Mapping[str, int], settings: Settings
+) -> FormResult:
+    """Validate the subscribe form: address, name and delivery preferences."""
+    values = dict(subscribe_values(settings), **_raw(form))
+    result = FormResult(values)
+    result.email = _check(result, "email", lambda v: normalise_email(v), _email_message) or ""
+    result.prefs = _prefs(result, topics, with_pause=False)
+    if result.errors:
+        result.prefs = None
+    return result
+
+
+def parse_preferences(form: MultiDict[str, str], topics: Mapping[str, int]) -> FormResult:
+    """Validate the preferences form."""
+    result = FormResult(_raw(form))
+    result.prefs = _prefs(result, topics, with_pause=True)
+    if result.errors:
+        result.prefs = None
+    return result
+
+
+def is_bot(form: MultiDict[str, str]) -> bool:
+    """Return True when the hidden honeypot field was filled in."""
+    return bool(form.get(HONEYPOT, "").strip())
+
+
+def _raw(form: MultiDict[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        key: form.get(key, "")[:MAX_FIELD_LENGTH]
+        for key in ("email", "name", "frequency", "weekly_day", "hour", "timezone", "max_papers")
+        if key in form
+    }
+    values["topics"] = [t.strip().lower() for t in form.getlist("topics") if t.strip()]
+    values["paused"] = form.get("paused") == "on"
+    return values
+
+
+def _prefs(result: FormResult, topics: Mapping[str, int], *, with_pause: bool) -> Preferences:
+    v = result.values
+    chosen = [topics[s] for s in dict.fromkeys(v.get("topics", [])) if s in topics]
+    if not chosen:
+        result.errors["topics"] = "Choose at least one topic."
+    return Preferences(
+        topic_ids=tuple(chosen),
+        name=_check(result, "name", validate_name, _name_message) or "",
+        frequency=_check(result, "frequency", Frequency, lambda _: "Choose daily or weekly.")
+        or Frequency.DAILY,
+        weekly_day=_check(result, "weekly_day", _weekday, lambda _: "Choose a day of the week.")
+        or 0,
+        hour=_check(result, "hour", validate_hour, lambda _: "Choose an hour from 0 to 23.") or 0,
+        timezone=_check(result, "timezone", validate_timezone, _timezone_message) or "UTC",
+        max_papers=_check(
+            result, "max_papers", validate_max_papers, lambda _: "Choose from 1 to 50 papers."
+        )
+        or 1,
+        paused=bool(v.get("paused")) if with_pause else False,
+    )
+
+
+def _check(
+    result: FormResult, name: str, parse: Callable[[Any], Any], message: Callable[[str], str]
+) -> Any:
+    """Parse one field, recording a message instead of raising."""
+    raw = str(result.values.get(name, ""))
+    try:
+        return parse(raw)
+    except (InputError, ValueError) as exc:
+        result.errors[name] = message(str(exc))
+        return None
+
+
+def _weekday(value: str) -> int:
+    day = int(value)
+    if day not in range(7):
+        raise ValueError(value)
+    return day
+
+
+def _email_message(detail: str) -> str:
+    if "no email address" in detail or detail.endswith("''"):
+        return "Enter your email address."
+    # email-validator's reason after the address, e.g. "The domain name x is not valid."
+    reason = detail.split(": ", 1)[-1]
+    return f"Enter a valid email address, like name@example.org. {reason}"
+
+
+def _name_message(detail: str) -> str:
+    return "Use a shorter name, on one line." if detail else "Check your name."
+
+
+def _timezone_message(detail: str) -> str:
+    return "Choose your time zone from the list."

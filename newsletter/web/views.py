@@ -1,0 +1,351 @@
+"""The routes: each parses the request, calls a service function and renders a template."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import date
+from functools import cache
+from typing import Any
+from zoneinfo import available_timezones
+
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from sqlalchemy import text
+from werkzeug.exceptions import HTTPException
+
+from newsletter import subscriptions as service
+from newsletter import tokens
+from newsletter.app import App
+from newsletter.config import Settings
+from newsletter.errors import InputError, NotFound, TransportError
+from newsletter.models import Subscriber
+from newsletter.subscriptions import ConsentRecord, Limits, RateLimited
+from newsletter.web import archive, forms
+from newsletter.web.security import csrf_exempt
+
+log = logging.getLogger(__name__)
+bp = Blueprint("web", __name__)
+ONE_CLICK = ("List-Unsubscribe", "One-Click")
+ARCHIVE_CACHE = "public, max-age=300"
+BANNERS = {
+    "saved": "Your preferences are saved.",
+    "resumed": "Welcome back: your subscription is active again.",
+    "confirmed": "Your subscription is confirmed. Your first digest arrives at the time you chose.",
+}
+
+
+def _core() -> App:
+    return current_app.extensions["newsletter"]
+
+
+def _settings() -> Settings:
+    return current_app.config["NEWSLETTER_SETTINGS"]
+
+
+def _subscriber_id(purpose: str, token: str) -> int:
+    max_age = None
+    if purpose == "confirm":
+        max_age = Limits.from_settings(_settings()).confirm_max_age_hours * 3600
+    return tokens.read_token(_settings(), purpose, token, max_age=max_age)
+
+
+@cache
+def time_zones() -> tuple[str, ...]:
+    """Return the IANA time zone names a reader may pick, sorted."""
+    return tuple(sorted(z for z in available_timezones() if not z.startswith(("posix/", "right/"))))
+
+
+# --- subscribe --------------------------------------------------------------------------
+
+
+def _subscribe_page(values: dict[str, Any], errors: dict[str, str], status: int = 200) -> Any:
+    with _core().sessions() as session:
+        topics = service.active_topics(session=session)
+    page = render_template(
+        "web/subscribe.html",
+        topics=topics,
+        values=values,
+        errors=errors,
+        detect_timezone=not errors,
+        consent_text=service.consent_text(_settings()),
+    )
+    return page, status
+
+
+@bp.get("/")
+def subscribe_form() -> Any:
+    return _subscribe_page(forms.subscribe_values(_settings()), {})
+
+
+@bp.post("/")
+def subscribe_submit() -> Any:
+    if forms.is_bot(request.form):
+        return redirect(url_for(".check_inbox"), 303)
+    settings = _settings()
+    with _core().transaction() as session:
+        slugs = {t.slug: t.id for t in service.active_topics(session=session)}
+        result = forms.parse_subscribe(request.form, slugs, settings)
+        if not result.ok or result.prefs is None:
+            return _subscribe_page(result.values, result.errors, 400)
+        consent = ConsentRecord(
+            ip=request.remote_addr or "",
+            user_agent=request.user_agent.string,
+            text=service.consent_text(settings),
+        )
+        notice = service.subscribe(
+            result.email, result.prefs, consent, session=session, settings=settings
+        )
+        if notice is not None:
+            # Inside the transaction: if the email cannot go out, nothing is recorded.
+            service.send_notice(settings, notice)
+    return redirect(url_for(".check_inbox"), 303)
+
+
+@bp.get("/subscribed")
+def check_inbox() -> Any:
+    return render_template("web/check_inbox.html")
+
+
+@bp.get("/confirm/<token>")
+def confirm(token: str) -> Any:
+    subscriber_id = _subscriber_id("confirm", token)
+    with _core().transaction() as session:
+        service.confirm(subscriber_id, session=session)
+        return _manage_page(subscriber_id, session, banner="confirmed")
+
+
+# --- preferences ------------------------------------------------------------------------
+
+
+def _manage_page(
+    subscriber_id: int,
+    session: Any,
+    *,
+    banner: str | None = None,
+    values: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> Any:
+    subscriber = service.load_subscriber(subscriber_id, session=session)
+    settings = _settings()
+    page = render_template(
+        "web/manage.html",
+        subscriber=subscriber,
+        topics=service.active_topics(session=session),
+        values=values or forms.subscriber_values(subscriber),
+        errors=errors or {},
+        banner=BANNERS.get(banner or ""),
+        manage_token=tokens.make_token(settings, "manage", subscriber_id),
+        unsubscribe_token=tokens.make_token(settings, "unsubscribe", subscriber_id),
+        weekdays=forms.WEEKDAYS,
+    )
+    return page, status
+
+
+@bp.route("/manage/<token>", methods=["GET", "POST"])
+def manage(token: str) -> Any:
+    subscriber_id = _subscriber_id("manage", token)
+    with _core().transaction() as session:
+        if request.method == "GET":
+            return _manage_page(subscriber_id, session, banner=request.args.get("done"))
+        slugs = {t.slug: t.id for t in service.active_topics(session=session)}
+        result = forms.parse_preferences(request.form, slugs)
+        if not result.ok or result.prefs is None:
+            stored = service.load_subscriber(subscriber_id, session=session)
+            values = {**forms.subscriber_values(stored), **result.values}
+            return _manage_page(
+                subscriber_id, session, values=values, errors=result.errors, status=400
+            )
+        service.update_preferences(subscriber_id, result.prefs, session=session)
+    return redirect(url_for(".manage", token=token, done="saved"), 303)
+
+
+@bp.post("/manage/<token>/export")
+def export(token: str) -> Response:
+    subscriber_id = _subscriber_id("manage", token)
+    with _core().sessions() as session:
+        data = service.export_my_data(subscriber_id, session=session)
+    body = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    response = Response(body, mimetype="application/json")
+    response.headers["Content-Disposition"] = 'attachment; filename="my-newsletter-data.json"'
+    return response
+
+
+@bp.post("/manage/<token>/delete")
+def delete(token: str) -> Any:
+    subscriber_id = _subscriber_id("manage", token)
+    with _core().transaction() as session:
+        if request.form.get("confirm_delete") != "yes":
+            errors = {"confirm_delete": "Tick the box to confirm that everything should go."}
+            return _manage_page(subscriber_id, session, errors=errors, status=400)
+        service.delete_my_data(subscriber_id, session=session)
+    return render_template("web/deleted.html")
+
+
+# --- unsubscribe ------------------------------------------------------------------------
+
+
+@bp.get("/unsubscribe/<token>")
+def unsubscribe_page(token: str) -> Any:
+    # Never unsubscribes: link scanners and previews fetch every GET in an email.
+    subscriber_id = _subscriber_id("unsubscribe", token)
+    with _core().sessions() as session:
+        subscriber = session.get(Subscriber, subscriber_id)
+    manage_token = tokens.make_token(_settings(), "manage", subscriber_id)
+    return render_template(
+        "web/unsubscribe.html", subscriber=subscriber, token=token, manage_token=manage_token
+    )
+
+
+@bp.post("/unsubscribe/<token>")
+@csrf_exempt
+def unsubscribe(token: str) -> Any:
+    # RFC 8058: a POST from the mail client, without cookies or a CSRF token; the signed
+    # token is the authority. Answer 200 with the page, never a redirect.
+    subscriber_id = _subscriber_id("unsubscribe", token)
+    if request.form.get(ONE_CLICK[0]) != ONE_CLICK[1]:
+        abort(400, "Expected the form field List-Unsubscribe=One-Click.")
+    with _core().transaction() as session:
+        subscriber = service.unsubscribe(subscriber_id, session=session)
+        can_resume = subscriber is not None and subscriber.confirmed_at is not None
+    return render_template("web/unsubscribed.html", token=token, can_resume=can_resume)
+
+
+@bp.post("/resubscribe/<token>")
+def resubscribe(token: str) -> Any:
+    subscriber_id = _subscriber_id("unsubscribe", token)
+    with _core().transaction() as session:
+        service.resubscribe(subscriber_id, session=session)
+    manage_token = tokens.make_token(_settings(), "manage", subscriber_id)
+    return redirect(url_for(".manage", token=manage_token, done="resumed"), 303)
+
+
+# --- archive ----------------------------------------------------------------------------
+
+
+def _public(response: Any) -> Response:
+    response = current_app.make_response(response)
+    response.headers["Cache-Control"] = ARCHIVE_CACHE
+    return response
+
+
+@bp.get("/archive")
+def archive_index() -> Response:
+    with _core().sessions() as session:
+        editions = archive.list_editions(session=session)
+    return _public(render_template("web/archive.html", editions=editions))
+
+
+@bp.get("/archive/<day>")
+def archive_edition(day: str) -> Response:
+    try:
+        listing_date = date.fromisoformat(day)
+    except ValueError:
+        abort(404)
+    with _core().sessions() as session:
+        if not archive.edition_exists(listing_date, session=session):
+            abort(404)
+        sections = archive.edition_sections(listing_date, session=session)
+        previous, following = archive.neighbours(listing_date, session=session)
+    page = render_template(
+        "web/edition.html",
+        listing_date=listing_date,
+        sections=sections,
+        previous=previous,
+        following=following,
+    )
+    return _public(page)
+
+
+@bp.get("/archive.atom")
+def archive_feed() -> Response:
+    with _core().sessions() as session:
+        editions = archive.list_editions(session=session, limit=archive.FEED_ENTRIES)
+    body = render_template(
+        "web/archive.atom.xml", editions=editions, base=_settings().base_url.rstrip("/")
+    )
+    return _public(Response(body, mimetype="application/atom+xml"))
+
+
+@bp.get("/healthz")
+def health() -> Response:
+    with _core().sessions() as session:
+        session.execute(text("SELECT 1"))
+    return Response("ok\n", mimetype="text/plain")
+
+
+# --- errors -----------------------------------------------------------------------------
+
+
+def _error_page(status: int, title: str, message: str) -> Any:
+    return render_template("web/error.html", status=status, title=title, message=message), status
+
+
+def _http_error(exc: HTTPException) -> Any:
+    code = exc.code or 500
+    messages = {
+        404: "There is no page at this address.",
+        405: "This page does not accept that kind of request.",
+        413: "The form sent too much data.",
+        500: "Something went wrong on our side. Please try again later.",
+    }
+    default = messages.get(code, exc.description or "")
+    message = default if code in messages and not _custom(exc) else exc.description or default
+    return _error_page(code, exc.name, message)
+
+
+def _custom(exc: HTTPException) -> bool:
+    return type(exc).description != exc.description
+
+
+def _input_error(exc: InputError) -> Any:
+    if isinstance(exc, RateLimited):
+        page, status = _error_page(429, "Too many requests", _sentence(str(exc)))
+        return page, status, {"Retry-After": "3600"}
+    if isinstance(exc, NotFound):
+        return _error_page(404, "Link no longer valid", _sentence(str(exc)))
+    message = str(exc)
+    if message == tokens.INVALID_LINK:
+        message = (
+            "This link is invalid or has expired. Links must be opened exactly as they "
+            "arrived in the email."
+        )
+    return _error_page(400, "Bad request", _sentence(message))
+
+
+def _sentence(message: str) -> str:
+    message = message[:1].upper() + message[1:]
+    return message if message.endswith(".") else message + "."
+
+
+def _transport_error(exc: TransportError) -> Any:
+    log.error("could not send a transactional email: %s", exc)
+    message = "We could not send the email just now. Please try again in a few minutes."
+    return _error_page(503, "Email unavailable", message)
+
+
+def init_views(app: Flask) -> None:
+    """Register the routes, the error pages and the shared template context."""
+    app.register_blueprint(bp)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(InputError, _input_error)
+    app.register_error_handler(TransportError, _transport_error)
+
+    @app.context_processor
+    def _common() -> dict[str, Any]:
+        settings = _settings()
+        return {
+            "list_name": service.list_name(settings),
+            "postal_address": settings.postal_address,
+            "time_zones": time_zones(),
+        }
