@@ -428,19 +428,22 @@ class EditionSender:
             if not claimed:
                 return [], []
             people = _load_recipients(conn, [c[1] for c in claimed])
+        rows = [
+            (delivery_id, attempts, subscriber_id, *people[subscriber_id])
+            for delivery_id, subscriber_id, attempts in claimed
+            if subscriber_id in people
+        ]
+        prepared = dict(
+            zip([row[0] for row in rows], self.preparer.prepare_many(rows), strict=True)
+        )
         ready: list[Prepared] = []
         skipped: list[_SkipResult] = []
-        for delivery_id, subscriber_id, attempts in claimed:
-            person = people.get(subscriber_id)
-            prepared = (
-                self.preparer.prepare(delivery_id, attempts, subscriber_id, *person)
-                if person
-                else None
-            )
-            if prepared is None:
+        for delivery_id, _, _ in claimed:
+            message = prepared.get(delivery_id)
+            if message is None:
                 skipped.append(_SkipResult(delivery_id, "no new paper matched the topics"))
             else:
-                ready.append(prepared)
+                ready.append(message)
         return ready, skipped
 
     async def _wait_for_retries(self) -> bool:

@@ -42,6 +42,7 @@ _PART_HEADERS = (
 )
 ENCODED_WORD_BYTES = 39
 QP_LINE = 76  # RFC 2045: encoded lines of at most 76 characters, the soft-break "=" included
+QP_CACHE_SIZE = 8192
 
 
 @dataclass(frozen=True)
@@ -114,12 +115,12 @@ def _qp_body(text: str, parts: Filled | None) -> bytes:
     if parts is None:
         encoded = _qp_piece(text).data
     else:
-        # b2a_qp costs ~7 ns a byte: encode the literals shared by many recipients once.
-        literals = _qp_literals(parts.literals)
-        pieces = [literals[0]]
-        for value, literal in zip(parts.values, literals[1:], strict=True):
-            pieces.append(_qp_piece(value))
-            pieces.append(literal)
+        # b2a_qp costs ~7 ns a byte: encode each literal shared by many recipients once.
+        pieces = [_qp_literal(parts.literals[0])]
+        for value, literal in zip(parts.values, parts.literals[1:], strict=True):
+            if value:
+                pieces.append(_qp_piece(value))
+            pieces.append(_qp_literal(literal))
         encoded = _qp_join(pieces)
     return encoded if encoded.endswith(CRLF) else encoded + CRLF
 
@@ -150,9 +151,8 @@ def _qp_piece(text: str) -> _QpPiece:
     return _QpPiece(data, len(head), len(tail), bool(newline))
 
 
-@lru_cache(maxsize=8192)
-def _qp_literals(literals: tuple[str, ...]) -> tuple[_QpPiece, ...]:
-    return tuple(_qp_piece(literal) for literal in literals)
+# Literals are the renderer's shared parts: a few thousand per edition, a few KB each.
+_qp_literal = lru_cache(maxsize=QP_CACHE_SIZE)(_qp_piece)
 
 
 def _qp_join(pieces: list[_QpPiece]) -> bytes:

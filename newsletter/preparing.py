@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -16,6 +17,9 @@ from newsletter.rendering import DigestPaper, DigestRenderer, EditionInfo, Recip
 from newsletter.selection import EditionPapers
 from newsletter.tokens import make_token, unsubscribe_url
 from newsletter.transports import OutgoingMessage
+
+# A claimed delivery: key, attempts, subscriber id, email, name, max papers, topic ids.
+Row = tuple[int, int, int, str, str, int, tuple[int, ...]]
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,28 @@ class MessagePreparer:
     ) -> Prepared | None:
         """Build the message, or None when there is nothing to send and no note is wanted."""
         papers = self.papers.for_topics(topic_ids, max_papers)
+        return self._prepare(
+            key, attempts, subscriber_id, email, name, max_papers, topic_ids, papers
+        )
+
+    def prepare_many(self, rows: Sequence[Row]) -> list[Prepared | None]:
+        """Build the messages of many rows, rendering the digests new among them together."""
+        chosen = [self.papers.for_topics(row[6], row[5]) for row in rows]
+        wanted = chosen if self.empty_policy != "skip" else [p for p in chosen if p]
+        self.renderer.warm(self.edition, wanted)
+        return [self._prepare(*row, papers) for row, papers in zip(rows, chosen, strict=True)]
+
+    def _prepare(
+        self,
+        key: int,
+        attempts: int,
+        subscriber_id: int,
+        email: str,
+        name: str,
+        max_papers: int,
+        topic_ids: tuple[int, ...],
+        papers: tuple[DigestPaper, ...],
+    ) -> Prepared | None:
         if not papers and self.empty_policy == "skip":
             return None
         names = tuple(sorted(self.papers.topic_names[t] for t in topic_ids))

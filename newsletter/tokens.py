@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from datetime import date
 from functools import lru_cache
 
@@ -12,6 +13,8 @@ from itsdangerous import (
     URLSafeSerializer,
     URLSafeTimedSerializer,
 )
+from itsdangerous.encoding import base64_encode
+from itsdangerous.signer import HMACAlgorithm
 
 from newsletter.config import Settings
 from newsletter.errors import InputError
@@ -21,6 +24,7 @@ UNTIMED_PURPOSES = frozenset({"unsubscribe", "manage"})
 TIMED_PURPOSES = frozenset({"confirm"})
 PURPOSES = UNTIMED_PURPOSES | TIMED_PURPOSES
 INVALID_LINK = "invalid or expired link"
+TOKEN_CACHE_SIZE = 256
 
 
 @lru_cache(maxsize=64)
@@ -45,9 +49,34 @@ def _signer(secret_key: str, purpose: str) -> Signer:
     return _serializer(secret_key, purpose).make_signer()
 
 
+@lru_cache(maxsize=64)
+def _keyed_mac(secret_key: str, purpose: str) -> hmac.HMAC | None:
+    """Return an HMAC already keyed with the signer's derived key, to copy per token."""
+    signer = _signer(secret_key, purpose)
+    algorithm = signer.algorithm
+    if type(signer) is not Signer or signer.sep != b"." or not isinstance(algorithm, HMACAlgorithm):
+        return None
+    return hmac.new(signer.derive_key(), digestmod=algorithm.digest_method)
+
+
+@lru_cache(maxsize=TOKEN_CACHE_SIZE)
+def _untimed_token(secret_key: str, purpose: str, subscriber_id: int) -> str:
+    # Cached: one message carries the unsubscribe token in its body, header and mailto.
+    payload = _serializer(secret_key, purpose).dump_payload(subscriber_id)
+    mac = _keyed_mac(secret_key, purpose)
+    if mac is None:
+        return _signer(secret_key, purpose).sign(payload).decode("ascii")
+    # Same bytes as Signer.sign(), without deriving the key again for every token.
+    mac = mac.copy()
+    mac.update(payload)
+    return (payload + b"." + base64_encode(mac.digest())).decode("ascii")
+
+
 def make_token(settings: Settings, purpose: str, subscriber_id: int) -> str:
     """Sign a subscriber id for one purpose ("unsubscribe", "manage" or "confirm")."""
     serializer = _serializer_for(settings, purpose)
+    if purpose in UNTIMED_PURPOSES:
+        return _untimed_token(settings.secret_key, purpose, int(subscriber_id))
     # Same bytes as serializer.dumps(), without building a new signer for every message.
     payload = serializer.dump_payload(int(subscriber_id))
     return _signer(settings.secret_key, purpose).sign(payload).decode("ascii")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import jinja2
 import pytest
+from markupsafe import escape
 
 from newsletter import tokens
 from newsletter.config import Settings
@@ -20,6 +21,7 @@ from newsletter.rendering import (
     EditionInfo,
     Recipient,
     authors_short,
+    inline_css,
     make_jinja_env,
     make_renderer,
     safe_url,
@@ -166,7 +168,7 @@ def test_recipient_without_name_is_greeted(settings: Settings) -> None:
     assert "follow: no topics yet." in digest.text
 
 
-def test_css_is_inlined_once_per_distinct_body(settings: Settings) -> None:
+def test_css_is_inlined_once_per_skeleton_and_fragment(settings: Settings) -> None:
     renderer = make_renderer(settings)
     papers = sample_papers()
     recipients = [Recipient(i, f"r{i}@example.org", f"Reader {i}", ("LLMs",)) for i in range(25)]
@@ -175,30 +177,99 @@ def test_css_is_inlined_once_per_distinct_body(settings: Settings) -> None:
     assert renderer.stats.hits == 24
     assert len({d.html for d in digests}) == 25  # each has its own name and links
     assert tokens.unsubscribe_url(settings, 24) in digests[24].html
-    renderer.render(EDITION, papers[:2], ANN)
-    renderer.render(EDITION, sample_papers(topics=("LLMs",)), ANN)
-    renderer.render(EditionInfo(date(2025, 11, 28)), papers, ANN)
+    renderer.render(EDITION, papers[:2], ANN)  # two papers: a new skeleton
+    renderer.render(EDITION, sample_papers(topics=("LLMs",)), ANN)  # new tags: new fragments
+    renderer.render(EditionInfo(date(2025, 11, 28)), papers, ANN)  # another day
     assert renderer.stats.inlines == 4
     renderer.render(EDITION, papers[:2], recipients[3])
-    assert renderer.stats.inlines == 4
+    # Known papers in a new order: only the preheader (the first titles) is new.
+    renderer.render(EDITION, [papers[1], papers[0], papers[2]], ANN)
+    assert renderer.stats.inlines == 5
+
+
+def test_warm_inlines_many_digests_in_few_runs(settings: Settings) -> None:
+    renderer = make_renderer(settings)
+    papers = sample_papers()
+    tags = [("A",), ("B",), ("A", "B"), ("C",), ("B", "C")]
+    bodies = [
+        [dataclasses.replace(p, topics=t) for p in papers[:count]]
+        for t in tags
+        for count in (1, 2, 3)
+    ]
+    renderer.warm(EDITION, bodies)
+    assert renderer.stats.inlines == 3  # one run per skeleton (one, two or three papers)
+    digests = [renderer.render(EDITION, body, ANN) for body in bodies]
+    assert renderer.stats.inlines == 3
+    assert renderer.stats.hits == len(bodies)
+    assert len({d.html for d in digests}) == len(bodies)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        lambda: sample_papers(),
+        lambda: sample_papers()[1:2],
+        lambda: [hostile_paper(), *sample_papers(topics=("Q&A", 'it\'s "quoted"'))],
+        lambda: [dataclasses.replace(p, abstract="", url_abs=None) for p in sample_papers()],
+    ],
+)
+def test_composed_html_equals_inlining_the_whole_document(settings: Settings, body) -> None:
+    """Fragments inlined apart, in shared runs, give the very bytes of a whole-document run."""
+    renderer = make_renderer(settings)
+    renderer.warm(EDITION, [sample_papers()[:2], body()])  # share runs with another digest
+    composed = renderer.render(EDITION, body(), ANN).html
+    assert renderer.stats.inlines <= 2
+    draft = renderer._draft("digest", EDITION, tuple(body()))
+    whole = renderer._split(inline_css(draft.whole_html))
+    values = {k: str(escape(v)) for k, v in renderer._recipient_values(ANN).items()}
+    assert composed == whole.fill(values).join()
+    assert "<!--" + renderer._token not in composed
+
+
+def test_templates_without_fragments_are_inlined_whole(settings: Settings, tmp_path: Path) -> None:
+    custom = tmp_path / "custom" / "email"
+    custom.mkdir(parents=True)
+    digest = (shipped_templates_dir() / "email" / "digest.html").read_text(encoding="utf-8")
+    plain = re.sub(r"{% (end)?call[^%]*%}\n?", "", digest)
+    (custom / "digest.html").write_text(plain, encoding="utf-8")
+    overridden = dataclasses.replace(settings, templates_dir=str(tmp_path / "custom"))
+    renderer = make_renderer(overridden)
+    for count in (1, 2, 3, 3):
+        html = renderer.render(EDITION, sample_papers()[:count], ANN).html
+        assert html.count('class="title" style=') == count
+    assert renderer.stats.inlines == 3  # one per distinct digest, as nothing is shared
+    assert html == make_renderer(settings).render(EDITION, sample_papers(), ANN).html
 
 
 def test_body_cache_is_bounded(settings: Settings) -> None:
-    renderer = make_renderer(settings)
-    renderer.cache_size = 2
+    base = make_renderer(settings)
+    renderer = DigestRenderer(settings, base.html_env, base.text_env, cache_size=2)
     papers = sample_papers()
     for count in (1, 2, 3):
         renderer.render(EDITION, papers[:count], ANN)
     renderer.render(EDITION, papers[:3], ANN)  # still cached
-    assert renderer.stats.inlines == 3
+    assert (renderer.stats.misses, renderer.stats.hits) == (3, 1)
     renderer.render(EDITION, papers[:1], ANN)  # evicted as the least recently used
-    assert renderer.stats.inlines == 4
+    assert (renderer.stats.misses, renderer.stats.hits) == (4, 1)
     assert len(renderer._cache) == 2
+    assert renderer.stats.inlines == 3  # its parts were still cached: no new premailer run
+
+
+def test_shared_parts_are_bounded_by_bytes(settings: Settings) -> None:
+    renderer = make_renderer(settings)
+    renderer._parts.max_bytes = 60_000
+    for topic in "ABCDEFGHIJ":
+        renderer.render(EDITION, sample_papers(topics=(topic,)), ANN)
+    assert renderer._parts.bytes <= 60_000
+    assert 0 < len(renderer._parts) < 20
+    html = renderer.render(EDITION, sample_papers(topics=("A",)), ANN).html
+    assert ">A</span>" in html and html.count('class="title" style=') == 3
 
 
 def test_renderer_can_be_shared_between_threads(settings: Settings) -> None:
-    renderer = make_renderer(settings)
-    renderer.cache_size = 2  # force evictions while other threads read the cache
+    base = make_renderer(settings)
+    # A tiny cache forces evictions while other threads read it.
+    renderer = DigestRenderer(settings, base.html_env, base.text_env, cache_size=2)
     papers = sample_papers()
     bodies = [papers[:1], papers[:2], papers[:3], papers[1:]]
 
