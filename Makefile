@@ -15,8 +15,10 @@ $(BIN)/newsletter: pyproject.toml
 demo: $(BIN)/newsletter
 	$(BIN)/newsletter demo
 
+# The whole suite twice: on SQLite files, then on a throwaway PostgreSQL cluster.
 test: $(BIN)/newsletter
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --db postgresql $(PYTEST_ARGS)
 
 lint: $(BIN)/newsletter
 	$(BIN)/ruff check newsletter tests benchmarks

@@ -119,13 +119,16 @@ def plan_edition(
         ),
     )
     columns = ["edition_id", "subscriber_id", "status", "attempts", "skip_reason", "created_at"]
-    result = session.execute(insert(Delivery).from_select(columns, source))
+    stmt = insert(Delivery).from_select(columns, source)
+    # An INSERT ... SELECT only reports its row count when asked to keep it.
+    result = session.connection().execute(stmt.execution_options(preserve_rowcount=True))
+    planned = max(result.rowcount or 0, 0)
     edition.planned_at = now
     counts = count_by_status(edition.id, session=session)
     return PlanStats(
         edition_id=edition.id,
         listing_date=edition.listing_date,
-        planned=max(result.rowcount or 0, 0),
+        planned=planned,
         pending=counts[DeliveryStatus.PENDING],
         skipped=counts[DeliveryStatus.SKIPPED],
     )

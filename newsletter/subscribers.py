@@ -605,6 +605,8 @@ class _Importer:
             "status": status,
             "frequency": Frequency.DAILY,
             "weekly_day": 0,
+            "paused": False,
+            "confirmation_sent_at": None,
             "consent_source": self.consent_source,
             "consent": {"source": self.consent_source, "recorded_at": now.isoformat()},
             "created_at": now,

@@ -1,4 +1,8 @@
-"""Shared fixtures: a fresh SQLite file per test, settings, the App, and a CLI runner."""
+"""Shared fixtures: a fresh database per test, settings, the App, and a CLI runner.
+
+The suite runs on SQLite by default; `pytest --db postgresql` (or NEWSLETTER_TEST_DB=postgresql)
+runs every test on a fresh database of a throwaway PostgreSQL cluster instead.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import dataclasses
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,13 +25,65 @@ FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--db",
+        choices=("sqlite", "postgresql"),
+        default=os.environ.get("NEWSLETTER_TEST_DB", "sqlite"),
+        help="database the suite runs on",
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"database: {config.getoption('--db')}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    backend = config.getoption("--db")
+    for item in items:
+        marker = item.get_closest_marker("only_db")
+        if marker and backend not in marker.args:
+            item.add_marker(pytest.mark.skip(reason=f"checks {', '.join(marker.args)} only"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "only_db(*names): run only on these databases")
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """Settings for an isolated instance under tmp_path (SQLite file, Maildir outbox)."""
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database for one test: a SQLite file, or a new PostgreSQL database."""
+    if request.config.getoption("--db") == "sqlite":
+        yield f"sqlite:///{tmp_path / 'var' / 'newsletter.db'}"
+        return
+    server = request.getfixturevalue("pg_server")
+    with _postgres_database(server) as url:
+        yield url
+
+
+@contextmanager
+def _postgres_database(server: str) -> Iterator[str]:
+    from sqlalchemy import create_engine, text
+
+    name = "t_" + uuid.uuid4().hex[:12]
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        yield server.replace("/postgres?", f"/{name}?")
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
+        admin.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    """Settings for an isolated instance under tmp_path (its own database, Maildir outbox)."""
     var = tmp_path / "var"
     return load_settings(
         env={},
-        database_url=f"sqlite:///{var / 'newsletter.db'}",
+        database_url=database_url,
         transport=f"maildir:{var / 'outbox'}",
         var_dir=str(var),
         secret_key="test-secret-key",
@@ -99,18 +156,9 @@ def pg_server() -> Iterator[str]:
 
 @pytest.fixture
 def pg_app(pg_server: str, settings: Settings) -> Iterator[App]:
-    """The App on a fresh PostgreSQL database of its own, migrated to head."""
-    from sqlalchemy import text
-
-    name = "t_" + uuid.uuid4().hex[:12]
-    admin = App(dataclasses.replace(settings, database_url=pg_server))
-    with admin.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    url = pg_server.replace("/postgres?", f"/{name}?")
-    application = App(dataclasses.replace(settings, database_url=url))
-    application.ensure_schema()
-    yield application
-    application.close()
-    with admin.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
-    admin.close()
+    """The App on a fresh PostgreSQL database of its own, migrated to head, whatever --db says."""
+    with _postgres_database(pg_server) as url:
+        application = App(dataclasses.replace(settings, database_url=url))
+        application.ensure_schema()
+        yield application
+        application.close()

@@ -97,3 +97,18 @@ def bulk_subscribers(session: Session, n: int, topics: list[Topic], *, seed: int
             links.append({"subscriber_id": i, "topic_id": t.id, "created_at": now})
     session.execute(insert(Subscriber), subs)
     session.execute(insert(Subscription), links)
+
+
+def dump_database(engine) -> str:  # noqa: ANN001
+    """Return every row of every table, in a stable order: equal dumps, unchanged database."""
+    from sqlalchemy import text
+
+    from newsletter.models import Base
+
+    lines = []
+    with engine.connect() as conn:
+        for table in Base.metadata.sorted_tables:
+            order = ", ".join(c.name for c in table.primary_key.columns) or "1"
+            for row in conn.execute(text(f"SELECT * FROM {table.name} ORDER BY {order}")):
+                lines.append(f"{table.name}: {tuple(row)!r}")
+    return "\n".join(lines)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from pathlib import Path
 
 import pytest
-from sqlalchemy.engine import make_url
 
+from newsletter.db import make_engine
 from newsletter.models import Topic
 from tests.conftest import FIXTURES, REPO
+from tests.factories import dump_database
 from tests.feed_server import FeedServer, Reply
 from tests.test_sources import BILLION_LAUGHS, EXTERNAL_ENTITY, with_doctype
 
@@ -24,9 +24,12 @@ ALL_FIXTURES = [
 
 
 def dump(settings) -> str:
-    """Return the whole database as SQL text: equal dumps mean an unchanged database."""
-    with sqlite3.connect(make_url(settings.database_url).database) as conn:
-        return "\n".join(conn.iterdump())
+    """Return the whole database as text: equal dumps mean an unchanged database."""
+    engine = make_engine(settings)
+    try:
+        return dump_database(engine)
+    finally:
+        engine.dispose()
 
 
 def summary(result) -> dict:
@@ -179,14 +182,14 @@ def test_fetch_hf_from_a_local_server(run, settings):
     assert result.stdout.startswith("imported 5 papers for 2026-07-31: 5 new, 0 updated")
 
 
-def test_fetch_weekend_is_one_line_exit_1(run, settings):
-    before = dump(settings) if Path(make_url(settings.database_url).database).exists() else None
+def test_fetch_weekend_is_one_line_exit_1(run, app, settings):
+    before = dump(settings)
     with FeedServer() as server:
         server.add("/api/daily_papers", Reply(body=b"[]"))
         result = run("papers", "fetch", "--url", server.url, "--date", "2026-11-28")
     assert result.exit_code == 1
     assert result.stderr == "Error: no papers listed for 2026-11-28 (weekend or holiday)\n"
-    assert before is None or dump(settings) == before
+    assert dump(settings) == before
 
 
 def test_fetch_arxiv_with_settings_from_the_config_file(run, tmp_path):

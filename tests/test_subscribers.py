@@ -452,6 +452,7 @@ def test_export_round_trips_through_import(
         assert svc.export_subscribers(exported, session=session) == 4
     assert exported.getvalue().splitlines()[0] == ",".join(svc.CSV_COLUMNS)
 
+    # The round trip always lands in a SQLite file: export must not depend on the backend.
     other = App(load_settings(env={}, database_url=f"sqlite:///{tmp_path}/other.db",
                               var_dir=str(tmp_path), secret_key="k"))  # fmt: skip
     other.ensure_schema()
