@@ -1,0 +1,246 @@
+"""The self-service subscription service: sign-up, confirm, preferences, unsubscribe, GDPR."""
+
+from __future__ import annotations
+
+import dataclasses
+import email
+import email.policy
+import mailbox
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from newsletter import sending
+from newsletter import subscriptions as svc
+from newsletter.errors import InputError, NotFound
+from newsletter.models import (
+    Delivery,
+    DeliveryStatus,
+    Frequency,
+    RateLimit,
+    Subscriber,
+    SubscriberStatus,
+    Suppression,
+    utcnow,
+)
+from tests import factories as f
+
+CONSENT = svc.ConsentRecord(ip="192.0.2.7", user_agent="TestBrowser/1.0", text="I agree.")
+
+
+@pytest.fixture
+def topics(app):
+    with app.transaction() as s:
+        return {t.slug: t.id for t in (f.topic(s, "llm"), f.topic(s, "rl"), f.topic(s, "bio"))}
+
+
+def _prefs(topics, *slugs, **kw):
+    return svc.Preferences(topic_ids=tuple(topics[s] for s in slugs), **kw)
+
+
+def _subscribe(app, address, prefs, consent=CONSENT, now=None):
+    with app.transaction() as s:
+        return svc.subscribe(address, prefs, consent, session=s, settings=app.settings, now=now)
+
+
+def _get(app, address):
+    with app.sessions() as s:
+        sub = s.scalar(select(Subscriber).where(Subscriber.email == address))
+        if sub is not None:
+            sub.topic_slugs = sorted(x.topic.slug for x in sub.subscriptions)
+        return sub
+
+
+def test_subscribe_stores_a_pending_subscriber_with_the_consent_record(app, topics):
+    notice = _subscribe(app, "ada@example.org", _prefs(topics, "llm", "rl", hour=7, name="Ada"))
+    assert notice is not None and notice.kind == "confirm"
+    sub = _get(app, "ada@example.org")
+    assert sub.status == SubscriberStatus.PENDING and sub.confirmed_at is None
+    assert sub.topic_slugs == ["llm", "rl"] and sub.delivery_hour == 7 and sub.name == "Ada"
+    assert sub.consent_source == "web" and sub.confirmation_sent_at is not None
+    assert sub.consent["ip"] == "192.0.2.7"
+    assert sub.consent["user_agent"] == "TestBrowser/1.0"
+    assert sub.consent["form_version"] == svc.FORM_VERSION
+    assert sub.consent["text"] == "I agree." and sub.consent["recorded_at"]
+
+
+def test_a_confirmed_subscriber_gets_a_manage_email_and_keeps_their_choices(app, topics):
+    with app.transaction() as s:
+        sid = svc.subscribe(
+            "ada@example.org", _prefs(topics, "llm"), CONSENT, session=s, settings=app.settings
+        ).subscriber_id
+        svc.confirm(sid, session=s)
+    later = utcnow() + timedelta(minutes=11)
+    notice = _subscribe(app, "ADA@example.org", _prefs(topics, "bio"), now=later)
+    assert notice is not None and notice.kind == "manage" and notice.subscriber_id == sid
+    sub = _get(app, "ada@example.org")
+    assert sub.status == SubscriberStatus.CONFIRMED and sub.topic_slugs == ["llm"]
+
+
+def test_one_email_per_address_per_ten_minutes(app, topics):
+    now = utcnow()
+    assert _subscribe(app, "ada@example.org", _prefs(topics, "llm"), now=now)
+    assert (
+        _subscribe(app, "ada@example.org", _prefs(topics, "llm"), now=now + timedelta(minutes=9))
+        is None
+    )
+    again = _subscribe(
+        app, "ada@example.org", _prefs(topics, "rl"), now=now + timedelta(minutes=10)
+    )
+    assert again is not None and again.kind == "confirm"
+    assert _get(app, "ada@example.org").topic_slugs == ["rl"]
+
+
+def test_the_per_ip_limit_refuses_further_sign_ups_for_an_hour(app, topics):
+    app.settings = dataclasses.replace(app.settings, extra={"subscribe_per_ip_per_hour": 2})
+    now = utcnow()
+    _subscribe(app, "a@example.org", _prefs(topics, "llm"), now=now)
+    _subscribe(app, "b@example.org", _prefs(topics, "llm"), now=now)
+    with pytest.raises(svc.RateLimited):
+        _subscribe(app, "c@example.org", _prefs(topics, "llm"), now=now)
+    other = dataclasses.replace(CONSENT, ip="198.51.100.1")
+    assert _subscribe(app, "c@example.org", _prefs(topics, "llm"), consent=other, now=now)
+    assert _subscribe(app, "d@example.org", _prefs(topics, "llm"), now=now + timedelta(hours=1))
+    with app.sessions() as s:
+        keys = list(s.scalars(select(RateLimit.key)))
+    assert keys and not any("192.0.2.7" in k or "example.org" in k for k in keys)
+
+
+def test_suppressed_addresses_get_nothing_and_are_not_stored(app, topics):
+    with app.transaction() as s:
+        s.add(Suppression(email="gone@example.org", reason="hard bounce"))
+    assert _subscribe(app, "Gone@example.org", _prefs(topics, "llm")) is None
+    assert _get(app, "Gone@example.org") is None
+
+
+def test_confirm_is_idempotent_and_refuses_after_unsubscribe(app, topics):
+    sid = _subscribe(app, "ada@example.org", _prefs(topics, "llm")).subscriber_id
+    with app.transaction() as s:
+        first = svc.confirm(sid, session=s).confirmed_at
+        assert svc.confirm(sid, session=s).confirmed_at == first
+        assert s.get(Subscriber, sid).consent["confirmed_at"] == first.isoformat()
+        svc.unsubscribe(sid, session=s)
+        with pytest.raises(InputError, match="subscribe again"):
+            svc.confirm(sid, session=s)
+    with app.transaction() as s, pytest.raises(NotFound):
+        svc.confirm(sid + 100, session=s)
+
+
+def test_update_preferences_replaces_topics_and_delivery_choices(app, topics):
+    sid = _subscribe(app, "ada@example.org", _prefs(topics, "llm")).subscriber_id
+    prefs = _prefs(
+        topics,
+        "rl",
+        "bio",
+        frequency=Frequency.WEEKLY,
+        weekly_day=4,
+        hour=21,
+        timezone="Asia/Tokyo",
+        max_papers=3,
+        paused=True,
+    )
+    with app.transaction() as s:
+        svc.update_preferences(sid, prefs, session=s)
+    sub = _get(app, "ada@example.org")
+    assert sub.topic_slugs == ["bio", "rl"] and sub.frequency == Frequency.WEEKLY
+    assert (sub.weekly_day, sub.delivery_hour, sub.timezone) == (4, 21, "Asia/Tokyo")
+    assert sub.max_papers == 3 and sub.paused is True
+    with app.transaction() as s, pytest.raises(InputError, match="at least one topic"):
+        svc.update_preferences(sid, _prefs(topics), session=s)
+
+
+def test_unsubscribe_skips_unsent_deliveries_so_the_next_send_mails_nothing(app, settings):
+    with app.transaction() as s:
+        llm = f.topic(s, "llm")
+        f.paper(s, "Scaling laws", topics={llm: 2.0}, upvotes=3)
+        ada = f.subscriber(s, "ada@example.org", [llm]).id
+        f.subscriber(s, "alan@example.org", [llm])
+    sending.plan(app, f.DAY)
+    with app.transaction() as s:
+        assert svc.unsubscribe(ada, session=s).status == SubscriberStatus.UNSUBSCRIBED
+        again = svc.unsubscribe(ada, session=s)
+        assert again.unsubscribed_at is not None
+    report = sending.send(app, f.DAY)
+    assert report.summary.sent == 1
+    box = mailbox.Maildir(settings.transport.removeprefix("maildir:"), create=False)
+    rcpts = [email.message_from_bytes(bytes(m), policy=email.policy.default)["To"] for m in box]
+    assert [str(r) for r in rcpts] == ["Alan <alan@example.org>"]
+    with app.sessions() as s:
+        row = s.scalar(select(Delivery).where(Delivery.subscriber_id == ada))
+    assert row.status == DeliveryStatus.SKIPPED and row.skip_reason == "unsubscribed"
+    with app.transaction() as s:
+        assert svc.unsubscribe(ada + 100, session=s) is None
+
+
+def test_resubscribe_restores_a_confirmed_subscriber_only(app, topics):
+    sid = _subscribe(app, "ada@example.org", _prefs(topics, "llm")).subscriber_id
+    with app.transaction() as s:
+        svc.unsubscribe(sid, session=s)
+        with pytest.raises(InputError):
+            svc.resubscribe(sid, session=s)  # never confirmed: must confirm first
+        s.get(Subscriber, sid).confirmed_at = utcnow()
+        assert svc.resubscribe(sid, session=s).status == SubscriberStatus.CONFIRMED
+        assert s.get(Subscriber, sid).unsubscribed_at is None
+
+
+def test_export_holds_everything_and_delete_removes_it(app):
+    with app.transaction() as s:
+        llm = f.topic(s, "llm")
+        f.paper(s, "Scaling laws", topics={llm: 2.0})
+        sid = f.subscriber(s, "ada@example.org", [llm]).id
+        s.get(Subscriber, sid).consent = {"ip": "192.0.2.7", "text": "I agree."}
+    sending.plan(app, f.DAY)
+    with app.sessions() as s:
+        data = svc.export_my_data(sid, session=s)
+    assert data["email"] == "ada@example.org" and data["topics"] == ["llm"]
+    assert data["consent"] == {"ip": "192.0.2.7", "text": "I agree."}
+    assert data["deliveries"] == [
+        {"edition": "2026-11-27", "status": "pending", "sent_at": None, "skip_reason": None}
+    ]
+    assert isinstance(data["created_at"], str) and data["paused"] is False
+    with app.transaction() as s:
+        assert svc.delete_my_data(sid, session=s) is True
+    with app.sessions() as s:
+        assert s.get(Subscriber, sid) is None
+        assert s.scalar(select(Delivery)) is None
+    with app.transaction() as s:
+        assert svc.delete_my_data(sid, session=s) is False
+
+
+def test_purge_pending_deletes_only_old_unconfirmed_sign_ups(app, topics):
+    old = utcnow() - timedelta(days=8)
+    _subscribe(app, "old@example.org", _prefs(topics, "llm"), now=old)
+    _subscribe(app, "new@example.org", _prefs(topics, "llm"))
+    with app.transaction() as s:
+        kept = f.subscriber(s, "kept@example.org", [])
+        kept.created_at = old
+    with app.transaction() as s:
+        assert svc.purge_pending(session=s, older_than=timedelta(days=7)) == 1
+    assert _get(app, "old@example.org") is None
+    assert _get(app, "new@example.org") and _get(app, "kept@example.org")
+    with app.sessions() as s:
+        assert all(r.window_start > old for r in s.scalars(select(RateLimit)))
+
+
+def test_the_confirmation_email_has_safe_headers_and_the_link(app, topics):
+    notice = svc.Notice("confirm", 42, "ada@example.org", "Ada Lovelace")
+    msg = email.message_from_bytes(
+        svc.build_notice(app.settings, notice), policy=email.policy.default
+    )
+    assert msg["To"] == "Ada Lovelace <ada@example.org>"
+    assert msg["Subject"] == "Confirm your subscription to Daily Papers"
+    assert msg["Message-ID"].endswith("@news.example.test>") and msg["Date"]
+    text = msg.get_body(("plain",)).get_content()
+    assert f"{app.settings.base_url}/confirm/" in text
+    assert "/confirm/" in msg.get_body(("html",)).get_content()
+    with pytest.raises(InputError, match="line break"):
+        svc.build_notice(app.settings, dataclasses.replace(notice, name="Ada\r\nBcc: x@y.z"))
+
+
+def test_limits_come_from_settings_extra_and_refuse_nonsense(app):
+    settings = dataclasses.replace(app.settings, extra={"mail_interval_minutes": "5"})
+    assert svc.Limits.from_settings(settings).mail_interval_minutes == 5
+    bad = dataclasses.replace(app.settings, extra={"confirm_max_age_hours": "soon"})
+    with pytest.raises(InputError, match="confirm_max_age_hours"):
+        svc.Limits.from_settings(bad)
