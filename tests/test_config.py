@@ -70,3 +70,11 @@ def test_init_migrates_then_reports_up_to_date(run):
     first = run("init")
     assert first.exit_code == 0 and "migrated from empty" in first.output
     assert "up to date" in run("init").output
+
+
+def test_health_reports_an_unmigrated_then_a_healthy_database(run):
+    before = run("health")
+    assert before.exit_code == 1 and "expected 0" in before.output and "run init" in before.output
+    assert run("init").exit_code == 0
+    after = run("health")
+    assert after.exit_code == 0 and after.output.startswith("ok:")

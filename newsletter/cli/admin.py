@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter import db
 from newsletter.app import App
@@ -26,6 +27,27 @@ def init(app: App) -> None:
         click.echo(f"database is up to date (revision {after})")
     else:
         click.echo(f"database migrated from {before or 'empty'} to {after}")
+
+
+@click.command()
+@pass_app
+def health(app: App) -> None:
+    """Check that the database answers and its schema is current (for health checks).
+
+    Exits 0 when healthy, 1 with one line saying what is wrong otherwise.
+
+    \b
+    Example:
+      newsletter health && echo healthy
+    """
+    try:
+        current = db.current_revision(app.engine)
+    except SQLAlchemyError as exc:
+        raise click.ClickException(f"database unreachable: {type(exc).__name__}") from exc
+    head = db.head_revision(app.engine)
+    if current != head:
+        raise click.ClickException(f"schema at {current or 'nothing'}, expected {head}: run init")
+    click.echo(f"ok: database reachable, schema at {head}")
 
 
 @click.command("config")
@@ -85,5 +107,6 @@ def _short(text: str, limit: int) -> str:
 
 def register(group: click.Group) -> None:
     group.add_command(init)
+    group.add_command(health)
     group.add_command(show_config)
     group.add_command(demo)
