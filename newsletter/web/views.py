@@ -68,9 +68,9 @@ def time_zones() -> tuple[str, ...]:
 # --- subscribe --------------------------------------------------------------------------
 
 
-def _subscribe_page(values: dict[str, Any], errors: dict[str, str], status: int = 200) -> Any:
-    with _core().sessions() as session:
-        topics = service.active_topics(session=session)
+def _subscribe_page(
+    topics: Any, values: dict[str, Any], errors: dict[str, str], status: int = 200
+) -> Any:
     page = render_template(
         "web/subscribe.html",
         topics=topics,
@@ -84,7 +84,9 @@ def _subscribe_page(values: dict[str, Any], errors: dict[str, str], status: int 
 
 @bp.get("/")
 def subscribe_form() -> Any:
-    return _subscribe_page(forms.subscribe_values(_settings()), {})
+    with _core().sessions() as session:
+        topics = service.active_topics(session=session)
+    return _subscribe_page(topics, forms.subscribe_values(_settings()), {})
 
 
 @bp.post("/")
@@ -93,10 +95,10 @@ def subscribe_submit() -> Any:
         return redirect(url_for(".check_inbox"), 303)
     settings = _settings()
     with _core().transaction() as session:
-        slugs = {t.slug: t.id for t in service.active_topics(session=session)}
-        result = forms.parse_subscribe(request.form, slugs, settings)
+        topics = service.active_topics(session=session)
+        result = forms.parse_subscribe(request.form, {t.slug: t.id for t in topics}, settings)
         if not result.ok or result.prefs is None:
-            return _subscribe_page(result.values, result.errors, 400)
+            return _subscribe_page(topics, result.values, result.errors, 400)
         consent = ConsentRecord(
             ip=request.remote_addr or "",
             user_agent=request.user_agent.string,
