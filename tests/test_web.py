@@ -81,7 +81,7 @@ def test_the_subscribe_page_lists_topics_and_works_without_javascript(client):
     assert 'value="llm"' in page and "Large language models and how they are trained." in page
     assert "<option selected>UTC</option>" in page and "data-detect-timezone" in page
     assert "<script src=" in page and "<script>" not in page  # no inline script for the CSP
-    with client.get("/static/tz.js") as script:
+    with client.get("/static/site.js") as script:
         assert script.status_code == 200 and b"Intl.DateTimeFormat" in script.get_data()
 
 

@@ -76,7 +76,7 @@ def parse_subscribe(
     """Validate the subscribe form: address, name and delivery preferences."""
     values = dict(subscribe_values(settings), **_raw(form))
     result = FormResult(values)
-    result.email = _check(result, "email", lambda v: normalise_email(v), _email_message) or ""
+    result.email = _check(result, "email", _email, _email_message) or ""
     result.prefs = _prefs(result, topics, with_pause=False)
     if result.errors:
         result.prefs = None
@@ -149,8 +149,14 @@ def _weekday(value: str) -> int:
     return day
 
 
+def _email(value: str) -> str:
+    if not value.strip():
+        raise InputError("")
+    return normalise_email(value)
+
+
 def _email_message(detail: str) -> str:
-    if "no email address" in detail or detail.endswith("''"):
+    if not detail:
         return "Enter your email address."
     # email-validator's reason after the address, e.g. "The domain name x is not valid."
     reason = detail.split(": ", 1)[-1]

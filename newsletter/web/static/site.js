@@ -1,6 +1,11 @@
-// Preselect the reader's time zone from the browser; the form works without this.
+// Small progressive enhancements; every form works without this file.
 (function () {
   "use strict";
+  // Move focus to the error summary so keyboard and screen-reader users hear it first.
+  var summary = document.getElementById("error-summary");
+  if (summary) summary.focus();
+
+  // Preselect the reader's time zone from the browser (the Intl API).
   var zone;
   try {
     zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
