@@ -1,0 +1,926 @@
+"""What is due when: each subscriber's edition at their local hour, caught up, never twice.
+
+Every function takes `now` (the controllable clock). Subscribers fall into a few groups of
+(time zone, hour, frequency, weekday); for each group the last delivery moment before `now`
+names one edition, and the group's subscribers not yet planned into it are due.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from newsletter.app import App
+from newsletter.config import Settings
+from newsletter.delivery import EditionSender, SendOptions, SendSummary, default_worker_id
+from newsletter.editions import get_or_create_edition, plan_edition
+from newsletter.errors import ConfigError, NewsletterError, NoListing, TransportError
+from newsletter.fetching import fetch_listing
+from newsletter.models import (
+    Delivery,
+    DeliveryStatus,
+    Edition,
+    EditionKind,
+    Frequency,
+    Lease,
+    Paper,
+    Subscriber,
+    SubscriberStatus,
+    Suppression,
+    utcnow,
+)
+from newsletter.preparing import MessagePreparer, Prepared, Row
+from newsletter.rendering import DigestPaper, EditionInfo, Recipient, make_renderer
+from newsletter.selection import EditionPapers
+from newsletter.sending import options_from_settings
+from newsletter.sources.arxiv import DEFAULT_CATEGORIES
+from newsletter.transports import Transport, make_transport
+
+log = logging.getLogger(__name__)
+
+WEEK = 7
+STALE_REASON = "not sent within {hours:g} h of its delivery time (due {due})"
+_OWED = (DeliveryStatus.PENDING.value, DeliveryStatus.SENDING.value)
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """The scheduler's settings, read from `settings.extra` (keys `scheduler_*`)."""
+
+    fetch_cron: str = "0 6 * * mon-fri"
+    sources: tuple[str, ...] = ("hf",)
+    arxiv_categories: tuple[str, ...] = tuple(DEFAULT_CATEGORIES)
+    tick_seconds: float = 300.0
+    staleness: timedelta = timedelta(hours=12)
+    lease_seconds: float = 30.0
+    fetch_backoff_seconds: float = 300.0
+    # The UTC time of day by which a day's listing is expected (default: the fetch time).
+    listing_ready: time = time(6, 0)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ScheduleConfig:
+        """Read the scheduler settings, with defaults; ConfigError names a bad one."""
+        extra: Mapping[str, Any] = settings.extra
+        cron = str(extra.get("scheduler_fetch_cron", cls.fetch_cron))
+        ready = extra.get("scheduler_listing_ready")
+        return cls(
+            fetch_cron=cron,
+            sources=_names(extra, "scheduler_sources", cls.sources),
+            arxiv_categories=_names(extra, "scheduler_arxiv_categories", cls.arxiv_categories),
+            tick_seconds=_positive(extra, "scheduler_tick_seconds", cls.tick_seconds),
+            staleness=timedelta(hours=_positive(extra, "scheduler_staleness_hours", 12.0)),
+            lease_seconds=_positive(extra, "scheduler_lease_seconds", cls.lease_seconds),
+            fetch_backoff_seconds=_positive(
+                extra, "scheduler_fetch_backoff_seconds", cls.fetch_backoff_seconds
+            ),
+            listing_ready=_clock_time(ready) if ready is not None else _cron_time(cron),
+        )
+
+
+def _names(extra: Mapping[str, Any], key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    value = extra.get(key, default)
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"setting {key}: expected a list of names, got {value!r}")
+    return tuple(value)
+
+
+def _positive(extra: Mapping[str, Any], key: str, default: float) -> float:
+    try:
+        value = float(extra.get(key, default))
+    except (TypeError, ValueError):
+        value = -1.0
+    if value <= 0:
+        raise ConfigError(f"setting {key}: expected a positive number, got {extra.get(key)!r}")
+    return value
+
+
+def _clock_time(value: object) -> time:
+    try:
+        return time.fromisoformat(str(value))
+    except ValueError:
+        raise ConfigError(
+            f"setting scheduler_listing_ready: expected HH:MM, got {value!r}"
+        ) from None
+
+
+def _cron_time(cron: str) -> time:
+    """The hour and minute a simple cron line fires at; 06:00 when they are not plain numbers."""
+    fields = cron.split()
+    if len(fields) == 5 and fields[0].isdigit() and fields[1].isdigit():
+        return time(int(fields[1]) % 24, int(fields[0]) % 60)
+    return ScheduleConfig.listing_ready
+
+
+# -- groups and slots -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, order=True)
+class Group:
+    """Subscribers who share a delivery moment: time zone, hour, frequency and weekday."""
+
+    timezone: str
+    hour: int
+    frequency: Frequency
+    weekly_day: int | None = None  # only for weekly
+
+    @property
+    def kind(self) -> EditionKind:
+        return EditionKind.WEEKLY if self.frequency == Frequency.WEEKLY else EditionKind.DAILY
+
+    def clause(self) -> ColumnElement[bool]:
+        """Select this group's subscribers."""
+        parts = [
+            Subscriber.timezone == self.timezone,
+            Subscriber.delivery_hour == self.hour,
+            Subscriber.frequency == self.frequency,
+        ]
+        if self.weekly_day is not None:
+            parts.append(Subscriber.weekly_day == self.weekly_day)
+        return and_(*parts)
+
+
+def eligible() -> ColumnElement[bool]:
+    """Subscribers who receive digests: confirmed, not paused, not suppressed."""
+    return and_(
+        Subscriber.status == SubscriberStatus.CONFIRMED,
+        Subscriber.paused.is_(False),
+        ~exists().where(func.lower(Suppression.email) == func.lower(Subscriber.email)),
+    )
+
+
+def delivery_groups(*, session: Session) -> list[Group]:
+    """Return the distinct delivery moments of the eligible subscribers."""
+    rows = session.execute(
+        select(
+            Subscriber.timezone,
+            Subscriber.delivery_hour,
+            Subscriber.frequency,
+            Subscriber.weekly_day,
+        )
+        .where(eligible())
+        .distinct()
+    )
+    groups = set()
+    for tz, hour, frequency, weekday in rows:
+        weekly = Frequency(frequency) == Frequency.WEEKLY
+        groups.add(Group(tz or "", hour, Frequency(frequency), weekday if weekly else None))
+    return sorted(groups)
+
+
+def zone_of(name: str, default: str = "UTC") -> ZoneInfo:
+    """Return the named time zone; the default one when unset or unknown."""
+    try:
+        return ZoneInfo(name or default)
+    except (ZoneInfoNotFoundError, ValueError):
+        log.warning("unknown time zone %r: delivering in %s", name, default)
+        return ZoneInfo(default)
+
+
+def local_moment(day: date, hour: int, zone: ZoneInfo) -> datetime:
+    """Return the UTC instant of `hour`:00 on a local day (a skipped hour falls an hour later)."""
+    return datetime.combine(day, time(hour % 24), tzinfo=zone).astimezone(UTC)
+
+
+def last_slot(group: Group, now: datetime, zone: ZoneInfo) -> datetime:
+    """Return the group's most recent delivery moment at or before now."""
+    day = now.astimezone(zone).date()
+    step = 1
+    if group.weekly_day is not None:
+        day -= timedelta(days=(day.weekday() - group.weekly_day) % WEEK)
+        step = WEEK
+    at = local_moment(day, group.hour, zone)
+    while at > now:
+        day -= timedelta(days=step)
+        at = local_moment(day, group.hour, zone)
+    return at
+
+
+def next_slots(group: Group, start: datetime, end: datetime, zone: ZoneInfo) -> list[datetime]:
+    """Return the group's delivery moments in (start, end]."""
+    slots = []
+    at = last_slot(group, end, zone)
+    step = WEEK if group.weekly_day is not None else 1
+    while at > start:
+        slots.append(at)
+        at = last_slot(group, at - timedelta(seconds=1), zone)
+        if len(slots) > 2 * step * 31:  # a safety net: at most one slot a day
+            break
+    return sorted(slots)
+
+
+def listing_cutoff(slot: datetime, zone: ZoneInfo, ready: time) -> date:
+    """Return the newest listing date a delivery at `slot` may carry.
+
+    Not after the subscriber's local date, and not a listing that is only expected after the
+    slot: a reader in Auckland at 08:00 gets the listing published the previous UTC evening.
+    """
+    local_day = slot.astimezone(zone).date()
+    published_by = (slot.astimezone(UTC) - timedelta(hours=ready.hour, minutes=ready.minute)).date()
+    return min(local_day, published_by)
+
+
+def edition_date(listings: Sequence[date], cutoff: date, kind: EditionKind) -> date | None:
+    """Return the newest listing date up to the cutoff (weekly: only within its week)."""
+    found = next((d for d in reversed(listings) if d <= cutoff), None)
+    if found is not None and kind == EditionKind.WEEKLY and found <= cutoff - timedelta(WEEK):
+        return None
+    return found
+
+
+def edition_first_day(kind: EditionKind, listing_date: date) -> date:
+    """Return the first listing date an edition covers (weekly: the six days before too)."""
+    if kind == EditionKind.WEEKLY:
+        return listing_date - timedelta(days=WEEK - 1)
+    return listing_date
+
+
+def listing_dates(*, session: Session) -> list[date]:
+    """Return every listing date that has papers, oldest first."""
+    return list(session.scalars(select(Paper.listing_date).distinct().order_by(Paper.listing_date)))
+
+
+# -- what is due ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Due:
+    """A group's delivery moment and the edition its unplanned subscribers are owed."""
+
+    group: Group
+    slot: datetime
+    kind: EditionKind
+    listing_date: date
+    subscribers: int
+    stale: bool
+
+
+def _unplanned(group: Group, kind: EditionKind, day: date):  # noqa: ANN202 - a SQL clause
+    planned = (
+        select(Delivery.id)
+        .join(Edition, Edition.id == Delivery.edition_id)
+        .where(
+            Delivery.subscriber_id == Subscriber.id,
+            Edition.kind == kind,
+            Edition.listing_date == day,
+        )
+    )
+    return and_(eligible(), group.clause(), ~planned.exists())
+
+
+def due_now(
+    now: datetime, *, session: Session, config: ScheduleConfig, default_tz: str = "UTC"
+) -> list[Due]:
+    """Return every group with subscribers owed the edition of their last delivery moment."""
+    listings = listing_dates(session=session)
+    if not listings:
+        return []
+    due = []
+    for group in delivery_groups(session=session):
+        zone = zone_of(group.timezone, default_tz)
+        slot = last_slot(group, now, zone)
+        day = edition_date(listings, listing_cutoff(slot, zone, config.listing_ready), group.kind)
+        if day is None:
+            continue
+        count = session.scalar(
+            select(func.count()).select_from(Subscriber).where(_unplanned(group, group.kind, day))
+        )
+        if count:
+            stale = now - slot > config.staleness
+            due.append(Due(group, slot, group.kind, day, count, stale))
+    return due
+
+
+@dataclass
+class PlanOutcome:
+    planned: int = 0
+    stale: int = 0
+    edition_ids: list[int] = field(default_factory=list)
+
+
+def plan_due(
+    due: Iterable[Due], now: datetime, *, session: Session, empty_policy: str
+) -> PlanOutcome:
+    """Plan the due groups into their editions; record stale ones as skipped."""
+    by_edition: dict[tuple[EditionKind, date], list[Due]] = defaultdict(list)
+    for item in due:
+        by_edition[(item.kind, item.listing_date)].append(item)
+    outcome = PlanOutcome()
+    for (kind, day), items in sorted(by_edition.items()):
+        edition = get_or_create_edition(day, session=session, kind=kind)
+        outcome.edition_ids.append(edition.id)
+        fresh = [d.group.clause() for d in items if not d.stale]
+        if fresh:
+            # Weekly editions span several listings: the preparer, not the plan, decides
+            # whether a subscriber's week had anything for them.
+            policy = "note" if kind == EditionKind.WEEKLY else empty_policy
+            stats = plan_edition(
+                edition, session=session, empty_policy=policy, now=now, only=or_(*fresh)
+            )
+            outcome.planned += stats.planned
+        for item in (d for d in items if d.stale):
+            outcome.stale += _skip_stale(edition, item, now, session=session)
+    return outcome
+
+
+def _skip_stale(edition: Edition, item: Due, now: datetime, *, session: Session) -> int:
+    """Record the group's unplanned subscribers as skipped for a digest now too late to send."""
+    hours = (now - item.slot).total_seconds() / 3600
+    reason = STALE_REASON.format(
+        hours=round(hours, 1), due=item.slot.strftime("%Y-%m-%d %H:%M UTC")
+    )[:200]
+    source = select(
+        literal(edition.id),
+        Subscriber.id,
+        literal(DeliveryStatus.SKIPPED.value),
+        literal(0),
+        literal(reason),
+        literal(now, type_=Delivery.created_at.type),
+    ).where(_unplanned(item.group, item.kind, item.listing_date))
+    columns = ["edition_id", "subscriber_id", "status", "attempts", "skip_reason", "created_at"]
+    count = session.execute(insert(Delivery).from_select(columns, source)).rowcount or 0
+    log.warning(
+        "skipped the %s edition of %s for %d subscribers (%s %02d:00): %s",
+        item.kind,
+        item.listing_date,
+        count,
+        item.group.timezone or "UTC",
+        item.group.hour,
+        reason,
+    )
+    return count
+
+
+# -- sending what is owed ---------------------------------------------------------------------
+
+
+class WeekPapers(EditionPapers):
+    """The papers of several listing dates as one pool: the week's best, most upvoted first."""
+
+    def __init__(self, days: list[EditionPapers], topic_names: dict[int, str]) -> None:
+        super().__init__([], topic_names)
+        self.days = days
+
+    @classmethod
+    def load_between(cls, first: date, last: date, *, session: Session) -> WeekPapers:
+        """Load every listing date from first to last, inclusive."""
+        dates = session.scalars(
+            select(Paper.listing_date)
+            .where(Paper.listing_date.between(first, last))
+            .distinct()
+            .order_by(Paper.listing_date)
+        ).all()
+        days = [EditionPapers.load(d, session=session) for d in dates]
+        names = days[-1].topic_names if days else {}
+        return cls(days, names)
+
+    def __len__(self) -> int:
+        return sum(len(day) for day in self.days)
+
+    def for_topics(
+        self, topic_ids: Iterable[int], max_papers: int, exclude: frozenset[int] = frozenset()
+    ) -> tuple[DigestPaper, ...]:
+        """Return up to max_papers of the week's papers matching the topics, best first."""
+        wanted = tuple(topic_ids)
+        merged = [p for day in self.days for p in day.for_topics(wanted, max_papers, exclude)]
+        merged.sort(key=lambda p: (-(p.upvotes or 0), p.title))
+        return tuple(merged[:max_papers])
+
+
+class UnsentPreparer(MessagePreparer):
+    """A preparer that leaves out the papers each subscriber has already received.
+
+    Rows of subscribers with nothing to leave out take the parent's batched path unchanged.
+    """
+
+    def __init__(self, *args: Any, sent: Mapping[int, frozenset[int]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sent = sent
+
+    def prepare_many(self, rows: Sequence[Row]) -> list[Prepared | None]:
+        """Build the messages of many rows; rows with papers to leave out one by one."""
+        if not any(row[2] in self.sent for row in rows):
+            return super().prepare_many(rows)
+        return [self.prepare(*row) for row in rows]
+
+    def prepare(
+        self,
+        key: int,
+        attempts: int,
+        subscriber_id: int,
+        email: str,
+        name: str,
+        max_papers: int,
+        topic_ids: tuple[int, ...],
+    ) -> Prepared | None:
+        """Build the message from unsent papers, or None when nothing is left to send."""
+        exclude = self.sent.get(subscriber_id)
+        if not exclude:
+            return super().prepare(key, attempts, subscriber_id, email, name, max_papers, topic_ids)
+        papers = self.papers.for_topics(topic_ids, max_papers, exclude)
+        if not papers and self.empty_policy == "skip":
+            return None
+        names = tuple(sorted(self.papers.topic_names[t] for t in topic_ids))
+        recipient = Recipient(subscriber_id=subscriber_id, email=email, name=name, topics=names)
+        return self.build(key, attempts, recipient, papers)
+
+
+def sent_paper_ids(edition: Edition, *, session: Session) -> dict[int, frozenset[int]]:
+    """Return, per subscriber owed this edition, the papers of its dates they already received.
+
+    Only editions that may hold the same papers are read: a paper has one listing date, and an
+    edition covers dates up to its own.
+    """
+    first = edition_first_day(edition.kind, edition.listing_date)
+    owed = select(Delivery.subscriber_id).where(
+        Delivery.edition_id == edition.id, Delivery.status.in_(_OWED)
+    )
+    rows = session.execute(
+        select(Delivery.subscriber_id, Delivery.paper_ids)
+        .join(Edition, Edition.id == Delivery.edition_id)
+        .where(
+            Delivery.status == DeliveryStatus.SENT,
+            Delivery.edition_id != edition.id,
+            Edition.listing_date >= first,
+            Delivery.subscriber_id.in_(owed),
+        )
+    )
+    sent: dict[int, set[int]] = defaultdict(set)
+    for subscriber_id, paper_ids in rows:
+        sent[subscriber_id].update(paper_ids or ())
+    return {sid: frozenset(ids) for sid, ids in sent.items()}
+
+
+def make_unsent_preparer(app: App, edition: Edition, empty_policy: str) -> UnsentPreparer:
+    """Load the edition's papers (a week's for weekly) and what its readers already had."""
+    with app.sessions() as session:
+        if edition.kind == EditionKind.WEEKLY:
+            first = edition_first_day(edition.kind, edition.listing_date)
+            papers: EditionPapers = WeekPapers.load_between(
+                first, edition.listing_date, session=session
+            )
+        else:
+            papers = EditionPapers.load(edition.listing_date, session=session)
+        sent = sent_paper_ids(edition, session=session)
+    return UnsentPreparer(
+        app.settings,
+        make_renderer(app.settings),
+        papers,
+        EditionInfo(listing_date=edition.listing_date, kind=str(edition.kind)),
+        empty_policy=empty_policy,
+        sent=sent,
+    )
+
+
+def editions_with_owed(now: datetime, *, session: Session) -> list[Edition]:
+    """Return editions with rows to send now, or rows being sent (perhaps by a dead sender)."""
+    owed = or_(
+        and_(
+            Delivery.status == DeliveryStatus.PENDING,
+            or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+        ),
+        Delivery.status == DeliveryStatus.SENDING,
+    )
+    ids = select(Delivery.edition_id).where(owed).distinct()
+    return list(
+        session.scalars(
+            select(Edition).where(Edition.id.in_(ids)).order_by(Edition.listing_date, Edition.id)
+        )
+    )
+
+
+class TickControl:
+    """Lets another thread stop a tick: between editions, and inside the running send."""
+
+    def __init__(self) -> None:
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._sender: EditionSender | None = None
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
+    def stop(self) -> None:
+        """Ask the running send to finish what is in flight and give back the rest."""
+        with self._lock:
+            self._stopped.set()
+            if self._sender is not None:
+                self._sender.stop()
+
+    def attach(self, sender: EditionSender | None) -> None:
+        with self._lock:
+            self._sender = sender
+            if sender is not None and self._stopped.is_set():
+                sender.stop()
+
+
+def send_owed(
+    app: App,
+    *,
+    options: SendOptions | None = None,
+    transport: Transport | None = None,
+    control: TickControl | None = None,
+) -> tuple[SendSummary, str | None]:
+    """Send every owed delivery of every edition; return the totals and a transport error."""
+    options = options or options_from_settings(app)
+    control = control or TickControl()
+    with app.sessions() as session:
+        editions = editions_with_owed(utcnow(), session=session)
+    total = SendSummary()
+    for edition in editions:
+        if control.stopped:
+            break
+        sender = EditionSender(
+            app.engine,
+            app.settings,
+            edition,
+            transport or make_transport(app.settings.transport),
+            make_unsent_preparer(app, edition, options.empty_policy),
+            options,
+        )
+        control.attach(sender)
+        try:
+            summary = sender.run()
+        except TransportError as exc:
+            log.error(
+                "sending the %s edition of %s failed: %s", edition.kind, edition.listing_date, exc
+            )
+            return total, str(exc)
+        finally:
+            control.attach(None)
+        _add(total, summary)
+    return total, None
+
+
+def _add(total: SendSummary, part: SendSummary) -> None:
+    total.sent += part.sent
+    total.failed += part.failed
+    total.retried += part.retried
+    total.skipped += part.skipped
+    total.owed += part.owed
+    total.elapsed += part.elapsed
+    total.stopped = total.stopped or part.stopped
+
+
+# -- leases -----------------------------------------------------------------------------------
+
+SCHEDULER_LEASE = "scheduler"
+# A one-off run holds the lease this long: longer than any single run should take.
+ONCE_LEASE_SECONDS = 900.0
+
+
+def acquire_lease(
+    name: str, holder: str, now: datetime, seconds: float, *, session: Session
+) -> bool:
+    """Take the named lease when it is missing, expired or already ours; renew it if ours."""
+    until = now + timedelta(seconds=seconds)
+    taken = session.execute(
+        update(Lease)
+        .where(Lease.name == name, or_(Lease.expires_at < now, Lease.holder == holder))
+        .values(
+            holder=holder,
+            expires_at=until,
+            acquired_at=case((Lease.holder == holder, Lease.acquired_at), else_=now),
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return bool(taken) or _insert_lease(name, holder, now, until, session=session)
+
+
+def _insert_lease(
+    name: str, holder: str, now: datetime, until: datetime, *, session: Session
+) -> bool:
+    if session.get(Lease, name) is not None:
+        return False
+    try:
+        with session.begin_nested():  # a racing insert loses here, not the whole transaction
+            session.execute(
+                insert(Lease).values(name=name, holder=holder, expires_at=until, acquired_at=now)
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+def release_lease(name: str, holder: str, *, session: Session) -> bool:
+    """Give the lease up if we hold it."""
+    result = session.execute(
+        delete(Lease)
+        .where(Lease.name == name, Lease.holder == holder)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)
+
+
+def lease_holder(name: str, now: datetime, *, session: Session) -> str | None:
+    """Return who holds the lease now, or None when it is free or expired."""
+    lease = session.get(Lease, name, populate_existing=True)
+    return lease.holder if lease is not None and lease.expires_at >= now else None
+
+
+# -- fetching ---------------------------------------------------------------------------------
+
+FETCH_HOLD = timedelta(minutes=30)  # longer than any fetch: a crashed fetch is retried after it
+
+
+@dataclass(frozen=True)
+class FetchOutcome:
+    """One source's scheduled fetch of one day."""
+
+    source: str
+    day: date
+    status: str  # "stored", "no listing" or "failed"
+    detail: str = ""
+    retry_at: datetime | None = None
+
+
+def last_fire_time(cron: str, now: datetime, window: timedelta) -> datetime | None:
+    """Return the cron line's last firing time (UTC) within the window before now."""
+    trigger = CronTrigger.from_crontab(cron, timezone=UTC)
+    fire = trigger.get_next_fire_time(None, now - window)
+    last = None
+    while fire is not None and fire <= now:
+        last = fire
+        fire = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
+    return last
+
+
+def check_cron(cron: str) -> None:
+    """Raise ConfigError unless the fetch schedule is a valid cron line."""
+    try:
+        CronTrigger.from_crontab(cron, timezone=UTC)
+    except ValueError as exc:
+        raise ConfigError(f"setting scheduler_fetch_cron: {cron!r}: {exc}") from None
+
+
+def _claim_fetch(source: str, day: date, holder: str, now: datetime, *, session: Session) -> bool:
+    """Claim the next attempt at a source's listing of a day, unless done or not yet due."""
+    name = f"fetch:{source}:{day.isoformat()}"
+    taken = session.execute(
+        update(Lease)
+        .where(Lease.name == name, Lease.expires_at <= now)
+        .values(holder=holder, expires_at=now + FETCH_HOLD)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return bool(taken) or _insert_lease(name, holder, now, now + FETCH_HOLD, session=session)
+
+
+def _finish_fetch(
+    source: str, day: date, now: datetime, retry_at: datetime | None, *, session: Session
+) -> None:
+    """Record when the day may be fetched again: never (done) or after a backoff."""
+    name = f"fetch:{source}:{day.isoformat()}"
+    until = retry_at or now + timedelta(days=WEEK)
+    session.execute(
+        update(Lease)
+        .where(Lease.name == name)
+        .values(expires_at=until)
+        .execution_options(synchronize_session=False)
+    )
+    # Markers of old days only clutter the table.
+    session.execute(
+        delete(Lease)
+        .where(Lease.name.like("fetch:%"), Lease.expires_at < now - timedelta(days=2 * WEEK))
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _backoff(source: str, day: date, now: datetime, base: float, *, session: Session) -> datetime:
+    """Wait as long as the attempts so far took (at least `base`): the delay doubles."""
+    lease = session.get(Lease, f"fetch:{source}:{day.isoformat()}", populate_existing=True)
+    first = lease.acquired_at if lease is not None else now
+    return now + max(timedelta(seconds=base), now - first)
+
+
+def run_fetch(
+    app: App, now: datetime, *, config: ScheduleConfig, holder: str
+) -> list[FetchOutcome]:
+    """Fetch each configured source's listing of the day the fetch schedule last fired, once."""
+    fire = last_fire_time(config.fetch_cron, now, config.staleness)
+    if fire is None:
+        return []
+    outcomes = []
+    for source in config.sources:
+        with app.transaction() as session:
+            if not _claim_fetch(source, fire.date(), holder, now, session=session):
+                continue
+        outcomes.append(_fetch_one(app, source, fire.date(), now, config=config))
+    return outcomes
+
+
+def _fetch_one(
+    app: App, source: str, day: date, now: datetime, *, config: ScheduleConfig
+) -> FetchOutcome:
+    try:
+        report = fetch_listing(app, source, day, categories=config.arxiv_categories)
+    except NoListing as exc:
+        log.info("fetch %s %s: %s", source, day, exc)
+        outcome = FetchOutcome(source, day, "no listing", str(exc))
+    except NewsletterError as exc:
+        with app.sessions() as session:
+            retry_at = _backoff(source, day, now, config.fetch_backoff_seconds, session=session)
+        log.error(
+            "fetch %s %s failed: %s; next try at %s", source, day, exc, f"{retry_at:%H:%M} UTC"
+        )
+        outcome = FetchOutcome(source, day, "failed", str(exc), retry_at)
+    else:
+        detail = f"{report.papers} papers ({report.new} new), {report.topic_matches} topic matches"
+        log.info("fetch %s %s: %s", source, day, detail)
+        outcome = FetchOutcome(source, day, "stored", detail)
+    with app.transaction() as session:
+        _finish_fetch(source, day, now, outcome.retry_at, session=session)
+    return outcome
+
+
+# -- one tick ---------------------------------------------------------------------------------
+
+
+@dataclass
+class TickReport:
+    """What one run of the scheduler did."""
+
+    now: datetime
+    fetched: list[FetchOutcome] = field(default_factory=list)
+    planned: int = 0
+    stale: int = 0
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    owed: int = 0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and all(f.status != "failed" for f in self.fetched)
+
+    def line(self) -> str:
+        fetched = "; ".join(f"{f.source} {f.day}: {f.status}" for f in self.fetched)
+        text = (
+            f"planned {self.planned}, sent {self.sent}, failed {self.failed}, "
+            f"skipped {self.skipped}, stale {self.stale}, owed {self.owed}"
+        )
+        text = f"fetch {fetched}; {text}" if fetched else text
+        return f"{text}; error: {self.error}" if self.error else text
+
+    def as_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["ok"] = self.ok
+        return data
+
+
+def run_due(
+    app: App,
+    now: datetime,
+    *,
+    config: ScheduleConfig | None = None,
+    transport: Transport | None = None,
+    control: TickControl | None = None,
+    holder: str | None = None,
+    fetch: bool = True,
+) -> TickReport:
+    """Fetch what the schedule owes, plan whoever is due at `now`, and send what is owed."""
+    config = config or ScheduleConfig.from_settings(app.settings)
+    report = TickReport(now)
+    if fetch and config.sources:
+        report.fetched = run_fetch(app, now, config=config, holder=holder or default_worker_id())
+    options = options_from_settings(app)
+    with app.transaction() as session:
+        due = due_now(now, session=session, config=config, default_tz=app.settings.default_timezone)
+        planned = plan_due(due, now, session=session, empty_policy=options.empty_policy)
+    report.planned, report.stale = planned.planned, planned.stale
+    summary, report.error = send_owed(app, options=options, transport=transport, control=control)
+    report.sent, report.failed, report.skipped = summary.sent, summary.failed, summary.skipped
+    report.owed = summary.owed
+    return report
+
+
+# -- the next day's plan ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Upcoming:
+    """One group's next delivery: when, which edition, to whom."""
+
+    at: datetime
+    local: str
+    timezone: str
+    frequency: str
+    kind: str
+    listing_up_to: date
+    available: date | None
+    recipients: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def plan_next_24h(
+    app: App, now: datetime, *, config: ScheduleConfig | None = None
+) -> list[Upcoming]:
+    """Return who gets which edition when, from now (catch-up included) to 24 hours ahead."""
+    config = config or ScheduleConfig.from_settings(app.settings)
+    default_tz = app.settings.default_timezone
+    out = []
+    with app.sessions() as session:
+        listings = listing_dates(session=session)
+        for group in delivery_groups(session=session):
+            zone = zone_of(group.timezone, default_tz)
+            current = last_slot(group, now, zone)
+            slots = next_slots(group, now, now + timedelta(hours=24), zone)
+            if now - current <= config.staleness:
+                slots.insert(0, current)
+            for slot in slots:
+                item = _upcoming(group, zone, slot, now, listings, config, session=session)
+                if item is not None:
+                    out.append(item)
+    return sorted(out, key=lambda u: (u.at, u.timezone, u.frequency))
+
+
+def _upcoming(
+    group: Group,
+    zone: ZoneInfo,
+    slot: datetime,
+    now: datetime,
+    listings: list[date],
+    config: ScheduleConfig,
+    *,
+    session: Session,
+) -> Upcoming | None:
+    cutoff = listing_cutoff(slot, zone, config.listing_ready)
+    available = edition_date(listings, cutoff, group.kind)
+    if slot <= now:
+        if available is None:
+            return None
+        who = _unplanned(group, group.kind, available)
+    elif available == cutoff:  # the newest listing it may carry is in: only who lacks it
+        who = _unplanned(group, group.kind, available)
+    else:  # a newer listing may be fetched by then
+        who = and_(eligible(), group.clause())
+    emails = tuple(session.scalars(select(Subscriber.email).where(who).order_by(Subscriber.email)))
+    if not emails:
+        return None
+    return Upcoming(
+        at=max(slot, now),
+        local=slot.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z"),
+        timezone=zone.key,
+        frequency=str(group.frequency),
+        kind=str(group.kind),
+        listing_up_to=cutoff,
+        available=available,
+        recipients=emails,
+    )
+
+
+def run_once(
+    app: App,
+    now: datetime,
+    *,
+    holder: str | None = None,
+    transport: Transport | None = None,
+    control: TickControl | None = None,
+) -> TickReport | None:
+    """Run one tick under the scheduler lease; None when an active scheduler holds it."""
+    holder = holder or default_worker_id()
+    config = ScheduleConfig.from_settings(app.settings)
+    with app.transaction() as session:
+        if not acquire_lease(
+            SCHEDULER_LEASE, holder, utcnow(), ONCE_LEASE_SECONDS, session=session
+        ):
+            return None
+    try:
+        return run_due(app, now, config=config, transport=transport, control=control, holder=holder)
+    finally:
+        with app.transaction() as session:
+            release_lease(SCHEDULER_LEASE, holder, session=session)
+
+
+def active_holder(app: App) -> str | None:
+    """Return who holds the scheduler lease now, if anyone."""
+    with app.sessions() as session:
+        return lease_holder(SCHEDULER_LEASE, utcnow(), session=session)
