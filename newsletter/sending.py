@@ -91,10 +91,25 @@ def send(
     """Plan the edition (idempotent) and deliver every owed message."""
     options = options or options_from_settings(app)
     stats = plan(app, listing_date)
+    sender = edition_sender(app, stats.edition_id, options=options, transport=transport,
+                            progress=progress)  # fmt: skip
+    return SendReport(plan=stats, summary=sender.run())
+
+
+def edition_sender(
+    app: App,
+    edition_id: int,
+    *,
+    options: SendOptions,
+    transport: Transport | None = None,
+    progress: ProgressCallback | None = None,
+) -> EditionSender:
+    """Build the sender that delivers what an edition still owes (run it with `.run()`)."""
     with app.sessions() as session:
-        edition = session.get(Edition, stats.edition_id)
-    assert edition is not None
-    sender = EditionSender(
+        edition = session.get(Edition, edition_id)
+    if edition is None:
+        raise NotFound(f"no edition with id {edition_id}")
+    return EditionSender(
         app.engine,
         app.settings,
         edition,
@@ -103,7 +118,6 @@ def send(
         options,
         progress,
     )
-    return SendReport(plan=stats, summary=sender.run())
 
 
 def owed_count(app: App, listing_date: date | None = None) -> int:

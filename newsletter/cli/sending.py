@@ -199,6 +199,39 @@ def _html_part(data: bytes) -> str:
     return part.get_content() if part is not None else ""
 
 
+@click.command()
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Parallel SMTP connections of this worker.",
+)
+@click.option("--once", is_flag=True, help="Exit when nothing is owed instead of waiting.")
+@click.option(
+    "--poll", type=click.FloatRange(0.1), default=5.0, show_default=True, help="Idle wait, seconds."
+)
+@pass_app
+def worker(app: App, concurrency: int, once: bool, poll: float) -> None:
+    """Send owed deliveries of every planned edition, alongside other workers.
+
+    Start as many as the relay accepts, on one machine or many (with PostgreSQL): they
+    share the rows and never send one twice. SIGTERM finishes the messages in flight,
+    hands the rest back and exits.
+
+    \b
+    Examples:
+      newsletter plan && newsletter worker --once
+      newsletter worker --concurrency 8
+    """
+    from newsletter.worker import Worker, install_signal_handlers
+
+    runner = Worker(app, concurrency=concurrency, poll=poll)
+    install_signal_handlers(runner)
+    report = runner.run(once=once)
+    click.echo(f"worker stopped: sent {report.sent}, failed {report.failed} in {report.runs} runs")
+
+
 def register(group: click.Group) -> None:
-    for command in (send, plan, status, preview):
+    for command in (send, plan, status, preview, worker):
         group.add_command(command)
