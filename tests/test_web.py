@@ -18,7 +18,6 @@ from sqlalchemy import func, select
 
 from newsletter import sending, tokens
 from newsletter.cli import cli
-from newsletter.cli import web as web_cli
 from newsletter.models import Subscriber, SubscriberStatus, utcnow
 from newsletter.web import create_app
 from newsletter.web.security import redact
@@ -418,7 +417,6 @@ def test_health_check(client):
 
 
 def test_purge_pending_command(app, env, tmp_path, monkeypatch):
-    web_cli.register(cli)
     with app.transaction() as s:
         s.add(Subscriber(email="old@example.org", created_at=utcnow() - timedelta(days=9)))
     monkeypatch.chdir(tmp_path)

@@ -23,7 +23,9 @@ DEFAULT_THREADS = 8
     type=click.IntRange(1, 64),
     help="Requests served at once.",
 )
-@click.option("--debug", is_flag=True, help="Flask's development server and debugger: never in production.")
+@click.option(
+    "--debug", is_flag=True, help="Flask's development server and debugger: never in production."
+)
 @pass_app
 def serve(app: App, host: str, port: int, threads: int, debug: bool) -> None:
     """Serve the subscribe, preferences, unsubscribe and archive pages.
