@@ -13,6 +13,8 @@ from newsletter.cli.common import echo_json, pass_app
 from newsletter.models import utcnow
 from newsletter.scheduler import Scheduler
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
 
 @click.command("scheduler")
 @click.option("--once", is_flag=True, help="Run whatever is due now, then exit (for cron).")
@@ -62,9 +64,13 @@ def _parse_time(value: str) -> datetime:
 
 def _run_once(app: App, as_json: bool) -> None:
     control = scheduling.TickControl()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: control.stop())
-    report = scheduling.run_once(app, utcnow(), control=control)
+    # A stop signal finishes the message in flight and hands the other rows back.
+    previous = {sig: signal.signal(sig, lambda *_: control.stop()) for sig in STOP_SIGNALS}
+    try:
+        report = scheduling.run_once(app, utcnow(), control=control)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if report is None:
         holder = scheduling.active_holder(app)
         click.echo(f"another scheduler is active ({holder}): nothing to do")
