@@ -98,8 +98,8 @@ def build_message(
         (
             CRLF.join(header_lines),
             CRLF + CRLF,
-            _part(boundary, b"plain", _qp_body(rendered.text, rendered.text_parts)),
-            _part(boundary, b"html", _qp_body(rendered.html, rendered.html_parts)),
+            _part(boundary, b"plain", _encoded(rendered, "text")),
+            _part(boundary, b"html", _encoded(rendered, "html")),
             b"--" + boundary + b"--" + CRLF,
         )
     )
@@ -108,6 +108,14 @@ def build_message(
 
 def _part(boundary: bytes, subtype: bytes, encoded: bytes) -> bytes:
     return b"".join((b"--", boundary, CRLF, _PART_HEADERS % subtype, CRLF, CRLF, encoded, CRLF))
+
+
+def _encoded(rendered: RenderedDigest, kind: str) -> bytes:
+    """Encode the text or html of a digest, from its shared parts when it has them."""
+    parts = rendered.text_parts if kind == "text" else rendered.html_parts
+    if parts is not None:
+        return _qp_body("", parts)  # the joined string is never needed
+    return _qp_body(rendered.text if kind == "text" else rendered.html, None)
 
 
 def _qp_body(text: str, parts: Filled | None) -> bytes:

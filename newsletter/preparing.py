@@ -124,8 +124,9 @@ class MessagePreparer:
             dkim=self.dkim,
         )
         return Prepared(
+            # build_message writes CRLF line ends only; the SMTP client need not check them.
             message=OutgoingMessage(
-                key=key, sender=self.sender, recipient=recipient.email, data=data
+                key=key, sender=self.sender, recipient=recipient.email, data=data, crlf_only=True
             ),
             message_id=message_id,
             paper_ids=[p.paper_id for p in papers],

@@ -92,19 +92,52 @@ class Filled:
         return "".join(parts)
 
 
-@dataclass(frozen=True)
 class RenderedDigest:
     """The three rendered parts of one recipient's email.
 
     text_parts and html_parts, when present, let build_message reuse the encoding of the
-    shared literals; they always join to text and html.
+    shared literals; they always join to text and html, which are joined only when read.
     """
 
-    subject: str
-    text: str
-    html: str
-    text_parts: Filled | None = field(default=None, repr=False, compare=False)
-    html_parts: Filled | None = field(default=None, repr=False, compare=False)
+    __slots__ = ("subject", "_text", "_html", "text_parts", "html_parts")
+
+    def __init__(
+        self,
+        subject: str,
+        text: str | None = None,
+        html: str | None = None,
+        text_parts: Filled | None = None,
+        html_parts: Filled | None = None,
+    ) -> None:
+        if (text is None and text_parts is None) or (html is None and html_parts is None):
+            raise ValueError("a digest needs its text and html, whole or in parts")
+        self.subject = subject
+        self._text = text
+        self._html = html
+        self.text_parts = text_parts
+        self.html_parts = html_parts
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            self._text = self.text_parts.join()  # type: ignore[union-attr]
+        return self._text
+
+    @property
+    def html(self) -> str:
+        if self._html is None:
+            self._html = self.html_parts.join()  # type: ignore[union-attr]
+        return self._html
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RenderedDigest):
+            return NotImplemented
+        return (self.subject, self.text, self.html) == (other.subject, other.text, other.html)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"RenderedDigest(subject={self.subject!r}, text={self.text!r}, html={self.html!r})"
 
 
 @dataclass
@@ -311,7 +344,7 @@ class _Draft:
     subject: str
     text: _Cut
     html: _Cut
-    whole_html: str  # the document without markers, for when composing cannot be trusted
+    rendered_html: str  # with its markers: the whole document, if composing cannot be trusted
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,7 +389,8 @@ class DigestRenderer:
         self._placeholders = _Placeholders(*(f"{token}x{slot}x" for slot in SLOTS))
         self._split_re = re.compile(f"{token}x({'|'.join(SLOTS)})x")
         self._slot = f"<!--{token}s-->"
-        self._fragment_re = re.compile(f"<!--{token}f:([^>]*)-->(.*?)<!--{token}f-->", re.S)
+        self._begin = f"<!--{token}f:"
+        self._end = f"<!--{token}f-->"
         self._batch_re = re.compile(f"<!--{token}b(\\d+)-->(.*?)<!--{token}e\\1-->", re.S)
         self._cache = _Lru(self.cache_size, BODY_CACHE_BYTES)
         self._parts = _Lru(PART_CACHE_SIZE, PART_CACHE_BYTES)
@@ -394,7 +428,7 @@ class DigestRenderer:
         text_values[""] = html_values[""] = ""
         text = body.text.fill(text_values)
         html = body.html.fill(html_values)
-        return RenderedDigest(body.subject, text.join(), html.join(), text, html)
+        return RenderedDigest(body.subject, text_parts=text, html_parts=html)
 
     @staticmethod
     def _key(name: str, edition: EditionInfo, papers: tuple[DigestPaper, ...]) -> tuple:
@@ -429,14 +463,34 @@ class DigestRenderer:
         subject = self.text_env.get_template(f"email/{name}.subject.txt").render(context)
         text = self.text_env.get_template(f"email/{name}.txt").render(context)
         html = self.html_env.get_template(f"email/{name}.html").render(context)
-        whole = self._fragment_re.sub(r"\2", html)
         return _Draft(
-            _shorten(one_line(subject), SUBJECT_MAX), self._cut(text), self._cut(html), whole
+            _shorten(one_line(subject), SUBJECT_MAX), self._cut(text), self._cut(html), html
         )
 
     def _cut(self, rendered: str) -> _Cut:
-        fragments = tuple((m[1], m[2]) for m in self._fragment_re.finditer(rendered))
-        return _Cut(self._fragment_re.sub(self._slot, rendered), fragments)
+        # str.split and partition, not a regex: a digest is ~40 KB and most are cut once.
+        chunks = rendered.split(self._end)
+        skeleton: list[str] = []
+        fragments: list[tuple[str, str]] = []
+        for chunk in chunks[:-1]:
+            head, found, tail = chunk.rpartition(self._begin)
+            if not found:
+                raise ValueError("a fragment ends that never began")
+            name, _, content = tail.partition("-->")
+            skeleton.append(head)
+            fragments.append((name, content))
+        skeleton.append(chunks[-1])
+        return _Cut(self._slot.join(skeleton), tuple(fragments))
+
+    def _whole(self, rendered: str) -> str:
+        """Return a rendered document without its fragment markers."""
+        cut = self._cut(rendered)
+        pieces = cut.skeleton.split(self._slot)
+        out = [pieces[0]]
+        for (_, content), piece in zip(cut.fragments, pieces[1:], strict=True):
+            out.append(content)
+            out.append(piece)
+        return "".join(out)
 
     def _inline_missing(self, drafts: list[_Draft]) -> None:
         """Inline every skeleton and fragment not yet cached, in as few premailer runs as can be."""
@@ -495,7 +549,7 @@ class DigestRenderer:
     def _assemble(self, draft: _Draft) -> _Body:
         html = self._composed(draft.html, "html")
         if html is None:
-            html = self._split(self.inline(draft.whole_html))
+            html = self._split(self.inline(self._whole(draft.rendered_html)))
             self.stats.inlines += 1
         text = self._composed(draft.text, "text")
         assert text is not None

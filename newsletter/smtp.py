@@ -84,12 +84,17 @@ def valid_address(address: str) -> bool:
     )
 
 
-def dot_stuff(data: bytes) -> bytes:
-    """Return the DATA payload: CRLF line endings, leading dots doubled, ending CRLF.CRLF."""
+def dot_stuff(data: bytes, *, crlf_only: bool = False) -> bytes:
+    """Return the DATA payload: CRLF line endings, leading dots doubled, ending CRLF.CRLF.
+
+    crlf_only says the caller built data with CRLF line ends only, so the three scans that
+    check it (a third of the cost for a 40 KB message) can be skipped.
+    """
     # A bare CR or LF could let a message smuggle its own end-of-data: normalise them.
-    crlf = data.count(CRLF)
-    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
-        data = _NEWLINES.sub(CRLF, data)
+    if not crlf_only:
+        crlf = data.count(CRLF)
+        if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
+            data = _NEWLINES.sub(CRLF, data)
     data = data.replace(b"\r\n.", b"\r\n..")
     if data[:1] == b".":
         data = b"." + data
@@ -288,7 +293,9 @@ class SmtpConnection:
         if reply.code != 235:
             raise SetupError(f"authentication failed: {reply}", permanent=reply.code >= 500)
 
-    async def deliver(self, sender: str, recipient: str, data: bytes) -> Reply:
+    async def deliver(
+        self, sender: str, recipient: str, data: bytes, *, crlf_only: bool = False
+    ) -> Reply:
         """Send one message; return the first refusing reply or the final one."""
         mail, rcpt = _envelope_commands(sender, recipient, data, self.extensions)
         if "PIPELINING" in self.extensions:
@@ -313,7 +320,7 @@ class SmtpConnection:
         refusal = _first_refusal(mail_reply, rcpt_reply)
         if data_reply is not None and data_reply.code == 354:
             if refusal is None:
-                self._transport.write(dot_stuff(data))
+                self._transport.write(dot_stuff(data, crlf_only=crlf_only))
                 final = await self._reply("end of data")
                 if final.code != 250:
                     await self._after(final)

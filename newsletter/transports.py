@@ -56,12 +56,17 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True)
 class OutgoingMessage:
-    """One message for one recipient; `data` has CRLF line endings and is not dot-stuffed."""
+    """One message for one recipient; `data` has CRLF line endings and is not dot-stuffed.
+
+    crlf_only promises that data has no bare CR or LF (build_message makes such bytes), so
+    the SMTP client need not check; without it, stray line ends are normalised.
+    """
 
     key: int
     sender: str
     recipient: str
     data: bytes
+    crlf_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -247,7 +252,9 @@ class SmtpTransport(Transport):
 
     async def _deliver(self, conn: SmtpConnection, message: OutgoingMessage) -> SendResult:
         try:
-            reply = await conn.deliver(message.sender, message.recipient, message.data)
+            reply = await conn.deliver(
+                message.sender, message.recipient, message.data, crlf_only=message.crlf_only
+            )
         except BaseException:
             conn.abort()
             raise

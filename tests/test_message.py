@@ -37,6 +37,7 @@ from newsletter.rendering import (
     RenderedDigest,
     make_renderer,
 )
+from newsletter.smtp import dot_stuff
 
 EDITION = EditionInfo(date(2025, 11, 27))
 SENT_AT = datetime(2025, 11, 27, 7, 30, 5, tzinfo=UTC)
@@ -73,6 +74,12 @@ def build(
     return build_message(rendered, **options)  # type: ignore[arg-type]
 
 
+def assert_crlf_only(raw: bytes) -> None:
+    crlf = raw.count(b"\r\n")
+    assert raw.count(b"\r") == crlf and raw.count(b"\n") == crlf
+    assert dot_stuff(raw, crlf_only=True) == dot_stuff(raw)
+
+
 def parse(raw: bytes) -> EmailMessage:
     message = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(message, EmailMessage)
@@ -84,6 +91,7 @@ def test_headers_and_parts(settings: Settings) -> None:
     ann = Recipient(1, "ann@example.org", "Ann Lee", ("Robotics",))
     rendered = render(settings, ann)
     raw = build(settings, ann, rendered)
+    assert_crlf_only(raw)
     message = parse(raw)
     unsubscribe = tokens.unsubscribe_url(settings, 1)
     assert list(message.keys()) == [
@@ -319,6 +327,7 @@ def test_dkim_signature_verifies_and_covers_one_click(
     ann = Recipient(1, "ann@example.org", "Ann Ödegård", ("Robotics",))
     raw = build(signing, ann, render(signing, ann), dkim=signer)
     assert raw.startswith(b"DKIM-Signature: ")
+    assert_crlf_only(raw)  # the SMTP client trusts build_message on this
     record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
 
     def dns(name: bytes, timeout: int = 5) -> bytes:

@@ -28,9 +28,12 @@ def test_token_round_trip(settings: Settings, purpose: str) -> None:
 
 
 @pytest.mark.parametrize("purpose", ["unsubscribe", "manage"])
-def test_tokens_are_plain_itsdangerous_tokens(settings: Settings, purpose: str) -> None:
+@pytest.mark.parametrize("subscriber_id", [0, 7, 4711, 9_999_999_999, 11_111_111_111_111_111])
+def test_tokens_are_plain_itsdangerous_tokens(
+    settings: Settings, purpose: str, subscriber_id: int
+) -> None:
     serializer = URLSafeSerializer(settings.secret_key, salt=f"newsletter.{purpose}")
-    assert tokens.make_token(settings, purpose, 4711) == serializer.dumps(4711)
+    assert tokens.make_token(settings, purpose, subscriber_id) == serializer.dumps(subscriber_id)
 
 
 def test_tampered_token_is_rejected(settings: Settings) -> None:
