@@ -75,6 +75,12 @@ class Settings:
     send_batch_size: int = 500
     # `send` from a terminal asks for --yes above this many recipients.
     confirm_above: int = 1000
+    # Web pages: confirmation links, pending sign-ups, rate limits, proxies in front.
+    confirm_max_age_hours: int = 72
+    pending_max_age_days: int = 7
+    mail_interval_minutes: int = 10
+    subscribe_per_ip_per_hour: int = 20
+    web_proxy_count: int = 0
     config_file: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
 

@@ -58,7 +58,7 @@ class RateLimited(InputError):
 
 @dataclass(frozen=True)
 class Limits:
-    """The web's timing rules, from settings.extra with safe defaults."""
+    """The web's timing rules, from the settings."""
 
     confirm_max_age_hours: int = 72
     pending_max_age_days: int = 7
@@ -67,16 +67,11 @@ class Limits:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
-        """Read the limits from settings.extra; a bad value raises InputError naming it."""
-        values = {}
-        for name in cls.__dataclass_fields__:
-            raw = settings.extra.get(name, getattr(cls, name))
-            try:
-                values[name] = int(raw)
-            except (TypeError, ValueError):
-                raise InputError(f"setting {name}: expected a whole number, got {raw!r}") from None
-            if values[name] < 1:
-                raise InputError(f"setting {name}: must be at least 1, got {raw!r}")
+        """Read the limits from the settings; a value under 1 raises InputError naming it."""
+        values = {name: getattr(settings, name) for name in cls.__dataclass_fields__}
+        for name, value in values.items():
+            if value < 1:
+                raise InputError(f"setting {name}: must be at least 1, got {value!r}")
         return cls(**values)
 
 

@@ -93,7 +93,7 @@ def test_one_email_per_address_per_ten_minutes(app, topics):
 
 
 def test_the_per_ip_limit_refuses_further_sign_ups_for_an_hour(app, topics):
-    app.settings = dataclasses.replace(app.settings, extra={"subscribe_per_ip_per_hour": 2})
+    app.settings = dataclasses.replace(app.settings, subscribe_per_ip_per_hour=2)
     now = utcnow()
     _subscribe(app, "a@example.org", _prefs(topics, "llm"), now=now)
     _subscribe(app, "b@example.org", _prefs(topics, "llm"), now=now)
@@ -238,9 +238,15 @@ def test_the_confirmation_email_has_safe_headers_and_the_link(app, topics):
         svc.build_notice(app.settings, dataclasses.replace(notice, name="Ada\r\nBcc: x@y.z"))
 
 
-def test_limits_come_from_settings_extra_and_refuse_nonsense(app):
-    settings = dataclasses.replace(app.settings, extra={"mail_interval_minutes": "5"})
+def test_limits_come_from_settings_and_refuse_nonsense(app, tmp_path):
+    from newsletter.config import load_settings
+    from newsletter.errors import ConfigError
+
+    settings = dataclasses.replace(app.settings, mail_interval_minutes=5)
     assert svc.Limits.from_settings(settings).mail_interval_minutes == 5
-    bad = dataclasses.replace(app.settings, extra={"confirm_max_age_hours": "soon"})
     with pytest.raises(InputError, match="confirm_max_age_hours"):
-        svc.Limits.from_settings(bad)
+        svc.Limits.from_settings(dataclasses.replace(app.settings, confirm_max_age_hours=0))
+    toml = tmp_path / "n.toml"
+    toml.write_text('secret_key = "k"\nconfirm_max_age_hours = "soon"\n')
+    with pytest.raises(ConfigError, match="confirm_max_age_hours"):
+        load_settings(toml, env={})

@@ -162,7 +162,7 @@ def test_a_post_without_csrf_token_is_refused(client, app):
 
 
 def test_the_per_ip_limit_answers_429(client, app):
-    app.settings = dataclasses.replace(app.settings, extra={"subscribe_per_ip_per_hour": 1})
+    app.settings = dataclasses.replace(app.settings, subscribe_per_ip_per_hour=1)
     web = create_app(app.settings, app=app)
     c = web.test_client()
     assert _subscribe(c, "a@example.org").status_code == 303
@@ -204,7 +204,7 @@ def test_an_expired_confirmation_link_is_refused(client, app, monkeypatch):
         m.setattr("itsdangerous.timed.time.time", lambda: two_hours_ago)
         old = tokens.make_token(app.settings, "confirm", sid)
     assert client.get(f"/confirm/{old}").status_code == 200  # within the default 72 hours
-    app.settings = dataclasses.replace(app.settings, extra={"confirm_max_age_hours": 1})
+    app.settings = dataclasses.replace(app.settings, confirm_max_age_hours=1)
     web = create_app(app.settings, app=app)
     response = web.test_client().get(f"/confirm/{old}")
     assert response.status_code == 400 and "expired" in response.get_data(as_text=True)

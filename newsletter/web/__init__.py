@@ -59,7 +59,7 @@ def create_app(settings: Settings, *, app: App | None = None) -> Flask:
     )
     security.init_security(web)
     views.init_views(web)
-    proxies = int(settings.extra.get("web_proxy_count", 0) or 0)
+    proxies = settings.web_proxy_count
     if proxies:
         # Behind a reverse proxy the client's address is in X-Forwarded-For.
         web.wsgi_app = ProxyFix(  # type: ignore[method-assign]
