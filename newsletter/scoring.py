@@ -1,0 +1,821 @@
+"""Score a paper's text against topics: which keywords it mentions, where, and what that says.
+
+A paper's title, abstract and (Hugging Face) keywords are split into word tokens once; each
+token is reduced to a stem ("Fine-Tuned" -> fine, tun) and, when it is a capitalised acronym
+("LLMs"), also to a case-sensitive form. Keywords compile to token sequences the same way, so
+finding them is one dictionary look-up per token whatever the number of topics (TopicIndex).
+On the score scale, 1.0 (the default threshold) means "one clear, specific signal": a keyword
+in the title or in the paper's own keywords, a specific keyword in the abstract's opening or
+repeated, or two distinct ones. A single mention late in the abstract counts little; generic
+words, partial phrases and the topic's description add to other evidence.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from itertools import accumulate, chain
+from typing import NamedTuple
+
+TITLE_WEIGHT = 1.0
+PAPER_KEYWORD_WEIGHT = 0.8  # HF ai_keywords: chosen for the paper, but many and loose
+LEAD_WEIGHT = 1.0  # a first mention in the abstract's opening: what the paper is about
+LATE_WEIGHT = 0.7  # a first mention later in the abstract: often a passing remark
+ABSTRACT_REPEAT = 0.3  # each further mention in the abstract, up to ABSTRACT_MAX
+ABSTRACT_MAX = 1.0
+LEAD_SENTENCES = 1
+SECONDARY_SHARE = 0.3  # a keyword also seen in another field (title and abstract) adds this share
+SINGLE_WORD_FACTOR = 0.85  # one ordinary word is vaguer than a phrase or an acronym
+GENERIC_FACTOR = 0.4  # generic words say little on their own
+DECAY = 0.7  # the n-th distinct keyword adds DECAY**n of its weight: diminishing returns
+CATEGORY_PRIMARY = 0.6
+CATEGORY_CROSS = 0.3
+DESCRIPTION_WORD = 0.1
+DESCRIPTION_CAP = 0.3
+GAP_SHARE = 0.0  # a phrase with one extra word inside ("graph convolutional neural network")
+MISSING_SHARE = 0.0  # a phrase missing one modifier ("parameter-efficient tuning")
+HEAD_SHARE = 0.0  # only the head word of a two-word phrase ("distillation")
+FORMS_CACHE_LIMIT = 200_000  # distinct words whose forms are remembered between papers
+
+# Words that appear in most ML abstracts whatever the subject: alone they place no paper.
+GENERIC_WORDS = frozenset(
+    """
+    learning learn model network neural deep data dataset training train method approach
+    system efficient efficiency robust robustness performance task framework algorithm
+    optimization analysis evaluation benchmark large scale scaling generation generative
+    representation prediction inference feature structure information knowledge accuracy
+    adaptive adaptation automatic automated fast scalable general application language
+    improvement improve effective accurate problem result architecture signal process
+    exploration
+    """.split()
+)
+
+# Phrases as common as single generic words: "a deep neural network" is no topic.
+GENERIC_PHRASES = (
+    "deep learning",
+    "machine learning",
+    "neural network",
+    "deep neural network",
+    "artificial intelligence",
+    "large scale",
+    "state of the art",
+    "real world",
+)
+
+# Compounds in which a keyword means something else: a hit inside one does not count,
+# unless the compound itself is one of the topic's keywords.
+FALSE_FRIENDS = (
+    "neural architecture search",
+    "architecture search",
+    "hyperparameter search",
+    "grid search",
+    "random search",
+    "beam search",
+    "line search",
+    "search space",
+    "road agent",
+    "hate speech",
+    "part of speech",
+    "part-of-speech",
+    "figure of speech",
+    "free speech",
+    "information diffusion",
+    "memory efficient",
+    "memory footprint",
+    "memory usage",
+    "memory consumption",
+    "memory cost",
+    "privacy policy",
+    "public policy",
+    "image manipulation",
+    "data manipulation",
+    "media manipulation",
+    "packet manipulation",
+    "web navigation",
+    "GUI navigation",
+    "website navigation",
+    "representation alignment",
+    "feature alignment",
+    "latent alignment",
+    "modality alignment",
+    "cross-modal alignment",
+    "multimodal alignment",
+    "vision-language alignment",
+    "image-text alignment",
+    "text-image alignment",
+    "sequence alignment",
+    "distribution alignment",
+    "domain alignment",
+    "temporal alignment",
+    "word alignment",
+    "token alignment",
+    "dense alignment",
+    "in-depth alignment",
+    "planner alignment",
+    "vehicle safety",
+    "road safety",
+    "traffic safety",
+    "food safety",
+    "patient safety",
+    "type safety",
+    "memory safety",
+    "thread safety",
+    "theoretically sound",
+    "mathematically sound",
+    "sound and complete",
+    "vision-language model",
+    "vision language model",
+    "visual language model",
+    "visual question answering",
+    "multimodal image fusion",
+    "multi-modal image fusion",
+    "multimodal distribution",
+    "multimodal large language model",
+    "omnimodal large language model",
+    "multi-agent reinforcement learning",
+    "multimodal optimization",
+    "message passing interface",
+    "customer segmentation",
+    "word segmentation",
+    "dataset distillation",
+    "data pruning",
+    "data sparsity",
+    "vector quantization",
+    "vector quantized",
+    "design space exploration",
+    "data exploration",
+)
+
+# Terms that name the same thing: a topic with one of them also matches the others.
+EQUIVALENTS = (
+    ("LLM", "large language model"),
+    ("VLM", "vision-language model"),
+    ("MLLM", "multimodal large language model"),
+    ("RL", "reinforcement learning"),
+    ("RLHF", "reinforcement learning from human feedback"),
+    ("MARL", "multi-agent reinforcement learning"),
+    ("GNN", "graph neural network"),
+    ("NAS", "neural architecture search"),
+    ("ASR", "automatic speech recognition", "speech recognition"),
+    ("TTS", "text-to-speech", "speech synthesis"),
+    ("PEFT", "parameter-efficient fine-tuning"),
+    ("MoE", "mixture of experts"),
+    ("NER", "named entity recognition"),
+    ("NLP", "natural language processing"),
+    ("RAG", "retrieval-augmented generation"),
+    ("T2I", "text-to-image"),
+    ("ViT", "vision transformer"),
+    ("LoRA", "low-rank adaptation"),
+    ("OOD", "out-of-distribution"),
+    ("CoT", "chain-of-thought"),
+    ("ICL", "in-context learning"),
+    ("VQA", "visual question answering"),
+    ("GAN", "generative adversarial network"),
+    ("VAE", "variational autoencoder"),
+    ("DPO", "direct preference optimization"),
+    ("SLAM", "simultaneous localization and mapping"),
+    ("autonomous driving", "self-driving", "autonomous vehicle"),
+    ("image generation", "image synthesis"),
+    ("video generation", "video synthesis"),
+)
+
+STOPWORDS = frozenset(
+    """
+    a an and or the of for in on to with by from as at into via about over under using use
+    based new novel their its this that these those is are be been being we our us it they
+    such than then also more most less not no can may any all each other both between
+    paper research work study method approach topic including include e g i etc like
+    related toward towards how what which who when where alone together within without
+    """.split()
+)
+
+# Prefixes written with or without a hyphen: "multimodal" = "multi-modal".
+PREFIXES = ("multi", "pre", "self", "semi", "cross", "non", "post", "co", "re", "sub", "inter")
+NOT_PLURAL = ("ss", "us", "is", "ics")
+# Words whose "-ed" or "-ing" is not an ending.
+NOT_ENDINGS = frozenset(
+    "embed bed red seed need speed feed shed breed proceed exceed succeed indeed hundred "
+    "sacred thing string bring spring king ring sing wing during nothing anything something".split()
+)
+NOT_PLURAL_WORDS = frozenset({"bias", "alias", "atlas", "canvas", "lens", "news", "gas", "chaos"})
+_WORD = re.compile(r"[A-Za-z0-9]+")
+_TERM = re.compile(r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*")  # "fine-tuning" stays one term
+_NAME_SPLIT = re.compile(r"\s*(?:&|/|,|;|\(|\)|\band\b|\bor\b)\s*")
+_DOUBLED = re.compile(r"([b-df-hj-km-rtv])\1$")  # a doubled final consonant, not l, s or z
+
+Seq = tuple[str, ...]  # one keyword form as a sequence of token forms
+
+
+def stem(word: str) -> str:
+    """Reduce a word to a stem shared by its simple forms: tuning, tuned, tune -> tune.
+
+    A small Porter-style stemmer: plural and verb endings go, a short stem regains its "e"
+    ("tuning" -> tune, but "planning" -> plan, so "plane" stays apart).
+    """
+    w = word.lower()
+    if len(w) > 4 and w.endswith("ies"):
+        w = w[:-3] + "y"
+    elif len(w) > 4 and w.endswith(("sses", "shes", "ches", "xes")):
+        w = w[:-2]
+    elif (
+        len(w) > 3 and w.endswith("s") and not w.endswith(NOT_PLURAL) and w not in NOT_PLURAL_WORDS
+    ):
+        w = w[:-1]
+    if len(w) > 8 and w.endswith(("ization", "isation")):
+        return w[:-7] + "iz"  # quantization, quantized -> quantiz
+    w = _strip_ending(w)
+    if w.endswith("e") and len(w) > 2 and (_measure(w[:-1]) > 1 or not _cvc(w[:-1])):
+        w = w[:-1]  # image, imaging -> imag; but tune stays
+    if w.endswith("ll") and _measure(w) > 1:
+        w = w[:-1]  # modelling -> model, distill -> distil
+    return w
+
+
+def _strip_ending(w: str) -> str:
+    """Strip "-ing", "-ed" (and "-er" after a doubled consonant) from a lowercase word."""
+    if w in NOT_ENDINGS:
+        return w
+    for ending in ("ing", "ed", "er"):
+        base = w[: -len(ending)]
+        if not w.endswith(ending) or len(base) < 2 or not re.search("[aeiouy]", base):
+            continue
+        if _DOUBLED.search(base):
+            return base[:-1]  # planning -> plan, embedded -> embed
+        if ending != "er":  # "planner", but not "transformer"
+            return base + "e" if _measure(base) == 1 and _cvc(base) else base
+    return w
+
+
+def _kinds(word: str) -> str:
+    return "".join(
+        "v" if c in "aeiou" or (c == "y" and i and word[i - 1] not in "aeiou") else "c"
+        for i, c in enumerate(word)
+    )
+
+
+def _measure(word: str) -> int:
+    """Count the vowel-consonant runs of a word, as Porter's stemmer does."""
+    return re.sub(r"(.)\1+", r"\1", _kinds(word)).count("vc")
+
+
+def _cvc(word: str) -> bool:
+    """Tell whether a word ends consonant-vowel-consonant ("tun", "plan"), as in a short stem."""
+    return len(word) >= 3 and _kinds(word).endswith("cvc") and word[-1] not in "wxy"
+
+
+def is_acronym(word: str) -> bool:
+    """Tell capitalised short forms ("RL", "LLMs", "LoRA", "3D") from ordinary words."""
+    core = word[:-1] if len(word) > 2 and word.endswith("s") else word
+    upper = sum(c.isupper() for c in core)
+    return len(core) >= 2 and (upper >= 2 or core.isupper())
+
+
+def _acronym_form(word: str) -> str:
+    core = word[:-1] if word.endswith("s") and not word[-2:].isupper() else word
+    return "^" + core  # "^" keeps acronyms apart from lowercase stems
+
+
+def word_forms(word: str) -> tuple[str, ...]:
+    """Return the forms a text word can match: its stem, and its acronym form if it is one."""
+    if is_acronym(word):
+        return (_acronym_form(word), stem(word))
+    return (stem(word),)
+
+
+class Tokens:
+    """One text field as word tokens: their forms and phrase joins; places on demand."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        # [gap, word, gap, word, ..., gap] in one call: the loop over tokens stays in C.
+        self._parts = parts = _SPLIT.split(text)
+        self.forms = [_FORMS.get(w) or _remember(w) for w in parts[1::2]]
+        gaps = parts[0:-1:2]
+        self._gaps = gaps
+        self.joined = [
+            g == " " or g == "-" or (g != "" and _JOINED.fullmatch(g) is not None) for g in gaps
+        ]
+
+    @cached_property
+    def vocabulary(self) -> frozenset[str]:
+        """Every form of every token."""
+        return frozenset(chain.from_iterable(self.forms))
+
+    @cached_property
+    def _starts(self) -> list[int]:
+        return list(accumulate(map(len, self._parts)))[0::2]
+
+    def span_text(self, start: int, end: int) -> str:
+        """Return the text from token start to just after token end - 1."""
+        last = self._starts[end - 1] + len(self._parts[2 * end - 1])
+        return self.text[self._starts[start] : last]
+
+    @cached_property
+    def _sentence_starts(self) -> list[int]:
+        return [k for k, g in enumerate(self._gaps) if g != " " and _SENTENCE_END.search(g)]
+
+    def sentence(self, i: int) -> int:
+        """Return the sentence number of token i."""
+        return bisect_right(self._sentence_starts, i)
+
+
+_SPLIT = re.compile(r"([A-Za-z0-9]+)")
+_SENTENCE_END = re.compile(r"[.?!]\W*\s$")
+_JOINED = re.compile(r"[\s\-/]+")  # between the words of a phrase: "large-language  models"
+_FORMS: dict[str, tuple[str, ...]] = {}
+
+
+def _remember(word: str) -> tuple[str, ...]:
+    if len(_FORMS) > FORMS_CACHE_LIMIT:
+        _FORMS.clear()
+    forms = _FORMS[word] = word_forms(word)
+    return forms
+
+
+def tokenize(text: str) -> Tokens:
+    """Split text into word tokens with their forms, once per paper and field."""
+    return Tokens(text)
+
+
+@dataclass(frozen=True)
+class PaperText:
+    """What the matcher reads of a paper."""
+
+    title: str
+    abstract: str = ""
+    keywords: Sequence[str] = ()
+    categories: Sequence[str] = ()
+
+    @cached_property
+    def fields(self) -> dict[str, Tokens]:
+        """Each non-empty field as tokens, computed once for all topics."""
+        texts = {
+            "title": self.title,
+            "keyword": " ; ".join(self.keywords),  # a phrase never spans two of them
+            "abstract": self.abstract,
+        }
+        return {name: tokenize(text) for name, text in texts.items() if text}
+
+
+@dataclass(frozen=True)
+class Keyword:
+    """One keyword of a topic compiled into token sequences, each with its share of a match."""
+
+    text: str
+    sequences: tuple[tuple[Seq, float], ...]
+    generic: bool = False
+    single_word: bool = False
+    friends: frozenset[int] = frozenset()  # FALSE_FRIENDS whose hits do not count
+    meanings: tuple[Seq, ...] = ()  # an acronym's long forms, to notice it redefined
+    acronym: str = ""
+
+
+def _phrase_words(text: str) -> list[tuple[str, str]]:
+    """Return (word, separator before it) pairs: separators decide where words may be glued."""
+    out, prev = [], 0
+    for m in _WORD.finditer(text):
+        out.append((m.group(0), text[prev : m.start()]))
+        prev = m.end()
+    return out
+
+
+def _variants(text: str) -> list[Seq]:
+    """Return the token sequences a keyword may be written as: fine-tuning, finetuning, ..."""
+    words = _phrase_words(text)
+    out: dict[Seq, None] = {}
+
+    def walk(n: int, acc: tuple[str, ...]) -> None:
+        if n == len(words):
+            out[acc] = None
+            return
+        word = words[n][0]
+        walk(n + 1, (*acc, _acronym_form(word) if is_acronym(word) else stem(word)))
+        if split := _prefix_split(word):
+            walk(n + 1, (*acc, *split))
+        if n + 1 < len(words) and words[n + 1][1] == "-":
+            nxt = words[n + 1][0]
+            if not is_acronym(word) and not is_acronym(nxt):
+                walk(n + 2, (*acc, stem(word + nxt)))  # "fine-tuning" is also "finetuning"
+
+    walk(0, ())
+    return [seq for seq in out if seq]
+
+
+def _prefix_split(word: str) -> list[str]:
+    """Split "multimodal" into multi, modal so that it also matches "multi-modal"."""
+    lower = word.lower()
+    for prefix in PREFIXES:
+        if lower.startswith(prefix) and len(lower) - len(prefix) >= 4 and not is_acronym(word):
+            return [prefix, stem(lower[len(prefix) :])]
+    return []
+
+
+def _partials(text: str) -> list[tuple[Seq, float]]:
+    """Return shorter sequences that still point at the phrase, with their shares."""
+    words = [w for w, _ in _phrase_words(text)]
+    content = [i for i, w in enumerate(words) if w.lower() not in STOPWORDS]
+    if len(content) < 2 or any(is_acronym(w) for w in words):
+        return []
+    out: list[tuple[Seq, float]] = []
+    if MISSING_SHARE and len(content) >= 3:
+        for drop in content[:-1]:  # never the head: "parameter-efficient tuning"
+            kept = " ".join(w for i, w in enumerate(words) if i != drop)
+            out += [(seq, MISSING_SHARE) for seq in _variants(kept)]
+    head = words[content[-1]]
+    if HEAD_SHARE and len(content) == 2 and not is_generic([head]) and len(head) > 5:
+        out.append(((stem(head),), HEAD_SHARE))
+    return out
+
+
+def is_generic(words: Sequence[str]) -> bool:
+    """Tell whether a keyword is a word every ML abstract uses ("learning", "robustness")."""
+    content = [stem(w) for w in words if w.lower() not in STOPWORDS]
+    if not content:
+        return True
+    if len(content) == 1 and not is_acronym(words[-1]):
+        return content[0] in _GENERIC_STEMS or words[-1].lower() in GENERIC_WORDS
+    return " ".join(content) in _GENERIC_PHRASE_STEMS
+
+
+_GENERIC_STEMS = frozenset(stem(w) for w in GENERIC_WORDS)
+_GENERIC_PHRASE_STEMS = frozenset(
+    " ".join(stem(w) for w in _WORD.findall(p) if w not in STOPWORDS) for p in GENERIC_PHRASES
+)
+
+
+def _key(text: str) -> str:
+    return " ".join(stem(w) for w in _WORD.findall(text))
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    seen: dict[str, str] = {}
+    for item in items:
+        item = item.strip()
+        if item:
+            seen.setdefault(_key(item), item)
+    return list(seen.values())
+
+
+def _name_parts(name: str) -> list[str]:
+    """Split a topic name into keyword-like parts: "Speech & audio" -> speech, audio."""
+    return [p for p in _NAME_SPLIT.split(name or "") if _WORD.search(p)]
+
+
+def _expand(texts: list[str]) -> list[str]:
+    """Add the equivalents of the topic's keywords: "LLM" brings "large language model"."""
+    keys = {_key(t) for t in texts}
+    extra = [
+        term
+        for group in EQUIVALENTS
+        if keys & {_key(t) for t in group}
+        for term in group
+        if _key(term) not in keys
+    ]
+    # A keyword of stopwords only ("a", "of the") would match everywhere.
+    useful = [t for t in texts if any(w.lower() not in STOPWORDS for w in _WORD.findall(t))]
+    return _unique(useful + extra)
+
+
+def compile_keyword(text: str) -> Keyword:
+    """Compile one keyword or phrase into token sequences, partial forms and flags."""
+    words = _WORD.findall(text)
+    acronym = words[0] if len(words) == 1 and is_acronym(words[0]) else ""
+    sequences = [(seq, 1.0) for seq in _variants(text)]
+    full = {seq for seq, _ in sequences}
+    sequences += [(seq, share) for seq, share in _partials(text) if seq not in full]
+    return Keyword(
+        text=text,
+        sequences=tuple(sequences),
+        generic=is_generic(words),
+        single_word=len(words) == 1 and not acronym,
+        acronym=acronym,
+    )
+
+
+def compile_keywords(keywords: Iterable[str], *, name: str = "") -> tuple[Keyword, ...]:
+    """Compile a topic's keywords, the parts of its name and their known equivalents."""
+    compiled = [compile_keyword(t) for t in _expand([*keywords, *_name_parts(name)])]
+    compiled = [_with_meanings(k) for k in compiled]
+    return tuple(_with_false_friends(k, compiled) for k in compiled)
+
+
+def _with_meanings(kw: Keyword) -> Keyword:
+    """Attach an acronym's long forms, to notice papers that spell it out as something else."""
+    if not kw.acronym:
+        return kw
+    key = _key(kw.acronym)
+    forms = [t for g in EQUIVALENTS if key in {_key(x) for x in g} for t in g if _key(t) != key]
+    meanings = tuple(seq for t in forms for seq in _variants(t))
+    return Keyword(**{**kw.__dict__, "meanings": meanings}) if meanings else kw
+
+
+def _occurrences(kw: Keyword, tokens: Tokens) -> list[tuple[int, int]]:
+    """Return the token ranges where a keyword fully matches (for compile-time checks)."""
+    out = []
+    for i in range(len(tokens.forms)):
+        for seq, share in kw.sequences:
+            if share == 1.0 and seq[0] in tokens.forms[i]:
+                end, gapped = _match_at(tokens, i, seq, gaps=False)
+                if end > 0:
+                    out.append((i, end))
+    return out
+
+
+_FRIEND_TOKENS = tuple(tokenize(p) for p in FALSE_FRIENDS)
+
+
+def _with_false_friends(kw: Keyword, topic: Sequence[Keyword]) -> Keyword:
+    """Attach the compounds that contain this keyword but are not the topic's own keywords."""
+    friends = set()
+    for n, tokens in enumerate(_FRIEND_TOKENS):
+        whole = (0, len(tokens.forms))
+        inside = _occurrences(kw, tokens)
+        if inside and whole not in inside:
+            if not any(whole in _occurrences(o, tokens) for o in topic if o is not kw):
+                friends.add(n)
+    return Keyword(**{**kw.__dict__, "friends": frozenset(friends)}) if friends else kw
+
+
+def compile_description(description: str, keywords: Sequence[Keyword]) -> tuple[Keyword, ...]:
+    """Compile the description's content words (and hyphenated compounds) not in the keywords."""
+    known = {_key(k.text) for k in keywords} | {
+        stem(w) for k in keywords for w in _WORD.findall(k.text)
+    }
+    terms = _unique(
+        t
+        for t in _TERM.findall(description or "")
+        if _key(t) not in known
+        and len(t) > 3
+        and not all(w.lower() in STOPWORDS or is_generic([w]) for w in _WORD.findall(t))
+    )
+    return tuple(Keyword(t, tuple((seq, 1.0) for seq in _variants(t))) for t in terms)
+
+
+def _match_at(tokens: Tokens, i: int, seq: Seq, gaps: bool = True) -> tuple[int, bool]:
+    """Match seq from token i (its first form already matched).
+
+    Return the end token and whether one extra word was skipped, or (-1, False).
+    """
+    forms, joined, count = tokens.forms, tokens.joined, len(tokens.forms)
+    j, skipped = i + 1, False
+    for want in seq[1:]:
+        if j < count and joined[j] and want in forms[j]:
+            j += 1
+        elif gaps and not skipped and j + 1 < count and joined[j] and joined[j + 1]:
+            if want not in forms[j + 1]:
+                return -1, False
+            j, skipped = j + 2, True
+        else:
+            return -1, False
+    return j, skipped
+
+
+class Span(NamedTuple):
+    """One place a keyword matched: field, token range, sentence and share of a full match."""
+
+    field: str
+    start: int
+    end: int
+    sentence: int
+    share: float
+    text: str
+
+
+@dataclass(frozen=True)
+class TopicMatcher:
+    """A topic compiled for scoring: its keywords, description words and categories."""
+
+    slug: str
+    keywords: tuple[Keyword, ...]
+    description: tuple[Keyword, ...] = ()
+    categories: frozenset[str] = field(default_factory=frozenset)
+
+    @classmethod
+    def compile(
+        cls,
+        slug: str,
+        keywords: Iterable[str] = (),
+        description: str = "",
+        categories: Iterable[str] = (),
+        *,
+        name: str = "",
+    ) -> TopicMatcher:
+        """Compile a topic's keywords (plus the parts of its name), description and categories."""
+        compiled = compile_keywords(keywords, name=name)
+        return cls(
+            slug=slug,
+            keywords=compiled,
+            description=compile_description(description, compiled),
+            categories=frozenset(c.strip() for c in categories if c.strip()),
+        )
+
+    @cached_property
+    def index(self) -> TopicIndex:
+        """This topic alone as an index."""
+        return TopicIndex([self])
+
+    def score(self, paper: PaperText) -> tuple[float, list[str]]:
+        """Score one paper against this topic and say why."""
+        for _, value, evidence in self.index.score(paper, threshold=0.0):
+            return value, evidence
+        return 0.0, []
+
+
+# What a sequence of the index stands for: topic number (_FRIEND for a false friend), keyword
+# number, whether it is a description word, and its share of a full match.
+_Target = tuple[int, int, bool, float]
+_FRIEND = -1
+_Hits = dict[tuple[int, bool], list[Span]]
+
+
+class TopicIndex:
+    """Topics compiled into one table from a token form to the sequences that start with it."""
+
+    def __init__(self, topics: Sequence[TopicMatcher]) -> None:
+        self.topics = list(topics)
+        self._starts: dict[str, dict[Seq, list[_Target]]] = {}
+        for t, topic in enumerate(self.topics):
+            for k, kw in enumerate(topic.keywords):
+                self._add(kw.sequences, (t, k, False))
+            for k, kw in enumerate(topic.description):
+                self._add(kw.sequences, (t, k, True))
+        if any(kw.friends for topic in self.topics for kw in topic.keywords):
+            for n, phrase in enumerate(FALSE_FRIENDS):
+                self._add(tuple((seq, 1.0) for seq in _variants(phrase)), (_FRIEND, n, False))
+
+    def _add(self, sequences: Iterable[tuple[Seq, float]], where: tuple[int, int, bool]) -> None:
+        for seq, share in sequences:
+            self._starts.setdefault(seq[0], {}).setdefault(seq, []).append((*where, share))
+
+    def score(self, paper: PaperText, threshold: float = 1.0) -> list[tuple[int, float, list[str]]]:
+        """Return (topic number, score, evidence) of each topic scoring at least threshold."""
+        found, friends = self._find(paper)
+        out = []
+        for t in sorted(found):
+            if all(desc for _, desc in found[t]):
+                continue  # description words only add to keywords
+            value, evidence = _score_topic(self.topics[t], found[t], friends, paper)
+            if value > 0 and value >= threshold:
+                out.append((t, value, evidence))
+        return out
+
+    def _find(self, paper: PaperText) -> tuple[dict[int, _Hits], list[tuple[int, Span]]]:
+        """Find every sequence of the index in every field of the paper, in one pass per field."""
+        found: dict[int, _Hits] = {}
+        friends: list[tuple[int, Span]] = []
+        starts, gaps = self._starts, GAP_SHARE > 0
+        for name, tokens in paper.fields.items():
+            wanted = tokens.vocabulary & starts.keys()
+            if not wanted:
+                continue  # most topics' words are absent from most papers
+            forms = tokens.forms
+            for i in [i for i, fs in enumerate(forms) if not wanted.isdisjoint(fs)]:
+                for form in wanted.intersection(forms[i]):
+                    for seq, targets in starts[form].items():
+                        end, gapped = (
+                            _match_at(tokens, i, seq, gaps) if len(seq) > 1 else (i + 1, False)
+                        )
+                        if end < 0:
+                            continue
+                        sentence, text = tokens.sentence(i), tokens.span_text(i, end)
+                        for t, k, desc, share in targets:
+                            hit = Span(
+                                name, i, end, sentence, share * (GAP_SHARE if gapped else 1.0), text
+                            )
+                            if t == _FRIEND:
+                                friends.append((k, hit))
+                            else:
+                                found.setdefault(t, {}).setdefault((k, desc), []).append(hit)
+        return found, friends
+
+
+def _score_topic(
+    topic: TopicMatcher, hits: _Hits, friends: list[tuple[int, Span]], paper: PaperText
+) -> tuple[float, list[str]]:
+    """Score one topic from its hits in a paper; return the score and the evidence."""
+    kept = {}
+    for (k, desc), spans in hits.items():
+        if not desc and (spans := _valid(topic.keywords[k], spans, friends, paper)):
+            kept[k] = _outermost(spans)
+    kept = _drop_nested(kept)
+    weighed = sorted(
+        (_keyword_weight(topic.keywords[k], s) for k, s in kept.items()), key=lambda w: -w[0]
+    )
+    score = sum(weight * DECAY**i for i, (weight, _) in enumerate(weighed))
+    evidence = [label for _, label in weighed]
+    score += _category_score(topic, paper, evidence)
+    if score > 0:
+        words = [s for (_, desc), spans in hits.items() if desc for s in spans]
+        score += _description_score(words, evidence)
+    return round(score, 3), evidence
+
+
+def _valid(
+    kw: Keyword, spans: list[Span], friends: list[tuple[int, Span]], paper: PaperText
+) -> list[Span]:
+    """Drop hits inside a false friend ("search" in "neural architecture search") or redefined."""
+    if kw.friends:
+        masks = [f for n, f in friends if n in kw.friends]
+        spans = [s for s in spans if not any(_inside(s, m) for m in masks)]
+    if spans and kw.meanings and _redefined(kw, paper):
+        return []
+    return spans
+
+
+def _inside(span: Span, outer: Span) -> bool:
+    return span.field == outer.field and outer.start <= span.start and span.end <= outer.end
+
+
+def _outermost(spans: list[Span]) -> list[Span]:
+    """Keep one span per place: a full match over a partial one inside it."""
+    spans = sorted(spans, key=lambda s: (s.field, s.start, -(s.end - s.start), -s.share))
+    out: list[Span] = []
+    for s in spans:
+        if not any(_inside(s, o) for o in out):
+            out.append(s)
+    return out
+
+
+def _drop_nested(kept: dict[int, list[Span]]) -> dict[int, list[Span]]:
+    """Drop keywords found only inside a longer keyword's hits ("language model" in "large ...")."""
+    if len(kept) < 2:
+        return kept
+    return {
+        k: spans
+        for k, spans in kept.items()
+        if not all(
+            any(
+                _inside(s, o) and o.end - o.start > s.end - s.start
+                for j, os in kept.items()
+                if j != k
+                for o in os
+            )
+            for s in spans
+        )
+    }
+
+
+def _redefined(kw: Keyword, paper: PaperText) -> bool:
+    """Tell whether the paper spells the acronym out as something else: "attack ... (ASR)"."""
+    core = _acronym_form(kw.acronym)[1:]
+    pattern = re.compile(r"\(\s*" + re.escape(core) + r"s?\s*[);,]")
+    for text in (paper.title, paper.abstract):
+        for m in pattern.finditer(text):
+            before = tokenize(text[max(0, m.start() - 80) : m.start()])
+            if not any(
+                seq[0] in forms and _match_at(before, i, seq, gaps=False)[0] > 0
+                for seq in kw.meanings
+                for i, forms in enumerate(before.forms)
+            ):
+                return True
+    return False
+
+
+def _keyword_weight(kw: Keyword, spans: list[Span]) -> tuple[float, str]:
+    """Weigh one keyword's hits across title, paper keywords and abstract; label the best."""
+    # A single ordinary word in a title still names the subject; elsewhere it is vaguer.
+    vague = SINGLE_WORD_FACTOR if kw.single_word else 1.0
+    by_field: dict[str, list[Span]] = {}
+    for s in spans:
+        by_field.setdefault(s.field, []).append(s)
+    weights = {}
+    for name, found in by_field.items():
+        share = max(s.share for s in found)
+        if name == "title":
+            weights[name] = TITLE_WEIGHT * share
+        elif name == "keyword":
+            weights[name] = PAPER_KEYWORD_WEIGHT * vague * share
+        else:
+            first = LEAD_WEIGHT if found[0].sentence < LEAD_SENTENCES else LATE_WEIGHT
+            weight = min(first + ABSTRACT_REPEAT * (len(found) - 1), ABSTRACT_MAX)
+            weights[name] = weight * vague * share
+    best = max(weights, key=weights.__getitem__)
+    total = weights[best] + SECONDARY_SHARE * (sum(weights.values()) - weights[best])
+    if kw.generic:
+        total *= GENERIC_FACTOR
+    shown = max(by_field[best], key=lambda s: s.share)
+    label = f'{best}: "{shown.text}"'
+    if best == "abstract" and len(by_field[best]) > 1:
+        label += f" x{len(by_field[best])}"
+    if shown.share < 1.0:
+        label += f" (partial: {kw.text})"
+    return total, label
+
+
+def _category_score(topic: TopicMatcher, paper: PaperText, evidence: list[str]) -> float:
+    for i, cat in enumerate(paper.categories):
+        if cat in topic.categories:
+            evidence.append(f"category: {cat}")
+            return CATEGORY_PRIMARY if i == 0 else CATEGORY_CROSS
+    return 0.0
+
+
+def _description_score(spans: list[Span], evidence: list[str]) -> float:
+    found = {s.text.lower() for s in spans if s.field != "keyword"}
+    if not found:
+        return 0.0
+    evidence.append("description: " + ", ".join(sorted(found)[:4]))
+    return min(DESCRIPTION_WORD * len(found), DESCRIPTION_CAP)
