@@ -1,21 +1,31 @@
-"""Fetch a day's listing from a source, store it and match it to topics: one service call."""
+"""Fetch a day's listing from a source, store it and match it to topics; on a schedule too."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
+
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import delete, insert, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from newsletter.app import App
-from newsletter.errors import InputError
+from newsletter.errors import ConfigError, InputError, NewsletterError, NoListing
 from newsletter.ingest import ingest_records
 from newsletter.matching import match_papers
+from newsletter.models import Lease
 from newsletter.sources import PaperRecord
 from newsletter.sources.arxiv import DEFAULT_CATEGORIES, fetch_arxiv
 from newsletter.sources.hf import fetch_hf
 from newsletter.sources.http import RetryPolicy, make_source_client
 
+log = logging.getLogger(__name__)
+
 SOURCES = ("hf", "arxiv")
+MARKER_KEEP = timedelta(days=7)  # how long a fetched day stays marked done
 PageProgress = Callable[..., None]
 
 
@@ -93,3 +103,146 @@ def fetch_listing(
         app, source, day, categories=categories, base_url=base_url, on_page=on_page
     )
     return store_records(app, records, day)
+
+
+# -- on a schedule: each source's listing of a day once, failures retried with a backoff ------
+
+# Longer than any fetch takes: the attempt of a process that died is retried after it.
+FETCH_HOLD = timedelta(minutes=30)
+MARKER_PREFIX = "fetch:"
+
+
+@dataclass(frozen=True)
+class FetchOutcome:
+    """One source's scheduled fetch of one day."""
+
+    source: str
+    day: date
+    status: str  # "stored", "no listing" or "failed"
+    detail: str = ""
+    retry_at: datetime | None = None
+
+
+def check_cron(cron: str) -> None:
+    """Raise ConfigError unless the fetch schedule is a valid cron line."""
+    try:
+        CronTrigger.from_crontab(cron, timezone=UTC)
+    except ValueError as exc:
+        raise ConfigError(f"setting scheduler_fetch_cron: {cron!r}: {exc}") from None
+
+
+def last_fire_time(cron: str, now: datetime, window: timedelta) -> datetime | None:
+    """Return the cron line's last firing time (UTC) within the window before now."""
+    trigger = CronTrigger.from_crontab(cron, timezone=UTC)
+    fire = trigger.get_next_fire_time(None, now - window)
+    last = None
+    while fire is not None and fire <= now:
+        last = fire
+        fire = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
+    return last
+
+
+def run_scheduled_fetch(
+    app: App,
+    now: datetime,
+    *,
+    cron: str,
+    window: timedelta,
+    sources: Sequence[str],
+    categories: Sequence[str],
+    backoff_seconds: float,
+    holder: str,
+) -> list[FetchOutcome]:
+    """Fetch each source's listing of the day the cron line last fired (within the window).
+
+    A row in `leases` per source and day records the attempts, so that whichever process
+    runs this, a day is fetched once, and a failed fetch is retried with a doubling delay.
+    """
+    fire = last_fire_time(cron, now, window)
+    if fire is None:
+        return []
+    outcomes = []
+    for source in sources:
+        name = f"{MARKER_PREFIX}{source}:{fire.date().isoformat()}"
+        with app.transaction() as session:
+            if not _claim(name, holder, now, session=session):
+                continue
+        outcomes.append(_attempt(app, name, source, fire.date(), now, categories, backoff_seconds))
+    return outcomes
+
+
+def _attempt(
+    app: App,
+    name: str,
+    source: str,
+    day: date,
+    now: datetime,
+    categories: Sequence[str],
+    backoff_seconds: float,
+) -> FetchOutcome:
+    try:
+        report = fetch_listing(app, source, day, categories=categories)
+    except NoListing as exc:
+        log.info("fetch %s %s: %s", source, day, exc)
+        outcome = FetchOutcome(source, day, "no listing", str(exc))
+    except NewsletterError as exc:
+        with app.sessions() as session:
+            retry_at = _backoff(name, now, backoff_seconds, session=session)
+        log.error(
+            "fetch %s %s failed: %s; next try at %s UTC", source, day, exc, f"{retry_at:%H:%M}"
+        )
+        outcome = FetchOutcome(source, day, "failed", str(exc), retry_at)
+    else:
+        detail = f"{report.papers} papers ({report.new} new), {report.topic_matches} topic matches"
+        log.info("fetch %s %s: %s", source, day, detail)
+        outcome = FetchOutcome(source, day, "stored", detail)
+    with app.transaction() as session:
+        _finish(name, now, outcome.retry_at, session=session)
+    return outcome
+
+
+def _claim(name: str, holder: str, now: datetime, *, session: Session) -> bool:
+    """Claim the next attempt, unless the day is done or its retry is not yet due."""
+    taken = session.execute(
+        update(Lease)
+        .where(Lease.name == name, Lease.expires_at <= now)
+        .values(holder=holder, expires_at=now + FETCH_HOLD)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if taken:
+        return True
+    if session.get(Lease, name) is not None:
+        return False
+    try:
+        with session.begin_nested():  # a racing process inserts first: it fetches, not us
+            session.execute(
+                insert(Lease).values(
+                    name=name, holder=holder, expires_at=now + FETCH_HOLD, acquired_at=now
+                )
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+def _finish(name: str, now: datetime, retry_at: datetime | None, *, session: Session) -> None:
+    """Record when the day may be fetched again: after the backoff, or (done) never."""
+    session.execute(
+        update(Lease)
+        .where(Lease.name == name)
+        .values(expires_at=retry_at or now + MARKER_KEEP)
+        .execution_options(synchronize_session=False)
+    )
+    # Markers of days long gone only clutter the table.
+    session.execute(
+        delete(Lease)
+        .where(Lease.name.like(f"{MARKER_PREFIX}%"), Lease.expires_at < now - MARKER_KEEP)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _backoff(name: str, now: datetime, base: float, *, session: Session) -> datetime:
+    """Wait as long as the attempts so far took (at least `base`): the delay doubles."""
+    lease = session.get(Lease, name, populate_existing=True)
+    first = lease.acquired_at if lease is not None else now
+    return now + max(timedelta(seconds=base), now - first)

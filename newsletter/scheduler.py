@@ -20,13 +20,13 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from newsletter.app import App
 from newsletter.delivery import default_worker_id
+from newsletter.fetching import check_cron
 from newsletter.models import utcnow
 from newsletter.scheduling import (
     SCHEDULER_LEASE,
     ScheduleConfig,
     TickControl,
     acquire_lease,
-    check_cron,
     lease_holder,
     release_lease,
     run_due,

@@ -17,7 +17,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import (
     ColumnElement,
     and_,
@@ -38,8 +37,8 @@ from newsletter.app import App
 from newsletter.config import Settings
 from newsletter.delivery import EditionSender, SendOptions, SendSummary, default_worker_id
 from newsletter.editions import get_or_create_edition, plan_edition
-from newsletter.errors import ConfigError, NewsletterError, NoListing, TransportError
-from newsletter.fetching import fetch_listing
+from newsletter.errors import ConfigError, TransportError
+from newsletter.fetching import FetchOutcome, run_scheduled_fetch
 from newsletter.models import (
     Delivery,
     DeliveryStatus,
@@ -646,116 +645,21 @@ def lease_holder(name: str, now: datetime, *, session: Session) -> str | None:
 
 # -- fetching ---------------------------------------------------------------------------------
 
-FETCH_HOLD = timedelta(minutes=30)  # longer than any fetch: a crashed fetch is retried after it
-
-
-@dataclass(frozen=True)
-class FetchOutcome:
-    """One source's scheduled fetch of one day."""
-
-    source: str
-    day: date
-    status: str  # "stored", "no listing" or "failed"
-    detail: str = ""
-    retry_at: datetime | None = None
-
-
-def last_fire_time(cron: str, now: datetime, window: timedelta) -> datetime | None:
-    """Return the cron line's last firing time (UTC) within the window before now."""
-    trigger = CronTrigger.from_crontab(cron, timezone=UTC)
-    fire = trigger.get_next_fire_time(None, now - window)
-    last = None
-    while fire is not None and fire <= now:
-        last = fire
-        fire = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
-    return last
-
-
-def check_cron(cron: str) -> None:
-    """Raise ConfigError unless the fetch schedule is a valid cron line."""
-    try:
-        CronTrigger.from_crontab(cron, timezone=UTC)
-    except ValueError as exc:
-        raise ConfigError(f"setting scheduler_fetch_cron: {cron!r}: {exc}") from None
-
-
-def _claim_fetch(source: str, day: date, holder: str, now: datetime, *, session: Session) -> bool:
-    """Claim the next attempt at a source's listing of a day, unless done or not yet due."""
-    name = f"fetch:{source}:{day.isoformat()}"
-    taken = session.execute(
-        update(Lease)
-        .where(Lease.name == name, Lease.expires_at <= now)
-        .values(holder=holder, expires_at=now + FETCH_HOLD)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    return bool(taken) or _insert_lease(name, holder, now, now + FETCH_HOLD, session=session)
-
-
-def _finish_fetch(
-    source: str, day: date, now: datetime, retry_at: datetime | None, *, session: Session
-) -> None:
-    """Record when the day may be fetched again: never (done) or after a backoff."""
-    name = f"fetch:{source}:{day.isoformat()}"
-    until = retry_at or now + timedelta(days=WEEK)
-    session.execute(
-        update(Lease)
-        .where(Lease.name == name)
-        .values(expires_at=until)
-        .execution_options(synchronize_session=False)
-    )
-    # Markers of old days only clutter the table.
-    session.execute(
-        delete(Lease)
-        .where(Lease.name.like("fetch:%"), Lease.expires_at < now - timedelta(days=2 * WEEK))
-        .execution_options(synchronize_session=False)
-    )
-
-
-def _backoff(source: str, day: date, now: datetime, base: float, *, session: Session) -> datetime:
-    """Wait as long as the attempts so far took (at least `base`): the delay doubles."""
-    lease = session.get(Lease, f"fetch:{source}:{day.isoformat()}", populate_existing=True)
-    first = lease.acquired_at if lease is not None else now
-    return now + max(timedelta(seconds=base), now - first)
-
 
 def run_fetch(
     app: App, now: datetime, *, config: ScheduleConfig, holder: str
 ) -> list[FetchOutcome]:
     """Fetch each configured source's listing of the day the fetch schedule last fired, once."""
-    fire = last_fire_time(config.fetch_cron, now, config.staleness)
-    if fire is None:
-        return []
-    outcomes = []
-    for source in config.sources:
-        with app.transaction() as session:
-            if not _claim_fetch(source, fire.date(), holder, now, session=session):
-                continue
-        outcomes.append(_fetch_one(app, source, fire.date(), now, config=config))
-    return outcomes
-
-
-def _fetch_one(
-    app: App, source: str, day: date, now: datetime, *, config: ScheduleConfig
-) -> FetchOutcome:
-    try:
-        report = fetch_listing(app, source, day, categories=config.arxiv_categories)
-    except NoListing as exc:
-        log.info("fetch %s %s: %s", source, day, exc)
-        outcome = FetchOutcome(source, day, "no listing", str(exc))
-    except NewsletterError as exc:
-        with app.sessions() as session:
-            retry_at = _backoff(source, day, now, config.fetch_backoff_seconds, session=session)
-        log.error(
-            "fetch %s %s failed: %s; next try at %s", source, day, exc, f"{retry_at:%H:%M} UTC"
-        )
-        outcome = FetchOutcome(source, day, "failed", str(exc), retry_at)
-    else:
-        detail = f"{report.papers} papers ({report.new} new), {report.topic_matches} topic matches"
-        log.info("fetch %s %s: %s", source, day, detail)
-        outcome = FetchOutcome(source, day, "stored", detail)
-    with app.transaction() as session:
-        _finish_fetch(source, day, now, outcome.retry_at, session=session)
-    return outcome
+    return run_scheduled_fetch(
+        app,
+        now,
+        cron=config.fetch_cron,
+        window=config.staleness,
+        sources=config.sources,
+        categories=config.arxiv_categories,
+        backoff_seconds=config.fetch_backoff_seconds,
+        holder=holder,
+    )
 
 
 # -- one tick ---------------------------------------------------------------------------------

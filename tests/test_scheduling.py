@@ -353,3 +353,15 @@ def test_a_failed_fetch_is_retried_with_a_growing_backoff(app):
         third = sch.run_fetch(app, t0 + timedelta(minutes=20), config=config, holder="a")
     assert third[0].status == "stored"
     assert Counter(o.status for o in first + second + third) == {"failed": 2, "stored": 1}
+
+
+def test_a_tick_fetches_the_owed_listing_before_it_plans(app):
+    config = sch.ScheduleConfig(sources=("hf",))
+    with FeedServer() as feed:
+        feed.add("/api/daily_papers", Reply.file(FIXTURES / "hf_daily_papers_5.json"))
+        app.settings = dataclasses.replace(app.settings, hf_url=feed.url, http_retries=1)
+        report = sch.run_due(app, utc(2026, 3, 23, 6, 5), config=config, holder="a")
+        again = sch.run_due(app, utc(2026, 3, 23, 6, 10), config=config, holder="a")
+    assert [(o.source, o.status) for o in report.fetched] == [("hf", "stored")]
+    assert report.ok and again.fetched == [] and len(feed.requests) == 1
+    assert "fetch hf 2026-03-23: stored" in report.line()
