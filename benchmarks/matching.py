@@ -183,8 +183,9 @@ def report(threshold: float = 1.0, errors: str = "") -> str:
 
 def _errors(predicted: set[Pair], papers: list[Labelled], topics: list[TopicSpec]) -> list[str]:
     by_slug = {t.slug: _compile(t) for t in topics}
-    want = gold(papers)
     index = {lp.key: lp for lp in papers}
+    predicted = {p for p in predicted if p[0] in index}
+    want = gold(papers)
     out = []
     for kind, pairs in (("FP", predicted - want), ("FN", want - predicted)):
         for key, slug in sorted(pairs):

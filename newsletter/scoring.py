@@ -28,16 +28,15 @@ ABSTRACT_REPEAT = 0.3  # each further mention in the abstract, up to ABSTRACT_MA
 ABSTRACT_MAX = 1.0
 LEAD_SENTENCES = 1
 SECONDARY_SHARE = 0.3  # a keyword also seen in another field (title and abstract) adds this share
-SINGLE_WORD_FACTOR = 0.85  # one ordinary word is vaguer than a phrase or an acronym
+SINGLE_WORD_FACTOR = 0.7  # outside a title, one ordinary word is vaguer than a phrase
 GENERIC_FACTOR = 0.4  # generic words say little on their own
 DECAY = 0.7  # the n-th distinct keyword adds DECAY**n of its weight: diminishing returns
 CATEGORY_PRIMARY = 0.6
 CATEGORY_CROSS = 0.3
 DESCRIPTION_WORD = 0.1
 DESCRIPTION_CAP = 0.3
-GAP_SHARE = 0.0  # a phrase with one extra word inside ("graph convolutional neural network")
-MISSING_SHARE = 0.0  # a phrase missing one modifier ("parameter-efficient tuning")
-HEAD_SHARE = 0.0  # only the head word of a two-word phrase ("distillation")
+GAP_SHARE = 0.8  # a phrase with one extra word inside ("graph convolutional neural network")
+INSTANCE_SHARE = 0.7  # a named model or benchmark of the field ("Llama 3" for LLMs)
 FORMS_CACHE_LIMIT = 200_000  # distinct words whose forms are remembered between papers
 
 # Words that appear in most ML abstracts whatever the subject: alone they place no paper.
@@ -195,6 +194,34 @@ STOPWORDS = frozenset(
 # Prefixes written with or without a hyphen: "multimodal" = "multi-modal".
 PREFIXES = ("multi", "pre", "self", "semi", "cross", "non", "post", "co", "re", "sub", "inter")
 NOT_PLURAL = ("ss", "us", "is", "ics")
+# Named models and benchmarks that stand for their field: a paper that evaluates Qwen3 or
+# trains on ImageNet is about LLMs or image classification even when it never says so.
+# Names match whatever their version number ("Llama3", "Qwen2.5"), but not inside other words.
+# Keyed by the keyword's stems (see _key).
+INSTANCES = {
+    "larg languag model": (
+        "GPT",
+        "ChatGPT",
+        "LLaMA",
+        "Qwen",
+        "Mistral",
+        "Mixtral",
+        "Gemma",
+        "Vicuna",
+        "Claude",
+        "Gemini",
+        "DeepSeek",
+        "PaLM",
+        "OLMo",
+        "OLMoE",
+    ),
+    "imag classification": ("ImageNet", "CIFAR", "MNIST"),
+    "speech recognition": ("LibriSpeech",),
+    "languag understand": ("GLUE", "SuperGLUE"),
+    "question answer": ("SQuAD", "HotpotQA"),
+    "vision languag model": ("LLaVA", "BLIP"),
+}
+
 # Words whose "-ed" or "-ing" is not an ending.
 NOT_ENDINGS = frozenset(
     "embed bed red seed need speed feed shed breed proceed exceed succeed indeed hundred "
@@ -279,10 +306,14 @@ def _acronym_form(word: str) -> str:
 
 
 def word_forms(word: str) -> tuple[str, ...]:
-    """Return the forms a text word can match: its stem, and its acronym form if it is one."""
-    if is_acronym(word):
-        return (_acronym_form(word), stem(word))
-    return (stem(word),)
+    """Return the forms a text word can match: its stem, its acronym form, its unversioned name."""
+    forms = (_acronym_form(word), stem(word)) if is_acronym(word) else (stem(word),)
+    if word[0].isupper() and (m := _VERSIONED.fullmatch(word)) is not None:
+        forms += ("~" + m.group(1).lower(),)  # "Qwen3", "Llama2": the family of a named model
+    return forms
+
+
+_VERSIONED = re.compile(r"([A-Za-z]{3,})(?:\d+[a-z]?)?")
 
 
 class Tokens:
@@ -413,23 +444,6 @@ def _prefix_split(word: str) -> list[str]:
     return []
 
 
-def _partials(text: str) -> list[tuple[Seq, float]]:
-    """Return shorter sequences that still point at the phrase, with their shares."""
-    words = [w for w, _ in _phrase_words(text)]
-    content = [i for i, w in enumerate(words) if w.lower() not in STOPWORDS]
-    if len(content) < 2 or any(is_acronym(w) for w in words):
-        return []
-    out: list[tuple[Seq, float]] = []
-    if MISSING_SHARE and len(content) >= 3:
-        for drop in content[:-1]:  # never the head: "parameter-efficient tuning"
-            kept = " ".join(w for i, w in enumerate(words) if i != drop)
-            out += [(seq, MISSING_SHARE) for seq in _variants(kept)]
-    head = words[content[-1]]
-    if HEAD_SHARE and len(content) == 2 and not is_generic([head]) and len(head) > 5:
-        out.append(((stem(head),), HEAD_SHARE))
-    return out
-
-
 def is_generic(words: Sequence[str]) -> bool:
     """Tell whether a keyword is a word every ML abstract uses ("learning", "robustness")."""
     content = [stem(w) for w in words if w.lower() not in STOPWORDS]
@@ -485,7 +499,8 @@ def compile_keyword(text: str) -> Keyword:
     acronym = words[0] if len(words) == 1 and is_acronym(words[0]) else ""
     sequences = [(seq, 1.0) for seq in _variants(text)]
     full = {seq for seq, _ in sequences}
-    sequences += [(seq, share) for seq, share in _partials(text) if seq not in full]
+    if INSTANCE_SHARE:
+        sequences += [(seq, INSTANCE_SHARE) for seq in _instances(text) if seq not in full]
     return Keyword(
         text=text,
         sequences=tuple(sequences),
@@ -493,6 +508,12 @@ def compile_keyword(text: str) -> Keyword:
         single_word=len(words) == 1 and not acronym,
         acronym=acronym,
     )
+
+
+def _instances(text: str) -> list[Seq]:
+    """Return the named models and benchmarks that stand for a keyword ("Qwen3" for LLM)."""
+    names = INSTANCES.get(_key(text), ())
+    return [tuple("~" + w.lower() for w in _WORD.findall(name)) for name in names]
 
 
 def compile_keywords(keywords: Iterable[str], *, name: str = "") -> tuple[Keyword, ...]:
@@ -554,6 +575,9 @@ def compile_description(description: str, keywords: Sequence[Keyword]) -> tuple[
     return tuple(Keyword(t, tuple((seq, 1.0) for seq in _variants(t))) for t in terms)
 
 
+_STOP_FORMS = frozenset(f for w in STOPWORDS for f in word_forms(w))
+
+
 def _match_at(tokens: Tokens, i: int, seq: Seq, gaps: bool = True) -> tuple[int, bool]:
     """Match seq from token i (its first form already matched).
 
@@ -565,7 +589,8 @@ def _match_at(tokens: Tokens, i: int, seq: Seq, gaps: bool = True) -> tuple[int,
         if j < count and joined[j] and want in forms[j]:
             j += 1
         elif gaps and not skipped and j + 1 < count and joined[j] and joined[j + 1]:
-            if want not in forms[j + 1]:
+            # One extra content word: "graph convolutional neural network", not "model with".
+            if want not in forms[j + 1] or not _STOP_FORMS.isdisjoint(forms[j]):
                 return -1, False
             j, skipped = j + 2, True
         else:
