@@ -1,0 +1,521 @@
+"""Process returned mail: read a Maildir, an mbox, stdin or an IMAP folder, and act on it.
+
+One run parses every message first, then applies all results in one transaction: a hard
+bounce suppresses the address, soft bounces suppress it once there are `soft_bounce_limit`
+within `soft_bounce_days`, a complaint unsubscribes and suppresses. Only after the commit are
+the understood messages moved out of the way; the rest stay where they were and are reported.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import mailbox
+import os
+import ssl
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import IO, Any, Protocol
+from urllib.parse import unquote, urlsplit
+
+from sqlalchemy import Connection, distinct, func, select
+
+from newsletter.app import App
+from newsletter.bounce_models import BounceEvent
+from newsletter.bounces import (
+    BounceKind,
+    BounceReport,
+    fingerprint,
+    parse_bounce,
+    token_delivery_id,
+    verp_prefix,
+)
+from newsletter.config import Settings, mask_url_password
+from newsletter.errors import InputError, NewsletterError, NotFound
+from newsletter.models import (
+    Delivery,
+    DeliveryStatus,
+    Edition,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
+)
+from newsletter.subscribers import email_key
+from newsletter.suppressions import COMPLAINT_REASON, suppress
+
+DEFAULT_SOFT_LIMIT = 3
+DEFAULT_SOFT_DAYS = 14
+# Mailbox providers start filtering senders above these (Gmail's bulk sender guidance).
+COMPLAINT_WARN_RATE = 0.001
+HARD_BOUNCE_WARN_RATE = 0.02
+PROCESSED_FOLDER = "processed"
+IMAP_PASSWORD_ENV = "NEWSLETTER_IMAP_PASSWORD"
+
+ProgressCallback = Callable[[int], None]
+
+
+# --- what a run did --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MessageOutcome:
+    """What became of one returned message."""
+
+    ref: str
+    kind: str
+    action: str  # suppressed, counted, unsubscribed, ignored, duplicate, kept
+    email: str | None = None
+    detail: str = ""
+
+    @property
+    def kept(self) -> bool:
+        return self.action == "kept"
+
+
+@dataclass
+class BounceRun:
+    """The outcome of one processing run, message by message."""
+
+    source: str
+    outcomes: list[MessageOutcome] = field(default_factory=list)
+
+    def count(self, action: str) -> int:
+        return sum(1 for o in self.outcomes if o.action == action)
+
+    @property
+    def kept(self) -> list[MessageOutcome]:
+        return [o for o in self.outcomes if o.kept]
+
+    @property
+    def suppressed(self) -> list[str]:
+        actions = ("suppressed", "unsubscribed")
+        return sorted({o.email for o in self.outcomes if o.action in actions and o.email})
+
+    def to_dict(self) -> dict[str, Any]:
+        actions = ("suppressed", "unsubscribed", "counted", "ignored", "duplicate", "kept")
+        return {
+            "source": self.source,
+            "messages": len(self.outcomes),
+            **{action: self.count(action) for action in actions},
+            "suppressed_addresses": self.suppressed,
+            "outcomes": [o.__dict__ for o in self.outcomes],
+        }
+
+
+# --- sources ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Returned:
+    """One message read from a source, under the reference the source knows it by."""
+
+    ref: str
+    data: bytes
+
+
+class Source(Protocol):
+    name: str
+
+    def __len__(self) -> int: ...
+
+    def messages(self) -> Iterator[Returned]: ...
+
+    def finish(self, processed: list[str], kept: list[str]) -> dict[str, str]:
+        """Move processed messages away; return where kept ones can be found, by ref."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class MaildirSource:
+    """A Maildir; processed messages move to its `.processed` folder, the rest stay."""
+
+    def __init__(self, path: Path) -> None:
+        if not all((path / sub).is_dir() for sub in ("cur", "new", "tmp")):
+            raise InputError(f"{path}: not a Maildir (needs cur/, new/ and tmp/)")
+        self.name = str(path)
+        self.box = mailbox.Maildir(path, factory=None, create=False)
+        self._keys = sorted(self.box.keys())
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def messages(self) -> Iterator[Returned]:
+        for key in self._keys:
+            yield Returned(key, self.box.get_bytes(key))
+
+    def finish(self, processed: list[str], kept: list[str]) -> dict[str, str]:
+        if processed:
+            folder = self._processed_folder()
+            for key in processed:
+                # Copy, then remove: a crash in between leaves a duplicate, never a loss.
+                folder.add(self.box.get_bytes(key))
+                self.box.remove(key)
+        return {key: self.name for key in kept}
+
+    def _processed_folder(self) -> mailbox.Maildir:
+        if PROCESSED_FOLDER in self.box.list_folders():
+            return self.box.get_folder(PROCESSED_FOLDER)
+        return self.box.add_folder(PROCESSED_FOLDER)
+
+    def close(self) -> None:
+        self.box.close()
+
+
+class MboxSource:
+    """An mbox file, locked while read; processed messages move to `<file>.processed`."""
+
+    def __init__(self, path: Path) -> None:
+        self.name = str(path)
+        self.path = path
+        self.box = mailbox.mbox(path, create=False)
+        self.box.lock()
+        self._keys = list(self.box.keys())
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def messages(self) -> Iterator[Returned]:
+        for key in self._keys:
+            yield Returned(str(key), self.box.get_bytes(key))
+
+    def finish(self, processed: list[str], kept: list[str]) -> dict[str, str]:
+        if processed:
+            archive = mailbox.mbox(self.path.with_name(self.path.name + ".processed"))
+            archive.lock()
+            try:
+                for key in processed:
+                    archive.add(self.box.get_bytes(int(key)))
+                archive.flush()
+            finally:
+                archive.unlock()
+                archive.close()
+            for key in processed:
+                self.box.remove(int(key))
+            self.box.flush()
+        return {key: self.name for key in kept}
+
+    def close(self) -> None:
+        self.box.unlock()
+        self.box.close()
+
+
+class StdinSource:
+    """One message piped in by the MTA; a message not understood is saved under var/."""
+
+    def __init__(self, stream: IO[bytes], keep_dir: Path) -> None:
+        self.name = "-"
+        data = stream.read()
+        if data.startswith(b"From "):  # an mbox-style From_ line some pipes prepend
+            data = data.partition(b"\n")[2]
+        self.data = data
+        self.keep_dir = keep_dir
+
+    def __len__(self) -> int:
+        return 1
+
+    def messages(self) -> Iterator[Returned]:
+        yield Returned("stdin", self.data)
+
+    def finish(self, processed: list[str], kept: list[str]) -> dict[str, str]:
+        if not kept:
+            return {}
+        self.keep_dir.mkdir(parents=True, exist_ok=True)
+        stamp = utcnow().strftime("%Y%m%dT%H%M%S")
+        path = self.keep_dir / f"{stamp}-{fingerprint(self.data)[:12]}.eml"
+        path.write_bytes(self.data)
+        return {"stdin": str(path)}
+
+    def close(self) -> None:
+        pass
+
+
+class ImapSource:
+    """An IMAP folder over TLS; understood messages are flagged \\Seen \\Deleted, others left."""
+
+    def __init__(
+        self, url: str, *, connect: Callable[..., Any] | None = None, password: str | None = None
+    ) -> None:
+        self.name = mask_url_password(url)
+        host, port, user, secret, folder = _parse_imap_url(url)
+        secret = secret or password or os.environ.get(IMAP_PASSWORD_ENV, "")
+        factory = connect or _imap_tls
+        try:
+            self.conn = factory(host, port)
+            self.conn.login(user, secret)
+            typ, _ = self.conn.select(_quote_folder(folder))
+            if typ != "OK":
+                raise InputError(f"{self.name}: no folder {folder!r}")
+            typ, data = self.conn.uid("SEARCH", None, "UNDELETED")
+        except (imaplib.IMAP4.error, OSError) as exc:
+            raise NewsletterError(f"{self.name}: {exc}") from exc
+        self._uids = [u.decode() for u in (data[0] or b"").split()] if typ == "OK" else []
+
+    def __len__(self) -> int:
+        return len(self._uids)
+
+    def messages(self) -> Iterator[Returned]:
+        for uid in self._uids:
+            # BODY.PEEK leaves \Seen alone: a message not understood looks untouched.
+            typ, data = self.conn.uid("FETCH", uid, "(BODY.PEEK[])")
+            raw = next((p[1] for p in data or [] if isinstance(p, tuple)), None)
+            if typ == "OK" and raw is not None:
+                yield Returned(uid, bytes(raw))
+
+    def finish(self, processed: list[str], kept: list[str]) -> dict[str, str]:
+        if processed:
+            uids = ",".join(processed)
+            self.conn.uid("STORE", uids, "+FLAGS", "(\\Seen \\Deleted)")
+            typ, caps = self.conn.capability()
+            if typ == "OK" and b"UIDPLUS" in b" ".join(caps or []).upper():
+                self.conn.uid("EXPUNGE", uids)  # only ours, never others' \Deleted mail
+        return {uid: self.name for uid in kept}
+
+    def close(self) -> None:
+        try:
+            self.conn.logout()
+        except (imaplib.IMAP4.error, OSError):
+            pass
+
+
+def _imap_tls(host: str, port: int) -> imaplib.IMAP4_SSL:
+    return imaplib.IMAP4_SSL(host, port, ssl_context=ssl.create_default_context(), timeout=60)
+
+
+def _parse_imap_url(url: str) -> tuple[str, int, str, str, str]:
+    parts = urlsplit(url)
+    shown = mask_url_password(url)
+    if parts.scheme != "imaps":
+        raise InputError(f"{shown}: IMAP is read over TLS only: use imaps://user@host/folder")
+    if not parts.hostname or not parts.username:
+        raise InputError(f"{shown}: needs a user and a host: imaps://user@host/folder")
+    try:
+        port = parts.port or 993
+    except ValueError:
+        raise InputError(f"{shown}: invalid port") from None
+    folder = unquote(parts.path.lstrip("/")) or "INBOX"
+    return parts.hostname, port, unquote(parts.username), unquote(parts.password or ""), folder
+
+
+def _quote_folder(folder: str) -> str:
+    return '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def open_source(spec: str, *, settings: Settings, stdin: IO[bytes] | None = None) -> Source:
+    """Open a Maildir directory, an mbox file, or `-` for one message on stdin."""
+    if spec == "-":
+        if stdin is None:
+            raise InputError("no standard input to read the message from")
+        return StdinSource(stdin, Path(settings.var_dir) / "bounces" / "kept")
+    path = Path(spec)
+    if path.is_dir():
+        return MaildirSource(path)
+    if path.is_file():
+        return MboxSource(path)
+    raise InputError(f"{spec}: no such Maildir or mbox file")
+
+
+# --- applying results ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    ref: str
+    report: BounceReport | None
+    digest: str
+
+
+def process_bounces(
+    app: App, source: Source, *, progress: ProgressCallback | None = None
+) -> BounceRun:
+    """Read every message of the source, act on what it says, then tidy the source."""
+    prefix = verp_prefix(app.settings)
+    parsed = []
+    for item in source.messages():
+        parsed.append(
+            _Parsed(item.ref, parse_bounce(item.data, prefix=prefix), fingerprint(item.data))
+        )
+        if progress:
+            progress(1)
+    with app.transaction() as session:
+        conn = session.connection()
+        outcomes = [_apply(conn, app.settings, p) for p in parsed]
+    processed = [o.ref for o in outcomes if not o.kept]
+    where = source.finish(processed, [o.ref for o in outcomes if o.kept])
+    outcomes = [_with_location(o, where) for o in outcomes]
+    return BounceRun(source.name, outcomes)
+
+
+def _with_location(outcome: MessageOutcome, where: dict[str, str]) -> MessageOutcome:
+    if not outcome.kept or outcome.ref not in where:
+        return outcome
+    return MessageOutcome(
+        where[outcome.ref] if outcome.ref == "stdin" else outcome.ref,
+        outcome.kind,
+        outcome.action,
+        outcome.email,
+        outcome.detail,
+    )
+
+
+def _apply(conn: Connection, settings: Settings, parsed: _Parsed) -> MessageOutcome:
+    report, ref = parsed.report, parsed.ref
+    if report is None:
+        return MessageOutcome(ref, BounceKind.UNKNOWN, "kept", None, "not an email message")
+    if report.kind == BounceKind.UNKNOWN:
+        return MessageOutcome(ref, report.kind, "kept", report.recipient, report.diagnostic)
+    if report.kind == BounceKind.AUTO_REPLY:
+        return MessageOutcome(ref, report.kind, "ignored", report.recipient, "auto-reply")
+    target = _resolve(conn, settings, report)
+    if isinstance(target, str):
+        return MessageOutcome(ref, report.kind, "kept", report.recipient, target)
+    email, delivery_id = target
+    if _seen(conn, parsed.digest):
+        return MessageOutcome(ref, report.kind, "duplicate", email, "read before")
+    now = utcnow()
+    conn.execute(
+        BounceEvent.__table__.insert().values(
+            email=email,
+            kind=report.kind.value,
+            status=report.status,
+            diagnostic=report.diagnostic[:500],
+            delivery_id=delivery_id,
+            message_hash=parsed.digest,
+            created_at=now,
+        )
+    )
+    return _act(conn, settings, ref, report, email, now)
+
+
+def _act(
+    conn: Connection,
+    settings: Settings,
+    ref: str,
+    report: BounceReport,
+    email: str,
+    now: datetime,
+) -> MessageOutcome:
+    if report.kind == BounceKind.COMPLAINT:
+        suppress(conn, email, COMPLAINT_REASON, status=SubscriberStatus.UNSUBSCRIBED, now=now)
+        return MessageOutcome(ref, report.kind, "unsubscribed", email, "complaint")
+    if report.kind == BounceKind.HARD:
+        reason = f"hard bounce {report.status or ''}: {report.diagnostic}".strip()
+        suppress(conn, email, reason, now=now)
+        return MessageOutcome(ref, report.kind, "suppressed", email, report.status or "")
+    limit, days = soft_bounce_policy(settings)
+    count = _soft_count(conn, email, now - timedelta(days=days))
+    if count >= limit:
+        suppress(conn, email, f"soft bounces: {count} within {days} days", now=now)
+        return MessageOutcome(ref, report.kind, "suppressed", email, f"{count} soft bounces")
+    return MessageOutcome(ref, report.kind, "counted", email, f"{count} of {limit} soft bounces")
+
+
+def soft_bounce_policy(settings: Settings) -> tuple[int, int]:
+    """Return how many soft bounces within how many days suppress an address."""
+    try:
+        limit = int(settings.extra.get("soft_bounce_limit", DEFAULT_SOFT_LIMIT))
+        days = int(settings.extra.get("soft_bounce_days", DEFAULT_SOFT_DAYS))
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"soft_bounce_limit and soft_bounce_days must be numbers: {exc}") from None
+    if limit < 1 or days < 1:
+        raise InputError("soft_bounce_limit and soft_bounce_days must be at least 1")
+    return limit, days
+
+
+def _resolve(
+    conn: Connection, settings: Settings, report: BounceReport
+) -> tuple[str, int | None] | str:
+    """Return (address, delivery id) the report is about, or why it cannot be trusted."""
+    if report.verp_token:
+        delivery_id = token_delivery_id(settings, report.verp_token)
+        if delivery_id is None:
+            return "return path token is forged or not ours"
+        row = conn.execute(
+            select(Subscriber.email)
+            .join(Delivery, Delivery.subscriber_id == Subscriber.id)
+            .where(Delivery.id == delivery_id)
+        ).first()
+        if row is not None:
+            return row[0], delivery_id
+    elif _require_verp(settings):
+        return "no signed return path (bounce_require_verp is on)"
+    if not report.recipient:
+        return "does not say which address failed"
+    return report.recipient, None
+
+
+def _require_verp(settings: Settings) -> bool:
+    value = settings.extra.get("bounce_require_verp", False)
+    return value is True or str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _seen(conn: Connection, digest: str) -> bool:
+    found = conn.execute(select(BounceEvent.id).where(BounceEvent.message_hash == digest))
+    return found.first() is not None
+
+
+def _soft_count(conn: Connection, email: str, since: datetime) -> int:
+    key = email_key(email)
+    rows = conn.execute(
+        select(BounceEvent.email).where(
+            func.lower(BounceEvent.email).in_({key, key.lower()}),
+            BounceEvent.kind == BounceKind.SOFT.value,
+            BounceEvent.created_at >= since,
+        )
+    )
+    return sum(1 for (e,) in rows if email_key(e) == key)
+
+
+# --- edition health --------------------------------------------------------------------
+
+
+def edition_health(app: App, edition_id: int) -> dict[str, Any]:
+    """Return an edition's bounce and complaint counts and rates, with warnings above limits."""
+    with app.sessions() as session:
+        if session.get(Edition, edition_id) is None:
+            raise NotFound(f"no edition with id {edition_id}")
+        attempted = session.scalar(
+            select(func.count()).where(
+                Delivery.edition_id == edition_id,
+                Delivery.status.in_([DeliveryStatus.SENT, DeliveryStatus.FAILED]),
+            )
+        )
+        by_kind = dict(
+            session.execute(
+                select(BounceEvent.kind, func.count(distinct(BounceEvent.delivery_id)))
+                .join(Delivery, Delivery.id == BounceEvent.delivery_id)
+                .where(Delivery.edition_id == edition_id)
+                .group_by(BounceEvent.kind)
+            ).all()
+        )
+    return _health(edition_id, attempted or 0, by_kind)
+
+
+def _health(edition_id: int, attempted: int, by_kind: dict[str, int]) -> dict[str, Any]:
+    hard = by_kind.get(BounceKind.HARD.value, 0)
+    soft = by_kind.get(BounceKind.SOFT.value, 0)
+    complaints = by_kind.get(BounceKind.COMPLAINT.value, 0)
+    hard_rate = hard / attempted if attempted else 0.0
+    complaint_rate = complaints / attempted if attempted else 0.0
+    warnings = []
+    if complaint_rate > COMPLAINT_WARN_RATE:
+        warnings.append(
+            f"complaint rate {complaint_rate:.2%} is above {COMPLAINT_WARN_RATE:.1%}:"
+            " mailbox providers may start filtering this list"
+        )
+    if hard_rate > HARD_BOUNCE_WARN_RATE:
+        warnings.append(
+            f"hard bounce rate {hard_rate:.2%} is above {HARD_BOUNCE_WARN_RATE:.0%}:"
+            " check where these addresses came from"
+        )
+    return {
+        "edition_id": edition_id,
+        "attempted": attempted,
+        "hard_bounces": hard,
+        "soft_bounces": soft,
+        "complaints": complaints,
+        "hard_bounce_rate": hard_rate,
+        "complaint_rate": complaint_rate,
+        "warnings": warnings,
+    }
