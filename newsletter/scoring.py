@@ -23,10 +23,10 @@ from typing import NamedTuple
 TITLE_WEIGHT = 1.0
 PAPER_KEYWORD_WEIGHT = 0.8  # HF ai_keywords: chosen for the paper, but many and loose
 LEAD_WEIGHT = 1.0  # a first mention in the abstract's opening: what the paper is about
-LATE_WEIGHT = 0.7  # a first mention later in the abstract: often a passing remark
-ABSTRACT_REPEAT = 0.3  # each further mention in the abstract, up to ABSTRACT_MAX
+LATE_WEIGHT = 0.5  # a first mention later in the abstract: often a passing remark
+ABSTRACT_REPEAT = 0.5  # each further mention in the abstract, up to ABSTRACT_MAX
 ABSTRACT_MAX = 1.0
-LEAD_SENTENCES = 1
+LEAD_SENTENCES = 2
 SECONDARY_SHARE = 0.3  # a keyword also seen in another field (title and abstract) adds this share
 SINGLE_WORD_FACTOR = 0.7  # outside a title, one ordinary word is vaguer than a phrase
 GENERIC_FACTOR = 0.4  # generic words say little on their own
@@ -65,7 +65,8 @@ GENERIC_PHRASES = (
 )
 
 # Compounds in which a keyword means something else: a hit inside one does not count,
-# unless the compound itself is one of the topic's keywords.
+# unless the compound itself is one of the topic's keywords. [Brackets] mark the misleading
+# part when the rest keeps its meaning: in "multimodal image fusion" the images are images.
 FALSE_FRIENDS = (
     "neural architecture search",
     "architecture search",
@@ -129,13 +130,13 @@ FALSE_FRIENDS = (
     "vision language model",
     "visual language model",
     "visual question answering",
-    "multimodal image fusion",
-    "multi-modal image fusion",
-    "multimodal distribution",
+    "[multimodal] image fusion",
+    "[multi-modal] image fusion",
+    "[multimodal] distribution",
     "multimodal large language model",
     "omnimodal large language model",
-    "multi-agent reinforcement learning",
-    "multimodal optimization",
+    "[multi-agent] reinforcement learning",
+    "[multimodal] optimization",
     "message passing interface",
     "customer segmentation",
     "word segmentation",
@@ -545,15 +546,26 @@ def _occurrences(kw: Keyword, tokens: Tokens) -> list[tuple[int, int]]:
     return out
 
 
-_FRIEND_TOKENS = tuple(tokenize(p) for p in FALSE_FRIENDS)
+def _friend(phrase: str) -> tuple[Tokens, tuple[int, int]]:
+    """Tokenize a false friend; return it with the token range of its misleading part."""
+    before, _, rest = phrase.partition("[")
+    inside, _, _ = rest.partition("]")
+    tokens = tokenize(phrase.replace("[", "").replace("]", ""))
+    if not inside:
+        return tokens, (0, len(tokens.forms))
+    start = len(_WORD.findall(before))
+    return tokens, (start, start + len(_WORD.findall(inside)))
+
+
+_FRIENDS = tuple(_friend(p) for p in FALSE_FRIENDS)
 
 
 def _with_false_friends(kw: Keyword, topic: Sequence[Keyword]) -> Keyword:
     """Attach the compounds that contain this keyword but are not the topic's own keywords."""
     friends = set()
-    for n, tokens in enumerate(_FRIEND_TOKENS):
+    for n, (tokens, (first, last)) in enumerate(_FRIENDS):
         whole = (0, len(tokens.forms))
-        inside = _occurrences(kw, tokens)
+        inside = [(a, b) for a, b in _occurrences(kw, tokens) if a < last and b > first]
         if inside and whole not in inside:
             if not any(whole in _occurrences(o, tokens) for o in topic if o is not kw):
                 friends.add(n)
@@ -669,7 +681,8 @@ class TopicIndex:
                 self._add(kw.sequences, (t, k, True))
         if any(kw.friends for topic in self.topics for kw in topic.keywords):
             for n, phrase in enumerate(FALSE_FRIENDS):
-                self._add(tuple((seq, 1.0) for seq in _variants(phrase)), (_FRIEND, n, False))
+                plain = phrase.replace("[", "").replace("]", "")
+                self._add(tuple((seq, 1.0) for seq in _variants(plain)), (_FRIEND, n, False))
 
     def _add(self, sequences: Iterable[tuple[Seq, float]], where: tuple[int, int, bool]) -> None:
         for seq, share in sequences:
