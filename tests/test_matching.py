@@ -13,6 +13,7 @@ from sqlalchemy import select
 from newsletter.app import App
 from newsletter.matching import PaperText, TopicMatcher, match_papers
 from newsletter.models import Paper, PaperTopic, Topic
+from newsletter.scoring import TopicIndex, stem
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -79,24 +80,24 @@ def test_equivalent_terms_match_each_other() -> None:
     assert score(driving, "Pedestrian models for autonomous vehicle testing") >= 1.0
 
 
+LEAD = "We study sound. We build a tokenizer for it. "  # two sentences about something else
+
+
 def test_title_weighs_more_than_abstract() -> None:
     diffusion = topic("diffusion model")
     in_title = score(diffusion, "Diffusion models for audio", "We study sound.")
-    in_abstract = score(
-        diffusion, "Sound synthesis", "We study sound. We compare a diffusion model."
-    )
+    in_abstract = score(diffusion, "Sound synthesis", LEAD + "We compare a diffusion model.")
     assert in_title >= 1.0 > in_abstract > 0
 
 
 def test_repeated_mentions_help_and_distinct_keywords_add_up() -> None:
     t = topic("diffusion model", "image generation")
-    lead = "We study sampling. "
-    once = score(t, "A study", lead + "Later we use a diffusion model as a baseline.")
-    twice = score(t, "A study", lead + "Later a diffusion model. Another diffusion model.")
-    two_keywords = score(t, "A study", lead + "Later a diffusion model. Also image generation.")
+    once = score(t, "A study", LEAD + "Later we use a diffusion model as a baseline.")
+    twice = score(t, "A study", LEAD + "Later a diffusion model. Another diffusion model.")
+    two_keywords = score(t, "A study", LEAD + "Later a diffusion model. Also image generation.")
     assert once < twice
     assert once < two_keywords
-    assert two_keywords >= 1.0
+    assert twice >= 1.0 > once  # a repeated keyword is central, a single late one is not
 
 
 def test_diminishing_returns_for_many_keywords() -> None:
@@ -155,6 +156,62 @@ def test_topic_name_parts_are_keywords() -> None:
     assert score(t, "Audio tokenizers", "We tokenize audio.") >= 1.0
 
 
+def test_stems_join_simple_forms_and_keep_other_words_apart() -> None:
+    assert stem("tuning") == stem("tuned") == stem("tune") == stem("tunes")
+    assert stem("planning") == stem("plans") == stem("planner") != stem("plane")
+    assert stem("quantization") == stem("quantized") == stem("quantizing")
+    assert stem("images") == stem("imaging") == stem("image")
+    assert stem("modelling") == stem("modeling") == stem("models")
+    assert stem("embedding") == stem("embed") and stem("bias") == "bias"
+
+
+def test_phrase_with_one_extra_word_matches_partially() -> None:
+    gnn = topic("graph neural network")
+    exact = score(gnn, "Graph neural networks for molecules")
+    extra = score(gnn, "Graph convolutional neural networks for molecules")
+    assert 0 < extra < exact
+    _, evidence = gnn.score(PaperText("Graph convolutional neural networks"))
+    assert evidence == [
+        'title: "Graph convolutional neural networks" (partial: graph neural network)'
+    ]
+    # Two extra words, or a function word in between, make another phrase.
+    assert score(gnn, "Graph attention based neural networks") == 0
+    compression = topic("model compression")
+    assert score(compression, "Models with compression of features") == 0
+
+
+def test_named_models_and_benchmarks_are_weak_evidence() -> None:
+    llm = topic("LLM")
+    named = score(llm, "Fine-tuning Qwen3 and Llama-3 for math", "We tune Qwen2.5 models.")
+    # Strong, but alone not enough: the names also appear in papers that only use the models.
+    assert 0.5 < named < 1.0 <= score(llm, "Fine-tuning LLMs for math", "We tune LLMs.")
+    assert score(llm, "Gemination of wheat", "Llamas graze.") == 0  # not inside other words
+    cv = topic("image classification")
+    assert 0 < score(cv, "A loss", LEAD + "We test on ImageNet.") < 1.0
+
+
+def test_false_friend_masks_only_its_misleading_part() -> None:
+    fusion = "Infrared and visible multimodal image fusion"
+    assert score(topic("multimodal"), fusion) == 0
+    assert score(topic("image"), fusion) >= 1.0
+
+
+def test_one_index_scores_every_topic_as_each_topic_alone() -> None:
+    topics = [
+        topic("large language model", "prompting"),
+        TopicMatcher.compile("cv", ["image", "segmentation"], "Images and video.", ["cs.CV"]),
+        topic("search"),
+    ]
+    paper = PaperText(
+        "Prompting large language models to segment images",
+        "We prompt LLMs. Neural architecture search is not used. Images are segmented.",
+        categories=["cs.CV"],
+    )
+    together = {t: (value, evidence) for t, value, evidence in TopicIndex(topics).score(paper, 0)}
+    alone = {t: m.score(paper) for t, m in enumerate(topics) if m.score(paper)[0] > 0}
+    assert together == alone and set(together) == {0, 1}
+
+
 def _benchmark():
     spec = importlib.util.spec_from_file_location("bench_matching", REPO / "benchmarks/matching.py")
     module = importlib.util.module_from_spec(spec)
@@ -163,16 +220,20 @@ def _benchmark():
     return module
 
 
-def test_first_sentence_of_the_abstract_counts_more() -> None:
+def test_the_abstracts_opening_counts_more_than_a_late_mention() -> None:
     llm = topic("language model")
-    first = score(llm, "A study", "Language models now judge. We measure bias in them.")
-    later = score(llm, "A study", "We measure bias in judges. Language models now judge.")
-    assert first > later
+    first = score(llm, "A study", "Language models now judge. We measure bias. We test it.")
+    second = score(llm, "A study", "We measure bias. Language models now judge. We test it.")
+    late = score(llm, "A study", "We measure bias. We test it. Language models now judge.")
+    assert first == second >= 1.0 > late
+    # A late passing mention counts little; repeating it makes it central again.
+    again = score(llm, "A study", LEAD + "Language models judge. Language models err.")
+    assert late < 0.6 and again >= 1.0
 
 
 # The matcher's held-out F1 on our own labels (see benchmarks/matching.py): the bar sits a
 # little below the measured value so that a regression fails; raise it as quality improves.
-HELD_OUT_F1_FLOOR = 0.70
+HELD_OUT_F1_FLOOR = 0.75
 
 
 def test_labelled_held_out_f1_beats_substring_matching() -> None:
@@ -183,8 +244,10 @@ def test_labelled_held_out_f1_beats_substring_matching() -> None:
     ours = bench.score(bench.matcher_predictions(topics, papers), held_out)
     base = bench.score(bench.substring_predictions(topics, papers), held_out)
     assert ours.f1 >= HELD_OUT_F1_FLOOR, f"held-out F1 {ours.f1:.3f}"
-    assert ours.precision > base.precision + 0.2
-    assert ours.f1 > base.f1 + 0.1
+    assert ours.precision > base.precision + 0.3
+    assert ours.f1 > base.f1 + 0.15
+    mean, _, low = bench.folds(bench.matcher_predictions(topics, papers), papers)
+    assert mean >= 0.78 and low >= 0.7, f"fold F1 mean {mean:.3f}, min {low:.3f}"
 
 
 def test_benchmark_prints_a_table(capsys: pytest.CaptureFixture[str]) -> None:
@@ -241,9 +304,7 @@ def test_match_papers_replaces_old_rows_of_those_papers_only(app: App) -> None:
 
 def test_match_papers_threshold_and_topic_subset(app: App) -> None:
     with app.transaction() as s:
-        p = _paper(
-            s, "A tokenizer", "We build a tokenizer. Later we mention a diffusion model once."
-        )
+        p = _paper(s, "A tokenizer", LEAD + "Later we mention a diffusion model once.")
         a = Topic(slug="a", name="A", keywords=["diffusion model"])
         b = Topic(slug="b", name="B", keywords=["tokenizer"])
         s.add_all([a, b])
