@@ -258,7 +258,10 @@ class ImapSource:
     def messages(self) -> Iterator[Returned]:
         for uid in self._uids:
             # BODY.PEEK leaves \Seen alone: a message not understood looks untouched.
-            typ, data = self.conn.uid("FETCH", uid, "(BODY.PEEK[])")
+            try:
+                typ, data = self.conn.uid("FETCH", uid, "(BODY.PEEK[])")
+            except (imaplib.IMAP4.error, OSError) as exc:
+                raise NewsletterError(f"{self.name}: reading message {uid}: {exc}") from exc
             raw = next((p[1] for p in data or [] if isinstance(p, tuple)), None)
             if typ == "OK" and raw is not None:
                 yield Returned(uid, bytes(raw))

@@ -195,6 +195,8 @@ def add(app: App, email: str, reason: str, as_json: bool) -> None:
 def remove(app: App, email: str) -> None:
     """Take an address off the suppression list so it may be mailed again.
 
+    A subscriber marked bounced or unsubscribed stays so until they subscribe again.
+
     \b
     Example:
       newsletter suppressions remove someone@example.org
