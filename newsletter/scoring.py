@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import accumulate, chain
@@ -325,10 +325,14 @@ class Tokens:
         # [gap, word, gap, word, ..., gap] in one call: the loop over tokens stays in C.
         self._parts = parts = _SPLIT.split(text)
         self.forms = [_FORMS.get(w) or _remember(w) for w in parts[1::2]]
-        gaps = parts[0:-1:2]
-        self._gaps = gaps
-        self.joined = [
-            g == " " or g == "-" or (g != "" and _JOINED.fullmatch(g) is not None) for g in gaps
+        self._gaps = parts[0:-1:2]
+
+    @cached_property
+    def joined(self) -> list[bool]:
+        """For each token, whether it continues a phrase from the token before it."""
+        return [
+            g == " " or g == "-" or (g != "" and _JOINED.fullmatch(g) is not None)
+            for g in self._gaps
         ]
 
     @cached_property
@@ -662,10 +666,10 @@ class TopicMatcher:
 
 
 # What a sequence of the index stands for: topic number (_FRIEND for a false friend), keyword
-# number, whether it is a description word, and its share of a full match.
-_Target = tuple[int, int, bool, float]
+# number and its share of a full match.
+_Target = tuple[int, int, float]
 _FRIEND = -1
-_Hits = dict[tuple[int, bool], list[Span]]
+_Hits = dict[int, list[Span]]  # keyword number -> where it matched
 
 
 class TopicIndex:
@@ -676,58 +680,57 @@ class TopicIndex:
         self._starts: dict[str, dict[Seq, list[_Target]]] = {}
         for t, topic in enumerate(self.topics):
             for k, kw in enumerate(topic.keywords):
-                self._add(kw.sequences, (t, k, False))
-            for k, kw in enumerate(topic.description):
-                self._add(kw.sequences, (t, k, True))
+                self._add(kw.sequences, t, k)
         if any(kw.friends for topic in self.topics for kw in topic.keywords):
             for n, phrase in enumerate(FALSE_FRIENDS):
                 plain = phrase.replace("[", "").replace("]", "")
-                self._add(tuple((seq, 1.0) for seq in _variants(plain)), (_FRIEND, n, False))
+                self._add(tuple((seq, 1.0) for seq in _variants(plain)), _FRIEND, n)
 
-    def _add(self, sequences: Iterable[tuple[Seq, float]], where: tuple[int, int, bool]) -> None:
+    def _add(self, sequences: Iterable[tuple[Seq, float]], topic: int, keyword: int) -> None:
         for seq, share in sequences:
-            self._starts.setdefault(seq[0], {}).setdefault(seq, []).append((*where, share))
+            self._starts.setdefault(seq[0], {}).setdefault(seq, []).append((topic, keyword, share))
 
     def score(self, paper: PaperText, threshold: float = 1.0) -> list[tuple[int, float, list[str]]]:
         """Return (topic number, score, evidence) of each topic scoring at least threshold."""
         found, friends = self._find(paper)
         out = []
         for t in sorted(found):
-            if all(desc for _, desc in found[t]):
-                continue  # description words only add to keywords
             value, evidence = _score_topic(self.topics[t], found[t], friends, paper)
             if value > 0 and value >= threshold:
                 out.append((t, value, evidence))
         return out
 
     def _find(self, paper: PaperText) -> tuple[dict[int, _Hits], list[tuple[int, Span]]]:
-        """Find every sequence of the index in every field of the paper, in one pass per field."""
+        """Find every sequence of the index in the paper; group the hits by topic and keyword."""
         found: dict[int, _Hits] = {}
         friends: list[tuple[int, Span]] = []
-        starts, gaps = self._starts, GAP_SHARE > 0
         for name, tokens in paper.fields.items():
-            wanted = tokens.vocabulary & starts.keys()
-            if not wanted:
-                continue  # most topics' words are absent from most papers
-            forms = tokens.forms
-            for i in [i for i, fs in enumerate(forms) if not wanted.isdisjoint(fs)]:
-                for form in wanted.intersection(forms[i]):
-                    for seq, targets in starts[form].items():
-                        end, gapped = (
-                            _match_at(tokens, i, seq, gaps) if len(seq) > 1 else (i + 1, False)
-                        )
-                        if end < 0:
-                            continue
-                        sentence, text = tokens.sentence(i), tokens.span_text(i, end)
-                        for t, k, desc, share in targets:
-                            hit = Span(
-                                name, i, end, sentence, share * (GAP_SHARE if gapped else 1.0), text
-                            )
-                            if t == _FRIEND:
-                                friends.append((k, hit))
-                            else:
-                                found.setdefault(t, {}).setdefault((k, desc), []).append(hit)
+            for span, targets in self._matches(name, tokens):
+                for t, k, share in targets:
+                    hit = span if share == 1.0 else span._replace(share=span.share * share)
+                    if t == _FRIEND:
+                        friends.append((k, hit))
+                    else:
+                        found.setdefault(t, {}).setdefault(k, []).append(hit)
         return found, friends
+
+    def _matches(self, name: str, tokens: Tokens) -> Iterator[tuple[Span, list[_Target]]]:
+        """Yield each place where a sequence of the index matches one field, with its targets."""
+        starts, gaps = self._starts, GAP_SHARE > 0
+        wanted = tokens.vocabulary & starts.keys()
+        if not wanted:
+            return  # most topics' words are absent from most papers
+        forms = tokens.forms
+        for i in [i for i, fs in enumerate(forms) if not wanted.isdisjoint(fs)]:
+            for form in wanted.intersection(forms[i]):
+                for seq, targets in starts[form].items():
+                    end, gapped = (
+                        _match_at(tokens, i, seq, gaps) if len(seq) > 1 else (i + 1, False)
+                    )
+                    if end > 0:
+                        text = tokens.span_text(i, end)
+                        share = GAP_SHARE if gapped else 1.0
+                        yield Span(name, i, end, tokens.sentence(i), share, text), targets
 
 
 def _score_topic(
@@ -735,19 +738,18 @@ def _score_topic(
 ) -> tuple[float, list[str]]:
     """Score one topic from its hits in a paper; return the score and the evidence."""
     kept = {}
-    for (k, desc), spans in hits.items():
-        if not desc and (spans := _valid(topic.keywords[k], spans, friends, paper)):
+    for k, spans in hits.items():
+        if spans := _valid(topic.keywords[k], spans, friends, paper):
             kept[k] = _outermost(spans)
-    kept = _drop_nested(kept)
     weighed = sorted(
-        (_keyword_weight(topic.keywords[k], s) for k, s in kept.items()), key=lambda w: -w[0]
+        (_keyword_weight(topic.keywords[k], s) for k, s in _drop_nested(kept).items()),
+        key=lambda w: -w[0],
     )
     score = sum(weight * DECAY**i for i, (weight, _) in enumerate(weighed))
     evidence = [label for _, label in weighed]
     score += _category_score(topic, paper, evidence)
     if score > 0:
-        words = [s for (_, desc), spans in hits.items() if desc for s in spans]
-        score += _description_score(words, evidence)
+        score += _description_score(topic, paper, evidence)
     return round(score, 3), evidence
 
 
@@ -769,6 +771,8 @@ def _inside(span: Span, outer: Span) -> bool:
 
 def _outermost(spans: list[Span]) -> list[Span]:
     """Keep one span per place: a full match over a partial one inside it."""
+    if len(spans) == 1:
+        return spans
     spans = sorted(spans, key=lambda s: (s.field, s.start, -(s.end - s.start), -s.share))
     out: list[Span] = []
     for s in spans:
@@ -851,9 +855,26 @@ def _category_score(topic: TopicMatcher, paper: PaperText, evidence: list[str]) 
     return 0.0
 
 
-def _description_score(spans: list[Span], evidence: list[str]) -> float:
-    found = {s.text.lower() for s in spans if s.field != "keyword"}
+def _description_score(topic: TopicMatcher, paper: PaperText, evidence: list[str]) -> float:
+    """Add a little for each description word in the title or abstract (not alone)."""
+    fields = [f for name, f in paper.fields.items() if name != "keyword"]
+    found = [kw.text for kw in topic.description if any(_mentions(f, kw) for f in fields)]
     if not found:
         return 0.0
-    evidence.append("description: " + ", ".join(sorted(found)[:4]))
+    evidence.append("description: " + ", ".join(found[:4]))
     return min(DESCRIPTION_WORD * len(found), DESCRIPTION_CAP)
+
+
+def _mentions(tokens: Tokens, kw: Keyword) -> bool:
+    """Tell whether a field mentions a keyword, checking the cheap vocabulary first."""
+    return any(
+        seq[0] in tokens.vocabulary
+        and (
+            len(seq) == 1
+            or any(
+                seq[0] in fs and _match_at(tokens, i, seq, False)[0] > 0
+                for i, fs in enumerate(tokens.forms)
+            )
+        )
+        for seq, _ in kw.sequences
+    )
