@@ -35,6 +35,8 @@ from newsletter.models import (
 )
 from tests import factories as f
 from tests.conftest import FIXTURES
+from tests.imap_server import DovecotServer
+from tests.imap_server import available as dovecot_available
 
 BOUNCES = FIXTURES / "bounces"
 # Each sample and the subscriber it is about.
@@ -374,6 +376,31 @@ def test_imap_without_uidplus_only_flags(app, deliveries):
     source = ImapSource("imaps://u@imap.example/INBOX", connect=fake, password="pw")
     process_bounces(app, source)
     assert fake.expunged == [] and fake.flags["5"] == {"\\Seen", "\\Deleted"}
+
+
+@pytest.mark.skipif(not dovecot_available(), reason="needs dovecot-imapd, run as root")
+def test_a_real_imap_folder_keeps_what_was_not_understood_unread(app, deliveries):
+    with DovecotServer() as server:
+        server.append(
+            "Bounces", returned(app, "gmail_hard.eml", deliveries[SAMPLES["gmail_hard.eml"]])
+        )
+        server.append(
+            "Bounces", returned(app, "human_reply.eml", deliveries["curious@example.org"])
+        )
+        server.append("Bounces", returned(app, "arf_abuse.eml", deliveries["angry@example.net"]))
+        source = ImapSource(server.url("Bounces"), connect=server.connect)
+        try:
+            run = process_bounces(app, source)
+        finally:
+            source.close()
+        imap = server.client("Bounces")
+        typ, data = imap.uid("FETCH", "1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        imap.logout()
+    assert run.suppressed == ["angry@example.net", "no.such.reader@gmail.example"]
+    assert [o.action for o in run.outcomes] == ["suppressed", "kept", "unsubscribed"]
+    headers = [part for part in data if isinstance(part, tuple)]
+    assert len(headers) == 1  # the two understood were expunged
+    assert b"Re: Daily Papers" in headers[0][1] and b"\\Seen" not in headers[0][0]
 
 
 # --- edition health ---------------------------------------------------------------------
