@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 from sqlalchemy import Connection, distinct, func, select
 
 from newsletter.app import App
-from newsletter.bounce_models import BounceEvent
+from newsletter.models import BounceEvent
 from newsletter.bounces import (
     BounceKind,
     BounceReport,

@@ -9,6 +9,7 @@ from datetime import date
 from sqlalchemy import select
 
 from newsletter.app import App
+from newsletter.bounce_processing import edition_health
 from newsletter.delivery import EditionSender, ProgressCallback, SendOptions, SendSummary
 from newsletter.editions import (
     PlanStats,
@@ -24,6 +25,7 @@ from newsletter.preparing import MessagePreparer, Prepared
 from newsletter.rendering import EditionInfo, Recipient, make_renderer
 from newsletter.selection import EditionPapers
 from newsletter.subscribers import get_subscriber
+from newsletter.suppressions import check_test_recipient
 from newsletter.transports import Outcome, SendResult, Transport, make_transport
 
 
@@ -135,6 +137,7 @@ def edition_status(app: App, listing_date: date | None = None) -> dict[str, obje
         "date": day.isoformat(),
         "planned": edition is not None,
         **{status.value: counts.get(status, 0) for status in DeliveryStatus},
+        "health": edition_health(app, edition.id) if edition else None,
     }
 
 
@@ -163,11 +166,16 @@ def build_preview(app: App, email: str, listing_date: date | None = None) -> Pre
     return preparer.build(0, 1, recipient, papers)
 
 
-def send_test_copy(app: App, to: str, listing_date: date | None = None) -> SendResult:
+def send_test_copy(
+    app: App, to: str, listing_date: date | None = None, *, force: bool = False
+) -> SendResult:
     """Send one copy of the edition to any address; the edition's state is untouched.
 
     A subscriber's address gets their own digest; any other address gets the day's best papers.
+    A suppressed address is refused unless forced.
     """
+    with app.sessions() as session:
+        check_test_recipient(to, session=session, force=force)
     with app.sessions() as session:
         day = resolve_listing_date(listing_date, session=session)
     preparer = make_preparer(app, Edition(listing_date=day, kind="daily"), "note")

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from newsletter.bounce_models import BounceEvent
+from newsletter.models import BounceEvent
 from newsletter.bounces import BounceKind, fingerprint, permanent_recipient_failure
 from newsletter.errors import InputError, NotFound
 from newsletter.models import Delivery, Subscriber, SubscriberStatus, Suppression, utcnow

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from newsletter.app import App
-from newsletter.bounce_models import BounceEvent
+from newsletter.models import BounceEvent
 from newsletter.bounce_processing import (
     ImapSource,
     StdinSource,

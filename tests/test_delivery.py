@@ -214,3 +214,34 @@ def test_test_copy_leaves_the_edition_untouched(world):
     assert _rows(world) == {}
     editor = email.message_from_bytes(srv.messages[0].data, policy=email.policy.default)
     assert "Agents that plan" in editor.get_body(preferencelist=("plain",)).get_content()
+
+
+def test_test_copies_to_suppressed_addresses_need_force(world, run):
+    from newsletter.errors import InputError
+    from newsletter.models import Suppression
+
+    with world.transaction() as s:
+        s.add(Suppression(email="gone@example.net", reason="hard bounce"))
+    with SmtpTestServer() as srv:
+        _with_transport(world, srv.url)
+        with pytest.raises(InputError, match="suppressed"):
+            sending.send_test_copy(world, "Gone@example.net", f.DAY)
+        sending.send_test_copy(world, "gone@example.net", f.DAY, force=True)
+    assert [m.recipients[0] for m in srv.messages] == ["gone@example.net"]
+
+
+def test_status_shows_counts_per_status_and_health(world, run):
+    sending.send(world, f.DAY, options=_opts())
+    result = run("status", "--date", f.DAY.isoformat(), "--json")
+    assert result.exit_code == 0, result.output
+    data = __import__("json").loads(result.stdout)
+    assert {k: data[k] for k in ("pending", "sending", "sent", "failed", "skipped")} == {
+        "pending": 0,
+        "sending": 0,
+        "sent": 4,
+        "failed": 0,
+        "skipped": 1,
+    }
+    assert data["health"]["attempted"] == 4 and data["health"]["warnings"] == []
+    text = run("status", "--date", f.DAY.isoformat())
+    assert "sent 4" in text.output and "health: hard bounces 0" in text.output

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from newsletter import sending
-from newsletter.bounce_models import BounceEvent
+from newsletter.models import BounceEvent
 from newsletter.cli import cli
 from newsletter.cli.bounces import register
 from newsletter.delivery import SendOptions

@@ -21,6 +21,7 @@ DATE_HELP = "Listing date YYYY-MM-DD (default: the newest listing)."
 @click.option("--to", "to", metavar="EMAIL", help="Send one test copy to this address only.")
 @click.option("--limit", type=click.IntRange(min=1), help="Send at most N messages in this run.")
 @click.option("--yes", is_flag=True, help="Do not ask before a large send.")
+@click.option("--force", is_flag=True, help="With --to: send even to a suppressed address.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_app
 def send(
@@ -30,6 +31,7 @@ def send(
     to: str | None,
     limit: int | None,
     yes: bool,
+    force: bool,
     as_json: bool,
 ) -> None:
     """Deliver an edition to every confirmed subscriber who is still owed it.
@@ -44,7 +46,7 @@ def send(
     """
     listing_date = parse_date(day)
     if to:
-        result = sending.send_test_copy(app, to, listing_date)
+        result = sending.send_test_copy(app, to, listing_date, force=force)
         click.echo(f"test copy sent to {to}: {result.reply}")
         return
     owed = sending.owed_count(app, listing_date)
@@ -148,14 +150,31 @@ def status(app: App, day: str | None, as_json: bool) -> None:
       newsletter status --date 2026-11-27 --json
     """
     data = sending.edition_status(app, parse_date(day))
+    health = data.get("health") or {}
+    for warning in health.get("warnings", []):
+        click.echo(f"warning: {warning}", err=True)
     if as_json:
         echo_json(data)
         return
     if not data["planned"]:
         click.echo(f"{data['date']}: not planned yet")
         return
-    counts = ", ".join(f"{k} {v}" for k, v in data.items() if k not in ("date", "planned"))
+    shown = ("date", "planned", "health")
+    counts = ", ".join(f"{k} {v}" for k, v in data.items() if k not in shown)
     click.echo(f"{data['date']}: {counts}")
+    if health:
+        click.echo(_health_line(health))
+
+
+def _health_line(health: dict) -> str:
+    parts = []
+    for key in ("hard_bounces", "soft_bounces", "complaints"):
+        if key in health:
+            parts.append(f"{key.replace('_', ' ')} {health[key]}")
+    for key in ("hard_bounce_rate", "complaint_rate"):
+        if key in health:
+            parts.append(f"{key.replace('_', ' ')} {health[key]:.2%}")
+    return "health: " + ", ".join(parts)
 
 
 @click.command()

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import newsletter.bounce_models  # noqa: F401 - registers the table on Base.metadata
 
 revision: str = "0005"
 down_revision: str | None = "0004"
