@@ -1,7 +1,7 @@
 """Score a paper's text against topics: which keywords it mentions, where, and what that says.
 
 A paper's title, abstract and (Hugging Face) keywords are split into word tokens once; each
-token is reduced to a stem ("Fine-Tuned" -> fine, tun) and, when it is a capitalised acronym
+token is reduced to a stem ("Fine-Tuned" -> fine, tune) and, when it is a capitalised acronym
 ("LLMs"), also to a case-sensitive form. Keywords compile to token sequences the same way, so
 finding them is one dictionary look-up per token whatever the number of topics (TopicIndex).
 On the score scale, 1.0 (the default threshold) means "one clear, specific signal": a keyword
@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from itertools import accumulate, chain
 from typing import NamedTuple
@@ -201,26 +201,13 @@ NOT_PLURAL = ("ss", "us", "is", "ics")
 # Keyed by the keyword's stems (see _key).
 INSTANCES = {
     "larg languag model": (
-        "GPT",
-        "ChatGPT",
-        "LLaMA",
-        "Qwen",
-        "Mistral",
-        "Mixtral",
-        "Gemma",
-        "Vicuna",
-        "Claude",
-        "Gemini",
-        "DeepSeek",
-        "PaLM",
-        "OLMo",
-        "OLMoE",
-    ),
-    "imag classification": ("ImageNet", "CIFAR", "MNIST"),
-    "speech recognition": ("LibriSpeech",),
-    "languag understand": ("GLUE", "SuperGLUE"),
-    "question answer": ("SQuAD", "HotpotQA"),
-    "vision languag model": ("LLaVA", "BLIP"),
+        "GPT ChatGPT LLaMA Qwen Mistral Mixtral Gemma Vicuna Claude Gemini DeepSeek PaLM OLMo OLMoE"
+    ).split(),
+    "imag classification": ["ImageNet", "CIFAR", "MNIST"],
+    "speech recognition": ["LibriSpeech"],
+    "languag understand": ["GLUE", "SuperGLUE"],
+    "question answer": ["SQuAD", "HotpotQA"],
+    "vision languag model": ["LLaVA", "BLIP"],
 }
 
 # Words whose "-ed" or "-ing" is not an ending.
@@ -309,12 +296,14 @@ def _acronym_form(word: str) -> str:
 def word_forms(word: str) -> tuple[str, ...]:
     """Return the forms a text word can match: its stem, its acronym form, its unversioned name."""
     forms = (_acronym_form(word), stem(word)) if is_acronym(word) else (stem(word),)
-    if word[0].isupper() and (m := _VERSIONED.fullmatch(word)) is not None:
+    m = _VERSIONED.fullmatch(word)
+    if m is not None and m.group(1).lower() in _INSTANCE_NAMES:
         forms += ("~" + m.group(1).lower(),)  # "Qwen3", "Llama2": the family of a named model
     return forms
 
 
 _VERSIONED = re.compile(r"([A-Za-z]{3,})(?:\d+[a-z]?)?")
+_INSTANCE_NAMES = frozenset(n.lower() for names in INSTANCES.values() for n in names)
 
 
 class Tokens:
@@ -535,16 +524,16 @@ def _with_meanings(kw: Keyword) -> Keyword:
     key = _key(kw.acronym)
     forms = [t for g in EQUIVALENTS if key in {_key(x) for x in g} for t in g if _key(t) != key]
     meanings = tuple(seq for t in forms for seq in _variants(t))
-    return Keyword(**{**kw.__dict__, "meanings": meanings}) if meanings else kw
+    return replace(kw, meanings=meanings) if meanings else kw
 
 
 def _occurrences(kw: Keyword, tokens: Tokens) -> list[tuple[int, int]]:
     """Return the token ranges where a keyword fully matches (for compile-time checks)."""
     out = []
-    for i in range(len(tokens.forms)):
+    for i, forms in enumerate(tokens.forms):
         for seq, share in kw.sequences:
-            if share == 1.0 and seq[0] in tokens.forms[i]:
-                end, gapped = _match_at(tokens, i, seq, gaps=False)
+            if share == 1.0 and seq[0] in forms:
+                end = _match_at(tokens, i, seq, gaps=False)[0]
                 if end > 0:
                     out.append((i, end))
     return out
@@ -573,7 +562,7 @@ def _with_false_friends(kw: Keyword, topic: Sequence[Keyword]) -> Keyword:
         if inside and whole not in inside:
             if not any(whole in _occurrences(o, tokens) for o in topic if o is not kw):
                 friends.add(n)
-    return Keyword(**{**kw.__dict__, "friends": frozenset(friends)}) if friends else kw
+    return replace(kw, friends=frozenset(friends)) if friends else kw
 
 
 def compile_description(description: str, keywords: Sequence[Keyword]) -> tuple[Keyword, ...]:
