@@ -50,8 +50,9 @@ def match_papers(
 ) -> MatchStats:
     """(Re)compute PaperTopic rows for the given papers (all papers when None) against all topics.
 
-    Replaces the existing PaperTopic rows of those papers (and only of `topic_ids` when
-    given); does not commit. `progress(n)` reports n more papers scored.
+    Stores the pairs scoring at least `threshold` (never a zero score). Replaces the existing
+    PaperTopic rows of those papers (and only of `topic_ids` when given); does not commit.
+    `progress(n)` reports n more papers scored.
     """
     topic_query = select(Topic)
     tids = None if topic_ids is None else sorted(set(topic_ids))
