@@ -16,6 +16,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -31,10 +32,13 @@ from newsletter.models import (
     Subscription,
     utcnow,
 )
-from newsletter.preparing import MessagePreparer, Prepared
+from newsletter.preparing import MessagePreparer, Prepared, Row
 from newsletter.transports import Outcome, SendResult, Transport, TransportUnavailable
 
 log = logging.getLogger(__name__)
+
+PREPARE_SLICE = 50  # messages built per step; ~40 KB each, so little waits in memory
+NOTHING_MATCHED = "no new paper matched the topics"
 
 _SENT, _PENDING, _SENDING, _FAILED, _SKIPPED = (
     DeliveryStatus.SENT.value,
@@ -239,6 +243,12 @@ class _Recorder:
         self._pending: list[tuple[SendResult, Prepared | None, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self.on_flush: Callable[[], None] = lambda: None
+        # One thread for every write: fewer malloc arenas and no thread hand-over per flush.
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="newsletter-record")
+
+    def close(self) -> None:
+        """Stop the writer thread once nothing is pending."""
+        self._pool.shutdown(wait=True)
 
     async def record(self, result: SendResult, prepared: Prepared | None) -> None:
         fut = asyncio.get_running_loop().create_future()
@@ -251,7 +261,7 @@ class _Recorder:
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                await asyncio.to_thread(self._write, batch)
+                await asyncio.get_running_loop().run_in_executor(self._pool, self._write, batch)
             except Exception as exc:  # the callers must learn that nothing was recorded
                 for _, _, fut in batch:
                     if not fut.done():
@@ -378,18 +388,24 @@ class EditionSender:
         recorder = _Recorder(self.engine, self.options.worker_id, self.options, self.summary)
         if self.progress:
             recorder.on_flush = lambda: self.progress(self.summary)
-        queue: asyncio.Queue[Prepared | None] = asyncio.Queue(maxsize=self.options.batch_size)
-        async with self.transport:
-            consumers = [
-                asyncio.create_task(self._consume(queue, recorder))
-                for _ in range(max(1, self.transport.connections))
-            ]
-            try:
-                await self._produce(queue, recorder)
-            finally:
-                for _ in consumers:
-                    await queue.put(None)
-                await asyncio.gather(*consumers, return_exceptions=True)
+        queue: asyncio.Queue[Prepared | None] = asyncio.Queue(maxsize=2 * PREPARE_SLICE)
+        # Claiming and building stay on one thread, so their memory stays in one arena.
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="newsletter-prepare")
+        try:
+            async with self.transport:
+                consumers = [
+                    asyncio.create_task(self._consume(queue, recorder))
+                    for _ in range(max(1, self.transport.connections))
+                ]
+                try:
+                    await self._produce(queue, recorder)
+                finally:
+                    for _ in consumers:
+                        await queue.put(None)
+                    await asyncio.gather(*consumers, return_exceptions=True)
+        finally:
+            self._pool.shutdown(wait=True)
+            recorder.close()
 
     def _remaining_limit(self) -> int:
         if self.options.limit is None:
@@ -397,25 +413,35 @@ class EditionSender:
         return min(self.options.batch_size, self.options.limit - self._claimed)
 
     async def _produce(self, queue: asyncio.Queue[Prepared | None], recorder: _Recorder) -> None:
+        loop = asyncio.get_running_loop()
         while not self._stop and self._fatal is None:
             want = self._remaining_limit()
             if want <= 0:
                 break
-            batch, skipped = await asyncio.to_thread(self._claim_and_prepare, want)
-            for skip in skipped:
-                await recorder.record(skip, None)  # type: ignore[arg-type]
-            if not batch and not skipped:
+            rows, missing = await loop.run_in_executor(self._pool, self._claim, want)
+            for delivery_id in missing:
+                await recorder.record(_SkipResult(delivery_id, NOTHING_MATCHED), None)  # type: ignore[arg-type]
+            if not rows and not missing:
                 await queue.join()
                 if not await self._wait_for_retries():
                     break
                 continue
-            for prepared in batch:
+            # Build in slices: only a few hundred KB of messages wait at any time.
+            for start in range(0, len(rows), PREPARE_SLICE):
                 if self._stop or self._fatal is not None:
                     break
-                await queue.put(prepared)
+                part = rows[start : start + PREPARE_SLICE]
+                ready, skipped = await loop.run_in_executor(self._pool, self._prepare, part)
+                for skip in skipped:
+                    await recorder.record(skip, None)  # type: ignore[arg-type]
+                for prepared in ready:
+                    if self._stop or self._fatal is not None:
+                        break
+                    await queue.put(prepared)
         await queue.join()
 
-    def _claim_and_prepare(self, want: int) -> tuple[list[Prepared], list[_SkipResult]]:
+    def _claim(self, want: int) -> tuple[list[Row], list[int]]:
+        """Claim owed rows and load their subscribers; render the digests new among them."""
         with self.engine.begin() as conn:
             claimed = claim_deliveries(
                 conn,
@@ -433,17 +459,18 @@ class EditionSender:
             for delivery_id, subscriber_id, attempts in claimed
             if subscriber_id in people
         ]
-        prepared = dict(
-            zip([row[0] for row in rows], self.preparer.prepare_many(rows), strict=True)
-        )
+        missing = [c[0] for c in claimed if c[1] not in people]
+        self.preparer.warm(rows)  # one premailer run for the whole batch's new parts
+        return rows, missing
+
+    def _prepare(self, rows: list[Row]) -> tuple[list[Prepared], list[_SkipResult]]:
         ready: list[Prepared] = []
         skipped: list[_SkipResult] = []
-        for delivery_id, _, _ in claimed:
-            message = prepared.get(delivery_id)
-            if message is None:
-                skipped.append(_SkipResult(delivery_id, "no new paper matched the topics"))
+        for row, prepared in zip(rows, self.preparer.prepare_many(rows), strict=True):
+            if prepared is None:
+                skipped.append(_SkipResult(row[0], NOTHING_MATCHED))
             else:
-                ready.append(message)
+                ready.append(prepared)
         return ready, skipped
 
     async def _wait_for_retries(self) -> bool:

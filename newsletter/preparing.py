@@ -81,6 +81,13 @@ class MessagePreparer:
             key, attempts, subscriber_id, email, name, max_papers, topic_ids, papers
         )
 
+    def warm(self, rows: Sequence[Row]) -> None:
+        """Render the digests new among these rows together, in few premailer runs."""
+        chosen = [self.papers.for_topics(row[6], row[5]) for row in rows]
+        self.renderer.warm(
+            self.edition, chosen if self.empty_policy != "skip" else [p for p in chosen if p]
+        )
+
     def prepare_many(self, rows: Sequence[Row]) -> list[Prepared | None]:
         """Build the messages of many rows, rendering the digests new among them together."""
         chosen = [self.papers.for_topics(row[6], row[5]) for row in rows]

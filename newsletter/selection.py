@@ -31,6 +31,8 @@ class EditionPapers:
                 self._by_topic[topic_id].append(cand)
         self.topic_names = topic_names
         self._cache: dict[tuple[tuple[int, ...], int, frozenset[int]], tuple[DigestPaper, ...]] = {}
+        # One object per (paper, shown topics): thousands of topic sets share a few hundred.
+        self._papers: dict[tuple[int, tuple[str, ...]], DigestPaper] = {}
 
     @classmethod
     def load(cls, listing_date: date, *, session: Session) -> EditionPapers:
@@ -79,8 +81,11 @@ class EditionPapers:
 
     def _digest_paper(self, cand: _Candidate, wanted: set[int]) -> DigestPaper:
         p = cand.paper
-        topics = sorted(self.topic_names[t] for t in cand.scores if t in wanted)
-        return DigestPaper(
+        topics = tuple(sorted(self.topic_names[t] for t in cand.scores if t in wanted))
+        shared = self._papers.get((p.id, topics))
+        if shared is not None:
+            return shared
+        shared = self._papers[(p.id, topics)] = DigestPaper(
             paper_id=p.id,
             title=p.title,
             authors=tuple(p.authors or ()),
@@ -89,8 +94,9 @@ class EditionPapers:
             url_pdf=p.url_pdf,
             url_code=p.url_code,
             upvotes=p.upvotes,
-            topics=tuple(topics),
+            topics=topics,
         )
+        return shared
 
 
 def _rank(cand: _Candidate, wanted: set[int]) -> tuple[int, float, str]:
