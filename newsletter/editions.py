@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import ColumnElement, and_, case, exists, func, insert, literal, select, true
+from sqlalchemy import ColumnElement, case, exists, func, insert, literal, select, true
 from sqlalchemy.orm import Session
 
 from newsletter.errors import NotFound
@@ -97,10 +97,15 @@ def plan_edition(
     if empty_policy not in EMPTY_POLICIES:
         raise ValueError(f"empty_policy must be one of {EMPTY_POLICIES}")
     now = now or utcnow()
-    has_match = exists().where(
-        Subscription.subscriber_id == Subscriber.id,
-        Subscription.topic_id.in_(_matched_topic_ids(edition.listing_date)),
+    # A join to the set of subscribers with a match, not a correlated EXISTS per subscriber:
+    # with fresh statistics PostgreSQL ran the latter as a scan per row (quadratic).
+    matched = (
+        select(Subscription.subscriber_id)
+        .where(Subscription.topic_id.in_(_matched_topic_ids(edition.listing_date)))
+        .distinct()
+        .subquery("matched")
     )
+    has_match = matched.c.subscriber_id.is_not(None)
     skip = has_match if empty_policy == "skip" else literal(True)
     source = select(
         literal(edition.id),
@@ -109,13 +114,17 @@ def plan_edition(
         literal(0),
         case((skip, None), else_=NO_MATCH_REASON),
         literal(now, type_=Delivery.created_at.type),
+    ).select_from(
+        Subscriber.__table__.outerjoin(matched, matched.c.subscriber_id == Subscriber.id)
     ).where(
         Subscriber.status == SubscriberStatus.CONFIRMED,
         Subscriber.paused.is_(False),
         only if only is not None else true(),
         ~exists().where(func.lower(Suppression.email) == func.lower(Subscriber.email)),
-        ~exists().where(
-            and_(Delivery.edition_id == edition.id, Delivery.subscriber_id == Subscriber.id)
+        # NOT IN, evaluated once: a correlated NOT EXISTS let PostgreSQL rescan the rows
+        # this very statement inserts, once per subscriber.
+        Subscriber.id.not_in(
+            select(Delivery.subscriber_id).where(Delivery.edition_id == edition.id)
         ),
     )
     columns = ["edition_id", "subscriber_id", "status", "attempts", "skip_reason", "created_at"]
