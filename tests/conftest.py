@@ -81,6 +81,7 @@ def _postgres_database(server: str) -> Iterator[str]:
 def settings(tmp_path: Path, database_url: str) -> Settings:
     """Settings for an isolated instance under tmp_path (its own database, Maildir outbox)."""
     var = tmp_path / "var"
+    var.mkdir(exist_ok=True)  # as on SQLite, where the database file lives there
     return load_settings(
         env={},
         database_url=database_url,
