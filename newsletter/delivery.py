@@ -33,6 +33,7 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.preparing import MessagePreparer, Prepared, Row
+from newsletter.suppressions import suppress_after_permanent_failure
 from newsletter.transports import Outcome, SendResult, Transport, TransportUnavailable
 
 log = logging.getLogger(__name__)
@@ -305,6 +306,8 @@ class _Recorder:
             ):
                 if params:
                     conn.execute(stmt, params)
+            if failed:  # 5xx "no such mailbox" and the like: never mail the address again
+                suppress_after_permanent_failure(conn, [(p["b_id"], p["b_reply"]) for p in failed])
         s = self._summary
         s.sent += len(sent)
         s.failed += len(failed)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from newsletter.bounces import verp_address
 from newsletter.config import Settings
 from newsletter.message import (
     build_message,
@@ -62,6 +63,9 @@ class MessagePreparer:
         self.papers = papers
         self.edition = edition
         self.empty_policy = empty_policy
+        # VERP: a return path per delivery, so a bounce names its row; on when the
+        # operator routes bounces back to us (bounce_domain set).
+        self.verp = bool(settings.extra.get("bounce_domain"))
         self.sender = envelope_sender(settings)
         self.dkim = make_dkim_signer(settings)
 
@@ -112,6 +116,9 @@ class MessagePreparer:
         recipient = Recipient(subscriber_id=subscriber_id, email=email, name=name, topics=names)
         return self.build(key, attempts, recipient, papers)
 
+    def _envelope_sender(self, key: int) -> str:
+        return verp_address(self.settings, key) if self.verp and key else self.sender
+
     def build(
         self, key: int, attempts: int, recipient: Recipient, papers: tuple[DigestPaper, ...]
     ) -> Prepared:
@@ -133,7 +140,11 @@ class MessagePreparer:
         return Prepared(
             # build_message writes CRLF line ends only; the SMTP client need not check them.
             message=OutgoingMessage(
-                key=key, sender=self.sender, recipient=recipient.email, data=data, crlf_only=True
+                key=key,
+                sender=self._envelope_sender(key),
+                recipient=recipient.email,
+                data=data,
+                crlf_only=True,
             ),
             message_id=message_id,
             paper_ids=[p.paper_id for p in papers],

@@ -245,3 +245,31 @@ def test_status_shows_counts_per_status_and_health(world, run):
     assert data["health"]["attempted"] == 4 and data["health"]["warnings"] == []
     text = run("status", "--date", f.DAY.isoformat())
     assert "sent 4" in text.output and "health: hard bounces 0" in text.output
+
+
+def test_a_refused_mailbox_is_suppressed_but_a_full_one_is_not(world):
+    from newsletter.models import Suppression
+
+    faults = [
+        Fault(reply="550 5.1.1 no such user", recipient="alan@example.org"),
+        Fault(reply="552 5.2.2 mailbox full", recipient="ada@example.org"),
+    ]
+    with SmtpTestServer(faults=faults) as srv:
+        sending.send(_with_transport(world, srv.url), f.DAY, options=_opts())
+    with world.sessions() as s:
+        assert [x.email for x in s.scalars(select(Suppression))] == ["alan@example.org"]
+
+
+def test_verp_return_path_names_the_delivery_when_bounces_come_back(world):
+    from newsletter.bounces import parse_verp
+
+    world.settings = dataclasses.replace(
+        world.settings, extra={**world.settings.extra, "bounce_domain": "bounces.example.test"}
+    )
+    with SmtpTestServer() as srv:
+        sending.send(_with_transport(world, srv.url), f.DAY, options=_opts())
+    rows = _rows(world)
+    for message in srv.messages:
+        assert message.sender.startswith("bounces+")
+        assert message.sender.endswith("@bounces.example.test")
+        assert parse_verp(world.settings, message.sender) == rows[message.recipients[0]].id
