@@ -24,6 +24,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -190,6 +193,10 @@ def child(args: argparse.Namespace) -> None:
 
         profiler = cProfile.Profile()
         profiler.enable()
+    if args.prepare_only:  # for --workers: the workers do the sending
+        stats = sending.plan(app, DAY)
+        print(json.dumps({"pending": stats.pending}))
+        return
     started = time.perf_counter()
     report = sending.send(app, DAY, transport=transport)
     elapsed = time.perf_counter() - started
@@ -255,8 +262,29 @@ class _SizeCounting:
         return await self.inner.send(message)
 
 
+@contextmanager
+def fresh_database(url: str | None) -> Iterator[str | None]:
+    """Yield a new, empty database on the server of a PostgreSQL URL (None: SQLite in tmp)."""
+    if not url or not url.startswith("postgresql"):
+        yield url
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = "bench_" + uuid.uuid4().hex[:10]
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        yield make_url(url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
+        admin.dispose()
+
+
 def run_ours(args: argparse.Namespace, port: int, subscribers: int, profile: bool = False) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, fresh_database(args.database) as url:
         cmd = [
             sys.executable,
             __file__,
@@ -272,14 +300,58 @@ def run_ours(args: argparse.Namespace, port: int, subscribers: int, profile: boo
             "--shared",
             str(args.shared),
         ]
-        if args.database:
-            cmd += ["--database", args.database]
+        if url:
+            cmd += ["--database", url]
         if profile:
             cmd.append("--profile")
         out = subprocess.run(cmd, check=True, capture_output=True, text=True)
         if profile:
             Path("benchmarks/profile.txt").write_text(out.stderr)
         return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_workers(args: argparse.Namespace, port: int, workers: int) -> dict:
+    """Plan an edition, then time K `newsletter worker --once` processes draining it."""
+    with tempfile.TemporaryDirectory() as tmp, fresh_database(args.database) as url:
+        db_url = url or f"sqlite:///{tmp}/send.db"
+        subprocess.run(
+            [sys.executable, __file__, "--child", "--prepare-only", "--workdir", tmp,
+             "--port", str(port), "--subscribers", str(args.subscribers),
+             "--database", db_url, "--shared", str(args.shared)],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        env = {
+            **os.environ,
+            "NEWSLETTER_DATABASE_URL": db_url,
+            "NEWSLETTER_TRANSPORT": f"smtp://127.0.0.1:{port}",
+            "NEWSLETTER_SECRET_KEY": "bench-secret",
+            "NEWSLETTER_BASE_URL": "https://papers.example.com",
+            "NEWSLETTER_FROM": "Daily Papers <papers@example.com>",
+            "NEWSLETTER_POSTAL_ADDRESS": "1 Example Street, Example City",
+            "NEWSLETTER_VAR_DIR": tmp,
+        }
+        command = [sys.executable, "-m", "newsletter", "worker", "--once",
+                   "--concurrency", str(args.connections), "--poll", "0.2"]  # fmt: skip
+        started = time.perf_counter()
+        pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+        procs = [subprocess.Popen(command, env=env, cwd=tmp, **pipes) for _ in range(workers)]
+        outputs = [p.communicate() for p in procs]
+        elapsed = time.perf_counter() - started
+        if any(p.returncode for p in procs):
+            raise SystemExit(f"a worker failed: {outputs}")
+        sent = sum(int(re.search(r"sent (\d+)", out).group(1)) for out, _ in outputs)
+        return {"workers": workers, "sent": sent, "seconds": elapsed}
+
+
+def run_plan(database: str | None, subscribers: int) -> str:
+    """Run benchmarks/plan.py on a fresh database; return its table row."""
+    with fresh_database(database) as url:
+        cmd = [sys.executable, str(Path(__file__).with_name("plan.py")),
+               "--subscribers", str(subscribers)]  # fmt: skip
+        if url:
+            cmd += ["--database", url]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        return out.strip().splitlines()[-1]
 
 
 def run_smtp_source(port: int, count: int, size: int) -> float:
@@ -339,7 +411,14 @@ def main() -> None:
     parser.add_argument("--memory", default="", help="also measure peak RSS at these sizes")
     parser.add_argument("--profile", action="store_true", help="write benchmarks/profile.txt")
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="also time K worker processes beside 1 worker"
+    )
+    parser.add_argument(
+        "--plan", type=int, default=0, help="also time planning for this many subscribers"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--prepare-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -357,9 +436,30 @@ def main() -> None:
             (n, run_ours(args, port, n)["rss_mb"])
             for n in (int(x) for x in args.memory.split(",") if x)
         ]
+        workers = (
+            [run_workers(args, port, k) for k in sorted({1, args.workers})] if args.workers else []
+        )
+        plan_row = run_plan(args.database, args.plan) if args.plan else None
     finally:
         stop(sink)
     _print_table(args, ours, ours_rate, source_rate, naive_rate, memory)
+    _print_workers(workers, source_rate, args.connections)
+    if plan_row:
+        print("\n| database | subscribers | populate s | plan s | pending | skipped |")
+        print("|---|---:|---:|---:|---:|---:|")
+        print(plan_row)
+
+
+def _print_workers(rows: list[dict], source_rate: float, connections: int) -> None:
+    if not rows:
+        return
+    base = rows[0]["sent"] / rows[0]["seconds"]
+    print(f"\n| workers (x{connections} connections) | msg/s | ratio to 1 worker "
+          f"| ratio to smtp-source |")  # fmt: skip
+    print("|---:|---:|---:|---:|")
+    for row in rows:
+        rate = row["sent"] / row["seconds"]
+        print(f"| {row['workers']} | {rate:,.0f} | {rate / base:.2f} | {rate / source_rate:.2f} |")
 
 
 def _print_table(args, ours, ours_rate, source_rate, naive_rate, memory) -> None:  # noqa: ANN001
