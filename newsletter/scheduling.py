@@ -20,17 +20,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import (
     ColumnElement,
     and_,
-    case,
-    delete,
     exists,
     func,
     insert,
     literal,
     or_,
     select,
-    update,
 )
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from newsletter.app import App
@@ -39,25 +35,22 @@ from newsletter.delivery import EditionSender, SendOptions, SendSummary, default
 from newsletter.editions import get_or_create_edition, plan_edition
 from newsletter.errors import ConfigError, TransportError
 from newsletter.fetching import FetchOutcome, run_scheduled_fetch
+from newsletter.leases import acquire_lease, lease_holder, release_lease
 from newsletter.models import (
     Delivery,
     DeliveryStatus,
     Edition,
     EditionKind,
     Frequency,
-    Lease,
     Paper,
     Subscriber,
     SubscriberStatus,
     Suppression,
     utcnow,
 )
-from newsletter.preparing import MessagePreparer, Prepared, Row
-from newsletter.rendering import DigestPaper, EditionInfo, Recipient, make_renderer
-from newsletter.selection import EditionPapers
-from newsletter.sending import options_from_settings
+from newsletter.sending import edition_sender, options_from_settings
 from newsletter.sources.arxiv import DEFAULT_CATEGORIES
-from newsletter.transports import Transport, make_transport
+from newsletter.transports import Transport
 
 log = logging.getLogger(__name__)
 
@@ -252,13 +245,6 @@ def edition_date(listings: Sequence[date], cutoff: date, kind: EditionKind) -> d
     return found
 
 
-def edition_first_day(kind: EditionKind, listing_date: date) -> date:
-    """Return the first listing date an edition covers (weekly: the six days before too)."""
-    if kind == EditionKind.WEEKLY:
-        return listing_date - timedelta(days=WEEK - 1)
-    return listing_date
-
-
 def listing_dates(*, session: Session) -> list[date]:
     """Return every listing date that has papers, oldest first."""
     return list(session.scalars(select(Paper.listing_date).distinct().order_by(Paper.listing_date)))
@@ -378,124 +364,6 @@ def _skip_stale(edition: Edition, item: Due, now: datetime, *, session: Session)
 # -- sending what is owed ---------------------------------------------------------------------
 
 
-class WeekPapers(EditionPapers):
-    """The papers of several listing dates as one pool: the week's best, most upvoted first."""
-
-    def __init__(self, days: list[EditionPapers], topic_names: dict[int, str]) -> None:
-        super().__init__([], topic_names)
-        self.days = days
-
-    @classmethod
-    def load_between(cls, first: date, last: date, *, session: Session) -> WeekPapers:
-        """Load every listing date from first to last, inclusive."""
-        dates = session.scalars(
-            select(Paper.listing_date)
-            .where(Paper.listing_date.between(first, last))
-            .distinct()
-            .order_by(Paper.listing_date)
-        ).all()
-        days = [EditionPapers.load(d, session=session) for d in dates]
-        names = days[-1].topic_names if days else {}
-        return cls(days, names)
-
-    def __len__(self) -> int:
-        return sum(len(day) for day in self.days)
-
-    def for_topics(
-        self, topic_ids: Iterable[int], max_papers: int, exclude: frozenset[int] = frozenset()
-    ) -> tuple[DigestPaper, ...]:
-        """Return up to max_papers of the week's papers matching the topics, best first."""
-        wanted = tuple(topic_ids)
-        merged = [p for day in self.days for p in day.for_topics(wanted, max_papers, exclude)]
-        merged.sort(key=lambda p: (-(p.upvotes or 0), p.title))
-        return tuple(merged[:max_papers])
-
-
-class UnsentPreparer(MessagePreparer):
-    """A preparer that leaves out the papers each subscriber has already received.
-
-    Rows of subscribers with nothing to leave out take the parent's batched path unchanged.
-    """
-
-    def __init__(self, *args: Any, sent: Mapping[int, frozenset[int]], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.sent = sent
-
-    def prepare_many(self, rows: Sequence[Row]) -> list[Prepared | None]:
-        """Build the messages of many rows; rows with papers to leave out one by one."""
-        if not any(row[2] in self.sent for row in rows):
-            return super().prepare_many(rows)
-        return [self.prepare(*row) for row in rows]
-
-    def prepare(
-        self,
-        key: int,
-        attempts: int,
-        subscriber_id: int,
-        email: str,
-        name: str,
-        max_papers: int,
-        topic_ids: tuple[int, ...],
-    ) -> Prepared | None:
-        """Build the message from unsent papers, or None when nothing is left to send."""
-        exclude = self.sent.get(subscriber_id)
-        if not exclude:
-            return super().prepare(key, attempts, subscriber_id, email, name, max_papers, topic_ids)
-        papers = self.papers.for_topics(topic_ids, max_papers, exclude)
-        if not papers and self.empty_policy == "skip":
-            return None
-        names = tuple(sorted(self.papers.topic_names[t] for t in topic_ids))
-        recipient = Recipient(subscriber_id=subscriber_id, email=email, name=name, topics=names)
-        return self.build(key, attempts, recipient, papers)
-
-
-def sent_paper_ids(edition: Edition, *, session: Session) -> dict[int, frozenset[int]]:
-    """Return, per subscriber owed this edition, the papers of its dates they already received.
-
-    Only editions that may hold the same papers are read: a paper has one listing date, and an
-    edition covers dates up to its own.
-    """
-    first = edition_first_day(edition.kind, edition.listing_date)
-    owed = select(Delivery.subscriber_id).where(
-        Delivery.edition_id == edition.id, Delivery.status.in_(_OWED)
-    )
-    rows = session.execute(
-        select(Delivery.subscriber_id, Delivery.paper_ids)
-        .join(Edition, Edition.id == Delivery.edition_id)
-        .where(
-            Delivery.status == DeliveryStatus.SENT,
-            Delivery.edition_id != edition.id,
-            Edition.listing_date >= first,
-            Delivery.subscriber_id.in_(owed),
-        )
-    )
-    sent: dict[int, set[int]] = defaultdict(set)
-    for subscriber_id, paper_ids in rows:
-        sent[subscriber_id].update(paper_ids or ())
-    return {sid: frozenset(ids) for sid, ids in sent.items()}
-
-
-def make_unsent_preparer(app: App, edition: Edition, empty_policy: str) -> UnsentPreparer:
-    """Load the edition's papers (a week's for weekly) and what its readers already had."""
-    with app.sessions() as session:
-        if edition.kind == EditionKind.WEEKLY:
-            first = edition_first_day(edition.kind, edition.listing_date)
-            papers: EditionPapers = WeekPapers.load_between(
-                first, edition.listing_date, session=session
-            )
-        else:
-            papers = EditionPapers.load(edition.listing_date, session=session)
-        sent = sent_paper_ids(edition, session=session)
-    return UnsentPreparer(
-        app.settings,
-        make_renderer(app.settings),
-        papers,
-        EditionInfo(listing_date=edition.listing_date, kind=str(edition.kind)),
-        empty_policy=empty_policy,
-        sent=sent,
-    )
-
-
 def editions_with_owed(now: datetime, *, session: Session) -> list[Edition]:
     """Return editions with rows to send now, or rows being sent (perhaps by a dead sender)."""
     owed = or_(
@@ -555,14 +423,7 @@ def send_owed(
     for edition in editions:
         if control.stopped:
             break
-        sender = EditionSender(
-            app.engine,
-            app.settings,
-            edition,
-            transport or make_transport(app.settings.transport),
-            make_unsent_preparer(app, edition, options.empty_policy),
-            options,
-        )
+        sender = edition_sender(app, edition.id, options=options, transport=transport)
         control.attach(sender)
         try:
             summary = sender.run()
@@ -592,55 +453,6 @@ def _add(total: SendSummary, part: SendSummary) -> None:
 SCHEDULER_LEASE = "scheduler"
 # A one-off run holds the lease this long: longer than any single run should take.
 ONCE_LEASE_SECONDS = 900.0
-
-
-def acquire_lease(
-    name: str, holder: str, now: datetime, seconds: float, *, session: Session
-) -> bool:
-    """Take the named lease when it is missing, expired or already ours; renew it if ours."""
-    until = now + timedelta(seconds=seconds)
-    taken = session.execute(
-        update(Lease)
-        .where(Lease.name == name, or_(Lease.expires_at < now, Lease.holder == holder))
-        .values(
-            holder=holder,
-            expires_at=until,
-            acquired_at=case((Lease.holder == holder, Lease.acquired_at), else_=now),
-        )
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    return bool(taken) or _insert_lease(name, holder, now, until, session=session)
-
-
-def _insert_lease(
-    name: str, holder: str, now: datetime, until: datetime, *, session: Session
-) -> bool:
-    if session.get(Lease, name) is not None:
-        return False
-    try:
-        with session.begin_nested():  # a racing insert loses here, not the whole transaction
-            session.execute(
-                insert(Lease).values(name=name, holder=holder, expires_at=until, acquired_at=now)
-            )
-    except IntegrityError:
-        return False
-    return True
-
-
-def release_lease(name: str, holder: str, *, session: Session) -> bool:
-    """Give the lease up if we hold it."""
-    result = session.execute(
-        delete(Lease)
-        .where(Lease.name == name, Lease.holder == holder)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(result.rowcount)
-
-
-def lease_holder(name: str, now: datetime, *, session: Session) -> str | None:
-    """Return who holds the lease now, or None when it is free or expired."""
-    lease = session.get(Lease, name, populate_existing=True)
-    return lease.holder if lease is not None and lease.expires_at >= now else None
 
 
 # -- fetching ---------------------------------------------------------------------------------

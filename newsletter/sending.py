@@ -14,12 +14,15 @@ from newsletter.delivery import EditionSender, ProgressCallback, SendOptions, Se
 from newsletter.editions import (
     PlanStats,
     count_by_status,
+    edition_first_day,
     find_edition,
     get_or_create_edition,
     plan_edition,
     resolve_listing_date,
+    sent_paper_ids,
 )
 from newsletter.errors import NotFound, TransportError
+from newsletter.leases import LeaseTaken, hold_lease
 from newsletter.models import DeliveryStatus, Edition, Subscription
 from newsletter.preparing import MessagePreparer, Prepared
 from newsletter.rendering import EditionInfo, Recipient, make_renderer
@@ -70,15 +73,18 @@ def preview_plan(app: App, listing_date: date | None = None) -> PlanStats:
 
 
 def make_preparer(app: App, edition: Edition, empty_policy: str) -> MessagePreparer:
-    """Load the edition's papers and build the message preparer for it."""
+    """Load the edition's papers (a week's for weekly) and what its readers already had."""
     with app.sessions() as session:
-        papers = EditionPapers.load(edition.listing_date, session=session)
+        since = edition_first_day(edition.kind, edition.listing_date)
+        papers = EditionPapers.load(edition.listing_date, session=session, since=since)
+        sent = sent_paper_ids(edition, session=session) if edition.id else {}
     return MessagePreparer(
         app.settings,
         make_renderer(app.settings),
         papers,
         EditionInfo(listing_date=edition.listing_date, kind=str(edition.kind)),
         empty_policy=empty_policy,
+        exclude=sent,
     )
 
 
@@ -95,7 +101,20 @@ def send(
     stats = plan(app, listing_date)
     sender = edition_sender(app, stats.edition_id, options=options, transport=transport,
                             progress=progress)  # fmt: skip
-    return SendReport(plan=stats, summary=sender.run())
+    # Workers share rows by design; two `send` runs of one edition are an operator's mistake.
+    try:
+        with hold_lease(app.sessions, send_lease_name(stats.edition_id), options.worker_id):
+            return SendReport(plan=stats, summary=sender.run())
+    except LeaseTaken as exc:
+        raise LeaseTaken(
+            f"the {stats.listing_date} edition is already being sent ({exc}); "
+            "wait for that run to finish"
+        ) from None
+
+
+def send_lease_name(edition_id: int) -> str:
+    """Return the name of the lease a `send` run of the edition holds."""
+    return f"send:{edition_id}"
 
 
 def edition_sender(

@@ -11,6 +11,7 @@ from newsletter import sending
 from newsletter.app import App
 from newsletter.cli.common import echo_json, parse_date, pass_app
 from newsletter.delivery import SendSummary
+from newsletter.errors import InputError
 
 DATE_HELP = "Listing date YYYY-MM-DD (default: the newest listing)."
 
@@ -54,8 +55,7 @@ def send(
         stats = sending.preview_plan(app, listing_date)
         _print_plan(stats, as_json, dry_run=True)
         return
-    if owed > app.settings.confirm_above and not yes and sys.stdin.isatty():
-        click.confirm(f"Send to {owed} subscribers?", abort=True)
+    _confirm_large_send(min(owed, limit or owed), app.settings.confirm_above, yes)
     report = sending.send(
         app,
         listing_date,
@@ -67,6 +67,18 @@ def send(
         echo_json({"date": report.plan.listing_date, **_summary_dict(s)})
     else:
         click.echo(f"{report.plan.listing_date}: {s.line()}")
+
+
+def _confirm_large_send(count: int, confirm_above: int, yes: bool) -> None:
+    """Ask on a terminal before a send above the threshold; elsewhere require --yes."""
+    if count <= confirm_above or yes:
+        return
+    if not sys.stdin.isatty():  # a cron job must say --yes (or --limit) on purpose
+        raise InputError(
+            f"this run would send to {count} subscribers (more than confirm_above = "
+            f"{confirm_above}) and stdin is not a terminal: add --yes or --limit"
+        )
+    click.confirm(f"Send to {count} subscribers?", abort=True)
 
 
 def _summary_dict(s: SendSummary) -> dict[str, object]:
