@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, Engine, and_, bindparam, func, or_, select, update
 
 from newsletter.config import Settings
-from newsletter.errors import TransportError
+from newsletter.errors import ConfigError, InputError, TransportError
 from newsletter.models import (
     Delivery,
     DeliveryStatus,
@@ -469,12 +469,32 @@ class EditionSender:
     def _prepare(self, rows: list[Row]) -> tuple[list[Prepared], list[_SkipResult]]:
         ready: list[Prepared] = []
         skipped: list[_SkipResult] = []
-        for row, prepared in zip(rows, self.preparer.prepare_many(rows), strict=True):
+        for row, prepared in zip(rows, self._build(rows), strict=True):
             if prepared is None:
                 skipped.append(_SkipResult(row[0], NOTHING_MATCHED))
+            elif isinstance(prepared, _SkipResult):
+                skipped.append(prepared)
             else:
                 ready.append(prepared)
         return ready, skipped
+
+    def _build(self, rows: list[Row]) -> list[Prepared | _SkipResult | None]:
+        """Build the rows' messages; a row whose stored data makes no valid message fails alone."""
+        try:
+            return list(self.preparer.prepare_many(rows))
+        except ConfigError:
+            raise
+        except InputError:  # e.g. an address stored before validation: find the row
+            pass
+        built: list[Prepared | _SkipResult | None] = []
+        for row in rows:
+            try:
+                built.append(self.preparer.prepare(*row))
+            except ConfigError:
+                raise
+            except InputError as exc:
+                built.append(_SkipResult(row[0], f"not sent: {exc}", Outcome.FAILED))
+        return built
 
     async def _wait_for_retries(self) -> bool:
         """Sleep until the next retry is due if that is within max_wait; False when done."""

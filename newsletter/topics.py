@@ -23,6 +23,7 @@ NO_SUBJECT_ARCHIVES = frozenset(
     {"hep-th", "hep-ph", "hep-ex", "hep-lat", "gr-qc", "quant-ph", "nucl-th", "nucl-ex", "math-ph"}
 )
 MAX_NAME = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_KEYWORD = 100
 TOPIC_FIELDS = frozenset({"slug", "name", "description", "keywords", "categories"})
 
@@ -104,6 +105,8 @@ def make_spec(
         raise InputError(f"topic {slug!r}: a name is required")
     if len(name) > MAX_NAME:
         raise InputError(f"topic {slug!r}: name longer than {MAX_NAME} characters")
+    if _CONTROL.search(name):  # names reach web pages and emails: one line, no NUL
+        raise InputError(f"topic {slug!r}: name must be one line without control characters")
     words = _dedupe(split_list(keywords))
     for word in words:
         if len(word) > MAX_KEYWORD or not re.search(r"[A-Za-z0-9]", word):
