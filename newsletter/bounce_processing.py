@@ -22,7 +22,6 @@ from urllib.parse import unquote, urlsplit
 from sqlalchemy import Connection, distinct, func, select
 
 from newsletter.app import App
-from newsletter.models import BounceEvent
 from newsletter.bounces import (
     BounceKind,
     BounceReport,
@@ -34,6 +33,7 @@ from newsletter.bounces import (
 from newsletter.config import Settings, mask_url_password
 from newsletter.errors import InputError, NewsletterError, NotFound
 from newsletter.models import (
+    BounceEvent,
     Delivery,
     DeliveryStatus,
     Edition,

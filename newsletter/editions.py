@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import ColumnElement, case, exists, func, insert, literal, select, true
 from sqlalchemy.orm import Session
@@ -24,6 +25,8 @@ from newsletter.models import (
 )
 
 NO_MATCH_REASON = "no paper matched the subscriber's topics"
+WEEK = 7
+_OWED = (DeliveryStatus.PENDING.value, DeliveryStatus.SENDING.value)
 EMPTY_POLICIES = ("skip", "note")
 
 
@@ -107,25 +110,29 @@ def plan_edition(
     )
     has_match = matched.c.subscriber_id.is_not(None)
     skip = has_match if empty_policy == "skip" else literal(True)
-    source = select(
-        literal(edition.id),
-        Subscriber.id,
-        case((skip, DeliveryStatus.PENDING.value), else_=DeliveryStatus.SKIPPED.value),
-        literal(0),
-        case((skip, None), else_=NO_MATCH_REASON),
-        literal(now, type_=Delivery.created_at.type),
-    ).select_from(
-        Subscriber.__table__.outerjoin(matched, matched.c.subscriber_id == Subscriber.id)
-    ).where(
-        Subscriber.status == SubscriberStatus.CONFIRMED,
-        Subscriber.paused.is_(False),
-        only if only is not None else true(),
-        ~exists().where(func.lower(Suppression.email) == func.lower(Subscriber.email)),
-        # NOT IN, evaluated once: a correlated NOT EXISTS let PostgreSQL rescan the rows
-        # this very statement inserts, once per subscriber.
-        Subscriber.id.not_in(
-            select(Delivery.subscriber_id).where(Delivery.edition_id == edition.id)
-        ),
+    source = (
+        select(
+            literal(edition.id),
+            Subscriber.id,
+            case((skip, DeliveryStatus.PENDING.value), else_=DeliveryStatus.SKIPPED.value),
+            literal(0),
+            case((skip, None), else_=NO_MATCH_REASON),
+            literal(now, type_=Delivery.created_at.type),
+        )
+        .select_from(
+            Subscriber.__table__.outerjoin(matched, matched.c.subscriber_id == Subscriber.id)
+        )
+        .where(
+            Subscriber.status == SubscriberStatus.CONFIRMED,
+            Subscriber.paused.is_(False),
+            only if only is not None else true(),
+            ~exists().where(func.lower(Suppression.email) == func.lower(Subscriber.email)),
+            # NOT IN, evaluated once: a correlated NOT EXISTS let PostgreSQL rescan the rows
+            # this very statement inserts, once per subscriber.
+            Subscriber.id.not_in(
+                select(Delivery.subscriber_id).where(Delivery.edition_id == edition.id)
+            ),
+        )
     )
     columns = ["edition_id", "subscriber_id", "status", "attempts", "skip_reason", "created_at"]
     stmt = insert(Delivery).from_select(columns, source)
@@ -154,3 +161,36 @@ def count_by_status(edition_id: int, *, session: Session) -> dict[DeliveryStatus
     for status, n in rows:
         counts[DeliveryStatus(status)] = n
     return counts
+
+
+def edition_first_day(kind: EditionKind, listing_date: date) -> date:
+    """Return the first listing date an edition covers (weekly: the six days before too)."""
+    if kind == EditionKind.WEEKLY:
+        return listing_date - timedelta(days=WEEK - 1)
+    return listing_date
+
+
+def sent_paper_ids(edition: Edition, *, session: Session) -> dict[int, frozenset[int]]:
+    """Return, per subscriber owed this edition, the papers of its dates they already received.
+
+    Only editions that may hold the same papers are read: a paper has one listing date, and an
+    edition covers dates up to its own.
+    """
+    first = edition_first_day(edition.kind, edition.listing_date)
+    owed = select(Delivery.subscriber_id).where(
+        Delivery.edition_id == edition.id, Delivery.status.in_(_OWED)
+    )
+    rows = session.execute(
+        select(Delivery.subscriber_id, Delivery.paper_ids)
+        .join(Edition, Edition.id == Delivery.edition_id)
+        .where(
+            Delivery.status == DeliveryStatus.SENT,
+            Delivery.edition_id != edition.id,
+            Edition.listing_date >= first,
+            Delivery.subscriber_id.in_(owed),
+        )
+    )
+    sent: dict[int, set[int]] = defaultdict(set)
+    for subscriber_id, paper_ids in rows:
+        sent[subscriber_id].update(paper_ids or ())
+    return {sid: frozenset(ids) for sid, ids in sent.items()}

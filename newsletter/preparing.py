@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -57,8 +57,11 @@ class MessagePreparer:
         edition: EditionInfo,
         *,
         empty_policy: str = "skip",
+        exclude: Mapping[int, frozenset[int]] | None = None,
     ) -> None:
         self.settings = settings
+        # Per subscriber, papers already sent to them: never repeated.
+        self.exclude = exclude or {}
         self.renderer = renderer
         self.papers = papers
         self.edition = edition
@@ -80,21 +83,21 @@ class MessagePreparer:
         topic_ids: tuple[int, ...],
     ) -> Prepared | None:
         """Build the message, or None when there is nothing to send and no note is wanted."""
-        papers = self.papers.for_topics(topic_ids, max_papers)
+        papers = self._choose(subscriber_id, topic_ids, max_papers)
         return self._prepare(
             key, attempts, subscriber_id, email, name, max_papers, topic_ids, papers
         )
 
     def warm(self, rows: Sequence[Row]) -> None:
         """Render the digests new among these rows together, in few premailer runs."""
-        chosen = [self.papers.for_topics(row[6], row[5]) for row in rows]
+        chosen = [self._choose(row[2], row[6], row[5]) for row in rows]
         self.renderer.warm(
             self.edition, chosen if self.empty_policy != "skip" else [p for p in chosen if p]
         )
 
     def prepare_many(self, rows: Sequence[Row]) -> list[Prepared | None]:
         """Build the messages of many rows, rendering the digests new among them together."""
-        chosen = [self.papers.for_topics(row[6], row[5]) for row in rows]
+        chosen = [self._choose(row[2], row[6], row[5]) for row in rows]
         wanted = chosen if self.empty_policy != "skip" else [p for p in chosen if p]
         self.renderer.warm(self.edition, wanted)
         return [self._prepare(*row, papers) for row, papers in zip(rows, chosen, strict=True)]
@@ -115,6 +118,12 @@ class MessagePreparer:
         names = tuple(sorted(self.papers.topic_names[t] for t in topic_ids))
         recipient = Recipient(subscriber_id=subscriber_id, email=email, name=name, topics=names)
         return self.build(key, attempts, recipient, papers)
+
+    def _choose(
+        self, subscriber_id: int, topic_ids: tuple[int, ...], max_papers: int
+    ) -> tuple[DigestPaper, ...]:
+        exclude = self.exclude.get(subscriber_id, frozenset())
+        return self.papers.for_topics(topic_ids, max_papers, exclude)
 
     def _envelope_sender(self, key: int) -> str:
         return verp_address(self.settings, key) if self.verp and key else self.sender

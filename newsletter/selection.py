@@ -35,14 +35,17 @@ class EditionPapers:
         self._papers: dict[tuple[int, tuple[str, ...]], DigestPaper] = {}
 
     @classmethod
-    def load(cls, listing_date: date, *, session: Session) -> EditionPapers:
-        """Load the listing date's papers and their matches in two queries."""
-        papers = session.scalars(select(Paper).where(Paper.listing_date == listing_date)).all()
+    def load(
+        cls, listing_date: date, *, session: Session, since: date | None = None
+    ) -> EditionPapers:
+        """Load the papers listed from `since` (default: the same day) to listing_date."""
+        in_range = Paper.listing_date.between(since or listing_date, listing_date)
+        papers = session.scalars(select(Paper).where(in_range)).all()
         by_id = {p.id: _Candidate(p) for p in papers}
         rows = session.execute(
             select(PaperTopic.paper_id, PaperTopic.topic_id, PaperTopic.score)
             .join(Paper, Paper.id == PaperTopic.paper_id)
-            .where(Paper.listing_date == listing_date)
+            .where(in_range)
         )
         for paper_id, topic_id, score in rows:
             by_id[paper_id].scores[topic_id] = score

@@ -15,10 +15,16 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from newsletter.models import BounceEvent
 from newsletter.bounces import BounceKind, fingerprint, permanent_recipient_failure
 from newsletter.errors import InputError, NotFound
-from newsletter.models import Delivery, Subscriber, SubscriberStatus, Suppression, utcnow
+from newsletter.models import (
+    BounceEvent,
+    Delivery,
+    Subscriber,
+    SubscriberStatus,
+    Suppression,
+    utcnow,
+)
 from newsletter.subscribers import email_key, normalise_email, suppressed
 
 MAX_REASON = 200

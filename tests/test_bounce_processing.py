@@ -13,7 +13,6 @@ import pytest
 from sqlalchemy import select
 
 from newsletter.app import App
-from newsletter.models import BounceEvent
 from newsletter.bounce_processing import (
     ImapSource,
     StdinSource,
@@ -25,6 +24,7 @@ from newsletter.bounces import verp_token
 from newsletter.cli import cli
 from newsletter.cli.bounces import register
 from newsletter.models import (
+    BounceEvent,
     Delivery,
     DeliveryStatus,
     Edition,
