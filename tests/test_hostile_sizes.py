@@ -1,0 +1,111 @@
+"""Hostile sizes: a 1 MB abstract, 10,000 authors, a 100 MB CSV (streamed), empty files."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import mailbox
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from sqlalchemy import func, select
+
+from newsletter.models import Subscriber
+from tests import factories as f
+from tests.factories import dump_database
+
+CSV_BYTES = 100 * 1024 * 1024
+PEAK_RSS_LIMIT_MB = 300
+
+
+def _sent(run, settings) -> tuple[bytes, email.message.EmailMessage]:
+    assert run("send", "--date", f.DAY.isoformat()).exit_code == 0
+    [raw] = [bytes(m) for m in mailbox.Maildir(settings.transport.removeprefix("maildir:"))]
+    return raw, email.message_from_bytes(raw, policy=email.policy.default)
+
+
+def test_a_1_mb_abstract_and_10000_authors_make_a_small_digest(run, settings, tmp_path):
+    paper = {
+        "title": "A language model with a very long abstract",
+        "abstract": "language model " + "word " * 200_000,
+        "authors": [f"Author {i}" for i in range(10_000)],
+        "arxiv_id": "2611.00001",
+        "listing_date": f.DAY.isoformat(),
+    }
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps([paper]), encoding="utf-8")
+    assert run("topics", "add", "llm", "--name", "LLM", "--keywords", "language model")\
+        .exit_code == 0  # fmt: skip
+    assert run("papers", "import", str(path)).exit_code == 0
+    assert run("subscribers", "add", "a@example.org", "--topics", "llm", "--confirmed")\
+        .exit_code == 0  # fmt: skip
+
+    raw, message = _sent(run, settings)
+
+    assert len(raw) < 100_000  # the abstract is trimmed and the authors cut to "et al."
+    text = message.get_body(("plain",)).get_content()
+    assert "Author 0" in text and "et al." in text and "Author 9999" not in text
+
+
+def test_a_100_mb_csv_is_imported_as_a_stream(app, settings, env, tmp_path):
+    """The slow one (about a minute): generate 100 MB in chunks, import it in a child process."""
+    with app.transaction() as s:
+        f.topic(s, "llm")
+    path = tmp_path / "huge.csv"
+    name = "N" * 180  # long but valid names: fewer rows for the same bytes
+    rows = 0
+    with path.open("w", encoding="utf-8") as out:
+        out.write("email,name,topics\n")
+        while out.tell() < CSV_BYTES:
+            out.write("".join(f"r{rows + i}@example.com,{name},llm\n" for i in range(10_000)))
+            rows += 10_000
+    child = textwrap.dedent(
+        f"""
+        import resource
+        from newsletter.app import App
+        from newsletter.config import load_settings
+        from newsletter.subscribers import import_csv
+
+        app = App(load_settings())
+        with app.transaction() as session:
+            report = import_csv({str(path)!r}, session=session)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+        print(report.to_dict()["new"], peak)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", child], env=env | {"PATH": ""}, capture_output=True, text=True,
+        timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    inserted, peak_mb = map(int, done.stdout.split())
+    assert inserted == rows
+    print(f"100 MB CSV: {rows} rows, peak RSS {peak_mb} MB")
+    assert peak_mb < PEAK_RSS_LIMIT_MB, f"peak RSS {peak_mb} MB"
+    with app.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Subscriber)) == rows
+
+
+@pytest.mark.parametrize(
+    ("command", "code", "message"),
+    [
+        (["papers", "import"], 2, "empty"),
+        (["subscribers", "import"], 2, "empty"),
+        (["topics", "import"], 2, "topic"),
+        (["bounces", "process"], 0, "0 messages"),  # an empty mbox: no bounce to act on
+    ],
+)
+def test_an_empty_file_is_one_line_and_changes_nothing(run, app, settings, tmp_path, command,
+                                                       code, message):  # fmt: skip
+    path = tmp_path / "empty.txt"
+    path.write_bytes(b"")
+    before = dump_database(app.engine)
+
+    result = run(*command, str(path))
+
+    assert result.exit_code == code, result.output
+    assert result.output.count("\n") == 1 and message in result.output
+    assert dump_database(app.engine) == before
