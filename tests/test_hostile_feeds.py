@@ -1,0 +1,81 @@
+"""Hostile feeds through `newsletter papers fetch`: a clear error, a retry where it helps,
+and the database unchanged. Client-level cases are in test_fetch.py and test_sources.py."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import FIXTURES
+from tests.factories import dump_database
+from tests.feed_server import FeedServer, Reply
+
+HF = "/api/daily_papers"
+GOOD = Reply.file(FIXTURES / "hf_daily_papers_5.json")
+BOMB = (
+    b'<?xml version="1.0"?>\n<!DOCTYPE feed [<!ENTITY a "aaaaaaaaaa">'
+    b'<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]>'
+    b'<feed xmlns="http://www.w3.org/2005/Atom"><title>&c;</title></feed>'
+)
+
+
+@pytest.fixture
+def fetch(run, tmp_path):
+    (tmp_path / "newsletter.toml").write_text(
+        "http_backoff = 0.01\nhttp_retries = 3\nhttp_timeout = 0.5\narxiv_request_interval = 0\n"
+    )
+
+    def go(source: str, *replies: Reply):
+        path = HF if source == "hf" else "/api/query"
+        with FeedServer() as server:
+            server.add(path, *replies)
+            result = run("papers", "fetch", "--source", source, "--url", server.url,
+                         "--date", "2026-07-31", "--category", "cs.CL")  # fmt: skip
+            return result, len(server.requests)
+
+    return go
+
+
+@pytest.mark.parametrize(
+    ("source", "reply", "message"),
+    [
+        ("hf", Reply(body=GOOD.body[: len(GOOD.body) // 2]), "truncated or invalid JSON"),
+        ("hf", Reply(body=b"<html>sorry</html>", content_type="text/html"), "got text/html"),
+        ("arxiv", Reply(body=BOMB, content_type="application/atom+xml"), "entities"),
+        ("hf", Reply(status=500, headers={"Retry-After": "0"}), "HTTP 500"),
+        ("hf", Reply(status=429, headers={"Retry-After": "3600"}), "retry after 3600"),
+        ("hf", Reply(body=GOOD.body, delay=2.0), "timed out"),
+    ],
+)
+def test_a_bad_feed_is_one_clear_line_and_changes_nothing(fetch, app, source, reply, message):
+    before = dump_database(app.engine)
+
+    result, _ = fetch(source, reply)
+
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.output
+    assert dump_database(app.engine) == before
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Reply(status=429, headers={"Retry-After": "0"}),
+        Reply(status=503, headers={"Retry-After": "0"}),
+        Reply(body=GOOD.body, delay=2.0),
+    ],
+)
+def test_a_transient_fault_is_retried_and_the_listing_imported(fetch, fault):
+    result, requests = fetch("hf", fault, GOOD)
+
+    assert result.exit_code == 0, result.output
+    assert requests == 2 and "imported 5 papers" in result.stdout
+
+
+def test_a_4xx_or_a_malformed_document_is_not_retried(fetch):
+    _, requests = fetch("hf", Reply(status=404))
+    assert requests == 1
+    _, requests = fetch("hf", Reply(body=json.dumps({"error": "x"}).encode()))
+    assert requests == 1
