@@ -20,13 +20,14 @@ from defusedxml import (
 from newsletter.errors import InputError, NoListing
 
 TITLE_KEY_MAX = 512  # the width of papers.title_key
-_WS = re.compile(r"\s+")
+# Control characters go with whitespace: a NUL cannot be stored in PostgreSQL text.
+_WS = re.compile(r"[\s\x00-\x1f\x7f]+")
 # New-style ids (2606.00467) and old-style ones (math/0601001, hep-th/9901001v2).
 _ARXIV_ID = re.compile(r"(\d{4}\.\d{4,5}|[a-z][a-z.-]*/\d{7})(v\d+)?", re.IGNORECASE)
 
 
 def clean_text(value: Any) -> str:
-    """Collapse runs of whitespace (hard line breaks included) into single spaces."""
+    """Collapse runs of whitespace and control characters (NUL included) into single spaces."""
     if value is None:
         return ""
     return _WS.sub(" ", str(value)).strip()

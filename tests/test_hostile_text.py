@@ -1,0 +1,91 @@
+"""Hostile text: right-to-left and mixed scripts, emoji, combining marks, NUL, invalid UTF-8."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import mailbox
+from email.header import decode_header, make_header
+
+import pytest
+from sqlalchemy import select
+
+from newsletter.models import Paper
+from tests import factories as f
+from tests.factories import dump_database
+
+NAMES = [
+    "שלום עולם Ada",  # right to left, then left to right
+    "\u202eevil\u202c Eve",  # a right-to-left override
+    "Zoë 👩‍🔬 Δοκιμή 测试",  # emoji with a joiner, Greek, Chinese
+    "e\u0301\u0301\u0301 Combining",  # stacked combining accents
+]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_names_and_titles_in_any_script_reach_the_reader_unchanged(run, app, settings, name):
+    with app.transaction() as s:
+        t = f.topic(s, "llm")
+        f.paper(s, f"{name}: a paper", topics={t: 2.0})
+    added = run("subscribers", "add", "ada@example.org", "--name", name, "--topics", "llm",
+                "--confirmed")  # fmt: skip
+    assert added.exit_code == 0, added.output
+
+    assert run("send", "--date", f.DAY.isoformat()).exit_code == 0
+
+    [raw] = [bytes(m) for m in mailbox.Maildir(settings.transport.removeprefix("maildir:"))]
+    head = raw.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0]  # Maildir keeps LF line ends
+    assert head.isascii()  # every non-ASCII header value is RFC 2047 encoded
+    to = [h for h in head.replace(b"\n ", b" ").split(b"\n") if h.startswith(b"To: ")][0]
+    assert str(make_header(decode_header(to[4:].decode()))) == f"{name} <ada@example.org>"
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert name in str(message["Subject"])
+    assert name in message.get_body(("plain",)).get_content()
+
+
+@pytest.mark.parametrize("field", ["title", "abstract", "authors"])
+def test_nul_bytes_in_a_paper_file_never_reach_the_database(run, app, tmp_path, field):
+    paper = {"title": "A paper", "abstract": "Text.", "authors": ["Ada"], "arxiv_id": "2611.00001"}
+    paper[field] = ["Ada\x00Lovelace"] if field == "authors" else f"Bad\x00{field}"
+    path = tmp_path / "nul.json"
+    path.write_text(json.dumps([paper]), encoding="utf-8")
+
+    result = run("papers", "import", str(path), "--date", f.DAY.isoformat())
+
+    assert result.exit_code in (0, 2), result.output  # cleaned, or refused in one line
+    with app.sessions() as s:
+        for p in s.scalars(select(Paper)):
+            assert "\x00" not in p.title + p.abstract + "".join(p.authors)
+
+
+@pytest.mark.parametrize(
+    ("command", "data"),
+    [
+        (["papers", "import"], b'[{"title": "caf\xe9"}]'),
+        (["subscribers", "import"], b"email,name,topics\nada@example.org,Caf\xe9,llm\n"),
+        (["topics", "import"], b'[[topic]]\nslug = "x"\nname = "Caf\xe9"\n'),
+    ],
+)
+def test_invalid_utf8_is_one_line_and_changes_nothing(run, app, tmp_path, command, data):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes(data)
+    before = dump_database(app.engine)
+
+    result = run(*command, str(path))
+
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1
+    assert "UTF-8" in result.stderr or "utf-8" in result.stderr or "TOML" in result.stderr
+    assert dump_database(app.engine) == before
+
+
+def test_nul_in_a_csv_row_is_reported_by_line(run, app, tmp_path):
+    with app.transaction() as s:
+        f.topic(s, "llm")
+    path = tmp_path / "nul.csv"
+    path.write_bytes(b"email,name,topics\nada@example.org,Ada\x00X,llm\nbob@example.org,Bob,llm\n")
+
+    result = run("subscribers", "import", str(path), "--json")
+
+    assert result.exit_code == 1 and '"line": 2' in result.stdout
