@@ -142,7 +142,7 @@ def _qp_extend(out: list[bytes], text: str, parts: Filled | None) -> None:
             raise ValueError("a body needs one value between each two literals")
         # b2a_qp costs ~7 ns a byte: encode each literal shared by many recipients once.
         pieces: list[_QpPiece] = [_NO_PIECE] * (2 * len(literals) - 1)
-        pieces[0::2] = [_qp_literal(literal) for literal in literals]
+        pieces[0::2] = _qp_literals(literals)
         pieces[1::2] = [_qp_piece(value) if value else _NO_PIECE for value in values]
         _qp_join(out, pieces)
     if len(out) == start or not out[-1].endswith(CRLF):
@@ -180,6 +180,12 @@ def _qp_piece(text: str) -> _QpPiece:
 _NO_PIECE = _QpPiece(b"", 0, 0, False)
 # Literals are the renderer's shared parts: a few thousand per edition, a few KB each.
 _qp_literal = lru_cache(maxsize=QP_CACHE_SIZE)(_qp_piece)
+
+
+@lru_cache(maxsize=QP_CACHE_SIZE)
+def _qp_literals(literals: tuple[str, ...]) -> tuple[_QpPiece, ...]:
+    # Keyed by a body's tuple of literals, shared by all its recipients: one look-up, not 30.
+    return tuple([_qp_literal(literal) for literal in literals])
 
 
 def _qp_join(out: list[bytes], pieces: list[_QpPiece]) -> None:

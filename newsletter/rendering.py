@@ -246,6 +246,11 @@ def short_date(day: date) -> str:
 
 def one_line(value: object) -> str:
     """Collapse control characters and whitespace runs (CR and LF included) into single spaces."""
+    # Printable text has no whitespace but the space: nothing to do without a double or
+    # an outer one (the common case: names, titles, topics).
+    if type(value) is str and value.isprintable() and "  " not in value:
+        if value[:1] != " " and value[-1:] != " ":
+            return value
     return _SPACES.sub(" ", _CONTROL.sub(" ", str(value))).strip()
 
 
