@@ -10,8 +10,8 @@ from pathlib import Path
 from sqlalchemy import select
 
 from newsletter.app import App
-from newsletter.ingest import ingest_records, today_utc
-from newsletter.matching import match_papers
+from newsletter.fetching import store_records
+from newsletter.ingest import today_utc
 from newsletter.models import Subscriber, SubscriberStatus, Subscription, Topic, utcnow
 from newsletter.resources import shipped_dir
 from newsletter.selection import EditionPapers
@@ -51,14 +51,11 @@ def run_demo(
     seeds = shipped_dir("seeds")
     records = read_paper_file(seeds / SEED_PAGE, fmt="seed-text", listing_date=day)
     with app.transaction() as session:
-        import_topics(seeds / SEED_TOPICS, session=session)
-        ingested = ingest_records(records, session=session, listing_date=day)
-        stats = match_papers(
-            session=session, paper_ids=ingested.paper_ids, threshold=app.settings.match_threshold
-        )
+        topics = import_topics(seeds / SEED_TOPICS, session=session)
         _add_demo_subscribers(session)
-    echo(f"imported {ingested.total} seed papers for {day}; {stats.matches} topic matches")
-    report = DemoReport(day, ingested.total, stats.topics, stats.matches)
+    stored = store_records(app, records, day)
+    echo(f"imported {stored.papers} seed papers for {day}; {stored.topic_matches} topic matches")
+    report = DemoReport(day, stored.papers, len(topics.slugs), stored.topic_matches)
     report.send = send(app, day)
     report.digests = _digests(app, day)
     report.outbox, report.example_file = _outbox(app)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
@@ -13,14 +14,12 @@ import click
 from newsletter.app import App
 from newsletter.cli.common import echo_json, pass_app
 from newsletter.cli.common import parse_date as _parse_date
-from newsletter.ingest import ingest_records, today_utc
-from newsletter.matching import match_papers
+from newsletter.fetching import fetch_records, store_records
+from newsletter.ingest import today_utc
 from newsletter.papers import find_paper, latest_listing_date, list_papers, paper_as_dict
 from newsletter.sources import PaperRecord
-from newsletter.sources.arxiv import DEFAULT_CATEGORIES, fetch_arxiv
+from newsletter.sources.arxiv import DEFAULT_CATEGORIES
 from newsletter.sources.files import FORMATS, read_paper_file
-from newsletter.sources.hf import fetch_hf
-from newsletter.sources.http import RetryPolicy, make_source_client
 
 PROGRESS_MIN_FILES = 5  # fewer files parse in well under a second
 
@@ -108,22 +107,10 @@ def fetch(
       newsletter papers fetch --source arxiv --category cs.LG --category cs.CL
     """
     listing_date = _parse_date(day) or today_utc()
-    settings = app.settings
-    retry = RetryPolicy(tries=settings.http_retries, backoff=settings.http_backoff)
-    with make_source_client(settings, retry=retry) as client, _PageProgress() as progress:
-        if source == "hf":
-            records = fetch_hf(
-                listing_date, base_url=base_url or settings.hf_url, client=client, on_page=progress
-            )
-        else:
-            records = fetch_arxiv(
-                listing_date,
-                list(categories) or DEFAULT_CATEGORIES,
-                base_url=base_url or settings.arxiv_api_url,
-                client=client,
-                spacing=settings.arxiv_request_interval,
-                on_page=progress,
-            )
+    with _PageProgress() as progress:
+        records = fetch_records(
+            app, source, listing_date, categories=categories, base_url=base_url, on_page=progress
+        )
     _report(_store(app, records, listing_date), as_json)
 
 
@@ -152,20 +139,7 @@ class _PageProgress:
 
 def _store(app: App, records: list[PaperRecord], listing_date: date | None) -> dict[str, Any]:
     """Ingest the records and match them to topics in one transaction."""
-    with app.transaction() as session:
-        stats = ingest_records(records, session=session, listing_date=listing_date or today_utc())
-        matched = match_papers(
-            session=session, paper_ids=stats.paper_ids, threshold=app.settings.match_threshold
-        )
-    return {
-        "papers": stats.total,
-        "listing_dates": stats.listing_dates,
-        "new": stats.inserted,
-        "updated": stats.updated,
-        "unchanged": stats.unchanged,
-        "topic_matches": matched.matches,
-        "paper_ids": stats.paper_ids,
-    }
+    return dataclasses.asdict(store_records(app, records, listing_date or today_utc()))
 
 
 def _report(summary: dict[str, Any], as_json: bool) -> None:
