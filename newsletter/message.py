@@ -22,6 +22,7 @@ from newsletter.rendering import Filled, Recipient, RenderedDigest, one_line, sa
 
 CRLF = b"\r\n"
 SOFT_BREAK = b"=\r\n"
+DOT = ord(".")
 MAX_LINE = 78  # RFC 5322: lines SHOULD stay within 78 characters
 ONE_CLICK = b"List-Unsubscribe-Post: List-Unsubscribe=One-Click"
 # dkimpy's defaults leave List-Unsubscribe-Post out; RFC 8058 requires it to be signed.
@@ -88,6 +89,33 @@ def build_message(
     dkim: DkimSigner | None = None,
 ) -> bytes:
     """Assemble a multipart/alternative email (text, then HTML) as CRLF bytes, ready to send."""
+    return build_message_data(
+        rendered,
+        recipient=recipient,
+        settings=settings,
+        message_id=message_id,
+        date=date,
+        list_unsubscribe_url=list_unsubscribe_url,
+        list_unsubscribe_mailto=list_unsubscribe_mailto,
+        dkim=dkim,
+    )[0]
+
+
+def build_message_data(
+    rendered: RenderedDigest,
+    *,
+    recipient: Recipient,
+    settings: Settings,
+    message_id: str,
+    date: datetime | None = None,
+    list_unsubscribe_url: str,
+    list_unsubscribe_mailto: str | None,
+    dkim: DkimSigner | None = None,
+) -> tuple[bytes, bool]:
+    """Build the message as build_message does; also tell whether no line starts with a dot.
+
+    A message with no such line needs no SMTP dot-stuffing: the client can skip a scan.
+    """
     header_lines = [
         b"From: " + _from_header(settings.from_address),
         b"To: " + _address_header(recipient.name, recipient.email, "To"),
@@ -105,23 +133,27 @@ def build_message(
     boundary = b"=_dpn_" + _IDS.next().encode("ascii")
     header_lines.append(b'Content-Type: multipart/alternative;\r\n boundary="' + boundary + b'"')
     # One list and one join for the whole message: a 40 KB body is copied only once.
-    out = [CRLF.join(header_lines), CRLF + CRLF]
+    headers = CRLF.join(header_lines)
+    # Folded header lines start with a space; a dot could only come from a bad value.
+    dots = headers[:1] == b"." or b"\r\n." in headers
+    out = [headers, CRLF + CRLF]
     for subtype, kind in ((b"plain", "text"), (b"html", "html")):
         out += (b"--", boundary, CRLF, _PART_HEADERS % subtype, CRLF, CRLF)
-        _encode_into(out, rendered, kind)
+        dots |= _encode_into(out, rendered, kind)
         out.append(CRLF)
     out += (b"--", boundary, b"--", CRLF)
     message = b"".join(out)
-    return dkim.sign(message) + message if dkim is not None else message
+    if dkim is not None:
+        return dkim.sign(message) + message, False
+    return message, not dots
 
 
-def _encode_into(out: list[bytes], rendered: RenderedDigest, kind: str) -> None:
+def _encode_into(out: list[bytes], rendered: RenderedDigest, kind: str) -> bool:
     """Encode the text or html of a digest, from its shared parts when it has them."""
     parts = rendered.text_parts if kind == "text" else rendered.html_parts
     if parts is not None:
-        _qp_extend(out, "", parts)  # the joined string is never needed
-    else:
-        _qp_extend(out, rendered.text if kind == "text" else rendered.html, None)
+        return _qp_extend(out, "", parts)  # the joined string is never needed
+    return _qp_extend(out, rendered.text if kind == "text" else rendered.html, None)
 
 
 def _qp_body(text: str, parts: Filled | None) -> bytes:
@@ -131,11 +163,14 @@ def _qp_body(text: str, parts: Filled | None) -> bytes:
     return b"".join(out)
 
 
-def _qp_extend(out: list[bytes], text: str, parts: Filled | None) -> None:
-    """Append the quoted-printable pieces of a body to out; the last ends with a line break."""
+def _qp_extend(out: list[bytes], text: str, parts: Filled | None) -> bool:
+    """Append the quoted-printable pieces of a body to out; the last ends with a line break.
+
+    Return whether a line of it starts with a dot.
+    """
     start = len(out)
     if parts is None:
-        _qp_join(out, [_qp_piece(text)])
+        dots = _qp_join(out, [_qp_piece(text)])
     else:
         literals, values = parts.literals, parts.values
         if len(values) != len(literals) - 1:
@@ -144,9 +179,10 @@ def _qp_extend(out: list[bytes], text: str, parts: Filled | None) -> None:
         pieces: list[_QpPiece] = [_NO_PIECE] * (2 * len(literals) - 1)
         pieces[0::2] = _qp_literals(literals)
         pieces[1::2] = [_qp_piece(value) if value else _NO_PIECE for value in values]
-        _qp_join(out, pieces)
+        dots = _qp_join(out, pieces)
     if len(out) == start or not out[-1].endswith(CRLF):
         out.append(CRLF)
+    return dots
 
 
 class _QpPiece(NamedTuple):
@@ -156,12 +192,13 @@ class _QpPiece(NamedTuple):
     first: int
     last: int
     multiline: bool
+    dotted: bool  # a line after its first starts with "."
 
 
 def _qp_piece(text: str) -> _QpPiece:
     # Most recipient values (names, addresses, links) are short and need no encoding.
     if len(text) < QP_LINE and text != "." and _QP_UNCHANGED.fullmatch(text):
-        return _QpPiece(text.encode("ascii"), len(text), len(text), False)
+        return _QpPiece(text.encode("ascii"), len(text), len(text), False, False)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     encoded = binascii.b2a_qp(text.encode("utf-8"), quotetabs=False, istext=True, header=False)
     data = encoded.replace(b"\n", CRLF)
@@ -174,10 +211,10 @@ def _qp_piece(text: str) -> _QpPiece:
         data = data[: len(data) - len(tail)] + tail[:cut] + b"=" + CRLF + tail[cut:]
         head, newline, _ = data.partition(CRLF)
         tail = tail[cut:]
-    return _QpPiece(data, len(head), len(tail), bool(newline))
+    return _QpPiece(data, len(head), len(tail), bool(newline), b"\r\n." in data)
 
 
-_NO_PIECE = _QpPiece(b"", 0, 0, False)
+_NO_PIECE = _QpPiece(b"", 0, 0, False, False)
 # Literals are the renderer's shared parts: a few thousand per edition, a few KB each.
 _qp_literal = lru_cache(maxsize=QP_CACHE_SIZE)(_qp_piece)
 
@@ -188,18 +225,25 @@ def _qp_literals(literals: tuple[str, ...]) -> tuple[_QpPiece, ...]:
     return tuple([_qp_literal(literal) for literal in literals])
 
 
-def _qp_join(out: list[bytes], pieces: list[_QpPiece]) -> None:
-    """Append encoded pieces to out, with a soft break wherever two would make a too-long line."""
+def _qp_join(out: list[bytes], pieces: list[_QpPiece]) -> bool:
+    """Append encoded pieces to out, with a soft break wherever two would make a too-long line.
+
+    Return whether a line of the result starts with a dot.
+    """
     append = out.append
     column = 0  # invariant: column < QP_LINE, so a soft-break "=" always fits
-    for data, first, last, multiline in pieces:
+    dots = False
+    for data, first, last, multiline, dotted in pieces:
         if not data:
             continue
         if column and column + first >= QP_LINE:
             append(SOFT_BREAK)
             column = 0
+        if dotted or (not column and data[0] == DOT):
+            dots = True
         append(data)
         column = last if multiline else column + last
+    return dots
 
 
 def envelope_sender(settings: Settings) -> str:

@@ -9,7 +9,7 @@ from urllib.parse import quote
 from newsletter.bounces import verp_address
 from newsletter.config import Settings
 from newsletter.message import (
-    build_message,
+    build_message_data,
     envelope_sender,
     make_dkim_signer,
     make_message_id,
@@ -143,7 +143,7 @@ class MessagePreparer:
         else:
             rendered = self.renderer.render_empty(self.edition, recipient)
         message_id = make_message_id(self.settings)
-        data = build_message(
+        data, dot_free = build_message_data(
             rendered,
             recipient=recipient,
             settings=self.settings,
@@ -160,6 +160,7 @@ class MessagePreparer:
                 recipient=recipient.email,
                 data=data,
                 crlf_only=True,
+                dot_free=dot_free,
             ),
             message_id=message_id,
             paper_ids=[p.paper_id for p in papers],

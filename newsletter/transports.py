@@ -67,6 +67,7 @@ class OutgoingMessage:
     recipient: str
     data: bytes
     crlf_only: bool = False
+    dot_free: bool = False  # no line starts with ".": SMTP need not dot-stuff it
 
 
 @dataclass(frozen=True)
@@ -253,7 +254,11 @@ class SmtpTransport(Transport):
     async def _deliver(self, conn: SmtpConnection, message: OutgoingMessage) -> SendResult:
         try:
             reply = await conn.deliver(
-                message.sender, message.recipient, message.data, crlf_only=message.crlf_only
+                message.sender,
+                message.recipient,
+                message.data,
+                crlf_only=message.crlf_only,
+                dot_free=message.dot_free,
             )
         except BaseException:
             conn.abort()
