@@ -141,11 +141,6 @@ def edition_sender(
     )
 
 
-def owed_count(app: App, listing_date: date | None = None) -> int:
-    """Return how many deliveries of the edition are still owed (planned or not yet planned)."""
-    return preview_plan(app, listing_date).pending
-
-
 def edition_status(app: App, listing_date: date | None = None) -> dict[str, object]:
     """Return the edition's delivery counts per status."""
     with app.sessions() as session:

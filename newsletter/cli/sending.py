@@ -50,11 +50,11 @@ def send(
         result = sending.send_test_copy(app, to, listing_date, force=force)
         click.echo(f"test copy sent to {to}: {result.reply}")
         return
-    owed = sending.owed_count(app, listing_date)
+    preview = sending.preview_plan(app, listing_date)  # what planning would owe; writes nothing
     if dry_run:
-        stats = sending.preview_plan(app, listing_date)
-        _print_plan(stats, as_json, dry_run=True)
+        _print_plan(preview, as_json, dry_run=True)
         return
+    owed = preview.pending
     _confirm_large_send(min(owed, limit or owed), app.settings.confirm_above, yes)
     report = sending.send(
         app,
