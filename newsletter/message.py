@@ -175,10 +175,11 @@ def _qp_extend(out: list[bytes], text: str, parts: Filled | None) -> bool:
         literals, values = parts.literals, parts.values
         if len(values) != len(literals) - 1:
             raise ValueError("a body needs one value between each two literals")
-        # b2a_qp costs ~7 ns a byte: encode each literal shared by many recipients once.
-        pieces: list[_QpPiece] = [_NO_PIECE] * (2 * len(literals) - 1)
-        pieces[0::2] = _qp_literals(literals)
-        pieces[1::2] = [_qp_piece(value) if value else _NO_PIECE for value in values]
+        # Most values are empty (structural slots): the literals around them join once per body.
+        chunks, slots = _qp_plan(literals, bytes(map(bool, values)))
+        pieces: list[_QpPiece] = [_NO_PIECE] * (2 * len(chunks) - 1)
+        pieces[0::2] = chunks
+        pieces[1::2] = [_qp_piece(values[slot]) for slot in slots]
         dots = _qp_join(out, pieces)
     if len(out) == start or not out[-1].endswith(CRLF):
         out.append(CRLF)
@@ -223,6 +224,42 @@ _qp_literal = lru_cache(maxsize=QP_CACHE_SIZE)(_qp_piece)
 def _qp_literals(literals: tuple[str, ...]) -> tuple[_QpPiece, ...]:
     # Keyed by a body's tuple of literals, shared by all its recipients: one look-up, not 30.
     return tuple([_qp_literal(literal) for literal in literals])
+
+
+@lru_cache(maxsize=QP_CACHE_SIZE)
+def _qp_plan(
+    literals: tuple[str, ...], filled: bytes
+) -> tuple[tuple[_QpPiece, ...], tuple[int, ...]]:
+    """Merge the encoded literals that no filled value separates; return them and those slots.
+
+    A merged chunk keeps the line lengths of a piece: placed after a column where its first
+    line does not fit, the join breaks before it, so its lines stay within QP_LINE.
+    """
+    # b2a_qp costs ~7 ns a byte: encode each literal shared by many recipients once.
+    pieces = _qp_literals(literals)
+    chunks: list[_QpPiece] = []
+    slots: list[int] = []
+    run = [pieces[0]]
+    for slot, is_filled in enumerate(filled):
+        if is_filled:
+            chunks.append(_qp_merge(run))
+            slots.append(slot)
+            run = []
+        run.append(pieces[slot + 1])
+    chunks.append(_qp_merge(run))
+    return tuple(chunks), tuple(slots)
+
+
+def _qp_merge(run: list[_QpPiece]) -> _QpPiece:
+    """Join encoded pieces, from the start of a line, into one piece."""
+    if len(run) == 1:
+        return run[0]
+    out: list[bytes] = []
+    _qp_join(out, run)
+    data = b"".join(out)
+    head, newline, _ = data.partition(CRLF)
+    tail = data.rpartition(CRLF)[2]
+    return _QpPiece(data, len(head), len(tail), bool(newline), b"\r\n." in data)
 
 
 def _qp_join(out: list[bytes], pieces: list[_QpPiece]) -> bool:

@@ -24,6 +24,7 @@ from newsletter.errors import ConfigError, InputError
 from newsletter.message import (
     DkimSigner,
     _qp_body,
+    _qp_extend,
     build_message,
     envelope_sender,
     make_dkim_signer,
@@ -270,6 +271,28 @@ def test_cached_qp_pieces_decode_to_the_body(literals: list[str], data: st.DataO
         expected += "\n"
     assert _decode_qp(encoded) == expected
     assert _decode_qp(_qp_body(body, None)) == expected
+
+
+_short = st.text(st.sampled_from("ab.= \u00e9\n"), max_size=90)
+
+
+@given(literals=st.lists(_short, min_size=2, max_size=40), data=st.data())
+def test_merged_literals_decode_for_any_filled_slots(
+    literals: list[str], data: st.DataObject
+) -> None:
+    # One body, two recipients: the literals between empty slots are joined once and reused
+    # after values of other lengths, so a merged chunk lands at many columns.
+    for _ in range(2):
+        slot = st.one_of(st.just(""), _short)
+        values = data.draw(st.lists(slot, min_size=len(literals) - 1, max_size=len(literals) - 1))
+        parts = Filled(tuple(literals), tuple(values))
+        out: list[bytes] = []
+        dots = _qp_extend(out, "", parts)
+        encoded = b"".join(out)
+        assert max(len(line) for line in encoded.split(b"\r\n")) <= 76
+        assert dots == (encoded.startswith(b".") or b"\r\n." in encoded)
+        expected = parts.join().replace("\r\n", "\n").replace("\r", "\n")
+        assert _decode_qp(encoded) == expected + ("" if expected.endswith("\n") else "\n")
 
 
 def _decode_qp(encoded: bytes) -> str:
