@@ -189,7 +189,7 @@ def _qp_extend(out: list[bytes], text: str, parts: Filled | None) -> bool:
 class _QpPiece(NamedTuple):
     """Quoted-printable bytes of a fragment, with the lengths of its first and last lines."""
 
-    data: bytes
+    data: bytes | tuple[bytes, ...]  # a tuple for a merged run of literals
     first: int
     last: int
     multiline: bool
@@ -251,15 +251,16 @@ def _qp_plan(
 
 
 def _qp_merge(run: list[_QpPiece]) -> _QpPiece:
-    """Join encoded pieces, from the start of a line, into one piece."""
+    """Join encoded pieces, from the start of a line, into one piece of shared byte strings."""
     if len(run) == 1:
         return run[0]
     out: list[bytes] = []
     _qp_join(out, run)
-    data = b"".join(out)
+    data = b"".join(out)  # only to measure: the piece keeps the literals' own bytes
     head, newline, _ = data.partition(CRLF)
     tail = data.rpartition(CRLF)[2]
-    return _QpPiece(data, len(head), len(tail), bool(newline), b"\r\n." in data)
+    parts = tuple([part for part in out if part])
+    return _QpPiece(parts, len(head), len(tail), bool(newline), b"\r\n." in data)
 
 
 def _qp_join(out: list[bytes], pieces: list[_QpPiece]) -> bool:
@@ -267,7 +268,7 @@ def _qp_join(out: list[bytes], pieces: list[_QpPiece]) -> bool:
 
     Return whether a line of the result starts with a dot.
     """
-    append = out.append
+    append, extend = out.append, out.extend
     column = 0  # invariant: column < QP_LINE, so a soft-break "=" always fits
     dots = False
     for data, first, last, multiline, dotted in pieces:
@@ -276,9 +277,14 @@ def _qp_join(out: list[bytes], pieces: list[_QpPiece]) -> bool:
         if column and column + first >= QP_LINE:
             append(SOFT_BREAK)
             column = 0
-        if dotted or (not column and data[0] == DOT):
-            dots = True
-        append(data)
+        if type(data) is bytes:
+            if dotted or (not column and data[0] == DOT):
+                dots = True
+            append(data)
+        else:  # a merged run of literals: extend by its parts instead of copying them
+            if dotted or (not column and data[0][0] == DOT):
+                dots = True
+            extend(data)
         column = last if multiline else column + last
     return dots
 
