@@ -53,6 +53,14 @@ def _lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
+def _wait_until_received(sender: subprocess.Popen, count_file: Path, count: int) -> None:
+    """Wait (at most two minutes) until the server has counted `count` messages."""
+    deadline = time.monotonic() + 120
+    while len(_lines(count_file)) < count and time.monotonic() < deadline:
+        assert sender.poll() is None, sender.communicate()
+        time.sleep(0.01)
+
+
 def test_kill_9_mid_send_loses_nobody_and_doubles_at_most_the_in_flight(app, env, tmp_path):
     with app.transaction() as s:
         topics = [f.topic(s, f"t{i}") for i in range(5)]
@@ -68,10 +76,7 @@ def test_kill_9_mid_send_loses_nobody_and_doubles_at_most_the_in_flight(app, env
             "NEWSLETTER_TRANSPORT": f"smtp://127.0.0.1:{port}?connections={CONNECTIONS}",
         }
         sender = _send(run_env, tmp_path)
-        deadline = time.monotonic() + 120
-        while len(_lines(count_file)) < SUBSCRIBERS // 3 and time.monotonic() < deadline:
-            assert sender.poll() is None, sender.communicate()
-            time.sleep(0.01)
+        _wait_until_received(sender, count_file, SUBSCRIBERS // 3)
         os.kill(sender.pid, signal.SIGKILL)
         sender.communicate(timeout=30)
         at_kill = len(_lines(count_file))

@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from newsletter import sending
 from newsletter.leases import acquire_lease, lease_holder
 from newsletter.models import Delivery, DeliveryStatus, Lease, utcnow
 from tests import factories as f
-from tests.test_crash_safety import _lines, _send, _start_server
+from tests.test_crash_safety import _lines, _send, _start_server, _wait_until_received
 
 SIGTERM_SUBSCRIBERS = 3000
 CONNECTIONS = 4
@@ -163,10 +162,7 @@ def test_sigterm_mid_send_leaves_no_row_claimed_and_a_rerun_finishes(app, env, t
             "NEWSLETTER_TRANSPORT": f"smtp://127.0.0.1:{port}?connections={CONNECTIONS}",
         }
         sender = _send(run_env, tmp_path)
-        deadline = time.monotonic() + 120
-        while len(_lines(count_file)) < SIGTERM_SUBSCRIBERS // 3 and time.monotonic() < deadline:
-            assert sender.poll() is None, sender.communicate()
-            time.sleep(0.01)
+        _wait_until_received(sender, count_file, SIGTERM_SUBSCRIBERS // 3)
         sender.send_signal(signal.SIGTERM)
         out, err = sender.communicate(timeout=30)  # a bounded exit: it does not finish the run
         at_stop = len(_lines(count_file))
