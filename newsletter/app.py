@@ -37,6 +37,20 @@ class App:
         self._schema_checked = True
         return migrated
 
+    @cached_property
+    def read_sessions(self) -> sessionmaker[Session]:
+        self.ensure_schema()
+        return db.make_session_factory(db.read_only_engine(self.engine))
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """Yield a session for reads only: on SQLite it never holds or waits for the write lock."""
+        with self.read_sessions() as session:
+            try:
+                yield session
+            finally:
+                session.rollback()
+
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """Yield a session in one transaction that commits on success."""

@@ -17,6 +17,7 @@ from newsletter.errors import ConfigError
 log = logging.getLogger(__name__)
 
 MIGRATIONS = "newsletter:migrations"
+READ_ONLY = "newsletter_read_only"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -49,10 +50,19 @@ def _make_sqlite_engine(url) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(conn):  # noqa: ANN001
-        # Take the write lock up front: avoids SQLITE_BUSY on read-then-write upgrades.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the write lock up front: avoids SQLITE_BUSY on read-then-write
+        # upgrades. Readers (read_only_engine) begin deferred and never wait for writers.
+        if conn.get_execution_options().get(READ_ONLY):
+            conn.exec_driver_sql("BEGIN DEFERRED")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def read_only_engine(engine: Engine) -> Engine:
+    """Return a view of the engine whose transactions only read: they take no write lock."""
+    return engine.execution_options(**{READ_ONLY: True})
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

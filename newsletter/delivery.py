@@ -576,12 +576,16 @@ class EditionSender:
 
 def _load_recipients(
     conn: Connection, subscriber_ids: list[int]
-) -> dict[int, tuple[str, str, int, tuple[int, ...]]]:
-    """Load (email, name, max papers, topic ids) for each subscriber id."""
+) -> dict[int, tuple[str, str, int, tuple[int, ...], str]]:
+    """Load (email, name, max papers, topic ids, link key) for each subscriber id."""
     rows = conn.execute(
-        select(Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.max_papers).where(
-            Subscriber.id.in_(subscriber_ids)
-        )
+        select(
+            Subscriber.id,
+            Subscriber.email,
+            Subscriber.name,
+            Subscriber.max_papers,
+            Subscriber.link_key,
+        ).where(Subscriber.id.in_(subscriber_ids))
     ).all()
     topics: dict[int, list[int]] = {sid: [] for sid in subscriber_ids}
     for sid, tid in conn.execute(
@@ -590,4 +594,4 @@ def _load_recipients(
         )
     ):
         topics[sid].append(tid)
-    return {r[0]: (r[1], r[2] or "", r[3], tuple(sorted(topics[r[0]]))) for r in rows}
+    return {r[0]: (r[1], r[2] or "", r[3], tuple(sorted(topics[r[0]])), r[4]) for r in rows}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import secrets
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -35,6 +36,14 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+LINK_KEY_BYTES = 12  # 16 URL-safe characters: never repeats, short in a link
+
+
+def new_link_key() -> str:
+    """Return a fresh random key for a subscriber's links (see newsletter.tokens)."""
+    return secrets.token_urlsafe(LINK_KEY_BYTES)
 
 
 def utcnow() -> datetime:
@@ -162,7 +171,11 @@ class Subscriber(Base):
 
     __tablename__ = "subscribers"
     # Addresses that differ only in ASCII case are one subscriber; the database enforces it.
-    __table_args__ = (Index("uq_subscribers_email_lower", func.lower(text("email")), unique=True),)
+    # AUTOINCREMENT: SQLite would otherwise give a deleted row's id to the next sign-up.
+    __table_args__ = (
+        Index("uq_subscribers_email_lower", func.lower(text("email")), unique=True),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
@@ -188,10 +201,68 @@ class Subscriber(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     confirmed_at: Mapped[datetime | None] = mapped_column()
     unsubscribed_at: Mapped[datetime | None] = mapped_column()
+    # Part of every link token: rotating it (or deleting the row) kills every earlier link.
+    link_key: Mapped[str] = mapped_column(String(32), default=new_link_key)
 
     subscriptions: Mapped[list[Subscription]] = relationship(
         back_populates="subscriber", cascade="all, delete-orphan"
     )
+    consent_events: Mapped[list[ConsentEvent]] = relationship(
+        back_populates="subscriber",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="ConsentEvent.id",
+    )
+
+
+class QueuedMail(Base):
+    """A sign-up request or a transactional email, waiting to be handled after commit.
+
+    The web answers a sign-up by storing one of these and nothing else, the same for every
+    address; the mail queue decides what the request calls for and sends it, outside any
+    request and without holding a database lock while the relay answers.
+    """
+
+    __tablename__ = "mail_queue"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # "signup" (still to decide), then "confirm" or "manage" (an email to send).
+    kind: Mapped[str] = mapped_column(String(16))
+    email: Mapped[str] = mapped_column(String(320))
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    done_at: Mapped[datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class ConsentEvent(Base):
+    """One entry of a subscriber's consent history: sign-up, confirmation, opt-out, ...
+
+    Append-only: what a subscriber agreed to, and when they withdrew, is never overwritten.
+    """
+
+    __tablename__ = "consent_events"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(64), default="web")
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    ip: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(String(500), default="")
+    # The sign-up's choices, kept until it is confirmed, and the consent text shown.
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    subscriber: Mapped[Subscriber] = relationship(back_populates="consent_events")
 
 
 class Subscription(Base):
@@ -250,6 +321,8 @@ class Delivery(Base):
         UniqueConstraint("edition_id", "subscriber_id"),
         # The claim query scans owed rows of one edition in id order.
         Index("ix_deliveries_owed", "edition_id", "status", "next_attempt_at"),
+        # Return paths name delivery ids: a deleted row's id must never come back.
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -334,6 +407,8 @@ class BounceEvent(Base):
 
 __all__ = [
     "BounceEvent",
+    "ConsentEvent",
+    "QueuedMail",
     "Lease",
     "RateLimit",
     "Delivery",
@@ -349,5 +424,6 @@ __all__ = [
     "SubscriberStatus",
     "Subscription",
     "Topic",
+    "new_link_key",
     "utcnow",
 ]

@@ -19,8 +19,9 @@ from newsletter.selection import EditionPapers
 from newsletter.tokens import make_token, unsubscribe_url
 from newsletter.transports import OutgoingMessage
 
-# A claimed delivery: key, attempts, subscriber id, email, name, max papers, topic ids.
-Row = tuple[int, int, int, str, str, int, tuple[int, ...]]
+# A claimed delivery: key, attempts, subscriber id, email, name, max papers, topic ids,
+# link key.
+Row = tuple[int, int, int, str, str, int, tuple[int, ...], str]
 
 
 @dataclass(frozen=True)
@@ -37,12 +38,12 @@ class Prepared:
         return self.message.key
 
 
-def unsubscribe_mailto(settings: Settings, subscriber_id: int) -> str:
+def unsubscribe_mailto(settings: Settings, subscriber_id: int, link_key: str) -> str:
     """Return the mailto: form of List-Unsubscribe, carrying the same signed token."""
     sender = envelope_sender(settings)
     domain = sender.rpartition("@")[2] or "localhost"
     address = settings.extra.get("unsubscribe_mailto") or f"unsubscribe@{domain}"
-    token = make_token(settings, "unsubscribe", subscriber_id)
+    token = make_token(settings, "unsubscribe", subscriber_id, link_key)
     # The space quoted apart: quote() is fast for a token, which needs no escaping.
     return f"mailto:{address}?subject=unsubscribe%20{quote(token)}"
 
@@ -84,11 +85,12 @@ class MessagePreparer:
         name: str,
         max_papers: int,
         topic_ids: tuple[int, ...],
+        link_key: str,
     ) -> Prepared | None:
         """Build the message, or None when there is nothing to send and no note is wanted."""
         papers = self._choose(subscriber_id, topic_ids, max_papers)
         return self._prepare(
-            key, attempts, subscriber_id, email, name, max_papers, topic_ids, papers
+            key, attempts, subscriber_id, email, name, max_papers, topic_ids, link_key, papers
         )
 
     def warm(self, rows: Sequence[Row]) -> None:
@@ -114,6 +116,7 @@ class MessagePreparer:
         name: str,
         max_papers: int,
         topic_ids: tuple[int, ...],
+        link_key: str,
         papers: tuple[DigestPaper, ...],
     ) -> Prepared | None:
         if not papers and self.empty_policy == "skip":
@@ -122,7 +125,7 @@ class MessagePreparer:
         if names is None:
             names = tuple(sorted(self.papers.topic_names[t] for t in topic_ids))
             self._topic_names[topic_ids] = names
-        recipient = Recipient(subscriber_id=subscriber_id, email=email, name=name, topics=names)
+        recipient = Recipient(subscriber_id, email, name, names, link_key)
         return self.build(key, attempts, recipient, papers)
 
     def _choose(
@@ -148,8 +151,12 @@ class MessagePreparer:
             recipient=recipient,
             settings=self.settings,
             message_id=message_id,
-            list_unsubscribe_url=unsubscribe_url(self.settings, recipient.subscriber_id),
-            list_unsubscribe_mailto=unsubscribe_mailto(self.settings, recipient.subscriber_id),
+            list_unsubscribe_url=unsubscribe_url(
+                self.settings, recipient.subscriber_id, recipient.link_key
+            ),
+            list_unsubscribe_mailto=unsubscribe_mailto(
+                self.settings, recipient.subscriber_id, recipient.link_key
+            ),
             dkim=self.dkim,
         )
         return Prepared(

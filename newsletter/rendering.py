@@ -66,6 +66,7 @@ class Recipient:
     email: str
     name: str
     topics: tuple[str, ...]
+    link_key: str = "none"  # the subscriber's key in link tokens (see newsletter.tokens)
 
 
 @dataclass(frozen=True)
@@ -618,8 +619,12 @@ class DigestRenderer:
             "greeting": f"Hi {name}," if name else "Hello,",
             "email": one_line(recipient.email),
             "topics": topics or "no topics yet",
-            "unsubscribe_url": tokens.unsubscribe_url(self.settings, recipient.subscriber_id),
-            "manage_url": tokens.manage_url(self.settings, recipient.subscriber_id),
+            "unsubscribe_url": tokens.unsubscribe_url(
+                self.settings, recipient.subscriber_id, recipient.link_key
+            ),
+            "manage_url": tokens.manage_url(
+                self.settings, recipient.subscriber_id, recipient.link_key
+            ),
         }
 
 

@@ -165,7 +165,7 @@ def _recipient_for(app: App, email: str, papers: EditionPapers) -> tuple[Recipie
             )
         )
     names = tuple(sorted(papers.topic_names[t] for t in topic_ids))
-    recipient = Recipient(subscriber_id=sub.id, email=sub.email, name=sub.name, topics=names)
+    recipient = Recipient(sub.id, sub.email, sub.name, names, sub.link_key)
     return recipient, topic_ids, sub.max_papers
 
 

@@ -9,8 +9,10 @@ so every web process shares them; their keys are keyed hashes, not addresses or 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import hmac
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,18 +29,22 @@ from newsletter.config import Settings
 from newsletter.errors import InputError, NotFound, TransportError
 from newsletter.message import envelope_sender, make_message_id
 from newsletter.models import (
+    ConsentEvent,
     Delivery,
     DeliveryStatus,
     Frequency,
+    QueuedMail,
     RateLimit,
     Subscriber,
     SubscriberStatus,
     Subscription,
     Topic,
+    new_link_key,
     utcnow,
 )
 from newsletter.rendering import DEFAULT_LIST_NAME, make_jinja_env
 from newsletter.subscribers import email_key, get_subscriber, subscriber_to_dict, suppressed
+from newsletter.tokens import LinkClaim
 from newsletter.transports import Outcome, OutgoingMessage, make_transport
 
 FORM_VERSION = "subscribe-form-1"
@@ -49,6 +55,8 @@ CONSENT_TEXT = (
     "time with the links in every email."
 )
 UNSUBSCRIBED_REASON = "unsubscribed"
+SIGNUP = "signup"
+GONE = "this link belongs to a subscription that no longer exists"
 _HEADER_UNSAFE = frozenset("\r\n\x00")
 
 
@@ -117,6 +125,7 @@ class Notice:
     subscriber_id: int
     email: str
     name: str
+    link_key: str = "none"
 
 
 def list_name(settings: Settings) -> str:
@@ -168,6 +177,48 @@ def _insert_missing(session: Session, values: dict[str, Any]) -> Any:
 # --- subscribe and confirm --------------------------------------------------------------
 
 
+def request_signup(
+    email: str,
+    prefs: Preferences,
+    consent: ConsentRecord,
+    *,
+    session: Session,
+    settings: Settings,
+    now: datetime | None = None,
+) -> QueuedMail:
+    """Queue a sign-up from the form; the mail queue decides what it calls for later.
+
+    The same work for every address, whatever its state, so neither the answer nor its
+    timing tells anyone who subscribes. Raises RateLimited when the network asks too often.
+    """
+    now = now or utcnow()
+    limits = Limits.from_settings(settings)
+    ip_key = rate_key(settings, "subscribe-ip", network_of(consent.ip))
+    hour = timedelta(hours=1)
+    if not take_rate_limit(
+        ip_key, limit=limits.subscribe_per_ip_per_hour, window=hour, session=session, now=now
+    ):
+        raise RateLimited("too many sign-ups from your network: please try again in an hour")
+    payload = {"prefs": _prefs_to_dict(prefs), "consent": consent.to_dict(now)}
+    queued = QueuedMail(kind=SIGNUP, email=email, payload=payload, created_at=now)
+    queued.next_attempt_at = now
+    session.add(queued)
+    session.flush()
+    return queued
+
+
+def network_of(ip: str) -> str:
+    """Return what a visitor's rate limit counts: the address, or its /64 for IPv6."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
+        # One IPv6 host commonly holds a whole /64: counting addresses would not limit it.
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address.ipv4_mapped or address)
+
+
 def subscribe(
     email: str,
     prefs: Preferences,
@@ -177,37 +228,71 @@ def subscribe(
     settings: Settings,
     now: datetime | None = None,
 ) -> Notice | None:
-    """Record a sign-up and return the email it calls for (None: send nothing).
+    """Record a sign-up in the address's history and return the email it calls for.
 
-    Raises RateLimited when the network asks too often. Whatever the address's state,
-    the caller must answer the same way, so no one can learn who subscribes.
+    A stranger may type anyone's address, so nothing already stored changes here: a new
+    address becomes a pending row; for a known one the choices wait in the history until
+    the mailbox's owner confirms. A confirmed reader gets a link to their preferences.
     """
     now = now or utcnow()
-    limits = Limits.from_settings(settings)
-    ip_key = rate_key(settings, "subscribe-ip", consent.ip)
-    hour = timedelta(hours=1)
-    if not take_rate_limit(
-        ip_key, limit=limits.subscribe_per_ip_per_hour, window=hour, session=session, now=now
-    ):
-        raise RateLimited("too many sign-ups from your network: please try again in an hour")
     if suppressed(session, [email]):
         return None
     subscriber = _existing(email, session=session)
-    kind = "manage" if subscriber and subscriber.status == SubscriberStatus.CONFIRMED else "confirm"
     if subscriber is None:
-        subscriber = Subscriber(email=email, created_at=now)
+        subscriber = Subscriber(email=email, created_at=now, status=SubscriberStatus.PENDING)
+        subscriber.consent_source = "web"
+        subscriber.consent = consent.to_dict(now)
+        _apply(subscriber, prefs)
         session.add(subscriber)
+    kind = "manage" if subscriber.status == SubscriberStatus.CONFIRMED else "confirm"
     if kind == "confirm":
-        # A stranger may type anyone's address: only unconfirmed rows take the form's choices.
-        _start_pending(subscriber, prefs, consent, now)
+        details = {"prefs": _prefs_to_dict(prefs), "consent": consent.to_dict(now)}
+        record_event(subscriber, "signup", consent.ip, consent.user_agent, details, now=now)
     session.flush()
+    limits = Limits.from_settings(settings)
     mail_key = rate_key(settings, "mail", email_key(email))
     interval = timedelta(minutes=limits.mail_interval_minutes)
     if not take_rate_limit(mail_key, limit=1, window=interval, session=session, now=now):
         return None
     if kind == "confirm":
         subscriber.confirmation_sent_at = now
-    return Notice(kind, subscriber.id, subscriber.email, subscriber.name)
+    # An unconfirmed name is never echoed: it is whatever a stranger typed.
+    name = subscriber.name if kind == "manage" else ""
+    return Notice(kind, subscriber.id, subscriber.email, name, subscriber.link_key)
+
+
+def record_event(
+    subscriber: Subscriber,
+    kind: str,
+    ip: str = "",
+    user_agent: str = "",
+    details: dict[str, Any] | None = None,
+    *,
+    source: str = "web",
+    now: datetime | None = None,
+) -> None:
+    """Append one entry to the subscriber's consent history (never rewritten)."""
+    subscriber.consent_events.append(
+        ConsentEvent(
+            kind=kind,
+            source=source,
+            at=now or utcnow(),
+            ip=ip,
+            user_agent=user_agent[:500],
+            details=details or {},
+        )
+    )
+
+
+def _prefs_to_dict(prefs: Preferences) -> dict[str, Any]:
+    return {**dataclasses.asdict(prefs), "frequency": prefs.frequency.value}
+
+
+def _prefs_from_dict(data: dict[str, Any]) -> Preferences:
+    fields = {k: v for k, v in data.items() if k in Preferences.__dataclass_fields__}
+    fields["topic_ids"] = tuple(fields.get("topic_ids", ()))
+    fields["frequency"] = Frequency(fields.get("frequency", Frequency.DAILY.value))
+    return Preferences(**fields)
 
 
 def _existing(email: str, *, session: Session) -> Subscriber | None:
@@ -217,19 +302,9 @@ def _existing(email: str, *, session: Session) -> Subscriber | None:
         return None
 
 
-def _start_pending(
-    subscriber: Subscriber, prefs: Preferences, consent: ConsentRecord, now: datetime
-) -> None:
-    subscriber.status = SubscriberStatus.PENDING
-    subscriber.confirmed_at = None
-    subscriber.unsubscribed_at = None
-    subscriber.consent_source = "web"
-    subscriber.consent = consent.to_dict(now)
-    _apply(subscriber, prefs)
-
-
-def _apply(subscriber: Subscriber, prefs: Preferences) -> None:
-    subscriber.name = prefs.name
+def _apply(subscriber: Subscriber, prefs: Preferences, *, name: bool = True) -> None:
+    if name:
+        subscriber.name = prefs.name
     subscriber.frequency = prefs.frequency
     subscriber.weekly_day = prefs.weekly_day
     subscriber.delivery_hour = prefs.hour
@@ -242,32 +317,67 @@ def _apply(subscriber: Subscriber, prefs: Preferences) -> None:
 
 
 def load_subscriber(subscriber_id: int, *, session: Session) -> Subscriber:
-    """Return the subscriber a token names, or raise NotFound (deleted or purged since)."""
+    """Return a subscriber by id, or raise NotFound (deleted or purged since)."""
     subscriber = session.scalar(
         select(Subscriber)
         .where(Subscriber.id == subscriber_id)
         .options(selectinload(Subscriber.subscriptions).selectinload(Subscription.topic))
     )
     if subscriber is None:
-        raise NotFound("this link belongs to a subscription that no longer exists")
+        raise NotFound(GONE)
+    return subscriber
+
+
+def check_link(claim: LinkClaim, *, session: Session) -> Subscriber:
+    """Return the subscriber a link was made for, or raise NotFound.
+
+    The link key must match the row's: a link outlives neither a deletion nor a new
+    subscription, whatever id the database hands out later.
+    """
+    subscriber = load_subscriber(claim.subscriber_id, session=session)
+    if not hmac.compare_digest(subscriber.link_key.encode(), claim.key.encode()):
+        raise NotFound(GONE)
     return subscriber
 
 
 def confirm(subscriber_id: int, *, session: Session, now: datetime | None = None) -> Subscriber:
-    """Confirm a pending subscriber (idempotent); refuse one who unsubscribed since."""
+    """Confirm the newest sign-up of a subscriber (idempotent once confirmed).
+
+    The choices made with that sign-up take effect now. Someone who had unsubscribed is
+    subscribed again, under a new link key: links from the old subscription stop working.
+    """
+    now = now or utcnow()
     subscriber = load_subscriber(subscriber_id, session=session)
-    if subscriber.status == SubscriberStatus.PENDING:
-        subscriber.status = SubscriberStatus.CONFIRMED
-        subscriber.confirmed_at = now or utcnow()
-        # A new dict: the JSON column only notices reassignment, not changes in place.
-        subscriber.consent = {
-            **subscriber.consent,
-            "confirmed_at": subscriber.confirmed_at.isoformat(),
-        }
-    elif subscriber.status != SubscriberStatus.CONFIRMED:
+    if subscriber.status == SubscriberStatus.CONFIRMED:
+        return subscriber
+    signup = _open_signup(subscriber)
+    if signup is None:
         raise InputError("this confirmation link is no longer valid: please subscribe again")
+    if subscriber.status != SubscriberStatus.PENDING:
+        subscriber.link_key = new_link_key()
+        subscriber.unsubscribed_at = None
+    if "prefs" in signup.details:
+        _apply(subscriber, _prefs_from_dict(signup.details["prefs"]))
+    subscriber.status = SubscriberStatus.CONFIRMED
+    subscriber.confirmed_at = now
+    subscriber.consent_source = "web"
+    subscriber.consent = {**signup.details.get("consent", {}), "confirmed_at": now.isoformat()}
+    record_event(subscriber, "confirm", now=now)
     session.flush()
     return subscriber
+
+
+def _open_signup(subscriber: Subscriber) -> ConsentEvent | None:
+    """Return the newest sign-up not overtaken by an opt-out, if any."""
+    for event in reversed(subscriber.consent_events):
+        if event.kind == "signup":
+            return event
+        if event.kind in ("unsubscribe", "confirm"):
+            break
+    if subscriber.status == SubscriberStatus.PENDING and not subscriber.consent_events:
+        # A row from before the consent history: its sign-up is the row itself.
+        return ConsentEvent(kind="signup", details={"consent": subscriber.consent})
+    return None
 
 
 # --- preferences, unsubscribe, GDPR -----------------------------------------------------
@@ -284,7 +394,7 @@ def update_preferences(subscriber_id: int, prefs: Preferences, *, session: Sessi
 
 
 def unsubscribe(
-    subscriber_id: int, *, session: Session, now: datetime | None = None
+    subscriber_id: int, *, session: Session, now: datetime | None = None, source: str = "web"
 ) -> Subscriber | None:
     """Unsubscribe (idempotent) and skip their unsent deliveries; None if already deleted."""
     subscriber = session.get(Subscriber, subscriber_id)
@@ -293,6 +403,7 @@ def unsubscribe(
     if subscriber.status != SubscriberStatus.UNSUBSCRIBED:
         subscriber.status = SubscriberStatus.UNSUBSCRIBED
         subscriber.unsubscribed_at = now or utcnow()
+        record_event(subscriber, "unsubscribe", source=source, now=subscriber.unsubscribed_at)
     session.execute(
         update(Delivery)
         .where(
@@ -311,6 +422,7 @@ def resubscribe(subscriber_id: int, *, session: Session) -> Subscriber:
     if subscriber.status == SubscriberStatus.UNSUBSCRIBED and subscriber.confirmed_at:
         subscriber.status = SubscriberStatus.CONFIRMED
         subscriber.unsubscribed_at = None
+        record_event(subscriber, "resubscribe")
     elif subscriber.status != SubscriberStatus.CONFIRMED:
         raise InputError("this subscription cannot be resumed here: please subscribe again")
     session.flush()
@@ -323,6 +435,11 @@ def export_my_data(subscriber_id: int, *, session: Session) -> dict[str, Any]:
     data = subscriber_to_dict(subscriber, consent=True)
     data.update(paused=subscriber.paused, weekly_day=subscriber.weekly_day)
     data["confirmation_sent_at"] = subscriber.confirmation_sent_at
+    data["consent_history"] = [
+        {"kind": e.kind, "source": e.source, "at": e.at, "ip": e.ip, "user_agent": e.user_agent}
+        | ({"details": e.details} if e.details else {})
+        for e in subscriber.consent_events
+    ]
     rows = session.execute(
         select(Delivery).where(Delivery.subscriber_id == subscriber_id).order_by(Delivery.id)
     ).scalars()
@@ -378,6 +495,10 @@ def purge_pending(*, session: Session, older_than: timedelta, now: datetime | No
     # Windows are at most a day long: older counters only take space.
     day_ago = (now or utcnow()) - timedelta(days=1)
     session.execute(delete(RateLimit).where(RateLimit.window_start < day_ago))
+    # Handled sign-ups keep an address typed by anyone: forget them once handled.
+    session.execute(
+        delete(QueuedMail).where(QueuedMail.done_at.is_not(None), QueuedMail.done_at < day_ago)
+    )
     return len(ids)
 
 
@@ -397,8 +518,8 @@ def build_notice(settings: Settings, notice: Notice, *, now: datetime | None = N
         "list_name": list_name(settings),
         "name": notice.name,
         "email": notice.email,
-        "confirm_url": tokens.confirm_url(settings, notice.subscriber_id),
-        "manage_url": tokens.manage_url(settings, notice.subscriber_id),
+        "confirm_url": tokens.confirm_url(settings, notice.subscriber_id, notice.link_key),
+        "manage_url": tokens.manage_url(settings, notice.subscriber_id, notice.link_key),
         "confirm_hours": Limits.from_settings(settings).confirm_max_age_hours,
         "postal_address": settings.postal_address,
         "base_url": settings.base_url,

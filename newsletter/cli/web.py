@@ -37,17 +37,20 @@ def serve(app: App, host: str, port: int, threads: int, debug: bool) -> None:
     Example:
       newsletter serve --host 127.0.0.1 --port 8000
     """
-    from newsletter.web import create_app
+    from newsletter.web import create_app, waitress_proxy_options
 
     app.ensure_schema()
-    web = create_app(app.settings, app=app)
+    proxy = waitress_proxy_options(app.settings)
+    web = create_app(app.settings, app=app, proxy_fix=debug or not proxy)
+    # Sign-ups and their emails wait in the database; send what an earlier run left.
+    web.extensions["newsletter_mail_queue"].start()
     click.echo(f"Serving {app.settings.base_url} on http://{host}:{port}", err=True)
     if debug:
         web.run(host=host, port=port, debug=True, use_reloader=False)
         return
     import waitress
 
-    waitress.serve(web, host=host, port=port, threads=threads, ident="newsletter")
+    waitress.serve(web, host=host, port=port, threads=threads, ident="newsletter", **proxy)
 
 
 @click.command("purge-pending")

@@ -16,6 +16,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from newsletter import rendering
 from newsletter.app import App
 from newsletter.config import Settings, load_settings
+from newsletter.mail_queue import MailQueue
 from newsletter.resources import shipped_dir
 from newsletter.web import security, views
 
@@ -30,8 +31,12 @@ class NewsletterFlask(Flask):
         self.logger.error("Exception on %s [%s]", path, request.method, exc_info=exc_info)
 
 
-def create_app(settings: Settings, *, app: App | None = None) -> Flask:
-    """Build the Flask app for one instance; `app` shares an existing App (tests, CLI)."""
+def create_app(settings: Settings, *, app: App | None = None, proxy_fix: bool = True) -> Flask:
+    """Build the Flask app for one instance; `app` shares an existing App (tests, CLI).
+
+    `proxy_fix=False` when the WSGI server already reads the proxy's headers (as
+    `newsletter serve` has waitress do): they must be read once, by one party.
+    """
     if not settings.secret_key:
         raise ValueError("settings.secret_key is empty: links and forms cannot be signed")
     web = NewsletterFlask(__name__, static_folder="static", static_url_path="/static")
@@ -43,7 +48,9 @@ def create_app(settings: Settings, *, app: App | None = None) -> Flask:
         MAX_FORM_PARTS=200,
         TRAP_HTTP_EXCEPTIONS=False,
     )
-    web.extensions["newsletter"] = app or App(settings)
+    core = app or App(settings)
+    web.extensions["newsletter"] = core
+    web.extensions["newsletter_mail_queue"] = MailQueue(core)
     web.jinja_options = {
         "loader": _template_loader(settings),
         "undefined": jinja2.StrictUndefined,
@@ -60,7 +67,7 @@ def create_app(settings: Settings, *, app: App | None = None) -> Flask:
     security.init_security(web)
     views.init_views(web)
     proxies = settings.web_proxy_count
-    if proxies:
+    if proxies and proxy_fix:
         # Behind a reverse proxy the client's address is in X-Forwarded-For.
         web.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             web.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies
@@ -85,4 +92,18 @@ def create_app_from_env() -> Flask:
     settings = load_settings()
     core = App(settings)
     core.ensure_schema()
-    return create_app(settings, app=core)
+    web = create_app(settings, app=core)
+    web.extensions["newsletter_mail_queue"].start()
+    return web
+
+
+def waitress_proxy_options(settings: Settings) -> dict[str, Any]:
+    """Return waitress's options for reading X-Forwarded-* from `web_proxy_count` proxies."""
+    if not settings.web_proxy_count:
+        return {}
+    return {
+        "trusted_proxy": "*",
+        "trusted_proxy_count": settings.web_proxy_count,
+        "trusted_proxy_headers": "x-forwarded-for x-forwarded-proto x-forwarded-host",
+        "clear_untrusted_proxy_headers": True,
+    }

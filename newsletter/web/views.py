@@ -7,6 +7,7 @@ import logging
 from datetime import date
 from functools import cache
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import available_timezones
 
 from flask import (
@@ -22,14 +23,17 @@ from flask import (
 )
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RequestRedirect
 
 from newsletter import subscriptions as service
 from newsletter import tokens
 from newsletter.app import App
 from newsletter.config import Settings
 from newsletter.errors import InputError, NotFound, TransportError
-from newsletter.models import Subscriber
+from newsletter.mail_queue import MailQueue
+from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.subscriptions import ConsentRecord, Limits, RateLimited
+from newsletter.tokens import LinkClaim
 from newsletter.web import archive, forms
 from newsletter.web.security import csrf_exempt
 
@@ -52,11 +56,19 @@ def _settings() -> Settings:
     return current_app.config["NEWSLETTER_SETTINGS"]
 
 
-def _subscriber_id(purpose: str, token: str) -> int:
+def _mail_queue() -> MailQueue:
+    return current_app.extensions["newsletter_mail_queue"]
+
+
+def _claim(purpose: str, token: str) -> LinkClaim:
     max_age = None
     if purpose == "confirm":
         max_age = Limits.from_settings(_settings()).confirm_max_age_hours * 3600
     return tokens.read_token(_settings(), purpose, token, max_age=max_age)
+
+
+def _token(purpose: str, subscriber: Subscriber) -> str:
+    return tokens.make_token(_settings(), purpose, subscriber.id, subscriber.link_key)
 
 
 @cache
@@ -84,7 +96,7 @@ def _subscribe_page(
 
 @bp.get("/")
 def subscribe_form() -> Any:
-    with _core().sessions() as session:
+    with _core().reading() as session:
         topics = service.active_topics(session=session)
     return _subscribe_page(topics, forms.subscribe_values(_settings()), {})
 
@@ -104,12 +116,12 @@ def subscribe_submit() -> Any:
             user_agent=request.user_agent.string,
             text=service.consent_text(settings),
         )
-        notice = service.subscribe(
+        # Only queued here: the same work for every address, and no lock held while the
+        # relay answers. The mail queue decides and sends after the commit.
+        service.request_signup(
             result.email, result.prefs, consent, session=session, settings=settings
         )
-        if notice is not None:
-            # Inside the transaction: if the email cannot go out, nothing is recorded.
-            service.send_notice(settings, notice)
+    _mail_queue().wake()
     return redirect(url_for(".check_inbox"), 303)
 
 
@@ -119,18 +131,34 @@ def check_inbox() -> Any:
 
 
 @bp.get("/confirm/<token>")
+def confirm_page(token: str) -> Any:
+    # Never confirms: mail filters fetch (GET or HEAD) every link in an email. The page's
+    # button, or its script for readers with JavaScript, sends the POST that confirms.
+    claim = _claim("confirm", token)
+    with _core().reading() as session:
+        subscriber = service.check_link(claim, session=session)
+        confirmed = subscriber.status == SubscriberStatus.CONFIRMED
+    if confirmed:
+        manage_token = _token("manage", subscriber)
+        return redirect(url_for(".manage_page", token=manage_token, done="confirmed"), 303)
+    return render_template("web/confirm.html", token=token, email=subscriber.email)
+
+
+@bp.post("/confirm/<token>")
 def confirm(token: str) -> Any:
-    subscriber_id = _subscriber_id("confirm", token)
+    claim = _claim("confirm", token)
     with _core().transaction() as session:
-        service.confirm(subscriber_id, session=session)
-        return _manage_page(subscriber_id, session, banner="confirmed")
+        subscriber = service.check_link(claim, session=session)
+        subscriber = service.confirm(subscriber.id, session=session)
+        manage_token = _token("manage", subscriber)
+    return redirect(url_for(".manage_page", token=manage_token, done="confirmed"), 303)
 
 
 # --- preferences ------------------------------------------------------------------------
 
 
 def _manage_page(
-    subscriber_id: int,
+    subscriber: Subscriber,
     session: Any,
     *,
     banner: str | None = None,
@@ -138,8 +166,6 @@ def _manage_page(
     errors: dict[str, str] | None = None,
     status: int = 200,
 ) -> Any:
-    subscriber = service.load_subscriber(subscriber_id, session=session)
-    settings = _settings()
     page = render_template(
         "web/manage.html",
         subscriber=subscriber,
@@ -147,36 +173,43 @@ def _manage_page(
         values=values or forms.subscriber_values(subscriber),
         errors=errors or {},
         banner=BANNERS.get(banner or ""),
-        manage_token=tokens.make_token(settings, "manage", subscriber_id),
-        unsubscribe_token=tokens.make_token(settings, "unsubscribe", subscriber_id),
+        manage_token=_token("manage", subscriber),
+        unsubscribe_token=_token("unsubscribe", subscriber),
         weekdays=forms.WEEKDAYS,
     )
     return page, status
 
 
-@bp.route("/manage/<token>", methods=["GET", "POST"])
+@bp.get("/manage/<token>")
+def manage_page(token: str) -> Any:
+    claim = _claim("manage", token)
+    with _core().reading() as session:
+        subscriber = service.check_link(claim, session=session)
+        return _manage_page(subscriber, session, banner=request.args.get("done"))
+
+
+@bp.post("/manage/<token>")
 def manage(token: str) -> Any:
-    subscriber_id = _subscriber_id("manage", token)
+    claim = _claim("manage", token)
     with _core().transaction() as session:
-        if request.method == "GET":
-            return _manage_page(subscriber_id, session, banner=request.args.get("done"))
+        subscriber = service.check_link(claim, session=session)
         slugs = {t.slug: t.id for t in service.active_topics(session=session)}
         result = forms.parse_preferences(request.form, slugs)
         if not result.ok or result.prefs is None:
-            stored = service.load_subscriber(subscriber_id, session=session)
-            values = {**forms.subscriber_values(stored), **result.values}
+            values = {**forms.subscriber_values(subscriber), **result.values}
             return _manage_page(
-                subscriber_id, session, values=values, errors=result.errors, status=400
+                subscriber, session, values=values, errors=result.errors, status=400
             )
-        service.update_preferences(subscriber_id, result.prefs, session=session)
-    return redirect(url_for(".manage", token=token, done="saved"), 303)
+        service.update_preferences(subscriber.id, result.prefs, session=session)
+    return redirect(url_for(".manage_page", token=token, done="saved"), 303)
 
 
 @bp.post("/manage/<token>/export")
 def export(token: str) -> Response:
-    subscriber_id = _subscriber_id("manage", token)
-    with _core().sessions() as session:
-        data = service.export_my_data(subscriber_id, session=session)
+    claim = _claim("manage", token)
+    with _core().reading() as session:
+        subscriber = service.check_link(claim, session=session)
+        data = service.export_my_data(subscriber.id, session=session)
     body = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     response = Response(body, mimetype="application/json")
     response.headers["Content-Disposition"] = 'attachment; filename="my-newsletter-data.json"'
@@ -185,12 +218,13 @@ def export(token: str) -> Response:
 
 @bp.post("/manage/<token>/delete")
 def delete(token: str) -> Any:
-    subscriber_id = _subscriber_id("manage", token)
+    claim = _claim("manage", token)
     with _core().transaction() as session:
+        subscriber = service.check_link(claim, session=session)
         if request.form.get("confirm_delete") != "yes":
             errors = {"confirm_delete": "Tick the box to confirm that everything should go."}
-            return _manage_page(subscriber_id, session, errors=errors, status=400)
-        service.delete_my_data(subscriber_id, session=session)
+            return _manage_page(subscriber, session, errors=errors, status=400)
+        service.delete_my_data(subscriber.id, session=session)
     return render_template("web/deleted.html")
 
 
@@ -200,13 +234,17 @@ def delete(token: str) -> Any:
 @bp.get("/unsubscribe/<token>")
 def unsubscribe_page(token: str) -> Any:
     # Never unsubscribes: link scanners and previews fetch every GET in an email.
-    subscriber_id = _subscriber_id("unsubscribe", token)
-    with _core().sessions() as session:
-        subscriber = session.get(Subscriber, subscriber_id)
-    manage_token = tokens.make_token(_settings(), "manage", subscriber_id)
-    return render_template(
-        "web/unsubscribe.html", subscriber=subscriber, token=token, manage_token=manage_token
-    )
+    claim = _claim("unsubscribe", token)
+    with _core().reading() as session:
+        subscriber = _linked_or_none(claim, session)
+    return render_template("web/unsubscribe.html", subscriber=subscriber, token=token)
+
+
+def _linked_or_none(claim: LinkClaim, session: Any) -> Subscriber | None:
+    try:
+        return service.check_link(claim, session=session)
+    except NotFound:
+        return None
 
 
 @bp.post("/unsubscribe/<token>")
@@ -214,22 +252,26 @@ def unsubscribe_page(token: str) -> Any:
 def unsubscribe(token: str) -> Any:
     # RFC 8058: a POST from the mail client, without cookies or a CSRF token; the signed
     # token is the authority. Answer 200 with the page, never a redirect.
-    subscriber_id = _subscriber_id("unsubscribe", token)
+    claim = _claim("unsubscribe", token)
     if request.form.get(ONE_CLICK[0]) != ONE_CLICK[1]:
         abort(400, "Expected the form field List-Unsubscribe=One-Click.")
     with _core().transaction() as session:
-        subscriber = service.unsubscribe(subscriber_id, session=session)
+        # A link of a deleted subscription has no one left to unsubscribe: same answer.
+        subscriber = _linked_or_none(claim, session)
+        if subscriber is not None:
+            service.unsubscribe(subscriber.id, session=session)
         can_resume = subscriber is not None and subscriber.confirmed_at is not None
     return render_template("web/unsubscribed.html", token=token, can_resume=can_resume)
 
 
 @bp.post("/resubscribe/<token>")
 def resubscribe(token: str) -> Any:
-    subscriber_id = _subscriber_id("unsubscribe", token)
+    # The unsubscribe link can undo itself, nothing more: preferences need the manage link.
+    claim = _claim("unsubscribe", token)
     with _core().transaction() as session:
-        service.resubscribe(subscriber_id, session=session)
-    manage_token = tokens.make_token(_settings(), "manage", subscriber_id)
-    return redirect(url_for(".manage", token=manage_token, done="resumed"), 303)
+        subscriber = service.check_link(claim, session=session)
+        service.resubscribe(subscriber.id, session=session)
+    return render_template("web/resumed.html")
 
 
 # --- archive ----------------------------------------------------------------------------
@@ -243,7 +285,7 @@ def _public(response: Any) -> Response:
 
 @bp.get("/archive")
 def archive_index() -> Response:
-    with _core().sessions() as session:
+    with _core().reading() as session:
         editions = archive.list_editions(session=session)
     return _public(render_template("web/archive.html", editions=editions))
 
@@ -254,7 +296,7 @@ def archive_edition(day: str) -> Response:
         listing_date = date.fromisoformat(day)
     except ValueError:
         abort(404)
-    with _core().sessions() as session:
+    with _core().reading() as session:
         if not archive.edition_exists(listing_date, session=session):
             abort(404)
         sections = archive.edition_sections(listing_date, session=session)
@@ -271,7 +313,7 @@ def archive_edition(day: str) -> Response:
 
 @bp.get("/archive.atom")
 def archive_feed() -> Response:
-    with _core().sessions() as session:
+    with _core().reading() as session:
         editions = archive.list_editions(session=session, limit=archive.FEED_ENTRIES)
     body = render_template(
         "web/archive.atom.xml", editions=editions, base=_settings().base_url.rstrip("/")
@@ -281,7 +323,7 @@ def archive_feed() -> Response:
 
 @bp.get("/healthz")
 def health() -> Response:
-    with _core().sessions() as session:
+    with _core().reading() as session:
         session.execute(text("SELECT 1"))
     return Response("ok\n", mimetype="text/plain")
 
@@ -294,6 +336,8 @@ def _error_page(status: int, title: str, message: str) -> Any:
 
 
 def _http_error(exc: HTTPException) -> Any:
+    if isinstance(exc, RequestRedirect):
+        return _routing_redirect(exc)
     code = exc.code or 500
     messages = {
         404: "There is no page at this address.",
@@ -304,6 +348,15 @@ def _http_error(exc: HTTPException) -> Any:
     default = messages.get(code, exc.description or "")
     message = default if code in messages and not _custom(exc) else exc.description or default
     return _error_page(code, exc.name, message)
+
+
+def _routing_redirect(exc: RequestRedirect) -> Response:
+    """Redirect within our own site: never to the host a request's Host header names."""
+    target = urlsplit(exc.new_url)
+    base = urlsplit(_settings().base_url)
+    path = base.path.rstrip("/") + target.path
+    location = urlunsplit((base.scheme, base.netloc, path, target.query, ""))
+    return redirect(location, exc.code)
 
 
 def _custom(exc: HTTPException) -> bool:
