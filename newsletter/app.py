@@ -45,11 +45,9 @@ class App:
     @contextmanager
     def reading(self) -> Iterator[Session]:
         """Yield a session for reads only: on SQLite it never holds or waits for the write lock."""
+        # Closing ends the transaction without expiring what was loaded (no rollback()).
         with self.read_sessions() as session:
-            try:
-                yield session
-            finally:
-                session.rollback()
+            yield session
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

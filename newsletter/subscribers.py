@@ -44,6 +44,7 @@ from newsletter.models import (
     Subscription,
     Suppression,
     Topic,
+    new_link_key,
     utcnow,
 )
 
@@ -597,6 +598,7 @@ class _Importer:
             "timezone": row.timezone or self.defaults.timezone,
             "delivery_hour": self.defaults.hour if row.hour is None else row.hour,
             "max_papers": self.defaults.max_papers if row.max_papers is None else row.max_papers,
+            "link_key": new_link_key(),
         }
 
     def _status_constants(self, status: SubscriberStatus, now: datetime) -> dict[str, Any]:

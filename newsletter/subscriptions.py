@@ -213,10 +213,12 @@ def network_of(ip: str) -> str:
         address = ipaddress.ip_address(ip)
     except ValueError:
         return ip
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
         # One IPv6 host commonly holds a whole /64: counting addresses would not limit it.
         return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return str(address.ipv4_mapped or address)
+    return str(address)
 
 
 def subscribe(

@@ -68,7 +68,7 @@ def build(
         "settings": settings,
         "message_id": "<abc123@news.example.test>",
         "date": SENT_AT,
-        "list_unsubscribe_url": tokens.unsubscribe_url(settings, recipient.subscriber_id),
+        "list_unsubscribe_url": tokens.unsubscribe_url(settings, recipient.subscriber_id, "none"),
         "list_unsubscribe_mailto": MAILTO,
     }
     options.update(kw)
@@ -94,7 +94,7 @@ def test_headers_and_parts(settings: Settings) -> None:
     raw = build(settings, ann, rendered)
     assert_crlf_only(raw)
     message = parse(raw)
-    unsubscribe = tokens.unsubscribe_url(settings, 1)
+    unsubscribe = tokens.unsubscribe_url(settings, 1, "none")
     assert list(message.keys()) == [
         "From",
         "To",
@@ -235,7 +235,7 @@ def test_optional_mailto_and_default_date(settings: Settings) -> None:
     message = parse(
         build(settings, ann, render(settings, ann), list_unsubscribe_mailto=None, date=None)
     )
-    assert message["List-Unsubscribe"] == f"<{tokens.unsubscribe_url(settings, 1)}>"
+    assert message["List-Unsubscribe"] == f"<{tokens.unsubscribe_url(settings, 1, 'none')}>"
     assert message["To"] == "ann@example.org"
     assert before <= message["Date"].datetime <= datetime.now(UTC) + timedelta(seconds=1)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import string
 from datetime import date
 
 import pytest
@@ -14,6 +15,7 @@ from newsletter import tokens
 from newsletter.config import Settings
 from newsletter.errors import InputError, NoListing, SourceError
 from newsletter.message import build_message
+from newsletter.models import new_link_key
 from newsletter.rendering import Recipient, RenderedDigest, one_line
 from newsletter.sources.common import normalise_title
 from newsletter.sources.files import PARSERS, parse_paper_bytes
@@ -26,6 +28,7 @@ SETTINGS = Settings(
     from_address="Daily Papers <papers@news.example.test>",
 )
 PURPOSES = ("unsubscribe", "manage", "confirm")
+LINK_KEY_ALPHABET = string.ascii_letters + string.digits + "-_"
 _json_text = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
@@ -54,10 +57,14 @@ def test_json_parsers_raise_only_their_own_errors_on_any_json_shape(doc, fmt):
 
 
 @FAST
-@given(subscriber_id=st.integers(min_value=1, max_value=2**53), purpose=st.sampled_from(PURPOSES))
-def test_tokens_round_trip(subscriber_id, purpose):
-    token = tokens.make_token(SETTINGS, purpose, subscriber_id)
-    assert tokens.read_token(SETTINGS, purpose, token) == subscriber_id
+@given(
+    subscriber_id=st.integers(min_value=1, max_value=2**53),
+    purpose=st.sampled_from(PURPOSES),
+    key=st.text(alphabet=LINK_KEY_ALPHABET, min_size=1, max_size=64),
+)
+def test_tokens_round_trip(subscriber_id, purpose, key):
+    token = tokens.make_token(SETTINGS, purpose, subscriber_id, key)
+    assert tokens.read_token(SETTINGS, purpose, token) == tokens.LinkClaim(subscriber_id, key)
 
 
 @FAST
@@ -68,7 +75,7 @@ def test_tokens_round_trip(subscriber_id, purpose):
     char=st.characters(codec="ascii", categories=["L", "N", "P"]),
 )
 def test_any_changed_character_makes_a_token_invalid(subscriber_id, purpose, position, char):
-    token = tokens.make_token(SETTINGS, purpose, subscriber_id)
+    token = tokens.make_token(SETTINGS, purpose, subscriber_id, new_link_key())
     i = position % len(token)
     assume(token[i] != char)
     tampered = token[:i] + char + token[i + 1 :]
@@ -81,10 +88,11 @@ def test_any_changed_character_makes_a_token_invalid(subscriber_id, purpose, pos
 def test_arbitrary_text_is_never_a_valid_token(text):
     for purpose in PURPOSES:
         try:
-            subscriber_id = tokens.read_token(SETTINGS, purpose, text)
+            claim = tokens.read_token(SETTINGS, purpose, text)
         except InputError:
             continue
-        assert text == tokens.make_token(SETTINGS, purpose, subscriber_id)  # only a real one
+        # only a real one
+        assert text == tokens.make_token(SETTINGS, purpose, claim.subscriber_id, claim.key)
 
 
 @FAST

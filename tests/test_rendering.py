@@ -82,8 +82,8 @@ def test_digest_has_papers_links_and_footer(settings: Settings) -> None:
         assert "▲ 3" in part
         assert "Desiree Cho, Cameron Tice, Bernie Hogan et al." in part
         assert "You receive this because you follow: Alignment, LLMs, Robotics" in part
-        assert tokens.unsubscribe_url(settings, 1) in part
-        assert tokens.manage_url(settings, 1) in part
+        assert tokens.unsubscribe_url(settings, 1, "none") in part
+        assert tokens.manage_url(settings, 1, "none") in part
         assert "https://news.example.test/archive/2025-11-27" in part
         assert "1 Test Street, Testville" in part
         assert "Hi Ann," in part
@@ -91,7 +91,7 @@ def test_digest_has_papers_links_and_footer(settings: Settings) -> None:
     assert 'href="https://github.com/desBugger/constitutional-mt"' in digest.html
     assert digest.html.count(">Code</a>") == 2  # the third paper has no code
     assert 'class="tag"' in digest.html and ">Alignment</span>" in digest.html
-    unsubscribe = re.escape(tokens.unsubscribe_url(settings, 1))
+    unsubscribe = re.escape(tokens.unsubscribe_url(settings, 1, "none"))
     assert re.search(f'<a href="{unsubscribe}"[^>]*>Unsubscribe</a>', digest.html)
 
 
@@ -176,7 +176,7 @@ def test_css_is_inlined_once_per_skeleton_and_fragment(settings: Settings) -> No
     assert renderer.stats.inlines == 1
     assert renderer.stats.hits == 24
     assert len({d.html for d in digests}) == 25  # each has its own name and links
-    assert tokens.unsubscribe_url(settings, 24) in digests[24].html
+    assert tokens.unsubscribe_url(settings, 24, "none") in digests[24].html
     renderer.render(EDITION, papers[:2], ANN)  # two papers: a new skeleton
     renderer.render(EDITION, sample_papers(topics=("LLMs",)), ANN)  # new tags: new fragments
     renderer.render(EditionInfo(date(2025, 11, 28)), papers, ANN)  # another day
@@ -298,7 +298,7 @@ def test_placeholders_survive_inlining_inside_attributes(settings: Settings) -> 
     digest = renderer.render(EDITION, sample_papers(), ANN)
     assert len(calls) == 1
     assert renderer._placeholders.unsubscribe_url in calls[0]
-    assert f'href="{tokens.manage_url(settings, 1)}"' in digest.html
+    assert f'href="{tokens.manage_url(settings, 1, "none")}"' in digest.html
 
 
 def test_subject_is_one_trimmed_line(settings: Settings) -> None:
@@ -317,7 +317,7 @@ def test_empty_note(settings: Settings) -> None:
     assert note.subject == "Your daily papers — Nov 27: nothing new on your topics"
     assert "No new papers matched your topics" in note.text
     assert "No new papers matched your topics (Alignment, LLMs, Robotics)" in note.html
-    assert tokens.unsubscribe_url(settings, 1) in note.html
+    assert tokens.unsubscribe_url(settings, 1, "none") in note.html
     with pytest.raises(ValueError, match="render_empty"):
         renderer.render(EDITION, [], ANN)
 
@@ -337,7 +337,7 @@ def test_operator_templates_win(settings: Settings, tmp_path: Path) -> None:
     assert digest.subject == "Lab digest: 3 papers"
     assert digest.text == (
         "Hi Ann, Constitutional Midtraining: Content Presence Drives Alignment Gains\n"
-        f"{tokens.unsubscribe_url(settings, 1)}\n"
+        f"{tokens.unsubscribe_url(settings, 1, 'none')}\n"
     )
     assert "Thursday, 27 November 2025" in digest.html  # the shipped HTML still serves
 

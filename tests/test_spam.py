@@ -52,7 +52,7 @@ def digest_bytes(settings: Settings) -> bytes:
         recipient=ANN,
         settings=settings,
         message_id=make_message_id(settings),
-        list_unsubscribe_url=tokens.unsubscribe_url(settings, ANN.subscriber_id),
+        list_unsubscribe_url=tokens.unsubscribe_url(settings, ANN.subscriber_id, "none"),
         list_unsubscribe_mailto="mailto:unsubscribe@news.example.test",
     )
 

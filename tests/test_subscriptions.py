@@ -89,22 +89,77 @@ def test_one_email_per_address_per_ten_minutes(app, topics):
         app, "ada@example.org", _prefs(topics, "rl"), now=now + timedelta(minutes=10)
     )
     assert again is not None and again.kind == "confirm"
+    # Unconfirmed choices wait in the history; the newest applies when confirmed.
+    assert _get(app, "ada@example.org").topic_slugs == ["llm"]
+    with app.transaction() as s:
+        svc.confirm(again.subscriber_id, session=s)
     assert _get(app, "ada@example.org").topic_slugs == ["rl"]
+
+
+def _request(app, address, consent=CONSENT, now=None):
+    with app.transaction() as s:
+        prefs = svc.Preferences(topic_ids=())
+        return svc.request_signup(
+            address, prefs, consent, session=s, settings=app.settings, now=now
+        )
 
 
 def test_the_per_ip_limit_refuses_further_sign_ups_for_an_hour(app, topics):
     app.settings = dataclasses.replace(app.settings, subscribe_per_ip_per_hour=2)
     now = utcnow()
-    _subscribe(app, "a@example.org", _prefs(topics, "llm"), now=now)
-    _subscribe(app, "b@example.org", _prefs(topics, "llm"), now=now)
+    _request(app, "a@example.org", now=now)
+    _request(app, "b@example.org", now=now)
     with pytest.raises(svc.RateLimited):
-        _subscribe(app, "c@example.org", _prefs(topics, "llm"), now=now)
+        _request(app, "c@example.org", now=now)
     other = dataclasses.replace(CONSENT, ip="198.51.100.1")
-    assert _subscribe(app, "c@example.org", _prefs(topics, "llm"), consent=other, now=now)
-    assert _subscribe(app, "d@example.org", _prefs(topics, "llm"), now=now + timedelta(hours=1))
+    assert _request(app, "c@example.org", consent=other, now=now)
+    assert _request(app, "d@example.org", now=now + timedelta(hours=1))
     with app.sessions() as s:
         keys = list(s.scalars(select(RateLimit.key)))
     assert keys and not any("192.0.2.7" in k or "example.org" in k for k in keys)
+
+
+def test_ipv6_visitors_are_limited_by_their_64_network(app, topics):
+    app.settings = dataclasses.replace(app.settings, subscribe_per_ip_per_hour=2)
+    now = utcnow()
+    for host in ("2001:db8:1:2::1", "2001:db8:1:2:ffff::9"):
+        _request(app, f"{host[-1]}@example.org", dataclasses.replace(CONSENT, ip=host), now)
+    with pytest.raises(svc.RateLimited):
+        _request(app, "x@example.org", dataclasses.replace(CONSENT, ip="2001:db8:1:2::77"), now)
+    assert _request(app, "y@example.org", dataclasses.replace(CONSENT, ip="2001:db8:1:3::1"), now)
+    assert svc.network_of("2001:db8:1:2:abcd::1") == "2001:db8:1:2::/64"
+    assert svc.network_of("::ffff:192.0.2.1") == "192.0.2.1"
+    assert svc.network_of("192.0.2.1") == "192.0.2.1"
+
+
+def test_a_sign_up_never_rewrites_an_opt_out(app, topics):
+    """A stranger typing an unsubscribed address changes nothing until the owner confirms."""
+    first = _subscribe(app, "ada@example.org", _prefs(topics, "llm", name="Ada"))
+    with app.transaction() as s:
+        svc.confirm(first.subscriber_id, session=s)
+        svc.unsubscribe(first.subscriber_id, session=s)
+    opted_out = _get(app, "ada@example.org")
+    later = utcnow() + timedelta(minutes=11)
+    stranger = dataclasses.replace(CONSENT, ip="203.0.113.66")
+    notice = _subscribe(app, "ada@example.org", _prefs(topics, "bio", name="Evil"), stranger, later)
+    assert notice.kind == "confirm" and notice.name == ""  # the typed name is not echoed
+    sub = _get(app, "ada@example.org")
+    assert sub.status == SubscriberStatus.UNSUBSCRIBED
+    assert sub.unsubscribed_at == opted_out.unsubscribed_at and sub.name == "Ada"
+    assert sub.topic_slugs == ["llm"] and sub.link_key == opted_out.link_key
+    with app.sessions() as s:
+        history = [(e.kind, e.ip) for e in s.get(Subscriber, sub.id).consent_events]
+    assert history == [
+        ("signup", "192.0.2.7"),
+        ("confirm", ""),
+        ("unsubscribe", ""),
+        ("signup", "203.0.113.66"),
+    ]
+    with app.transaction() as s:  # the owner clicks the link: subscribed again, new links
+        svc.confirm(sub.id, session=s)
+    back = _get(app, "ada@example.org")
+    assert back.status == SubscriberStatus.CONFIRMED and back.topic_slugs == ["bio"]
+    assert back.link_key != opted_out.link_key
 
 
 def test_suppressed_addresses_get_nothing_and_are_not_stored(app, topics):

@@ -1,4 +1,4 @@
-"""Signed tokens: round trips, tampering, purposes, expiry and the URL scheme."""
+"""Signed tokens: round trips, tampering, purposes, expiry, link keys and the URL scheme."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import time
 from datetime import date
 
 import pytest
-from itsdangerous import TimestampSigner, URLSafeSerializer, URLSafeTimedSerializer
+from itsdangerous import Signer, TimestampSigner
 
 from newsletter import tokens
 from newsletter.config import Settings
 from newsletter.errors import InputError
+from newsletter.models import new_link_key
+
+KEY = "k3y-Of_a-Subscr1"
 
 
 class _TwoDaysAgoSigner(TimestampSigner):
@@ -23,85 +26,114 @@ class _TwoDaysAgoSigner(TimestampSigner):
 
 @pytest.mark.parametrize("purpose", ["unsubscribe", "manage", "confirm"])
 def test_token_round_trip(settings: Settings, purpose: str) -> None:
-    token = tokens.make_token(settings, purpose, 4711)
-    assert tokens.read_token(settings, purpose, token, max_age=3600) == 4711
+    token = tokens.make_token(settings, purpose, 4711, KEY)
+    assert tokens.read_token(settings, purpose, token, max_age=3600) == tokens.LinkClaim(4711, KEY)
 
 
 @pytest.mark.parametrize("purpose", ["unsubscribe", "manage"])
 @pytest.mark.parametrize("subscriber_id", [0, 7, 4711, 9_999_999_999, 11_111_111_111_111_111])
-def test_tokens_are_plain_itsdangerous_tokens(
+def test_tokens_are_plain_itsdangerous_signatures(
     settings: Settings, purpose: str, subscriber_id: int
 ) -> None:
-    serializer = URLSafeSerializer(settings.secret_key, salt=f"newsletter.{purpose}")
-    assert tokens.make_token(settings, purpose, subscriber_id) == serializer.dumps(subscriber_id)
+    # The fast path must give the same bytes as itsdangerous itself.
+    signer = Signer(settings.secret_key, salt=f"newsletter.{purpose}")
+    expected = signer.sign(f"{subscriber_id}.{KEY}").decode()
+    assert tokens.make_token(settings, purpose, subscriber_id, KEY) == expected
+
+
+def test_a_token_names_the_link_key_it_was_made_for(settings: Settings) -> None:
+    old, new = new_link_key(), new_link_key()
+    assert old != new and len(old) == 16
+    token = tokens.make_token(settings, "manage", 42, old)
+    assert tokens.read_token(settings, "manage", token).key == old
+    assert token != tokens.make_token(settings, "manage", 42, new)
 
 
 def test_tampered_token_is_rejected(settings: Settings) -> None:
-    token = tokens.make_token(settings, "unsubscribe", 42)
+    token = tokens.make_token(settings, "unsubscribe", 42, KEY)
     payload, signature = token.rsplit(".", 1)
-    forged_payload = tokens.make_token(settings, "unsubscribe", 43).rsplit(".", 1)[0]
-    for bad in (forged_payload + "." + signature, payload + "." + signature[::-1], token + "x", ""):
+    forged_payload = tokens.make_token(settings, "unsubscribe", 43, KEY).rsplit(".", 1)[0]
+    other_key = tokens.make_token(settings, "unsubscribe", 42, "another").rsplit(".", 1)[0]
+    for bad in (
+        forged_payload + "." + signature,
+        other_key + "." + signature,
+        payload + "." + signature[::-1],
+        token + "x",
+        "",
+        "é" + token,
+    ):
         with pytest.raises(InputError, match="invalid or expired link"):
             tokens.read_token(settings, "unsubscribe", bad)
 
 
 def test_token_of_another_purpose_is_rejected(settings: Settings) -> None:
-    manage = tokens.make_token(settings, "manage", 42)
+    manage = tokens.make_token(settings, "manage", 42, KEY)
     with pytest.raises(InputError, match="invalid or expired link"):
         tokens.read_token(settings, "unsubscribe", manage)
-    unsubscribe = tokens.make_token(settings, "unsubscribe", 42)
+    unsubscribe = tokens.make_token(settings, "unsubscribe", 42, KEY)
     with pytest.raises(InputError):
         tokens.read_token(settings, "confirm", unsubscribe, max_age=3600)
+    with pytest.raises(InputError):
+        tokens.read_token(settings, "manage", unsubscribe)
 
 
 def test_token_signed_with_another_key_is_rejected(settings: Settings) -> None:
-    other = dataclasses.replace(settings, secret_key="another-secret")
-    token = tokens.make_token(other, "unsubscribe", 42)
+    other = dataclasses.replace(settings, secret_key="another-secret-" + "x" * 32)
+    token = tokens.make_token(other, "unsubscribe", 42, KEY)
     with pytest.raises(InputError):
         tokens.read_token(settings, "unsubscribe", token)
 
 
+def test_tokens_of_the_old_format_are_refused(settings: Settings) -> None:
+    # Before link keys, a token signed the id alone: it could name a later row.
+    old = Signer(settings.secret_key, salt="newsletter.unsubscribe").sign("NDI").decode()
+    with pytest.raises(InputError, match="invalid or expired link"):
+        tokens.read_token(settings, "unsubscribe", old)
+
+
 def test_unsubscribe_token_has_no_timestamp(settings: Settings) -> None:
-    token = tokens.make_token(settings, "unsubscribe", 42)
-    # Untimed itsdangerous tokens are "payload.signature"; timed ones add a third part.
-    assert token.count(".") == 1
-    assert token == tokens.make_token(settings, "unsubscribe", 42)
-    assert tokens.read_token(settings, "unsubscribe", token, max_age=0) == 42
+    token = tokens.make_token(settings, "unsubscribe", 42, KEY)
+    assert token.count(".") == 2  # id . key . signature
+    assert token == tokens.make_token(settings, "unsubscribe", 42, KEY)
+    assert tokens.read_token(settings, "unsubscribe", token, max_age=0).subscriber_id == 42
 
 
 def test_confirm_token_expires(settings: Settings) -> None:
-    token = URLSafeTimedSerializer(
-        settings.secret_key, salt="newsletter.confirm", signer=_TwoDaysAgoSigner
-    ).dumps(42)
-    assert tokens.read_token(settings, "confirm", token, max_age=3 * 86400) == 42
+    signer = _TwoDaysAgoSigner(settings.secret_key, salt="newsletter.confirm")
+    token = signer.sign(f"42.{KEY}").decode()
+    assert tokens.read_token(settings, "confirm", token, max_age=3 * 86400).subscriber_id == 42
     with pytest.raises(InputError, match="invalid or expired link"):
         tokens.read_token(settings, "confirm", token, max_age=86400)
 
 
-def test_signed_non_integer_payload_is_rejected(settings: Settings) -> None:
-    serializer = tokens._serializer(settings.secret_key, "unsubscribe")
-    with pytest.raises(InputError):
-        tokens.read_token(settings, "unsubscribe", serializer.dumps("42"))
-    with pytest.raises(InputError):
-        tokens.read_token(settings, "unsubscribe", serializer.dumps(True))
+def test_signed_values_that_are_no_claim_are_rejected(settings: Settings) -> None:
+    signer = Signer(settings.secret_key, salt="newsletter.unsubscribe")
+    for value in ("42", "x.key", "42.", "42.key.more", "-1.key", "42.k y"):
+        with pytest.raises(InputError):
+            tokens.read_token(settings, "unsubscribe", signer.sign(value).decode())
 
 
-def test_unknown_purpose_is_a_programming_error(settings: Settings) -> None:
+def test_bad_arguments_are_programming_errors(settings: Settings) -> None:
     with pytest.raises(ValueError, match="unknown token purpose"):
-        tokens.make_token(settings, "login", 1)
+        tokens.make_token(settings, "login", 1, KEY)
+    with pytest.raises(ValueError, match="link key"):
+        tokens.make_token(settings, "manage", 1, "")
+    with pytest.raises(ValueError, match="link key"):
+        tokens.make_token(settings, "manage", 1, "a.b")
 
 
 def test_url_scheme(settings: Settings) -> None:
     base = "https://news.example.test"
-    unsubscribe = tokens.unsubscribe_url(settings, 7)
-    manage = tokens.manage_url(settings, 7)
-    confirm = tokens.confirm_url(settings, 7)
+    unsubscribe = tokens.unsubscribe_url(settings, 7, KEY)
+    manage = tokens.manage_url(settings, 7, KEY)
+    confirm = tokens.confirm_url(settings, 7, KEY)
     assert unsubscribe.startswith(base + "/unsubscribe/")
     assert manage.startswith(base + "/manage/")
     assert confirm.startswith(base + "/confirm/")
-    assert tokens.read_token(settings, "unsubscribe", unsubscribe.rsplit("/", 1)[1]) == 7
-    assert tokens.read_token(settings, "manage", manage.rsplit("/", 1)[1]) == 7
-    assert tokens.read_token(settings, "confirm", confirm.rsplit("/", 1)[1], max_age=60) == 7
+    claim = tokens.LinkClaim(7, KEY)
+    assert tokens.read_token(settings, "unsubscribe", unsubscribe.rsplit("/", 1)[1]) == claim
+    assert tokens.read_token(settings, "manage", manage.rsplit("/", 1)[1]) == claim
+    assert tokens.read_token(settings, "confirm", confirm.rsplit("/", 1)[1], max_age=60) == claim
     assert tokens.archive_url(settings, date(2025, 11, 27)) == base + "/archive/2025-11-27"
 
 
