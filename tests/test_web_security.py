@@ -149,6 +149,7 @@ def test_fetching_a_confirmation_link_confirms_nothing(client, app, settings, me
 def test_the_unsubscribe_link_can_only_unsubscribe_and_undo(client, app, settings):
     with app.transaction() as s:
         sub = f.subscriber(s, "ada@example.org", [f.topic(s, "rl")])
+        sub.confirmed_at = sub.created_at
         key = sub.link_key
     token = tokens.make_token(settings, "unsubscribe", sub.id, key)
     page = client.get(f"/unsubscribe/{token}").get_data(as_text=True)
@@ -192,8 +193,9 @@ def test_the_sign_up_request_does_the_same_work_for_every_address(app, settings)
         s.add(Suppression(email="suppressed@example.org", reason="hard bounce"))
     web = create_app(settings, app=app)
     web.testing = True
-    woken = []
-    web.extensions["newsletter_mail_queue"] = type("Q", (), {"wake": lambda self: woken.append(1)})()
+    woken: list[int] = []
+    queue = type("CountingQueue", (), {"wake": lambda self: woken.append(1)})
+    web.extensions["newsletter_mail_queue"] = queue()
     client = web.test_client()
     addresses = ["new@example.org", "confirmed@example.org", "pending@example.org"]
     addresses.append("suppressed@example.org")
@@ -250,6 +252,7 @@ def test_a_stalled_relay_does_not_stall_the_site(app, served):
         conn.request("POST", "/", body=body, headers=headers)
         answer = conn.getresponse()  # times out (5 s) if the request waits for the relay
         answer.read()
+        conn.close()
         assert answer.status == 303
         # The queue is now waiting on the relay; other pages answer meanwhile.
         deadline = time.monotonic() + 5
@@ -262,6 +265,7 @@ def test_a_stalled_relay_does_not_stall_the_site(app, served):
             response = other.getresponse()
             response.read()
             assert response.status == 200
+        other.close()
         assert relay.messages == []  # the relay is still stalling
         assert web.extensions["newsletter_mail_queue"].wait_idle(30)
         assert [m.recipients for m in relay.messages] == [("ada@example.org",)]
@@ -285,6 +289,7 @@ class _Proxy(BaseHTTPRequestHandler):
         conn.request(self.command, self.path, body=body, headers=headers)
         response = conn.getresponse()
         data = response.read()
+        conn.close()
         self.send_response(response.status)
         for key, value in response.getheaders():
             if key.lower() not in ("transfer-encoding", "connection", "content-length"):
@@ -305,10 +310,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait_for_port(port: int, process: subprocess.Popen) -> None:
+def _wait_for_port(port: int, process: subprocess.Popen, log) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        assert process.poll() is None, process.stderr.read().decode()
+        assert process.poll() is None, log.read_text()
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
@@ -330,6 +335,7 @@ def _visitor_sign_up(proxy_port: int, source: str, address: str) -> int:
     conn.request("POST", "/", body=body, headers=headers)
     response = conn.getresponse()
     response.read()
+    conn.close()
     return response.status
 
 
@@ -342,19 +348,21 @@ def test_behind_a_proxy_each_visitor_has_their_own_limit_and_consent_record(
         "web_proxy_count = 1\nsubscribe_per_ip_per_hour = 1\n", encoding="utf-8"
     )
     port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "newsletter", "serve", "--port", str(port)],
-        cwd=tmp_path,
-        env={**env, "PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    log = tmp_path / "serve.log"
+    with log.open("wb") as err:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "newsletter", "serve", "--port", str(port)],
+            cwd=tmp_path,
+            env={**env, "PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)},
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
     proxy = ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)
     proxy.RequestHandlerClass = type("P", (_Proxy,), {"upstream": ("127.0.0.1", port)})
     thread = threading.Thread(target=proxy.serve_forever, daemon=True)
     thread.start()
     try:
-        _wait_for_port(port, server)
+        _wait_for_port(port, server, log)
         assert _visitor_sign_up(proxy.server_port, "127.0.0.2", "two@example.org") == 303
         assert _visitor_sign_up(proxy.server_port, "127.0.0.3", "three@example.org") == 303
         # The second sign-up of one visitor is over their limit; the other's was not.

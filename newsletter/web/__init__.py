@@ -10,8 +10,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import jinja2
-from flask import Flask, request
+from flask import Flask, redirect, request
+from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import RequestRedirect
 
 from newsletter import rendering
 from newsletter.app import App
@@ -29,6 +31,14 @@ class NewsletterFlask(Flask):
     def log_exception(self, exc_info: Any) -> None:
         path = security.redact(request.path)
         self.logger.error("Exception on %s [%s]", path, request.method, exc_info=exc_info)
+
+    def handle_http_exception(self, e: HTTPException) -> Any:
+        # Flask answers routing redirects (a doubled slash, a missing one) with a URL
+        # built from the request's Host header: rebuild it from base_url instead.
+        if isinstance(e, RequestRedirect):
+            settings = self.config["NEWSLETTER_SETTINGS"]
+            return redirect(security.same_site_url(settings.base_url, e.new_url), e.code)
+        return super().handle_http_exception(e)
 
 
 def create_app(settings: Settings, *, app: App | None = None, proxy_fix: bool = True) -> Flask:

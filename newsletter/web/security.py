@@ -13,6 +13,7 @@ import re
 import secrets
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from flask import Flask, Response, abort, current_app, g, request
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
@@ -48,6 +49,13 @@ HEADERS = {
 HSTS = "max-age=31536000"
 _TOKEN_PATH = re.compile(r"/(confirm|manage|unsubscribe|resubscribe)/[^\s/?\"]+")
 CSRF_EXEMPT = "csrf_exempt"
+
+
+def same_site_url(base_url: str, url: str) -> str:
+    """Return `url`'s path and query under base_url, whatever host it named."""
+    target, base = urlsplit(url), urlsplit(base_url)
+    path = base.path.rstrip("/") + target.path
+    return urlunsplit((base.scheme, base.netloc, path, target.query, ""))
 
 
 def redact(text: str) -> str:

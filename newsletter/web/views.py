@@ -7,7 +7,6 @@ import logging
 from datetime import date
 from functools import cache
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import available_timezones
 
 from flask import (
@@ -23,7 +22,6 @@ from flask import (
 )
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
-from werkzeug.routing import RequestRedirect
 
 from newsletter import subscriptions as service
 from newsletter import tokens
@@ -336,8 +334,6 @@ def _error_page(status: int, title: str, message: str) -> Any:
 
 
 def _http_error(exc: HTTPException) -> Any:
-    if isinstance(exc, RequestRedirect):
-        return _routing_redirect(exc)
     code = exc.code or 500
     messages = {
         404: "There is no page at this address.",
@@ -348,15 +344,6 @@ def _http_error(exc: HTTPException) -> Any:
     default = messages.get(code, exc.description or "")
     message = default if code in messages and not _custom(exc) else exc.description or default
     return _error_page(code, exc.name, message)
-
-
-def _routing_redirect(exc: RequestRedirect) -> Response:
-    """Redirect within our own site: never to the host a request's Host header names."""
-    target = urlsplit(exc.new_url)
-    base = urlsplit(_settings().base_url)
-    path = base.path.rstrip("/") + target.path
-    location = urlunsplit((base.scheme, base.netloc, path, target.query, ""))
-    return redirect(location, exc.code)
 
 
 def _custom(exc: HTTPException) -> bool:
