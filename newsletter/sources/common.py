@@ -20,6 +20,11 @@ from defusedxml import (
 from newsletter.errors import InputError, NoListing
 
 TITLE_KEY_MAX = 512  # the width of papers.title_key
+# The widest integer any field can use: PostgreSQL's INTEGER (SQLite's is wider).
+INT_FIELD_MAX = 2**31 - 1
+# Longer integers are read as floats: Python refuses int() of over 4,300 digits, and no
+# field holds more than ten anyway, so the field's own check reports them.
+JSON_INT_MAX_DIGITS = 20
 # Control characters go with whitespace: a NUL cannot be stored in PostgreSQL text.
 _WS = re.compile(r"[\s\x00-\x1f\x7f]+")
 # New-style ids (2606.00467) and old-style ones (math/0601001, hep-th/9901001v2).
@@ -90,11 +95,24 @@ def load_json(data: bytes, name: str) -> Any:
     """Parse JSON or raise an InputError with the line and column of the problem."""
     text = decode_text(data, name)
     try:
-        return json.loads(text)
+        return json.loads(text, parse_int=_json_int)
     except json.JSONDecodeError as exc:
         raise InputError(
             f"{name}: truncated or invalid JSON at line {exc.lineno} column {exc.colno}"
         ) from None
+    except RecursionError:
+        raise InputError(f"{name}: JSON nested too deeply to be a paper listing") from None
+
+
+def _json_int(digits: str) -> int | float:
+    return int(digits) if len(digits.lstrip("-")) <= JSON_INT_MAX_DIGITS else float(digits)
+
+
+def bounded_int(value: Any, low: int = 0, high: int = INT_FIELD_MAX) -> int | None:
+    """Return value if it is an integer from low to high (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        return None
+    return value
 
 
 def load_json_array(data: bytes, name: str) -> list[Any]:

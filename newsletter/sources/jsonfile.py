@@ -9,7 +9,9 @@ from typing import Any
 from newsletter.errors import InputError
 from newsletter.sources import PaperRecord
 from newsletter.sources.common import (
+    INT_FIELD_MAX,
     arxiv_id_of,
+    bounded_int,
     clean_text,
     load_json_array,
     no_listing,
@@ -76,9 +78,10 @@ def _int(item: dict[str, Any], key: str, where: str) -> int | None:
     value = item.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InputError(f"{where}: {key!r} must be an integer")
-    return value
+    number = bounded_int(value)
+    if number is None:
+        raise InputError(f"{where}: {key!r} must be a whole number from 0 to {INT_FIELD_MAX}")
+    return number
 
 
 def _strings(item: dict[str, Any], key: str, where: str) -> list[str]:
