@@ -149,8 +149,11 @@ def validate_timezone(name: str) -> str:
 
 def _whole_number(value: int | str, what: str, allowed: range) -> int:
     text = str(value).strip()
-    if not (text.isascii() and text.isdigit()) or int(text) not in allowed:
-        raise InputError(f"{what} must be a whole number {allowed[0]}-{allowed[-1]}, got {text!r}")
+    # The length is checked before int(): Python refuses strings of over 4,300 digits.
+    plain = text.isascii() and text.isdigit() and len(text.lstrip("0")) <= len(str(allowed[-1]))
+    if not plain or int(text) not in allowed:
+        shown = text if len(text) <= 20 else text[:20] + "..."
+        raise InputError(f"{what} must be a whole number {allowed[0]}-{allowed[-1]}, got {shown!r}")
     return int(text)
 
 

@@ -155,3 +155,23 @@ def test_out_of_range_counts_in_an_hf_listing_are_left_out(run, app, tmp_path):
     with app.sessions() as s:
         upvotes = {p.arxiv_id: p.upvotes for p in s.scalars(select(Paper))}
     assert len(upvotes) == len(items) and upvotes[items[0]["paper"]["id"]] is None
+
+
+def test_numbers_of_thousands_of_digits_in_a_csv_are_reported_by_line(run, app, tmp_path):
+    with app.transaction() as s:
+        f.topic(s, "llm")
+    huge = "1" * 5000
+    path = tmp_path / "people.csv"
+    path.write_text(
+        f"email,topics,hour,max_papers\na@example.org,llm,{huge},\nb@example.org,llm,,{huge}\n"
+        "c@example.org,llm,7,10\n",
+        encoding="utf-8",
+    )
+
+    result = run("subscribers", "import", str(path), "--json")
+
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert (report["new"], [e["line"] for e in report["errors"]]) == (1, [2, 3])
+    assert "hour must be a whole number 0-23" in report["errors"][0]["reason"]
+    assert huge not in result.stdout
