@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from newsletter.errors import ConfigError
+from newsletter.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +21,9 @@ CONFIG_FILENAME = "newsletter.toml"
 ENV_PREFIX = "NEWSLETTER_"
 SECRET_KEY_FILE = "secret_key"
 SECRET_FIELDS = frozenset({"secret_key"})
+# Settings and topics files are a few levels deep; deeper ones are not ours, and nesting
+# in the thousands would exhaust the stack of whatever walks the data next.
+TOML_MAX_DEPTH = 16
 
 # Environment names are a contract with deploy tooling: do not rename them.
 ENV_FIELDS = {
@@ -143,11 +146,41 @@ def _find_config_file(
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        data = parse_toml(path.read_text(encoding="utf-8"), str(path), error=ConfigError)
+    except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     # Accept both a flat file and one with a [newsletter] table.
     return dict(data.get("newsletter", data))
+
+
+def parse_toml(text: str, source: str, *, error: type[InputError] = InputError) -> dict[str, Any]:
+    """Parse a TOML document, raising `error` with one line on anything wrong with it."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise error(f"{source}: nested deeper than {TOML_MAX_DEPTH} levels") from None
+    except ValueError:  # int() refuses numbers of over 4,300 digits
+        raise error(f"{source}: a number has thousands of digits") from None
+    if _depth(data, TOML_MAX_DEPTH + 1) > TOML_MAX_DEPTH:
+        raise error(f"{source}: nested deeper than {TOML_MAX_DEPTH} levels")
+    return data
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Return how deep tables and arrays nest in value, counting at most to limit."""
+    depth, level = 0, [value]
+    while level and depth < limit:
+        depth += 1
+        level = [
+            child
+            for item in level
+            if isinstance(item, dict | list)
+            for child in (item.values() if isinstance(item, dict) else item)
+            if isinstance(child, dict | list)
+        ]
+    return depth
 
 
 def _build(values: dict[str, Any]) -> Settings:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from newsletter.config import parse_toml
 from newsletter.errors import InputError, NotFound
 from newsletter.matching import MatchStats, match_papers
 from newsletter.models import PaperTopic, Subscription, Topic
@@ -124,11 +124,7 @@ def _dedupe(items: Iterable[str]) -> list[str]:
 
 def parse_topics_toml(text: str, source: str = "topics file") -> list[TopicSpec]:
     """Parse `[[topic]]` entries (or `[topics.<slug>]` tables) into validated specs."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{source}: not valid TOML: {exc}") from exc
-    entries = _entries(data, source)
+    entries = _entries(parse_toml(text, source), source)
     specs: list[TopicSpec] = []
     seen: set[str] = set()
     for index, entry in enumerate(entries, start=1):

@@ -175,3 +175,41 @@ def test_numbers_of_thousands_of_digits_in_a_csv_are_reported_by_line(run, app, 
     assert (report["new"], [e["line"] for e in report["errors"]]) == (1, [2, 3])
     assert "hour must be a whole number 0-23" in report["errors"][0]["reason"]
     assert huge not in result.stdout
+
+
+HOSTILE_TOML = [
+    ("x = " + "[" * 100_000 + "]" * 100_000 + "\n", "nested deeper than"),
+    ("x = " + "{a = " * 5_000 + "1" + "}" * 5_000 + "\n", "nested deeper than"),
+    ("x" + ".a" * 5_000 + " = 1\n", "nested deeper than"),
+    ("x = " + "9" * 5_000 + "\n", "a number has thousands of digits"),
+]
+
+
+@pytest.mark.parametrize(("document", "message"), HOSTILE_TOML)
+def test_deep_nesting_and_huge_numbers_in_a_topics_file_are_one_line(
+    run, app, tmp_path, document, message
+):
+    path = tmp_path / "topics.toml"
+    path.write_text('[[topic]]\nslug = "llm"\nname = "LLM"\n' + document, encoding="utf-8")
+    before = dump_database(app.engine)
+
+    result = run("topics", "import", str(path))
+
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert dump_database(app.engine) == before
+
+
+@pytest.mark.parametrize(("document", "message"), HOSTILE_TOML)
+def test_deep_nesting_and_huge_numbers_in_the_config_file_are_one_line(
+    run, app, tmp_path, document, message
+):
+    (tmp_path / "newsletter.toml").write_text(document, encoding="utf-8")
+    before = dump_database(app.engine)
+
+    result = run("config", "--json")
+
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert "newsletter.toml" in result.stderr
+    assert dump_database(app.engine) == before
