@@ -185,6 +185,14 @@ def test_export_round_trips_with_import(run, app: App, topics: None, tmp_path: P
     assert run("subscribers", "export").stdout == before
 
 
+def test_export_into_a_missing_folder_is_one_line(run, topics: None, tmp_path: Path) -> None:
+    add(run, "a@x.org")
+    result = run("subscribers", "export", "--output", str(tmp_path / "missing" / "backup.csv"))
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1 and "does not exist" in result.stderr
+    assert not (tmp_path / "missing").exists()
+
+
 def test_export_json(run, topics: None) -> None:
     add(run, "a@x.org")
     data = json.loads(run("subscribers", "export", "--format", "json").stdout)

@@ -14,7 +14,8 @@ import click
 
 from newsletter import subscribers as service
 from newsletter.app import App
-from newsletter.cli.common import echo_json, pass_app
+from newsletter.cli.common import check_output_folder, echo_json, pass_app
+from newsletter.errors import InputError
 from newsletter.models import Subscriber, SubscriberStatus
 
 SHOWN_ERRORS = 20
@@ -185,7 +186,12 @@ def export(app: App, fmt: str, output: str | None) -> None:
 
 def _export_to_file(path: Path, **kwargs: object) -> int:
     """Export into a temporary file renamed over `path` at the end: no half-written files."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+    check_output_folder(path)
+    folder = path.parent
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise InputError(f"--output: cannot write in {str(folder)!r}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
             count = service.export_subscribers(out, **kwargs)  # type: ignore[arg-type]
