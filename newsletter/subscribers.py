@@ -52,6 +52,9 @@ from newsletter.models import (
 CSV_COLUMNS = ("email", "name", "topics", "timezone", "hour", "max_papers", "status")
 REQUIRED_COLUMNS = ("email", "topics")
 TOPIC_SEPARATOR = ";"
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP: CSV
+# injection); export puts a quote before such a cell so that it shows as text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 BATCH_SIZE = 5000
 MAX_REPORTED_ERRORS = 1000
 # A longer line is not a subscriber row: refuse it rather than read a binary file whole.
@@ -789,7 +792,7 @@ def _import_rows(
         if len(record) != width:
             importer.report.add_error(start, f"expected {width} fields, got {len(record)}")
             continue
-        importer.add(start, dict(zip(header, record, strict=True)))
+        importer.add(start, dict(zip(header, map(unquote_cell, record), strict=True)))
         if len(importer.pending) >= batch_size:
             importer.flush()
             progress()
@@ -844,7 +847,7 @@ def _iso(value: datetime) -> str:
 
 
 def _csv_row(subscriber: Subscriber) -> list[Any]:
-    return [
+    cells = [
         subscriber.email,
         subscriber.name,
         TOPIC_SEPARATOR.join(topic_slugs(subscriber)),
@@ -853,3 +856,20 @@ def _csv_row(subscriber: Subscriber) -> list[Any]:
         subscriber.max_papers,
         subscriber.status.value,
     ]
+    return [quote_cell(c) if isinstance(c, str) else c for c in cells]
+
+
+def quote_cell(value: str) -> str:
+    """Put a quote before a cell a spreadsheet would run as a formula."""
+    # Quotes already there are looked through ("'=x" becomes "''=x"), so that
+    # unquote_cell() can tell the quote added here from the cell's own.
+    return "'" + value if _is_formula(value) else value
+
+
+def unquote_cell(value: str) -> str:
+    """Remove the quote quote_cell() added, and only that one."""
+    return value[1:] if value.startswith("'") and _is_formula(value) else value
+
+
+def _is_formula(value: str) -> bool:
+    return value.lstrip("'").startswith(FORMULA_STARTS)
