@@ -45,6 +45,7 @@ from newsletter.models import (
     Suppression,
     Topic,
     utcnow,
+    xml_safe,
 )
 
 # The CSV format, shared by import and export. Topics are separated by ";" inside their
@@ -171,10 +172,14 @@ def validate_max_papers(value: int | str) -> int:
 
 
 def validate_name(value: str) -> str:
-    """Return the display name stripped, or raise InputError for one unsafe in a header."""
+    """Return the display name stripped, or raise InputError for one unsafe in a header.
+
+    Other characters XML cannot hold are dropped: names appear in the web pages.
+    """
     name = value.strip()
     if FORBIDDEN_CHARS.search(name):
         raise InputError(f"invalid name {value!r}: contains a line break or NUL")
+    name = xml_safe(name).strip()
     if len(name) > MAX_NAME_LENGTH:
         raise InputError(f"name longer than {MAX_NAME_LENGTH} characters")
     return name

@@ -18,6 +18,7 @@ from defusedxml import (
 )
 
 from newsletter.errors import InputError, NoListing
+from newsletter.models import xml_safe
 
 TITLE_KEY_MAX = 512  # the width of papers.title_key
 # The widest integer any field can use: PostgreSQL's INTEGER (SQLite's is wider).
@@ -32,10 +33,13 @@ _ARXIV_ID = re.compile(r"(\d{4}\.\d{4,5}|[a-z][a-z.-]*/\d{7})(v\d+)?", re.IGNORE
 
 
 def clean_text(value: Any) -> str:
-    """Collapse runs of whitespace and control characters (NUL included) into single spaces."""
+    """Collapse runs of whitespace and control characters (NUL included) into single spaces.
+
+    What XML 1.0 cannot hold otherwise (U+FFFE, U+FFFF, lone surrogates) is dropped.
+    """
     if value is None:
         return ""
-    return _WS.sub(" ", str(value)).strip()
+    return xml_safe(_WS.sub(" ", str(value))).strip()
 
 
 def normalise_title(title: str) -> str:

@@ -7,6 +7,7 @@ from datetime import date
 from typing import Any
 
 from newsletter.errors import InputError
+from newsletter.models import xml_safe
 from newsletter.sources import PaperRecord
 from newsletter.sources.common import (
     INT_FIELD_MAX,
@@ -71,7 +72,7 @@ def _text(item: dict[str, Any], key: str, where: str) -> str:
         return ""
     if not isinstance(value, str):
         raise InputError(f"{where}: {key!r} must be a string")
-    return value.strip()
+    return xml_safe(value).strip()
 
 
 def _int(item: dict[str, Any], key: str, where: str) -> int | None:
