@@ -67,7 +67,10 @@ def child(csv_path: str, workdir: str, lower_index: bool) -> None:
     from newsletter.subscribers import import_csv
 
     settings = load_settings(
-        env={}, database_url=f"sqlite:///{workdir}/bench.db", var_dir=workdir, secret_key="bench"
+        env={},
+        database_url=f"sqlite:///{workdir}/bench.db",
+        var_dir=workdir,
+        secret_key="bench" * 8,
     )
     app = App(settings)
     with app.transaction() as session:

@@ -111,7 +111,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database or f"sqlite:///{tmp}/plan.db"
-        app = App(load_settings(env={}, database_url=url, var_dir=tmp, secret_key="bench"))
+        app = App(load_settings(env={}, database_url=url, var_dir=tmp, secret_key="bench" * 8))
         app.ensure_schema()
         t0 = time.perf_counter()
         populate(app, args.subscribers)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from newsletter.errors import ConfigError
+from newsletter.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +21,12 @@ CONFIG_FILENAME = "newsletter.toml"
 ENV_PREFIX = "NEWSLETTER_"
 SECRET_KEY_FILE = "secret_key"
 SECRET_FIELDS = frozenset({"secret_key"})
+# Links are signed with HMAC-SHA1 (itsdangerous): a shorter key is guessable offline.
+SECRET_KEY_MIN_BYTES = 32
+MAKE_SECRET_KEY = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+# Settings and topics files are a few levels deep; deeper ones are not ours, and nesting
+# in the thousands would exhaust the stack of whatever walks the data next.
+TOML_MAX_DEPTH = 16
 
 # Environment names are a contract with deploy tooling: do not rename them.
 ENV_FIELDS = {
@@ -123,7 +129,9 @@ def load_settings(
     if path:
         values["config_file"] = str(path)
     settings = _build(values)
-    if not settings.secret_key:
+    if settings.secret_key:
+        _check_secret_key(settings.secret_key, _secret_key_origin(path, env, overrides))
+    else:
         settings = dataclasses.replace(settings, secret_key=_stored_secret_key(settings.var_dir))
     return settings
 
@@ -143,11 +151,41 @@ def _find_config_file(
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        data = parse_toml(path.read_text(encoding="utf-8"), str(path), error=ConfigError)
+    except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     # Accept both a flat file and one with a [newsletter] table.
     return dict(data.get("newsletter", data))
+
+
+def parse_toml(text: str, source: str, *, error: type[InputError] = InputError) -> dict[str, Any]:
+    """Parse a TOML document, raising `error` with one line on anything wrong with it."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise error(f"{source}: nested deeper than {TOML_MAX_DEPTH} levels") from None
+    except ValueError:  # int() refuses numbers of over 4,300 digits
+        raise error(f"{source}: a number has thousands of digits") from None
+    if _depth(data, TOML_MAX_DEPTH + 1) > TOML_MAX_DEPTH:
+        raise error(f"{source}: nested deeper than {TOML_MAX_DEPTH} levels")
+    return data
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Return how deep tables and arrays nest in value, counting at most to limit."""
+    depth, level = 0, [value]
+    while level and depth < limit:
+        depth += 1
+        level = [
+            child
+            for item in level
+            if isinstance(item, dict | list)
+            for child in (item.values() if isinstance(item, dict) else item)
+            if isinstance(child, dict | list)
+        ]
+    return depth
 
 
 def _build(values: dict[str, Any]) -> Settings:
@@ -173,18 +211,64 @@ def _coerce(key: str, value: Any, type_name: Any) -> Any:
         raise ConfigError(f"setting {key}: expected {type_name}, got {value!r}") from exc
 
 
+def _secret_key_origin(
+    path: Path | None, env: Mapping[str, str], overrides: Mapping[str, Any]
+) -> str:
+    if "secret_key" in overrides:
+        return "the secret_key setting"
+    if env.get(ENV_PREFIX + "SECRET_KEY"):
+        return ENV_PREFIX + "SECRET_KEY"
+    return f"secret_key in {path}"
+
+
+def _check_secret_key(key: str, origin: str) -> None:
+    """Refuse a key short enough to guess; the error says how to make a good one."""
+    size = len(key.encode("utf-8"))
+    if size < SECRET_KEY_MIN_BYTES:
+        raise ConfigError(
+            f"{origin} is too short ({size} of at least {SECRET_KEY_MIN_BYTES} bytes): "
+            f"make one with {MAKE_SECRET_KEY}"
+        )
+
+
 def _stored_secret_key(var_dir: str) -> str:
     """Read the generated secret key from var/, creating it once with a warning."""
     path = Path(var_dir) / SECRET_KEY_FILE
-    if path.is_file():
-        return path.read_text(encoding="utf-8").strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        return _read_secret_key_file(path)
     key = secrets.token_urlsafe(48)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:  # another process created it first: use theirs
-        return path.read_text(encoding="utf-8").strip()
+        return _read_secret_key_file(path)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create the secret key file {path}: {exc.strerror}; "
+            f"set NEWSLETTER_VAR_DIR to a writable folder or set NEWSLETTER_SECRET_KEY"
+        ) from None
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(key + "\n")
     log.warning("NEWSLETTER_SECRET_KEY is unset: generated one into %s", path)
+    return key
+
+
+def _read_secret_key_file(path: Path) -> str:
+    """Read the key file, or say what is wrong with it and how to recover."""
+    # A new key makes the links in every email already sent invalid: say so before deleting.
+    fix = (
+        "restore it from a backup, or delete it to generate a new key "
+        "(links in emails already sent then stop working)"
+    )
+    try:
+        key = path.read_text(encoding="utf-8").strip()
+    except IsADirectoryError:
+        raise ConfigError(f"the secret key file {path} is a folder: {fix}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"the secret key file {path} is not UTF-8 text: {fix}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the secret key file {path}: {exc.strerror}") from None
+    if not key:
+        raise ConfigError(f"the secret key file {path} is empty: {fix}")
+    _check_secret_key(key, f"the secret key in {path}")
     return key

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 import secrets
 from datetime import UTC, date, datetime
 from typing import Any
@@ -46,6 +47,16 @@ def new_link_key() -> str:
     return secrets.token_urlsafe(LINK_KEY_BYTES)
 
 
+# XML 1.0 cannot hold C0 controls other than tab, LF and CR, lone surrogates, U+FFFE and
+# U+FFFF: one in a stored text makes the Atom feed ill-formed (and PostgreSQL refuses NUL).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_safe(text: str) -> str:
+    """Drop the characters XML 1.0 cannot hold."""
+    return _NOT_XML.sub("", text)
+
+
 def utcnow() -> datetime:
     """Return the current time in UTC, timezone-aware."""
     return datetime.now(UTC)
@@ -69,6 +80,35 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class SafeText(TypeDecorator[str]):
+    """Text from outside, stored without the characters XML 1.0 cannot hold."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Any) -> str | None:
+        return None if value is None else xml_safe(value)
+
+
+class SafeString(SafeText):
+    """A bounded SafeText: `SafeString(200)`."""
+
+    impl = String
+    cache_ok = True
+
+
+class SafeStrings(TypeDecorator[list[str]]):
+    """A JSON list of texts from outside (authors, keywords), each made XML-safe."""
+
+    impl = JSON
+    cache_ok = True
+
+    def process_bind_param(self, value: list[str] | None, dialect: Any) -> list[str] | None:
+        if value is None:
+            return None
+        return [xml_safe(item) if isinstance(item, str) else item for item in value]
 
 
 class Base(DeclarativeBase):
@@ -109,19 +149,19 @@ class Paper(Base):
     # Identity: the arXiv id when known (without version), else the normalised title.
     arxiv_id: Mapped[str | None] = mapped_column(String(32), unique=True)
     title_key: Mapped[str] = mapped_column(String(512), unique=True)
-    title: Mapped[str] = mapped_column(Text)
-    abstract: Mapped[str] = mapped_column(Text, default="")
-    summary: Mapped[str | None] = mapped_column(Text)
-    authors: Mapped[list[str]] = mapped_column(JSON, default=list)
-    url_abs: Mapped[str | None] = mapped_column(String(2048))
-    url_pdf: Mapped[str | None] = mapped_column(String(2048))
-    url_code: Mapped[str | None] = mapped_column(String(2048))
+    title: Mapped[str] = mapped_column(SafeText)
+    abstract: Mapped[str] = mapped_column(SafeText, default="")
+    summary: Mapped[str | None] = mapped_column(SafeText)
+    authors: Mapped[list[str]] = mapped_column(SafeStrings, default=list)
+    url_abs: Mapped[str | None] = mapped_column(SafeString(2048))
+    url_pdf: Mapped[str | None] = mapped_column(SafeString(2048))
+    url_code: Mapped[str | None] = mapped_column(SafeString(2048))
     published_on: Mapped[date | None] = mapped_column(Date)
     listing_date: Mapped[date] = mapped_column(Date, index=True)
     upvotes: Mapped[int | None] = mapped_column(Integer)
-    keywords: Mapped[list[str]] = mapped_column(JSON, default=list)
-    categories: Mapped[list[str]] = mapped_column(JSON, default=list)
-    source: Mapped[str] = mapped_column(String(32))
+    keywords: Mapped[list[str]] = mapped_column(SafeStrings, default=list)
+    categories: Mapped[list[str]] = mapped_column(SafeStrings, default=list)
+    source: Mapped[str] = mapped_column(SafeString(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -137,10 +177,10 @@ class Topic(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     slug: Mapped[str] = mapped_column(String(64), unique=True)
-    name: Mapped[str] = mapped_column(String(200))
-    description: Mapped[str] = mapped_column(Text, default="")
-    keywords: Mapped[list[str]] = mapped_column(JSON, default=list)
-    categories: Mapped[list[str]] = mapped_column(JSON, default=list)
+    name: Mapped[str] = mapped_column(SafeString(200))
+    description: Mapped[str] = mapped_column(SafeText, default="")
+    keywords: Mapped[list[str]] = mapped_column(SafeStrings, default=list)
+    categories: Mapped[list[str]] = mapped_column(SafeStrings, default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     papers: Mapped[list[PaperTopic]] = relationship(
@@ -179,7 +219,7 @@ class Subscriber(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
-    name: Mapped[str] = mapped_column(String(200), default="")
+    name: Mapped[str] = mapped_column(SafeString(200), default="")
     status: Mapped[SubscriberStatus] = mapped_column(
         _str_enum(SubscriberStatus, "subscriber_status"),
         default=SubscriberStatus.PENDING,
@@ -426,4 +466,5 @@ __all__ = [
     "Topic",
     "new_link_key",
     "utcnow",
+    "xml_safe",
 ]

@@ -46,6 +46,7 @@ from newsletter.models import (
     Topic,
     new_link_key,
     utcnow,
+    xml_safe,
 )
 
 # The CSV format, shared by import and export. Topics are separated by ";" inside their
@@ -53,6 +54,9 @@ from newsletter.models import (
 CSV_COLUMNS = ("email", "name", "topics", "timezone", "hour", "max_papers", "status")
 REQUIRED_COLUMNS = ("email", "topics")
 TOPIC_SEPARATOR = ";"
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP: CSV
+# injection); export puts a quote before such a cell so that it shows as text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 BATCH_SIZE = 5000
 MAX_REPORTED_ERRORS = 1000
 # A longer line is not a subscriber row: refuse it rather than read a binary file whole.
@@ -150,8 +154,11 @@ def validate_timezone(name: str) -> str:
 
 def _whole_number(value: int | str, what: str, allowed: range) -> int:
     text = str(value).strip()
-    if not (text.isascii() and text.isdigit()) or int(text) not in allowed:
-        raise InputError(f"{what} must be a whole number {allowed[0]}-{allowed[-1]}, got {text!r}")
+    # The length is checked before int(): Python refuses strings of over 4,300 digits.
+    plain = text.isascii() and text.isdigit() and len(text.lstrip("0")) <= len(str(allowed[-1]))
+    if not plain or int(text) not in allowed:
+        shown = text if len(text) <= 20 else text[:20] + "..."
+        raise InputError(f"{what} must be a whole number {allowed[0]}-{allowed[-1]}, got {shown!r}")
     return int(text)
 
 
@@ -166,10 +173,14 @@ def validate_max_papers(value: int | str) -> int:
 
 
 def validate_name(value: str) -> str:
-    """Return the display name stripped, or raise InputError for one unsafe in a header."""
+    """Return the display name stripped, or raise InputError for one unsafe in a header.
+
+    Other characters XML cannot hold are dropped: names appear in the web pages.
+    """
     name = value.strip()
     if FORBIDDEN_CHARS.search(name):
         raise InputError(f"invalid name {value!r}: contains a line break or NUL")
+    name = xml_safe(name).strip()
     if len(name) > MAX_NAME_LENGTH:
         raise InputError(f"name longer than {MAX_NAME_LENGTH} characters")
     return name
@@ -788,7 +799,7 @@ def _import_rows(
         if len(record) != width:
             importer.report.add_error(start, f"expected {width} fields, got {len(record)}")
             continue
-        importer.add(start, dict(zip(header, record, strict=True)))
+        importer.add(start, dict(zip(header, map(unquote_cell, record), strict=True)))
         if len(importer.pending) >= batch_size:
             importer.flush()
             progress()
@@ -843,7 +854,7 @@ def _iso(value: datetime) -> str:
 
 
 def _csv_row(subscriber: Subscriber) -> list[Any]:
-    return [
+    cells = [
         subscriber.email,
         subscriber.name,
         TOPIC_SEPARATOR.join(topic_slugs(subscriber)),
@@ -852,3 +863,20 @@ def _csv_row(subscriber: Subscriber) -> list[Any]:
         subscriber.max_papers,
         subscriber.status.value,
     ]
+    return [quote_cell(c) if isinstance(c, str) else c for c in cells]
+
+
+def quote_cell(value: str) -> str:
+    """Put a quote before a cell a spreadsheet would run as a formula."""
+    # Quotes already there are looked through ("'=x" becomes "''=x"), so that
+    # unquote_cell() can tell the quote added here from the cell's own.
+    return "'" + value if _is_formula(value) else value
+
+
+def unquote_cell(value: str) -> str:
+    """Remove the quote quote_cell() added, and only that one."""
+    return value[1:] if value.startswith("'") and _is_formula(value) else value
+
+
+def _is_formula(value: str) -> bool:
+    return value.lstrip("'").startswith(FORMULA_STARTS)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,9 +11,10 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from newsletter.config import parse_toml
 from newsletter.errors import InputError, NotFound
 from newsletter.matching import MatchStats, match_papers
-from newsletter.models import PaperTopic, Subscription, Topic
+from newsletter.models import PaperTopic, Subscription, Topic, xml_safe
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 # arXiv categories: "cs.LG", "stat.ML", "eess.AS", "q-bio.NC", "physics.comp-ph", "hep-th".
@@ -101,18 +101,20 @@ def make_spec(
     """Validate the parts of a topic and return its spec."""
     validate_slug(slug)
     name = (name or "").strip()
+    if _CONTROL.search(name):  # names reach web pages and emails: one line, no NUL
+        raise InputError(f"topic {slug!r}: name must be one line without control characters")
+    name = xml_safe(name).strip()  # what else XML cannot hold is dropped
     if not name:
         raise InputError(f"topic {slug!r}: a name is required")
     if len(name) > MAX_NAME:
         raise InputError(f"topic {slug!r}: name longer than {MAX_NAME} characters")
-    if _CONTROL.search(name):  # names reach web pages and emails: one line, no NUL
-        raise InputError(f"topic {slug!r}: name must be one line without control characters")
-    words = _dedupe(split_list(keywords))
+    words = _dedupe(split_list([xml_safe(word) for word in split_list(keywords)]))
     for word in words:
         if len(word) > MAX_KEYWORD or not re.search(r"[A-Za-z0-9]", word):
             raise InputError(f"topic {slug!r}: invalid keyword {word!r}")
     cats = _dedupe(normalise_category(c) for c in split_list(categories))
-    return TopicSpec(slug, name, (description or "").strip(), tuple(words), tuple(cats))
+    description = xml_safe(description or "").strip()
+    return TopicSpec(slug, name, description, tuple(words), tuple(cats))
 
 
 def _dedupe(items: Iterable[str]) -> list[str]:
@@ -124,11 +126,7 @@ def _dedupe(items: Iterable[str]) -> list[str]:
 
 def parse_topics_toml(text: str, source: str = "topics file") -> list[TopicSpec]:
     """Parse `[[topic]]` entries (or `[topics.<slug>]` tables) into validated specs."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{source}: not valid TOML: {exc}") from exc
-    entries = _entries(data, source)
+    entries = _entries(parse_toml(text, source), source)
     specs: list[TopicSpec] = []
     seen: set[str] = set()
     for index, entry in enumerate(entries, start=1):

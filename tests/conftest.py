@@ -92,7 +92,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         database_url=database_url,
         transport=f"maildir:{var / 'outbox'}",
         var_dir=str(var),
-        secret_key="test-secret-key",
+        secret_key="test-secret-key-of-at-least-32-bytes",
         base_url="https://news.example.test",
         from_address="Daily Papers <papers@news.example.test>",
         postal_address="1 Test Street, Testville",

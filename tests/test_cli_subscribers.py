@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -183,6 +184,46 @@ def test_export_round_trips_with_import(run, app: App, topics: None, tmp_path: P
     assert emails(app) == []
     assert run("subscribers", "import", str(out)).exit_code == 0
     assert run("subscribers", "export").stdout == before
+
+
+FORMULA_NAMES = ['=HYPERLINK("https://evil.example","x")', "+1+1", "-2+3", "@SUM(A1)",
+                 "'=already quoted", "'plain quote", "''two"]  # fmt: skip
+
+
+def test_export_neutralises_formulas_and_import_restores_them(run, app, topics, tmp_path):
+    people = {f"r{i}@example.org": name for i, name in enumerate(FORMULA_NAMES)}
+    people["=x@example.org"] = "Eq"
+    people["+y@example.org"] = "Plus"
+    for address, name in people.items():
+        assert add(run, address, "--name", name).exit_code == 0
+    out = tmp_path / "people.csv"
+    assert run("subscribers", "export", "--output", str(out)).exit_code == 0
+
+    with out.open(encoding="utf-8", newline="") as fh:
+        cells = [cell for row in csv.reader(fh) for cell in row]
+    assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")]
+    assert '\'=HYPERLINK("https://evil.example","x")' in cells and "'=x@example.org" in cells
+    assert "'plain quote" in cells and "''=already quoted" in cells
+
+    for address in people:
+        assert run("subscribers", "remove", address, "--yes").exit_code == 0
+    assert run("subscribers", "import", str(out)).exit_code == 0
+    listed = json.loads(run("subscribers", "list", "--json").stdout)
+    assert {d["email"]: d["name"] for d in listed} == people
+    assert run("subscribers", "export").stdout == out.read_text(encoding="utf-8")
+
+
+def test_export_and_import_help_say_what_happens_to_formulas(run):
+    assert "formula" in run("subscribers", "export", "--help").stdout
+    assert "= + - @, a tab or a CR is removed" in run("subscribers", "import", "--help").stdout
+
+
+def test_export_into_a_missing_folder_is_one_line(run, topics: None, tmp_path: Path) -> None:
+    add(run, "a@x.org")
+    result = run("subscribers", "export", "--output", str(tmp_path / "missing" / "backup.csv"))
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1 and "does not exist" in result.stderr
+    assert not (tmp_path / "missing").exists()
 
 
 def test_export_json(run, topics: None) -> None:

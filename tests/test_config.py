@@ -4,6 +4,9 @@ import pytest
 
 from newsletter.config import load_settings, mask_url_password
 from newsletter.errors import ConfigError
+from tests.factories import dump_database
+
+KEY = "a-secret-key-of-thirty-two-bytes"  # the shortest key accepted
 
 
 def test_defaults_are_the_embedded_ones(tmp_path, monkeypatch):
@@ -27,7 +30,7 @@ def test_file_then_environment_override(tmp_path: Path):
     cfg = tmp_path / "n.toml"
     cfg.write_text(
         'base_url = "https://file.example"\nfrom_address = "a@b.example"\n'
-        'secret_key = "k"\nmatch_threshold = 2.5\n'
+        f'secret_key = "{KEY}"\nmatch_threshold = 2.5\n'
     )
     s = load_settings(cfg, env={"NEWSLETTER_BASE_URL": "https://env.example"})
     assert s.base_url == "https://env.example"
@@ -37,7 +40,7 @@ def test_file_then_environment_override(tmp_path: Path):
 
 def test_config_from_environment_variable(tmp_path: Path):
     cfg = tmp_path / "n.toml"
-    cfg.write_text('[newsletter]\nsecret_key = "k"\nlist_id = "x"\n')
+    cfg.write_text(f'[newsletter]\nsecret_key = "{KEY}"\nlist_id = "x"\n')
     assert load_settings(env={"NEWSLETTER_CONFIG": str(cfg)}).list_id == "x"
 
 
@@ -78,3 +81,55 @@ def test_health_reports_an_unmigrated_then_a_healthy_database(run):
     assert run("init").exit_code == 0
     after = run("health")
     assert after.exit_code == 0 and after.output.startswith("ok:")
+
+
+def _one_line_error(run, app) -> str:
+    """Run a command that needs the settings; return its one error line."""
+    before = dump_database(app.engine)
+    result = run("subscribers", "list")
+    assert result.exit_code == 2, result.output
+    assert result.output.count("\n") == 1 and "Traceback" not in result.output, result.output
+    assert dump_database(app.engine) == before
+    return result.stderr
+
+
+@pytest.mark.parametrize("where", ["environment", "toml"])
+def test_a_short_secret_key_is_refused_with_how_to_make_one(run, app, env, tmp_path, where):
+    if where == "environment":
+        env["NEWSLETTER_SECRET_KEY"] = "a"
+    else:
+        del env["NEWSLETTER_SECRET_KEY"]
+        (tmp_path / "newsletter.toml").write_text('secret_key = "a"\n')
+
+    error = _one_line_error(run, app)
+
+    assert "too short (1 of at least 32 bytes)" in error
+    assert "secrets.token_urlsafe(32)" in error
+    assert ("NEWSLETTER_SECRET_KEY" if where == "environment" else "newsletter.toml") in error
+
+
+def test_a_key_of_32_bytes_is_accepted(tmp_path):
+    settings = load_settings(env={"NEWSLETTER_SECRET_KEY": KEY}, var_dir=str(tmp_path))
+    assert settings.secret_key == KEY
+    with pytest.raises(ConfigError, match="31 of at least 32"):
+        load_settings(env={"NEWSLETTER_SECRET_KEY": KEY[:-1]}, var_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [(b"", "is empty"), (b"\n  \n", "is empty"), (b"\xff\xfe\x00k", "not UTF-8"),
+     (None, "is a folder"), (b"short\n", "too short")],
+)  # fmt: skip
+def test_a_broken_key_file_is_one_line_saying_how_to_fix_it(run, app, env, settings, content,
+                                                            problem):  # fmt: skip
+    del env["NEWSLETTER_SECRET_KEY"]
+    key_file = Path(settings.var_dir) / "secret_key"
+    if content is None:
+        key_file.mkdir()
+    else:
+        key_file.write_bytes(content)
+
+    error = _one_line_error(run, app)
+
+    assert str(key_file) in error and problem in error
+    assert "delete it to generate a new key" in error or "token_urlsafe" in error

@@ -43,6 +43,7 @@ def fetch(run, tmp_path):
         ("hf", Reply(body=GOOD.body[: len(GOOD.body) // 2]), "truncated or invalid JSON"),
         ("hf", Reply(body=b"<html>sorry</html>", content_type="text/html"), "got text/html"),
         ("arxiv", Reply(body=BOMB, content_type="application/atom+xml"), "entities"),
+        ("hf", Reply(body=b"[" * 50_000 + b"]" * 50_000), "nested too deeply"),
         ("hf", Reply(status=500, headers={"Retry-After": "0"}), "HTTP 500"),
         ("hf", Reply(status=429, headers={"Retry-After": "3600"}), "retry after 3600"),
         ("hf", Reply(body=GOOD.body, delay=2.0), "timed out"),
@@ -79,3 +80,18 @@ def test_a_4xx_or_a_malformed_document_is_not_retried(fetch):
     assert requests == 1
     _, requests = fetch("hf", Reply(body=json.dumps({"error": "x"}).encode()))
     assert requests == 1
+
+
+def test_counts_of_thousands_of_digits_in_a_feed_are_left_out(fetch, app):
+    """Numbers int() refuses (over 4,300 digits) or no column holds are the source's mistake."""
+    items = json.loads(GOOD.body)
+    items[0]["paper"]["upvotes"] = int("9" * 4000)
+    hf_body = json.dumps(items).replace('"upvotes": 9', '"upvotes": 99' + "9" * 1000, 1)
+    arxiv_body = (FIXTURES / "arxiv_api_2026.xml").read_text(encoding="utf-8")
+    arxiv_body = arxiv_body.replace(">214881<", ">" + "9" * 5000 + "<")
+
+    hf, _ = fetch("hf", Reply(body=hf_body.encode()))
+    arxiv, _ = fetch("arxiv", Reply(body=arxiv_body.encode(), content_type="application/atom+xml"))
+
+    assert hf.exit_code == 0 and "imported 5 papers" in hf.stdout, hf.output
+    assert arxiv.exit_code == 0 and "imported" in arxiv.stdout, arxiv.output

@@ -13,8 +13,9 @@ import textwrap
 import pytest
 from sqlalchemy import func, select
 
-from newsletter.models import Subscriber
+from newsletter.models import Paper, Subscriber
 from tests import factories as f
+from tests.conftest import FIXTURES
 from tests.factories import dump_database
 
 CSV_BYTES = 100 * 1024 * 1024
@@ -108,4 +109,107 @@ def test_an_empty_file_is_one_line_and_changes_nothing(run, app, settings, tmp_p
 
     assert result.exit_code == code, result.output
     assert result.output.count("\n") == 1 and message in result.output
+    assert dump_database(app.engine) == before
+
+
+DEEP_JSON = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        (DEEP_JSON, "nested too deeply"),
+        ('[{"title": "A", "upvotes": ' + "9" * 5000 + "}]", "'upvotes' must be a whole number"),
+        ('[{"title": "A", "upvotes": 100000000000000000000}]', "'upvotes' must be a whole number"),
+        ('[{"title": "A", "upvotes": 1e400}]', "'upvotes' must be a whole number"),
+        ('[{"title": "A", "upvotes": -1}]', "'upvotes' must be a whole number"),
+    ],
+)
+def test_deep_nesting_and_huge_numbers_in_a_paper_file_are_one_line(
+    run, app, tmp_path, document, message
+):
+    path = tmp_path / "hostile.json"
+    path.write_text(document, encoding="utf-8")
+    before = dump_database(app.engine)
+
+    result = run("papers", "import", str(path), "--date", f.DAY.isoformat())
+
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert dump_database(app.engine) == before
+
+
+def test_out_of_range_counts_in_an_hf_listing_are_left_out(run, app, tmp_path):
+    """A listing from Hugging Face is the source's word: a count no column can hold is dropped."""
+    items = json.loads((FIXTURES / "hf_daily_papers_3.json").read_text(encoding="utf-8"))
+    items[0]["paper"]["upvotes"] = 10**20
+    text = json.dumps(items)
+    # A 5,000-digit number, even in a field the parser ignores, must not stop the import.
+    text = text.replace('"paper": {', '"paper": {"numComments": ' + "7" * 5000 + ", ", 1)
+    path = tmp_path / "hf.json"
+    path.write_text(text, encoding="utf-8")
+
+    result = run("papers", "import", str(path), "--date", f.DAY.isoformat())
+
+    assert result.exit_code == 0, result.output
+    with app.sessions() as s:
+        upvotes = {p.arxiv_id: p.upvotes for p in s.scalars(select(Paper))}
+    assert len(upvotes) == len(items) and upvotes[items[0]["paper"]["id"]] is None
+
+
+def test_numbers_of_thousands_of_digits_in_a_csv_are_reported_by_line(run, app, tmp_path):
+    with app.transaction() as s:
+        f.topic(s, "llm")
+    huge = "1" * 5000
+    path = tmp_path / "people.csv"
+    path.write_text(
+        f"email,topics,hour,max_papers\na@example.org,llm,{huge},\nb@example.org,llm,,{huge}\n"
+        "c@example.org,llm,7,10\n",
+        encoding="utf-8",
+    )
+
+    result = run("subscribers", "import", str(path), "--json")
+
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert (report["new"], [e["line"] for e in report["errors"]]) == (1, [2, 3])
+    assert "hour must be a whole number 0-23" in report["errors"][0]["reason"]
+    assert huge not in result.stdout
+
+
+HOSTILE_TOML = [
+    ("x = " + "[" * 100_000 + "]" * 100_000 + "\n", "nested deeper than"),
+    ("x = " + "{a = " * 5_000 + "1" + "}" * 5_000 + "\n", "nested deeper than"),
+    ("x" + ".a" * 5_000 + " = 1\n", "nested deeper than"),
+    ("x = " + "9" * 5_000 + "\n", "a number has thousands of digits"),
+]
+
+
+@pytest.mark.parametrize(("document", "message"), HOSTILE_TOML)
+def test_deep_nesting_and_huge_numbers_in_a_topics_file_are_one_line(
+    run, app, tmp_path, document, message
+):
+    path = tmp_path / "topics.toml"
+    path.write_text('[[topic]]\nslug = "llm"\nname = "LLM"\n' + document, encoding="utf-8")
+    before = dump_database(app.engine)
+
+    result = run("topics", "import", str(path))
+
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert dump_database(app.engine) == before
+
+
+@pytest.mark.parametrize(("document", "message"), HOSTILE_TOML)
+def test_deep_nesting_and_huge_numbers_in_the_config_file_are_one_line(
+    run, app, tmp_path, document, message
+):
+    (tmp_path / "newsletter.toml").write_text(document, encoding="utf-8")
+    before = dump_database(app.engine)
+
+    result = run("config", "--json")
+
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert "newsletter.toml" in result.stderr
     assert dump_database(app.engine) == before

@@ -7,11 +7,13 @@ import email.policy
 import json
 import mailbox
 from email.header import decode_header, make_header
+from xml.etree import ElementTree
 
 import pytest
 from sqlalchemy import select
 
-from newsletter.models import Paper
+from newsletter.models import Paper, Subscriber, Topic
+from newsletter.web import create_app
 from tests import factories as f
 from tests.factories import dump_database
 
@@ -89,3 +91,67 @@ def test_nul_in_a_csv_row_is_reported_by_line(run, app, tmp_path):
     result = run("subscribers", "import", str(path), "--json")
 
     assert result.exit_code == 1 and '"line": 2' in result.stdout
+
+
+# What XML 1.0 cannot hold: noncharacters and a lone surrogate, then C0 controls (which
+# topic names refuse outright, as they do line breaks).
+NONCHARACTERS = "\ufffe\uffff\ud800"
+NOT_XML = NONCHARACTERS + "\x01\x1b"
+
+
+def test_characters_xml_cannot_hold_are_dropped_from_every_stored_text(run, app, tmp_path):
+    added = run(
+        "topics", "add", "llm", "--name", f"Language{NONCHARACTERS} models",
+        "--description", f"About{NOT_XML} LLMs", "--keywords", f"language model{NOT_XML}",
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    paper = {
+        "title": f"A language model{NOT_XML}", "abstract": f"Text{NOT_XML}.",
+        "authors": [f"Ada{NOT_XML}"], "summary": f"Short{NOT_XML}", "arxiv_id": "2611.00001",
+        "url_code": f"https://github.com/x/y{NOT_XML}",
+    }  # fmt: skip
+    path = tmp_path / "papers.json"
+    path.write_text(json.dumps([paper]), encoding="utf-8")  # the surrogate is written \ud800
+    assert run("papers", "import", str(path), "--date", f.DAY.isoformat()).exit_code == 0
+    name = f"\x01Ada{NOT_XML}"
+    subscriber = run("subscribers", "add", "ada@example.org", "--name", name, "--topics", "llm")
+    assert subscriber.exit_code == 0, subscriber.output
+
+    with app.sessions() as s:
+        topic, paper, reader = (s.scalar(select(m)) for m in (Topic, Paper, Subscriber))
+        texts = [topic.name, topic.description, *topic.keywords, reader.name, paper.title,
+                 paper.abstract, paper.summary, paper.url_code, *paper.authors]  # fmt: skip
+    assert texts == [
+        "Language models", "About LLMs", "language model", "Ada", "A language model",
+        "Text.", "Short", "https://github.com/x/y", "Ada",
+    ]  # fmt: skip
+
+
+def test_the_atom_feed_stays_well_formed_with_any_topic_name(run, app):
+    name = "Language\ufffe\uffff models"  # valid Unicode text, yet not XML
+    assert run("topics", "add", "llm", "--name", name, "--keywords", "llm").exit_code == 0
+    with app.transaction() as s:
+        llm = s.scalar(select(Topic))
+        f.paper(s, "Scaling laws for tiny models", topics={llm: 2.0})
+        f.subscriber(s, "ada@example.org", [llm])
+    assert run("plan", "--date", f.DAY.isoformat()).exit_code == 0
+    client = create_app(app.settings, app=app).test_client()
+
+    response = client.get("/archive.atom")
+
+    assert response.status_code == 200
+    feed = ElementTree.fromstring(response.get_data())
+    summaries = [e.text for e in feed.iter("{http://www.w3.org/2005/Atom}summary")]
+    assert summaries == ["1 paper on Language models."]
+
+
+def test_the_columns_drop_what_xml_cannot_hold_on_any_write_path(app):
+    """Rows written straight through the models, past every validation, are cleaned too."""
+    with app.transaction() as s:
+        s.add(Topic(slug="x", name=f"X{NOT_XML}\x00", keywords=[f"k{NOT_XML}\x00"]))
+        s.add(Paper(title=f"Title{NOT_XML}\x00", title_key="title", listing_date=f.DAY,
+                    authors=[f"Ada{NOT_XML}"], source="test"))  # fmt: skip
+    with app.sessions() as s:
+        topic, paper = s.scalar(select(Topic)), s.scalar(select(Paper))
+        assert (topic.name, topic.keywords) == ("X", ["k"])
+        assert (paper.title, paper.authors) == ("Title", ["Ada"])

@@ -23,7 +23,7 @@ from newsletter.subscribers import normalise_email
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SETTINGS = Settings(
-    secret_key="property-secret",
+    secret_key="property-secret-of-at-least-32-bytes",
     base_url="https://news.example.test",
     from_address="Daily Papers <papers@news.example.test>",
 )

@@ -83,7 +83,7 @@ def good_message(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, float
     settings = load_settings(
         env={},
         var_dir=str(folder / "var"),
-        secret_key="test-secret-key",
+        secret_key="test-secret-key-of-at-least-32-bytes",
         base_url="https://news.example.test",
         from_address="Daily Papers <papers@news.example.test>",
         postal_address="1 Test Street, Testville",

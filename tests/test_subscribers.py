@@ -454,7 +454,7 @@ def test_export_round_trips_through_import(
 
     # The round trip always lands in a SQLite file: export must not depend on the backend.
     other = App(load_settings(env={}, database_url=f"sqlite:///{tmp_path}/other.db",
-                              var_dir=str(tmp_path), secret_key="k"))  # fmt: skip
+                              var_dir=str(tmp_path), secret_key="k" * 32))  # fmt: skip
     other.ensure_schema()
     with other.transaction() as session:
         session.add_all(Topic(slug=s, name=s) for s in TOPICS)

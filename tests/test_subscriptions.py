@@ -302,6 +302,6 @@ def test_limits_come_from_settings_and_refuse_nonsense(app, tmp_path):
     with pytest.raises(InputError, match="confirm_max_age_hours"):
         svc.Limits.from_settings(dataclasses.replace(app.settings, confirm_max_age_hours=0))
     toml = tmp_path / "n.toml"
-    toml.write_text('secret_key = "k"\nconfirm_max_age_hours = "soon"\n')
+    toml.write_text(f'secret_key = "{"k" * 32}"\nconfirm_max_age_hours = "soon"\n')
     with pytest.raises(ConfigError, match="confirm_max_age_hours"):
         load_settings(toml, env={})

@@ -7,13 +7,14 @@ import json
 import sys
 from collections.abc import Callable
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from newsletter.app import App
 from newsletter.config import load_settings
-from newsletter.errors import NewsletterError
+from newsletter.errors import InputError, NewsletterError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -84,6 +85,23 @@ def parse_date(value: str | None, *, param: str = "--date") -> date | None:
         return date.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(f"expected YYYY-MM-DD, got {value!r}", param_hint=param) from None
+
+
+def check_output_folder(path: Path, *, param: str = "--output") -> None:
+    """Raise InputError unless the folder a file is to be written into exists."""
+    # Not created on demand: a mistyped folder would silently scatter files elsewhere.
+    folder = path.parent
+    if not folder.is_dir():
+        raise InputError(f"{param}: folder {str(folder)!r} does not exist")
+
+
+def write_output(path: Path, data: bytes, *, param: str = "--output") -> None:
+    """Write a file the user named, turning an OS refusal into one InputError line."""
+    check_output_folder(path, param=param)
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        raise InputError(f"{param}: cannot write {str(path)!r}: {exc.strerror or exc}") from None
 
 
 def is_tty() -> bool:

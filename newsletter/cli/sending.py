@@ -9,7 +9,13 @@ import click
 
 from newsletter import sending
 from newsletter.app import App
-from newsletter.cli.common import echo_json, parse_date, pass_app
+from newsletter.cli.common import (
+    check_output_folder,
+    echo_json,
+    parse_date,
+    pass_app,
+    write_output,
+)
 from newsletter.delivery import SendSummary
 from newsletter.errors import InputError
 
@@ -207,18 +213,21 @@ def preview(app: App, email: str, day: str | None, output: Path | None) -> None:
       newsletter preview ada@example.org --output ada.html
       newsletter preview ada@example.org --date 2026-11-27 --output ada.eml
     """
-    prepared = sending.build_preview(app, email, parse_date(day))
-    data = prepared.message.data
+    if output is not None:
+        _check_preview_file(output)  # before the work, which a bad name would waste
+    data = sending.build_preview(app, email, parse_date(day)).message.data
     if output is None:
         click.echo(data.decode("utf-8", "replace"))
         return
-    if output.suffix.lower() == ".html":
-        output.write_text(_html_part(data), encoding="utf-8")
-    elif output.suffix.lower() == ".eml":
-        output.write_bytes(data)
-    else:
-        raise click.BadParameter("use a .html or .eml file name", param_hint="--output")
+    html = output.suffix.lower() == ".html"
+    write_output(output, _html_part(data).encode() if html else data)
     click.echo(f"wrote {output}")
+
+
+def _check_preview_file(path: Path) -> None:
+    if path.suffix.lower() not in (".html", ".eml"):
+        raise InputError(f"--output: use a .html or .eml file name, not {path.name!r}")
+    check_output_folder(path)
 
 
 def _html_part(data: bytes) -> str:

@@ -14,7 +14,8 @@ import click
 
 from newsletter import subscribers as service
 from newsletter.app import App
-from newsletter.cli.common import echo_json, pass_app
+from newsletter.cli.common import check_output_folder, echo_json, pass_app
+from newsletter.errors import InputError
 from newsletter.models import Subscriber, SubscriberStatus
 
 SHOWN_ERRORS = 20
@@ -105,6 +106,7 @@ def import_(app: App, file: str, status: str, as_json: bool) -> None:
     by ";". Empty cells take the defaults for new subscribers and keep the current value
     for existing ones. Existing subscribers keep their status, so an unsubscribed address
     is never subscribed again by an import. Importing the same file twice changes nothing.
+    The ' that `export` puts before a cell starting with = + - @, a tab or a CR is removed.
 
     Exit status: 0 when every row was imported, 1 when some rows were skipped (the good
     rows are saved; the bad ones are listed with their line numbers), 2 when the file
@@ -170,6 +172,10 @@ def _echo_report(report: service.ImportReport) -> None:
 def export(app: App, fmt: str, output: str | None) -> None:
     """Write every subscriber as CSV (the format `import` reads) or JSON.
 
+    A CSV cell that starts with = + - @, a tab or a CR (after any ' of its own) gets a '
+    in front, so that a spreadsheet shows it as text instead of running it as a formula;
+    `import` removes that one quote.
+
     \b
     Example:
       newsletter subscribers export --output backup.csv
@@ -185,7 +191,12 @@ def export(app: App, fmt: str, output: str | None) -> None:
 
 def _export_to_file(path: Path, **kwargs: object) -> int:
     """Export into a temporary file renamed over `path` at the end: no half-written files."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+    check_output_folder(path)
+    folder = path.parent
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise InputError(f"--output: cannot write in {str(folder)!r}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
             count = service.export_subscribers(out, **kwargs)  # type: ignore[arg-type]

@@ -59,8 +59,16 @@ def _parse_atom(
         _atom_record(entry, f"{name}: entry {n}", listing_date)
         for n, entry in enumerate(root.iter(ATOM + "entry"), 1)
     ]
-    total = root.findtext(OPENSEARCH + "totalResults")
-    return records, int(total) if total and total.strip().isdigit() else None
+    return records, _total_results(root.findtext(OPENSEARCH + "totalResults"))
+
+
+def _total_results(text: str | None) -> int | None:
+    """Read the feed's result count; one that is not a plain count is unknown."""
+    digits = (text or "").strip()
+    # ASCII only and bounded: int() refuses other digits and numbers of 4,300 digits.
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= 10):
+        return None
+    return int(digits)
 
 
 def _atom_record(entry: Element, where: str, listing_date: date | None) -> PaperRecord:

@@ -18,8 +18,14 @@ from defusedxml import (
 )
 
 from newsletter.errors import InputError, NoListing
+from newsletter.models import xml_safe
 
 TITLE_KEY_MAX = 512  # the width of papers.title_key
+# The widest integer any field can use: PostgreSQL's INTEGER (SQLite's is wider).
+INT_FIELD_MAX = 2**31 - 1
+# Longer integers are read as floats: Python refuses int() of over 4,300 digits, and no
+# field holds more than ten anyway, so the field's own check reports them.
+JSON_INT_MAX_DIGITS = 20
 # Control characters go with whitespace: a NUL cannot be stored in PostgreSQL text.
 _WS = re.compile(r"[\s\x00-\x1f\x7f]+")
 # New-style ids (2606.00467) and old-style ones (math/0601001, hep-th/9901001v2).
@@ -27,10 +33,13 @@ _ARXIV_ID = re.compile(r"(\d{4}\.\d{4,5}|[a-z][a-z.-]*/\d{7})(v\d+)?", re.IGNORE
 
 
 def clean_text(value: Any) -> str:
-    """Collapse runs of whitespace and control characters (NUL included) into single spaces."""
+    """Collapse runs of whitespace and control characters (NUL included) into single spaces.
+
+    What XML 1.0 cannot hold otherwise (U+FFFE, U+FFFF, lone surrogates) is dropped.
+    """
     if value is None:
         return ""
-    return _WS.sub(" ", str(value)).strip()
+    return xml_safe(_WS.sub(" ", str(value))).strip()
 
 
 def normalise_title(title: str) -> str:
@@ -90,11 +99,24 @@ def load_json(data: bytes, name: str) -> Any:
     """Parse JSON or raise an InputError with the line and column of the problem."""
     text = decode_text(data, name)
     try:
-        return json.loads(text)
+        return json.loads(text, parse_int=_json_int)
     except json.JSONDecodeError as exc:
         raise InputError(
             f"{name}: truncated or invalid JSON at line {exc.lineno} column {exc.colno}"
         ) from None
+    except RecursionError:
+        raise InputError(f"{name}: JSON nested too deeply to be a paper listing") from None
+
+
+def _json_int(digits: str) -> int | float:
+    return int(digits) if len(digits.lstrip("-")) <= JSON_INT_MAX_DIGITS else float(digits)
+
+
+def bounded_int(value: Any, low: int = 0, high: int = INT_FIELD_MAX) -> int | None:
+    """Return value if it is an integer from low to high (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        return None
+    return value
 
 
 def load_json_array(data: bytes, name: str) -> list[Any]:

@@ -11,6 +11,7 @@ from newsletter.sources import PaperRecord
 from newsletter.sources.common import (
     arxiv_id_of,
     arxiv_urls,
+    bounded_int,
     clean_text,
     load_json_array,
     no_listing,
@@ -54,7 +55,7 @@ def _record(item: Any, where: str, listing_date: date | None) -> PaperRecord:
         listing_date=listing_date
         or parse_day(paper.get("submittedOnDailyAt"))
         or parse_day(item.get("publishedAt")),
-        upvotes=paper.get("upvotes") if isinstance(paper.get("upvotes"), int) else None,
+        upvotes=bounded_int(paper.get("upvotes")),  # a count out of range is left out
         keywords=[clean_text(k) for k in paper.get("ai_keywords") or [] if isinstance(k, str)],
         summary=clean_text(paper.get("ai_summary")) or None,
     )

@@ -7,9 +7,12 @@ from datetime import date
 from typing import Any
 
 from newsletter.errors import InputError
+from newsletter.models import xml_safe
 from newsletter.sources import PaperRecord
 from newsletter.sources.common import (
+    INT_FIELD_MAX,
     arxiv_id_of,
+    bounded_int,
     clean_text,
     load_json_array,
     no_listing,
@@ -69,16 +72,17 @@ def _text(item: dict[str, Any], key: str, where: str) -> str:
         return ""
     if not isinstance(value, str):
         raise InputError(f"{where}: {key!r} must be a string")
-    return value.strip()
+    return xml_safe(value).strip()
 
 
 def _int(item: dict[str, Any], key: str, where: str) -> int | None:
     value = item.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InputError(f"{where}: {key!r} must be an integer")
-    return value
+    number = bounded_int(value)
+    if number is None:
+        raise InputError(f"{where}: {key!r} must be a whole number from 0 to {INT_FIELD_MAX}")
+    return number
 
 
 def _strings(item: dict[str, Any], key: str, where: str) -> list[str]:
