@@ -146,14 +146,12 @@ def _received(server: SmtpTestServer) -> list[email.message.EmailMessage]:
 
 
 def test_encoded_line_breaks_stay_literal_text_in_every_header(run, app):
-    with app.transaction() as s:
+    name = f"Eve {ENCODED_LF}Bcc: victim@example.org"
+    with app.transaction() as s:  # stored directly: the CLI and the form refuse such a name
         t = f.topic(s, "llm")
         t.name = f"LLM {ENCODED_LF}Bcc: victim@example.org"
         f.paper(s, f"Title {ENCODED_CRLF}Bcc: victim@example.org", topics={t: 2.0})
-    name = f"Eve {ENCODED_LF}Bcc: victim@example.org"
-    added = run("subscribers", "add", "eve@example.org", "--name", name, "--topics", "llm",
-                "--confirmed")  # fmt: skip
-    assert added.exit_code == 0, added.output
+        f.subscriber(s, "eve@example.org", [t]).name = name
 
     with SmtpTestServer() as server:
         _send_through(run, server)
