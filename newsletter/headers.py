@@ -6,6 +6,9 @@ encoded word, is encoded here as UTF-8 encoded words, so a mail client shows exa
 characters given and never decodes them into a line break. Folding (CRLF then a space) is the
 only line break a field can hold, and `_field` checks that of every field it returns.
 Addresses are (display name, addr-spec) pairs; an addr-spec must pass `mailbox_address`.
+
+The validators of what people type ask this module too: `address_problem` says which
+addresses can be mailed at all, `hides_control` what a mail reader would decode from a name.
 """
 
 from __future__ import annotations

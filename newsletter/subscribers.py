@@ -189,10 +189,10 @@ def validate_name(value: str) -> str:
     name = value.strip()
     if FORBIDDEN_CHARS.search(name):
         raise InputError(f"invalid name {value!r}: contains a line break or NUL")
+    if len(name) > MAX_NAME_LENGTH:  # first: decoding a long text costs more
+        raise InputError(f"name longer than {MAX_NAME_LENGTH} characters")
     if hides_control(name):
         raise InputError(f"invalid name {value!r}: contains a control character, plain or encoded")
-    if len(name) > MAX_NAME_LENGTH:
-        raise InputError(f"name longer than {MAX_NAME_LENGTH} characters")
     return name
 
 
