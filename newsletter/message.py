@@ -1,4 +1,8 @@
-"""Build the bytes of one digest email: headers, two quoted-printable parts, optional DKIM."""
+"""Build the bytes of emails: headers, two quoted-printable parts, optional DKIM.
+
+Every header field comes from newsletter.headers; fields shared by many messages (From,
+List-Id, a subject, the date of this second) are built once and reused as bytes.
+"""
 
 from __future__ import annotations
 
@@ -11,20 +15,24 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import format_datetime, parseaddr
 from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
+from newsletter import headers
 from newsletter.config import Settings
-from newsletter.errors import ConfigError, InputError
-from newsletter.rendering import Filled, Recipient, RenderedDigest, one_line, safe_url
+from newsletter.errors import ConfigError
+from newsletter.rendering import Filled, Recipient, RenderedDigest
 
 CRLF = b"\r\n"
 SOFT_BREAK = b"=\r\n"
 DOT = ord(".")
-MAX_LINE = 78  # RFC 5322: lines SHOULD stay within 78 characters
-ONE_CLICK = b"List-Unsubscribe-Post: List-Unsubscribe=One-Click"
+MIME_VERSION = headers.token_field("MIME-Version", "1.0")
+ONE_CLICK = headers.token_field("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
+# Tells vacation responders not to answer (RFC 3834); SpamAssassin scores it as a list.
+PRECEDENCE_BULK = headers.token_field("Precedence", "bulk")
+# Transactional mail is no list mail, but auto-replies are as unwanted (RFC 3834).
+AUTO_GENERATED = headers.token_field("Auto-Submitted", "auto-generated")
 # dkimpy's defaults leave List-Unsubscribe-Post out; RFC 8058 requires it to be signed.
 DKIM_HEADERS = (
     b"From",
@@ -40,14 +48,9 @@ DKIM_HEADERS = (
 )
 DKIM_SETTINGS = ("dkim_selector", "dkim_domain", "dkim_private_key_file")
 
-_ATEXT_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*")
-_CONTROL_OR_NL = re.compile(r"[\x00-\x1f\x7f]")
-_BAD_IN_ADDRESS = re.compile(r"[\x00-\x20\x7f<>()\[\]\\,;:\"]")
-_BAD_IN_URI = re.compile(r"[\x00-\x20\x7f<>\"]")
 _PART_HEADERS = (
     b'Content-Type: text/%s; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable'
 )
-ENCODED_WORD_BYTES = 39
 QP_LINE = 76  # RFC 2045: encoded lines of at most 76 characters, the soft-break "=" included
 QP_CACHE_SIZE = 8192
 # Printable ASCII without "=" nor a space at either end: quoted-printable leaves it unchanged.
@@ -117,35 +120,64 @@ def build_message_data(
     A message with no such line needs no SMTP dot-stuffing: the client can skip a scan.
     """
     header_lines = [
-        b"From: " + _from_header(settings.from_address),
-        b"To: " + _address_header(recipient.name, recipient.email, "To"),
-        b"Subject: " + _subject_header(rendered.subject),
-        b"Date: " + _date_header(date),
-        b"Message-ID: " + _message_id_header(message_id),
-        b"MIME-Version: 1.0",
-        b"List-Id: " + _list_id_header(settings.list_id),
-        b"List-Unsubscribe: " + _list_unsubscribe(list_unsubscribe_url, list_unsubscribe_mailto),
+        headers.from_field(settings.from_address),
+        headers.address_field("To", recipient.name, recipient.email),
+        _subject_field(rendered.subject),
+        _date_field(date),
+        headers.message_id_field(message_id),
+        MIME_VERSION,
+        headers.list_id_field(settings.list_id),
+        headers.list_unsubscribe_field(list_unsubscribe_url, list_unsubscribe_mailto),
         ONE_CLICK,
-        # Tells vacation responders not to answer (RFC 3834); SpamAssassin scores it as a list.
-        b"Precedence: bulk",
+        PRECEDENCE_BULK,
     ]
-    # "=_" never occurs in quoted-printable text, so the boundary cannot collide with a body.
-    boundary = b"=_dpn_" + _IDS.next().encode("ascii")
-    header_lines.append(b'Content-Type: multipart/alternative;\r\n boundary="' + boundary + b'"')
-    # One list and one join for the whole message: a 40 KB body is copied only once.
-    headers = CRLF.join(header_lines)
-    # Folded header lines start with a space; a dot could only come from a bad value.
-    dots = headers[:1] == b"." or b"\r\n." in headers
-    out = [headers, CRLF + CRLF]
-    for subtype, kind in ((b"plain", "text"), (b"html", "html")):
-        out += (b"--", boundary, CRLF, _PART_HEADERS % subtype, CRLF, CRLF)
-        dots |= _encode_into(out, rendered, kind)
-        out.append(CRLF)
-    out += (b"--", boundary, b"--", CRLF)
-    message = b"".join(out)
+    message, dots = _multipart(header_lines, rendered)
     if dkim is not None:
         return dkim.sign(message) + message, False
     return message, not dots
+
+
+def build_transactional(
+    *,
+    settings: Settings,
+    to_name: str,
+    to_email: str,
+    subject: str,
+    text: str,
+    html: str,
+    message_id: str,
+    date: datetime | None = None,
+) -> bytes:
+    """Assemble a one-off email to one person (text, then HTML), without list headers."""
+    header_lines = [
+        headers.from_field(settings.from_address),
+        headers.address_field("To", to_name, to_email),
+        headers.text_field("Subject", subject),
+        _date_field(date),
+        headers.message_id_field(message_id),
+        MIME_VERSION,
+        AUTO_GENERATED,
+    ]
+    return _multipart(header_lines, RenderedDigest(subject, text, html))[0]
+
+
+def _multipart(header_lines: list[bytes], rendered: RenderedDigest) -> tuple[bytes, bool]:
+    """Add a multipart/alternative Content-Type and the two bodies; tell if a line has a dot."""
+    # "=_" never occurs in quoted-printable text, so the boundary cannot collide with a body.
+    boundary = "=_dpn_" + _IDS.next()
+    header_lines.append(headers.multipart_field("alternative", boundary))
+    # One list and one join for the whole message: a 40 KB body is copied only once.
+    head = headers.header_block(header_lines)
+    # Folded header lines start with a space; a dot could only come from a bad value.
+    dots = head[:1] == b"." or b"\r\n." in head
+    out = [head, CRLF + CRLF]
+    delimiter = b"--" + boundary.encode("ascii")
+    for subtype, kind in ((b"plain", "text"), (b"html", "html")):
+        out += (delimiter, CRLF, _PART_HEADERS % subtype, CRLF, CRLF)
+        dots |= _encode_into(out, rendered, kind)
+        out.append(CRLF)
+    out += (delimiter, b"--", CRLF)
+    return b"".join(out), dots
 
 
 def _encode_into(out: list[bytes], rendered: RenderedDigest, kind: str) -> bool:
@@ -291,7 +323,7 @@ def _qp_join(out: list[bytes], pieces: list[_QpPiece]) -> bool:
 
 def envelope_sender(settings: Settings) -> str:
     """Return the bare address of settings.from_address, for MAIL FROM."""
-    return _parse_from(settings.from_address)[1]
+    return headers.parse_from(settings.from_address)[1]
 
 
 class _UniqueIds:
@@ -331,7 +363,7 @@ def make_message_id(settings: Settings) -> str:
 
 @lru_cache(maxsize=16)
 def _message_id_domain(from_address: str) -> str:
-    return _parse_from(from_address)[1].rsplit("@", 1)[1]
+    return headers.parse_from(from_address)[1].rsplit("@", 1)[1]
 
 
 def make_dkim_signer(settings: Settings) -> DkimSigner | None:
@@ -368,131 +400,21 @@ def _check_signer(signer: DkimSigner, path: Path) -> None:
         raise ConfigError(f"dkim_private_key_file {path}: not a usable key ({exc})") from None
 
 
-@lru_cache(maxsize=16)
-def _parse_from(from_address: str) -> tuple[str, str]:
-    name, address = parseaddr(from_address)
-    if not address or _CONTROL_OR_NL.search(from_address):
-        raise ConfigError(f"from_address is not a valid address: {from_address!r}")
-    return one_line(name), _check_address(address, "from_address", ConfigError)
-
-
-@lru_cache(maxsize=16)
-def _from_header(from_address: str) -> bytes:
-    name, address = _parse_from(from_address)
-    return _address_header(name, address, "From")
-
-
-@lru_cache(maxsize=16)
-def _list_id_header(list_id: str) -> bytes:
-    name, list_address = parseaddr(list_id)
-    if not list_address or _BAD_IN_ADDRESS.search(list_address) or _CONTROL_OR_NL.search(list_id):
-        raise ConfigError(f"list_id is not valid (expected 'Name <id.example.org>'): {list_id!r}")
-    return _phrase(one_line(name)) + f"<{list_address}>".encode("ascii")
-
-
-def _check_address(address: str, what: str, error: type[InputError] = InputError) -> str:
-    """Return an address fit for a header, with an IDNA domain; raise for anything else."""
-    local, at, domain = address.rpartition("@")
-    if not at or not local or not domain or _BAD_IN_ADDRESS.search(address):
-        raise error(f"{what}: not a valid email address: {address!r}")
-    if not local.isascii():
-        # Such addresses need SMTPUTF8 end to end, which this sender does not negotiate.
-        raise error(f"{what}: non-ASCII local part is not supported: {address!r}")
-    if not domain.isascii():
-        try:
-            domain = domain.encode("idna").decode("ascii")
-        except UnicodeError:
-            raise error(f"{what}: invalid domain: {address!r}") from None
-        if _BAD_IN_ADDRESS.search(domain):
-            raise error(f"{what}: invalid domain: {address!r}")
-    return f"{local}@{domain}"
-
-
-def _address_header(name: str, address: str, header_name: str) -> bytes:
-    address = _check_address(address, f"{header_name} address")
-    return _phrase(one_line(name)) + f"<{address}>".encode("ascii")
-
-
-def _phrase(name: str) -> bytes:
-    """Return a display name ready to precede <address>: bare, quoted or RFC 2047 encoded."""
-    if not name:
-        return b""
-    if name.isascii() and "=?" not in name:
-        if _ATEXT_PHRASE.fullmatch(name):
-            return name.encode("ascii") + b" "
-        quoted = name.replace("\\", "\\\\").replace('"', '\\"')
-        return f'"{quoted}" '.encode("ascii")
-    return _encoded_words(name) + b" "
-
-
-def _encoded_words(value: str) -> bytes:
-    """Encode a value as RFC 2047 base64 words of at most ~64 characters, folded between words."""
-    words = []
-    chunk = b""
-    for char in value:
-        encoded = char.encode("utf-8")
-        # 39 bytes make 52 base64 characters: a word plus "Subject: " stays within 78.
-        if len(chunk) + len(encoded) > ENCODED_WORD_BYTES:
-            words.append(b"=?utf-8?b?" + binascii.b2a_base64(chunk, newline=False) + b"?=")
-            chunk = b""
-        chunk += encoded
-    words.append(b"=?utf-8?b?" + binascii.b2a_base64(chunk, newline=False) + b"?=")
-    return b"\r\n ".join(words)
-
-
 @lru_cache(maxsize=4096)
-def _subject_header(subject: str) -> bytes:
+def _subject_field(subject: str) -> bytes:
     # Cached: a subject is shared by every recipient of the same body.
-    subject = one_line(subject)
-    if not subject.isascii() or "=?" in subject:
-        return _encoded_words(subject)
-    return _fold(subject, len("Subject: ")).encode("ascii")
+    return headers.text_field("Subject", subject)
 
 
-def _fold(value: str, used: int) -> str:
-    """Fold a long ASCII header value at spaces so lines stay near 78 characters."""
-    lines: list[str] = []
-    line = ""
-    for word in value.split(" "):
-        if line and used + len(line) + 1 + len(word) > MAX_LINE:
-            lines.append(line)
-            line, used = word, 1
-        else:
-            line = f"{line} {word}" if line else word
-    lines.append(line)
-    return "\r\n ".join(lines)
+_now_field: tuple[int, bytes] = (-1, b"")
 
 
-_now_header: tuple[int, bytes] = (-1, b"")
-
-
-def _date_header(date: datetime | None) -> bytes:
-    global _now_header
-    if date is None:
-        # Formatted once a second: the header has no finer resolution.
-        second = int(time.time())
-        if _now_header[0] != second:
-            _now_header = (second, _date_header(datetime.fromtimestamp(second, UTC)))
-        return _now_header[1]
-    if date.tzinfo is None:
-        date = date.replace(tzinfo=UTC)
-    return format_datetime(date).encode("ascii")
-
-
-def _message_id_header(message_id: str) -> bytes:
-    inner = message_id[1:-1] if message_id.startswith("<") and message_id.endswith(">") else ""
-    left, at, right = inner.partition("@")
-    if not (left and at and right) or _BAD_IN_URI.search(inner) or not inner.isascii():
-        raise InputError(f"not a valid Message-ID: {message_id!r}")
-    return message_id.encode("ascii")
-
-
-def _list_unsubscribe(url: str, mailto: str | None) -> bytes:
-    if safe_url(url) is None or _BAD_IN_URI.search(url) or not url.isascii():
-        raise InputError(f"List-Unsubscribe needs an http(s) URL: {url!r}")
-    value = f"<{url}>"
-    if mailto:
-        if not mailto.startswith("mailto:") or _BAD_IN_URI.search(mailto) or not mailto.isascii():
-            raise InputError(f"List-Unsubscribe mailto is not a mailto: URI: {mailto!r}")
-        value += f",\r\n <{mailto}>"
-    return value.encode("ascii")
+def _date_field(date: datetime | None) -> bytes:
+    """Return the Date field for date, or for now (formatted once a second)."""
+    global _now_field
+    if date is not None:
+        return headers.date_field(date)
+    second = int(time.time())
+    if _now_field[0] != second:
+        _now_field = (second, headers.date_field(datetime.fromtimestamp(second, UTC)))
+    return _now_field[1]

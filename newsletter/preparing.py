@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 from newsletter.bounces import verp_address
 from newsletter.config import Settings
+from newsletter.headers import envelope_address
 from newsletter.message import (
     build_message_data,
     envelope_sender,
@@ -164,7 +165,7 @@ class MessagePreparer:
             message=OutgoingMessage(
                 key=key,
                 sender=self._envelope_sender(key),
-                recipient=recipient.email,
+                recipient=envelope_address(recipient.email),
                 data=data,
                 crlf_only=True,
                 dot_free=dot_free,

@@ -27,7 +27,7 @@ from newsletter.models import DeliveryStatus, Edition, Subscription
 from newsletter.preparing import MessagePreparer, Prepared
 from newsletter.rendering import EditionInfo, Recipient, make_renderer
 from newsletter.selection import EditionPapers
-from newsletter.subscribers import get_subscriber
+from newsletter.subscribers import get_subscriber, mailable_email
 from newsletter.suppressions import check_test_recipient
 from newsletter.transports import Outcome, SendResult, Transport, make_transport
 
@@ -186,8 +186,10 @@ def send_test_copy(
     """Send one copy of the edition to any address; the edition's state is untouched.
 
     A subscriber's address gets their own digest; any other address gets the day's best papers.
-    A suppressed address is refused unless forced.
+    An address the product cannot mail (see mailable_email) is refused, and a suppressed one
+    unless forced.
     """
+    to = mailable_email(to)
     with app.sessions() as session:
         check_test_recipient(to, session=session, force=force)
     with app.sessions() as session:

@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from newsletter.config import Settings
 from newsletter.errors import InputError, NotFound
+from newsletter.headers import address_problem, hides_control
 from newsletter.models import (
     Frequency,
     Subscriber,
@@ -102,6 +103,21 @@ def normalise_email(raw: str) -> str:
         return validate_email(address, check_deliverability=False).normalized
     except EmailNotValidError as exc:
         raise InputError(f"invalid email address {raw!r}: {exc}") from None
+
+
+def mailable_email(raw: str) -> str:
+    """Return the normalised address of a new subscriber or recipient, or raise InputError.
+
+    The one rule for every address given to the product (the sign-up form, `subscribers add`
+    and `import`, `send --to`): valid for email-validator, nothing but ASCII before the @, and
+    no "=?" there (see headers.address_problem). A domain may be internationalised: it is
+    stored in Unicode and written as its A-label in headers and the SMTP envelope.
+    """
+    address = normalise_email(raw)
+    problem = address_problem(address)
+    if problem is not None:
+        raise InputError(f"invalid email address {raw!r}: {problem}")
+    return address
 
 
 def _fast_normalise(address: str) -> str | None:
@@ -175,15 +191,18 @@ def validate_max_papers(value: int | str) -> int:
 def validate_name(value: str) -> str:
     """Return the display name stripped, or raise InputError for one unsafe in a header.
 
-    Other characters XML cannot hold are dropped: names appear in the web pages.
+    A name is checked as mail readers will see it: after decoding any RFC 2047 encoded word
+    in it, it must hold no control character nor line break. Other characters XML cannot
+    hold are dropped: names appear in the web pages.
     """
     name = value.strip()
     if FORBIDDEN_CHARS.search(name):
         raise InputError(f"invalid name {value!r}: contains a line break or NUL")
-    name = xml_safe(name).strip()
-    if len(name) > MAX_NAME_LENGTH:
+    if len(name) > MAX_NAME_LENGTH:  # first: decoding a long text costs more
         raise InputError(f"name longer than {MAX_NAME_LENGTH} characters")
-    return name
+    if hides_control(name):
+        raise InputError(f"invalid name {value!r}: contains a control character, plain or encoded")
+    return xml_safe(name).strip()
 
 
 def split_topics(value: str | Iterable[str], separator: str = ",") -> list[str]:
@@ -230,7 +249,7 @@ def add_subscriber(
 ) -> Subscriber:
     """Add one subscriber with their topics; raise InputError if the address exists."""
     defaults = defaults or Defaults()
-    address = normalise_email(email)
+    address = mailable_email(email)
     subscriber = Subscriber(
         email=address,
         name=validate_name(name),
@@ -502,7 +521,7 @@ class _Importer:
         self.pending[row.key] = row
 
     def _parse(self, line: int, values: dict[str, str]) -> _Row:
-        email = normalise_email(values["email"])
+        email = mailable_email(values["email"])
         slugs = split_topics(values["topics"], TOPIC_SEPARATOR)
         get = values.get
         timezone = get("timezone", "").strip()

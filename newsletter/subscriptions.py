@@ -8,7 +8,6 @@ so every web process shares them; their keys are keyed hashes, not addresses or 
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 import hmac
@@ -16,18 +15,14 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import format_datetime, parseaddr
+from email.utils import parseaddr
 from typing import Any
 
 from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from newsletter import tokens
 from newsletter.config import Settings
-from newsletter.errors import InputError, NotFound, TransportError
-from newsletter.message import envelope_sender, make_message_id
+from newsletter.errors import InputError, NotFound
 from newsletter.models import (
     ConsentEvent,
     Delivery,
@@ -42,10 +37,10 @@ from newsletter.models import (
     new_link_key,
     utcnow,
 )
-from newsletter.rendering import DEFAULT_LIST_NAME, make_jinja_env
+from newsletter.notices import Notice, build_notice, send_notice  # noqa: F401 (re-exported)
+from newsletter.rendering import DEFAULT_LIST_NAME
 from newsletter.subscribers import email_key, get_subscriber, subscriber_to_dict, suppressed
 from newsletter.tokens import LinkClaim
-from newsletter.transports import Outcome, OutgoingMessage, make_transport
 
 FORM_VERSION = "subscribe-form-1"
 # Stored word for word with each consent record: change FORM_VERSION when it changes.
@@ -57,7 +52,6 @@ CONSENT_TEXT = (
 UNSUBSCRIBED_REASON = "unsubscribed"
 SIGNUP = "signup"
 GONE = "this link belongs to a subscription that no longer exists"
-_HEADER_UNSAFE = frozenset("\r\n\x00")
 
 
 class RateLimited(InputError):
@@ -115,17 +109,6 @@ class ConsentRecord:
             "form_version": self.form_version,
             "text": self.text,
         }
-
-
-@dataclass(frozen=True)
-class Notice:
-    """A transactional email to send: "confirm" or "manage"."""
-
-    kind: str
-    subscriber_id: int
-    email: str
-    name: str
-    link_key: str = "none"
 
 
 def list_name(settings: Settings) -> str:
@@ -507,58 +490,3 @@ def purge_pending(*, session: Session, older_than: timedelta, now: datetime | No
 def active_topics(*, session: Session) -> Sequence[Topic]:
     """Return the topics a reader may choose, by name."""
     return session.scalars(select(Topic).order_by(Topic.name)).all()
-
-
-# --- transactional emails ---------------------------------------------------------------
-
-
-def build_notice(settings: Settings, notice: Notice, *, now: datetime | None = None) -> bytes:
-    """Build the confirmation or "manage your preferences" email as CRLF bytes."""
-    if notice.kind not in ("confirm", "manage"):
-        raise ValueError(f"unknown notice kind: {notice.kind!r}")
-    context = {
-        "list_name": list_name(settings),
-        "name": notice.name,
-        "email": notice.email,
-        "confirm_url": tokens.confirm_url(settings, notice.subscriber_id, notice.link_key),
-        "manage_url": tokens.manage_url(settings, notice.subscriber_id, notice.link_key),
-        "confirm_hours": Limits.from_settings(settings).confirm_max_age_hours,
-        "postal_address": settings.postal_address,
-        "base_url": settings.base_url,
-    }
-    html = make_jinja_env(settings, "html")
-    text = make_jinja_env(settings, "text")
-    subject = text.get_template(f"email/{notice.kind}.subject.txt").render(context)
-    msg = EmailMessage()
-    msg["From"] = _header(settings.from_address)
-    msg["To"] = Address(display_name=_header(notice.name), addr_spec=_header(notice.email))
-    msg["Subject"] = _header(" ".join(subject.split()))
-    msg["Date"] = format_datetime(now or utcnow())
-    msg["Message-ID"] = make_message_id(settings)
-    # Transactional, not list mail: no List-Unsubscribe, but no auto-replies either.
-    msg["Auto-Submitted"] = "auto-generated"
-    msg.set_content(text.get_template(f"email/{notice.kind}.txt").render(context))
-    msg.add_alternative(
-        html.get_template(f"email/{notice.kind}.html").render(context), subtype="html"
-    )
-    return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
-
-
-def _header(value: str) -> str:
-    if _HEADER_UNSAFE.intersection(value):
-        raise InputError("a header value contains a line break or NUL")
-    return value
-
-
-def send_notice(settings: Settings, notice: Notice) -> None:
-    """Send one transactional email through the configured transport, or raise."""
-    data = build_notice(settings, notice)
-    message = OutgoingMessage(0, envelope_sender(settings), notice.email, data)
-    result = asyncio.run(_send_one(settings, message))
-    if result.outcome != Outcome.SENT:
-        raise TransportError(f"the {notice.kind} email was not accepted: {result.reply}")
-
-
-async def _send_one(settings: Settings, message: OutgoingMessage):  # noqa: ANN202
-    async with make_transport(settings.transport) as transport:
-        return await transport.send(message)

@@ -31,6 +31,9 @@ PURPOSES = UNTIMED_PURPOSES | TIMED_PURPOSES
 INVALID_LINK = "invalid or expired link"
 TOKEN_CACHE_SIZE = 256
 _CLAIM = re.compile(r"(\d{1,18})\.([A-Za-z0-9_-]{1,64})")
+# What make_token writes: base64's "+" and "/" would decode like "-" and "_", so one token
+# would have many spellings.
+_TOKEN = re.compile(r"[A-Za-z0-9_.-]{1,200}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +98,8 @@ def read_token(
 ) -> LinkClaim:
     """Return what a token claims, or raise InputError if it is forged, mangled or expired."""
     signer = _signer_for(settings, purpose)
+    if not _TOKEN.fullmatch(token):
+        raise InputError(INVALID_LINK)
     try:
         if isinstance(signer, TimestampSigner):
             value = signer.unsign(token, max_age=max_age)

@@ -283,7 +283,7 @@ GOOD_AND_BAD = (
     "dmr@example.org,Dennis,ml,,25\n"  # 9
     "ADA@example.org,Ada again,ml,,\n"  # 10
     "short@example.org,Short\n"  # 11
-    "zoë@example.org,Zoë Ünicode,nlp,,\n"  # 12
+    "zoe@bücher.example,Zoë Ünicode,nlp,,\n"  # 12
     "grace@example.org,Grace Hopper,cv,,\n"  # 13
 )
 
@@ -308,7 +308,7 @@ def test_import_reports_bad_rows_by_line_and_keeps_the_good(
         "ada@example.org", "Ada Lovelace", "confirmed", "Europe/London", 7, 10, ("ml", "nlp"),
     )  # fmt: skip
     assert rows["grace@example.org"][1] == "Grace Hopper"
-    assert rows["zoë@example.org"][1] == "Zoë Ünicode"
+    assert rows["zoe@bücher.example"][1] == "Zoë Ünicode"
 
 
 def test_reimporting_the_same_file_changes_nothing(

@@ -12,7 +12,7 @@ from newsletter.config import Settings
 from newsletter.errors import InputError
 from newsletter.models import Frequency, Subscriber
 from newsletter.subscribers import (
-    normalise_email,
+    mailable_email,
     validate_hour,
     validate_max_papers,
     validate_name,
@@ -152,7 +152,7 @@ def _weekday(value: str) -> int:
 def _email(value: str) -> str:
     if not value.strip():
         raise InputError("")
-    return normalise_email(value)
+    return mailable_email(value)
 
 
 def _email_message(detail: str) -> str:
@@ -164,6 +164,8 @@ def _email_message(detail: str) -> str:
 
 
 def _name_message(detail: str) -> str:
+    if "control character" in detail:
+        return "Use a name without control characters or encoded line breaks."
     return "Use a shorter name, on one line." if detail else "Check your name."
 
 
