@@ -112,3 +112,25 @@ def dump_database(engine) -> str:  # noqa: ANN001
             for row in conn.execute(text(f"SELECT * FROM {table.name} ORDER BY {order}")):
                 lines.append(f"{table.name}: {tuple(row)!r}")
     return "\n".join(lines)
+
+
+class InlineMailQueue:
+    """The web's mail queue handled in the request's own thread: tests read the outbox at once."""
+
+    def __init__(self, app) -> None:  # noqa: ANN001
+        self.app = app
+
+    def wake(self) -> None:
+        from newsletter.mail_queue import drain
+
+        drain(self.app)
+
+
+def web_app(app, *, testing: bool = True):  # noqa: ANN001, ANN201
+    """Build the Flask app over `app` with the inline mail queue."""
+    from newsletter.web import create_app
+
+    flask_app = create_app(app.settings, app=app)
+    flask_app.testing = testing
+    flask_app.extensions["newsletter_mail_queue"] = InlineMailQueue(app)
+    return flask_app

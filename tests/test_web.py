@@ -18,7 +18,6 @@ from sqlalchemy import func, select
 
 from newsletter import sending, tokens
 from newsletter.cli import cli
-from newsletter.mail_queue import drain
 from newsletter.models import Subscriber, SubscriberStatus, utcnow
 from newsletter.web import create_app
 from newsletter.web.security import redact
@@ -28,21 +27,8 @@ CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 FORM = {"frequency": "daily", "hour": "8", "timezone": "Europe/Paris", "topics": ["llm"]}
 
 
-class _InlineQueue:
-    """The mail queue handled in the request's thread, so a test reads the outbox at once."""
-
-    def __init__(self, app):
-        self.app = app
-
-    def wake(self):
-        drain(self.app)
-
-
 def _web(app):
-    flask_app = create_app(app.settings, app=app)
-    flask_app.testing = True
-    flask_app.extensions["newsletter_mail_queue"] = _InlineQueue(app)
-    return flask_app
+    return f.web_app(app)
 
 
 @pytest.fixture

@@ -34,22 +34,11 @@ CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 FORM = {"frequency": "daily", "hour": "8", "timezone": "UTC", "topics": ["llm"]}
 
 
-class _InlineQueue:
-    def __init__(self, app):
-        self.app = app
-
-    def wake(self):
-        drain(self.app)
-
-
 @pytest.fixture
 def client(app):
     with app.transaction() as s:
         f.topic(s, "llm")
-    web = create_app(app.settings, app=app)
-    web.testing = True
-    web.extensions["newsletter_mail_queue"] = _InlineQueue(app)
-    return web.test_client()
+    return f.web_app(app).test_client()
 
 
 def _sign_up(client, address, **extra):
