@@ -13,13 +13,8 @@ import pytest
 from sqlalchemy import select
 
 from newsletter.app import App
-from newsletter.bounce_processing import (
-    ImapSource,
-    StdinSource,
-    _health,
-    edition_health,
-    process_bounces,
-)
+from newsletter.bounce_processing import _health, edition_health, process_bounces
+from newsletter.bounce_sources import ImapSource, StdinSource
 from newsletter.bounces import verp_token
 from newsletter.cli import cli
 from newsletter.cli.bounces import register

@@ -9,7 +9,8 @@ import click
 
 from newsletter import bounce_processing, suppressions
 from newsletter.app import App
-from newsletter.bounce_processing import BounceRun, ImapSource, Source, open_source
+from newsletter.bounce_processing import BounceRun
+from newsletter.bounce_sources import ImapSource, Source, open_source
 from newsletter.bounces import verp_address
 from newsletter.cli.common import echo_json, parse_date, pass_app
 from newsletter.editions import find_edition, resolve_listing_date
