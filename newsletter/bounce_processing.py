@@ -2,8 +2,11 @@
 
 One run parses every message first, then applies all results in one transaction: a hard
 bounce suppresses the address, soft bounces suppress it once there are `soft_bounce_limit`
-within `soft_bounce_days`, a complaint unsubscribes and suppresses. Only after the commit are
-the understood messages moved out of the way; the rest stay where they were and are reported.
+within `soft_bounce_days`, a complaint unsubscribes and suppresses. A report is only believed
+when its signed return path names the delivery (required by default once a bounce domain is
+set), or else when it names a subscriber sent mail within `bounce_recent_days`. Only after the
+commit are the handled messages moved out of the way; the rest stay where they were and are
+reported.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from newsletter.bounces import (
     fingerprint,
     parse_bounce,
     token_delivery_id,
+    verp_enabled,
     verp_prefix,
 )
 from newsletter.config import Settings
@@ -41,6 +45,8 @@ from newsletter.suppressions import COMPLAINT_REASON, suppress
 
 DEFAULT_SOFT_LIMIT = 3
 DEFAULT_SOFT_DAYS = 14
+# A bounce comes back within days; a month also covers weekly digests and slow retries.
+DEFAULT_RECENT_DAYS = 30
 # Mailbox providers start filtering senders above these (Gmail's bulk sender guidance).
 COMPLAINT_WARN_RATE = 0.001
 HARD_BOUNCE_WARN_RATE = 0.02
@@ -110,6 +116,7 @@ def process_bounces(
     app: App, source: Source, *, progress: ProgressCallback | None = None
 ) -> BounceRun:
     """Read every message of the source, act on what it says, then tidy the source."""
+    rules = trust_rules(app.settings)  # a bad setting stops the run before anything is read
     prefix = verp_prefix(app.settings)
     parsed = []
     for item in source.messages():
@@ -120,7 +127,7 @@ def process_bounces(
             progress(1)
     with app.transaction() as session:
         conn = session.connection()
-        outcomes = [_apply(conn, app.settings, p) for p in parsed]
+        outcomes = [_apply(conn, app.settings, rules, p) for p in parsed]
     processed = [o.ref for o in outcomes if not o.kept]
     where = source.finish(processed, [o.ref for o in outcomes if o.kept])
     outcomes = [_with_location(o, where) for o in outcomes]
@@ -139,7 +146,9 @@ def _with_location(outcome: MessageOutcome, where: dict[str, str]) -> MessageOut
     )
 
 
-def _apply(conn: Connection, settings: Settings, parsed: _Parsed) -> MessageOutcome:
+def _apply(
+    conn: Connection, settings: Settings, rules: TrustRules, parsed: _Parsed
+) -> MessageOutcome:
     report, ref = parsed.report, parsed.ref
     if report is None:
         return MessageOutcome(ref, BounceKind.UNKNOWN, "kept", None, "not an email message")
@@ -147,13 +156,13 @@ def _apply(conn: Connection, settings: Settings, parsed: _Parsed) -> MessageOutc
         return MessageOutcome(ref, report.kind, "kept", report.recipient, report.diagnostic)
     if report.kind == BounceKind.AUTO_REPLY:
         return MessageOutcome(ref, report.kind, "ignored", report.recipient, "auto-reply")
-    target = _resolve(conn, settings, report)
+    now = utcnow()
+    target = _resolve(conn, settings, rules, report, now)
     if isinstance(target, str):
         return MessageOutcome(ref, report.kind, "kept", report.recipient, target)
     email, delivery_id = target
     if _seen(conn, parsed.digest):
         return MessageOutcome(ref, report.kind, "duplicate", email, "read before")
-    now = utcnow()
     conn.execute(
         BounceEvent.__table__.insert().values(
             email=email,
@@ -203,31 +212,91 @@ def soft_bounce_policy(settings: Settings) -> tuple[int, int]:
     return limit, days
 
 
+# --- whom a report may name ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrustRules:
+    """Which reports are acted on: signed return paths only, or also recent recipients."""
+
+    require_verp: bool
+    recent_days: int
+
+
+def trust_rules(settings: Settings) -> TrustRules:
+    """Read `bounce_require_verp` (true) and `bounce_recent_days` (30) from the settings."""
+    # Signed return paths exist only where the sender uses them: with a bounce domain.
+    require = verp_enabled(settings) and _flag(settings, "bounce_require_verp", default=True)
+    try:
+        days = int(settings.extra.get("bounce_recent_days", DEFAULT_RECENT_DAYS))
+    except (TypeError, ValueError):
+        raise InputError("bounce_recent_days must be a number of days") from None
+    if days < 1:
+        raise InputError("bounce_recent_days must be at least 1")
+    return TrustRules(require, days)
+
+
+def _flag(settings: Settings, name: str, *, default: bool) -> bool:
+    value = settings.extra.get(name, default)
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    # A typo must not quietly switch off a safety check.
+    raise InputError(f"{name} must be true or false, not {value!r}")
+
+
 def _resolve(
-    conn: Connection, settings: Settings, report: BounceReport
+    conn: Connection, settings: Settings, rules: TrustRules, report: BounceReport, now: datetime
 ) -> tuple[str, int | None] | str:
-    """Return (address, delivery id) the report is about, or why it cannot be trusted."""
+    """Return (address, delivery id) the report is about, or why it cannot be trusted.
+
+    The bounce address is public, so anyone can send a report naming anyone: without a
+    signed return path, only someone we mailed lately can be named, never a stranger.
+    """
     if report.verp_token:
-        delivery_id = token_delivery_id(settings, report.verp_token)
-        if delivery_id is None:
-            return "return path token is forged or not ours"
-        row = conn.execute(
-            select(Subscriber.email)
-            .join(Delivery, Delivery.subscriber_id == Subscriber.id)
-            .where(Delivery.id == delivery_id)
-        ).first()
-        if row is not None:
-            return row[0], delivery_id
-    elif _require_verp(settings):
-        return "no signed return path (bounce_require_verp is on)"
+        return _by_return_path(conn, settings, report.verp_token)
+    if rules.require_verp:
+        return "no valid return path (bounce_require_verp is on)"
     if not report.recipient:
         return "does not say which address failed"
-    return report.recipient, None
+    since = now - timedelta(days=rules.recent_days)
+    email = _recent_recipient(conn, report.recipient, since)
+    if email is None:
+        return f"not a recent recipient (nothing sent to them within {rules.recent_days} days)"
+    return email, None
 
 
-def _require_verp(settings: Settings) -> bool:
-    value = settings.extra.get("bounce_require_verp", False)
-    return value is True or str(value).strip().lower() in ("1", "true", "yes", "on")
+def _by_return_path(conn: Connection, settings: Settings, token: str) -> tuple[str, int] | str:
+    delivery_id = token_delivery_id(settings, token)
+    if delivery_id is None:
+        return "no valid return path (its token is forged or not ours)"
+    row = conn.execute(
+        select(Subscriber.email)
+        .join(Delivery, Delivery.subscriber_id == Subscriber.id)
+        .where(Delivery.id == delivery_id)
+    ).first()
+    if row is None:
+        return "return path names a delivery no longer stored"
+    return row[0], delivery_id
+
+
+def _recent_recipient(conn: Connection, address: str, since: datetime) -> str | None:
+    """Return the stored address of the subscriber sent mail since `since`, or None."""
+    key = email_key(address)
+    rows = conn.execute(
+        select(Subscriber.email)
+        .join(Delivery, Delivery.subscriber_id == Subscriber.id)
+        .where(
+            func.lower(Subscriber.email).in_({key, key.lower()}),
+            Delivery.status == DeliveryStatus.SENT,
+            Delivery.sent_at >= since,
+        )
+    )
+    return next((e for (e,) in rows if email_key(e) == key), None)
 
 
 def _seen(conn: Connection, digest: str) -> bool:

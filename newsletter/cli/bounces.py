@@ -37,9 +37,11 @@ def bounces() -> None:
 def process(app: App, source: str | None, imap_url: str | None, as_json: bool) -> None:
     """Act on returned mail: suppress hard bounces, count soft ones, unsubscribe complaints.
 
-    Messages not understood stay where they are (stdin: saved under var/bounces/kept/)
-    and are listed. Understood ones move to the Maildir's .processed folder, to
-    MBOX.processed, or are flagged deleted on the IMAP server.
+    Reports are believed only with a signed return path (bounce_require_verp) or about a
+    subscriber mailed within bounce_recent_days. Messages not understood or not believed
+    stay where they are (stdin: saved under var/bounces/kept/) and are listed. Handled
+    ones move to the Maildir's .processed folder, to MBOX.processed, or are flagged
+    deleted on the IMAP server.
 
     \b
     Examples:
