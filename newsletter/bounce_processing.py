@@ -2,11 +2,12 @@
 
 One run parses every message first, then applies all results in one transaction: a hard
 bounce suppresses the address, soft bounces suppress it once there are `soft_bounce_limit`
-within `soft_bounce_days`, a complaint unsubscribes and suppresses. A report is only believed
-when its signed return path names the delivery (required by default once a bounce domain is
-set), or else when it names a subscriber sent mail within `bounce_recent_days`. Only after the
-commit are the handled messages moved out of the way; the rest stay where they were and are
-reported.
+within `soft_bounce_days`, a complaint unsubscribes and suppresses, and an unsubscribe request
+mailed to the List-Unsubscribe address unsubscribes the subscriber its signed token names.
+A report is only believed when its signed return path names the delivery (required by default
+once a bounce domain is set), or else when it names a subscriber sent mail within
+`bounce_recent_days`. Only after the commit are the handled messages moved out of the way;
+the rest stay where they were and are reported.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, distinct, func, select
+from sqlalchemy.orm import Session
 
 from newsletter.app import App
-from newsletter.bounce_sources import Source
+from newsletter.bounce_sources import Returned, Source
 from newsletter.bounces import (
     BounceKind,
     BounceReport,
@@ -31,6 +33,7 @@ from newsletter.bounces import (
 )
 from newsletter.config import Settings
 from newsletter.errors import InputError, NotFound
+from newsletter.mail_unsubscribe import unsubscribe_by_mail, unsubscribe_request
 from newsletter.models import (
     BounceEvent,
     Delivery,
@@ -47,6 +50,9 @@ DEFAULT_SOFT_LIMIT = 3
 DEFAULT_SOFT_DAYS = 14
 # A bounce comes back within days; a month also covers weekly digests and slow retries.
 DEFAULT_RECENT_DAYS = 30
+UNSUBSCRIBE_REQUEST = "unsubscribe-request"
+MAIL_UNSUBSCRIBED = "unsubscribed_by_mail"
+ACTIONS = ("suppressed", "unsubscribed", MAIL_UNSUBSCRIBED, "counted", "ignored", "duplicate")
 # Mailbox providers start filtering senders above these (Gmail's bulk sender guidance).
 COMPLAINT_WARN_RATE = 0.001
 HARD_BOUNCE_WARN_RATE = 0.02
@@ -63,7 +69,7 @@ class MessageOutcome:
 
     ref: str
     kind: str
-    action: str  # suppressed, counted, unsubscribed, ignored, duplicate, kept
+    action: str  # one of ACTIONS, or kept
     email: str | None = None
     detail: str = ""
 
@@ -86,18 +92,20 @@ class BounceRun:
     def kept(self) -> list[MessageOutcome]:
         return [o for o in self.outcomes if o.kept]
 
-    @property
-    def suppressed(self) -> list[str]:
-        actions = ("suppressed", "unsubscribed")
+    def addresses(self, *actions: str) -> list[str]:
         return sorted({o.email for o in self.outcomes if o.action in actions and o.email})
 
+    @property
+    def suppressed(self) -> list[str]:
+        return self.addresses("suppressed", "unsubscribed")
+
     def to_dict(self) -> dict[str, Any]:
-        actions = ("suppressed", "unsubscribed", "counted", "ignored", "duplicate", "kept")
         return {
             "source": self.source,
             "messages": len(self.outcomes),
-            **{action: self.count(action) for action in actions},
+            **{action: self.count(action) for action in (*ACTIONS, "kept")},
             "suppressed_addresses": self.suppressed,
+            "unsubscribed_by_mail_addresses": self.addresses(MAIL_UNSUBSCRIBED),
             "outcomes": [o.__dict__ for o in self.outcomes],
         }
 
@@ -110,6 +118,8 @@ class _Parsed:
     ref: str
     report: BounceReport | None
     digest: str
+    # The text after "unsubscribe" in the subject of a mailed request, else None.
+    unsubscribe: str | None = None
 
 
 def process_bounces(
@@ -120,14 +130,11 @@ def process_bounces(
     prefix = verp_prefix(app.settings)
     parsed = []
     for item in source.messages():
-        parsed.append(
-            _Parsed(item.ref, parse_bounce(item.data, prefix=prefix), fingerprint(item.data))
-        )
+        parsed.append(_parse(item, prefix))
         if progress:
             progress(1)
     with app.transaction() as session:
-        conn = session.connection()
-        outcomes = [_apply(conn, app.settings, rules, p) for p in parsed]
+        outcomes = [_apply(session, app.settings, rules, p) for p in parsed]
     processed = [o.ref for o in outcomes if not o.kept]
     where = source.finish(processed, [o.ref for o in outcomes if o.kept])
     outcomes = [_with_location(o, where) for o in outcomes]
@@ -146,16 +153,27 @@ def _with_location(outcome: MessageOutcome, where: dict[str, str]) -> MessageOut
     )
 
 
+def _parse(item: Returned, prefix: str) -> _Parsed:
+    digest = fingerprint(item.data)
+    request = unsubscribe_request(item.data)
+    if request is not None:
+        return _Parsed(item.ref, None, digest, unsubscribe=request)
+    return _Parsed(item.ref, parse_bounce(item.data, prefix=prefix), digest)
+
+
 def _apply(
-    conn: Connection, settings: Settings, rules: TrustRules, parsed: _Parsed
+    session: Session, settings: Settings, rules: TrustRules, parsed: _Parsed
 ) -> MessageOutcome:
     report, ref = parsed.report, parsed.ref
+    if parsed.unsubscribe is not None:
+        return _unsubscribe(session, settings, ref, parsed.unsubscribe)
     if report is None:
         return MessageOutcome(ref, BounceKind.UNKNOWN, "kept", None, "not an email message")
     if report.kind == BounceKind.UNKNOWN:
         return MessageOutcome(ref, report.kind, "kept", report.recipient, report.diagnostic)
     if report.kind == BounceKind.AUTO_REPLY:
         return MessageOutcome(ref, report.kind, "ignored", report.recipient, "auto-reply")
+    conn = session.connection()
     now = utcnow()
     target = _resolve(conn, settings, rules, report, now)
     if isinstance(target, str):
@@ -210,6 +228,14 @@ def soft_bounce_policy(settings: Settings) -> tuple[int, int]:
     if limit < 1 or days < 1:
         raise InputError("soft_bounce_limit and soft_bounce_days must be at least 1")
     return limit, days
+
+
+def _unsubscribe(session: Session, settings: Settings, ref: str, token: str) -> MessageOutcome:
+    subscriber = unsubscribe_by_mail(token, session=session, settings=settings) if token else None
+    if subscriber is None:
+        detail = "unsubscribe request without a valid token for a current subscriber"
+        return MessageOutcome(ref, UNSUBSCRIBE_REQUEST, "kept", None, detail)
+    return MessageOutcome(ref, UNSUBSCRIBE_REQUEST, MAIL_UNSUBSCRIBED, subscriber.email, "by mail")
 
 
 # --- whom a report may name ------------------------------------------------------------
