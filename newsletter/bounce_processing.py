@@ -120,6 +120,8 @@ class _Parsed:
     digest: str
     # The text after "unsubscribe" in the subject of a mailed request, else None.
     unsubscribe: str | None = None
+    # Why the source could not read the message; it is then kept untouched.
+    unreadable: str = ""
 
 
 def process_bounces(
@@ -154,6 +156,8 @@ def _with_location(outcome: MessageOutcome, where: dict[str, str]) -> MessageOut
 
 
 def _parse(item: Returned, prefix: str) -> _Parsed:
+    if item.unreadable:
+        return _Parsed(item.ref, None, "", unreadable=item.unreadable)
     digest = fingerprint(item.data)
     request = unsubscribe_request(item.data)
     if request is not None:
@@ -165,6 +169,8 @@ def _apply(
     session: Session, settings: Settings, rules: TrustRules, parsed: _Parsed
 ) -> MessageOutcome:
     report, ref = parsed.report, parsed.ref
+    if parsed.unreadable:
+        return MessageOutcome(ref, BounceKind.UNKNOWN, "kept", None, parsed.unreadable)
     if parsed.unsubscribe is not None:
         return _unsubscribe(session, settings, ref, parsed.unsubscribe)
     if report is None:

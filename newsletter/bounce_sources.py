@@ -10,6 +10,7 @@ import imaplib
 import mailbox
 import os
 import ssl
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from newsletter.models import utcnow
 
 PROCESSED_FOLDER = "processed"
 IMAP_PASSWORD_ENV = "NEWSLETTER_IMAP_PASSWORD"
+NOT_REGULAR = "not a readable regular file: left where it is"
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,8 @@ class Returned:
 
     ref: str
     data: bytes
+    # Why the message could not be read (data is then empty); it is left where it is.
+    unreadable: str = ""
 
 
 class Source(Protocol):
@@ -48,30 +52,39 @@ class Source(Protocol):
 
 
 class MaildirSource:
-    """A Maildir; processed messages move to its `.processed` folder, the rest stay."""
+    """A Maildir; processed messages move to its `.processed` folder, the rest stay.
+
+    Only regular files in new/ and cur/ are read. Anything else is reported and never
+    opened: opening a FIFO waits for a writer forever, and a device never ends.
+    """
 
     def __init__(self, path: Path) -> None:
         if not all((path / sub).is_dir() for sub in ("cur", "new", "tmp")):
             raise InputError(f"{path}: not a Maildir (needs cur/, new/ and tmp/)")
         self.name = str(path)
+        self.path = path
         self.box = mailbox.Maildir(path, factory=None, create=False)
-        self._keys = sorted(self.box.keys())
+        self._refs = sorted(_maildir_entries(path))
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._refs)
 
     def messages(self) -> Iterator[Returned]:
-        for key in self._keys:
-            yield Returned(key, self.box.get_bytes(key))
+        for ref in self._refs:
+            data = read_regular_file(self.path / ref)
+            yield Returned(ref, data) if data is not None else Returned(ref, b"", NOT_REGULAR)
 
     def finish(self, processed: list[str], kept: list[str]) -> dict[str, str]:
         if processed:
             folder = self._processed_folder()
-            for key in processed:
+            for ref in processed:
+                data = read_regular_file(self.path / ref)
+                if data is None:
+                    continue  # replaced or taken away since it was read: not ours to move
                 # Copy, then remove: a crash in between leaves a duplicate, never a loss.
-                folder.add(self.box.get_bytes(key))
-                self.box.remove(key)
-        return {key: self.name for key in kept}
+                folder.add(data)
+                (self.path / ref).unlink(missing_ok=True)
+        return {ref: self.name for ref in kept}
 
     def _processed_folder(self) -> mailbox.Maildir:
         if PROCESSED_FOLDER in self.box.list_folders():
@@ -80,6 +93,29 @@ class MaildirSource:
 
     def close(self) -> None:
         self.box.close()
+
+
+def _maildir_entries(path: Path) -> Iterator[str]:
+    """Yield `new/<name>` and `cur/<name>` for every entry of a Maildir's inbox."""
+    for sub in ("new", "cur"):
+        with os.scandir(path / sub) as entries:
+            yield from (f"{sub}/{entry.name}" for entry in entries)
+
+
+def read_regular_file(path: Path) -> bytes | None:
+    """Return the bytes of a regular file; None for anything else or a file gone meanwhile."""
+    try:
+        if not stat.S_ISREG(path.lstat().st_mode):
+            return None
+        # Checked again on the open descriptor, in case the entry was swapped after lstat:
+        # O_NONBLOCK keeps even that open from waiting on a FIFO, O_NOFOLLOW from a link.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError:  # gone meanwhile, or not ours to read
+        return None
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            return None
+        return file.read()
 
 
 class MboxSource:
