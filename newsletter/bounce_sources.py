@@ -11,6 +11,7 @@ import mailbox
 import os
 import ssl
 import stat
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,13 +120,24 @@ def read_regular_file(path: Path) -> bytes | None:
 
 
 class MboxSource:
-    """An mbox file, locked while read; processed messages move to `<file>.processed`."""
+    """An mbox file, locked while read; processed messages move to `<file>.processed`.
+
+    Without the lock nothing is read: finishing rewrites the file, which without the lock
+    could drop a message the delivery agent appends meanwhile, and reading while it writes
+    could act on half a message. A lock held elsewhere or a folder where the rewritten file
+    cannot be written is one line of error before anything is acted on.
+    """
 
     def __init__(self, path: Path) -> None:
         self.name = str(path)
         self.path = path
+        _check_writable_folder(path)
         self.box = mailbox.mbox(path, create=False)
-        self.box.lock()
+        try:
+            _lock(self.box, path)
+        except InputError:
+            self.box.close()
+            raise
         self._keys = list(self.box.keys())
 
     def __len__(self) -> int:
@@ -154,6 +166,28 @@ class MboxSource:
     def close(self) -> None:
         self.box.unlock()
         self.box.close()
+
+
+def _lock(box: mailbox.mbox, path: Path) -> None:
+    try:
+        box.lock()
+    except mailbox.ExternalClashError:
+        message = f"{path}: locked by another program ({path.name}.lock or lockf): try later"
+        raise InputError(message) from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be locked: {exc.strerror or exc}") from None
+
+
+def _check_writable_folder(path: Path) -> None:
+    """Fail unless the mbox's folder takes new files (its rewrite and the archive need it)."""
+    try:
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as exc:
+        raise InputError(
+            f"{path}: its folder is not writable ({exc.strerror or exc}), so processed"
+            " messages could not be moved out: copy the mbox somewhere writable"
+        ) from None
 
 
 class StdinSource:

@@ -1,11 +1,14 @@
-"""Reading returned mail safely: what is not a message file in a Maildir is never opened."""
+"""Reading returned mail safely: what is not a message file, and mbox files that refuse a lock."""
 
 from __future__ import annotations
 
 import json
+import mailbox
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,7 @@ from tests.bounce_mail import (
     add_sent_deliveries,
     make_maildir,
     returned,
+    statuses,
     suppression_reasons,
 )
 from tests.conftest import REPO
@@ -67,3 +71,88 @@ def test_what_is_not_a_regular_file_in_a_maildir_is_reported_and_left(
     assert (maildir / "new" / "1800000000.fifo.mx").is_fifo()
     assert (maildir / "cur" / "1800000001.link.mx:2,").is_symlink()
     assert "gone@example.org" not in suppression_reasons(app)
+
+
+def write_mbox(path: Path, messages: list[bytes]) -> bytes:
+    path.parent.mkdir(exist_ok=True)
+    box = mailbox.mbox(path)
+    for data in messages:
+        box.add(data)
+    box.close()
+    return path.read_bytes()
+
+
+@contextmanager
+def lockf_held_elsewhere(path: Path) -> Iterator[None]:
+    """Hold a lockf lock on a file from another process, as a delivery agent does."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time\n"
+         "f = open(sys.argv[1], 'rb+'); fcntl.lockf(f, fcntl.LOCK_EX)\n"
+         "print('locked', flush=True); time.sleep(120)", str(path)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+
+
+@pytest.mark.parametrize("holder", ["dot lock file", "dot lock directory", "lockf"])
+def test_an_mbox_locked_elsewhere_is_one_line_of_error(app, deliveries, run, tmp_path, holder):
+    path = tmp_path / "mail" / "bounces.mbox"
+    before = write_mbox(path, [returned(app, "gmail_hard.eml", deliveries[SAMPLE_READER])])
+    lock = path.with_name("bounces.mbox.lock")
+    if holder == "dot lock file":
+        lock.write_text("4242\n")  # the delivery agent's own lock, left while it writes
+    elif holder == "dot lock directory":
+        lock.mkdir()
+
+    if holder == "lockf":
+        with lockf_held_elsewhere(path):
+            result = run("bounces", "process", str(path))
+    else:
+        result = run("bounces", "process", str(path))
+
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and "locked by another program" in result.stderr
+    assert path.read_bytes() == before and not path.with_name("bounces.mbox.processed").exists()
+    assert suppression_reasons(app) == {}
+
+
+@contextmanager
+def refusing_new_files(folder: Path) -> Iterator[None]:
+    """Make a folder refuse new files: immutable for root (who ignores modes), else 0555."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(0o755)
+        return
+    made = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"this filesystem cannot make a folder immutable: {made.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+def test_an_mbox_whose_folder_takes_no_new_files_is_one_line_of_error(
+    app, deliveries, run, tmp_path
+):
+    path = tmp_path / "mail" / "bounces.mbox"
+    before = write_mbox(path, [returned(app, "gmail_hard.eml", deliveries[SAMPLE_READER])])
+
+    with refusing_new_files(path.parent):
+        result = run("bounces", "process", str(path))
+
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and "its folder is not writable" in result.stderr
+    assert path.read_bytes() == before
+    # Nothing acted on: a message that cannot be moved out would be counted again next run.
+    assert suppression_reasons(app) == {}
+    assert statuses(app)[SAMPLE_READER] == "confirmed"
