@@ -257,8 +257,9 @@ class TrustRules:
 
 def trust_rules(settings: Settings) -> TrustRules:
     """Read `bounce_require_verp` (true) and `bounce_recent_days` (30) from the settings."""
+    wanted = _flag(settings, "bounce_require_verp", default=True)
     # Signed return paths exist only where the sender uses them: with a bounce domain.
-    require = verp_enabled(settings) and _flag(settings, "bounce_require_verp", default=True)
+    require = wanted and verp_enabled(settings)
     try:
         days = int(settings.extra.get("bounce_recent_days", DEFAULT_RECENT_DAYS))
     except (TypeError, ValueError):

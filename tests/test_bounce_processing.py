@@ -267,9 +267,16 @@ def test_a_signed_return_path_of_a_delivery_no_longer_stored_names_nobody(
     assert suppression_reasons(app) == {}
 
 
-@pytest.mark.parametrize("config", ['bounce_require_verp = "maybe"\n', "bounce_recent_days = 0\n"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        'bounce_require_verp = "maybe"\n',  # refused even where no return path is signed
+        BOUNCE_DOMAIN + 'bounce_require_verp = "maybe"\n',
+        BOUNCE_DOMAIN + "bounce_recent_days = 0\n",
+    ],
+)
 def test_a_bad_trust_setting_stops_before_reading(app, deliveries, run, tmp_path, config):
-    (tmp_path / "newsletter.toml").write_text(BOUNCE_DOMAIN + config)
+    (tmp_path / "newsletter.toml").write_text(config)
     make_maildir(tmp_path / "Maildir", [unsigned("postfix_hard.eml", "stranger@example.org")])
     result = run("bounces", "process", str(tmp_path / "Maildir"))
     assert result.exit_code == 2 and result.output.count("\n") == 1
