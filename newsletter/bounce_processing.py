@@ -2,36 +2,38 @@
 
 One run parses every message first, then applies all results in one transaction: a hard
 bounce suppresses the address, soft bounces suppress it once there are `soft_bounce_limit`
-within `soft_bounce_days`, a complaint unsubscribes and suppresses. Only after the commit are
-the understood messages moved out of the way; the rest stay where they were and are reported.
+within `soft_bounce_days`, a complaint unsubscribes and suppresses, and an unsubscribe request
+mailed to the List-Unsubscribe address unsubscribes the subscriber its signed token names.
+A report is only believed when its signed return path names the delivery (required by default
+once a bounce domain is set), or else when it names a subscriber sent mail within
+`bounce_recent_days`. Only after the commit are the handled messages moved out of the way;
+the rest stay where they were and are reported.
 """
 
 from __future__ import annotations
 
-import imaplib
-import mailbox
-import os
-import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import IO, Any, Protocol
-from urllib.parse import unquote, urlsplit
+from typing import Any
 
 from sqlalchemy import Connection, distinct, func, select
+from sqlalchemy.orm import Session
 
 from newsletter.app import App
+from newsletter.bounce_sources import Returned, Source
 from newsletter.bounces import (
     BounceKind,
     BounceReport,
     fingerprint,
     parse_bounce,
     token_delivery_id,
+    verp_enabled,
     verp_prefix,
 )
-from newsletter.config import Settings, mask_url_password
-from newsletter.errors import InputError, NewsletterError, NotFound
+from newsletter.config import Settings
+from newsletter.errors import InputError, NotFound
+from newsletter.mail_unsubscribe import unsubscribe_by_mail, unsubscribe_request
 from newsletter.models import (
     BounceEvent,
     Delivery,
@@ -46,11 +48,14 @@ from newsletter.suppressions import COMPLAINT_REASON, suppress
 
 DEFAULT_SOFT_LIMIT = 3
 DEFAULT_SOFT_DAYS = 14
+# A bounce comes back within days; a month also covers weekly digests and slow retries.
+DEFAULT_RECENT_DAYS = 30
+UNSUBSCRIBE_REQUEST = "unsubscribe-request"
+MAIL_UNSUBSCRIBED = "unsubscribed_by_mail"
+ACTIONS = ("suppressed", "unsubscribed", MAIL_UNSUBSCRIBED, "counted", "ignored", "duplicate")
 # Mailbox providers start filtering senders above these (Gmail's bulk sender guidance).
 COMPLAINT_WARN_RATE = 0.001
 HARD_BOUNCE_WARN_RATE = 0.02
-PROCESSED_FOLDER = "processed"
-IMAP_PASSWORD_ENV = "NEWSLETTER_IMAP_PASSWORD"
 
 ProgressCallback = Callable[[int], None]
 
@@ -64,7 +69,7 @@ class MessageOutcome:
 
     ref: str
     kind: str
-    action: str  # suppressed, counted, unsubscribed, ignored, duplicate, kept
+    action: str  # one of ACTIONS, or kept
     email: str | None = None
     detail: str = ""
 
@@ -87,236 +92,22 @@ class BounceRun:
     def kept(self) -> list[MessageOutcome]:
         return [o for o in self.outcomes if o.kept]
 
-    @property
-    def suppressed(self) -> list[str]:
-        actions = ("suppressed", "unsubscribed")
+    def addresses(self, *actions: str) -> list[str]:
         return sorted({o.email for o in self.outcomes if o.action in actions and o.email})
 
+    @property
+    def suppressed(self) -> list[str]:
+        return self.addresses("suppressed", "unsubscribed")
+
     def to_dict(self) -> dict[str, Any]:
-        actions = ("suppressed", "unsubscribed", "counted", "ignored", "duplicate", "kept")
         return {
             "source": self.source,
             "messages": len(self.outcomes),
-            **{action: self.count(action) for action in actions},
+            **{action: self.count(action) for action in (*ACTIONS, "kept")},
             "suppressed_addresses": self.suppressed,
+            "unsubscribed_by_mail_addresses": self.addresses(MAIL_UNSUBSCRIBED),
             "outcomes": [o.__dict__ for o in self.outcomes],
         }
-
-
-# --- sources ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Returned:
-    """One message read from a source, under the reference the source knows it by."""
-
-    ref: str
-    data: bytes
-
-
-class Source(Protocol):
-    name: str
-
-    def __len__(self) -> int: ...
-
-    def messages(self) -> Iterator[Returned]: ...
-
-    def finish(self, processed: list[str], kept: list[str]) -> dict[str, str]:
-        """Move processed messages away; return where kept ones can be found, by ref."""
-        ...
-
-    def close(self) -> None: ...
-
-
-class MaildirSource:
-    """A Maildir; processed messages move to its `.processed` folder, the rest stay."""
-
-    def __init__(self, path: Path) -> None:
-        if not all((path / sub).is_dir() for sub in ("cur", "new", "tmp")):
-            raise InputError(f"{path}: not a Maildir (needs cur/, new/ and tmp/)")
-        self.name = str(path)
-        self.box = mailbox.Maildir(path, factory=None, create=False)
-        self._keys = sorted(self.box.keys())
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-    def messages(self) -> Iterator[Returned]:
-        for key in self._keys:
-            yield Returned(key, self.box.get_bytes(key))
-
-    def finish(self, processed: list[str], kept: list[str]) -> dict[str, str]:
-        if processed:
-            folder = self._processed_folder()
-            for key in processed:
-                # Copy, then remove: a crash in between leaves a duplicate, never a loss.
-                folder.add(self.box.get_bytes(key))
-                self.box.remove(key)
-        return {key: self.name for key in kept}
-
-    def _processed_folder(self) -> mailbox.Maildir:
-        if PROCESSED_FOLDER in self.box.list_folders():
-            return self.box.get_folder(PROCESSED_FOLDER)
-        return self.box.add_folder(PROCESSED_FOLDER)
-
-    def close(self) -> None:
-        self.box.close()
-
-
-class MboxSource:
-    """An mbox file, locked while read; processed messages move to `<file>.processed`."""
-
-    def __init__(self, path: Path) -> None:
-        self.name = str(path)
-        self.path = path
-        self.box = mailbox.mbox(path, create=False)
-        self.box.lock()
-        self._keys = list(self.box.keys())
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-    def messages(self) -> Iterator[Returned]:
-        for key in self._keys:
-            yield Returned(str(key), self.box.get_bytes(key))
-
-    def finish(self, processed: list[str], kept: list[str]) -> dict[str, str]:
-        if processed:
-            archive = mailbox.mbox(self.path.with_name(self.path.name + ".processed"))
-            archive.lock()
-            try:
-                for key in processed:
-                    archive.add(self.box.get_bytes(int(key)))
-                archive.flush()
-            finally:
-                archive.unlock()
-                archive.close()
-            for key in processed:
-                self.box.remove(int(key))
-            self.box.flush()
-        return {key: self.name for key in kept}
-
-    def close(self) -> None:
-        self.box.unlock()
-        self.box.close()
-
-
-class StdinSource:
-    """One message piped in by the MTA; a message not understood is saved under var/."""
-
-    def __init__(self, stream: IO[bytes], keep_dir: Path) -> None:
-        self.name = "-"
-        data = stream.read()
-        if data.startswith(b"From "):  # an mbox-style From_ line some pipes prepend
-            data = data.partition(b"\n")[2]
-        self.data = data
-        self.keep_dir = keep_dir
-
-    def __len__(self) -> int:
-        return 1
-
-    def messages(self) -> Iterator[Returned]:
-        yield Returned("stdin", self.data)
-
-    def finish(self, processed: list[str], kept: list[str]) -> dict[str, str]:
-        if not kept:
-            return {}
-        self.keep_dir.mkdir(parents=True, exist_ok=True)
-        stamp = utcnow().strftime("%Y%m%dT%H%M%S")
-        path = self.keep_dir / f"{stamp}-{fingerprint(self.data)[:12]}.eml"
-        path.write_bytes(self.data)
-        return {"stdin": str(path)}
-
-    def close(self) -> None:
-        pass
-
-
-class ImapSource:
-    """An IMAP folder over TLS; understood messages are flagged \\Seen \\Deleted, others left."""
-
-    def __init__(
-        self, url: str, *, connect: Callable[..., Any] | None = None, password: str | None = None
-    ) -> None:
-        self.name = mask_url_password(url)
-        host, port, user, secret, folder = _parse_imap_url(url)
-        secret = secret or password or os.environ.get(IMAP_PASSWORD_ENV, "")
-        factory = connect or _imap_tls
-        try:
-            self.conn = factory(host, port)
-            self.conn.login(user, secret)
-            typ, _ = self.conn.select(_quote_folder(folder))
-            if typ != "OK":
-                raise InputError(f"{self.name}: no folder {folder!r}")
-            typ, data = self.conn.uid("SEARCH", None, "UNDELETED")
-        except (imaplib.IMAP4.error, OSError) as exc:
-            raise NewsletterError(f"{self.name}: {exc}") from exc
-        self._uids = [u.decode() for u in (data[0] or b"").split()] if typ == "OK" else []
-
-    def __len__(self) -> int:
-        return len(self._uids)
-
-    def messages(self) -> Iterator[Returned]:
-        for uid in self._uids:
-            # BODY.PEEK leaves \Seen alone: a message not understood looks untouched.
-            try:
-                typ, data = self.conn.uid("FETCH", uid, "(BODY.PEEK[])")
-            except (imaplib.IMAP4.error, OSError) as exc:
-                raise NewsletterError(f"{self.name}: reading message {uid}: {exc}") from exc
-            raw = next((p[1] for p in data or [] if isinstance(p, tuple)), None)
-            if typ == "OK" and raw is not None:
-                yield Returned(uid, bytes(raw))
-
-    def finish(self, processed: list[str], kept: list[str]) -> dict[str, str]:
-        if processed:
-            uids = ",".join(processed)
-            self.conn.uid("STORE", uids, "+FLAGS", "(\\Seen \\Deleted)")
-            typ, caps = self.conn.capability()
-            if typ == "OK" and b"UIDPLUS" in b" ".join(caps or []).upper():
-                self.conn.uid("EXPUNGE", uids)  # only ours, never others' \Deleted mail
-        return {uid: self.name for uid in kept}
-
-    def close(self) -> None:
-        try:
-            self.conn.logout()
-        except (imaplib.IMAP4.error, OSError):
-            pass
-
-
-def _imap_tls(host: str, port: int) -> imaplib.IMAP4_SSL:
-    return imaplib.IMAP4_SSL(host, port, ssl_context=ssl.create_default_context(), timeout=60)
-
-
-def _parse_imap_url(url: str) -> tuple[str, int, str, str, str]:
-    parts = urlsplit(url)
-    shown = mask_url_password(url)
-    if parts.scheme != "imaps":
-        raise InputError(f"{shown}: IMAP is read over TLS only: use imaps://user@host/folder")
-    if not parts.hostname or not parts.username:
-        raise InputError(f"{shown}: needs a user and a host: imaps://user@host/folder")
-    try:
-        port = parts.port or 993
-    except ValueError:
-        raise InputError(f"{shown}: invalid port") from None
-    folder = unquote(parts.path.lstrip("/")) or "INBOX"
-    return parts.hostname, port, unquote(parts.username), unquote(parts.password or ""), folder
-
-
-def _quote_folder(folder: str) -> str:
-    return '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def open_source(spec: str, *, settings: Settings, stdin: IO[bytes] | None = None) -> Source:
-    """Open a Maildir directory, an mbox file, or `-` for one message on stdin."""
-    if spec == "-":
-        if stdin is None:
-            raise InputError("no standard input to read the message from")
-        return StdinSource(stdin, Path(settings.var_dir) / "bounces" / "kept")
-    path = Path(spec)
-    if path.is_dir():
-        return MaildirSource(path)
-    if path.is_file():
-        return MboxSource(path)
-    raise InputError(f"{spec}: no such Maildir or mbox file")
 
 
 # --- applying results ------------------------------------------------------------------
@@ -327,23 +118,25 @@ class _Parsed:
     ref: str
     report: BounceReport | None
     digest: str
+    # The text after "unsubscribe" in the subject of a mailed request, else None.
+    unsubscribe: str | None = None
+    # Why the source could not read the message; it is then kept untouched.
+    unreadable: str = ""
 
 
 def process_bounces(
     app: App, source: Source, *, progress: ProgressCallback | None = None
 ) -> BounceRun:
     """Read every message of the source, act on what it says, then tidy the source."""
+    rules = trust_rules(app.settings)  # a bad setting stops the run before anything is read
     prefix = verp_prefix(app.settings)
     parsed = []
     for item in source.messages():
-        parsed.append(
-            _Parsed(item.ref, parse_bounce(item.data, prefix=prefix), fingerprint(item.data))
-        )
+        parsed.append(_parse(item, prefix))
         if progress:
             progress(1)
     with app.transaction() as session:
-        conn = session.connection()
-        outcomes = [_apply(conn, app.settings, p) for p in parsed]
+        outcomes = [_apply(session, app.settings, rules, p) for p in parsed]
     processed = [o.ref for o in outcomes if not o.kept]
     where = source.finish(processed, [o.ref for o in outcomes if o.kept])
     outcomes = [_with_location(o, where) for o in outcomes]
@@ -362,21 +155,38 @@ def _with_location(outcome: MessageOutcome, where: dict[str, str]) -> MessageOut
     )
 
 
-def _apply(conn: Connection, settings: Settings, parsed: _Parsed) -> MessageOutcome:
+def _parse(item: Returned, prefix: str) -> _Parsed:
+    if item.unreadable:
+        return _Parsed(item.ref, None, "", unreadable=item.unreadable)
+    digest = fingerprint(item.data)
+    request = unsubscribe_request(item.data)
+    if request is not None:
+        return _Parsed(item.ref, None, digest, unsubscribe=request)
+    return _Parsed(item.ref, parse_bounce(item.data, prefix=prefix), digest)
+
+
+def _apply(
+    session: Session, settings: Settings, rules: TrustRules, parsed: _Parsed
+) -> MessageOutcome:
     report, ref = parsed.report, parsed.ref
+    if parsed.unreadable:
+        return MessageOutcome(ref, BounceKind.UNKNOWN, "kept", None, parsed.unreadable)
+    if parsed.unsubscribe is not None:
+        return _unsubscribe(session, settings, ref, parsed.unsubscribe)
     if report is None:
         return MessageOutcome(ref, BounceKind.UNKNOWN, "kept", None, "not an email message")
     if report.kind == BounceKind.UNKNOWN:
         return MessageOutcome(ref, report.kind, "kept", report.recipient, report.diagnostic)
     if report.kind == BounceKind.AUTO_REPLY:
         return MessageOutcome(ref, report.kind, "ignored", report.recipient, "auto-reply")
-    target = _resolve(conn, settings, report)
+    conn = session.connection()
+    now = utcnow()
+    target = _resolve(conn, settings, rules, report, now)
     if isinstance(target, str):
         return MessageOutcome(ref, report.kind, "kept", report.recipient, target)
     email, delivery_id = target
     if _seen(conn, parsed.digest):
         return MessageOutcome(ref, report.kind, "duplicate", email, "read before")
-    now = utcnow()
     conn.execute(
         BounceEvent.__table__.insert().values(
             email=email,
@@ -426,31 +236,100 @@ def soft_bounce_policy(settings: Settings) -> tuple[int, int]:
     return limit, days
 
 
+def _unsubscribe(session: Session, settings: Settings, ref: str, token: str) -> MessageOutcome:
+    subscriber = unsubscribe_by_mail(token, session=session, settings=settings) if token else None
+    if subscriber is None:
+        detail = "unsubscribe request without a valid token for a current subscriber"
+        return MessageOutcome(ref, UNSUBSCRIBE_REQUEST, "kept", None, detail)
+    return MessageOutcome(ref, UNSUBSCRIBE_REQUEST, MAIL_UNSUBSCRIBED, subscriber.email, "by mail")
+
+
+# --- whom a report may name ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrustRules:
+    """Which reports are acted on: signed return paths only, or also recent recipients."""
+
+    require_verp: bool
+    recent_days: int
+
+
+def trust_rules(settings: Settings) -> TrustRules:
+    """Read `bounce_require_verp` (true) and `bounce_recent_days` (30) from the settings."""
+    wanted = _flag(settings, "bounce_require_verp", default=True)
+    # Signed return paths exist only where the sender uses them: with a bounce domain.
+    require = wanted and verp_enabled(settings)
+    try:
+        days = int(settings.extra.get("bounce_recent_days", DEFAULT_RECENT_DAYS))
+    except (TypeError, ValueError):
+        raise InputError("bounce_recent_days must be a number of days") from None
+    if days < 1:
+        raise InputError("bounce_recent_days must be at least 1")
+    return TrustRules(require, days)
+
+
+def _flag(settings: Settings, name: str, *, default: bool) -> bool:
+    value = settings.extra.get(name, default)
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    # A typo must not quietly switch off a safety check.
+    raise InputError(f"{name} must be true or false, not {value!r}")
+
+
 def _resolve(
-    conn: Connection, settings: Settings, report: BounceReport
+    conn: Connection, settings: Settings, rules: TrustRules, report: BounceReport, now: datetime
 ) -> tuple[str, int | None] | str:
-    """Return (address, delivery id) the report is about, or why it cannot be trusted."""
+    """Return (address, delivery id) the report is about, or why it cannot be trusted.
+
+    The bounce address is public, so anyone can send a report naming anyone: without a
+    signed return path, only someone we mailed lately can be named, never a stranger.
+    """
     if report.verp_token:
-        delivery_id = token_delivery_id(settings, report.verp_token)
-        if delivery_id is None:
-            return "return path token is forged or not ours"
-        row = conn.execute(
-            select(Subscriber.email)
-            .join(Delivery, Delivery.subscriber_id == Subscriber.id)
-            .where(Delivery.id == delivery_id)
-        ).first()
-        if row is not None:
-            return row[0], delivery_id
-    elif _require_verp(settings):
-        return "no signed return path (bounce_require_verp is on)"
+        return _by_return_path(conn, settings, report.verp_token)
+    if rules.require_verp:
+        return "no valid return path (bounce_require_verp is on)"
     if not report.recipient:
         return "does not say which address failed"
-    return report.recipient, None
+    since = now - timedelta(days=rules.recent_days)
+    email = _recent_recipient(conn, report.recipient, since)
+    if email is None:
+        return f"not a recent recipient (nothing sent to them within {rules.recent_days} days)"
+    return email, None
 
 
-def _require_verp(settings: Settings) -> bool:
-    value = settings.extra.get("bounce_require_verp", False)
-    return value is True or str(value).strip().lower() in ("1", "true", "yes", "on")
+def _by_return_path(conn: Connection, settings: Settings, token: str) -> tuple[str, int] | str:
+    delivery_id = token_delivery_id(settings, token)
+    if delivery_id is None:
+        return "no valid return path (its token is forged or not ours)"
+    row = conn.execute(
+        select(Subscriber.email)
+        .join(Delivery, Delivery.subscriber_id == Subscriber.id)
+        .where(Delivery.id == delivery_id)
+    ).first()
+    if row is None:
+        return "return path names a delivery no longer stored"
+    return row[0], delivery_id
+
+
+def _recent_recipient(conn: Connection, address: str, since: datetime) -> str | None:
+    """Return the stored address of the subscriber sent mail since `since`, or None."""
+    key = email_key(address)
+    rows = conn.execute(
+        select(Subscriber.email)
+        .join(Delivery, Delivery.subscriber_id == Subscriber.id)
+        .where(
+            func.lower(Subscriber.email).in_({key, key.lower()}),
+            Delivery.status == DeliveryStatus.SENT,
+            Delivery.sent_at >= since,
+        )
+    )
+    return next((e for (e,) in rows if email_key(e) == key), None)
 
 
 def _seen(conn: Connection, digest: str) -> bool:

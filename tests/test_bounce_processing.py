@@ -13,16 +13,9 @@ import pytest
 from sqlalchemy import select
 
 from newsletter.app import App
-from newsletter.bounce_processing import (
-    ImapSource,
-    StdinSource,
-    _health,
-    edition_health,
-    process_bounces,
-)
+from newsletter.bounce_processing import _health, edition_health, process_bounces
+from newsletter.bounce_sources import ImapSource, StdinSource
 from newsletter.bounces import verp_token
-from newsletter.cli import cli
-from newsletter.cli.bounces import register
 from newsletter.models import (
     BounceEvent,
     Delivery,
@@ -30,62 +23,28 @@ from newsletter.models import (
     Edition,
     Subscriber,
     SubscriberStatus,
-    Suppression,
     utcnow,
 )
 from tests import factories as f
-from tests.conftest import FIXTURES
+from tests.bounce_mail import (
+    BOUNCES,
+    HARD,
+    SAMPLES,
+    add_sent_deliveries,
+    make_maildir,
+    returned,
+    statuses,
+    suppression_reasons,
+    unsigned,
+)
 from tests.imap_server import DovecotServer
 from tests.imap_server import available as dovecot_available
-
-BOUNCES = FIXTURES / "bounces"
-# Each sample and the subscriber it is about.
-SAMPLES = {
-    "postfix_hard.eml": "gone@example.org",
-    "postfix_delayed.eml": "slow@example.net",
-    "exim_dsn_hard.eml": "closed@example.com",
-    "exim_text_hard.eml": "nobody@example.com",
-    "exim_text_delayed.eml": "later@example.com",
-    "gmail_hard.eml": "no.such.reader@gmail.example",
-    "microsoft_hard.eml": "absent@outlook.example",
-    "arf_abuse.eml": "angry@example.net",
-    "auto_reply.eml": "away@example.com",
-    "human_reply.eml": "curious@example.org",
-}
-HARD = {"gone@example.org", "closed@example.com", "nobody@example.com"} | {
-    "no.such.reader@gmail.example",
-    "absent@outlook.example",
-}
-
-
-@pytest.fixture(autouse=True)
-def bounce_commands() -> None:
-    if "bounces" not in cli.commands:
-        register(cli)
 
 
 @pytest.fixture
 def deliveries(app: App) -> dict[str, int]:
-    """One sent delivery of one edition per sample's subscriber, plus an untouched reader."""
-    with app.transaction() as s:
-        topic = f.topic(s, "llm")
-        edition = Edition(listing_date=f.DAY)
-        s.add(edition)
-        s.flush()
-        ids = {}
-        for email in [*SAMPLES.values(), "happy@example.com"]:
-            sub = f.subscriber(s, email, [topic])
-            delivery = Delivery(edition_id=edition.id, subscriber_id=sub.id, status="sent")
-            s.add(delivery)
-            s.flush()
-            ids[email] = delivery.id
-    return ids
-
-
-def returned(app: App, name: str, delivery_id: int | None) -> bytes:
-    """Read a sample, addressed to the signed return path of one delivery."""
-    token = verp_token(app.settings, delivery_id) if delivery_id else "none"
-    return (BOUNCES / name).read_bytes().replace(b"VERPTOKEN", token.encode())
+    """One delivery sent just now per sample's subscriber, plus an untouched reader."""
+    return add_sent_deliveries(app)
 
 
 def forged(app: App, deliveries: dict[str, int]) -> bytes:
@@ -94,23 +53,6 @@ def forged(app: App, deliveries: dict[str, int]) -> bytes:
     token = real[:-1] + ("a" if real[-1] != "a" else "b")
     data = (BOUNCES / "postfix_hard.eml").read_bytes().replace(b"VERPTOKEN", token.encode())
     return data.replace(b"gone@example.org", b"happy@example.com")
-
-
-def statuses(app: App) -> dict[str, str]:
-    with app.sessions() as s:
-        return {sub.email: sub.status.value for sub in s.scalars(select(Subscriber))}
-
-
-def suppression_reasons(app: App) -> dict[str, str]:
-    with app.sessions() as s:
-        return {row.email: row.reason for row in s.scalars(select(Suppression))}
-
-
-def make_maildir(path: Path, messages: list[bytes]) -> mailbox.Maildir:
-    box = mailbox.Maildir(path, create=True)
-    for data in messages:
-        box.add(data)
-    return box
 
 
 def test_a_mixed_maildir_suppresses_exactly_the_right_addresses(app, deliveries, run, tmp_path):
@@ -148,7 +90,7 @@ def test_a_mixed_maildir_suppresses_exactly_the_right_addresses(app, deliveries,
     assert details == {
         "not an email message",
         "not a bounce, complaint or auto-reply",
-        "return path token is forged or not ours",
+        "no valid return path (its token is forged or not ours)",
     }
 
 
@@ -228,15 +170,117 @@ def test_the_same_message_read_twice_counts_once(app, deliveries):
         assert len(s.scalars(select(BounceEvent)).all()) == 1
 
 
-def test_required_verp_keeps_bounces_without_a_token(app, deliveries):
-    strict = App(dataclasses.replace(app.settings, extra={"bounce_require_verp": "true"}))
-    data = returned(app, "postfix_hard.eml", None).replace(b"bounces+none", b"bounces")
-    outcome = process_one(strict, data).outcomes[0]
-    assert outcome.action == "kept" and "no signed return path" in outcome.detail
+# --- forged reports: the bounce address is public --------------------------------------
+
+BOUNCE_DOMAIN = 'bounce_domain = "news.example.test"\n'
+
+
+def test_with_a_bounce_domain_only_signed_return_paths_are_believed(app, deliveries, run, tmp_path):
+    (tmp_path / "newsletter.toml").write_text(BOUNCE_DOMAIN)  # bounce_require_verp: default on
+    signed = returned(app, "gmail_hard.eml", deliveries["no.such.reader@gmail.example"])
+    forgeries = [
+        unsigned("postfix_hard.eml", "happy@example.com"),  # a reader mailed just now
+        unsigned("postfix_hard.eml", "stranger@example.org"),  # someone never subscribed
+        unsigned("arf_abuse.eml", "happy@example.com"),
+    ]
+    box = make_maildir(tmp_path / "Maildir", [signed, *forgeries])
+
+    result = run("bounces", "process", str(tmp_path / "Maildir"), "--json")
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["suppressed_addresses"] == ["no.such.reader@gmail.example"]
+    assert (report["kept"], report["unsubscribed"]) == (3, 0)
+    details = {o["detail"] for o in report["outcomes"] if o["action"] == "kept"}
+    assert details == {"no valid return path (bounce_require_verp is on)"}
+    assert set(suppression_reasons(app)) == {"no.such.reader@gmail.example"}
+    assert statuses(app)["happy@example.com"] == "confirmed"
+    assert sorted(box.get_bytes(k) for k in box.keys()) == sorted(forgeries)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        "",  # no bounce domain: no return path is signed, so none can be required
+        BOUNCE_DOMAIN + "bounce_require_verp = false\n",
+    ],
+    ids=["no-bounce-domain", "verp-not-required"],
+)
+def test_without_a_signed_return_path_only_recent_recipients_are_named(
+    app, deliveries, run, tmp_path, config
+):
+    (tmp_path / "newsletter.toml").write_text(config)
+    with app.transaction() as s:
+        old = f.subscriber(s, "old@example.com", [])
+        edition = s.scalar(select(Edition))
+        sent = utcnow() - timedelta(days=31)
+        s.add(Delivery(edition_id=edition.id, subscriber_id=old.id, status="sent", sent_at=sent))
+    messages = [
+        unsigned("postfix_hard.eml", "HAPPY@example.com"),  # mailed just now, in other case
+        unsigned("postfix_hard.eml", "stranger@example.org"),
+        unsigned("exim_text_hard.eml", "old@example.com"),  # last mailed 31 days ago
+        unsigned("arf_abuse.eml", "stranger@example.org"),
+    ]
+    make_maildir(tmp_path / "Maildir", messages)
+
+    result = run("bounces", "process", str(tmp_path / "Maildir"), "--json")
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["suppressed_addresses"] == ["happy@example.com"]
+    assert set(suppression_reasons(app)) == {"happy@example.com"}
+    assert statuses(app)["old@example.com"] == "confirmed"
+    kept = sorted((o["email"], o["detail"]) for o in report["outcomes"] if o["action"] == "kept")
+    not_recent = "not a recent recipient (nothing sent to them within 30 days)"
+    assert kept == [
+        ("old@example.com", not_recent),
+        ("stranger@example.org", not_recent),
+        ("stranger@example.org", not_recent),
+    ]
+    assert "stranger@example.org: " not in result.stdout
+
+
+def test_recent_days_is_a_setting(app, deliveries, run, tmp_path):
+    (tmp_path / "newsletter.toml").write_text("bounce_recent_days = 60\n")
+    with app.transaction() as s:
+        old = f.subscriber(s, "old@example.com", [])
+        sent = utcnow() - timedelta(days=31)
+        s.add(Delivery(edition_id=s.scalar(select(Edition.id)), subscriber_id=old.id,
+                       status="sent", sent_at=sent))  # fmt: skip
+    data = unsigned("exim_text_hard.eml", "old@example.com")
+    result = run("bounces", "process", "-", input=data)
+    assert result.exit_code == 0 and "suppressed old@example.com" in result.stdout
+
+
+def test_a_signed_return_path_of_a_delivery_no_longer_stored_names_nobody(
+    app, deliveries, run, tmp_path
+):
+    # The token is genuine (the reader saw it in their copy's Return-Path), but their data
+    # was deleted since: the address the report names must not be believed instead.
+    data = returned(app, "postfix_hard.eml", deliveries["happy@example.com"])
+    data = data.replace(b"gone@example.org", b"stranger@example.org")
+    with app.transaction() as s:
+        s.delete(s.get(Delivery, deliveries["happy@example.com"]))
+    result = run("bounces", "process", "-", input=data)
+    assert result.exit_code == 0, result.output
+    assert "return path names a delivery no longer stored" in result.stderr
     assert suppression_reasons(app) == {}
-    # Off (the default), the address the report names is used.
-    assert process_one(app, data).suppressed == ["gone@example.org"]
-    strict.close()
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        'bounce_require_verp = "maybe"\n',  # refused even where no return path is signed
+        BOUNCE_DOMAIN + 'bounce_require_verp = "maybe"\n',
+        BOUNCE_DOMAIN + "bounce_recent_days = 0\n",
+    ],
+)
+def test_a_bad_trust_setting_stops_before_reading(app, deliveries, run, tmp_path, config):
+    (tmp_path / "newsletter.toml").write_text(config)
+    make_maildir(tmp_path / "Maildir", [unsigned("postfix_hard.eml", "stranger@example.org")])
+    result = run("bounces", "process", str(tmp_path / "Maildir"))
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert suppression_reasons(app) == {}
 
 
 def test_stdin_keeps_what_it_does_not_understand_under_var(app, deliveries, run, tmp_path):

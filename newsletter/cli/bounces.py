@@ -9,7 +9,8 @@ import click
 
 from newsletter import bounce_processing, suppressions
 from newsletter.app import App
-from newsletter.bounce_processing import BounceRun, ImapSource, Source, open_source
+from newsletter.bounce_processing import BounceRun
+from newsletter.bounce_sources import ImapSource, Source, open_source
 from newsletter.bounces import verp_address
 from newsletter.cli.common import echo_json, parse_date, pass_app
 from newsletter.editions import find_edition, resolve_listing_date
@@ -36,9 +37,12 @@ def bounces() -> None:
 def process(app: App, source: str | None, imap_url: str | None, as_json: bool) -> None:
     """Act on returned mail: suppress hard bounces, count soft ones, unsubscribe complaints.
 
-    Messages not understood stay where they are (stdin: saved under var/bounces/kept/)
-    and are listed. Understood ones move to the Maildir's .processed folder, to
-    MBOX.processed, or are flagged deleted on the IMAP server.
+    Also unsubscribes readers who mailed the List-Unsubscribe address with their token.
+    Reports are believed only with a signed return path (bounce_require_verp) or about a
+    subscriber mailed within bounce_recent_days. Messages not understood or not believed
+    stay where they are (stdin: saved under var/bounces/kept/) and are listed. Handled
+    ones move to the Maildir's .processed folder, to MBOX.processed, or are flagged
+    deleted on the IMAP server.
 
     \b
     Examples:
@@ -73,12 +77,13 @@ def _process(app: App, source: Source) -> BounceRun:
 def _print_run(run: BounceRun) -> None:
     data = run.to_dict()
     counts = ", ".join(
-        f"{data[k]} {k}"
-        for k in ("suppressed", "unsubscribed", "counted", "ignored", "duplicate", "kept")
+        f"{data[k]} {k.replace('_', ' ')}" for k in (*bounce_processing.ACTIONS, "kept")
     )
     click.echo(f"{run.source}: {data['messages']} messages: {counts}")
     for address in run.suppressed:
         click.echo(f"  suppressed {address}")
+    for address in run.addresses(bounce_processing.MAIL_UNSUBSCRIBED):
+        click.echo(f"  unsubscribed by mail {address}")
     for outcome in run.kept:
         click.echo(f"  kept {outcome.ref}: {outcome.detail}", err=True)
 
