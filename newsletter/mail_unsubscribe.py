@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from newsletter.config import Settings
 from newsletter.errors import InputError
 from newsletter.models import Subscriber
-from newsletter.subscriptions import unsubscribe
+from newsletter.subscriptions import check_link, unsubscribe
 from newsletter.tokens import read_token
 
 _REQUEST = re.compile(r"^unsubscribe(?: (.*))?$", re.IGNORECASE)
@@ -48,7 +48,8 @@ def _subject(data: bytes) -> str:
 def unsubscribe_by_mail(token: str, *, session: Session, settings: Settings) -> Subscriber | None:
     """Unsubscribe the subscriber a mailed token names; None if forged or they are gone."""
     try:
-        subscriber_id = read_token(settings, "unsubscribe", token)
-    except InputError:
+        claim = read_token(settings, "unsubscribe", token)
+        subscriber = check_link(claim, session=session)
+    except InputError:  # NotFound too: a deleted subscription, or a key rotated since
         return None
-    return unsubscribe(subscriber_id, session=session)
+    return unsubscribe(subscriber.id, session=session, source="mail")

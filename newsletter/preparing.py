@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from newsletter.bounces import verp_address
+from newsletter.bounces import verp_address, verp_enabled
 from newsletter.config import Settings
 from newsletter.headers import envelope_address
 from newsletter.message import (
@@ -71,7 +71,7 @@ class MessagePreparer:
         self.empty_policy = empty_policy
         # VERP: a return path per delivery, so a bounce names its row; on when the
         # operator routes bounces back to us (bounce_domain set).
-        self.verp = bool(settings.extra.get("bounce_domain"))
+        self.verp = verp_enabled(settings)
         self.sender = envelope_sender(settings)
         self.dkim = make_dkim_signer(settings)
         # Topic ids to sorted names: a few thousand distinct sets among many readers.

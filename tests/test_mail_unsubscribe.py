@@ -15,7 +15,6 @@ from sqlalchemy import select
 from newsletter.app import App
 from newsletter.bounce_processing import process_bounces
 from newsletter.bounce_sources import ImapSource
-from newsletter.config import Settings
 from newsletter.models import Delivery, Edition, Subscriber
 from newsletter.preparing import unsubscribe_mailto
 from newsletter.tokens import make_token
@@ -42,9 +41,18 @@ def request(subject: str, to: str = "unsubscribe@news.example.test") -> bytes:
     ).encode()
 
 
-def advertised(settings: Settings, subscriber_id: int) -> bytes:
+def key_of(app: App, subscriber_id: int) -> str:
+    with app.sessions() as s:
+        return s.get(Subscriber, subscriber_id).link_key
+
+
+def token_of(app: App, purpose: str, subscriber_id: int) -> str:
+    return make_token(app.settings, purpose, subscriber_id, key_of(app, subscriber_id))
+
+
+def advertised(app: App, subscriber_id: int) -> bytes:
     """The request for the `mailto:` List-Unsubscribe a subscriber's digest offers."""
-    url = urlsplit(unsubscribe_mailto(settings, subscriber_id))
+    url = urlsplit(unsubscribe_mailto(app.settings, subscriber_id, key_of(app, subscriber_id)))
     return request(unquote(url.query.partition("subject=")[2]), unquote(url.path))
 
 
@@ -55,22 +63,21 @@ def encoded_words(text: str) -> str:
     return f"=?utf-8?b?{words[0]}?=\r\n =?UTF-8?B?{words[1]}?="
 
 
-def forged_token(settings: Settings, subscriber_id: int) -> str:
-    token = make_token(settings, "unsubscribe", subscriber_id)
+def forged_token(app: App, subscriber_id: int) -> str:
+    token = token_of(app, "unsubscribe", subscriber_id)
     return token[:-2] + ("AA" if not token.endswith("AA") else "BB")
 
 
 def test_a_maildir_of_requests_unsubscribes_exactly_the_token_holders(app, ids, run, tmp_path):
-    s = app.settings
-    token = make_token(s, "unsubscribe", ids["slow@example.net"])
+    token = token_of(app, "unsubscribe", ids["slow@example.net"])
     genuine = [
-        advertised(s, ids["happy@example.com"]),
+        advertised(app, ids["happy@example.com"]),
         request(encoded_words(f"UNSUBSCRIBE  {token}")),
     ]
     refused = [
-        request(f"unsubscribe {forged_token(s, ids['gone@example.org'])}"),
+        request(f"unsubscribe {forged_token(app, ids['gone@example.org'])}"),
         # Signed by us, but for the preferences page: not an unsubscribe token.
-        request(f"unsubscribe {make_token(s, 'manage', ids['closed@example.com'])}"),
+        request(f"unsubscribe {token_of(app, 'manage', ids['closed@example.com'])}"),
         request("unsubscribe"),
         request("Unsubscribe me please, nobody@example.com"),
     ]
@@ -103,7 +110,7 @@ def test_a_piped_request_unsubscribes_like_the_one_click_link(app, ids, run):
             edition_id=tomorrow.id, subscriber_id=ids["happy@example.com"], status="pending"
         )
         s.add(pending)
-    data = advertised(app.settings, ids["happy@example.com"])
+    data = advertised(app, ids["happy@example.com"])
     result = run("bounces", "process", "-", input=data)
     assert result.exit_code == 0, result.output
     assert "1 unsubscribed by mail" in result.stdout
@@ -115,7 +122,7 @@ def test_a_piped_request_unsubscribes_like_the_one_click_link(app, ids, run):
 
 
 def test_a_piped_forged_request_is_kept(app, ids, run):
-    data = request(f"unsubscribe {forged_token(app.settings, ids['happy@example.com'])}")
+    data = request(f"unsubscribe {forged_token(app, ids['happy@example.com'])}")
     result = run("bounces", "process", "-", input=data)
     assert result.exit_code == 0, result.output
     kept = list((Path(app.settings.var_dir) / "bounces" / "kept").iterdir())
@@ -126,8 +133,8 @@ def test_a_piped_forged_request_is_kept(app, ids, run):
 def test_an_mbox_request_is_processed_and_a_forged_one_kept(app, ids, run, tmp_path):
     path = tmp_path / "requests.mbox"
     box = mailbox.mbox(path)
-    box.add(advertised(app.settings, ids["angry@example.net"]))
-    box.add(request(f"unsubscribe {forged_token(app.settings, ids['happy@example.com'])}"))
+    box.add(advertised(app, ids["angry@example.net"]))
+    box.add(request(f"unsubscribe {forged_token(app, ids['happy@example.com'])}"))
     box.close()
     result = run("bounces", "process", str(path), "--json")
     assert result.exit_code == 0, result.output
@@ -141,7 +148,7 @@ def test_an_mbox_request_is_processed_and_a_forged_one_kept(app, ids, run, tmp_p
 @pytest.mark.skipif(not dovecot_available(), reason="needs dovecot-imapd, run as root")
 def test_an_imap_request_is_expunged_and_a_forged_one_left_unread(app, ids):
     with DovecotServer() as server:
-        server.append("Bounces", advertised(app.settings, ids["later@example.com"]))
+        server.append("Bounces", advertised(app, ids["later@example.com"]))
         server.append("Bounces", request("unsubscribe not-a-token"))
         source = ImapSource(server.url("Bounces"), connect=server.connect)
         try:
