@@ -61,10 +61,10 @@ def child(csv_path: str, workdir: str, lower_index: bool) -> None:
     """Import one file twice into a fresh database and print the measurements as JSON."""
     from sqlalchemy import text
 
-    from newsletter.app import App
-    from newsletter.config import load_settings
-    from newsletter.models import Topic
-    from newsletter.subscribers import import_csv
+    from newsletter.audience.subscribers import import_csv
+    from newsletter.core.app import App
+    from newsletter.core.config import load_settings
+    from newsletter.core.models import Topic
 
     settings = load_settings(
         env={},

@@ -22,8 +22,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from newsletter.matching import PaperText, TopicIndex, TopicMatcher  # noqa: E402
-from newsletter.topics import TopicSpec, parse_topics_toml  # noqa: E402
+from newsletter.matching.matches import PaperText, TopicIndex, TopicMatcher  # noqa: E402
+from newsletter.matching.topics import TopicSpec, parse_topics_toml  # noqa: E402
 
 LABELLED = REPO / "tests" / "labelled"
 HELD_OUT_SHARE = 40  # percent of papers, chosen by a hash of the paper key

@@ -17,10 +17,10 @@ from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from newsletter.app import App  # noqa: E402
-from newsletter.config import load_settings  # noqa: E402
-from newsletter.editions import get_or_create_edition, plan_edition  # noqa: E402
-from newsletter.models import Paper, PaperTopic, Subscriber, Subscription, Topic  # noqa: E402
+from newsletter.core.app import App  # noqa: E402
+from newsletter.core.config import load_settings  # noqa: E402
+from newsletter.core.models import Paper, PaperTopic, Subscriber, Subscription, Topic  # noqa: E402
+from newsletter.editions.planning import get_or_create_edition, plan_edition  # noqa: E402
 
 DAY = date(2026, 11, 27)
 TOPICS = 20
@@ -99,7 +99,7 @@ def populate(app: App, n: int, seed: int = 1) -> None:
 
 
 def _now():
-    from newsletter.models import utcnow
+    from newsletter.core.models import utcnow
 
     return utcnow()
 

@@ -75,8 +75,8 @@ def seed_papers(shared: Path) -> list[dict]:
     path = shared / "bench" / "seed_papers.json"
     if path.is_file():
         return json.loads(path.read_text())
-    from newsletter.resources import shipped_dir
-    from newsletter.sources.files import read_paper_file
+    from newsletter.core.resources import shipped_dir
+    from newsletter.papers.sources.files import read_paper_file
 
     records = read_paper_file(shipped_dir("seeds") / "hf-daily-papers-page.txt", fmt="seed-text")
     return [{"title": r.title, "abstract": r.abstract} for r in records]
@@ -86,7 +86,7 @@ def populate(app, n: int, papers: list[dict], seed: int = 1) -> None:  # noqa: A
     """20 topics, the seed papers matched to 1-3 topics each, n subscribers with 1-4 topics."""
     from sqlalchemy import insert
 
-    from newsletter.models import Paper, PaperTopic, Subscriber, Subscription, Topic, utcnow
+    from newsletter.core.models import Paper, PaperTopic, Subscriber, Subscription, Topic, utcnow
 
     rnd = random.Random(seed)
     now = utcnow()
@@ -164,10 +164,10 @@ def populate(app, n: int, papers: list[dict], seed: int = 1) -> None:  # noqa: A
 
 def child(args: argparse.Namespace) -> None:
     """Populate a fresh database, then time one end-to-end send; print JSON."""
-    from newsletter import sending
-    from newsletter.app import App
-    from newsletter.config import load_settings
-    from newsletter.transports import make_transport
+    from newsletter.core.app import App
+    from newsletter.core.config import load_settings
+    from newsletter.delivery import service as sending
+    from newsletter.delivery.transports import make_transport
 
     tmp = Path(args.workdir)
     url = args.database or f"sqlite:///{tmp}/send.db"

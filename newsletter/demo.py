@@ -9,15 +9,15 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from newsletter.app import App
-from newsletter.fetching import store_records
-from newsletter.ingest import today_utc
-from newsletter.models import Subscriber, SubscriberStatus, Subscription, Topic, utcnow
-from newsletter.resources import shipped_dir
-from newsletter.selection import EditionPapers
-from newsletter.sending import SendReport, send
-from newsletter.sources.files import read_paper_file
-from newsletter.topics import import_topics
+from newsletter.core.app import App
+from newsletter.core.models import Subscriber, SubscriberStatus, Subscription, Topic, utcnow
+from newsletter.core.resources import shipped_dir
+from newsletter.delivery.service import SendReport, send
+from newsletter.editions.selection import EditionPapers
+from newsletter.matching.topics import import_topics
+from newsletter.papers.fetch import store_records
+from newsletter.papers.ingest import today_utc
+from newsletter.papers.sources.files import read_paper_file
 
 SEED_PAGE = "hf-daily-papers-page.txt"
 SEED_TOPICS = "topics.toml"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from newsletter.app import App
-from newsletter.bounces import verp_token
-from newsletter.models import Delivery, Edition, Subscriber, Suppression, utcnow
+from newsletter.bounces.classify import verp_token
+from newsletter.core.app import App
+from newsletter.core.models import Delivery, Edition, Subscriber, Suppression, utcnow
 from tests import factories as f
 from tests.conftest import FIXTURES
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from newsletter.app import App
 from newsletter.cli import cli
-from newsletter.config import Settings, load_settings
+from newsletter.core.app import App
+from newsletter.core.config import Settings, load_settings
 from tests.postgres import throwaway_cluster
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -7,7 +7,14 @@ from datetime import date
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from newsletter.models import Paper, PaperTopic, Subscriber, SubscriberStatus, Subscription, Topic
+from newsletter.core.models import (
+    Paper,
+    PaperTopic,
+    Subscriber,
+    SubscriberStatus,
+    Subscription,
+    Topic,
+)
 
 DAY = date(2026, 11, 27)
 
@@ -70,7 +77,7 @@ def bulk_subscribers(session: Session, n: int, topics: list[Topic], *, seed: int
 
     from sqlalchemy import insert
 
-    from newsletter.models import utcnow
+    from newsletter.core.models import utcnow
 
     rnd = random.Random(seed)
     now = utcnow()
@@ -103,7 +110,7 @@ def dump_database(engine) -> str:  # noqa: ANN001
     """Return every row of every table, in a stable order: equal dumps, unchanged database."""
     from sqlalchemy import text
 
-    from newsletter.models import Base
+    from newsletter.core.models import Base
 
     lines = []
     with engine.connect() as conn:
@@ -121,7 +128,7 @@ class InlineMailQueue:
         self.app = app
 
     def wake(self) -> None:
-        from newsletter.mail_queue import drain
+        from newsletter.audience.mail_queue import drain
 
         drain(self.app)
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from newsletter.app import App
-from newsletter.bounce_processing import _health, edition_health, process_bounces
-from newsletter.bounce_sources import ImapSource, StdinSource
-from newsletter.bounces import verp_token
-from newsletter.models import (
+from newsletter.bounces.classify import verp_token
+from newsletter.bounces.mailboxes import ImapSource, StdinSource
+from newsletter.bounces.process import _health, edition_health, process_bounces
+from newsletter.core.app import App
+from newsletter.core.models import (
     BounceEvent,
     Delivery,
     DeliveryStatus,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.app import App
+from newsletter.core.app import App
 from tests.bounce_mail import (
     add_sent_deliveries,
     make_maildir,

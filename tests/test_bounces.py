@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from newsletter.bounces import (
+from newsletter.bounces.classify import (
     BounceKind,
     bounce_domain,
     parse_bounce,
@@ -16,7 +16,7 @@ from newsletter.bounces import (
     verp_address,
     verp_token,
 )
-from newsletter.config import Settings
+from newsletter.core.config import Settings
 from tests.conftest import FIXTURES
 
 BOUNCES = FIXTURES / "bounces"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.db import make_engine
-from newsletter.models import Topic
+from newsletter.core.db import make_engine
+from newsletter.core.models import Topic
 from tests.conftest import FIXTURES, REPO
 from tests.factories import dump_database
 from tests.feed_server import FeedServer, Reply

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import subscribers as svc
-from newsletter.app import App
-from newsletter.models import Topic
+from newsletter.audience import subscribers as svc
+from newsletter.core.app import App
+from newsletter.core.models import Topic
 
 
 @pytest.fixture

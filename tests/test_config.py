@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.config import load_settings, mask_url_password
-from newsletter.errors import ConfigError
+from newsletter.core.config import load_settings, mask_url_password
+from newsletter.core.errors import ConfigError
 from tests.factories import dump_database
 
 KEY = "a-secret-key-of-thirty-two-bytes"  # the shortest key accepted

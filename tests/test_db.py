@@ -4,8 +4,8 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from newsletter import db
-from newsletter.models import Base
+from newsletter.core import db
+from newsletter.core.models import Base
 
 
 @pytest.mark.only_db("sqlite")
@@ -19,7 +19,7 @@ def test_migrations_build_exactly_the_models(app):
 
 
 def test_ensure_schema_migrates_an_empty_database_once(settings):
-    from newsletter.app import App
+    from newsletter.core.app import App
 
     application = App(settings)
     assert db.current_revision(application.engine) is None

@@ -12,10 +12,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from newsletter import sending
-from newsletter.delivery import SendOptions
-from newsletter.errors import TransportError
-from newsletter.models import Delivery, DeliveryStatus, utcnow
+from newsletter.core.errors import TransportError
+from newsletter.core.models import Delivery, DeliveryStatus, utcnow
+from newsletter.delivery import service as sending
+from newsletter.delivery.engine import SendOptions
 from tests import factories as f
 from tests.smtp_server import Fault, SmtpTestServer
 
@@ -217,8 +217,8 @@ def test_test_copy_leaves_the_edition_untouched(world):
 
 
 def test_test_copies_to_suppressed_addresses_need_force(world, run):
-    from newsletter.errors import InputError
-    from newsletter.models import Suppression
+    from newsletter.core.errors import InputError
+    from newsletter.core.models import Suppression
 
     with world.transaction() as s:
         s.add(Suppression(email="gone@example.net", reason="hard bounce"))
@@ -248,7 +248,7 @@ def test_status_shows_counts_per_status_and_health(world, run):
 
 
 def test_a_refused_mailbox_is_suppressed_but_a_full_one_is_not(world):
-    from newsletter.models import Suppression
+    from newsletter.core.models import Suppression
 
     faults = [
         Fault(reply="550 5.1.1 no such user", recipient="alan@example.org"),
@@ -261,7 +261,7 @@ def test_a_refused_mailbox_is_suppressed_but_a_full_one_is_not(world):
 
 
 def test_verp_return_path_names_the_delivery_when_bounces_come_back(world):
-    from newsletter.bounces import parse_verp
+    from newsletter.bounces.classify import parse_verp
 
     world.settings = dataclasses.replace(
         world.settings, extra={**world.settings.extra, "bounce_domain": "bounces.example.test"}

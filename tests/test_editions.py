@@ -3,15 +3,15 @@ from datetime import date
 import pytest
 from sqlalchemy import func, select
 
-from newsletter.editions import (
+from newsletter.core.errors import NotFound
+from newsletter.core.models import Delivery, DeliveryStatus, SubscriberStatus, Suppression
+from newsletter.editions.planning import (
     NO_MATCH_REASON,
     count_by_status,
     get_or_create_edition,
     plan_edition,
     resolve_listing_date,
 )
-from newsletter.errors import NotFound
-from newsletter.models import Delivery, DeliveryStatus, SubscriberStatus, Suppression
 from tests import factories as f
 
 
@@ -97,7 +97,7 @@ def test_suppressions_match_whatever_the_case(app):
 
 
 def test_paused_subscribers_and_the_only_filter(app):
-    from newsletter.models import Subscriber
+    from newsletter.core.models import Subscriber
 
     with app.transaction() as s:
         t = f.topic(s, "llm")

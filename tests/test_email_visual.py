@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.config import Settings
-from newsletter.rendering import DigestPaper, EditionInfo, Recipient, make_renderer
+from newsletter.content.rendering import DigestPaper, EditionInfo, Recipient, make_renderer
+from newsletter.core.config import Settings
 
 CHROMIUM = Path("/usr/bin/chromium")
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -10,10 +10,10 @@ from datetime import date
 
 import pytest
 
-from newsletter.errors import InputError, NoListing, SourceError
-from newsletter.sources.arxiv import arxiv_query, fetch_arxiv
-from newsletter.sources.hf import fetch_hf
-from newsletter.sources.http import RetryPolicy, SourceClient, make_http_client
+from newsletter.core.errors import InputError, NoListing, SourceError
+from newsletter.papers.sources.arxiv import arxiv_query, fetch_arxiv
+from newsletter.papers.sources.hf import fetch_hf
+from newsletter.papers.sources.http import RetryPolicy, SourceClient, make_http_client
 from tests.conftest import FIXTURES
 from tests.feed_server import FeedServer, Reply, Request
 

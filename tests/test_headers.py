@@ -13,8 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from newsletter.errors import InputError
-from newsletter.headers import (
+from newsletter.content.headers import (
     address_field,
     address_problem,
     envelope_address,
@@ -23,7 +22,8 @@ from newsletter.headers import (
     text_field,
     token_field,
 )
-from newsletter.rendering import one_line
+from newsletter.content.rendering import one_line
+from newsletter.core.errors import InputError
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # A field name, then printable ASCII; a CRLF only where a fold (CRLF + space or tab) follows.

@@ -20,8 +20,8 @@ from email.header import decode_header, make_header
 import pytest
 from sqlalchemy import delete, func, select
 
-from newsletter import subscriptions as svc
-from newsletter.models import Delivery, RateLimit, Subscriber, Topic
+from newsletter.audience import signup as svc
+from newsletter.core.models import Delivery, RateLimit, Subscriber, Topic
 from tests import factories as f
 from tests.smtp_server import SmtpTestServer
 

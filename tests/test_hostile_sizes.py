@@ -13,7 +13,7 @@ import textwrap
 import pytest
 from sqlalchemy import func, select
 
-from newsletter.models import Paper, Subscriber
+from newsletter.core.models import Paper, Subscriber
 from tests import factories as f
 from tests.conftest import FIXTURES
 from tests.factories import dump_database
@@ -66,9 +66,9 @@ def test_a_100_mb_csv_is_imported_as_a_stream(app, settings, env, tmp_path):
     child = textwrap.dedent(
         f"""
         import resource
-        from newsletter.app import App
-        from newsletter.config import load_settings
-        from newsletter.subscribers import import_csv
+        from newsletter.core.app import App
+        from newsletter.core.config import load_settings
+        from newsletter.audience.subscribers import import_csv
 
         app = App(load_settings())
         with app.transaction() as session:

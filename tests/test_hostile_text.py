@@ -12,7 +12,7 @@ from xml.etree import ElementTree
 import pytest
 from sqlalchemy import select
 
-from newsletter.models import Paper, Subscriber, Topic
+from newsletter.core.models import Paper, Subscriber, Topic
 from newsletter.web import create_app
 from tests import factories as f
 from tests.factories import dump_database

@@ -6,11 +6,11 @@ from datetime import date
 
 from sqlalchemy import event, func, select
 
-from newsletter.app import App
-from newsletter.ingest import ingest_records, merge_records
-from newsletter.models import Paper
-from newsletter.sources import PaperRecord
-from newsletter.sources.files import read_paper_file
+from newsletter.core.app import App
+from newsletter.core.models import Paper
+from newsletter.papers.ingest import ingest_records, merge_records
+from newsletter.papers.sources import PaperRecord
+from newsletter.papers.sources.files import read_paper_file
 from tests.conftest import FIXTURES, REPO
 
 SEED_PAGE = REPO / "seeds" / "hf-daily-papers-page.txt"

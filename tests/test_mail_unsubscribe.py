@@ -12,12 +12,12 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from sqlalchemy import select
 
-from newsletter.app import App
-from newsletter.bounce_processing import process_bounces
-from newsletter.bounce_sources import ImapSource
-from newsletter.models import Delivery, Edition, Subscriber
-from newsletter.preparing import unsubscribe_mailto
-from newsletter.tokens import make_token
+from newsletter.bounces.mailboxes import ImapSource
+from newsletter.bounces.process import process_bounces
+from newsletter.content.compose import unsubscribe_mailto
+from newsletter.core.app import App
+from newsletter.core.models import Delivery, Edition, Subscriber
+from newsletter.core.tokens import make_token
 from tests import factories as f
 from tests.bounce_mail import add_sent_deliveries, make_maildir, statuses
 from tests.imap_server import DovecotServer

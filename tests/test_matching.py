@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from newsletter.app import App
-from newsletter.matching import PaperText, TopicMatcher, match_papers
-from newsletter.models import Paper, PaperTopic, Topic
-from newsletter.scoring import TopicIndex, stem
+from newsletter.core.app import App
+from newsletter.core.models import Paper, PaperTopic, Topic
+from newsletter.matching.matches import PaperText, TopicMatcher, match_papers
+from newsletter.matching.scoring import TopicIndex, stem
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -18,10 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from newsletter import tokens
-from newsletter.config import Settings
-from newsletter.errors import ConfigError, InputError
-from newsletter.message import (
+from newsletter.content.mime import (
     DkimSigner,
     _qp_body,
     _qp_extend,
@@ -30,7 +27,7 @@ from newsletter.message import (
     make_dkim_signer,
     make_message_id,
 )
-from newsletter.rendering import (
+from newsletter.content.rendering import (
     DigestPaper,
     EditionInfo,
     Filled,
@@ -38,7 +35,10 @@ from newsletter.rendering import (
     RenderedDigest,
     make_renderer,
 )
-from newsletter.smtp import dot_stuff
+from newsletter.core import tokens
+from newsletter.core.config import Settings
+from newsletter.core.errors import ConfigError, InputError
+from newsletter.delivery.smtp import dot_stuff
 
 EDITION = EditionInfo(date(2025, 11, 27))
 SENT_AT = datetime(2025, 11, 27, 7, 30, 5, tzinfo=UTC)

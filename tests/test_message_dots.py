@@ -6,10 +6,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from newsletter.config import Settings
-from newsletter.message import build_message_data
-from newsletter.rendering import Filled, Recipient, RenderedDigest
-from newsletter.smtp import dot_stuff
+from newsletter.content.mime import build_message_data
+from newsletter.content.rendering import Filled, Recipient, RenderedDigest
+from newsletter.core.config import Settings
+from newsletter.delivery.smtp import dot_stuff
 
 # Dots, line ends and long runs make lines that start with a dot after hard or soft breaks.
 _CHUNKS = [".", "a", " ", "\n", "=", "é", "x" * 70, ".\n", "b" * 75]

@@ -11,9 +11,9 @@ from email.header import decode_header, make_header
 
 import pytest
 
-from newsletter import subscriptions
-from newsletter.errors import InputError
-from newsletter.notices import Notice, build_notice, send_notice
+from newsletter.audience import signup as subscriptions
+from newsletter.content.notices import Notice, build_notice, send_notice
+from newsletter.core.errors import InputError
 from tests.test_hostile_headers import ENCODED_ATTACK
 
 NOW = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)

@@ -11,15 +11,15 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from newsletter import tokens
-from newsletter.config import Settings
-from newsletter.errors import InputError, NoListing, SourceError
-from newsletter.message import build_message
-from newsletter.models import new_link_key
-from newsletter.rendering import Recipient, RenderedDigest, one_line
-from newsletter.sources.common import normalise_title
-from newsletter.sources.files import PARSERS, parse_paper_bytes
-from newsletter.subscribers import normalise_email
+from newsletter.audience.subscribers import normalise_email
+from newsletter.content.mime import build_message
+from newsletter.content.rendering import Recipient, RenderedDigest, one_line
+from newsletter.core import tokens
+from newsletter.core.config import Settings
+from newsletter.core.errors import InputError, NoListing, SourceError
+from newsletter.core.models import new_link_key
+from newsletter.papers.sources.common import normalise_title
+from newsletter.papers.sources.files import PARSERS, parse_paper_bytes
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SETTINGS = Settings(

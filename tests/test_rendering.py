@@ -13,9 +13,7 @@ import jinja2
 import pytest
 from markupsafe import escape
 
-from newsletter import tokens
-from newsletter.config import Settings
-from newsletter.rendering import (
+from newsletter.content.rendering import (
     DigestPaper,
     DigestRenderer,
     EditionInfo,
@@ -28,6 +26,8 @@ from newsletter.rendering import (
     shipped_templates_dir,
     trim_abstract,
 )
+from newsletter.core import tokens
+from newsletter.core.config import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 EDITION = EditionInfo(date(2025, 11, 27))
@@ -289,7 +289,7 @@ def test_placeholders_survive_inlining_inside_attributes(settings: Settings) -> 
 
     def spy(html: str) -> str:
         calls.append(html)
-        from newsletter.rendering import inline_css
+        from newsletter.content.rendering import inline_css
 
         return inline_css(html)
 

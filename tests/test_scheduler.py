@@ -16,10 +16,10 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from newsletter.app import App
-from newsletter.models import Lease, Subscriber, Topic, utcnow
-from newsletter.scheduler import Scheduler
-from newsletter.scheduling import SCHEDULER_LEASE, ScheduleConfig, acquire_lease
+from newsletter.core.app import App
+from newsletter.core.models import Lease, Subscriber, Topic, utcnow
+from newsletter.runners.scheduler import Scheduler
+from newsletter.runners.tick import SCHEDULER_LEASE, ScheduleConfig, acquire_lease
 from tests import factories as f
 from tests.smtp_server import SmtpTestServer
 

@@ -12,10 +12,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
-from newsletter import scheduling as sch
-from newsletter.app import App
-from newsletter.errors import ConfigError
-from newsletter.models import (
+from newsletter.core.app import App
+from newsletter.core.errors import ConfigError
+from newsletter.core.models import (
     Delivery,
     DeliveryStatus,
     Edition,
@@ -25,7 +24,8 @@ from newsletter.models import (
     Subscriber,
     Topic,
 )
-from newsletter.transports import make_transport
+from newsletter.delivery.transports import make_transport
+from newsletter.runners import tick as sch
 from tests import factories as f
 from tests.conftest import FIXTURES
 from tests.feed_server import FeedServer, Reply

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from newsletter import sending
-from newsletter.leases import acquire_lease, lease_holder
-from newsletter.models import Delivery, DeliveryStatus, Lease, utcnow
+from newsletter.core.leases import acquire_lease, lease_holder
+from newsletter.core.models import Delivery, DeliveryStatus, Lease, utcnow
+from newsletter.delivery import service as sending
 from tests import factories as f
 from tests.test_crash_safety import _lines, _send, _start_server, _wait_until_received
 

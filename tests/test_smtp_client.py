@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from newsletter.smtp import dot_stuff, valid_address
-from newsletter.transports import (
+from newsletter.delivery.smtp import dot_stuff, valid_address
+from newsletter.delivery.transports import (
     INVALID_ADDRESS,
     Outcome,
     OutgoingMessage,

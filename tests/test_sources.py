@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.errors import InputError, NoListing
-from newsletter.sources.arxiv import parse_arxiv_atom, parse_arxiv_rss
-from newsletter.sources.common import normalise_title, split_arxiv_id
-from newsletter.sources.files import detect_format, parse_paper_bytes, read_paper_file
-from newsletter.sources.hf import parse_hf_json
-from newsletter.sources.jsonfile import parse_json_papers
-from newsletter.sources.seedtext import parse_seed_text
+from newsletter.core.errors import InputError, NoListing
+from newsletter.papers.sources.arxiv import parse_arxiv_atom, parse_arxiv_rss
+from newsletter.papers.sources.common import normalise_title, split_arxiv_id
+from newsletter.papers.sources.files import detect_format, parse_paper_bytes, read_paper_file
+from newsletter.papers.sources.hf import parse_hf_json
+from newsletter.papers.sources.jsonfile import parse_json_papers
+from newsletter.papers.sources.seedtext import parse_seed_text
 from tests.conftest import FIXTURES, REPO
 
 SEED_PAGE = REPO / "seeds" / "hf-daily-papers-page.txt"

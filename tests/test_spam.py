@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import tokens
-from newsletter.config import Settings, load_settings
-from newsletter.message import build_message, make_message_id
-from newsletter.rendering import DigestPaper, EditionInfo, Recipient, make_renderer
+from newsletter.content.mime import build_message, make_message_id
+from newsletter.content.rendering import DigestPaper, EditionInfo, Recipient, make_renderer
+from newsletter.core import tokens
+from newsletter.core.config import Settings, load_settings
 
 SPAMASSASSIN = shutil.which("spamassassin") or "/usr/bin/spamassassin"
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -12,11 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from newsletter import subscribers as svc
-from newsletter.app import App
-from newsletter.config import load_settings
-from newsletter.errors import InputError, NotFound
-from newsletter.models import Subscriber, SubscriberStatus, Subscription, Suppression, Topic
+from newsletter.audience import subscribers as svc
+from newsletter.core.app import App
+from newsletter.core.config import load_settings
+from newsletter.core.errors import InputError, NotFound
+from newsletter.core.models import Subscriber, SubscriberStatus, Subscription, Suppression, Topic
 
 TOPICS = ("cv", "ml", "nlp")
 
@@ -247,7 +247,7 @@ def test_remove_subscriber_deletes_their_subscriptions(app: App, topics: dict[st
 def test_remove_subscriber_with_deliveries(app: App, topics: dict[str, int]) -> None:
     from datetime import date
 
-    from newsletter.models import Delivery, Edition
+    from newsletter.core.models import Delivery, Edition
 
     with app.transaction() as session:
         sub = svc.add_subscriber(session=session, email="a@x.org", topics="ml")

@@ -11,10 +11,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from newsletter import sending
-from newsletter import subscriptions as svc
-from newsletter.errors import InputError, NotFound
-from newsletter.models import (
+from newsletter.audience import signup as svc
+from newsletter.core.errors import InputError, NotFound
+from newsletter.core.models import (
     Delivery,
     DeliveryStatus,
     Frequency,
@@ -24,6 +23,7 @@ from newsletter.models import (
     Suppression,
     utcnow,
 )
+from newsletter.delivery import service as sending
 from tests import factories as f
 
 CONSENT = svc.ConsentRecord(ip="192.0.2.7", user_agent="TestBrowser/1.0", text="I agree.")
@@ -297,8 +297,8 @@ def test_the_confirmation_email_has_safe_headers_and_the_link(app, topics):
 
 
 def test_limits_come_from_settings_and_refuse_nonsense(app, tmp_path):
-    from newsletter.config import load_settings
-    from newsletter.errors import ConfigError
+    from newsletter.core.config import load_settings
+    from newsletter.core.errors import ConfigError
 
     settings = dataclasses.replace(app.settings, mail_interval_minutes=5)
     assert svc.Limits.from_settings(settings).mail_interval_minutes == 5

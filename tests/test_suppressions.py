@@ -10,13 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from newsletter import sending
-from newsletter.cli import cli
-from newsletter.cli.bounces import register
-from newsletter.delivery import SendOptions
-from newsletter.errors import InputError, NotFound
-from newsletter.models import BounceEvent, Delivery, DeliveryStatus, Subscriber, Suppression
-from newsletter.suppressions import (
+from newsletter.audience.suppressions import (
     add_suppression,
     check_test_recipient,
     is_suppressed,
@@ -24,6 +18,12 @@ from newsletter.suppressions import (
     remove_suppression,
     suppress_after_permanent_failure,
 )
+from newsletter.cli import cli
+from newsletter.cli.bounces import register
+from newsletter.core.errors import InputError, NotFound
+from newsletter.core.models import BounceEvent, Delivery, DeliveryStatus, Subscriber, Suppression
+from newsletter.delivery import service as sending
+from newsletter.delivery.engine import SendOptions
 from tests import factories as f
 from tests.smtp_server import Fault, SmtpTestServer
 

@@ -9,10 +9,10 @@ from datetime import date
 import pytest
 from itsdangerous import Signer, TimestampSigner
 
-from newsletter import tokens
-from newsletter.config import Settings
-from newsletter.errors import InputError
-from newsletter.models import new_link_key
+from newsletter.core import tokens
+from newsletter.core.config import Settings
+from newsletter.core.errors import InputError
+from newsletter.core.models import new_link_key
 
 KEY = "k3y-Of_a-Subscr1"
 

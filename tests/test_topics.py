@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from newsletter.app import App
-from newsletter.errors import InputError, NotFound
-from newsletter.models import Paper, PaperTopic, Subscriber, Subscription, Topic
-from newsletter.topics import (
+from newsletter.core.app import App
+from newsletter.core.errors import InputError, NotFound
+from newsletter.core.models import Paper, PaperTopic, Subscriber, Subscription, Topic
+from newsletter.matching.topics import (
     add_topic,
     import_topics,
     list_topics,

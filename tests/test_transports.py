@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.errors import ConfigError
-from newsletter.transports import (
+from newsletter.core.errors import ConfigError
+from newsletter.delivery.transports import (
     INVALID_ADDRESS,
     MaildirTransport,
     Outcome,

@@ -16,9 +16,10 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from newsletter import sending, tokens
 from newsletter.cli import cli
-from newsletter.models import Subscriber, SubscriberStatus, utcnow
+from newsletter.core import tokens
+from newsletter.core.models import Subscriber, SubscriberStatus, utcnow
+from newsletter.delivery import service as sending
 from newsletter.web import create_app
 from newsletter.web.security import redact
 from tests import factories as f
@@ -415,7 +416,7 @@ def test_server_errors_show_a_page_and_log_no_tokens(app, settings, caplog, monk
     def broken(*args, **kwargs):
         raise RuntimeError("database on fire")
 
-    monkeypatch.setattr("newsletter.subscriptions.load_subscriber", broken)
+    monkeypatch.setattr("newsletter.audience.signup.load_subscriber", broken)
     url = f"/manage/{tokens.make_token(settings, 'manage', 7, 'key')}"
     with caplog.at_level(logging.ERROR):
         response = web.test_client().get(url)

@@ -20,8 +20,8 @@ import pytest
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
-from newsletter import sending
-from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.core.models import Subscriber, SubscriberStatus
+from newsletter.delivery import service as sending
 from newsletter.web import create_app
 from tests import factories as f
 

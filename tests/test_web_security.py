@@ -22,10 +22,16 @@ import pytest
 from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
-from newsletter import subscriptions as svc
-from newsletter import tokens
-from newsletter.mail_queue import drain
-from newsletter.models import ConsentEvent, QueuedMail, Subscriber, SubscriberStatus, Suppression
+from newsletter.audience import signup as svc
+from newsletter.audience.mail_queue import drain
+from newsletter.core import tokens
+from newsletter.core.models import (
+    ConsentEvent,
+    QueuedMail,
+    Subscriber,
+    SubscriberStatus,
+    Suppression,
+)
 from newsletter.web import create_app
 from tests import factories as f
 from tests.smtp_server import Fault, SmtpTestServer

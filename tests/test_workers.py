@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import sending
-from newsletter.worker import Worker, with_connections
+from newsletter.delivery import service as sending
+from newsletter.runners.worker import Worker, with_connections
 from tests import factories as f
 from tests.test_crash_safety import _lines, _start_server
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from newsletter import db
-from newsletter.app import App
 from newsletter.cli.common import echo_json, parse_date, pass_app
+from newsletter.core import db
+from newsletter.core.app import App
 from newsletter.demo import run_demo
 
 

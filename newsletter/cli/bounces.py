@@ -7,14 +7,15 @@ from datetime import date
 
 import click
 
-from newsletter import bounce_processing, suppressions
-from newsletter.app import App
-from newsletter.bounce_processing import BounceRun
-from newsletter.bounce_sources import ImapSource, Source, open_source
-from newsletter.bounces import verp_address
+from newsletter.audience import suppressions
+from newsletter.bounces import process as bounce_processing
+from newsletter.bounces.classify import verp_address
+from newsletter.bounces.mailboxes import ImapSource, Source, open_source
+from newsletter.bounces.process import BounceRun
 from newsletter.cli.common import echo_json, parse_date, pass_app
-from newsletter.editions import find_edition, resolve_listing_date
-from newsletter.errors import InputError, NotFound
+from newsletter.core.app import App
+from newsletter.core.errors import InputError, NotFound
+from newsletter.editions.planning import find_edition, resolve_listing_date
 
 
 @click.group()

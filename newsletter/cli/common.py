@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 
 import click
 
-from newsletter.app import App
-from newsletter.config import load_settings
-from newsletter.errors import InputError, NewsletterError
+from newsletter.core.app import App
+from newsletter.core.config import load_settings
+from newsletter.core.errors import InputError, NewsletterError
 
 F = TypeVar("F", bound=Callable[..., Any])
 

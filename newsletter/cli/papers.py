@@ -11,15 +11,15 @@ from typing import Any
 
 import click
 
-from newsletter.app import App
 from newsletter.cli.common import echo_json, pass_app
 from newsletter.cli.common import parse_date as _parse_date
-from newsletter.fetching import fetch_records, store_records
-from newsletter.ingest import today_utc
-from newsletter.papers import find_paper, latest_listing_date, list_papers, paper_as_dict
-from newsletter.sources import PaperRecord
-from newsletter.sources.arxiv import DEFAULT_CATEGORIES
-from newsletter.sources.files import FORMATS, read_paper_file
+from newsletter.core.app import App
+from newsletter.papers.fetch import fetch_records, store_records
+from newsletter.papers.ingest import today_utc
+from newsletter.papers.queries import find_paper, latest_listing_date, list_papers, paper_as_dict
+from newsletter.papers.sources import PaperRecord
+from newsletter.papers.sources.arxiv import DEFAULT_CATEGORIES
+from newsletter.papers.sources.files import FORMATS, read_paper_file
 
 PROGRESS_MIN_FILES = 5  # fewer files parse in well under a second
 

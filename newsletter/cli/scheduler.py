@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 
 import click
 
-from newsletter import scheduling
-from newsletter.app import App
 from newsletter.cli.common import echo_json, pass_app
-from newsletter.models import utcnow
-from newsletter.scheduler import Scheduler
+from newsletter.core.app import App
+from newsletter.core.models import utcnow
+from newsletter.runners import tick as scheduling
+from newsletter.runners.scheduler import Scheduler
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import click
 
-from newsletter import sending
-from newsletter.app import App
 from newsletter.cli.common import (
     check_output_folder,
     echo_json,
@@ -16,8 +14,10 @@ from newsletter.cli.common import (
     pass_app,
     write_output,
 )
-from newsletter.delivery import SendSummary
-from newsletter.errors import InputError
+from newsletter.core.app import App
+from newsletter.core.errors import InputError
+from newsletter.delivery import service as sending
+from newsletter.delivery.engine import SendSummary
 
 DATE_HELP = "Listing date YYYY-MM-DD (default: the newest listing)."
 
@@ -264,7 +264,7 @@ def worker(app: App, concurrency: int, once: bool, poll: float) -> None:
       newsletter plan && newsletter worker --once
       newsletter worker --concurrency 8
     """
-    from newsletter.worker import Worker, install_signal_handlers
+    from newsletter.runners.worker import Worker, install_signal_handlers
 
     runner = Worker(app, concurrency=concurrency, poll=poll)
     install_signal_handlers(runner)

@@ -12,11 +12,11 @@ from typing import IO
 
 import click
 
-from newsletter import subscribers as service
-from newsletter.app import App
+from newsletter.audience import subscribers as service
 from newsletter.cli.common import check_output_folder, echo_json, pass_app
-from newsletter.errors import InputError
-from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.core.app import App
+from newsletter.core.errors import InputError
+from newsletter.core.models import Subscriber, SubscriberStatus
 
 SHOWN_ERRORS = 20
 # Below this size an import takes well under a second: a progress bar would only flicker.

@@ -8,11 +8,11 @@ import sys
 import click
 from sqlalchemy import select
 
-from newsletter.app import App
 from newsletter.cli.common import echo_json, parse_date, pass_app
-from newsletter.matching import match_papers
-from newsletter.models import Paper
-from newsletter.topics import (
+from newsletter.core.app import App
+from newsletter.core.models import Paper
+from newsletter.matching.matches import match_papers
+from newsletter.matching.topics import (
     add_topic,
     count_subscribers,
     import_topics,

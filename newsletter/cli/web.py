@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import click
 
-from newsletter import subscriptions as service
-from newsletter.app import App
+from newsletter.audience import signup as service
 from newsletter.cli.common import echo_json, pass_app
+from newsletter.core.app import App
 
 DEFAULT_THREADS = 8
 

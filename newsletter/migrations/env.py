@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from newsletter.models import Base
+from newsletter.core.models import Base
 
 target_metadata = Base.metadata
 
@@ -10,8 +10,8 @@ target_metadata = Base.metadata
 def run_migrations() -> None:
     engine = context.config.attributes.get("engine")
     if engine is None:  # `alembic` command line: build the engine from settings
-        from newsletter.config import load_settings
-        from newsletter.db import make_engine
+        from newsletter.core.config import load_settings
+        from newsletter.core.db import make_engine
 
         engine = make_engine(load_settings())
     with engine.connect() as connection:

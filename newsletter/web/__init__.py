@@ -15,11 +15,11 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import RequestRedirect
 
-from newsletter import rendering
-from newsletter.app import App
-from newsletter.config import Settings, load_settings
-from newsletter.mail_queue import MailQueue
-from newsletter.resources import shipped_dir
+from newsletter.audience.mail_queue import MailQueue
+from newsletter.content import rendering
+from newsletter.core.app import App
+from newsletter.core.config import Settings, load_settings
+from newsletter.core.resources import shipped_dir
 from newsletter.web import security, views
 
 STATIC_MAX_AGE = 3600

@@ -8,7 +8,7 @@ from datetime import date, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from newsletter.models import Edition, EditionKind, Paper, PaperTopic, Topic
+from newsletter.core.models import Edition, EditionKind, Paper, PaperTopic, Topic
 
 MAX_LISTED = 400
 FEED_ENTRIES = 30

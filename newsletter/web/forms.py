@@ -8,17 +8,17 @@ from typing import Any
 
 from werkzeug.datastructures import MultiDict
 
-from newsletter.config import Settings
-from newsletter.errors import InputError
-from newsletter.models import Frequency, Subscriber
-from newsletter.subscribers import (
+from newsletter.audience.signup import Preferences
+from newsletter.audience.subscribers import (
     mailable_email,
     validate_hour,
     validate_max_papers,
     validate_name,
     validate_timezone,
 )
-from newsletter.subscriptions import Preferences
+from newsletter.core.config import Settings
+from newsletter.core.errors import InputError
+from newsletter.core.models import Frequency, Subscriber
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 MAX_FIELD_LENGTH = 400

@@ -23,15 +23,15 @@ from flask import (
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
 
-from newsletter import subscriptions as service
-from newsletter import tokens
-from newsletter.app import App
-from newsletter.config import Settings
-from newsletter.errors import InputError, NotFound, TransportError
-from newsletter.mail_queue import MailQueue
-from newsletter.models import Subscriber, SubscriberStatus
-from newsletter.subscriptions import ConsentRecord, Limits, RateLimited
-from newsletter.tokens import LinkClaim
+from newsletter.audience import signup as service
+from newsletter.audience.mail_queue import MailQueue
+from newsletter.audience.signup import ConsentRecord, Limits, RateLimited
+from newsletter.core import tokens
+from newsletter.core.app import App
+from newsletter.core.config import Settings
+from newsletter.core.errors import InputError, NotFound, TransportError
+from newsletter.core.models import Subscriber, SubscriberStatus
+from newsletter.core.tokens import LinkClaim
 from newsletter.web import archive, forms
 from newsletter.web.security import csrf_exempt
 

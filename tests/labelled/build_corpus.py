@@ -1,7 +1,7 @@
 """Freeze the real papers of seeds/ and tests/fixtures/ into papers.json for the evaluation.
 
 Run from the repository root: `.venv/bin/python tests/labelled/build_corpus.py`.
-Kept independent of newsletter.sources so the labelled set never moves under the labels.
+Kept independent of newsletter.papers.sources so the labelled set never moves under the labels.
 """
 
 from __future__ import annotations

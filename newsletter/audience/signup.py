@@ -1,0 +1,497 @@
+"""Self-service subscriptions: subscribe with consent, confirm, preferences, unsubscribe, GDPR.
+
+The web pages call these; each takes `session=` and never commits. Addresses are never
+revealed: `subscribe` answers the same way for new, pending, confirmed and suppressed ones
+and only decides which email, if any, goes out. Rate limits live in the rate_limits table,
+so every web process shares them; their keys are keyed hashes, not addresses or IPs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import parseaddr
+from typing import Any
+
+from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy.orm import Session, selectinload
+
+from newsletter.audience.subscribers import (
+    email_key,
+    get_subscriber,
+    subscriber_to_dict,
+    suppressed,
+)
+from newsletter.content.notices import Notice, build_notice, send_notice  # noqa: F401 (re-exported)
+from newsletter.content.rendering import DEFAULT_LIST_NAME
+from newsletter.core.config import Settings
+from newsletter.core.errors import InputError, NotFound
+from newsletter.core.models import (
+    ConsentEvent,
+    Delivery,
+    DeliveryStatus,
+    Frequency,
+    QueuedMail,
+    RateLimit,
+    Subscriber,
+    SubscriberStatus,
+    Subscription,
+    Topic,
+    new_link_key,
+    utcnow,
+)
+from newsletter.core.tokens import LinkClaim
+
+FORM_VERSION = "subscribe-form-1"
+# Stored word for word with each consent record: change FORM_VERSION when it changes.
+CONSENT_TEXT = (
+    "I want to receive the {list_name} digest of research papers on the topics I chose, "
+    "by email, at the frequency I chose. I can change my preferences or unsubscribe at any "
+    "time with the links in every email."
+)
+UNSUBSCRIBED_REASON = "unsubscribed"
+SIGNUP = "signup"
+GONE = "this link belongs to a subscription that no longer exists"
+
+
+class RateLimited(InputError):
+    """Too many requests from one address or network in a short time."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The web's timing rules, from the settings."""
+
+    confirm_max_age_hours: int = 72
+    pending_max_age_days: int = 7
+    mail_interval_minutes: int = 10
+    subscribe_per_ip_per_hour: int = 20
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        """Read the limits from the settings; a value under 1 raises InputError naming it."""
+        values = {name: getattr(settings, name) for name in cls.__dataclass_fields__}
+        for name, value in values.items():
+            if value < 1:
+                raise InputError(f"setting {name}: must be at least 1, got {value!r}")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """What a subscriber chooses: already validated (see newsletter.web.forms)."""
+
+    topic_ids: tuple[int, ...]
+    frequency: Frequency = Frequency.DAILY
+    weekly_day: int = 0  # Monday, as datetime.weekday()
+    hour: int = 8
+    timezone: str = "UTC"
+    max_papers: int = 10
+    name: str = ""
+    paused: bool = False
+
+
+@dataclass(frozen=True)
+class ConsentRecord:
+    """Evidence of a sign-up: who asked, from where, agreeing to which words."""
+
+    ip: str
+    user_agent: str
+    form_version: str = FORM_VERSION
+    text: str = ""
+
+    def to_dict(self, now: datetime) -> dict[str, Any]:
+        return {
+            "source": "web",
+            "recorded_at": now.isoformat(),
+            "ip": self.ip,
+            "user_agent": self.user_agent[:500],
+            "form_version": self.form_version,
+            "text": self.text,
+        }
+
+
+def list_name(settings: Settings) -> str:
+    """Return the newsletter's display name (the From header's name)."""
+    return parseaddr(settings.from_address)[0] or DEFAULT_LIST_NAME
+
+
+def consent_text(settings: Settings) -> str:
+    """Return the consent sentence shown beside the subscribe button."""
+    return CONSENT_TEXT.format(list_name=list_name(settings))
+
+
+# --- rate limits ------------------------------------------------------------------------
+
+
+def rate_key(settings: Settings, kind: str, value: str) -> str:
+    """Return a rate-limit key that does not reveal the IP or address it counts."""
+    digest = hmac.new(settings.secret_key.encode(), value.encode(), hashlib.sha256)
+    return f"{kind}:{digest.hexdigest()[:40]}"
+
+
+def take_rate_limit(
+    key: str, *, limit: int, window: timedelta, session: Session, now: datetime | None = None
+) -> bool:
+    """Count one event in a fixed window; return False when the window is already full."""
+    now = now or utcnow()
+    session.execute(_insert_missing(session, {"key": key, "window_start": now, "count": 0}))
+    query = select(RateLimit).where(RateLimit.key == key).with_for_update()
+    row = session.scalars(query.execution_options(populate_existing=True)).one()
+    if row.window_start + window <= now:
+        row.window_start, row.count = now, 0
+    if row.count >= limit:
+        return False
+    row.count += 1
+    session.flush()
+    return True
+
+
+def _insert_missing(session: Session, values: dict[str, Any]) -> Any:
+    """Return an INSERT of a rate-limit row that does nothing when the key exists."""
+    # Two web processes may count the same new key at once: neither may fail.
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(RateLimit).values(values).on_conflict_do_nothing()
+
+
+# --- subscribe and confirm --------------------------------------------------------------
+
+
+def request_signup(
+    email: str,
+    prefs: Preferences,
+    consent: ConsentRecord,
+    *,
+    session: Session,
+    settings: Settings,
+    now: datetime | None = None,
+) -> QueuedMail:
+    """Queue a sign-up from the form; the mail queue decides what it calls for later.
+
+    The same work for every address, whatever its state, so neither the answer nor its
+    timing tells anyone who subscribes. Raises RateLimited when the network asks too often.
+    """
+    now = now or utcnow()
+    limits = Limits.from_settings(settings)
+    ip_key = rate_key(settings, "subscribe-ip", network_of(consent.ip))
+    hour = timedelta(hours=1)
+    if not take_rate_limit(
+        ip_key, limit=limits.subscribe_per_ip_per_hour, window=hour, session=session, now=now
+    ):
+        raise RateLimited("too many sign-ups from your network: please try again in an hour")
+    payload = {"prefs": _prefs_to_dict(prefs), "consent": consent.to_dict(now)}
+    queued = QueuedMail(kind=SIGNUP, email=email, payload=payload, created_at=now)
+    queued.next_attempt_at = now
+    session.add(queued)
+    session.flush()
+    return queued
+
+
+def network_of(ip: str) -> str:
+    """Return what a visitor's rate limit counts: the address, or its /64 for IPv6."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        # One IPv6 host commonly holds a whole /64: counting addresses would not limit it.
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+def subscribe(
+    email: str,
+    prefs: Preferences,
+    consent: ConsentRecord,
+    *,
+    session: Session,
+    settings: Settings,
+    now: datetime | None = None,
+) -> Notice | None:
+    """Record a sign-up in the address's history and return the email it calls for.
+
+    A stranger may type anyone's address, so nothing already stored changes here: a new
+    address becomes a pending row; for a known one the choices wait in the history until
+    the mailbox's owner confirms. A confirmed reader gets a link to their preferences.
+    """
+    now = now or utcnow()
+    if suppressed(session, [email]):
+        return None
+    subscriber = _existing(email, session=session)
+    if subscriber is None:
+        subscriber = Subscriber(email=email, created_at=now, status=SubscriberStatus.PENDING)
+        subscriber.consent_source = "web"
+        subscriber.consent = consent.to_dict(now)
+        _apply(subscriber, prefs)
+        session.add(subscriber)
+    kind = "manage" if subscriber.status == SubscriberStatus.CONFIRMED else "confirm"
+    if kind == "confirm":
+        details = {"prefs": _prefs_to_dict(prefs), "consent": consent.to_dict(now)}
+        record_event(subscriber, "signup", consent.ip, consent.user_agent, details, now=now)
+    session.flush()
+    limits = Limits.from_settings(settings)
+    mail_key = rate_key(settings, "mail", email_key(email))
+    interval = timedelta(minutes=limits.mail_interval_minutes)
+    if not take_rate_limit(mail_key, limit=1, window=interval, session=session, now=now):
+        return None
+    if kind == "confirm":
+        subscriber.confirmation_sent_at = now
+    # An unconfirmed name is never echoed: it is whatever a stranger typed.
+    name = subscriber.name if kind == "manage" else ""
+    return Notice(kind, subscriber.id, subscriber.email, name, subscriber.link_key)
+
+
+def record_event(
+    subscriber: Subscriber,
+    kind: str,
+    ip: str = "",
+    user_agent: str = "",
+    details: dict[str, Any] | None = None,
+    *,
+    source: str = "web",
+    now: datetime | None = None,
+) -> None:
+    """Append one entry to the subscriber's consent history (never rewritten)."""
+    subscriber.consent_events.append(
+        ConsentEvent(
+            kind=kind,
+            source=source,
+            at=now or utcnow(),
+            ip=ip,
+            user_agent=user_agent[:500],
+            details=details or {},
+        )
+    )
+
+
+def _prefs_to_dict(prefs: Preferences) -> dict[str, Any]:
+    return {**dataclasses.asdict(prefs), "frequency": prefs.frequency.value}
+
+
+def _prefs_from_dict(data: dict[str, Any]) -> Preferences:
+    fields = {k: v for k, v in data.items() if k in Preferences.__dataclass_fields__}
+    fields["topic_ids"] = tuple(fields.get("topic_ids", ()))
+    fields["frequency"] = Frequency(fields.get("frequency", Frequency.DAILY.value))
+    return Preferences(**fields)
+
+
+def _existing(email: str, *, session: Session) -> Subscriber | None:
+    try:
+        return get_subscriber(email, session=session)
+    except NotFound:
+        return None
+
+
+def _apply(subscriber: Subscriber, prefs: Preferences, *, name: bool = True) -> None:
+    if name:
+        subscriber.name = prefs.name
+    subscriber.frequency = prefs.frequency
+    subscriber.weekly_day = prefs.weekly_day
+    subscriber.delivery_hour = prefs.hour
+    subscriber.timezone = prefs.timezone
+    subscriber.max_papers = prefs.max_papers
+    subscriber.paused = prefs.paused
+    current = {s.topic_id: s for s in subscriber.subscriptions}
+    wanted = dict.fromkeys(prefs.topic_ids)
+    subscriber.subscriptions = [current.get(t) or Subscription(topic_id=t) for t in wanted]
+
+
+def load_subscriber(subscriber_id: int, *, session: Session) -> Subscriber:
+    """Return a subscriber by id, or raise NotFound (deleted or purged since)."""
+    subscriber = session.scalar(
+        select(Subscriber)
+        .where(Subscriber.id == subscriber_id)
+        .options(selectinload(Subscriber.subscriptions).selectinload(Subscription.topic))
+    )
+    if subscriber is None:
+        raise NotFound(GONE)
+    return subscriber
+
+
+def check_link(claim: LinkClaim, *, session: Session) -> Subscriber:
+    """Return the subscriber a link was made for, or raise NotFound.
+
+    The link key must match the row's: a link outlives neither a deletion nor a new
+    subscription, whatever id the database hands out later.
+    """
+    subscriber = load_subscriber(claim.subscriber_id, session=session)
+    if not hmac.compare_digest(subscriber.link_key.encode(), claim.key.encode()):
+        raise NotFound(GONE)
+    return subscriber
+
+
+def confirm(subscriber_id: int, *, session: Session, now: datetime | None = None) -> Subscriber:
+    """Confirm the newest sign-up of a subscriber (idempotent once confirmed).
+
+    The choices made with that sign-up take effect now. Someone who had unsubscribed is
+    subscribed again, under a new link key: links from the old subscription stop working.
+    """
+    now = now or utcnow()
+    subscriber = load_subscriber(subscriber_id, session=session)
+    if subscriber.status == SubscriberStatus.CONFIRMED:
+        return subscriber
+    signup = _open_signup(subscriber)
+    if signup is None:
+        raise InputError("this confirmation link is no longer valid: please subscribe again")
+    if subscriber.status != SubscriberStatus.PENDING:
+        subscriber.link_key = new_link_key()
+        subscriber.unsubscribed_at = None
+    if "prefs" in signup.details:
+        _apply(subscriber, _prefs_from_dict(signup.details["prefs"]))
+    subscriber.status = SubscriberStatus.CONFIRMED
+    subscriber.confirmed_at = now
+    subscriber.consent_source = "web"
+    subscriber.consent = {**signup.details.get("consent", {}), "confirmed_at": now.isoformat()}
+    record_event(subscriber, "confirm", now=now)
+    session.flush()
+    return subscriber
+
+
+def _open_signup(subscriber: Subscriber) -> ConsentEvent | None:
+    """Return the newest sign-up not overtaken by an opt-out, if any."""
+    for event in reversed(subscriber.consent_events):
+        if event.kind == "signup":
+            return event
+        if event.kind in ("unsubscribe", "confirm"):
+            break
+    if subscriber.status == SubscriberStatus.PENDING and not subscriber.consent_events:
+        # A row from before the consent history: its sign-up is the row itself.
+        return ConsentEvent(kind="signup", details={"consent": subscriber.consent})
+    return None
+
+
+# --- preferences, unsubscribe, GDPR -----------------------------------------------------
+
+
+def update_preferences(subscriber_id: int, prefs: Preferences, *, session: Session) -> Subscriber:
+    """Replace the subscriber's topics and delivery preferences."""
+    if not prefs.topic_ids:
+        raise InputError("choose at least one topic")
+    subscriber = load_subscriber(subscriber_id, session=session)
+    _apply(subscriber, prefs)
+    session.flush()
+    return subscriber
+
+
+def unsubscribe(
+    subscriber_id: int, *, session: Session, now: datetime | None = None, source: str = "web"
+) -> Subscriber | None:
+    """Unsubscribe (idempotent) and skip their unsent deliveries; None if already deleted."""
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        return None
+    if subscriber.status != SubscriberStatus.UNSUBSCRIBED:
+        subscriber.status = SubscriberStatus.UNSUBSCRIBED
+        subscriber.unsubscribed_at = now or utcnow()
+        record_event(subscriber, "unsubscribe", source=source, now=subscriber.unsubscribed_at)
+    session.execute(
+        update(Delivery)
+        .where(
+            Delivery.subscriber_id == subscriber_id,
+            Delivery.status == DeliveryStatus.PENDING,
+        )
+        .values(status=DeliveryStatus.SKIPPED, skip_reason=UNSUBSCRIBED_REASON)
+    )
+    session.flush()
+    return subscriber
+
+
+def resubscribe(subscriber_id: int, *, session: Session) -> Subscriber:
+    """Undo an unsubscribe from its own link: the link proves the mailbox was confirmed."""
+    subscriber = load_subscriber(subscriber_id, session=session)
+    if subscriber.status == SubscriberStatus.UNSUBSCRIBED and subscriber.confirmed_at:
+        subscriber.status = SubscriberStatus.CONFIRMED
+        subscriber.unsubscribed_at = None
+        record_event(subscriber, "resubscribe")
+    elif subscriber.status != SubscriberStatus.CONFIRMED:
+        raise InputError("this subscription cannot be resumed here: please subscribe again")
+    session.flush()
+    return subscriber
+
+
+def export_my_data(subscriber_id: int, *, session: Session) -> dict[str, Any]:
+    """Return everything stored about a subscriber, JSON-ready (GDPR article 15)."""
+    subscriber = load_subscriber(subscriber_id, session=session)
+    data = subscriber_to_dict(subscriber, consent=True)
+    data.update(paused=subscriber.paused, weekly_day=subscriber.weekly_day)
+    data["confirmation_sent_at"] = subscriber.confirmation_sent_at
+    data["consent_history"] = [
+        {"kind": e.kind, "source": e.source, "at": e.at, "ip": e.ip, "user_agent": e.user_agent}
+        | ({"details": e.details} if e.details else {})
+        for e in subscriber.consent_events
+    ]
+    rows = session.execute(
+        select(Delivery).where(Delivery.subscriber_id == subscriber_id).order_by(Delivery.id)
+    ).scalars()
+    data["deliveries"] = [
+        {
+            "edition": d.edition.listing_date.isoformat(),
+            "status": d.status.value,
+            "sent_at": d.sent_at,
+            "skip_reason": d.skip_reason,
+        }
+        for d in rows
+    ]
+    return _jsonable(data)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def delete_my_data(subscriber_id: int, *, session: Session) -> bool:
+    """Delete the subscriber, their topics and delivery records; False if already gone."""
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        return False
+    session.execute(delete(Delivery).where(Delivery.subscriber_id == subscriber_id))
+    session.delete(subscriber)
+    session.flush()
+    return True
+
+
+def purge_pending(*, session: Session, older_than: timedelta, now: datetime | None = None) -> int:
+    """Delete subscribers still unconfirmed after `older_than`, and stale rate limits."""
+    cutoff = (now or utcnow()) - older_than
+    last_asked = func.coalesce(Subscriber.confirmation_sent_at, Subscriber.created_at)
+    ids = list(
+        session.scalars(
+            select(Subscriber.id).where(
+                and_(Subscriber.status == SubscriberStatus.PENDING, last_asked < cutoff)
+            )
+        )
+    )
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        session.execute(delete(Delivery).where(Delivery.subscriber_id.in_(chunk)))
+        session.execute(delete(Subscription).where(Subscription.subscriber_id.in_(chunk)))
+        session.execute(delete(Subscriber).where(Subscriber.id.in_(chunk)))
+    # Windows are at most a day long: older counters only take space.
+    day_ago = (now or utcnow()) - timedelta(days=1)
+    session.execute(delete(RateLimit).where(RateLimit.window_start < day_ago))
+    # Handled sign-ups keep an address typed by anyone: forget them once handled.
+    session.execute(
+        delete(QueuedMail).where(QueuedMail.done_at.is_not(None), QueuedMail.done_at < day_ago)
+    )
+    return len(ids)
+
+
+def active_topics(*, session: Session) -> Sequence[Topic]:
+    """Return the topics a reader may choose, by name."""
+    return session.scalars(select(Topic).order_by(Topic.name)).all()

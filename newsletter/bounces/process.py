@@ -1,0 +1,403 @@
+"""Process returned mail: read a Maildir, an mbox, stdin or an IMAP folder, and act on it.
+
+One run parses every message first, then applies all results in one transaction: a hard
+bounce suppresses the address, soft bounces suppress it once there are `soft_bounce_limit`
+within `soft_bounce_days`, a complaint unsubscribes and suppresses, and an unsubscribe request
+mailed to the List-Unsubscribe address unsubscribes the subscriber its signed token names.
+A report is only believed when its signed return path names the delivery (required by default
+once a bounce domain is set), or else when it names a subscriber sent mail within
+`bounce_recent_days`. Only after the commit are the handled messages moved out of the way;
+the rest stay where they were and are reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, distinct, func, select
+from sqlalchemy.orm import Session
+
+from newsletter.audience.subscribers import email_key
+from newsletter.audience.suppressions import COMPLAINT_REASON, suppress
+from newsletter.bounces.classify import (
+    BounceKind,
+    BounceReport,
+    fingerprint,
+    parse_bounce,
+    token_delivery_id,
+    verp_enabled,
+    verp_prefix,
+)
+from newsletter.bounces.mailboxes import Returned, Source
+from newsletter.bounces.mailed_unsubscribe import unsubscribe_by_mail, unsubscribe_request
+from newsletter.core.app import App
+from newsletter.core.config import Settings
+from newsletter.core.errors import InputError, NotFound
+from newsletter.core.models import (
+    BounceEvent,
+    Delivery,
+    DeliveryStatus,
+    Edition,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
+)
+
+DEFAULT_SOFT_LIMIT = 3
+DEFAULT_SOFT_DAYS = 14
+# A bounce comes back within days; a month also covers weekly digests and slow retries.
+DEFAULT_RECENT_DAYS = 30
+UNSUBSCRIBE_REQUEST = "unsubscribe-request"
+MAIL_UNSUBSCRIBED = "unsubscribed_by_mail"
+ACTIONS = ("suppressed", "unsubscribed", MAIL_UNSUBSCRIBED, "counted", "ignored", "duplicate")
+# Mailbox providers start filtering senders above these (Gmail's bulk sender guidance).
+COMPLAINT_WARN_RATE = 0.001
+HARD_BOUNCE_WARN_RATE = 0.02
+
+ProgressCallback = Callable[[int], None]
+
+
+# --- what a run did --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MessageOutcome:
+    """What became of one returned message."""
+
+    ref: str
+    kind: str
+    action: str  # one of ACTIONS, or kept
+    email: str | None = None
+    detail: str = ""
+
+    @property
+    def kept(self) -> bool:
+        return self.action == "kept"
+
+
+@dataclass
+class BounceRun:
+    """The outcome of one processing run, message by message."""
+
+    source: str
+    outcomes: list[MessageOutcome] = field(default_factory=list)
+
+    def count(self, action: str) -> int:
+        return sum(1 for o in self.outcomes if o.action == action)
+
+    @property
+    def kept(self) -> list[MessageOutcome]:
+        return [o for o in self.outcomes if o.kept]
+
+    def addresses(self, *actions: str) -> list[str]:
+        return sorted({o.email for o in self.outcomes if o.action in actions and o.email})
+
+    @property
+    def suppressed(self) -> list[str]:
+        return self.addresses("suppressed", "unsubscribed")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "messages": len(self.outcomes),
+            **{action: self.count(action) for action in (*ACTIONS, "kept")},
+            "suppressed_addresses": self.suppressed,
+            "unsubscribed_by_mail_addresses": self.addresses(MAIL_UNSUBSCRIBED),
+            "outcomes": [o.__dict__ for o in self.outcomes],
+        }
+
+
+# --- applying results ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    ref: str
+    report: BounceReport | None
+    digest: str
+    # The text after "unsubscribe" in the subject of a mailed request, else None.
+    unsubscribe: str | None = None
+    # Why the source could not read the message; it is then kept untouched.
+    unreadable: str = ""
+
+
+def process_bounces(
+    app: App, source: Source, *, progress: ProgressCallback | None = None
+) -> BounceRun:
+    """Read every message of the source, act on what it says, then tidy the source."""
+    rules = trust_rules(app.settings)  # a bad setting stops the run before anything is read
+    prefix = verp_prefix(app.settings)
+    parsed = []
+    for item in source.messages():
+        parsed.append(_parse(item, prefix))
+        if progress:
+            progress(1)
+    with app.transaction() as session:
+        outcomes = [_apply(session, app.settings, rules, p) for p in parsed]
+    processed = [o.ref for o in outcomes if not o.kept]
+    where = source.finish(processed, [o.ref for o in outcomes if o.kept])
+    outcomes = [_with_location(o, where) for o in outcomes]
+    return BounceRun(source.name, outcomes)
+
+
+def _with_location(outcome: MessageOutcome, where: dict[str, str]) -> MessageOutcome:
+    if not outcome.kept or outcome.ref not in where:
+        return outcome
+    return MessageOutcome(
+        where[outcome.ref] if outcome.ref == "stdin" else outcome.ref,
+        outcome.kind,
+        outcome.action,
+        outcome.email,
+        outcome.detail,
+    )
+
+
+def _parse(item: Returned, prefix: str) -> _Parsed:
+    if item.unreadable:
+        return _Parsed(item.ref, None, "", unreadable=item.unreadable)
+    digest = fingerprint(item.data)
+    request = unsubscribe_request(item.data)
+    if request is not None:
+        return _Parsed(item.ref, None, digest, unsubscribe=request)
+    return _Parsed(item.ref, parse_bounce(item.data, prefix=prefix), digest)
+
+
+def _apply(
+    session: Session, settings: Settings, rules: TrustRules, parsed: _Parsed
+) -> MessageOutcome:
+    report, ref = parsed.report, parsed.ref
+    if parsed.unreadable:
+        return MessageOutcome(ref, BounceKind.UNKNOWN, "kept", None, parsed.unreadable)
+    if parsed.unsubscribe is not None:
+        return _unsubscribe(session, settings, ref, parsed.unsubscribe)
+    if report is None:
+        return MessageOutcome(ref, BounceKind.UNKNOWN, "kept", None, "not an email message")
+    if report.kind == BounceKind.UNKNOWN:
+        return MessageOutcome(ref, report.kind, "kept", report.recipient, report.diagnostic)
+    if report.kind == BounceKind.AUTO_REPLY:
+        return MessageOutcome(ref, report.kind, "ignored", report.recipient, "auto-reply")
+    conn = session.connection()
+    now = utcnow()
+    target = _resolve(conn, settings, rules, report, now)
+    if isinstance(target, str):
+        return MessageOutcome(ref, report.kind, "kept", report.recipient, target)
+    email, delivery_id = target
+    if _seen(conn, parsed.digest):
+        return MessageOutcome(ref, report.kind, "duplicate", email, "read before")
+    conn.execute(
+        BounceEvent.__table__.insert().values(
+            email=email,
+            kind=report.kind.value,
+            status=report.status,
+            diagnostic=report.diagnostic[:500],
+            delivery_id=delivery_id,
+            message_hash=parsed.digest,
+            created_at=now,
+        )
+    )
+    return _act(conn, settings, ref, report, email, now)
+
+
+def _act(
+    conn: Connection,
+    settings: Settings,
+    ref: str,
+    report: BounceReport,
+    email: str,
+    now: datetime,
+) -> MessageOutcome:
+    if report.kind == BounceKind.COMPLAINT:
+        suppress(conn, email, COMPLAINT_REASON, status=SubscriberStatus.UNSUBSCRIBED, now=now)
+        return MessageOutcome(ref, report.kind, "unsubscribed", email, "complaint")
+    if report.kind == BounceKind.HARD:
+        reason = f"hard bounce {report.status or ''}: {report.diagnostic}".strip()
+        suppress(conn, email, reason, now=now)
+        return MessageOutcome(ref, report.kind, "suppressed", email, report.status or "")
+    limit, days = soft_bounce_policy(settings)
+    count = _soft_count(conn, email, now - timedelta(days=days))
+    if count >= limit:
+        suppress(conn, email, f"soft bounces: {count} within {days} days", now=now)
+        return MessageOutcome(ref, report.kind, "suppressed", email, f"{count} soft bounces")
+    return MessageOutcome(ref, report.kind, "counted", email, f"{count} of {limit} soft bounces")
+
+
+def soft_bounce_policy(settings: Settings) -> tuple[int, int]:
+    """Return how many soft bounces within how many days suppress an address."""
+    try:
+        limit = int(settings.extra.get("soft_bounce_limit", DEFAULT_SOFT_LIMIT))
+        days = int(settings.extra.get("soft_bounce_days", DEFAULT_SOFT_DAYS))
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"soft_bounce_limit and soft_bounce_days must be numbers: {exc}") from None
+    if limit < 1 or days < 1:
+        raise InputError("soft_bounce_limit and soft_bounce_days must be at least 1")
+    return limit, days
+
+
+def _unsubscribe(session: Session, settings: Settings, ref: str, token: str) -> MessageOutcome:
+    subscriber = unsubscribe_by_mail(token, session=session, settings=settings) if token else None
+    if subscriber is None:
+        detail = "unsubscribe request without a valid token for a current subscriber"
+        return MessageOutcome(ref, UNSUBSCRIBE_REQUEST, "kept", None, detail)
+    return MessageOutcome(ref, UNSUBSCRIBE_REQUEST, MAIL_UNSUBSCRIBED, subscriber.email, "by mail")
+
+
+# --- whom a report may name ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrustRules:
+    """Which reports are acted on: signed return paths only, or also recent recipients."""
+
+    require_verp: bool
+    recent_days: int
+
+
+def trust_rules(settings: Settings) -> TrustRules:
+    """Read `bounce_require_verp` (true) and `bounce_recent_days` (30) from the settings."""
+    wanted = _flag(settings, "bounce_require_verp", default=True)
+    # Signed return paths exist only where the sender uses them: with a bounce domain.
+    require = wanted and verp_enabled(settings)
+    try:
+        days = int(settings.extra.get("bounce_recent_days", DEFAULT_RECENT_DAYS))
+    except (TypeError, ValueError):
+        raise InputError("bounce_recent_days must be a number of days") from None
+    if days < 1:
+        raise InputError("bounce_recent_days must be at least 1")
+    return TrustRules(require, days)
+
+
+def _flag(settings: Settings, name: str, *, default: bool) -> bool:
+    value = settings.extra.get(name, default)
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    # A typo must not quietly switch off a safety check.
+    raise InputError(f"{name} must be true or false, not {value!r}")
+
+
+def _resolve(
+    conn: Connection, settings: Settings, rules: TrustRules, report: BounceReport, now: datetime
+) -> tuple[str, int | None] | str:
+    """Return (address, delivery id) the report is about, or why it cannot be trusted.
+
+    The bounce address is public, so anyone can send a report naming anyone: without a
+    signed return path, only someone we mailed lately can be named, never a stranger.
+    """
+    if report.verp_token:
+        return _by_return_path(conn, settings, report.verp_token)
+    if rules.require_verp:
+        return "no valid return path (bounce_require_verp is on)"
+    if not report.recipient:
+        return "does not say which address failed"
+    since = now - timedelta(days=rules.recent_days)
+    email = _recent_recipient(conn, report.recipient, since)
+    if email is None:
+        return f"not a recent recipient (nothing sent to them within {rules.recent_days} days)"
+    return email, None
+
+
+def _by_return_path(conn: Connection, settings: Settings, token: str) -> tuple[str, int] | str:
+    delivery_id = token_delivery_id(settings, token)
+    if delivery_id is None:
+        return "no valid return path (its token is forged or not ours)"
+    row = conn.execute(
+        select(Subscriber.email)
+        .join(Delivery, Delivery.subscriber_id == Subscriber.id)
+        .where(Delivery.id == delivery_id)
+    ).first()
+    if row is None:
+        return "return path names a delivery no longer stored"
+    return row[0], delivery_id
+
+
+def _recent_recipient(conn: Connection, address: str, since: datetime) -> str | None:
+    """Return the stored address of the subscriber sent mail since `since`, or None."""
+    key = email_key(address)
+    rows = conn.execute(
+        select(Subscriber.email)
+        .join(Delivery, Delivery.subscriber_id == Subscriber.id)
+        .where(
+            func.lower(Subscriber.email).in_({key, key.lower()}),
+            Delivery.status == DeliveryStatus.SENT,
+            Delivery.sent_at >= since,
+        )
+    )
+    return next((e for (e,) in rows if email_key(e) == key), None)
+
+
+def _seen(conn: Connection, digest: str) -> bool:
+    found = conn.execute(select(BounceEvent.id).where(BounceEvent.message_hash == digest))
+    return found.first() is not None
+
+
+def _soft_count(conn: Connection, email: str, since: datetime) -> int:
+    key = email_key(email)
+    rows = conn.execute(
+        select(BounceEvent.email).where(
+            func.lower(BounceEvent.email).in_({key, key.lower()}),
+            BounceEvent.kind == BounceKind.SOFT.value,
+            BounceEvent.created_at >= since,
+        )
+    )
+    return sum(1 for (e,) in rows if email_key(e) == key)
+
+
+# --- edition health --------------------------------------------------------------------
+
+
+def edition_health(app: App, edition_id: int) -> dict[str, Any]:
+    """Return an edition's bounce and complaint counts and rates, with warnings above limits."""
+    with app.sessions() as session:
+        if session.get(Edition, edition_id) is None:
+            raise NotFound(f"no edition with id {edition_id}")
+        attempted = session.scalar(
+            select(func.count()).where(
+                Delivery.edition_id == edition_id,
+                Delivery.status.in_([DeliveryStatus.SENT, DeliveryStatus.FAILED]),
+            )
+        )
+        by_kind = dict(
+            session.execute(
+                select(BounceEvent.kind, func.count(distinct(BounceEvent.delivery_id)))
+                .join(Delivery, Delivery.id == BounceEvent.delivery_id)
+                .where(Delivery.edition_id == edition_id)
+                .group_by(BounceEvent.kind)
+            ).all()
+        )
+    return _health(edition_id, attempted or 0, by_kind)
+
+
+def _health(edition_id: int, attempted: int, by_kind: dict[str, int]) -> dict[str, Any]:
+    hard = by_kind.get(BounceKind.HARD.value, 0)
+    soft = by_kind.get(BounceKind.SOFT.value, 0)
+    complaints = by_kind.get(BounceKind.COMPLAINT.value, 0)
+    hard_rate = hard / attempted if attempted else 0.0
+    complaint_rate = complaints / attempted if attempted else 0.0
+    warnings = []
+    if complaint_rate > COMPLAINT_WARN_RATE:
+        warnings.append(
+            f"complaint rate {complaint_rate:.2%} is above {COMPLAINT_WARN_RATE:.1%}:"
+            " mailbox providers may start filtering this list"
+        )
+    if hard_rate > HARD_BOUNCE_WARN_RATE:
+        warnings.append(
+            f"hard bounce rate {hard_rate:.2%} is above {HARD_BOUNCE_WARN_RATE:.0%}:"
+            " check where these addresses came from"
+        )
+    return {
+        "edition_id": edition_id,
+        "attempted": attempted,
+        "hard_bounces": hard,
+        "soft_bounces": soft,
+        "complaints": complaints,
+        "hard_bounce_rate": hard_rate,
+        "complaint_rate": complaint_rate,
+        "warnings": warnings,
+    }

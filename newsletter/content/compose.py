@@ -1,0 +1,176 @@
+"""Turn a claimed delivery into the bytes of its message."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from newsletter.bounces.classify import verp_address, verp_enabled
+from newsletter.content.headers import envelope_address
+from newsletter.content.mime import (
+    build_message_data,
+    envelope_sender,
+    make_dkim_signer,
+    make_message_id,
+)
+from newsletter.content.rendering import DigestPaper, DigestRenderer, EditionInfo, Recipient
+from newsletter.core.config import Settings
+from newsletter.core.tokens import make_token, unsubscribe_url
+from newsletter.delivery.transports import OutgoingMessage
+from newsletter.editions.selection import EditionPapers
+
+# A claimed delivery: key, attempts, subscriber id, email, name, max papers, topic ids,
+# link key.
+Row = tuple[int, int, int, str, str, int, tuple[int, ...], str]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A message ready for the transport, with what its delivery row records on success."""
+
+    message: OutgoingMessage
+    message_id: str
+    paper_ids: list[int]
+    attempts: int
+
+    @property
+    def key(self) -> int:
+        return self.message.key
+
+
+def unsubscribe_mailto(settings: Settings, subscriber_id: int, link_key: str) -> str:
+    """Return the mailto: form of List-Unsubscribe, carrying the same signed token."""
+    sender = envelope_sender(settings)
+    domain = sender.rpartition("@")[2] or "localhost"
+    address = settings.extra.get("unsubscribe_mailto") or f"unsubscribe@{domain}"
+    token = make_token(settings, "unsubscribe", subscriber_id, link_key)
+    # The space quoted apart: quote() is fast for a token, which needs no escaping.
+    return f"mailto:{address}?subject=unsubscribe%20{quote(token)}"
+
+
+class MessagePreparer:
+    """Builds each subscriber's message for one edition."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        renderer: DigestRenderer,
+        papers: EditionPapers,
+        edition: EditionInfo,
+        *,
+        empty_policy: str = "skip",
+        exclude: Mapping[int, frozenset[int]] | None = None,
+    ) -> None:
+        self.settings = settings
+        # Per subscriber, papers already sent to them: never repeated.
+        self.exclude = exclude or {}
+        self.renderer = renderer
+        self.papers = papers
+        self.edition = edition
+        self.empty_policy = empty_policy
+        # VERP: a return path per delivery, so a bounce names its row; on when the
+        # operator routes bounces back to us (bounce_domain set).
+        self.verp = verp_enabled(settings)
+        self.sender = envelope_sender(settings)
+        self.dkim = make_dkim_signer(settings)
+        # Topic ids to sorted names: a few thousand distinct sets among many readers.
+        self._topic_names: dict[tuple[int, ...], tuple[str, ...]] = {}
+
+    def prepare(
+        self,
+        key: int,
+        attempts: int,
+        subscriber_id: int,
+        email: str,
+        name: str,
+        max_papers: int,
+        topic_ids: tuple[int, ...],
+        link_key: str,
+    ) -> Prepared | None:
+        """Build the message, or None when there is nothing to send and no note is wanted."""
+        papers = self._choose(subscriber_id, topic_ids, max_papers)
+        return self._prepare(
+            key, attempts, subscriber_id, email, name, max_papers, topic_ids, link_key, papers
+        )
+
+    def warm(self, rows: Sequence[Row]) -> None:
+        """Render the digests new among these rows together, in few premailer runs."""
+        chosen = [self._choose(row[2], row[6], row[5]) for row in rows]
+        self.renderer.warm(
+            self.edition, chosen if self.empty_policy != "skip" else [p for p in chosen if p]
+        )
+
+    def prepare_many(self, rows: Sequence[Row]) -> list[Prepared | None]:
+        """Build the messages of many rows, rendering the digests new among them together."""
+        chosen = [self._choose(row[2], row[6], row[5]) for row in rows]
+        wanted = chosen if self.empty_policy != "skip" else [p for p in chosen if p]
+        self.renderer.warm(self.edition, wanted)
+        return [self._prepare(*row, papers) for row, papers in zip(rows, chosen, strict=True)]
+
+    def _prepare(
+        self,
+        key: int,
+        attempts: int,
+        subscriber_id: int,
+        email: str,
+        name: str,
+        max_papers: int,
+        topic_ids: tuple[int, ...],
+        link_key: str,
+        papers: tuple[DigestPaper, ...],
+    ) -> Prepared | None:
+        if not papers and self.empty_policy == "skip":
+            return None
+        names = self._topic_names.get(topic_ids)
+        if names is None:
+            names = tuple(sorted(self.papers.topic_names[t] for t in topic_ids))
+            self._topic_names[topic_ids] = names
+        recipient = Recipient(subscriber_id, email, name, names, link_key)
+        return self.build(key, attempts, recipient, papers)
+
+    def _choose(
+        self, subscriber_id: int, topic_ids: tuple[int, ...], max_papers: int
+    ) -> tuple[DigestPaper, ...]:
+        exclude = self.exclude.get(subscriber_id, frozenset())
+        return self.papers.for_topics(topic_ids, max_papers, exclude)
+
+    def _envelope_sender(self, key: int) -> str:
+        return verp_address(self.settings, key) if self.verp and key else self.sender
+
+    def build(
+        self, key: int, attempts: int, recipient: Recipient, papers: tuple[DigestPaper, ...]
+    ) -> Prepared:
+        """Render and assemble one message for a recipient."""
+        if papers:
+            rendered = self.renderer.render(self.edition, papers, recipient)
+        else:
+            rendered = self.renderer.render_empty(self.edition, recipient)
+        message_id = make_message_id(self.settings)
+        data, dot_free = build_message_data(
+            rendered,
+            recipient=recipient,
+            settings=self.settings,
+            message_id=message_id,
+            list_unsubscribe_url=unsubscribe_url(
+                self.settings, recipient.subscriber_id, recipient.link_key
+            ),
+            list_unsubscribe_mailto=unsubscribe_mailto(
+                self.settings, recipient.subscriber_id, recipient.link_key
+            ),
+            dkim=self.dkim,
+        )
+        return Prepared(
+            # build_message writes CRLF line ends only; the SMTP client need not check them.
+            message=OutgoingMessage(
+                key=key,
+                sender=self._envelope_sender(key),
+                recipient=envelope_address(recipient.email),
+                data=data,
+                crlf_only=True,
+                dot_free=dot_free,
+            ),
+            message_id=message_id,
+            paper_ids=[p.paper_id for p in papers],
+            attempts=attempts,
+        )

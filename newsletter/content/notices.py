@@ -1,0 +1,76 @@
+"""Transactional emails to one person: the sign-up confirmation and the preferences link.
+
+Built like the digests (content.mime and content.headers), so a name or address can never
+add a header field or a line, whatever it holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+
+from newsletter.content.headers import envelope_address, parse_from
+from newsletter.content.mime import build_transactional, envelope_sender, make_message_id
+from newsletter.content.rendering import DEFAULT_LIST_NAME, make_jinja_env
+from newsletter.core import tokens
+from newsletter.core.config import Settings
+from newsletter.core.errors import TransportError
+from newsletter.core.models import utcnow
+from newsletter.delivery.transports import Outcome, OutgoingMessage, SendResult, make_transport
+
+KINDS = ("confirm", "manage")
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A transactional email to send: "confirm" or "manage"."""
+
+    kind: str
+    subscriber_id: int
+    email: str
+    name: str  # only ever a confirmed subscriber's: a sign-up's name is anyone's text
+    link_key: str = "none"
+
+
+def build_notice(settings: Settings, notice: Notice, *, now: datetime | None = None) -> bytes:
+    """Build the confirmation or "manage your preferences" email as CRLF bytes."""
+    if notice.kind not in KINDS:
+        raise ValueError(f"unknown notice kind: {notice.kind!r}")
+    context = {
+        "list_name": parse_from(settings.from_address)[0] or DEFAULT_LIST_NAME,
+        "name": notice.name,
+        "email": notice.email,
+        "confirm_url": tokens.confirm_url(settings, notice.subscriber_id, notice.link_key),
+        "manage_url": tokens.manage_url(settings, notice.subscriber_id, notice.link_key),
+        "confirm_hours": settings.confirm_max_age_hours,
+        "postal_address": settings.postal_address,
+        "base_url": settings.base_url,
+    }
+    html = make_jinja_env(settings, "html")
+    text = make_jinja_env(settings, "text")
+    return build_transactional(
+        settings=settings,
+        to_name=notice.name,
+        to_email=notice.email,
+        subject=text.get_template(f"email/{notice.kind}.subject.txt").render(context),
+        text=text.get_template(f"email/{notice.kind}.txt").render(context),
+        html=html.get_template(f"email/{notice.kind}.html").render(context),
+        message_id=make_message_id(settings),
+        date=now or utcnow(),
+    )
+
+
+def send_notice(settings: Settings, notice: Notice) -> None:
+    """Send one transactional email through the configured transport, or raise."""
+    data = build_notice(settings, notice)
+    recipient = envelope_address(notice.email)
+    message = OutgoingMessage(0, envelope_sender(settings), recipient, data, crlf_only=True)
+    result = asyncio.run(_send_one(settings, message))
+    if result.outcome != Outcome.SENT:
+        raise TransportError(f"the {notice.kind} email was not accepted: {result.reply}")
+
+
+async def _send_one(settings: Settings, message: OutgoingMessage) -> SendResult:
+    async with make_transport(settings.transport) as transport:
+        return await transport.send(message)

@@ -1,0 +1,119 @@
+"""Engine and session factories, SQLite pragmas, and schema migration."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from newsletter.core.config import Settings
+from newsletter.core.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = "newsletter:migrations"
+READ_ONLY = "newsletter_read_only"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def make_engine(settings: Settings) -> Engine:
+    """Create the engine for the configured database, ready for concurrent use."""
+    try:
+        url = make_url(settings.database_url)
+    except Exception as exc:  # sqlalchemy raises ArgumentError with a long text
+        raise ConfigError(f"invalid database URL: {settings.database_url!r}") from exc
+    if url.get_backend_name() == "sqlite":
+        return _make_sqlite_engine(url)
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _make_sqlite_engine(url) -> Engine:
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _set_pragmas(dbapi_conn, _record):  # noqa: ANN001 - DBAPI types
+        # Let SQLAlchemy, not pysqlite, open transactions, so BEGIN IMMEDIATE works.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn):  # noqa: ANN001
+        # Writers take the write lock up front: avoids SQLITE_BUSY on read-then-write
+        # upgrades. Readers (read_only_engine) begin deferred and never wait for writers.
+        if conn.get_execution_options().get(READ_ONLY):
+            conn.exec_driver_sql("BEGIN DEFERRED")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def read_only_engine(engine: Engine) -> Engine:
+    """Return a view of the engine whose transactions only read: they take no write lock."""
+    return engine.execution_options(**{READ_ONLY: True})
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Return a session factory bound to the engine."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """Yield a session inside one transaction: commit on success, roll back on error."""
+    with factory() as session, session.begin():
+        yield session
+
+
+def _alembic_config(engine: Engine):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", MIGRATIONS)
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def head_revision(engine: Engine) -> str | None:
+    """Return the newest migration revision shipped with the package."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config(engine)).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    """Return the revision the database is at, or None for an empty database."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Apply migrations up to the given revision."""
+    from alembic import command
+
+    command.upgrade(_alembic_config(engine), revision)
+
+
+def ensure_schema(engine: Engine) -> bool:
+    """Bring the schema to head if it is behind; return True when it migrated."""
+    if current_revision(engine) == head_revision(engine):
+        return False
+    log.info("database schema is behind: migrating to the newest revision")
+    upgrade(engine)
+    return True

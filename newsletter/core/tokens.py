@@ -1,0 +1,137 @@
+"""Signed tokens for the links in emails, with a salt per purpose, and the URLs that carry them.
+
+A token names a subscriber by id *and* by the random link key stored on their row, so it dies
+with the subscription: deleting the row, or rotating the key when someone subscribes again,
+turns every earlier link into an invalid one, whatever id a later row gets.
+
+What each purpose can do, and for how long:
+- "unsubscribe": unsubscribe, and undo that; no expiry (RFC 8058: old emails must work).
+- "manage": change preferences, download or delete the data; no expiry.
+- "confirm": confirm a sign-up; valid for `confirm_max_age_hours`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
+
+from itsdangerous import BadSignature, SignatureExpired, Signer, TimestampSigner
+from itsdangerous.encoding import base64_encode
+from itsdangerous.signer import HMACAlgorithm
+
+from newsletter.core.config import Settings
+from newsletter.core.errors import InputError
+
+UNTIMED_PURPOSES = frozenset({"unsubscribe", "manage"})
+TIMED_PURPOSES = frozenset({"confirm"})
+PURPOSES = UNTIMED_PURPOSES | TIMED_PURPOSES
+INVALID_LINK = "invalid or expired link"
+TOKEN_CACHE_SIZE = 256
+_CLAIM = re.compile(r"(\d{1,18})\.([A-Za-z0-9_-]{1,64})")
+# What make_token writes: base64's "+" and "/" would decode like "-" and "_", so one token
+# would have many spellings.
+_TOKEN = re.compile(r"[A-Za-z0-9_.-]{1,200}")
+
+
+@dataclass(frozen=True, slots=True)
+class LinkClaim:
+    """What a valid token says: the subscriber's id and the link key it was made for."""
+
+    subscriber_id: int
+    key: str
+
+
+@lru_cache(maxsize=64)
+def _signer(secret_key: str, purpose: str) -> Signer:
+    salt = f"newsletter.{purpose}"
+    if purpose in TIMED_PURPOSES:
+        return TimestampSigner(secret_key, salt=salt)
+    return Signer(secret_key, salt=salt)
+
+
+def _signer_for(settings: Settings, purpose: str) -> Signer:
+    if purpose not in PURPOSES:
+        raise ValueError(f"unknown token purpose: {purpose!r}")
+    if not settings.secret_key:
+        raise ValueError("settings.secret_key is empty: tokens cannot be signed")
+    return _signer(settings.secret_key, purpose)
+
+
+@lru_cache(maxsize=64)
+def _keyed_mac(secret_key: str, purpose: str) -> hmac.HMAC | None:
+    """Return an HMAC already keyed with the signer's derived key, to copy per token."""
+    signer = _signer(secret_key, purpose)
+    algorithm = signer.algorithm
+    if type(signer) is not Signer or signer.sep != b"." or not isinstance(algorithm, HMACAlgorithm):
+        return None
+    return hmac.new(signer.derive_key(), digestmod=algorithm.digest_method)
+
+
+@lru_cache(maxsize=TOKEN_CACHE_SIZE)
+def _untimed_token(secret_key: str, purpose: str, subscriber_id: int, key: str) -> str:
+    # Cached: one message carries the unsubscribe token in its body, header and mailto.
+    payload = f"{subscriber_id}.{key}".encode("ascii")
+    mac = _keyed_mac(secret_key, purpose)
+    if mac is None:
+        return _signer(secret_key, purpose).sign(payload).decode("ascii")
+    # Same bytes as Signer.sign(), without deriving the key again for every token.
+    mac = mac.copy()
+    mac.update(payload)
+    return (payload + b"." + base64_encode(mac.digest())).decode("ascii")
+
+
+def make_token(settings: Settings, purpose: str, subscriber_id: int, key: str) -> str:
+    """Sign a subscriber's id and link key for one purpose."""
+    signer = _signer_for(settings, purpose)
+    if not _CLAIM.fullmatch(f"{int(subscriber_id)}.{key}"):
+        raise ValueError("a link key is 1 to 64 URL-safe characters")
+    if purpose in UNTIMED_PURPOSES:
+        return _untimed_token(settings.secret_key, purpose, int(subscriber_id), key)
+    return signer.sign(f"{int(subscriber_id)}.{key}").decode("ascii")
+
+
+def read_token(
+    settings: Settings, purpose: str, token: str, max_age: int | None = None
+) -> LinkClaim:
+    """Return what a token claims, or raise InputError if it is forged, mangled or expired."""
+    signer = _signer_for(settings, purpose)
+    if not _TOKEN.fullmatch(token):
+        raise InputError(INVALID_LINK)
+    try:
+        if isinstance(signer, TimestampSigner):
+            value = signer.unsign(token, max_age=max_age)
+        else:
+            value = signer.unsign(token)
+    except (SignatureExpired, BadSignature, UnicodeError) as exc:
+        raise InputError(INVALID_LINK) from exc
+    match = _CLAIM.fullmatch(value.decode("ascii", "replace"))
+    if match is None:  # signed, but never by make_token (e.g. a token of the old format)
+        raise InputError(INVALID_LINK)
+    return LinkClaim(int(match[1]), match[2])
+
+
+def _link(settings: Settings, path: str) -> str:
+    return f"{settings.base_url.rstrip('/')}/{path}"
+
+
+def unsubscribe_url(settings: Settings, subscriber_id: int, key: str) -> str:
+    """Return the one-click unsubscribe URL of a subscriber (also the RFC 8058 POST target)."""
+    return _link(settings, f"unsubscribe/{make_token(settings, 'unsubscribe', subscriber_id, key)}")
+
+
+def manage_url(settings: Settings, subscriber_id: int, key: str) -> str:
+    """Return the preferences URL of a subscriber."""
+    return _link(settings, f"manage/{make_token(settings, 'manage', subscriber_id, key)}")
+
+
+def confirm_url(settings: Settings, subscriber_id: int, key: str) -> str:
+    """Return the double opt-in confirmation URL of a subscriber."""
+    return _link(settings, f"confirm/{make_token(settings, 'confirm', subscriber_id, key)}")
+
+
+def archive_url(settings: Settings, listing_date: date) -> str:
+    """Return the public web copy of the edition of one day."""
+    return _link(settings, f"archive/{listing_date.isoformat()}")

@@ -1,0 +1,108 @@
+"""Choose which of an edition's papers each subscriber receives."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from newsletter.content.rendering import DigestPaper
+from newsletter.core.models import Paper, PaperTopic, Topic
+
+
+@dataclass
+class _Candidate:
+    paper: Paper
+    scores: dict[int, float] = field(default_factory=dict)  # topic id -> score
+
+
+class EditionPapers:
+    """The papers of one listing date with their topic matches, loaded once per send."""
+
+    def __init__(self, candidates: list[_Candidate], topic_names: dict[int, str]) -> None:
+        self._candidates = candidates
+        self._by_topic: dict[int, list[_Candidate]] = defaultdict(list)
+        for cand in candidates:
+            for topic_id in cand.scores:
+                self._by_topic[topic_id].append(cand)
+        self.topic_names = topic_names
+        self._cache: dict[tuple[tuple[int, ...], int, frozenset[int]], tuple[DigestPaper, ...]] = {}
+        # One object per (paper, shown topics): thousands of topic sets share a few hundred.
+        self._papers: dict[tuple[int, tuple[str, ...]], DigestPaper] = {}
+
+    @classmethod
+    def load(
+        cls, listing_date: date, *, session: Session, since: date | None = None
+    ) -> EditionPapers:
+        """Load the papers listed from `since` (default: the same day) to listing_date."""
+        in_range = Paper.listing_date.between(since or listing_date, listing_date)
+        papers = session.scalars(select(Paper).where(in_range)).all()
+        by_id = {p.id: _Candidate(p) for p in papers}
+        rows = session.execute(
+            select(PaperTopic.paper_id, PaperTopic.topic_id, PaperTopic.score)
+            .join(Paper, Paper.id == PaperTopic.paper_id)
+            .where(in_range)
+        )
+        for paper_id, topic_id, score in rows:
+            by_id[paper_id].scores[topic_id] = score
+        names = {tid: name for tid, name in session.execute(select(Topic.id, Topic.name))}
+        return cls(list(by_id.values()), names)
+
+    def __len__(self) -> int:
+        return len(self._candidates)
+
+    def all_papers(self, max_papers: int) -> tuple[DigestPaper, ...]:
+        """Return the day's best papers across every topic (for test copies)."""
+        return self.for_topics(list(self.topic_names), max_papers)
+
+    def for_topics(
+        self, topic_ids: Iterable[int], max_papers: int, exclude: frozenset[int] = frozenset()
+    ) -> tuple[DigestPaper, ...]:
+        """Return up to max_papers papers matching any of the topics, best first."""
+        key = (tuple(sorted(set(topic_ids))), max_papers, exclude)
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = self._select(key[0], max_papers, exclude)
+            self._cache[key] = cached
+        return cached
+
+    def _select(
+        self, topic_ids: tuple[int, ...], max_papers: int, exclude: frozenset[int]
+    ) -> tuple[DigestPaper, ...]:
+        chosen: dict[int, _Candidate] = {}
+        for topic_id in topic_ids:
+            for cand in self._by_topic.get(topic_id, ()):
+                if cand.paper.id not in exclude:
+                    chosen[cand.paper.id] = cand
+        wanted = set(topic_ids)
+        ranked = sorted(chosen.values(), key=lambda c: _rank(c, wanted))
+        return tuple(self._digest_paper(c, wanted) for c in ranked[:max_papers])
+
+    def _digest_paper(self, cand: _Candidate, wanted: set[int]) -> DigestPaper:
+        p = cand.paper
+        topics = tuple(sorted(self.topic_names[t] for t in cand.scores if t in wanted))
+        shared = self._papers.get((p.id, topics))
+        if shared is not None:
+            return shared
+        shared = self._papers[(p.id, topics)] = DigestPaper(
+            paper_id=p.id,
+            title=p.title,
+            authors=tuple(p.authors or ()),
+            abstract=p.abstract or "",
+            url_abs=p.url_abs,
+            url_pdf=p.url_pdf,
+            url_code=p.url_code,
+            upvotes=p.upvotes,
+            topics=topics,
+        )
+        return shared
+
+
+def _rank(cand: _Candidate, wanted: set[int]) -> tuple[int, float, str]:
+    """Most upvoted first (the day's trend), then the strongest topic match, then title."""
+    best = max((s for t, s in cand.scores.items() if t in wanted), default=0.0)
+    return (-(cand.paper.upvotes or 0), -best, cand.paper.title)

@@ -1,0 +1,111 @@
+"""Topic matching on the database: score papers against topics and store the matches.
+
+The text scoring itself (keywords, where they occur, what that is worth) lives in
+newsletter.scoring; this module loads papers and topics, and replaces PaperTopic rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
+
+from newsletter.core.models import Paper, PaperTopic, Topic
+from newsletter.matching.scoring import PaperText, TopicIndex, TopicMatcher
+
+__all__ = ["MatchStats", "PaperText", "TopicIndex", "TopicMatcher", "match_papers"]
+
+PROGRESS_EVERY = 200  # papers between progress reports
+
+
+@dataclass(frozen=True)
+class MatchStats:
+    papers: int
+    topics: int
+    matches: int
+    removed: int = 0
+
+
+def compile_topic(topic: Topic) -> TopicMatcher:
+    """Compile one topic row."""
+    return TopicMatcher.compile(
+        topic.slug,
+        topic.keywords or (),
+        topic.description or "",
+        topic.categories or (),
+        name=topic.name or "",
+    )
+
+
+def match_papers(
+    *,
+    session: Session,
+    paper_ids: Iterable[int] | None = None,
+    threshold: float = 1.0,
+    topic_ids: Iterable[int] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> MatchStats:
+    """(Re)compute PaperTopic rows for the given papers (all papers when None) against all topics.
+
+    Stores the pairs scoring at least `threshold` (never a zero score). Replaces the existing
+    PaperTopic rows of those papers (and only of `topic_ids` when given); does not commit.
+    `progress(n)` reports n more papers scored.
+    """
+    topic_query = select(Topic)
+    tids = None if topic_ids is None else sorted(set(topic_ids))
+    if tids is not None:
+        topic_query = topic_query.where(Topic.id.in_(tids))
+    topics = list(session.scalars(topic_query))
+    index = TopicIndex([compile_topic(t) for t in topics])
+    ids = None if paper_ids is None else sorted(set(paper_ids))
+    rows = _load_papers(session, ids)
+    removed = _delete_matches(session, ids, tids)
+    new_rows = []
+    for done, (pid, title, abstract, keywords, categories) in enumerate(rows, start=1):
+        if progress is not None and done % PROGRESS_EVERY == 0:
+            progress(PROGRESS_EVERY)
+        text = PaperText(title or "", abstract or "", keywords or (), categories or ())
+        for t, score, evidence in index.score(text, threshold):
+            new_rows.append(
+                {"paper_id": pid, "topic_id": topics[t].id, "score": score, "evidence": evidence}
+            )
+    if progress is not None and len(rows) % PROGRESS_EVERY:
+        progress(len(rows) % PROGRESS_EVERY)
+    if new_rows:
+        session.execute(insert(PaperTopic), new_rows)
+    return MatchStats(papers=len(rows), topics=len(topics), matches=len(new_rows), removed=removed)
+
+
+def _chunks(ids: list[int] | None, size: int = 500) -> Iterable[list[int] | None]:
+    # Bounded IN lists: SQLite limits the bound parameters of one statement.
+    if ids is None:
+        yield None
+        return
+    for i in range(0, len(ids), size):
+        yield ids[i : i + size]
+
+
+def _load_papers(session: Session, ids: list[int] | None) -> list[Any]:
+    query = select(Paper.id, Paper.title, Paper.abstract, Paper.keywords, Paper.categories)
+    rows: list[Any] = []
+    for chunk in _chunks(ids):
+        q = query if chunk is None else query.where(Paper.id.in_(chunk))
+        rows.extend(session.execute(q).all())
+    return rows
+
+
+def _delete_matches(session: Session, ids: list[int] | None, topic_ids: list[int] | None) -> int:
+    if topic_ids is not None and not topic_ids:
+        return 0
+    removed = 0
+    for chunk in _chunks(ids):
+        stmt = delete(PaperTopic)
+        if chunk is not None:
+            stmt = stmt.where(PaperTopic.paper_id.in_(chunk))
+        if topic_ids is not None:
+            stmt = stmt.where(PaperTopic.topic_id.in_(topic_ids))
+        removed += session.execute(stmt).rowcount or 0
+    return removed

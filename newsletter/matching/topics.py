@@ -1,0 +1,300 @@
+"""Topics: add, import, list and remove the subjects subscribers choose."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from newsletter.core.config import parse_toml
+from newsletter.core.errors import InputError, NotFound
+from newsletter.core.models import PaperTopic, Subscription, Topic, xml_safe
+from newsletter.matching.matches import MatchStats, match_papers
+
+SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+# arXiv categories: "cs.LG", "stat.ML", "eess.AS", "q-bio.NC", "physics.comp-ph", "hep-th".
+CATEGORY_RE = re.compile(r"^[a-z]+(?:-[a-z]+)?(?:\.(?:[A-Z]{2}|[a-z]+(?:-[a-z]+)?))?$")
+NO_SUBJECT_ARCHIVES = frozenset(
+    {"hep-th", "hep-ph", "hep-ex", "hep-lat", "gr-qc", "quant-ph", "nucl-th", "nucl-ex", "math-ph"}
+)
+MAX_NAME = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MAX_KEYWORD = 100
+TOPIC_FIELDS = frozenset({"slug", "name", "description", "keywords", "categories"})
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A validated topic definition, before it is stored."""
+
+    slug: str
+    name: str
+    description: str = ""
+    keywords: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ImportStats:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    matches: int = 0
+    slugs: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    """A topic with how many subscribers chose it and how many papers it matched."""
+
+    slug: str
+    name: str
+    description: str
+    keywords: list[str]
+    categories: list[str]
+    subscribers: int
+    papers: int
+
+
+def split_list(value: str | Iterable[str] | None) -> list[str]:
+    """Split "k1, k2" (or take a list), strip the items and drop empty ones."""
+    if value is None:
+        return []
+    items = value.split(",") if isinstance(value, str) else value
+    return [item.strip() for item in items if item and item.strip()]
+
+
+def validate_slug(slug: str) -> str:
+    """Return the slug, or raise InputError saying what a slug may contain."""
+    if not isinstance(slug, str) or not SLUG_RE.match(slug):
+        raise InputError(
+            f"invalid topic slug {slug!r}: use 1-64 lowercase letters, digits and hyphens"
+        )
+    return slug
+
+
+def normalise_category(value: str) -> str:
+    """Return an arXiv category in its canonical case ("cs.lg" -> "cs.LG"), or raise."""
+    text = value.strip()
+    archive, dot, subject = text.partition(".")
+    if dot and len(subject) == 2 and subject.isalpha():
+        text = f"{archive.lower()}.{subject.upper()}"
+    if not CATEGORY_RE.match(text) or ("." not in text and text not in NO_SUBJECT_ARCHIVES):
+        raise InputError(
+            f"invalid arXiv category {value!r}: expected a form like cs.LG, stat.ML or q-bio.NC"
+        )
+    return text
+
+
+def make_spec(
+    slug: str,
+    name: str,
+    description: str = "",
+    keywords: str | Iterable[str] | None = (),
+    categories: str | Iterable[str] | None = (),
+) -> TopicSpec:
+    """Validate the parts of a topic and return its spec."""
+    validate_slug(slug)
+    name = (name or "").strip()
+    if _CONTROL.search(name):  # names reach web pages and emails: one line, no NUL
+        raise InputError(f"topic {slug!r}: name must be one line without control characters")
+    name = xml_safe(name).strip()  # what else XML cannot hold is dropped
+    if not name:
+        raise InputError(f"topic {slug!r}: a name is required")
+    if len(name) > MAX_NAME:
+        raise InputError(f"topic {slug!r}: name longer than {MAX_NAME} characters")
+    words = _dedupe(split_list([xml_safe(word) for word in split_list(keywords)]))
+    for word in words:
+        if len(word) > MAX_KEYWORD or not re.search(r"[A-Za-z0-9]", word):
+            raise InputError(f"topic {slug!r}: invalid keyword {word!r}")
+    cats = _dedupe(normalise_category(c) for c in split_list(categories))
+    description = xml_safe(description or "").strip()
+    return TopicSpec(slug, name, description, tuple(words), tuple(cats))
+
+
+def _dedupe(items: Iterable[str]) -> list[str]:
+    seen: dict[str, str] = {}
+    for item in items:
+        seen.setdefault(item.lower(), item)
+    return list(seen.values())
+
+
+def parse_topics_toml(text: str, source: str = "topics file") -> list[TopicSpec]:
+    """Parse `[[topic]]` entries (or `[topics.<slug>]` tables) into validated specs."""
+    entries = _entries(parse_toml(text, source), source)
+    specs: list[TopicSpec] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(entries, start=1):
+        label = f"{source}: topic #{index}" + (f" ({entry['slug']!r})" if "slug" in entry else "")
+        spec = _spec_from_entry(entry, label)
+        if spec.slug in seen:
+            raise InputError(f"{label}: slug {spec.slug!r} appears twice")
+        seen.add(spec.slug)
+        specs.append(spec)
+    return specs
+
+
+def _entries(data: Mapping[str, Any], source: str) -> list[dict[str, Any]]:
+    if isinstance(data.get("topic"), list):
+        return [dict(e) if isinstance(e, dict) else {"_bad": e} for e in data["topic"]]
+    if isinstance(data.get("topics"), dict):
+        return [
+            {"slug": slug, **body} if isinstance(body, dict) else {"slug": slug, "_bad": body}
+            for slug, body in data["topics"].items()
+        ]
+    raise InputError(f"{source}: expected [[topic]] entries with slug, name and keywords")
+
+
+def _spec_from_entry(entry: Mapping[str, Any], label: str) -> TopicSpec:
+    unknown = sorted(set(entry) - TOPIC_FIELDS)
+    if unknown:
+        raise InputError(f"{label}: unknown field {unknown[0]!r}")
+    for key in ("slug", "name", "description"):
+        if key in entry and not isinstance(entry[key], str):
+            raise InputError(f"{label}: {key} must be a string")
+    for key in ("keywords", "categories"):
+        value = entry.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise InputError(f"{label}: {key} must be a list of strings")
+    if "slug" not in entry:
+        raise InputError(f"{label}: slug is required")
+    try:
+        return make_spec(
+            entry["slug"],
+            entry.get("name", ""),
+            entry.get("description", ""),
+            entry.get("keywords", []),
+            entry.get("categories", []),
+        )
+    except InputError as exc:
+        raise InputError(f"{label}: {exc}") from exc
+
+
+def add_topic(
+    *,
+    session: Session,
+    slug: str,
+    name: str,
+    description: str = "",
+    keywords: str | Iterable[str] = (),
+    categories: str | Iterable[str] = (),
+    threshold: float = 1.0,
+) -> Topic:
+    """Create a topic and match it against the papers already stored."""
+    spec = make_spec(slug, name, description, keywords, categories)
+    if session.scalar(select(Topic.id).where(Topic.slug == spec.slug)) is not None:
+        raise InputError(f"topic {spec.slug!r} already exists")
+    topic = Topic(
+        slug=spec.slug,
+        name=spec.name,
+        description=spec.description,
+        keywords=list(spec.keywords),
+        categories=list(spec.categories),
+    )
+    session.add(topic)
+    session.flush()
+    match_papers(session=session, topic_ids=[topic.id], threshold=threshold)
+    return topic
+
+
+def import_topics(path: str | Path, *, session: Session, threshold: float = 1.0) -> ImportStats:
+    """Create or update the topics of a TOML file by slug, then match the changed ones."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read: {exc}") from exc
+    specs = parse_topics_toml(text, str(path))
+    existing = {t.slug: t for t in session.scalars(select(Topic))}
+    created = updated = unchanged = 0
+    changed: list[Topic] = []
+    for spec in specs:
+        topic = existing.get(spec.slug)
+        if topic is None:
+            topic = Topic(slug=spec.slug)
+            session.add(topic)
+            created += 1
+        elif _same(topic, spec):
+            unchanged += 1
+            continue
+        else:
+            updated += 1
+        _apply(topic, spec)
+        changed.append(topic)
+    session.flush()
+    stats = MatchStats(papers=0, topics=0, matches=0)
+    if changed:
+        ids = [t.id for t in changed]
+        stats = match_papers(session=session, topic_ids=ids, threshold=threshold)
+    slugs = tuple(s.slug for s in specs)
+    return ImportStats(created, updated, unchanged, stats.matches, slugs)
+
+
+def _same(topic: Topic, spec: TopicSpec) -> bool:
+    return (
+        topic.name == spec.name
+        and (topic.description or "") == spec.description
+        and list(topic.keywords or []) == list(spec.keywords)
+        and list(topic.categories or []) == list(spec.categories)
+    )
+
+
+def _apply(topic: Topic, spec: TopicSpec) -> None:
+    topic.name = spec.name
+    topic.description = spec.description
+    topic.keywords = list(spec.keywords)
+    topic.categories = list(spec.categories)
+
+
+def list_topics(*, session: Session) -> list[TopicInfo]:
+    """Return every topic with its subscriber and matched-paper counts, by slug."""
+    subs = _counts(session, Subscription.topic_id)
+    papers = _counts(session, PaperTopic.topic_id)
+    return [
+        TopicInfo(
+            slug=t.slug,
+            name=t.name,
+            description=t.description or "",
+            keywords=list(t.keywords or []),
+            categories=list(t.categories or []),
+            subscribers=subs.get(t.id, 0),
+            papers=papers.get(t.id, 0),
+        )
+        for t in session.scalars(select(Topic).order_by(Topic.slug))
+    ]
+
+
+def _counts(session: Session, column: Any) -> dict[int, int]:
+    rows = session.execute(select(column, func.count()).group_by(column))
+    return {topic_id: count for topic_id, count in rows}
+
+
+def get_topic(slug: str, *, session: Session) -> Topic:
+    """Return the topic with this slug or raise NotFound."""
+    topic = session.scalar(select(Topic).where(Topic.slug == slug))
+    if topic is None:
+        raise NotFound(f"no topic {slug!r}")
+    return topic
+
+
+def count_subscribers(slug: str, *, session: Session) -> int:
+    """Return how many subscribers chose the topic (NotFound when it does not exist)."""
+    topic = get_topic(slug, session=session)
+    query = select(func.count()).select_from(Subscription).where(Subscription.topic_id == topic.id)
+    return session.scalar(query) or 0
+
+
+def remove_topic(slug: str, *, session: Session) -> int:
+    """Delete a topic with its matches and subscriptions; return how many subscribers lost it."""
+    subscribers = count_subscribers(slug, session=session)
+    topic = get_topic(slug, session=session)
+    # Explicit deletes: do not rely on SQLite's foreign_keys pragma for the cascade.
+    session.execute(delete(Subscription).where(Subscription.topic_id == topic.id))
+    session.execute(delete(PaperTopic).where(PaperTopic.topic_id == topic.id))
+    session.execute(delete(Topic).where(Topic.id == topic.id))
+    return subscribers

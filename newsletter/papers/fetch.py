@@ -1,0 +1,248 @@
+"""Fetch a day's listing from a source, store it and match it to topics; on a schedule too."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import delete, insert, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from newsletter.core.app import App
+from newsletter.core.errors import ConfigError, InputError, NewsletterError, NoListing
+from newsletter.core.models import Lease
+from newsletter.matching.matches import match_papers
+from newsletter.papers.ingest import ingest_records
+from newsletter.papers.sources import PaperRecord
+from newsletter.papers.sources.arxiv import DEFAULT_CATEGORIES, fetch_arxiv
+from newsletter.papers.sources.hf import fetch_hf
+from newsletter.papers.sources.http import RetryPolicy, make_source_client
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("hf", "arxiv")
+MARKER_KEEP = timedelta(days=7)  # how long a fetched day stays marked done
+PageProgress = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class StoreReport:
+    """What storing one batch of records did."""
+
+    papers: int
+    new: int
+    updated: int
+    unchanged: int
+    topic_matches: int
+    listing_dates: list[date] = field(default_factory=list)
+    paper_ids: list[int] = field(default_factory=list)
+
+
+def fetch_records(
+    app: App,
+    source: str,
+    day: date,
+    *,
+    categories: Sequence[str] = (),
+    base_url: str | None = None,
+    on_page: PageProgress | None = None,
+) -> list[PaperRecord]:
+    """Fetch the day's listing of one source; NoListing when the day has none."""
+    if source not in SOURCES:
+        raise InputError(f"unknown source {source!r}: expected one of {', '.join(SOURCES)}")
+    settings = app.settings
+    retry = RetryPolicy(tries=settings.http_retries, backoff=settings.http_backoff)
+    with make_source_client(settings, retry=retry) as client:
+        if source == "hf":
+            return fetch_hf(
+                day, base_url=base_url or settings.hf_url, client=client, on_page=on_page
+            )
+        return fetch_arxiv(
+            day,
+            list(categories) or DEFAULT_CATEGORIES,
+            base_url=base_url or settings.arxiv_api_url,
+            client=client,
+            spacing=settings.arxiv_request_interval,
+            on_page=on_page,
+        )
+
+
+def store_records(app: App, records: list[PaperRecord], listing_date: date) -> StoreReport:
+    """Ingest the records and match them to topics in one transaction."""
+    with app.transaction() as session:
+        stats = ingest_records(records, session=session, listing_date=listing_date)
+        matched = match_papers(
+            session=session, paper_ids=stats.paper_ids, threshold=app.settings.match_threshold
+        )
+    return StoreReport(
+        papers=stats.total,
+        new=stats.inserted,
+        updated=stats.updated,
+        unchanged=stats.unchanged,
+        topic_matches=matched.matches,
+        listing_dates=stats.listing_dates,
+        paper_ids=stats.paper_ids,
+    )
+
+
+def fetch_listing(
+    app: App,
+    source: str,
+    day: date,
+    *,
+    categories: Sequence[str] = (),
+    base_url: str | None = None,
+    on_page: PageProgress | None = None,
+) -> StoreReport:
+    """Fetch, store and match one source's listing of the day."""
+    records = fetch_records(
+        app, source, day, categories=categories, base_url=base_url, on_page=on_page
+    )
+    return store_records(app, records, day)
+
+
+# -- on a schedule: each source's listing of a day once, failures retried with a backoff ------
+
+# Longer than any fetch takes: the attempt of a process that died is retried after it.
+FETCH_HOLD = timedelta(minutes=30)
+MARKER_PREFIX = "fetch:"
+
+
+@dataclass(frozen=True)
+class FetchOutcome:
+    """One source's scheduled fetch of one day."""
+
+    source: str
+    day: date
+    status: str  # "stored", "no listing" or "failed"
+    detail: str = ""
+    retry_at: datetime | None = None
+
+
+def check_cron(cron: str) -> None:
+    """Raise ConfigError unless the fetch schedule is a valid cron line."""
+    try:
+        CronTrigger.from_crontab(cron, timezone=UTC)
+    except ValueError as exc:
+        raise ConfigError(f"setting scheduler_fetch_cron: {cron!r}: {exc}") from None
+
+
+def last_fire_time(cron: str, now: datetime, window: timedelta) -> datetime | None:
+    """Return the cron line's last firing time (UTC) within the window before now."""
+    trigger = CronTrigger.from_crontab(cron, timezone=UTC)
+    fire = trigger.get_next_fire_time(None, now - window)
+    last = None
+    while fire is not None and fire <= now:
+        last = fire
+        fire = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
+    return last
+
+
+def run_scheduled_fetch(
+    app: App,
+    now: datetime,
+    *,
+    cron: str,
+    window: timedelta,
+    sources: Sequence[str],
+    categories: Sequence[str],
+    backoff_seconds: float,
+    holder: str,
+) -> list[FetchOutcome]:
+    """Fetch each source's listing of the day the cron line last fired (within the window).
+
+    A row in `leases` per source and day records the attempts, so that whichever process
+    runs this, a day is fetched once, and a failed fetch is retried with a doubling delay.
+    """
+    fire = last_fire_time(cron, now, window)
+    if fire is None:
+        return []
+    outcomes = []
+    for source in sources:
+        name = f"{MARKER_PREFIX}{source}:{fire.date().isoformat()}"
+        with app.transaction() as session:
+            if not _claim(name, holder, now, session=session):
+                continue
+        outcomes.append(_attempt(app, name, source, fire.date(), now, categories, backoff_seconds))
+    return outcomes
+
+
+def _attempt(
+    app: App,
+    name: str,
+    source: str,
+    day: date,
+    now: datetime,
+    categories: Sequence[str],
+    backoff_seconds: float,
+) -> FetchOutcome:
+    try:
+        report = fetch_listing(app, source, day, categories=categories)
+    except NoListing as exc:
+        log.info("fetch %s %s: %s", source, day, exc)
+        outcome = FetchOutcome(source, day, "no listing", str(exc))
+    except NewsletterError as exc:
+        with app.sessions() as session:
+            retry_at = _backoff(name, now, backoff_seconds, session=session)
+        log.error(
+            "fetch %s %s failed: %s; next try at %s UTC", source, day, exc, f"{retry_at:%H:%M}"
+        )
+        outcome = FetchOutcome(source, day, "failed", str(exc), retry_at)
+    else:
+        detail = f"{report.papers} papers ({report.new} new), {report.topic_matches} topic matches"
+        log.info("fetch %s %s: %s", source, day, detail)
+        outcome = FetchOutcome(source, day, "stored", detail)
+    with app.transaction() as session:
+        _finish(name, now, outcome.retry_at, session=session)
+    return outcome
+
+
+def _claim(name: str, holder: str, now: datetime, *, session: Session) -> bool:
+    """Claim the next attempt, unless the day is done or its retry is not yet due."""
+    taken = session.execute(
+        update(Lease)
+        .where(Lease.name == name, Lease.expires_at <= now)
+        .values(holder=holder, expires_at=now + FETCH_HOLD)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if taken:
+        return True
+    if session.get(Lease, name) is not None:
+        return False
+    try:
+        with session.begin_nested():  # a racing process inserts first: it fetches, not us
+            session.execute(
+                insert(Lease).values(
+                    name=name, holder=holder, expires_at=now + FETCH_HOLD, acquired_at=now
+                )
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+def _finish(name: str, now: datetime, retry_at: datetime | None, *, session: Session) -> None:
+    """Record when the day may be fetched again: after the backoff, or (done) never."""
+    session.execute(
+        update(Lease)
+        .where(Lease.name == name)
+        .values(expires_at=retry_at or now + MARKER_KEEP)
+        .execution_options(synchronize_session=False)
+    )
+    # Markers of days long gone only clutter the table.
+    session.execute(
+        delete(Lease)
+        .where(Lease.name.like(f"{MARKER_PREFIX}%"), Lease.expires_at < now - MARKER_KEEP)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _backoff(name: str, now: datetime, base: float, *, session: Session) -> datetime:
+    """Wait as long as the attempts so far took (at least `base`): the delay doubles."""
+    lease = session.get(Lease, name, populate_existing=True)
+    first = lease.acquired_at if lease is not None else now
+    return now + max(timedelta(seconds=base), now - first)

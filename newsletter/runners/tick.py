@@ -1,0 +1,642 @@
+"""What is due when: each subscriber's edition at their local hour, caught up, never twice.
+
+Every function takes `now` (the controllable clock). Subscribers fall into a few groups of
+(time zone, hour, frequency, weekday); for each group the last delivery moment before `now`
+names one edition, and the group's subscribers not yet planned into it are due.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+)
+from sqlalchemy.orm import Session
+
+from newsletter.core.app import App
+from newsletter.core.config import Settings
+from newsletter.core.errors import ConfigError, TransportError
+from newsletter.core.leases import acquire_lease, lease_holder, release_lease
+from newsletter.core.models import (
+    Delivery,
+    DeliveryStatus,
+    Edition,
+    EditionKind,
+    Frequency,
+    Paper,
+    Subscriber,
+    SubscriberStatus,
+    Suppression,
+    utcnow,
+)
+from newsletter.delivery.engine import EditionSender, SendOptions, SendSummary, default_worker_id
+from newsletter.delivery.service import edition_sender, options_from_settings
+from newsletter.delivery.transports import Transport
+from newsletter.editions.planning import get_or_create_edition, plan_edition
+from newsletter.papers.fetch import FetchOutcome, run_scheduled_fetch
+from newsletter.papers.sources.arxiv import DEFAULT_CATEGORIES
+
+log = logging.getLogger(__name__)
+
+WEEK = 7
+STALE_REASON = "not sent within {hours:g} h of its delivery time (due {due})"
+_OWED = (DeliveryStatus.PENDING.value, DeliveryStatus.SENDING.value)
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """The scheduler's settings, read from `settings.extra` (keys `scheduler_*`)."""
+
+    fetch_cron: str = "0 6 * * mon-fri"
+    sources: tuple[str, ...] = ("hf",)
+    arxiv_categories: tuple[str, ...] = tuple(DEFAULT_CATEGORIES)
+    tick_seconds: float = 300.0
+    staleness: timedelta = timedelta(hours=12)
+    lease_seconds: float = 30.0
+    fetch_backoff_seconds: float = 300.0
+    # The UTC time of day by which a day's listing is expected (default: the fetch time).
+    listing_ready: time = time(6, 0)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ScheduleConfig:
+        """Read the scheduler settings, with defaults; ConfigError names a bad one."""
+        extra: Mapping[str, Any] = settings.extra
+        cron = str(extra.get("scheduler_fetch_cron", cls.fetch_cron))
+        ready = extra.get("scheduler_listing_ready")
+        return cls(
+            fetch_cron=cron,
+            sources=_names(extra, "scheduler_sources", cls.sources),
+            arxiv_categories=_names(extra, "scheduler_arxiv_categories", cls.arxiv_categories),
+            tick_seconds=_positive(extra, "scheduler_tick_seconds", cls.tick_seconds),
+            staleness=timedelta(hours=_positive(extra, "scheduler_staleness_hours", 12.0)),
+            lease_seconds=_positive(extra, "scheduler_lease_seconds", cls.lease_seconds),
+            fetch_backoff_seconds=_positive(
+                extra, "scheduler_fetch_backoff_seconds", cls.fetch_backoff_seconds
+            ),
+            listing_ready=_clock_time(ready) if ready is not None else _cron_time(cron),
+        )
+
+
+def _names(extra: Mapping[str, Any], key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    value = extra.get(key, default)
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"setting {key}: expected a list of names, got {value!r}")
+    return tuple(value)
+
+
+def _positive(extra: Mapping[str, Any], key: str, default: float) -> float:
+    try:
+        value = float(extra.get(key, default))
+    except (TypeError, ValueError):
+        value = -1.0
+    if value <= 0:
+        raise ConfigError(f"setting {key}: expected a positive number, got {extra.get(key)!r}")
+    return value
+
+
+def _clock_time(value: object) -> time:
+    try:
+        return time.fromisoformat(str(value))
+    except ValueError:
+        raise ConfigError(
+            f"setting scheduler_listing_ready: expected HH:MM, got {value!r}"
+        ) from None
+
+
+def _cron_time(cron: str) -> time:
+    """The hour and minute a simple cron line fires at; 06:00 when they are not plain numbers."""
+    fields = cron.split()
+    if len(fields) == 5 and fields[0].isdigit() and fields[1].isdigit():
+        return time(int(fields[1]) % 24, int(fields[0]) % 60)
+    return ScheduleConfig.listing_ready
+
+
+# -- groups and slots -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, order=True)
+class Group:
+    """Subscribers who share a delivery moment: time zone, hour, frequency and weekday."""
+
+    timezone: str
+    hour: int
+    frequency: Frequency
+    weekly_day: int | None = None  # only for weekly
+
+    @property
+    def kind(self) -> EditionKind:
+        return EditionKind.WEEKLY if self.frequency == Frequency.WEEKLY else EditionKind.DAILY
+
+    def clause(self) -> ColumnElement[bool]:
+        """Select this group's subscribers."""
+        parts = [
+            Subscriber.timezone == self.timezone,
+            Subscriber.delivery_hour == self.hour,
+            Subscriber.frequency == self.frequency,
+        ]
+        if self.weekly_day is not None:
+            parts.append(Subscriber.weekly_day == self.weekly_day)
+        return and_(*parts)
+
+
+def eligible() -> ColumnElement[bool]:
+    """Subscribers who receive digests: confirmed, not paused, not suppressed."""
+    return and_(
+        Subscriber.status == SubscriberStatus.CONFIRMED,
+        Subscriber.paused.is_(False),
+        ~exists().where(func.lower(Suppression.email) == func.lower(Subscriber.email)),
+    )
+
+
+def delivery_groups(*, session: Session) -> list[Group]:
+    """Return the distinct delivery moments of the eligible subscribers."""
+    rows = session.execute(
+        select(
+            Subscriber.timezone,
+            Subscriber.delivery_hour,
+            Subscriber.frequency,
+            Subscriber.weekly_day,
+        )
+        .where(eligible())
+        .distinct()
+    )
+    groups = set()
+    for tz, hour, frequency, weekday in rows:
+        weekly = Frequency(frequency) == Frequency.WEEKLY
+        groups.add(Group(tz or "", hour, Frequency(frequency), weekday if weekly else None))
+    return sorted(groups)
+
+
+def zone_of(name: str, default: str = "UTC") -> ZoneInfo:
+    """Return the named time zone; the default one when unset or unknown."""
+    try:
+        return ZoneInfo(name or default)
+    except (ZoneInfoNotFoundError, ValueError):
+        log.warning("unknown time zone %r: delivering in %s", name, default)
+        return ZoneInfo(default)
+
+
+def local_moment(day: date, hour: int, zone: ZoneInfo) -> datetime:
+    """Return the UTC instant of `hour`:00 on a local day (a skipped hour falls an hour later)."""
+    return datetime.combine(day, time(hour % 24), tzinfo=zone).astimezone(UTC)
+
+
+def last_slot(group: Group, now: datetime, zone: ZoneInfo) -> datetime:
+    """Return the group's most recent delivery moment at or before now."""
+    day = now.astimezone(zone).date()
+    step = 1
+    if group.weekly_day is not None:
+        day -= timedelta(days=(day.weekday() - group.weekly_day) % WEEK)
+        step = WEEK
+    at = local_moment(day, group.hour, zone)
+    while at > now:
+        day -= timedelta(days=step)
+        at = local_moment(day, group.hour, zone)
+    return at
+
+
+def next_slots(group: Group, start: datetime, end: datetime, zone: ZoneInfo) -> list[datetime]:
+    """Return the group's delivery moments in (start, end]."""
+    slots = []
+    at = last_slot(group, end, zone)
+    step = WEEK if group.weekly_day is not None else 1
+    while at > start:
+        slots.append(at)
+        at = last_slot(group, at - timedelta(seconds=1), zone)
+        if len(slots) > 2 * step * 31:  # a safety net: at most one slot a day
+            break
+    return sorted(slots)
+
+
+def listing_cutoff(slot: datetime, zone: ZoneInfo, ready: time) -> date:
+    """Return the newest listing date a delivery at `slot` may carry.
+
+    Not after the subscriber's local date, and not a listing that is only expected after the
+    slot: a reader in Auckland at 08:00 gets the listing published the previous UTC evening.
+    """
+    local_day = slot.astimezone(zone).date()
+    published_by = (slot.astimezone(UTC) - timedelta(hours=ready.hour, minutes=ready.minute)).date()
+    return min(local_day, published_by)
+
+
+def edition_date(listings: Sequence[date], cutoff: date, kind: EditionKind) -> date | None:
+    """Return the newest listing date up to the cutoff (weekly: only within its week)."""
+    found = next((d for d in reversed(listings) if d <= cutoff), None)
+    if found is not None and kind == EditionKind.WEEKLY and found <= cutoff - timedelta(WEEK):
+        return None
+    return found
+
+
+def listing_dates(*, session: Session) -> list[date]:
+    """Return every listing date that has papers, oldest first."""
+    return list(session.scalars(select(Paper.listing_date).distinct().order_by(Paper.listing_date)))
+
+
+# -- what is due ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Due:
+    """A group's delivery moment and the edition its unplanned subscribers are owed."""
+
+    group: Group
+    slot: datetime
+    kind: EditionKind
+    listing_date: date
+    subscribers: int
+    stale: bool
+
+
+def _unplanned(group: Group, kind: EditionKind, day: date):  # noqa: ANN202 - a SQL clause
+    planned = (
+        select(Delivery.id)
+        .join(Edition, Edition.id == Delivery.edition_id)
+        .where(
+            Delivery.subscriber_id == Subscriber.id,
+            Edition.kind == kind,
+            Edition.listing_date == day,
+        )
+    )
+    return and_(eligible(), group.clause(), ~planned.exists())
+
+
+def due_now(
+    now: datetime, *, session: Session, config: ScheduleConfig, default_tz: str = "UTC"
+) -> list[Due]:
+    """Return every group with subscribers owed the edition of their last delivery moment."""
+    listings = listing_dates(session=session)
+    if not listings:
+        return []
+    due = []
+    for group in delivery_groups(session=session):
+        zone = zone_of(group.timezone, default_tz)
+        slot = last_slot(group, now, zone)
+        day = edition_date(listings, listing_cutoff(slot, zone, config.listing_ready), group.kind)
+        if day is None:
+            continue
+        count = session.scalar(
+            select(func.count()).select_from(Subscriber).where(_unplanned(group, group.kind, day))
+        )
+        if count:
+            stale = now - slot > config.staleness
+            due.append(Due(group, slot, group.kind, day, count, stale))
+    return due
+
+
+@dataclass
+class PlanOutcome:
+    planned: int = 0
+    stale: int = 0
+    edition_ids: list[int] = field(default_factory=list)
+
+
+def plan_due(
+    due: Iterable[Due], now: datetime, *, session: Session, empty_policy: str
+) -> PlanOutcome:
+    """Plan the due groups into their editions; record stale ones as skipped."""
+    by_edition: dict[tuple[EditionKind, date], list[Due]] = defaultdict(list)
+    for item in due:
+        by_edition[(item.kind, item.listing_date)].append(item)
+    outcome = PlanOutcome()
+    for (kind, day), items in sorted(by_edition.items()):
+        edition = get_or_create_edition(day, session=session, kind=kind)
+        outcome.edition_ids.append(edition.id)
+        fresh = [d.group.clause() for d in items if not d.stale]
+        if fresh:
+            # Weekly editions span several listings: the preparer, not the plan, decides
+            # whether a subscriber's week had anything for them.
+            policy = "note" if kind == EditionKind.WEEKLY else empty_policy
+            stats = plan_edition(
+                edition, session=session, empty_policy=policy, now=now, only=or_(*fresh)
+            )
+            outcome.planned += stats.planned
+        for item in (d for d in items if d.stale):
+            outcome.stale += _skip_stale(edition, item, now, session=session)
+    return outcome
+
+
+def _skip_stale(edition: Edition, item: Due, now: datetime, *, session: Session) -> int:
+    """Record the group's unplanned subscribers as skipped for a digest now too late to send."""
+    hours = (now - item.slot).total_seconds() / 3600
+    reason = STALE_REASON.format(
+        hours=round(hours, 1), due=item.slot.strftime("%Y-%m-%d %H:%M UTC")
+    )[:200]
+    source = select(
+        literal(edition.id),
+        Subscriber.id,
+        literal(DeliveryStatus.SKIPPED.value),
+        literal(0),
+        literal(reason),
+        literal(now, type_=Delivery.created_at.type),
+    ).where(_unplanned(item.group, item.kind, item.listing_date))
+    columns = ["edition_id", "subscriber_id", "status", "attempts", "skip_reason", "created_at"]
+    count = session.execute(insert(Delivery).from_select(columns, source)).rowcount or 0
+    log.warning(
+        "skipped the %s edition of %s for %d subscribers (%s %02d:00): %s",
+        item.kind,
+        item.listing_date,
+        count,
+        item.group.timezone or "UTC",
+        item.group.hour,
+        reason,
+    )
+    return count
+
+
+# -- sending what is owed ---------------------------------------------------------------------
+
+
+def editions_with_owed(now: datetime, *, session: Session) -> list[Edition]:
+    """Return editions with rows to send now, or rows being sent (perhaps by a dead sender)."""
+    owed = or_(
+        and_(
+            Delivery.status == DeliveryStatus.PENDING,
+            or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+        ),
+        Delivery.status == DeliveryStatus.SENDING,
+    )
+    ids = select(Delivery.edition_id).where(owed).distinct()
+    return list(
+        session.scalars(
+            select(Edition).where(Edition.id.in_(ids)).order_by(Edition.listing_date, Edition.id)
+        )
+    )
+
+
+class TickControl:
+    """Lets another thread stop a tick: between editions, and inside the running send."""
+
+    def __init__(self) -> None:
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._sender: EditionSender | None = None
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
+    def stop(self) -> None:
+        """Ask the running send to finish what is in flight and give back the rest."""
+        with self._lock:
+            self._stopped.set()
+            if self._sender is not None:
+                self._sender.stop()
+
+    def attach(self, sender: EditionSender | None) -> None:
+        with self._lock:
+            self._sender = sender
+            if sender is not None and self._stopped.is_set():
+                sender.stop()
+
+
+def send_owed(
+    app: App,
+    *,
+    options: SendOptions | None = None,
+    transport: Transport | None = None,
+    control: TickControl | None = None,
+) -> tuple[SendSummary, str | None]:
+    """Send every owed delivery of every edition; return the totals and a transport error."""
+    options = options or options_from_settings(app)
+    control = control or TickControl()
+    with app.sessions() as session:
+        editions = editions_with_owed(utcnow(), session=session)
+    total = SendSummary()
+    for edition in editions:
+        if control.stopped:
+            break
+        sender = edition_sender(app, edition.id, options=options, transport=transport)
+        control.attach(sender)
+        try:
+            summary = sender.run()
+        except TransportError as exc:
+            log.error(
+                "sending the %s edition of %s failed: %s", edition.kind, edition.listing_date, exc
+            )
+            return total, str(exc)
+        finally:
+            control.attach(None)
+        _add(total, summary)
+    return total, None
+
+
+def _add(total: SendSummary, part: SendSummary) -> None:
+    total.sent += part.sent
+    total.failed += part.failed
+    total.retried += part.retried
+    total.skipped += part.skipped
+    total.owed += part.owed
+    total.elapsed += part.elapsed
+    total.stopped = total.stopped or part.stopped
+
+
+# -- leases -----------------------------------------------------------------------------------
+
+SCHEDULER_LEASE = "scheduler"
+# A one-off run holds the lease this long: longer than any single run should take.
+ONCE_LEASE_SECONDS = 900.0
+
+
+# -- fetching ---------------------------------------------------------------------------------
+
+
+def run_fetch(
+    app: App, now: datetime, *, config: ScheduleConfig, holder: str
+) -> list[FetchOutcome]:
+    """Fetch each configured source's listing of the day the fetch schedule last fired, once."""
+    return run_scheduled_fetch(
+        app,
+        now,
+        cron=config.fetch_cron,
+        window=config.staleness,
+        sources=config.sources,
+        categories=config.arxiv_categories,
+        backoff_seconds=config.fetch_backoff_seconds,
+        holder=holder,
+    )
+
+
+# -- one tick ---------------------------------------------------------------------------------
+
+
+@dataclass
+class TickReport:
+    """What one run of the scheduler did."""
+
+    now: datetime
+    fetched: list[FetchOutcome] = field(default_factory=list)
+    planned: int = 0
+    stale: int = 0
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    owed: int = 0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and all(f.status != "failed" for f in self.fetched)
+
+    def line(self) -> str:
+        fetched = "; ".join(f"{f.source} {f.day}: {f.status}" for f in self.fetched)
+        text = (
+            f"planned {self.planned}, sent {self.sent}, failed {self.failed}, "
+            f"skipped {self.skipped}, stale {self.stale}, owed {self.owed}"
+        )
+        text = f"fetch {fetched}; {text}" if fetched else text
+        return f"{text}; error: {self.error}" if self.error else text
+
+    def as_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["ok"] = self.ok
+        return data
+
+
+def run_due(
+    app: App,
+    now: datetime,
+    *,
+    config: ScheduleConfig | None = None,
+    transport: Transport | None = None,
+    control: TickControl | None = None,
+    holder: str | None = None,
+    fetch: bool = True,
+) -> TickReport:
+    """Fetch what the schedule owes, plan whoever is due at `now`, and send what is owed."""
+    config = config or ScheduleConfig.from_settings(app.settings)
+    report = TickReport(now)
+    if fetch and config.sources:
+        report.fetched = run_fetch(app, now, config=config, holder=holder or default_worker_id())
+    options = options_from_settings(app)
+    with app.transaction() as session:
+        due = due_now(now, session=session, config=config, default_tz=app.settings.default_timezone)
+        planned = plan_due(due, now, session=session, empty_policy=options.empty_policy)
+    report.planned, report.stale = planned.planned, planned.stale
+    summary, report.error = send_owed(app, options=options, transport=transport, control=control)
+    report.sent, report.failed, report.skipped = summary.sent, summary.failed, summary.skipped
+    report.owed = summary.owed
+    return report
+
+
+# -- the next day's plan ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Upcoming:
+    """One group's next delivery: when, which edition, to whom."""
+
+    at: datetime
+    local: str
+    timezone: str
+    frequency: str
+    kind: str
+    listing_up_to: date
+    available: date | None
+    recipients: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def plan_next_24h(
+    app: App, now: datetime, *, config: ScheduleConfig | None = None
+) -> list[Upcoming]:
+    """Return who gets which edition when, from now (catch-up included) to 24 hours ahead."""
+    config = config or ScheduleConfig.from_settings(app.settings)
+    default_tz = app.settings.default_timezone
+    out = []
+    with app.sessions() as session:
+        listings = listing_dates(session=session)
+        for group in delivery_groups(session=session):
+            zone = zone_of(group.timezone, default_tz)
+            current = last_slot(group, now, zone)
+            slots = next_slots(group, now, now + timedelta(hours=24), zone)
+            if now - current <= config.staleness:
+                slots.insert(0, current)
+            for slot in slots:
+                item = _upcoming(group, zone, slot, now, listings, config, session=session)
+                if item is not None:
+                    out.append(item)
+    return sorted(out, key=lambda u: (u.at, u.timezone, u.frequency))
+
+
+def _upcoming(
+    group: Group,
+    zone: ZoneInfo,
+    slot: datetime,
+    now: datetime,
+    listings: list[date],
+    config: ScheduleConfig,
+    *,
+    session: Session,
+) -> Upcoming | None:
+    cutoff = listing_cutoff(slot, zone, config.listing_ready)
+    available = edition_date(listings, cutoff, group.kind)
+    if slot <= now:
+        if available is None:
+            return None
+        who = _unplanned(group, group.kind, available)
+    elif available == cutoff:  # the newest listing it may carry is in: only who lacks it
+        who = _unplanned(group, group.kind, available)
+    else:  # a newer listing may be fetched by then
+        who = and_(eligible(), group.clause())
+    emails = tuple(session.scalars(select(Subscriber.email).where(who).order_by(Subscriber.email)))
+    if not emails:
+        return None
+    return Upcoming(
+        at=max(slot, now),
+        local=slot.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z"),
+        timezone=zone.key,
+        frequency=str(group.frequency),
+        kind=str(group.kind),
+        listing_up_to=cutoff,
+        available=available,
+        recipients=emails,
+    )
+
+
+def run_once(
+    app: App,
+    now: datetime,
+    *,
+    holder: str | None = None,
+    transport: Transport | None = None,
+    control: TickControl | None = None,
+) -> TickReport | None:
+    """Run one tick under the scheduler lease; None when an active scheduler holds it."""
+    holder = holder or default_worker_id()
+    config = ScheduleConfig.from_settings(app.settings)
+    with app.transaction() as session:
+        if not acquire_lease(
+            SCHEDULER_LEASE, holder, utcnow(), ONCE_LEASE_SECONDS, session=session
+        ):
+            return None
+    try:
+        return run_due(app, now, config=config, transport=transport, control=control, holder=holder)
+    finally:
+        with app.transaction() as session:
+            release_lease(SCHEDULER_LEASE, holder, session=session)
+
+
+def active_holder(app: App) -> str | None:
+    """Return who holds the scheduler lease now, if anyone."""
+    with app.sessions() as session:
+        return lease_holder(SCHEDULER_LEASE, utcnow(), session=session)
