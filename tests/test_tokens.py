@@ -143,3 +143,18 @@ def test_trailing_slash_in_base_url_is_not_doubled(settings: Settings) -> None:
         tokens.archive_url(slashed, date(2025, 1, 2))
         == "https://news.example.test/archive/2025-01-02"
     )
+
+
+@pytest.mark.parametrize("purpose", ["unsubscribe", "confirm"])
+def test_a_token_has_one_spelling(settings: Settings, purpose: str) -> None:
+    token = tokens.make_token(settings, purpose, 42, KEY)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    # Last characters that decode to the same bytes (the unused bits differ) are refused.
+    for other in alphabet:
+        respelled = token[:-1] + other
+        if respelled == token:
+            continue
+        with pytest.raises(InputError):
+            tokens.read_token(settings, purpose, respelled, max_age=60)
+    with pytest.raises(InputError):
+        tokens.read_token(settings, purpose, token.replace("_", "/").replace("-", "+") + "/")
