@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -118,6 +119,8 @@ def env(settings: Settings) -> dict[str, str]:
         "NEWSLETTER_BASE_URL": settings.base_url,
         "NEWSLETTER_FROM": settings.from_address,
         "NEWSLETTER_POSTAL_ADDRESS": settings.postal_address,
+        # Child processes import the package the tests import, wherever it was found.
+        "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
     }
 
 
