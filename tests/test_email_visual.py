@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import date
 from pathlib import Path
 
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium
 
 
 def digest_html(settings: Settings) -> str:
-    data = json.loads((FIXTURES / "hf_daily_papers_3.json").read_text(encoding="utf-8"))
+    data = json.loads((FIXTURES / "hf_daily_papers_30.json").read_text(encoding="utf-8"))[:3]
     papers = [
         DigestPaper(
             paper_id=number,
@@ -42,6 +43,8 @@ def digest_html(settings: Settings) -> str:
             url_code=item["paper"].get("githubRepo"),
             upvotes=item["paper"].get("upvotes"),
             topics=("Alignment", "LLMs"),
+            summary=item["paper"].get("ai_summary"),
+            url_discussion=f"https://huggingface.co/papers/{item['paper']['id']}",
         )
         for number, item in enumerate(data, start=1)
     ]
@@ -65,8 +68,8 @@ def digest_html(settings: Settings) -> str:
 
 def test_digest_fits_phone_and_desktop(settings: Settings, tmp_path: Path) -> None:
     html = digest_html(settings)
-    shots = tmp_path / "screenshots"
-    shots.mkdir()
+    shots = Path(os.environ.get("NEWSLETTER_SCREENSHOTS") or tmp_path / "screenshots")
+    shots.mkdir(exist_ok=True)
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -91,3 +94,4 @@ def test_digest_fits_phone_and_desktop(settings: Settings, tmp_path: Path) -> No
     assert card_600 <= 600
     for width in WIDTHS:
         assert (shots / f"digest-{width}.png").stat().st_size > 10_000
+    assert html.count('class="tldr"') == 3  # the cards under test carry a TL;DR

@@ -32,6 +32,8 @@ PART_CACHE_SIZE = 8192  # skeletons and fragments, inlined and cut at the placeh
 PART_CACHE_BYTES = 96 << 20
 FILTER_CACHE_SIZE = 4096
 ABSTRACT_CHARS = 350
+# Under a TL;DR the abstract is a taste, not the main text.
+ABSTRACT_UNDER_SUMMARY_CHARS = 200
 AUTHORS_SHOWN = 3
 SUBJECT_MAX = 100
 DISPLAY_MAX = 120  # longest name or topic list shown back to a reader
@@ -56,6 +58,8 @@ class DigestPaper:
     url_code: str | None
     upvotes: int | None
     topics: tuple[str, ...]
+    summary: str | None = None  # a one-line TL;DR (Hugging Face's ai_summary)
+    url_discussion: str | None = None  # the paper's Hugging Face page, with its comments
 
 
 @dataclass(frozen=True)
@@ -207,8 +211,13 @@ def authors_short(authors: Sequence[str], shown: int = AUTHORS_SHOWN) -> str:
     return ", ".join(names)
 
 
-def trim_abstract(text: str, limit: int = ABSTRACT_CHARS) -> str:
-    """Cut a text at a word boundary near limit characters and mark the cut with an ellipsis."""
+def trim_abstract(text: str, limit: int = ABSTRACT_CHARS, *, short: bool = False) -> str:
+    """Cut a text at a word boundary near limit characters and mark the cut with an ellipsis.
+
+    `short` keeps only a taste of it, for a paper whose TL;DR is shown above.
+    """
+    if short:
+        limit = min(limit, ABSTRACT_UNDER_SUMMARY_CHARS)
     text = one_line(text)
     if len(text) <= limit:
         return text

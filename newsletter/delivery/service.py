@@ -76,7 +76,9 @@ def make_preparer(app: App, edition: Edition, empty_policy: str) -> MessagePrepa
     """Load the edition's papers (a week's for weekly) and what its readers already had."""
     with app.sessions() as session:
         since = edition_first_day(edition.kind, edition.listing_date)
-        papers = EditionPapers.load(edition.listing_date, session=session, since=since)
+        papers = EditionPapers.load(
+            edition.listing_date, session=session, since=since, hf_url=app.settings.hf_url
+        )
         sent = sent_paper_ids(edition, session=session) if edition.id else {}
     return MessagePreparer(
         app.settings,

@@ -13,6 +13,8 @@ from sqlalchemy.orm import Session
 from newsletter.content.rendering import DigestPaper
 from newsletter.core.models import Paper, PaperTopic, Topic
 
+DEFAULT_HF_URL = "https://huggingface.co"
+
 
 @dataclass
 class _Candidate:
@@ -23,8 +25,15 @@ class _Candidate:
 class EditionPapers:
     """The papers of one listing date with their topic matches, loaded once per send."""
 
-    def __init__(self, candidates: list[_Candidate], topic_names: dict[int, str]) -> None:
+    def __init__(
+        self,
+        candidates: list[_Candidate],
+        topic_names: dict[int, str],
+        *,
+        hf_url: str = DEFAULT_HF_URL,
+    ) -> None:
         self._candidates = candidates
+        self._hf_papers = hf_url.rstrip("/") + "/papers/"
         self._by_topic: dict[int, list[_Candidate]] = defaultdict(list)
         for cand in candidates:
             for topic_id in cand.scores:
@@ -36,7 +45,12 @@ class EditionPapers:
 
     @classmethod
     def load(
-        cls, listing_date: date, *, session: Session, since: date | None = None
+        cls,
+        listing_date: date,
+        *,
+        session: Session,
+        since: date | None = None,
+        hf_url: str = DEFAULT_HF_URL,
     ) -> EditionPapers:
         """Load the papers listed from `since` (default: the same day) to listing_date."""
         in_range = Paper.listing_date.between(since or listing_date, listing_date)
@@ -50,7 +64,7 @@ class EditionPapers:
         for paper_id, topic_id, score in rows:
             by_id[paper_id].scores[topic_id] = score
         names = {tid: name for tid, name in session.execute(select(Topic.id, Topic.name))}
-        return cls(list(by_id.values()), names)
+        return cls(list(by_id.values()), names, hf_url=hf_url)
 
     def __len__(self) -> int:
         return len(self._candidates)
@@ -98,8 +112,16 @@ class EditionPapers:
             url_code=p.url_code,
             upvotes=p.upvotes,
             topics=topics,
+            summary=p.summary or None,
+            url_discussion=self._discussion_url(p),
         )
         return shared
+
+    def _discussion_url(self, paper: Paper) -> str | None:
+        # Upvotes and summaries come only from Hugging Face: such a paper has a page there,
+        # whichever source listed it first.
+        on_hf = paper.source == "hf" or paper.upvotes is not None
+        return self._hf_papers + paper.arxiv_id if on_hf and paper.arxiv_id else None
 
 
 def _rank(cand: _Candidate, wanted: set[int]) -> tuple[int, float, str]:

@@ -12,6 +12,7 @@ from newsletter.core.models import Edition, EditionKind, Paper, PaperTopic, Topi
 
 MAX_LISTED = 400
 FEED_ENTRIES = 30
+TOPIC_FEED_ENTRIES = 50
 
 
 @dataclass(frozen=True)
@@ -113,3 +114,33 @@ def neighbours(day: date, *, session: Session) -> tuple[date | None, date | None
         select(func.min(Edition.listing_date)).where(daily, Edition.listing_date > day)
     )
     return before, after
+
+
+@dataclass(frozen=True)
+class TopicFeed:
+    """A topic and its newest matched papers, for its Atom feed."""
+
+    slug: str
+    name: str
+    description: str
+    papers: tuple[Paper, ...]
+
+
+def topic_feed(slug: str, *, session: Session, limit: int = TOPIC_FEED_ENTRIES) -> TopicFeed | None:
+    """Return a topic's newest matched papers, newest listing first; None if no such topic."""
+    topic = session.scalar(select(Topic).where(Topic.slug == slug))
+    if topic is None:
+        return None
+    papers = session.scalars(
+        select(Paper)
+        .join(PaperTopic, PaperTopic.paper_id == Paper.id)
+        .where(PaperTopic.topic_id == topic.id)
+        .order_by(
+            Paper.listing_date.desc(),
+            func.coalesce(Paper.upvotes, 0).desc(),
+            PaperTopic.score.desc(),
+            Paper.id,
+        )
+        .limit(limit)
+    ).all()
+    return TopicFeed(topic.slug, topic.name, topic.description or "", tuple(papers))

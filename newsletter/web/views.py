@@ -285,7 +285,8 @@ def _public(response: Any) -> Response:
 def archive_index() -> Response:
     with _core().reading() as session:
         editions = archive.list_editions(session=session)
-    return _public(render_template("web/archive.html", editions=editions))
+        topics = service.active_topics(session=session)
+    return _public(render_template("web/archive.html", editions=editions, topics=topics))
 
 
 @bp.get("/archive/<day>")
@@ -315,6 +316,18 @@ def archive_feed() -> Response:
         editions = archive.list_editions(session=session, limit=archive.FEED_ENTRIES)
     body = render_template(
         "web/archive.atom.xml", editions=editions, base=_settings().base_url.rstrip("/")
+    )
+    return _public(Response(body, mimetype="application/atom+xml"))
+
+
+@bp.get("/topics/<slug>.atom")
+def topic_feed(slug: str) -> Response:
+    with _core().reading() as session:
+        feed = archive.topic_feed(slug, session=session)
+    if feed is None:
+        abort(404)
+    body = render_template(
+        "web/topic.atom.xml", feed=feed, base=_settings().base_url.rstrip("/")
     )
     return _public(Response(body, mimetype="application/atom+xml"))
 
