@@ -1,4 +1,4 @@
-"""Administrative commands: init, config, demo."""
+"""Administrative commands: init, health, config, demo, doctor."""
 
 from __future__ import annotations
 
@@ -110,3 +110,41 @@ def register(group: click.Group) -> None:
     group.add_command(health)
     group.add_command(show_config)
     group.add_command(demo)
+    group.add_command(doctor)
+
+
+@click.command()
+@click.option(
+    "--dns-server",
+    metavar="HOST[:PORT]",
+    help="Ask this DNS server instead of the system's resolvers.",
+)
+@click.option("--timeout", default=10.0, show_default=True, help="Seconds per network check.")
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@pass_app
+def doctor(app: App, dns_server: str | None, timeout: float, as_json: bool) -> None:
+    """Check the sending setup and say what to fix, one line per check.
+
+    SPF of the envelope domain allows the relay; the DKIM record matches the configured
+    key; a DMARC record exists and aligns with From; the bounce domain routes back;
+    base_url answers the one-click POST over https; postal address, List-Id and secret
+    key are set; the schema is current; the relay answers EHLO, offers STARTTLS and
+    accepts the credentials. Changes nothing and sends nothing. Exits 1 when a check fails.
+
+    \b
+    Example:
+      newsletter doctor
+      newsletter doctor --dns-server 1.1.1.1 --json
+    """
+    from newsletter.delivery.doctor import FAIL, Resolver, run_checks
+
+    checks = run_checks(app, Resolver(dns_server, timeout=timeout), timeout=timeout)
+    if as_json:
+        echo_json([c.to_dict() for c in checks])
+    else:
+        width = max(len(c.name) for c in checks)
+        for c in checks:
+            fix = f"  -> {c.fix}" if c.fix and c.status != "ok" else ""
+            click.echo(f"{c.status:<4}  {c.name:<{width}}  {c.message}{fix}")
+    if any(c.status == FAIL for c in checks):
+        raise SystemExit(1)
