@@ -46,6 +46,7 @@ from newsletter.core.models import (
     utcnow,
 )
 from newsletter.core.tokens import LinkClaim
+from newsletter.matching import feedback
 
 FORM_VERSION = "subscribe-form-1"
 # Stored word for word with each consent record: change FORM_VERSION when it changes.
@@ -425,6 +426,7 @@ def export_my_data(subscriber_id: int, *, session: Session) -> dict[str, Any]:
     data = subscriber_to_dict(subscriber, consent=True)
     data.update(paused=subscriber.paused, weekly_day=subscriber.weekly_day)
     data["confirmation_sent_at"] = subscriber.confirmation_sent_at
+    data["feedback"] = feedback.votes_of_subscriber(subscriber_id, session=session)
     data["consent_history"] = [
         {"kind": e.kind, "source": e.source, "at": e.at, "ip": e.ip, "user_agent": e.user_agent}
         | ({"details": e.details} if e.details else {})

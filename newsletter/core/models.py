@@ -281,6 +281,22 @@ class QueuedMail(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
+class FeedbackVote(Base):
+    """A reader's "more like this" (+1) or "less like this" (-1) on one paper."""
+
+    __tablename__ = "feedback_votes"
+    __table_args__ = (UniqueConstraint("subscriber_id", "paper_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"), index=True)
+    vote: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class ConsentEvent(Base):
     """One entry of a subscriber's consent history: sign-up, confirmation, opt-out, ...
 
@@ -448,6 +464,7 @@ class BounceEvent(Base):
 __all__ = [
     "BounceEvent",
     "ConsentEvent",
+    "FeedbackVote",
     "QueuedMail",
     "Lease",
     "RateLimit",

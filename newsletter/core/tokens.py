@@ -25,12 +25,13 @@ from itsdangerous.signer import HMACAlgorithm
 from newsletter.core.config import Settings
 from newsletter.core.errors import InputError
 
-UNTIMED_PURPOSES = frozenset({"unsubscribe", "manage"})
+UNTIMED_PURPOSES = frozenset({"unsubscribe", "manage", "feedback"})
 TIMED_PURPOSES = frozenset({"confirm"})
 PURPOSES = UNTIMED_PURPOSES | TIMED_PURPOSES
 INVALID_LINK = "invalid or expired link"
 TOKEN_CACHE_SIZE = 256
 _CLAIM = re.compile(r"(\d{1,18})\.([A-Za-z0-9_-]{1,64})")
+_PAPER_CLAIM = re.compile(r"(\d{1,18})\.([A-Za-z0-9_-]{1,64})\.(\d{1,18})")
 # What make_token writes: base64's "+" and "/" would decode like "-" and "_", so one token
 # would have many spellings.
 _TOKEN = re.compile(r"[A-Za-z0-9_.-]{1,200}")
@@ -73,7 +74,11 @@ def _keyed_mac(secret_key: str, purpose: str) -> hmac.HMAC | None:
 @lru_cache(maxsize=TOKEN_CACHE_SIZE)
 def _untimed_token(secret_key: str, purpose: str, subscriber_id: int, key: str) -> str:
     # Cached: one message carries the unsubscribe token in its body, header and mailto.
-    payload = f"{subscriber_id}.{key}".encode("ascii")
+    return _sign_fast(secret_key, purpose, f"{subscriber_id}.{key}")
+
+
+def _sign_fast(secret_key: str, purpose: str, value: str) -> str:
+    payload = value.encode("ascii")
     mac = _keyed_mac(secret_key, purpose)
     if mac is None:
         return _signer(secret_key, purpose).sign(payload).decode("ascii")
@@ -93,12 +98,31 @@ def make_token(settings: Settings, purpose: str, subscriber_id: int, key: str) -
     return signer.sign(f"{int(subscriber_id)}.{key}").decode("ascii")
 
 
-def read_token(
-    settings: Settings, purpose: str, token: str, max_age: int | None = None
-) -> LinkClaim:
-    """Return what a token claims, or raise InputError if it is forged, mangled or expired."""
+def make_paper_token(
+    settings: Settings, subscriber_id: int, key: str, paper_id: int
+) -> str:
+    """Sign a subscriber's vote link for one paper ("feedback")."""
+    _signer_for(settings, "feedback")
+    value = f"{int(subscriber_id)}.{key}.{int(paper_id)}"
+    if not _PAPER_CLAIM.fullmatch(value):
+        raise ValueError("a link key is 1 to 64 URL-safe characters")
+    return _sign_fast(settings.secret_key, "feedback", value)
+
+
+def read_paper_token(settings: Settings, token: str) -> tuple[LinkClaim, int]:
+    """Return the subscriber and the paper a vote link names, or raise InputError."""
+    value = _unsign(settings, "feedback", token, None, payload_parts=3)
+    match = _PAPER_CLAIM.fullmatch(value)
+    if match is None:
+        raise InputError(INVALID_LINK)
+    return LinkClaim(int(match[1]), match[2]), int(match[3])
+
+
+def _unsign(
+    settings: Settings, purpose: str, token: str, max_age: int | None, *, payload_parts: int
+) -> str:
     signer = _signer_for(settings, purpose)
-    if not _TOKEN.fullmatch(token) or not all(map(_canonical, token.split(".")[2:])):
+    if not _TOKEN.fullmatch(token) or not all(map(_canonical, token.split(".")[payload_parts:])):
         raise InputError(INVALID_LINK)
     try:
         if isinstance(signer, TimestampSigner):
@@ -107,7 +131,15 @@ def read_token(
             value = signer.unsign(token)
     except (SignatureExpired, BadSignature, UnicodeError) as exc:
         raise InputError(INVALID_LINK) from exc
-    match = _CLAIM.fullmatch(value.decode("ascii", "replace"))
+    return value.decode("ascii", "replace")
+
+
+def read_token(
+    settings: Settings, purpose: str, token: str, max_age: int | None = None
+) -> LinkClaim:
+    """Return what a token claims, or raise InputError if it is forged, mangled or expired."""
+    value = _unsign(settings, purpose, token, max_age, payload_parts=2)
+    match = _CLAIM.fullmatch(value)
     if match is None:  # signed, but never by make_token (e.g. a token of the old format)
         raise InputError(INVALID_LINK)
     return LinkClaim(int(match[1]), match[2])
@@ -140,6 +172,12 @@ def manage_url(settings: Settings, subscriber_id: int, key: str) -> str:
 def confirm_url(settings: Settings, subscriber_id: int, key: str) -> str:
     """Return the double opt-in confirmation URL of a subscriber."""
     return _link(settings, f"confirm/{make_token(settings, 'confirm', subscriber_id, key)}")
+
+
+def feedback_url(settings: Settings, subscriber_id: int, key: str, paper_id: int) -> str:
+    """Return a subscriber's vote link for one paper; /more or /less is appended to it."""
+    token = make_paper_token(settings, subscriber_id, key, paper_id)
+    return _link(settings, f"feedback/{token}")
 
 
 def archive_url(settings: Settings, listing_date: date) -> str:

@@ -32,6 +32,7 @@ from newsletter.core.config import Settings
 from newsletter.core.errors import InputError, NotFound, TransportError
 from newsletter.core.models import Subscriber, SubscriberStatus
 from newsletter.core.tokens import LinkClaim
+from newsletter.matching import feedback
 from newsletter.web import archive, forms
 from newsletter.web.security import csrf_exempt
 
@@ -270,6 +271,51 @@ def resubscribe(token: str) -> Any:
         subscriber = service.check_link(claim, session=session)
         service.resubscribe(subscriber.id, session=session)
     return render_template("web/resumed.html")
+
+
+# --- feedback on a paper ----------------------------------------------------------------
+
+
+def _vote_target(token: str) -> tuple[Subscriber, Any]:
+    """Return the reader and the paper a vote link names (NotFound when either is gone)."""
+    claim, paper_id = tokens.read_paper_token(_settings(), token)
+    with _core().reading() as session:
+        return (
+            service.check_link(claim, session=session),
+            feedback.load_paper(paper_id, session=session),
+        )
+
+
+@bp.get("/feedback/<token>/<any(more, less):direction>")
+def feedback_page(token: str, direction: str) -> Any:
+    # Never votes: mail filters fetch (GET or HEAD) every link in an email.
+    _, paper = _vote_target(token)
+    return render_template(
+        "web/feedback.html", paper=paper, direction=direction, token=token, done=False
+    )
+
+
+@bp.post("/feedback/<token>/<any(more, less):direction>")
+@csrf_exempt
+def feedback_vote(token: str, direction: str) -> Any:
+    # Like RFC 8058's one-click POST: the signed link is the authority, no form or cookie.
+    subscriber, paper = _vote_target(token)
+    with _core().transaction() as session:
+        feedback.record_vote(
+            subscriber.id, paper.id, feedback.DIRECTIONS[direction], session=session
+        )
+    return render_template(
+        "web/feedback.html", paper=paper, direction=direction, token=token, done=True
+    )
+
+
+@bp.post("/feedback/<token>/undo")
+@csrf_exempt
+def feedback_undo(token: str) -> Any:
+    subscriber, paper = _vote_target(token)
+    with _core().transaction() as session:
+        feedback.undo_vote(subscriber.id, paper.id, session=session)
+    return render_template("web/feedback_undone.html", paper=paper, token=token)
 
 
 # --- archive ----------------------------------------------------------------------------

@@ -1,0 +1,54 @@
+"""feedback votes
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-11-30
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0007"
+down_revision: str | None = "0006"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "feedback_votes",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("subscriber_id", sa.Integer(), nullable=False),
+        sa.Column("paper_id", sa.Integer(), nullable=False),
+        sa.Column("vote", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["paper_id"],
+            ["papers.id"],
+            name=op.f("fk_feedback_votes_paper_id_papers"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["subscriber_id"],
+            ["subscribers.id"],
+            name=op.f("fk_feedback_votes_subscriber_id_subscribers"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_feedback_votes")),
+        sa.UniqueConstraint(
+            "subscriber_id", "paper_id", name=op.f("uq_feedback_votes_subscriber_id")
+        ),
+    )
+    op.create_index(
+        op.f("ix_feedback_votes_paper_id"), "feedback_votes", ["paper_id"], unique=False
+    )
+    op.create_index(
+        op.f("ix_feedback_votes_subscriber_id"), "feedback_votes", ["subscriber_id"], unique=False
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("feedback_votes")
