@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
+import mailbox
 import re
 
 import pytest
@@ -11,6 +14,7 @@ from sqlalchemy import func, select
 from newsletter.audience import signup as svc
 from newsletter.core import tokens
 from newsletter.core.models import FeedbackVote, Subscriber
+from newsletter.delivery import service as sending
 from newsletter.matching import feedback
 from tests import factories as f
 
@@ -123,3 +127,27 @@ def test_paper_votes_count_likes_and_dislikes(app, reader):
     assert (counts[other_id].likes, counts[other_id].dislikes) == (0, 1)
     with app.sessions() as s:
         assert s.get(Subscriber, sid) is not None
+
+
+def test_every_paper_in_a_digest_carries_its_own_vote_links(app, web, reader):
+    sid, _, paper_id, other_id = reader
+    sending.send(app, f.DAY)
+    box = mailbox.Maildir(app.settings.transport.removeprefix("maildir:"), create=True)
+    (raw,) = [bytes(m) for m in box]
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    html = message.get_body(("html",)).get_content()
+    text = message.get_body(("plain",)).get_content()
+    pattern = r"https://news\.example\.test(/feedback/[A-Za-z0-9_.-]+)/(more|less)"
+    html_links = re.findall(pattern, html)
+    text_links = re.findall(pattern, text)
+    assert len(html_links) == len(text_links) == 4  # two papers, two links each
+    named = {tokens.read_paper_token(app.settings, p.split("/")[2])[1] for p, _ in html_links}
+    assert named == {paper_id, other_id}
+    client = web.test_client(use_cookies=False)
+    less = next(
+        f"{p}/less" for p, d in html_links
+        if d == "less" and tokens.read_paper_token(app.settings, p.split("/")[2])[1] == other_id
+    )  # fmt: skip
+    assert client.get(less).status_code == 200 and _votes(app) == {}
+    assert client.post(less).status_code == 200
+    assert _votes(app) == {(sid, other_id): feedback.LESS}

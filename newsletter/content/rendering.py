@@ -40,6 +40,7 @@ DISPLAY_MAX = 120  # longest name or topic list shown back to a reader
 DEFAULT_LIST_NAME = "Daily Papers"
 # Per-recipient values: the body is rendered and inlined once with placeholders in their place.
 SLOTS = ("name", "greeting", "email", "topics", "unsubscribe_url", "manage_url")
+VOTE_SLOT = "vote"  # followed by a paper id: the recipient's signed vote link for that paper
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _SPACES = re.compile(r"\s+")
@@ -379,6 +380,27 @@ class _Placeholders:
     topics: str
     unsubscribe_url: str
     manage_url: str
+    marker: str = ""
+
+    def vote_url(self, paper_id: int) -> str:
+        """Return the marker of this recipient's vote link for one paper (append /more, /less)."""
+        return f"{self.marker}x{VOTE_SLOT}{int(paper_id)}x"
+
+
+class _RecipientValues(dict[str, str]):
+    """The values of a recipient's slots; vote links are signed when a body asks for them."""
+
+    def __init__(self, values: dict[str, str], vote_url: Callable[[int], str], html: bool) -> None:
+        super().__init__(values)
+        self._vote_url = vote_url
+        self._html = html
+
+    def __missing__(self, slot: str) -> str:
+        if not slot.startswith(VOTE_SLOT):
+            raise KeyError(slot)
+        url = self._vote_url(int(slot.removeprefix(VOTE_SLOT)))
+        value = self[slot] = str(escape(url)) if self._html else url
+        return value
 
 
 @dataclass
@@ -401,8 +423,8 @@ class DigestRenderer:
         # Random per instance: paper text cannot contain it by accident or on purpose.
         token = "dpn" + secrets.token_hex(8)
         self._token = token
-        self._placeholders = _Placeholders(*(f"{token}x{slot}x" for slot in SLOTS))
-        self._split_re = re.compile(f"{token}x({'|'.join(SLOTS)})x")
+        self._placeholders = _Placeholders(*(f"{token}x{slot}x" for slot in SLOTS), token)
+        self._split_re = re.compile(f"{token}x({'|'.join(SLOTS)}|{VOTE_SLOT}\\d+)x")
         self._slot = f"<!--{token}s-->"
         self._begin = f"<!--{token}f:"
         self._end = f"<!--{token}f-->"
@@ -438,9 +460,8 @@ class DigestRenderer:
                 self._build([(key, name, edition, papers) for key, name, papers in missing])
 
     def _render(self, body: _Body, recipient: Recipient) -> RenderedDigest:
-        text_values = self._recipient_values(recipient)
-        html_values = {slot: str(escape(value)) for slot, value in text_values.items()}
-        text_values[""] = html_values[""] = ""
+        text_values = self._slot_values(recipient, html=False)
+        html_values = self._slot_values(recipient, html=True)
         text = body.text.fill(text_values)
         html = body.html.fill(html_values)
         return RenderedDigest(body.subject, text_parts=text, html_parts=html)
@@ -619,6 +640,20 @@ class DigestRenderer:
     def _split(self, rendered: str) -> _Split:
         parts = self._split_re.split(rendered)
         return _Split(tuple(parts[0::2]), tuple(parts[1::2]))
+
+    def _slot_values(self, recipient: Recipient, *, html: bool) -> _RecipientValues:
+        """Return what fills a recipient's slots, escaped for HTML or not."""
+        values = self._recipient_values(recipient)
+        if html:
+            values = {slot: str(escape(value)) for slot, value in values.items()}
+        values[""] = ""
+
+        def vote_url(paper_id: int) -> str:
+            return tokens.feedback_url(
+                self.settings, recipient.subscriber_id, recipient.link_key, paper_id
+            )
+
+        return _RecipientValues(values, vote_url, html)
 
     def _recipient_values(self, recipient: Recipient) -> dict[str, str]:
         name = _shorten(one_line(recipient.name), DISPLAY_MAX)
