@@ -19,6 +19,7 @@ from newsletter.core.config import Settings
 from newsletter.core.tokens import make_token, unsubscribe_url
 from newsletter.delivery.transports import OutgoingMessage
 from newsletter.editions.selection import EditionPapers
+from newsletter.matching.profiles import ReaderSignals
 
 # A claimed delivery: key, attempts, subscriber id, email, name, max papers, topic ids,
 # link key.
@@ -61,8 +62,11 @@ class MessagePreparer:
         *,
         empty_policy: str = "skip",
         exclude: Mapping[int, frozenset[int]] | None = None,
+        signals: ReaderSignals | None = None,
     ) -> None:
         self.settings = settings
+        # Readers' votes: a reader who voted gets their own ranking; None when nobody did.
+        self.signals = signals
         # Per subscriber, papers already sent to them: never repeated.
         self.exclude = exclude or {}
         self.renderer = renderer
@@ -133,6 +137,9 @@ class MessagePreparer:
         self, subscriber_id: int, topic_ids: tuple[int, ...], max_papers: int
     ) -> tuple[DigestPaper, ...]:
         exclude = self.exclude.get(subscriber_id, frozenset())
+        profile = self.signals.profile(subscriber_id) if self.signals else None
+        if profile is not None:
+            return self.papers.for_reader(topic_ids, max_papers, exclude, profile, self.signals)
         return self.papers.for_topics(topic_ids, max_papers, exclude)
 
     def _envelope_sender(self, key: int) -> str:

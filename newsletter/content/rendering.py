@@ -61,6 +61,7 @@ class DigestPaper:
     topics: tuple[str, ...]
     summary: str | None = None  # a one-line TL;DR (Hugging Face's ai_summary)
     url_discussion: str | None = None  # the paper's Hugging Face page, with its comments
+    reason: str | None = None  # why a paper outside the reader's topics is in their digest
 
 
 @dataclass(frozen=True)
@@ -468,7 +469,7 @@ class DigestRenderer:
 
     @staticmethod
     def _key(name: str, edition: EditionInfo, papers: tuple[DigestPaper, ...]) -> tuple:
-        return (name, edition, tuple([(p.paper_id, p.topics) for p in papers]))
+        return (name, edition, tuple([(p.paper_id, p.topics, p.reason) for p in papers]))
 
     def _body(self, name: str, edition: EditionInfo, papers: tuple[DigestPaper, ...]) -> _Body:
         key = self._key(name, edition, papers)

@@ -30,6 +30,7 @@ from newsletter.editions.planning import (
     sent_paper_ids,
 )
 from newsletter.editions.selection import EditionPapers
+from newsletter.matching.profiles import ReaderSignals
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ def make_preparer(app: App, edition: Edition, empty_policy: str) -> MessagePrepa
             edition.listing_date, session=session, since=since, hf_url=app.settings.hf_url
         )
         sent = sent_paper_ids(edition, session=session) if edition.id else {}
+        signals = ReaderSignals.load(papers.paper_ids(), session=session)
     return MessagePreparer(
         app.settings,
         make_renderer(app.settings),
@@ -87,6 +89,7 @@ def make_preparer(app: App, edition: Edition, empty_policy: str) -> MessagePrepa
         EditionInfo(listing_date=edition.listing_date, kind=str(edition.kind)),
         empty_policy=empty_policy,
         exclude=sent,
+        signals=signals,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -10,10 +11,17 @@ from datetime import date
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter.content.rendering import DigestPaper
+from newsletter.content.rendering import DigestPaper, one_line
 from newsletter.core.models import Paper, PaperTopic, Topic
+from newsletter.matching.profiles import ReaderProfile, ReaderSignals
 
 DEFAULT_HF_URL = "https://huggingface.co"
+# A reader's votes: how far they move a paper, when one drops out, when others join.
+PERSONAL_WEIGHT = 2.0  # a similarity gap of 0.5 moves a paper past all of today's others
+DROP_SIMILARITY = 0.35  # this close to what they disliked (and closer than to any like): out
+DISCOVERY_SIMILARITY = 0.3
+MIN_LIKES_FOR_DISCOVERY = 3
+DISCOVERIES = 2
 
 
 @dataclass
@@ -69,6 +77,10 @@ class EditionPapers:
     def __len__(self) -> int:
         return len(self._candidates)
 
+    def paper_ids(self) -> list[int]:
+        """Return the ids of the edition's papers."""
+        return [c.paper.id for c in self._candidates]
+
     def all_papers(self, max_papers: int) -> tuple[DigestPaper, ...]:
         """Return the day's best papers across every topic (for test copies)."""
         return self.for_topics(list(self.topic_names), max_papers)
@@ -95,6 +107,72 @@ class EditionPapers:
         wanted = set(topic_ids)
         ranked = sorted(chosen.values(), key=lambda c: _rank(c, wanted))
         return tuple(self._digest_paper(c, wanted) for c in ranked[:max_papers])
+
+    def for_reader(
+        self,
+        topic_ids: Iterable[int],
+        max_papers: int,
+        exclude: frozenset[int],
+        profile: ReaderProfile,
+        signals: ReaderSignals,
+    ) -> tuple[DigestPaper, ...]:
+        """Return a voting reader's papers: today's order blended with what they liked.
+
+        Papers much like what they disliked drop out; once they liked enough papers, up to
+        DISCOVERIES papers from outside their topics that closely resemble liked ones join,
+        each saying which liked paper it resembles.
+        """
+        wanted = set(topic_ids)
+        inside = self._matching(wanted, exclude)
+        ranked = sorted(inside, key=lambda c: _rank(c, wanted))
+        scored = []
+        for position, cand in enumerate(ranked):
+            like, dislike = profile.similarities(signals.vectors.vector(cand.paper.id))
+            if dislike >= DROP_SIMILARITY and dislike > like:
+                continue
+            today = 1.0 - position / len(ranked)  # 1 for today's top paper
+            scored.append((-(today + PERSONAL_WEIGHT * (like - dislike)), position, cand))
+        scored.sort(key=lambda item: item[:2])
+        papers = [self._digest_paper(c, wanted) for _, _, c in scored[:max_papers]]
+        extras = self._discoveries(inside, exclude, profile, signals)
+        if extras:
+            papers = papers[: max(max_papers - len(extras), 0)] + extras
+        return tuple(papers)
+
+    def _matching(self, wanted: set[int], exclude: frozenset[int]) -> list[_Candidate]:
+        chosen: dict[int, _Candidate] = {}
+        for topic_id in wanted:
+            for cand in self._by_topic.get(topic_id, ()):
+                if cand.paper.id not in exclude:
+                    chosen[cand.paper.id] = cand
+        return list(chosen.values())
+
+    def _discoveries(
+        self,
+        inside: list[_Candidate],
+        exclude: frozenset[int],
+        profile: ReaderProfile,
+        signals: ReaderSignals,
+    ) -> list[DigestPaper]:
+        if len(profile.liked_ids) < MIN_LIKES_FOR_DISCOVERY:
+            return []
+        taken = {c.paper.id for c in inside} | set(exclude) | set(profile.liked_ids)
+        found = []
+        for cand in self._candidates:
+            if cand.paper.id in taken or cand.paper.id in profile.disliked_ids:
+                continue
+            vector = signals.vectors.vector(cand.paper.id)
+            like, dislike = profile.similarities(vector)
+            if like >= DISCOVERY_SIMILARITY and like > dislike:
+                found.append((like, cand, vector))
+        found.sort(key=lambda item: (-item[0], item[1].paper.id))
+        extras = []
+        for _, cand, vector in found[:DISCOVERIES]:
+            liked = signals.most_similar_liked(profile, vector)
+            title = one_line(signals.titles.get(liked, "")) if liked is not None else ""
+            reason = f"Because you liked \u201c{title}\u201d" if title else "Like papers you liked"
+            extras.append(dataclasses.replace(self._digest_paper(cand, set()), reason=reason))
+        return extras
 
     def _digest_paper(self, cand: _Candidate, wanted: set[int]) -> DigestPaper:
         p = cand.paper

@@ -1,0 +1,143 @@
+"""What a reader's votes say they want: tf-idf profiles of the papers they liked and disliked.
+
+A paper is a sparse tf-idf vector of the stemmed words of its title and abstract (the title
+counted twice), cut to its strongest terms. A reader's profile is the normalised centroid of
+the papers they liked, and another of those they disliked (Rocchio's relevance feedback, as
+arxiv-sanity ranks by similarity to a reader's tagged papers). Profiles are built once per
+reader and edition, from the votes as they are when the edition is composed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from newsletter.core.models import FeedbackVote, Paper
+from newsletter.matching.scoring import STOPWORDS, stem
+
+PAPER_TERMS = 40  # the strongest terms kept per paper: enough to compare, cheap to score
+PROFILE_TERMS = 150
+_WORD = re.compile(r"[a-z][a-z0-9]+")
+
+Vector = dict[str, float]
+
+
+def _terms(title: str, abstract: str) -> Counter[str]:
+    words = _WORD.findall(f"{title} {title} {abstract}".lower())
+    return Counter(stem(w) for w in words if w not in STOPWORDS and len(w) > 2)
+
+
+def _normalised(weights: Mapping[str, float], keep: int) -> Vector:
+    top = sorted(weights.items(), key=lambda kv: kv[1], reverse=True)[:keep]
+    norm = math.sqrt(sum(w * w for _, w in top)) or 1.0
+    return {term: w / norm for term, w in top}
+
+
+def cosine(a: Vector, b: Vector) -> float:
+    """Return the dot product of two normalised sparse vectors."""
+    if len(a) > len(b):
+        a, b = b, a
+    return sum(w * b.get(t, 0.0) for t, w in a.items())
+
+
+class TextVectors:
+    """Tf-idf vectors of a set of papers, with document frequencies taken from that set."""
+
+    def __init__(self, texts: Mapping[int, tuple[str, str]]) -> None:
+        self._counts = {pid: _terms(title, abstract) for pid, (title, abstract) in texts.items()}
+        df: Counter[str] = Counter()
+        for counts in self._counts.values():
+            df.update(counts.keys())
+        n = len(self._counts)
+        self._idf = {t: math.log((n + 1) / (d + 1)) + 1.0 for t, d in df.items()}
+        self._vectors: dict[int, Vector] = {}
+
+    def vector(self, paper_id: int) -> Vector:
+        """Return a paper's normalised tf-idf vector (empty for an unknown paper)."""
+        vec = self._vectors.get(paper_id)
+        if vec is None:
+            counts = self._counts.get(paper_id, Counter())
+            weights = {t: (1 + math.log(c)) * self._idf[t] for t, c in counts.items()}
+            vec = self._vectors[paper_id] = _normalised(weights, PAPER_TERMS)
+        return vec
+
+
+@dataclass(frozen=True)
+class ReaderProfile:
+    """The centroids of a reader's liked and disliked papers."""
+
+    liked: Vector
+    disliked: Vector
+    liked_ids: tuple[int, ...]
+    disliked_ids: tuple[int, ...]
+
+    def similarities(self, vector: Vector) -> tuple[float, float]:
+        """Return (similarity to liked papers, similarity to disliked papers)."""
+        return cosine(vector, self.liked), cosine(vector, self.disliked)
+
+
+def _centroid(vectors: Iterable[Vector]) -> Vector:
+    total: defaultdict[str, float] = defaultdict(float)
+    for vec in vectors:
+        for term, weight in vec.items():
+            total[term] += weight
+    return _normalised(total, PROFILE_TERMS)
+
+
+class ReaderSignals:
+    """Every reader's votes and the vectors to compare papers with them, for one edition."""
+
+    def __init__(
+        self,
+        votes: Mapping[int, list[tuple[int, int]]],
+        texts: Mapping[int, tuple[str, str]],
+    ) -> None:
+        self._votes = votes
+        self.titles = {pid: title for pid, (title, _) in texts.items()}
+        self.vectors = TextVectors(texts)
+        self._profiles: dict[int, ReaderProfile] = {}
+
+    @classmethod
+    def load(cls, candidate_ids: Iterable[int], *, session: Session) -> ReaderSignals | None:
+        """Load the votes of every reader; None when nobody voted (nothing to personalise)."""
+        votes: defaultdict[int, list[tuple[int, int]]] = defaultdict(list)
+        for sid, pid, vote in session.execute(
+            select(FeedbackVote.subscriber_id, FeedbackVote.paper_id, FeedbackVote.vote)
+        ):
+            votes[sid].append((pid, vote))
+        if not votes:
+            return None
+        wanted = set(candidate_ids) | {pid for pairs in votes.values() for pid, _ in pairs}
+        texts = {
+            pid: (title or "", abstract or "")
+            for pid, title, abstract in session.execute(
+                select(Paper.id, Paper.title, Paper.abstract).where(Paper.id.in_(sorted(wanted)))
+            )
+        }
+        return cls(votes, texts)
+
+    def most_similar_liked(self, profile: ReaderProfile, vector: Vector) -> int | None:
+        """Return the liked paper most like a vector (for "because you liked ...")."""
+        scored = [(cosine(self.vectors.vector(p), vector), p) for p in profile.liked_ids]
+        return max(scored)[1] if scored else None
+
+    def profile(self, subscriber_id: int) -> ReaderProfile | None:
+        """Return a reader's profile, or None for a reader who never voted."""
+        profile = self._profiles.get(subscriber_id)
+        if profile is None and subscriber_id in self._votes:
+            pairs = self._votes[subscriber_id]
+            liked = tuple(pid for pid, vote in pairs if vote > 0)
+            disliked = tuple(pid for pid, vote in pairs if vote < 0)
+            profile = self._profiles[subscriber_id] = ReaderProfile(
+                _centroid(self.vectors.vector(p) for p in liked),
+                _centroid(self.vectors.vector(p) for p in disliked),
+                liked,
+                disliked,
+            )
+        return profile

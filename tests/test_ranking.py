@@ -1,0 +1,130 @@
+"""A reader's votes rank their next digests: more of what they liked, less of what they did not."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import mailbox
+from datetime import timedelta
+
+import pytest
+
+from newsletter.core.models import Edition
+from newsletter.delivery import service as sending
+from newsletter.matching import feedback
+from tests import factories as f
+
+DAY1, DAY2 = f.DAY, f.DAY + timedelta(days=1)
+GRAPHS = [
+    ("Message passing graph neural networks for molecule property prediction",
+     "We train graph neural networks with message passing over molecular graphs and atoms."),
+    ("Scalable graph transformers on citation graphs",
+     "Graph transformers with node attention scale message passing to large citation graphs."),
+    ("Graph neural networks for traffic forecasting over road graphs",
+     "Node embeddings and message passing on road network graphs forecast traffic."),
+]  # fmt: skip
+ROBOTS = [
+    ("Reinforcement learning for legged robot locomotion",
+     "A policy trained with reinforcement learning walks legged robots over rough terrain."),
+    ("Sim-to-real reinforcement learning for robot grasping",
+     "Robot grasping policies learned with reinforcement learning in simulation transfer."),
+    ("Reward shaping for robot manipulation with reinforcement learning",
+     "Reward shaping speeds reinforcement learning of robot manipulation policies."),
+]  # fmt: skip
+PROTEINS = [
+    ("Protein structure prediction with geometric deep learning",
+     "Protein folding and residue contacts predicted from amino acid sequences."),
+    ("Protein language models for enzyme function",
+     "Protein sequence embeddings predict enzyme function and amino acid mutations."),
+    ("Designing protein binders with diffusion",
+     "Diffusion over protein backbones designs binders for target proteins and residues."),
+]  # fmt: skip
+
+
+@pytest.fixture
+def world(app):
+    """Two days of a machine-learning topic with graph and robot papers, and two readers."""
+    with app.transaction() as s:
+        ml = f.topic(s, "ml")
+        bio = f.topic(s, "bio")
+        ids = {}
+        for day, offset in ((DAY1, 0), (DAY2, 10)):
+            for n, (title, abstract) in enumerate(GRAPHS + ROBOTS):
+                # Robots are the day's most upvoted papers: first without votes.
+                votes = 50 + offset + n if (title, abstract) in ROBOTS else 10 + n
+                paper = f.paper(s, f"{title} ({day.isoformat()})", day=day, topics={ml: 2.0},
+                                upvotes=votes)  # fmt: skip
+                paper.abstract = abstract
+                ids[(day, title)] = paper.id
+            for n, (title, abstract) in enumerate(PROTEINS):
+                paper = f.paper(s, f"{title} ({day.isoformat()})", day=day, topics={bio: 2.0},
+                                upvotes=5 + n)  # fmt: skip
+                paper.abstract = abstract
+                ids[(day, title)] = paper.id
+        voter = f.subscriber(s, "voter@example.org", [ml]).id
+        quiet = f.subscriber(s, "quiet@example.org", [ml]).id
+        for sub_id in (voter, quiet):
+            s.get(f.Subscriber, sub_id).max_papers = 6
+    return ids, voter, quiet
+
+
+def _day2_titles(app, subscriber_id, topics=("ml",)):
+    preparer = sending.make_preparer(app, Edition(listing_date=DAY2, kind="daily"), "skip")
+    with app.sessions() as s:
+        topic_ids = tuple(t.id for t in s.query(f.Topic).filter(f.Topic.slug.in_(topics)))
+    papers = preparer._choose(subscriber_id, topic_ids, 6)
+    return [p.title.rsplit(" (", 1)[0] for p in papers], papers
+
+
+def _vote(app, subscriber_id, paper_id, vote):
+    with app.transaction() as s:
+        feedback.record_vote(subscriber_id, paper_id, vote, session=s)
+
+
+def test_without_votes_the_order_is_todays(app, world):
+    _, voter, quiet = world
+    titles, _ = _day2_titles(app, quiet)
+    assert titles[:3] == [t for t, _ in ROBOTS][::-1]  # most upvoted first
+
+
+def test_less_like_this_sinks_or_drops_similar_papers(app, world):
+    ids, voter, quiet = world
+    for title, _ in ROBOTS[:2]:
+        _vote(app, voter, ids[(DAY1, title)], feedback.LESS)
+    titles, _ = _day2_titles(app, voter)
+    robots = {t for t, _ in ROBOTS}
+    assert titles[0] not in robots
+    baseline, _ = _day2_titles(app, quiet)
+    moved = [t for t in robots if t not in titles or titles.index(t) > baseline.index(t)]
+    assert len(moved) == len(robots)  # every robot paper sank or dropped out
+
+
+def test_more_like_this_raises_similar_papers(app, world):
+    ids, voter, _ = world
+    _vote(app, voter, ids[(DAY1, GRAPHS[0][0])], feedback.MORE)
+    titles, _ = _day2_titles(app, voter)
+    assert titles[0] in {t for t, _ in GRAPHS}
+
+
+def test_enough_likes_bring_up_to_two_papers_from_outside_the_topics(app, world):
+    ids, voter, _ = world
+    for title, _ in PROTEINS:
+        _vote(app, voter, ids[(DAY1, title)], feedback.MORE)
+    titles, papers = _day2_titles(app, voter)
+    outside = [p for p in papers if p.reason]
+    assert 1 <= len(outside) <= 2 and len(papers) <= 6
+    assert all(p.reason.startswith("Because you liked \u201c") for p in outside)
+    assert all(p.title.rsplit(" (", 1)[0] in {t for t, _ in PROTEINS} for p in outside)
+
+
+def test_the_digest_shows_why_an_outside_paper_is_there(app, world):
+    ids, voter, quiet = world
+    for title, _ in PROTEINS:
+        _vote(app, voter, ids[(DAY1, title)], feedback.MORE)
+    sending.send(app, DAY2)
+    box = mailbox.Maildir(app.settings.transport.removeprefix("maildir:"), create=True)
+    messages = [email.message_from_bytes(bytes(m), policy=email.policy.default) for m in box]
+    by_to = {m["To"].addresses[0].addr_spec: m for m in messages}
+    voter_text = by_to["voter@example.org"].get_body(("plain",)).get_content()
+    quiet_text = by_to["quiet@example.org"].get_body(("plain",)).get_content()
+    assert "Because you liked" in voter_text and "Because you liked" not in quiet_text
