@@ -151,3 +151,28 @@ def test_every_paper_in_a_digest_carries_its_own_vote_links(app, web, reader):
     assert client.get(less).status_code == 200 and _votes(app) == {}
     assert client.post(less).status_code == 200
     assert _votes(app) == {(sid, other_id): feedback.LESS}
+
+
+def test_the_admin_sees_votes_per_paper_per_reader_and_per_edition(app, run, reader):
+    sid, _, paper_id, other_id = reader
+    sending.send(app, f.DAY)
+    with app.transaction() as s:
+        feedback.record_vote(sid, paper_id, feedback.MORE, session=s)
+        feedback.record_vote(sid, other_id, feedback.LESS, session=s)
+    listed = json.loads(run("papers", "list", "--date", f.DAY.isoformat(), "--json").stdout)
+    by_id = {p["id"]: p for p in listed}
+    assert (by_id[paper_id]["likes"], by_id[paper_id]["dislikes"]) == (1, 0)
+    assert (by_id[other_id]["likes"], by_id[other_id]["dislikes"]) == (0, 1)
+    text = run("papers", "list", "--date", f.DAY.isoformat()).stdout
+    assert "readers +1/-0" in text and "readers +0/-1" in text
+    votes = json.loads(run("feedback", "list", "--email", "ADA@example.org", "--json").stdout)
+    assert sorted(v["vote"] for v in votes) == ["less", "more"]
+    assert all(v["email"] == "ada@example.org" for v in votes)
+    assert "no votes from nobody@example.org" in run(
+        "feedback", "list", "--email", "nobody@example.org"
+    ).stdout
+    status = json.loads(run("status", "--date", f.DAY.isoformat(), "--json").stdout)
+    assert status["votes"] == {"likes": 1, "dislikes": 1, "readers": 1}
+    assert "votes: 1 more like this, 1 less like this, from 1 readers" in run(
+        "status", "--date", f.DAY.isoformat()
+    ).stdout

@@ -7,7 +7,17 @@ import sys
 
 import click
 
-from newsletter.cli import admin, bounces, papers, scheduler, sending, subscribers, topics, web
+from newsletter.cli import (
+    admin,
+    bounces,
+    feedback,
+    papers,
+    scheduler,
+    sending,
+    subscribers,
+    topics,
+    web,
+)
 from newsletter.cli.common import NewsletterGroup, pass_app  # noqa: F401 - re-exported
 
 
@@ -36,7 +46,7 @@ def cli(ctx: click.Context, config_file: str | None, verbose: int) -> None:
     ctx.obj = NewsletterGroup.lazy_app(ctx, config_file)
 
 
-for module in (admin, papers, topics, subscribers, sending, web, scheduler, bounces):
+for module in (admin, papers, topics, subscribers, sending, web, scheduler, bounces, feedback):
     module.register(cli)
 
 

@@ -14,6 +14,7 @@ import click
 from newsletter.cli.common import echo_json, pass_app
 from newsletter.cli.common import parse_date as _parse_date
 from newsletter.core.app import App
+from newsletter.matching import feedback
 from newsletter.papers.fetch import fetch_records, store_records
 from newsletter.papers.ingest import today_utc
 from newsletter.papers.queries import find_paper, latest_listing_date, list_papers, paper_as_dict
@@ -168,6 +169,8 @@ def list_(
 ) -> None:
     """List the papers of a listing date, most upvoted first, with their topics.
 
+    Each line: upvotes, arXiv id, title, [topic score], and readers' votes (+likes/-dislikes).
+
     \b
     Examples:
       newsletter papers list
@@ -182,6 +185,11 @@ def list_(
                 session=session, listing_date=listing_date, topic_slug=topic_slug, limit=limit
             )
         rows = [paper_as_dict(p) for p in found]
+        votes = feedback.paper_votes([r["id"] for r in rows], session=session)
+        for row in rows:
+            counted = votes.get(row["id"])
+            row["likes"] = counted.likes if counted else 0
+            row["dislikes"] = counted.dislikes if counted else 0
     if as_json:
         echo_json(rows)
         return
@@ -197,7 +205,10 @@ def _line(row: dict[str, Any]) -> str:
     votes = "-" if row["upvotes"] is None else str(row["upvotes"])
     ref = row["arxiv_id"] or f"#{row['id']}"
     topics = ", ".join(f"{t['slug']} {t['score']:.2f}" for t in row["topics"])
-    return f"{votes:>4}  {ref:<12} {row['title']}" + (f"  [{topics}]" if topics else "")
+    line = f"{votes:>4}  {ref:<12} {row['title']}" + (f"  [{topics}]" if topics else "")
+    if row["likes"] or row["dislikes"]:
+        line += f"  readers +{row['likes']}/-{row['dislikes']}"
+    return line
 
 
 @papers.command("show")

@@ -177,11 +177,17 @@ def status(app: App, day: str | None, as_json: bool) -> None:
     if not data["planned"]:
         click.echo(f"{data['date']}: not planned yet")
         return
-    shown = ("date", "planned", "health")
+    shown = ("date", "planned", "health", "votes")
     counts = ", ".join(f"{k} {v}" for k, v in data.items() if k not in shown)
     click.echo(f"{data['date']}: {counts}")
     if health:
         click.echo(_health_line(health))
+    votes = data.get("votes")
+    if votes and (votes["likes"] or votes["dislikes"]):
+        click.echo(
+            f"votes: {votes['likes']} more like this, {votes['dislikes']} less like this, "
+            f"from {votes['readers']} readers"
+        )
 
 
 def _health_line(health: dict) -> str:

@@ -30,6 +30,7 @@ from newsletter.editions.planning import (
     sent_paper_ids,
 )
 from newsletter.editions.selection import EditionPapers
+from newsletter.matching import feedback
 from newsletter.matching.profiles import ReaderSignals
 
 
@@ -152,11 +153,13 @@ def edition_status(app: App, listing_date: date | None = None) -> dict[str, obje
         day = resolve_listing_date(listing_date, session=session)
         edition = find_edition(day, session=session)
         counts = count_by_status(edition.id, session=session) if edition else {}
+        votes = feedback.edition_votes(edition.id, session=session) if edition else None
     return {
         "date": day.isoformat(),
         "planned": edition is not None,
         **{status.value: counts.get(status, 0) for status in DeliveryStatus},
         "health": edition_health(app, edition.id) if edition else None,
+        "votes": votes,
     }
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from newsletter.core.errors import NotFound
-from newsletter.core.models import FeedbackVote, Paper, utcnow
+from newsletter.core.models import Delivery, FeedbackVote, Paper, Subscriber, utcnow
 
 MORE, LESS = 1, -1
 DIRECTIONS = {"more": MORE, "less": LESS}
@@ -104,3 +104,61 @@ def paper_votes(paper_ids: list[int], *, session: Session) -> dict[int, PaperVot
         .group_by(FeedbackVote.paper_id)
     )
     return {pid: PaperVotes(pid, int(up or 0), int(down or 0)) for pid, up, down in rows}
+
+
+def edition_votes(edition_id: int, *, session: Session) -> dict[str, int]:
+    """Return the votes the edition's readers gave the papers it carried."""
+    carried = _carried_papers(edition_id, session=session)
+    counted = [
+        (vote, sid) for vote, sid, pid in _with_papers(edition_id, session=session)
+        if pid in carried
+    ]  # fmt: skip
+    return {
+        "likes": sum(1 for vote, _ in counted if vote == MORE),
+        "dislikes": sum(1 for vote, _ in counted if vote == LESS),
+        "readers": len({sid for _, sid in counted}),
+    }
+
+
+def _carried_papers(edition_id: int, *, session: Session) -> set[int]:
+    carried: set[int] = set()
+    for ids in session.scalars(
+        select(Delivery.paper_ids).where(
+            Delivery.edition_id == edition_id, Delivery.paper_ids.is_not(None)
+        )
+    ):
+        carried.update(ids or ())
+    return carried
+
+
+def _with_papers(edition_id: int, *, session: Session) -> list[tuple[int, int, int]]:
+    return [
+        tuple(row)
+        for row in session.execute(
+            select(FeedbackVote.vote, FeedbackVote.subscriber_id, FeedbackVote.paper_id)
+            .join(Delivery, Delivery.subscriber_id == FeedbackVote.subscriber_id)
+            .where(Delivery.edition_id == edition_id)
+        )
+    ]
+
+
+def list_votes(*, session: Session, email: str | None = None) -> list[dict[str, object]]:
+    """Return every vote (or one reader's), newest first, with the reader and the paper."""
+    query = (
+        select(FeedbackVote, Subscriber.email, Paper.title, Paper.arxiv_id)
+        .join(Subscriber, Subscriber.id == FeedbackVote.subscriber_id)
+        .join(Paper, Paper.id == FeedbackVote.paper_id)
+        .order_by(FeedbackVote.updated_at.desc(), FeedbackVote.id.desc())
+    )
+    if email is not None:
+        query = query.where(func.lower(Subscriber.email) == email.strip().lower())
+    return [
+        {
+            "email": address,
+            "paper": title,
+            "arxiv_id": arxiv_id,
+            "vote": "more" if vote.vote == MORE else "less",
+            "at": vote.updated_at.isoformat(),
+        }
+        for vote, address, title, arxiv_id in session.execute(query)
+    ]
