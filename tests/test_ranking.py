@@ -11,6 +11,7 @@ import pytest
 
 from newsletter.core.models import Edition
 from newsletter.delivery import service as sending
+from newsletter.editions.selection import why_from_evidence
 from newsletter.matching import feedback
 from tests import factories as f
 
@@ -128,3 +129,32 @@ def test_the_digest_shows_why_an_outside_paper_is_there(app, world):
     voter_text = by_to["voter@example.org"].get_body(("plain",)).get_content()
     quiet_text = by_to["quiet@example.org"].get_body(("plain",)).get_content()
     assert "Because you liked" in voter_text and "Because you liked" not in quiet_text
+
+
+def test_why_a_paper_is_there_in_a_few_words():
+    assert why_from_evidence(['abstract: "LoRA" x3', 'title: "Low-rank adapters"']) == (
+        "title mentions Low-rank adapters"
+    )
+    assert why_from_evidence(['abstract: "LoRA" x3']) == "abstract mentions LoRA 3 times"
+    assert why_from_evidence(["category: cs.CL"]) == "listed in cs.CL"
+    assert why_from_evidence(["description: design"]) is None
+
+
+def test_each_paper_of_a_digest_says_why_it_is_there(app, world):
+    ids, _, quiet = world
+    with app.transaction() as s:
+        for (day, title), paper_id in ids.items():
+            if day == DAY2:
+                for match in s.get(f.Paper, paper_id).topics:
+                    match.evidence = [f'title: "{title.split()[0]}"']
+    _, papers = _day2_titles(app, quiet)
+    assert papers[0].why == "most upvoted in Ml"
+    assert all(p.why and p.why.startswith("title mentions") for p in papers[1:])
+    sending.send(app, DAY2)
+    box = mailbox.Maildir(app.settings.transport.removeprefix("maildir:"), create=True)
+    texts = [
+        email.message_from_bytes(bytes(m), policy=email.policy.default)
+        .get_body(("plain",)).get_content()
+        for m in box
+    ]  # fmt: skip
+    assert all("Why: most upvoted in Ml" in t for t in texts)

@@ -62,6 +62,7 @@ class DigestPaper:
     summary: str | None = None  # a one-line TL;DR (Hugging Face's ai_summary)
     url_discussion: str | None = None  # the paper's Hugging Face page, with its comments
     reason: str | None = None  # why a paper outside the reader's topics is in their digest
+    why: str | None = None  # why the matcher put it on the reader's topics, in a few words
 
 
 @dataclass(frozen=True)
@@ -469,7 +470,7 @@ class DigestRenderer:
 
     @staticmethod
     def _key(name: str, edition: EditionInfo, papers: tuple[DigestPaper, ...]) -> tuple:
-        return (name, edition, tuple([(p.paper_id, p.topics, p.reason) for p in papers]))
+        return (name, edition, tuple([(p.paper_id, p.topics, p.reason, p.why) for p in papers]))
 
     def _body(self, name: str, edition: EditionInfo, papers: tuple[DigestPaper, ...]) -> _Body:
         key = self._key(name, edition, papers)

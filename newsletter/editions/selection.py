@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ DISCOVERIES = 2
 class _Candidate:
     paper: Paper
     scores: dict[int, float] = field(default_factory=dict)  # topic id -> score
+    evidence: dict[int, list[str]] = field(default_factory=dict)  # topic id -> what matched
 
 
 class EditionPapers:
@@ -46,6 +48,12 @@ class EditionPapers:
         for cand in candidates:
             for topic_id in cand.scores:
                 self._by_topic[topic_id].append(cand)
+        # The most upvoted paper of each topic: "most upvoted in <topic>" says why it is there.
+        self._top_of_topic = {
+            topic_id: max(cands, key=lambda c: (c.paper.upvotes or 0, -c.paper.id)).paper.id
+            for topic_id, cands in self._by_topic.items()
+            if any(c.paper.upvotes for c in cands)
+        }
         self.topic_names = topic_names
         self._cache: dict[tuple[tuple[int, ...], int, frozenset[int]], tuple[DigestPaper, ...]] = {}
         # One object per (paper, shown topics): thousands of topic sets share a few hundred.
@@ -65,12 +73,13 @@ class EditionPapers:
         papers = session.scalars(select(Paper).where(in_range)).all()
         by_id = {p.id: _Candidate(p) for p in papers}
         rows = session.execute(
-            select(PaperTopic.paper_id, PaperTopic.topic_id, PaperTopic.score)
+            select(PaperTopic.paper_id, PaperTopic.topic_id, PaperTopic.score, PaperTopic.evidence)
             .join(Paper, Paper.id == PaperTopic.paper_id)
             .where(in_range)
         )
-        for paper_id, topic_id, score in rows:
+        for paper_id, topic_id, score, evidence in rows:
             by_id[paper_id].scores[topic_id] = score
+            by_id[paper_id].evidence[topic_id] = list(evidence or ())
         names = {tid: name for tid, name in session.execute(select(Topic.id, Topic.name))}
         return cls(list(by_id.values()), names, hf_url=hf_url)
 
@@ -192,8 +201,21 @@ class EditionPapers:
             topics=topics,
             summary=p.summary or None,
             url_discussion=self._discussion_url(p),
+            why=self._why(cand, wanted),
         )
         return shared
+
+    def _why(self, cand: _Candidate, wanted: set[int]) -> str | None:
+        """Say in a few words why a paper is in a digest on these topics."""
+        shown = sorted((t for t in cand.scores if t in wanted), key=lambda t: -cand.scores[t])
+        for topic_id in shown:
+            if self._top_of_topic.get(topic_id) == cand.paper.id:
+                return f"most upvoted in {one_line(self.topic_names[topic_id])}"
+        for topic_id in shown:
+            reason = why_from_evidence(cand.evidence.get(topic_id, ()))
+            if reason:
+                return reason
+        return None
 
     def _discussion_url(self, paper: Paper) -> str | None:
         # Upvotes and summaries come only from Hugging Face: such a paper has a page there,
@@ -206,3 +228,22 @@ def _rank(cand: _Candidate, wanted: set[int]) -> tuple[int, float, str]:
     """Most upvoted first (the day's trend), then the strongest topic match, then title."""
     best = max((s for t, s in cand.scores.items() if t in wanted), default=0.0)
     return (-(cand.paper.upvotes or 0), -best, cand.paper.title)
+
+
+_EVIDENCE = re.compile(r'^(title|abstract|keywords?|category): "?(.+?)"?(?: x(\d+))?(?: \(.*\))?$')
+
+
+def why_from_evidence(evidence: Iterable[str]) -> str | None:
+    """Turn the matcher's strongest evidence into a short phrase ("title mentions LoRA")."""
+    parsed = [m.groups() for m in map(_EVIDENCE.match, evidence) if m]
+    for field_name in ("title", "abstract", "keyword", "keywords", "category"):
+        for where, what, times in parsed:
+            if where != field_name:
+                continue
+            if where == "category":
+                return f"listed in {what}"
+            if where.startswith("keyword"):
+                return f"tagged {what}"
+            count = f" {times} times" if times and int(times) > 1 else ""
+            return f"{where} mentions {what}{count}"
+    return None
