@@ -49,6 +49,7 @@ from newsletter.core.models import (
     utcnow,
     xml_safe,
 )
+from newsletter.matching.personal import MAX_RULE_LENGTH, MAX_RULES
 
 # The CSV format, shared by import and export. Topics are separated by ";" inside their
 # field so that a spreadsheet never has to quote them.
@@ -274,6 +275,57 @@ def add_subscriber(
     return subscriber
 
 
+def split_rules(value: str, what: str) -> list[str]:
+    """Split a reader's ";"-separated authors, muted words or keywords, checking each."""
+    items = [" ".join(part.split()) for part in value.split(";")]
+    items = list(dict.fromkeys(i for i in items if i))
+    if len(items) > MAX_RULES:
+        raise InputError(f"{what}: at most {MAX_RULES} entries, got {len(items)}")
+    for item in items:
+        if len(item) > MAX_RULE_LENGTH:
+            raise InputError(f"{what}: {item[:30]!r}... is over {MAX_RULE_LENGTH} characters")
+        if FORBIDDEN_CHARS.search(item) or hides_control(item):
+            raise InputError(f"{what}: {item!r} contains a control character")
+    return [xml_safe(i) for i in items]
+
+
+def edit_subscriber(
+    email: str,
+    *,
+    session: Session,
+    name: str | None = None,
+    topics: str | None = None,
+    timezone: str | None = None,
+    hour: int | None = None,
+    max_papers: int | None = None,
+    follow_authors: str | None = None,
+    muted_words: str | None = None,
+    personal_keywords: str | None = None,
+) -> Subscriber:
+    """Change what is given of a subscriber's preferences; None leaves a field as it is."""
+    subscriber = get_subscriber(email, session=session)
+    if name is not None:
+        subscriber.name = validate_name(name)
+    if topics is not None:
+        ids = resolve_topics(split_topics(topics), topic_ids(session=session))
+        current = {s.topic_id: s for s in subscriber.subscriptions}
+        subscriber.subscriptions = [current.get(i) or Subscription(topic_id=i) for i in ids]
+    if timezone is not None:
+        subscriber.timezone = validate_timezone(timezone)
+    if hour is not None:
+        subscriber.delivery_hour = validate_hour(hour)
+    if max_papers is not None:
+        subscriber.max_papers = validate_max_papers(max_papers)
+    if follow_authors is not None:
+        subscriber.follow_authors = split_rules(follow_authors, "followed authors")
+    if muted_words is not None:
+        subscriber.muted_words = split_rules(muted_words, "muted words")
+    if personal_keywords is not None:
+        subscriber.personal_keywords = split_rules(personal_keywords, "keywords")
+    session.flush()
+    return subscriber
+
+
 def _lookup_values(keys: Iterable[str]) -> list[str]:
     # PostgreSQL's lower() may also fold non-ASCII letters: match both spellings in SQL and
     # let email_key() decide, so both databases agree on who is who.
@@ -352,6 +404,9 @@ def subscriber_to_dict(subscriber: Subscriber, *, consent: bool = False) -> dict
         "created_at": subscriber.created_at,
         "confirmed_at": subscriber.confirmed_at,
         "unsubscribed_at": subscriber.unsubscribed_at,
+        "follow_authors": list(subscriber.follow_authors or ()),
+        "muted_words": list(subscriber.muted_words or ()),
+        "personal_keywords": list(subscriber.personal_keywords or ()),
     }
     if consent:
         data["consent"] = subscriber.consent

@@ -28,7 +28,7 @@ LIST_HEADER = LIST_ROW.format("EMAIL", "STATUS", "TIMEZONE", "HOUR", "MAX", "TOP
 
 @click.group()
 def subscribers() -> None:
-    """Manage subscribers: add, import, export, list, show and remove them."""
+    """Manage subscribers: add, edit, import, export, list, show and remove them."""
 
 
 def _echo_subscriber_line(sub: Subscriber) -> None:
@@ -85,6 +85,76 @@ def add(
         echo_json(data)
     else:
         click.echo(f"added {data['email']} ({data['status']}; topics: {', '.join(data['topics'])})")
+
+
+@subscribers.command("edit")
+@click.argument("email")
+@click.option("--name", help="Display name used in the greeting.")
+@click.option("--topics", help="Comma-separated topic slugs: replaces the current ones.")
+@click.option("--timezone", "tz", metavar="AREA/CITY", help="IANA time zone.")
+@click.option("--hour", type=int, metavar="0-23", help="Local delivery hour.")
+@click.option("--max-papers", type=int, metavar="N", help="Papers per digest, 1-50.")
+@click.option(
+    "--follow-authors",
+    metavar="'A;B'",
+    help="Authors whose papers always come first, ';'-separated ('' clears).",
+)
+@click.option("--mute", metavar="'W1;W2'", help="Words whose papers never come ('' clears).")
+@click.option(
+    "--keywords", metavar="'K1;K2'", help="Keywords that match like a private topic ('' clears)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the subscriber as JSON.")
+@pass_app
+def edit(
+    app: App,
+    email: str,
+    name: str | None,
+    topics: str | None,
+    tz: str | None,
+    hour: int | None,
+    max_papers: int | None,
+    follow_authors: str | None,
+    mute: str | None,
+    keywords: str | None,
+    as_json: bool,
+) -> None:
+    """Change a subscriber's preferences; what is not given stays as it is.
+
+    Authors match however a source spells them ("Doe, Jane", "J. Doe", "Jané Doe");
+    muted words and keywords match whole words and their inflections, like topics.
+
+    \b
+    Examples:
+      newsletter subscribers edit ada@example.org --follow-authors "Jane Doe;Yoshua Bengio"
+      newsletter subscribers edit ada@example.org --mute "benchmark;survey" --keywords "LoRA"
+      newsletter subscribers edit ada@example.org --topics ml,nlp --hour 7 --max-papers 5
+    """
+    with app.transaction() as session:
+        sub = service.edit_subscriber(
+            email,
+            session=session,
+            name=name,
+            topics=topics,
+            timezone=tz,
+            hour=hour,
+            max_papers=max_papers,
+            follow_authors=follow_authors,
+            muted_words=mute,
+            personal_keywords=keywords,
+        )
+        data = service.subscriber_to_dict(sub)
+    if as_json:
+        echo_json(data)
+        return
+    click.echo(f"updated {data['email']}")
+    for label, key in (
+        ("topics", "topics"),
+        ("follows", "follow_authors"),
+        ("muted", "muted_words"),
+        ("keywords", "personal_keywords"),
+    ):
+        if data[key]:
+            click.echo(f"  {label}: {'; '.join(data[key])}")
 
 
 @subscribers.command("import")

@@ -137,9 +137,13 @@ class MessagePreparer:
         self, subscriber_id: int, topic_ids: tuple[int, ...], max_papers: int
     ) -> tuple[DigestPaper, ...]:
         exclude = self.exclude.get(subscriber_id, frozenset())
-        profile = self.signals.profile(subscriber_id) if self.signals else None
-        if profile is not None:
-            return self.papers.for_reader(topic_ids, max_papers, exclude, profile, self.signals)
+        if self.signals is not None:
+            profile = self.signals.profile(subscriber_id)
+            rules = self.signals.rules(subscriber_id)
+            if profile is not None or rules:
+                return self.papers.for_reader(
+                    topic_ids, max_papers, exclude, profile, self.signals, rules
+                )
         return self.papers.for_topics(topic_ids, max_papers, exclude)
 
     def _envelope_sender(self, key: int) -> str:

@@ -243,6 +243,11 @@ class Subscriber(Base):
     unsubscribed_at: Mapped[datetime | None] = mapped_column()
     # Part of every link token: rotating it (or deleting the row) kills every earlier link.
     link_key: Mapped[str] = mapped_column(String(32), default=new_link_key)
+    # The reader's own signals: papers by these authors come first, papers with these
+    # words never come, and these keywords match like a private topic.
+    follow_authors: Mapped[list[str]] = mapped_column(JSON, default=list)
+    muted_words: Mapped[list[str]] = mapped_column(JSON, default=list)
+    personal_keywords: Mapped[list[str]] = mapped_column(JSON, default=list)
 
     subscriptions: Mapped[list[Subscription]] = relationship(
         back_populates="subscriber", cascade="all, delete-orphan"

@@ -82,7 +82,9 @@ def make_preparer(app: App, edition: Edition, empty_policy: str) -> MessagePrepa
             edition.listing_date, session=session, since=since, hf_url=app.settings.hf_url
         )
         sent = sent_paper_ids(edition, session=session) if edition.id else {}
-        signals = ReaderSignals.load(papers.paper_ids(), session=session)
+        signals = ReaderSignals.load(
+            papers.paper_ids(), session=session, threshold=app.settings.match_threshold
+        )
     return MessagePreparer(
         app.settings,
         make_renderer(app.settings),

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.content.rendering import DigestPaper, one_line
 from newsletter.core.models import Paper, PaperTopic, Topic
+from newsletter.matching.personal import ReaderRules
 from newsletter.matching.profiles import ReaderProfile, ReaderSignals
 
 DEFAULT_HF_URL = "https://huggingface.co"
@@ -25,7 +26,7 @@ MIN_LIKES_FOR_DISCOVERY = 3
 DISCOVERIES = 2
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: one object per paper of the edition
 class _Candidate:
     paper: Paper
     scores: dict[int, float] = field(default_factory=dict)  # topic id -> score
@@ -122,18 +123,70 @@ class EditionPapers:
         topic_ids: Iterable[int],
         max_papers: int,
         exclude: frozenset[int],
-        profile: ReaderProfile,
+        profile: ReaderProfile | None,
         signals: ReaderSignals,
+        rules: ReaderRules | None = None,
     ) -> tuple[DigestPaper, ...]:
-        """Return a voting reader's papers: today's order blended with what they liked.
+        """Return a reader's papers, shaped by their votes and their own rules.
 
-        Papers much like what they disliked drop out; once they liked enough papers, up to
-        DISCOVERIES papers from outside their topics that closely resemble liked ones join,
-        each saying which liked paper it resembles.
+        Papers by followed authors come first, labelled; papers with a muted word never
+        come; personal keywords match like one more topic. With votes, today's order is
+        blended with what they liked, papers much like what they disliked drop out, and
+        once they liked enough, up to DISCOVERIES papers from outside their topics that
+        closely resemble liked ones join, each saying which liked paper it resembles.
         """
         wanted = set(topic_ids)
-        inside = self._matching(wanted, exclude)
+        muted = self._muted(rules, signals)
+        inside = [c for c in self._matching(wanted, exclude) if c.paper.id not in muted]
+        own = self._own_keyword_matches(rules, signals, inside, exclude | muted)
+        inside += list(own)
+        ranked = self._ranked(inside, wanted, profile, signals)
+        pinned = self._followed(rules, signals, exclude | muted, wanted)
+        pinned_ids = {p.paper_id for p in pinned}
+        papers = pinned + [
+            self._shown(c, wanted, own) for c in ranked if c.paper.id not in pinned_ids
+        ]
+        papers = papers[: max(max_papers, len(pinned))]
+        if profile is not None:
+            extras = self._discoveries(inside, exclude | muted, profile, signals)
+            if extras:
+                papers = papers[: max(max_papers - len(extras), len(pinned))] + extras
+        return tuple(papers)
+
+    def _muted(self, rules: ReaderRules | None, signals: ReaderSignals) -> frozenset[int]:
+        if not rules or not rules.muted_words or signals.edition is None:
+            return frozenset()
+        return frozenset().union(*(signals.edition.mentioning(w) for w in rules.muted_words))
+
+    def _own_keyword_matches(
+        self,
+        rules: ReaderRules | None,
+        signals: ReaderSignals,
+        inside: list[_Candidate],
+        skip: frozenset[int],
+    ) -> dict[_Candidate, str]:
+        """Return the papers a reader's own keywords match beyond their topics."""
+        if not rules or not rules.personal_keywords or signals.edition is None:
+            return {}
+        taken = {c.paper.id for c in inside} | skip
+        by_id = {c.paper.id: c for c in self._candidates}
+        found: dict[_Candidate, str] = {}
+        for keyword in rules.personal_keywords:
+            for pid in sorted(signals.edition.matching(keyword)):
+                if pid not in taken and pid in by_id and by_id[pid] not in found:
+                    found[by_id[pid]] = keyword
+        return found
+
+    def _ranked(
+        self,
+        inside: list[_Candidate],
+        wanted: set[int],
+        profile: ReaderProfile | None,
+        signals: ReaderSignals,
+    ) -> list[_Candidate]:
         ranked = sorted(inside, key=lambda c: _rank(c, wanted))
+        if profile is None:
+            return ranked
         scored = []
         for position, cand in enumerate(ranked):
             like, dislike = profile.similarities(signals.vectors.vector(cand.paper.id))
@@ -142,11 +195,36 @@ class EditionPapers:
             today = 1.0 - position / len(ranked)  # 1 for today's top paper
             scored.append((-(today + PERSONAL_WEIGHT * (like - dislike)), position, cand))
         scored.sort(key=lambda item: item[:2])
-        papers = [self._digest_paper(c, wanted) for _, _, c in scored[:max_papers]]
-        extras = self._discoveries(inside, exclude, profile, signals)
-        if extras:
-            papers = papers[: max(max_papers - len(extras), 0)] + extras
-        return tuple(papers)
+        return [c for _, _, c in scored]
+
+    def _followed(
+        self,
+        rules: ReaderRules | None,
+        signals: ReaderSignals,
+        skip: frozenset[int],
+        wanted: set[int],
+    ) -> list[DigestPaper]:
+        """Return the papers by authors a reader follows, most upvoted first, labelled."""
+        if not rules or not rules.follow_authors or signals.edition is None:
+            return []
+        by_id = {c.paper.id: c for c in self._candidates}
+        found = signals.edition.by_followed(rules.follow_authors)
+        chosen = sorted(
+            (by_id[pid] for pid in found if pid in by_id and pid not in skip),
+            key=lambda c: _rank(c, wanted),
+        )
+        return [
+            dataclasses.replace(
+                self._digest_paper(c, wanted), reason=f"You follow {one_line(found[c.paper.id])}"
+            )
+            for c in chosen
+        ]
+
+    def _shown(self, cand: _Candidate, wanted: set[int], own: dict[_Candidate, str]) -> DigestPaper:
+        paper = self._digest_paper(cand, wanted)
+        if cand in own:
+            return dataclasses.replace(paper, why=f"matches your keyword \u201c{own[cand]}\u201d")
+        return paper
 
     def _matching(self, wanted: set[int], exclude: frozenset[int]) -> list[_Candidate]:
         chosen: dict[int, _Candidate] = {}

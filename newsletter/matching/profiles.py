@@ -15,11 +15,12 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from newsletter.core.models import FeedbackVote, Paper
-from newsletter.matching.scoring import STOPWORDS, stem
+from newsletter.core.models import FeedbackVote, Paper, Subscriber
+from newsletter.matching.personal import EditionText, ReaderRules, clean_rules
+from newsletter.matching.scoring import STOPWORDS, PaperText, stem
 
 PAPER_TERMS = 40  # the strongest terms kept per paper: enough to compare, cheap to score
 PROFILE_TERMS = 150
@@ -97,30 +98,61 @@ class ReaderSignals:
         self,
         votes: Mapping[int, list[tuple[int, int]]],
         texts: Mapping[int, tuple[str, str]],
+        rules: Mapping[int, ReaderRules] | None = None,
+        edition: EditionText | None = None,
     ) -> None:
         self._votes = votes
+        self._rules = rules or {}
+        self.edition = edition
         self.titles = {pid: title for pid, (title, _) in texts.items()}
         self.vectors = TextVectors(texts)
         self._profiles: dict[int, ReaderProfile] = {}
 
     @classmethod
-    def load(cls, candidate_ids: Iterable[int], *, session: Session) -> ReaderSignals | None:
-        """Load the votes of every reader; None when nobody voted (nothing to personalise)."""
+    def load(
+        cls, candidate_ids: Iterable[int], *, session: Session, threshold: float = 1.0
+    ) -> ReaderSignals | None:
+        """Load every reader's votes and rules; None when nobody has any (nothing to do)."""
         votes: defaultdict[int, list[tuple[int, int]]] = defaultdict(list)
         for sid, pid, vote in session.execute(
             select(FeedbackVote.subscriber_id, FeedbackVote.paper_id, FeedbackVote.vote)
         ):
             votes[sid].append((pid, vote))
-        if not votes:
+        rules = _load_rules(session)
+        if not votes and not rules:
             return None
-        wanted = set(candidate_ids) | {pid for pairs in votes.values() for pid, _ in pairs}
-        texts = {
-            pid: (title or "", abstract or "")
-            for pid, title, abstract in session.execute(
-                select(Paper.id, Paper.title, Paper.abstract).where(Paper.id.in_(sorted(wanted)))
+        candidates = set(candidate_ids)
+        wanted = candidates | {pid for pairs in votes.values() for pid, _ in pairs}
+        papers = session.execute(
+            select(
+                Paper.id,
+                Paper.title,
+                Paper.abstract,
+                Paper.keywords,
+                Paper.categories,
+                Paper.authors,
+            ).where(Paper.id.in_(sorted(wanted)))
+        ).all()
+        texts = {p.id: (p.title or "", p.abstract or "") for p in papers}
+        edition = None
+        if rules:
+            edition = EditionText(
+                {
+                    p.id: (
+                        PaperText(p.title or "", p.abstract or "", p.keywords or (),
+                                  p.categories or ()),  # fmt: skip
+                        tuple(p.authors or ()),
+                    )
+                    for p in papers
+                    if p.id in candidates
+                },
+                threshold,
             )
-        }
-        return cls(votes, texts)
+        return cls(votes, texts, rules, edition)
+
+    def rules(self, subscriber_id: int) -> ReaderRules | None:
+        """Return a reader's followed authors, muted words and keywords, if they set any."""
+        return self._rules.get(subscriber_id)
 
     def most_similar_liked(self, profile: ReaderProfile, vector: Vector) -> int | None:
         """Return the liked paper most like a vector (for "because you liked ...")."""
@@ -141,3 +173,19 @@ class ReaderSignals:
                 disliked,
             )
         return profile
+
+
+def _load_rules(session: Session) -> dict[int, ReaderRules]:
+    """Load the rules of the readers who set any (JSON arrays that are not empty)."""
+    columns = (Subscriber.follow_authors, Subscriber.muted_words, Subscriber.personal_keywords)
+    any_set = or_(*(func.json_array_length(c) > 0 for c in columns))
+    return {
+        sid: ReaderRules(
+            tuple(clean_rules(follow or ())),
+            tuple(clean_rules(muted or ())),
+            tuple(clean_rules(keywords or ())),
+        )
+        for sid, follow, muted, keywords in session.execute(
+            select(Subscriber.id, *columns).where(any_set)
+        )
+    }

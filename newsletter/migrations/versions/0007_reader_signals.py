@@ -1,4 +1,4 @@
-"""feedback votes
+"""feedback votes, followed authors, muted words, personal keywords
 
 Revision ID: 0007
 Revises: 0006
@@ -17,6 +17,11 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    for column in ("follow_authors", "muted_words", "personal_keywords"):
+        op.add_column(
+            "subscribers",
+            sa.Column(column, sa.JSON(), nullable=False, server_default=sa.text("'[]'")),
+        )
     op.create_table(
         "feedback_votes",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -52,3 +57,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("feedback_votes")
+    with op.batch_alter_table("subscribers") as batch:
+        for column in ("follow_authors", "muted_words", "personal_keywords"):
+            batch.drop_column(column)
