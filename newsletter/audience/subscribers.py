@@ -699,6 +699,9 @@ class _Importer:
             "created_at": now,
             "confirmed_at": now if status == SubscriberStatus.CONFIRMED else None,
             "unsubscribed_at": now if status == SubscriberStatus.UNSUBSCRIBED else None,
+            "follow_authors": [],
+            "muted_words": [],
+            "personal_keywords": [],
         }
         return _db_values(self.session, SUBSCRIBERS, values)
 
