@@ -90,24 +90,6 @@ def test_settings_come_from_extra_with_defaults(settings):
         sch.ScheduleConfig.from_settings(bad)
 
 
-# -- leases -----------------------------------------------------------------------------------
-
-
-def test_the_lease_is_held_by_one_holder_until_it_expires_or_is_released(app):
-    t0 = utc(2026, 3, 23, 8)
-    with app.transaction() as s:
-        assert sch.acquire_lease("scheduler", "a", t0, 30, session=s)
-        assert not sch.acquire_lease("scheduler", "b", t0 + timedelta(seconds=10), 30, session=s)
-        assert sch.acquire_lease("scheduler", "a", t0 + timedelta(seconds=20), 30, session=s)
-        # a renewed at 20 s: still held at 45 s, free after 50 s.
-        assert not sch.acquire_lease("scheduler", "b", t0 + timedelta(seconds=45), 30, session=s)
-        assert sch.lease_holder("scheduler", t0 + timedelta(seconds=45), session=s) == "a"
-        assert sch.acquire_lease("scheduler", "b", t0 + timedelta(seconds=51), 30, session=s)
-        assert not sch.release_lease("scheduler", "a", session=s)
-        assert sch.release_lease("scheduler", "b", session=s)
-        assert sch.acquire_lease("scheduler", "a", t0 + timedelta(seconds=52), 30, session=s)
-
-
 # -- a simulated week -------------------------------------------------------------------------
 
 START = utc(2026, 3, 23)  # Monday; Europe leaves winter time on Sunday 2026-03-29

@@ -1,25 +1,33 @@
-"""Several `newsletter worker` processes share one edition on PostgreSQL; one is killed."""
+"""`newsletter worker` processes share editions; killed ones give their rows back."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from newsletter.core.models import Delivery, utcnow
 from newsletter.delivery import service as sending
 from newsletter.runners.worker import Worker, with_connections
 from tests import factories as f
+from tests.smtp_server import Fault, SmtpTestServer
 from tests.test_crash_safety import _lines, _start_server
 
 REPO = Path(__file__).resolve().parent.parent
 SUBSCRIBERS = 20_000
 WORKERS = 3
+HOST = socket.gethostname()
 CONCURRENCY = 4
 
 
@@ -97,3 +105,110 @@ def test_three_workers_one_killed_deliver_everyone_once(pg_app, env, tmp_path):
     assert doubled <= CONCURRENCY, f"{doubled} duplicates"
     status = sending.edition_status(pg_app, f.DAY)
     assert (status["sent"], status["pending"], status["sending"]) == (SUBSCRIBERS, 0, 0)
+
+
+# -- claims on a short lease, kept by a heartbeat -----------------------------------------------
+
+SHORT_LEASE = 2.0  # seconds; the default is a minute
+STALL = 20.0  # seconds the server sits on the first MAIL FROM it sees
+
+
+def _elsewhere(tmp_path: Path, lease: float = SHORT_LEASE) -> None:
+    """Configure processes started in tmp_path as senders of another machine."""
+    (tmp_path / "newsletter.toml").write_text(
+        f'host_name = "mailer-b"\nclaim_lease_seconds = {lease}\n', encoding="utf-8"
+    )
+
+
+def _start_worker(env: dict[str, str], cwd: Path, smtp_url: str, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "newsletter", "worker", "--concurrency", "1", "--poll", "0.2",
+         *extra],
+        env={**os.environ, **env, "NEWSLETTER_TRANSPORT": smtp_url},
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+
+
+def _claims(app) -> dict[str, tuple[str, str | None, object]]:  # noqa: ANN001
+    """Each row's (status, claimant, lease end), by subscriber address."""
+    with app.sessions() as s:
+        return {
+            d.subscriber.email: (d.status, d.claimed_by, d.lease_until)
+            for d in s.scalars(select(Delivery))
+        }
+
+
+def _wait(predicate, what: str, timeout: float = 60.0) -> float:  # noqa: ANN001
+    """Wait for predicate (at most `timeout` s); return the seconds it took."""
+    started = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - started < timeout, f"timed out waiting for {what}"
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def _planned(app, readers: int) -> None:  # noqa: ANN001
+    with app.transaction() as s:
+        t = f.topic(s, "llm")
+        f.paper(s, "A language model", topics={t: 2.0})
+        f.bulk_subscribers(s, readers, [t])
+    assert sending.plan(app, f.DAY).pending == readers
+
+
+def test_rows_of_a_worker_killed_on_another_host_come_back_within_the_short_lease(
+    app, env, tmp_path
+):
+    _planned(app, 6)
+    _elsewhere(tmp_path)
+    stall = Fault(stage="mail", delay=STALL, times=1)
+    with SmtpTestServer(faults=[stall]) as srv:
+        victim = _start_worker(env, tmp_path, srv.url)
+        try:
+            _wait(lambda: stall.hits == 1, "the worker on mailer-b to start sending")
+            claims = _claims(app)
+            assert {c[:2] for c in claims.values()} == {("sending", f"mailer-b:{victim.pid}")}
+            assert all(
+                c[2] < utcnow() + timedelta(seconds=SHORT_LEASE + 1) for c in claims.values()
+            )
+        finally:
+            victim.kill()
+            victim.communicate(timeout=30)
+
+        app.settings = dataclasses.replace(app.settings, transport=srv.url)
+        survivor = Worker(app, concurrency=1, poll=0.2)
+        thread = threading.Thread(target=survivor.run)
+        thread.start()
+        try:
+            took = _wait(lambda: len(srv.recipients()) == 6, "another worker to deliver the rows")
+        finally:
+            survivor.stop()
+            thread.join(timeout=60)
+    # Far sooner than the ten-minute lease claims had before (a generous bound on a busy box).
+    assert took < 30
+    assert Counter(srv.recipients()) == {f"s{i}@example.com": 1 for i in range(1, 7)}
+    assert {c[:2] for c in _claims(app).values()} == {("sent", f"{HOST}:{os.getpid()}")}
+
+
+def test_a_live_workers_heartbeat_keeps_its_claims_past_the_short_lease(app, env, tmp_path):
+    _planned(app, 3)
+    _elsewhere(tmp_path, lease=1.5)
+    stall = Fault(stage="mail", delay=8.0, times=1)
+    with SmtpTestServer(faults=[stall]) as srv:
+        worker = _start_worker(env, tmp_path, srv.url, "--once")
+        try:
+            _wait(lambda: stall.hits == 1, "the worker to start sending")
+            time.sleep(5.0)  # more than three leases into the stall
+            claims = _claims(app)
+            assert {c[:2] for c in claims.values()} == {("sending", f"mailer-b:{worker.pid}")}
+            assert all(c[2] > utcnow() for c in claims.values())  # renewed, still held
+            assert Worker(app, concurrency=1, poll=0.1).run(once=True).sent == 0
+            out, err = worker.communicate(timeout=60)
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.communicate()
+    assert worker.returncode == 0, err
+    assert Counter(srv.recipients()) == {f"s{i}@example.com": 1 for i in range(1, 4)}

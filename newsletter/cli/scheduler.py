@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from datetime import UTC, datetime
 
 import click
@@ -11,9 +10,8 @@ from newsletter.cli.common import echo_json, pass_app
 from newsletter.core.app import App
 from newsletter.core.models import utcnow
 from newsletter.runners import tick as scheduling
+from newsletter.runners.base import StopControl, stop_on_signals
 from newsletter.runners.scheduler import Scheduler
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @click.command("scheduler")
@@ -63,14 +61,10 @@ def _parse_time(value: str) -> datetime:
 
 
 def _run_once(app: App, as_json: bool) -> None:
-    control = scheduling.TickControl()
+    control = StopControl()
     # A stop signal finishes the message in flight and hands the other rows back.
-    previous = {sig: signal.signal(sig, lambda *_: control.stop()) for sig in STOP_SIGNALS}
-    try:
+    with stop_on_signals(control.stop):
         report = scheduling.run_once(app, utcnow(), control=control)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     if report is None:
         holder = scheduling.active_holder(app)
         click.echo(f"another scheduler is active ({holder}): nothing to do")

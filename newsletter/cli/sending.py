@@ -18,6 +18,7 @@ from newsletter.core.app import App
 from newsletter.core.errors import InputError
 from newsletter.delivery import service as sending
 from newsletter.delivery.engine import SendSummary
+from newsletter.runners.send import SendRun
 
 DATE_HELP = "Listing date YYYY-MM-DD (default: the newest listing)."
 
@@ -62,12 +63,14 @@ def send(
         return
     owed = preview.pending
     _confirm_large_send(min(owed, limit or owed), app.settings.confirm_above, yes)
-    report = sending.send(
+    report = SendRun(
         app,
         listing_date,
-        options=sending.options_from_settings(app, limit=limit, handle_signals=True),
+        options=sending.options_from_settings(app, limit=limit),
         progress=_progress_printer(owed),
-    )
+    ).deliver()
+    if report is None:  # a signal came before the run began
+        raise click.ClickException("stopped before anything was sent")
     s = report.summary
     if as_json:
         echo_json({"date": report.plan.listing_date, **_summary_dict(s)})
@@ -270,11 +273,9 @@ def worker(app: App, concurrency: int, once: bool, poll: float) -> None:
       newsletter plan && newsletter worker --once
       newsletter worker --concurrency 8
     """
-    from newsletter.runners.worker import Worker, install_signal_handlers
+    from newsletter.runners.worker import Worker
 
-    runner = Worker(app, concurrency=concurrency, poll=poll)
-    install_signal_handlers(runner)
-    report = runner.run(once=once)
+    report = Worker(app, concurrency=concurrency, poll=poll).run(once=once)
     click.echo(f"worker stopped: sent {report.sent}, failed {report.failed} in {report.runs} runs")
 
 

@@ -17,13 +17,10 @@ from newsletter.content.mime import (
 from newsletter.content.rendering import DigestPaper, DigestRenderer, EditionInfo, Recipient
 from newsletter.core.config import Settings
 from newsletter.core.tokens import make_token, unsubscribe_url
+from newsletter.delivery.store import ClaimedDelivery
 from newsletter.delivery.transports import OutgoingMessage
 from newsletter.editions.selection import EditionPapers
 from newsletter.matching.profiles import ReaderSignals
-
-# A claimed delivery: key, attempts, subscriber id, email, name, max papers, topic ids,
-# link key.
-Row = tuple[int, int, int, str, str, int, tuple[int, ...], str]
 
 
 @dataclass(frozen=True)
@@ -98,16 +95,16 @@ class MessagePreparer:
             key, attempts, subscriber_id, email, name, max_papers, topic_ids, link_key, papers
         )
 
-    def warm(self, rows: Sequence[Row]) -> None:
+    def warm(self, rows: Sequence[ClaimedDelivery]) -> None:
         """Render the digests new among these rows together, in few premailer runs."""
-        chosen = [self._choose(row[2], row[6], row[5]) for row in rows]
+        chosen = [self._choose_for(row) for row in rows]
         self.renderer.warm(
             self.edition, chosen if self.empty_policy != "skip" else [p for p in chosen if p]
         )
 
-    def prepare_many(self, rows: Sequence[Row]) -> list[Prepared | None]:
+    def prepare_many(self, rows: Sequence[ClaimedDelivery]) -> list[Prepared | None]:
         """Build the messages of many rows, rendering the digests new among them together."""
-        chosen = [self._choose(row[2], row[6], row[5]) for row in rows]
+        chosen = [self._choose_for(row) for row in rows]
         wanted = chosen if self.empty_policy != "skip" else [p for p in chosen if p]
         self.renderer.warm(self.edition, wanted)
         return [self._prepare(*row, papers) for row, papers in zip(rows, chosen, strict=True)]
@@ -132,6 +129,9 @@ class MessagePreparer:
             self._topic_names[topic_ids] = names
         recipient = Recipient(subscriber_id, email, name, names, link_key)
         return self.build(key, attempts, recipient, papers)
+
+    def _choose_for(self, row: ClaimedDelivery) -> tuple[DigestPaper, ...]:
+        return self._choose(row.subscriber_id, row.topic_ids, row.max_papers)
 
     def _choose(
         self, subscriber_id: int, topic_ids: tuple[int, ...], max_papers: int

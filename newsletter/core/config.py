@@ -79,6 +79,11 @@ class Settings:
     retry_max_seconds: float = 3600.0
     retry_wait_seconds: float = 0.0  # how long one `send` run waits for retries not yet due
     send_batch_size: int = 500
+    # A sender's claim on its rows lasts this long past its last heartbeat (a third of it).
+    claim_lease_seconds: float = 60.0
+    # This machine's part of process names ("host:pid") in claims and leases; empty: the
+    # host name. Every machine or container needs its own.
+    host_name: str = ""
     # `send` from a terminal asks for --yes above this many recipients.
     confirm_above: int = 1000
     # Web pages: confirmation links, pending sign-ups, rate limits, proxies in front.

@@ -1,4 +1,8 @@
-"""Named leases in the database: one holder at a time, with an expiry, renewed while held."""
+"""Named leases in the database, process identity, and the heartbeat that keeps claims alive.
+
+A lease has one holder at a time and an expiry; its holder renews it while it works. A holder
+is named "host:pid", so a process can tell whether a holder on its own host still runs.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,11 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from functools import partial
+from pathlib import Path
 
 from sqlalchemy import case, delete, insert, or_, update
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -19,24 +25,90 @@ from newsletter.core.models import Lease, utcnow
 
 log = logging.getLogger(__name__)
 
+PROC = Path("/proc")
+# Process states in /proc/PID/stat of a process that has exited: zombie, dead.
+_EXITED_STATES = frozenset("ZX")
+
 
 class LeaseTaken(NewsletterError):
     """Another live process holds the lease."""
 
 
+# -- who we are, and whether a holder still runs ----------------------------------------------
+
+
+def default_worker_id(host: str = "") -> str:
+    """Name this process "host:pid" (host: the given name, else the machine's host name)."""
+    return f"{host or socket.gethostname()}:{os.getpid()}"
+
+
+def host_of(holder: str) -> str:
+    """Return the host part of a "host:pid" holder name."""
+    return holder.rpartition(":")[0]
+
+
+def pid_alive(pid: int) -> bool:
+    """Tell whether a process of this host runs; a zombie (exited, not yet reaped) does not."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        pass
+    return _proc_state(pid) not in _EXITED_STATES
+
+
+def _proc_state(pid: int) -> str:
+    """Return the state letter of /proc/PID/stat, or "" where /proc does not say."""
+    try:
+        stat = (PROC / str(pid) / "stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return ""
+    # The command name sits in parentheses and may itself hold ") ": the state follows the last.
+    return stat.rpartition(")")[2].strip()[:1]
+
+
+def holder_is_dead_here(holder: str, here: str | None = None) -> bool:
+    """Tell whether a "host:pid" holder names a process of host `here` that no longer runs.
+
+    `here` defaults to the machine's host name; holders of other hosts are never judged dead.
+    """
+    host, _, pid = holder.rpartition(":")
+    if host != (here or socket.gethostname()) or not pid.isdigit():
+        return False
+    return not pid_alive(int(pid))
+
+
+# -- one lease: take, renew, release ----------------------------------------------------------
+
+
 def acquire_lease(
-    name: str, holder: str, now: datetime, seconds: float, *, session: Session
+    name: str,
+    holder: str,
+    now: datetime,
+    seconds: float,
+    *,
+    session: Session,
+    marker: bool = False,
 ) -> bool:
-    """Take the named lease when it is missing, expired or already ours; renew it if ours."""
+    """Take the named lease when it is missing or expired; renew it if ours.
+
+    A marker (a "done until then" record) is taken only once it has expired, even by its
+    holder, and keeps the time it was first taken, from which a retry's backoff grows.
+    """
     until = now + timedelta(seconds=seconds)
+    takeable = (
+        Lease.expires_at <= now if marker else or_(Lease.expires_at < now, Lease.holder == holder)
+    )
+    first_taken = (
+        Lease.acquired_at
+        if marker
+        else case((Lease.holder == holder, Lease.acquired_at), else_=now)
+    )
     taken = session.execute(
         update(Lease)
-        .where(Lease.name == name, or_(Lease.expires_at < now, Lease.holder == holder))
-        .values(
-            holder=holder,
-            expires_at=until,
-            acquired_at=case((Lease.holder == holder, Lease.acquired_at), else_=now),
-        )
+        .where(Lease.name == name, takeable)
+        .values(holder=holder, expires_at=until, acquired_at=first_taken)
         .execution_options(synchronize_session=False)
     ).rowcount
     return bool(taken) or _insert_lease(name, holder, now, until, session=session)
@@ -73,32 +145,63 @@ def lease_holder(name: str, now: datetime, *, session: Session) -> str | None:
     return lease.holder if lease is not None and lease.expires_at >= now else None
 
 
-def holder_is_dead_here(holder: str) -> bool:
-    """Tell whether a "host:pid" holder names a process of this host that no longer runs."""
-    host, _, pid = holder.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, owned by someone else
-        return False
-    return False
+def take_lease(
+    sessions: sessionmaker[Session], name: str, holder: str, seconds: float
+) -> str | None:
+    """Take or renew the lease (from a dead holder of our host too); return who else has it.
 
-
-def _take(sessions: sessionmaker[Session], name: str, holder: str, seconds: float) -> str | None:
-    """Take the lease (from a dead local holder too); return the live holder that has it."""
+    None means we hold it now, for `seconds` more.
+    """
     with sessions.begin() as session:
         if acquire_lease(name, holder, utcnow(), seconds, session=session):
             return None
         current = lease_holder(name, utcnow(), session=session)
-        # A sender killed with -9 keeps its lease until it expires: free it at once.
-        if current is not None and holder_is_dead_here(current):
+        # A process killed with -9 keeps its lease until it expires: free it at once.
+        if current is not None and holder_is_dead_here(current, host_of(holder)):
             release_lease(name, current, session=session)
             if acquire_lease(name, holder, utcnow(), seconds, session=session):
                 return None
         return current or "another process"
+
+
+def give_up_lease(sessions: sessionmaker[Session], name: str, holder: str) -> bool:
+    """Release the lease in a transaction of its own; True if we held it."""
+    with sessions.begin() as session:
+        return release_lease(name, holder, session=session)
+
+
+class Heartbeat:
+    """Calls `beat` every `interval` seconds on a thread of its own until stopped.
+
+    A beat that meets a busy database is logged and tried again at the next one: the lease it
+    renews outlives a few missed beats.
+    """
+
+    def __init__(self, name: str, interval: float, beat: Callable[[], object]) -> None:
+        self._beat = beat
+        self._interval = interval
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{name}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop beating; returns once no beat is running."""
+        self._stopped.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stopped.wait(self._interval):
+            try:
+                self._beat()
+            except OperationalError as exc:
+                log.warning("%s: missed a beat: %s", self._thread.name, exc)
 
 
 @contextmanager
@@ -106,25 +209,12 @@ def hold_lease(
     sessions: sessionmaker[Session], name: str, holder: str, seconds: float = 60.0
 ) -> Iterator[None]:
     """Hold the named lease for the block, renewing it in the background; LeaseTaken if held."""
-    current = _take(sessions, name, holder, seconds)
+    current = take_lease(sessions, name, holder, seconds)
     if current is not None:
         raise LeaseTaken(f"{name} is held by {current}")
-    stop = threading.Event()
-
-    def renew() -> None:
-        while not stop.wait(seconds / 3):
-            try:
-                with sessions.begin() as session:
-                    acquire_lease(name, holder, utcnow(), seconds, session=session)
-            except OperationalError as exc:  # a busy database: try again at the next beat
-                log.warning("could not renew lease %s: %s", name, exc)
-
-    renewer = threading.Thread(target=renew, name=f"lease-{name}", daemon=True)
-    renewer.start()
     try:
-        yield
+        renew = partial(take_lease, sessions, name, holder, seconds)
+        with Heartbeat(f"lease-{name}", seconds / 3, renew):
+            yield
     finally:
-        stop.set()
-        renewer.join()
-        with sessions.begin() as session:
-            release_lease(name, holder, session=session)
+        give_up_lease(sessions, name, holder)

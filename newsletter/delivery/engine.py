@@ -1,39 +1,33 @@
-"""Claiming, sending and recording deliveries: effectively once, crash-safe, fast.
+"""Sending deliveries: effectively once, crash-safe, fast (the SQL lives in `store`).
 
-A row is claimed (status `sending`, with a lease) before its message is built and sent, and is
-recorded as soon as the transport answers. Each connection waits until its last result is
-committed before it sends the next message, so a crash can double at most one message per
-connection. Results are committed in groups (whatever arrived while the previous commit ran).
+A row is claimed (status `sending`, with a short lease renewed by a heartbeat while the run
+lasts) before its message is built and sent, and is recorded as soon as the transport
+answers. Each connection waits until its last result is committed before it sends the next
+message, so a crash can double at most one message per connection. Results are committed in
+groups (whatever arrived while the previous commit ran).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
-import signal
-import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, and_, bindparam, func, or_, select, update
+from sqlalchemy import Connection, Engine
 
 from newsletter.audience.suppressions import suppress_after_permanent_failure
-from newsletter.content.compose import MessagePreparer, Prepared, Row
+from newsletter.content.compose import MessagePreparer, Prepared
 from newsletter.core.config import Settings
 from newsletter.core.errors import ConfigError, InputError, TransportError
-from newsletter.core.models import (
-    Delivery,
-    DeliveryStatus,
-    Edition,
-    Subscriber,
-    Subscription,
-    utcnow,
-)
+from newsletter.core.leases import Heartbeat, default_worker_id, host_of
+from newsletter.core.models import Edition, utcnow
+from newsletter.delivery import store
+from newsletter.delivery.store import ClaimedDelivery
 from newsletter.delivery.transports import Outcome, SendResult, Transport, TransportUnavailable
 
 log = logging.getLogger(__name__)
@@ -41,31 +35,22 @@ log = logging.getLogger(__name__)
 PREPARE_SLICE = 50  # messages built per step; ~40 KB each, so little waits in memory
 NOTHING_MATCHED = "no new paper matched the topics"
 
-_SENT, _PENDING, _SENDING, _FAILED, _SKIPPED = (
-    DeliveryStatus.SENT.value,
-    DeliveryStatus.PENDING.value,
-    DeliveryStatus.SENDING.value,
-    DeliveryStatus.FAILED.value,
-    DeliveryStatus.SKIPPED.value,
-)
-
-
-def default_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+# How long a claim lasts unless its sender renews it: the rows of a sender that died come
+# back this long after its last heartbeat.
+CLAIM_LEASE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
 class SendOptions:
     worker_id: str = field(default_factory=default_worker_id)
     batch_size: int = 500
-    lease_seconds: float = 600.0
+    lease_seconds: float = CLAIM_LEASE_SECONDS  # renewed every third of it while the run lasts
     max_attempts: int = 5
     backoff_base: float = 60.0  # seconds before the first retry; doubles per attempt
     backoff_max: float = 3600.0
     max_wait: float = 0.0  # how long one run may wait for retries that are not yet due
     limit: int | None = None
     empty_policy: str = "skip"
-    handle_signals: bool = False
 
 
 @dataclass
@@ -96,141 +81,6 @@ def backoff_delay(attempt: int, options: SendOptions) -> float:
     """Exponential backoff with full jitter in its upper half, capped."""
     delay = min(options.backoff_max, options.backoff_base * 2 ** max(attempt - 1, 0))
     return delay * (0.5 + random.random() / 2)
-
-
-def _owed_clause(now: datetime):
-    due = or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now)
-    return or_(
-        and_(Delivery.status == _PENDING, due),
-        # A `sending` row whose lease ran out belongs to a worker that died.
-        and_(Delivery.status == _SENDING, Delivery.lease_until < now),
-    )
-
-
-def claim_deliveries(
-    conn: Connection, edition_id: int, *, worker: str, limit: int, lease_seconds: float
-) -> list[tuple[int, int, int]]:
-    """Claim up to `limit` owed rows; return (delivery id, subscriber id, attempt number)."""
-    now = utcnow()
-    ids = (
-        select(Delivery.id)
-        .where(Delivery.edition_id == edition_id, _owed_clause(now))
-        .order_by(Delivery.id)
-        .limit(limit)
-    )
-    if conn.dialect.name == "postgresql":
-        ids = ids.with_for_update(skip_locked=True)
-    stmt = (
-        update(Delivery)
-        .where(Delivery.id.in_(ids.scalar_subquery()))
-        .values(
-            status=_SENDING,
-            lease_until=now + timedelta(seconds=lease_seconds),
-            claimed_by=worker,
-            attempts=Delivery.attempts + 1,
-        )
-        .returning(Delivery.id, Delivery.subscriber_id, Delivery.attempts)
-    )
-    rows = conn.execute(stmt).all()
-    return sorted((r[0], r[1], r[2]) for r in rows)
-
-
-def release_claims(conn: Connection, *, worker: str, keep: set[int] | None = None) -> int:
-    """Give rows this worker claimed but did not send back to the pending pool."""
-    stmt = update(Delivery).where(Delivery.claimed_by == worker, Delivery.status == _SENDING)
-    if keep:
-        stmt = stmt.where(Delivery.id.not_in(sorted(keep)))
-    stmt = stmt.values(
-        status=_PENDING,
-        lease_until=None,
-        claimed_by=None,
-        attempts=func.max(Delivery.attempts - 1, 0)
-        if conn.dialect.name == "sqlite"
-        else func.greatest(Delivery.attempts - 1, 0),
-    )
-    return conn.execute(stmt).rowcount or 0
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    return True
-
-
-def release_dead_local_claims(conn: Connection, edition_id: int) -> int:
-    """Hand back rows claimed by senders on this host that no longer run.
-
-    Rows of dead senders elsewhere come back when their lease runs out.
-    """
-    host = socket.gethostname()
-    workers = conn.scalars(
-        select(Delivery.claimed_by)
-        .where(Delivery.edition_id == edition_id, Delivery.status == _SENDING)
-        .distinct()
-    ).all()
-    released = 0
-    for worker in workers:
-        name, _, pid = (worker or "").rpartition(":")
-        if name != host or not pid.isdigit() or _pid_alive(int(pid)):
-            continue
-        released += (
-            conn.execute(
-                update(Delivery)
-                .where(Delivery.claimed_by == worker, Delivery.status == _SENDING)
-                .values(status=_PENDING, lease_until=None, claimed_by=None)
-            ).rowcount
-            or 0
-        )
-    return released
-
-
-_GUARD = and_(
-    Delivery.id == bindparam("b_id"),
-    Delivery.claimed_by == bindparam("b_worker"),
-    Delivery.status == _SENDING,
-)
-_MARK_SENT = (
-    update(Delivery)
-    .where(_GUARD)
-    .values(
-        status=_SENT,
-        sent_at=bindparam("b_now"),
-        last_reply=bindparam("b_reply"),
-        message_id=bindparam("b_mid"),
-        paper_ids=bindparam("b_papers", type_=Delivery.paper_ids.type),
-        lease_until=None,
-        next_attempt_at=None,
-    )
-)
-_MARK_FAILED = (
-    update(Delivery)
-    .where(_GUARD)
-    .values(status=_FAILED, last_reply=bindparam("b_reply"), lease_until=None)
-)
-_MARK_RETRY = (
-    update(Delivery)
-    .where(_GUARD)
-    .values(
-        status=_PENDING,
-        last_reply=bindparam("b_reply"),
-        next_attempt_at=bindparam("b_next"),
-        lease_until=None,
-        claimed_by=None,
-    )
-)
-_MARK_SKIPPED = (
-    update(Delivery)
-    .where(_GUARD)
-    .values(status=_SKIPPED, skip_reason=bindparam("b_reply"), lease_until=None)
-)
-
-
-def _trim_reply(reply: str) -> str:
-    return reply.replace("\r", " ").replace("\n", " ")[:500]
 
 
 class _Recorder:
@@ -289,7 +139,7 @@ class _Recorder:
             base = {
                 "b_id": result.key,
                 "b_worker": self._worker,
-                "b_reply": _trim_reply(result.reply),
+                "b_reply": store.trim_reply(result.reply),
             }
             attempts = prepared.attempts if prepared else 1
             if result.outcome == Outcome.SENT:
@@ -300,7 +150,9 @@ class _Recorder:
             elif result.outcome == "skipped":
                 skipped.append(base)
             elif attempts >= self._options.max_attempts:
-                base["b_reply"] = f"gave up after {attempts} attempts: {base['b_reply']}"[:500]
+                base["b_reply"] = store.trim_reply(
+                    f"gave up after {attempts} attempts: {base['b_reply']}"
+                )
                 failed.append(base)
             else:
                 delay = backoff_delay(attempts, self._options)
@@ -324,14 +176,7 @@ class _Recorder:
         self, conn: Connection, sent: list, failed: list, retry: list, skipped: list
     ) -> None:
         with conn.begin():
-            for stmt, params in (
-                (_MARK_SENT, sent),
-                (_MARK_FAILED, failed),
-                (_MARK_RETRY, retry),
-                (_MARK_SKIPPED, skipped),
-            ):
-                if params:
-                    conn.execute(stmt, params)
+            store.record_results(conn, sent=sent, failed=failed, retry=retry, skipped=skipped)
             if failed:  # 5xx "no such mailbox" and the like: never mail the address again
                 suppress_after_permanent_failure(conn, [(p["b_id"], p["b_reply"]) for p in failed])
 
@@ -380,23 +225,25 @@ class EditionSender:
     def run(self) -> SendSummary:
         """Send until nothing is owed (or the limit, a stop, or a fatal transport error)."""
         started = time.perf_counter()
+        worker = self.options.worker_id
         with self.engine.begin() as conn:
-            recovered = release_dead_local_claims(conn, self.edition.id)
+            recovered = store.release_dead_claims(
+                conn, here=host_of(worker), edition_id=self.edition.id
+            )
         if recovered:
             log.warning("took back %d rows claimed by a sender that died", recovered)
         try:
-            asyncio.run(self._run())
+            with Heartbeat(f"claims-{worker}", self.options.lease_seconds / 3, self._renew_claims):
+                asyncio.run(self._run())
         except TransportUnavailable as exc:  # could not even connect
             self._fatal = exc
         finally:
             with self.engine.begin() as conn:
-                released = release_claims(
-                    conn, worker=self.options.worker_id, keep=self._unrecorded
-                )
+                released = store.release_claims(conn, worker=worker, keep=self._unrecorded)
+                self.summary.owed = store.count_unfinished(conn, self.edition.id)
             if released:
                 log.info("released %d claimed rows that were not sent", released)
             self.summary.elapsed = time.perf_counter() - started
-            self.summary.owed = self._count_owed()
             self.summary.stopped = self._stop
         if self._fatal is not None:
             raise TransportError(
@@ -404,11 +251,14 @@ class EditionSender:
             ) from self._fatal
         return self.summary
 
+    def _renew_claims(self) -> None:
+        """Keep this run's claims alive: they lapse soon after the process stops beating."""
+        with self.engine.begin() as conn:
+            store.renew_claims(
+                conn, worker=self.options.worker_id, lease_seconds=self.options.lease_seconds
+            )
+
     async def _run(self) -> None:
-        if self.options.handle_signals:
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, self.stop)
         recorder = _Recorder(self.engine, self.options.worker_id, self.options, self.summary)
         if self.progress:
             recorder.on_flush = lambda: self.progress(self.summary)
@@ -464,10 +314,10 @@ class EditionSender:
                     await queue.put(prepared)
         await queue.join()
 
-    def _claim(self, want: int) -> tuple[list[Row], list[int]]:
+    def _claim(self, want: int) -> tuple[list[ClaimedDelivery], list[int]]:
         """Claim owed rows and load their subscribers; render the digests new among them."""
         with self.engine.begin() as conn:
-            claimed = claim_deliveries(
+            claimed = store.claim_deliveries(
                 conn,
                 self.edition.id,
                 worker=self.options.worker_id,
@@ -477,29 +327,23 @@ class EditionSender:
             self._claimed += len(claimed)
             if not claimed:
                 return [], []
-            people = _load_recipients(conn, [c[1] for c in claimed])
-        rows = [
-            (delivery_id, attempts, subscriber_id, *people[subscriber_id])
-            for delivery_id, subscriber_id, attempts in claimed
-            if subscriber_id in people
-        ]
-        missing = [c[0] for c in claimed if c[1] not in people]
+            rows, missing = store.load_claimed(conn, claimed)
         self.preparer.warm(rows)  # one premailer run for the whole batch's new parts
         return rows, missing
 
-    def _prepare(self, rows: list[Row]) -> tuple[list[Prepared], list[_SkipResult]]:
+    def _prepare(self, rows: list[ClaimedDelivery]) -> tuple[list[Prepared], list[_SkipResult]]:
         ready: list[Prepared] = []
         skipped: list[_SkipResult] = []
         for row, prepared in zip(rows, self._build(rows), strict=True):
             if prepared is None:
-                skipped.append(_SkipResult(row[0], NOTHING_MATCHED))
+                skipped.append(_SkipResult(row.key, NOTHING_MATCHED))
             elif isinstance(prepared, _SkipResult):
                 skipped.append(prepared)
             else:
                 ready.append(prepared)
         return ready, skipped
 
-    def _build(self, rows: list[Row]) -> list[Prepared | _SkipResult | None]:
+    def _build(self, rows: list[ClaimedDelivery]) -> list[Prepared | _SkipResult | None]:
         """Build the rows' messages; a row whose stored data makes no valid message fails alone."""
         try:
             return list(self.preparer.prepare_many(rows))
@@ -514,7 +358,7 @@ class EditionSender:
             except ConfigError:
                 raise
             except InputError as exc:
-                built.append(_SkipResult(row[0], f"not sent: {exc}", Outcome.FAILED))
+                built.append(_SkipResult(row.key, f"not sent: {exc}", Outcome.FAILED))
         return built
 
     async def _wait_for_retries(self) -> bool:
@@ -530,11 +374,7 @@ class EditionSender:
 
     def _next_retry_at(self) -> datetime | None:
         with self.engine.connect() as conn:
-            return conn.scalar(
-                select(func.min(Delivery.next_attempt_at)).where(
-                    Delivery.edition_id == self.edition.id, Delivery.status == _PENDING
-                )
-            )
+            return store.next_retry_at(conn, self.edition.id)
 
     async def _consume(self, queue: asyncio.Queue[Prepared | None], recorder: _Recorder) -> None:
         while True:
@@ -558,40 +398,3 @@ class EditionSender:
                 self._unrecorded.discard(prepared.key)
             finally:
                 queue.task_done()
-
-    def _count_owed(self) -> int:
-        with self.engine.connect() as conn:
-            return (
-                conn.scalar(
-                    select(func.count())
-                    .select_from(Delivery)
-                    .where(
-                        Delivery.edition_id == self.edition.id,
-                        Delivery.status.in_([_PENDING, _SENDING]),
-                    )
-                )
-                or 0
-            )
-
-
-def _load_recipients(
-    conn: Connection, subscriber_ids: list[int]
-) -> dict[int, tuple[str, str, int, tuple[int, ...], str]]:
-    """Load (email, name, max papers, topic ids, link key) for each subscriber id."""
-    rows = conn.execute(
-        select(
-            Subscriber.id,
-            Subscriber.email,
-            Subscriber.name,
-            Subscriber.max_papers,
-            Subscriber.link_key,
-        ).where(Subscriber.id.in_(subscriber_ids))
-    ).all()
-    topics: dict[int, list[int]] = {sid: [] for sid in subscriber_ids}
-    for sid, tid in conn.execute(
-        select(Subscription.subscriber_id, Subscription.topic_id).where(
-            Subscription.subscriber_id.in_(subscriber_ids)
-        )
-    ):
-        topics[sid].append(tid)
-    return {r[0]: (r[1], r[2] or "", r[3], tuple(sorted(topics[r[0]])), r[4]) for r in rows}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
@@ -15,7 +16,7 @@ from newsletter.content.compose import MessagePreparer, Prepared
 from newsletter.content.rendering import EditionInfo, Recipient, make_renderer
 from newsletter.core.app import App
 from newsletter.core.errors import NotFound, TransportError
-from newsletter.core.leases import LeaseTaken, hold_lease
+from newsletter.core.leases import LeaseTaken, default_worker_id, hold_lease
 from newsletter.core.models import DeliveryStatus, Edition, Subscription
 from newsletter.delivery.engine import EditionSender, ProgressCallback, SendOptions, SendSummary
 from newsletter.delivery.transports import Outcome, SendResult, Transport, make_transport
@@ -44,6 +45,8 @@ def options_from_settings(app: App, **overrides: object) -> SendOptions:
     """Build send options from the settings, with explicit overrides."""
     s = app.settings
     values: dict[str, object] = {
+        "worker_id": default_worker_id(s.host_name),
+        "lease_seconds": s.claim_lease_seconds,
         "batch_size": s.send_batch_size,
         "max_attempts": s.max_attempts,
         "backoff_base": s.retry_base_seconds,
@@ -103,12 +106,19 @@ def send(
     options: SendOptions | None = None,
     transport: Transport | None = None,
     progress: ProgressCallback | None = None,
+    attach: Callable[[EditionSender | None], None] | None = None,
 ) -> SendReport:
-    """Plan the edition (idempotent) and deliver every owed message."""
+    """Plan the edition (idempotent) and deliver every owed message.
+
+    `attach` is called with the sender before it runs and with None after, so that a signal
+    or another thread can stop it.
+    """
     options = options or options_from_settings(app)
+    attach = attach or (lambda _sender: None)
     stats = plan(app, listing_date)
     sender = edition_sender(app, stats.edition_id, options=options, transport=transport,
                             progress=progress)  # fmt: skip
+    attach(sender)
     # Workers share rows by design; two `send` runs of one edition are an operator's mistake.
     try:
         with hold_lease(app.sessions, send_lease_name(stats.edition_id), options.worker_id):
@@ -118,6 +128,8 @@ def send(
             f"the {stats.listing_date} edition is already being sent ({exc}); "
             "wait for that run to finish"
         ) from None
+    finally:
+        attach(None)
 
 
 def send_lease_name(edition_id: int) -> str:

@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import delete, insert, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
 from newsletter.core.app import App
 from newsletter.core.errors import ConfigError, InputError, NewsletterError, NoListing
+from newsletter.core.leases import acquire_lease
 from newsletter.core.models import Lease
 from newsletter.matching.matches import match_papers
 from newsletter.papers.ingest import ingest_records
@@ -203,26 +203,8 @@ def _attempt(
 
 def _claim(name: str, holder: str, now: datetime, *, session: Session) -> bool:
     """Claim the next attempt, unless the day is done or its retry is not yet due."""
-    taken = session.execute(
-        update(Lease)
-        .where(Lease.name == name, Lease.expires_at <= now)
-        .values(holder=holder, expires_at=now + FETCH_HOLD)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if taken:
-        return True
-    if session.get(Lease, name) is not None:
-        return False
-    try:
-        with session.begin_nested():  # a racing process inserts first: it fetches, not us
-            session.execute(
-                insert(Lease).values(
-                    name=name, holder=holder, expires_at=now + FETCH_HOLD, acquired_at=now
-                )
-            )
-    except IntegrityError:
-        return False
-    return True
+    seconds = FETCH_HOLD.total_seconds()
+    return acquire_lease(name, holder, now, seconds, session=session, marker=True)
 
 
 def _finish(name: str, now: datetime, retry_at: datetime | None, *, session: Session) -> None:

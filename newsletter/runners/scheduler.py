@@ -1,17 +1,15 @@
 """APScheduler wiring: a fetch job on a cron line, a delivery tick, and a lease for one leader.
 
-The jobs only trigger the service functions in `newsletter.scheduling`; their state lives in
-the database, so nothing is pickled and a restart catches up on whatever is owed.
+The jobs only trigger the service functions in `newsletter.runners.tick`; their state lives
+in the database, so nothing is pickled and a restart catches up on whatever is owed.
 """
 
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -19,19 +17,12 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from newsletter.core.app import App
+from newsletter.core.leases import default_worker_id, give_up_lease, lease_holder, take_lease
 from newsletter.core.models import utcnow
-from newsletter.delivery.engine import default_worker_id
 from newsletter.delivery.transports import Transport
 from newsletter.papers.fetch import check_cron
-from newsletter.runners.tick import (
-    SCHEDULER_LEASE,
-    ScheduleConfig,
-    TickControl,
-    acquire_lease,
-    lease_holder,
-    release_lease,
-    run_due,
-)
+from newsletter.runners.base import Runner, StopControl
+from newsletter.runners.tick import SCHEDULER_LEASE, ScheduleConfig, run_due
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +30,7 @@ JOB_GRACE_SECONDS = 3600  # a job held up by a long send still runs (once) after
 STOP_WAIT_SECONDS = 120.0  # how long a stop waits for a running send to hand back its rows
 
 
-class Scheduler:
+class Scheduler(Runner):
     """Runs the jobs while it holds the scheduler lease; waits as a standby otherwise."""
 
     def __init__(
@@ -54,53 +45,48 @@ class Scheduler:
         self.app = app
         self.config = config or ScheduleConfig.from_settings(app.settings)
         check_cron(self.config.fetch_cron)
-        self.holder = holder or default_worker_id()
+        super().__init__(poll=self.renew_seconds)
+        self.holder = holder or default_worker_id(app.settings.host_name)
         self.transport = transport
         self.clock = clock
-        self._stop = threading.Event()
-        self._control = TickControl()
+        self._control = StopControl()  # one per term as leader: a lost lease stops its jobs
         self._aps: BlockingScheduler | None = None
         self._busy = threading.Semaphore(1)  # held while a job runs
+        self._waiting_logged = False
 
     @property
     def renew_seconds(self) -> float:
         return self.config.lease_seconds / 3
 
-    def run(self) -> None:
-        """Wait for the lease, run the jobs while holding it; return after stop()."""
-        self._install_signal_handlers()
-        waiting_logged = False
-        try:
-            while not self._stop.is_set():
-                if not self._try_lease():
-                    if not waiting_logged:
-                        log.info("standby: another scheduler holds the lease (%s)", self._holder())
-                        waiting_logged = True
-                    self._stop.wait(self.renew_seconds)
-                    continue
-                waiting_logged = False
-                log.info("active: %s holds the scheduler lease", self.holder)
-                self._run_jobs()
-        finally:
-            self._release()
+    def work(self) -> bool:
+        """Wait as a standby, or run the jobs while holding the lease (until stop or loss)."""
+        if not self._try_lease():
+            if not self._waiting_logged:
+                log.info("standby: another scheduler holds the lease (%s)", self._holder())
+                self._waiting_logged = True
+            return False
+        self._waiting_logged = False
+        log.info("active: %s holds the scheduler lease", self.holder)
+        self._run_jobs()
+        return True
 
-    def stop(self, *_: Any) -> None:
-        """Stop: finish or hand back the rows being sent, release the lease, return from run()."""
-        if not self._stop.is_set():
-            log.info("stopping: finishing the send in flight")
-        self._stop.set()
+    def interrupt(self) -> None:
+        """Stop the jobs: the send in flight finishes or hands back its rows."""
+        log.info("stopping: finishing the send in flight")
+        self._stop_jobs()
+
+    def hand_back(self) -> None:
+        """Release the scheduler lease."""
+        if give_up_lease(self.app.sessions, SCHEDULER_LEASE, self.holder):
+            log.info("released the scheduler lease")
+
+    def _stop_jobs(self) -> None:
         self._control.stop()
         if self._aps is not None and self._aps.running:
             self._aps.shutdown(wait=False)
 
-    def _install_signal_handlers(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return  # tests run the scheduler in a thread and call stop() themselves
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self.stop)
-
     def _run_jobs(self) -> None:
-        self._control = TickControl()
+        self._control = StopControl()
         aps = BlockingScheduler(
             timezone="UTC",
             job_defaults={
@@ -128,7 +114,7 @@ class Scheduler:
             name="fetch",
         )
         self._aps = aps
-        if self._stop.is_set():
+        if self.stopping:
             return
         aps.start()  # blocks until stop() or a lost lease shuts it down
         self._aps = None
@@ -140,7 +126,7 @@ class Scheduler:
 
     def _job(self, body: Callable[[], object]) -> object:
         with self._busy:
-            if self._stop.is_set() or not self._renew():
+            if self.stopping or not self._renew():
                 return None
             return body()
 
@@ -165,29 +151,19 @@ class Scheduler:
         if self._try_lease():
             return True
         log.warning("lost the scheduler lease to %s: back to standby", self._holder())
-        self._control.stop()
-        if self._aps is not None and self._aps.running:
-            self._aps.shutdown(wait=False)
+        self._stop_jobs()
         return False
 
     def _try_lease(self) -> bool:
-        with self.app.transaction() as session:
-            return acquire_lease(
-                SCHEDULER_LEASE,
-                self.holder,
-                utcnow(),
-                self.config.lease_seconds,
-                session=session,
-            )
+        """Take or renew the lease (the one take/renew of `core.leases`)."""
+        return (
+            take_lease(self.app.sessions, SCHEDULER_LEASE, self.holder, self.config.lease_seconds)
+            is None
+        )
 
     def _holder(self) -> str | None:
         with self.app.sessions() as session:
             return lease_holder(SCHEDULER_LEASE, utcnow(), session=session)
-
-    def _release(self) -> None:
-        with self.app.transaction() as session:
-            if release_lease(SCHEDULER_LEASE, self.holder, session=session):
-                log.info("released the scheduler lease")
 
     def _log_job(self, event: JobExecutionEvent) -> None:
         if event.exception is not None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +31,13 @@ from sqlalchemy.orm import Session
 from newsletter.core.app import App
 from newsletter.core.config import Settings
 from newsletter.core.errors import ConfigError, TransportError
-from newsletter.core.leases import acquire_lease, lease_holder, release_lease
+from newsletter.core.leases import (
+    default_worker_id,
+    give_up_lease,
+    host_of,
+    lease_holder,
+    take_lease,
+)
 from newsletter.core.models import (
     Delivery,
     DeliveryStatus,
@@ -45,18 +50,19 @@ from newsletter.core.models import (
     Suppression,
     utcnow,
 )
-from newsletter.delivery.engine import EditionSender, SendOptions, SendSummary, default_worker_id
+from newsletter.delivery import store
+from newsletter.delivery.engine import SendOptions, SendSummary
 from newsletter.delivery.service import edition_sender, options_from_settings
 from newsletter.delivery.transports import Transport
 from newsletter.editions.planning import get_or_create_edition, plan_edition
 from newsletter.papers.fetch import FetchOutcome, run_scheduled_fetch
 from newsletter.papers.sources.arxiv import DEFAULT_CATEGORIES
+from newsletter.runners.base import StopControl
 
 log = logging.getLogger(__name__)
 
 WEEK = 7
 STALE_REASON = "not sent within {hours:g} h of its delivery time (due {due})"
-_OWED = (DeliveryStatus.PENDING.value, DeliveryStatus.SENDING.value)
 
 
 @dataclass(frozen=True)
@@ -365,15 +371,8 @@ def _skip_stale(edition: Edition, item: Due, now: datetime, *, session: Session)
 
 
 def editions_with_owed(now: datetime, *, session: Session) -> list[Edition]:
-    """Return editions with rows to send now, or rows being sent (perhaps by a dead sender)."""
-    owed = or_(
-        and_(
-            Delivery.status == DeliveryStatus.PENDING,
-            or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
-        ),
-        Delivery.status == DeliveryStatus.SENDING,
-    )
-    ids = select(Delivery.edition_id).where(owed).distinct()
+    """Return the editions with rows owed now (see `store.owed_clause`), oldest first."""
+    ids = store.editions_with_owed(session.connection(), now)
     return list(
         session.scalars(
             select(Edition).where(Edition.id.in_(ids)).order_by(Edition.listing_date, Edition.id)
@@ -381,42 +380,18 @@ def editions_with_owed(now: datetime, *, session: Session) -> list[Edition]:
     )
 
 
-class TickControl:
-    """Lets another thread stop a tick: between editions, and inside the running send."""
-
-    def __init__(self) -> None:
-        self._stopped = threading.Event()
-        self._lock = threading.Lock()
-        self._sender: EditionSender | None = None
-
-    @property
-    def stopped(self) -> bool:
-        return self._stopped.is_set()
-
-    def stop(self) -> None:
-        """Ask the running send to finish what is in flight and give back the rest."""
-        with self._lock:
-            self._stopped.set()
-            if self._sender is not None:
-                self._sender.stop()
-
-    def attach(self, sender: EditionSender | None) -> None:
-        with self._lock:
-            self._sender = sender
-            if sender is not None and self._stopped.is_set():
-                sender.stop()
-
-
 def send_owed(
     app: App,
     *,
     options: SendOptions | None = None,
     transport: Transport | None = None,
-    control: TickControl | None = None,
+    control: StopControl | None = None,
 ) -> tuple[SendSummary, str | None]:
     """Send every owed delivery of every edition; return the totals and a transport error."""
     options = options or options_from_settings(app)
-    control = control or TickControl()
+    control = control or StopControl()
+    with app.engine.begin() as conn:  # rows of a sender of this host that died: owed at once
+        store.release_dead_claims(conn, here=host_of(options.worker_id))
     with app.sessions() as session:
         editions = editions_with_owed(utcnow(), session=session)
     total = SendSummary()
@@ -516,7 +491,7 @@ def run_due(
     *,
     config: ScheduleConfig | None = None,
     transport: Transport | None = None,
-    control: TickControl | None = None,
+    control: StopControl | None = None,
     holder: str | None = None,
     fetch: bool = True,
 ) -> TickReport:
@@ -524,7 +499,8 @@ def run_due(
     config = config or ScheduleConfig.from_settings(app.settings)
     report = TickReport(now)
     if fetch and config.sources:
-        report.fetched = run_fetch(app, now, config=config, holder=holder or default_worker_id())
+        holder = holder or default_worker_id(app.settings.host_name)
+        report.fetched = run_fetch(app, now, config=config, holder=holder)
     options = options_from_settings(app)
     with app.transaction() as session:
         due = due_now(now, session=session, config=config, default_tz=app.settings.default_timezone)
@@ -619,21 +595,17 @@ def run_once(
     *,
     holder: str | None = None,
     transport: Transport | None = None,
-    control: TickControl | None = None,
+    control: StopControl | None = None,
 ) -> TickReport | None:
     """Run one tick under the scheduler lease; None when an active scheduler holds it."""
-    holder = holder or default_worker_id()
+    holder = holder or default_worker_id(app.settings.host_name)
     config = ScheduleConfig.from_settings(app.settings)
-    with app.transaction() as session:
-        if not acquire_lease(
-            SCHEDULER_LEASE, holder, utcnow(), ONCE_LEASE_SECONDS, session=session
-        ):
-            return None
+    if take_lease(app.sessions, SCHEDULER_LEASE, holder, ONCE_LEASE_SECONDS) is not None:
+        return None
     try:
         return run_due(app, now, config=config, transport=transport, control=control, holder=holder)
     finally:
-        with app.transaction() as session:
-            release_lease(SCHEDULER_LEASE, holder, session=session)
+        give_up_lease(app.sessions, SCHEDULER_LEASE, holder)
 
 
 def active_holder(app: App) -> str | None:
