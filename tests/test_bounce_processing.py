@@ -65,17 +65,18 @@ def test_a_mixed_maildir_suppresses_exactly_the_right_addresses(app, deliveries,
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["suppressed_addresses"] == sorted(HARD | {"angry@example.net"})
-    assert (report["suppressed"], report["unsubscribed"], report["counted"]) == (5, 1, 2)
+    assert (report["suppressed"], report["unsubscribed"], report["counted"]) == (4, 1, 3)
     assert (report["ignored"], report["kept"], report["messages"]) == (1, 3, 12)
     reasons = suppression_reasons(app)
     assert set(reasons) == HARD | {"angry@example.net"}
     assert reasons["angry@example.net"] == "complaint"
-    assert reasons["gone@example.org"].startswith("hard bounce 5.1.1: 550 5.1.1")
+    assert reasons["gone@example.org"].startswith("hard bounce 5.1.1 (bad-mailbox): 550 5.1.1")
     now = statuses(app)
     assert {e for e, s in now.items() if s == "bounced"} == HARD
     assert now["angry@example.net"] == "unsubscribed"
     for email in ("slow@example.net", "later@example.com", "away@example.com", "happy@example.com"):
         assert now[email] == "confirmed"
+    assert now["closed@example.com"] == "confirmed"  # a disabled mailbox, reported once
     # The three not understood stay in the inbox; the rest moved to .processed.
     kept = sorted(box.get_bytes(k) for k in box.keys())
     assert kept == sorted(
