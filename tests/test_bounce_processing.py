@@ -491,3 +491,32 @@ def test_status_counts_are_unchanged_by_processing(app, deliveries):
             s.scalar(select(Subscriber.status).where(Subscriber.email == "happy@example.com"))
             == SubscriberStatus.CONFIRMED
         )
+
+
+def test_a_disabled_mailbox_is_suppressed_when_reported_again(app, deliveries):
+    def disabled(n: int) -> bytes:
+        data = returned(app, "exim_dsn_hard.eml", deliveries["closed@example.com"])
+        return data.replace(b"Message-Id: <", f"Message-Id: <{n}.".encode(), 1)
+
+    first = process_one(app, disabled(1)).outcomes[0]
+    assert (first.action, first.reason) == ("counted", "mailbox-disabled")
+    assert "closed@example.com" not in suppression_reasons(app)
+    second = process_one(app, disabled(2)).outcomes[0]
+    assert second.action == "suppressed"
+    assert suppression_reasons(app)["closed@example.com"].startswith(
+        "mailbox disabled, reported again"
+    )
+
+
+def test_a_blocked_report_is_recorded_and_suppresses_nobody(app, deliveries, run):
+    data = (BOUNCES / "gmail_dmarc.eml").read_bytes().replace(
+        b"VERPTOKEN", verp_token(app.settings, deliveries["happy@example.com"]).encode()
+    )
+    result = run("bounces", "process", "-", input=data)
+    assert result.exit_code == 0, result.output
+    assert "blocked (authentication) happy@example.com" in result.stdout
+    assert suppression_reasons(app) == {}
+    assert statuses(app)["happy@example.com"] == "confirmed"
+    with app.sessions() as s:
+        event = s.scalars(select(BounceEvent)).one()
+    assert (event.kind, event.reason, event.status) == ("blocked", "authentication", "5.7.26")

@@ -164,7 +164,7 @@ def parse_bounce(data: bytes, *, prefix: str = DEFAULT_VERP_PREFIX) -> BounceRep
     """Classify one returned message; None when the bytes are not an email message at all."""
     if not _looks_like_message(data):
         return None
-    msg = message_from_bytes(data[:MAX_PARSED_BYTES], policy=policy.compat32)
+    msg = message_from_bytes(_ascii_header_block(data[:MAX_PARSED_BYTES]), policy=policy.compat32)
     report = _read_report(msg)
     if report is None and _arrival_token(msg, prefix) and not _from_a_person(msg):
         # It came back to one delivery's return path, so it is about that delivery.
@@ -189,6 +189,17 @@ def _read_report(msg: Message) -> BounceReport | None:
         or _from_auto_reply(msg)
         or _from_text_detectors(msg)
     )
+
+
+def _ascii_header_block(data: bytes) -> bytes:
+    """Replace raw 8-bit bytes in the top header block, which RFC 5322 does not allow.
+
+    Parsed, such a header is an object rather than text, and readers expecting text fail.
+    """
+    end = min((i for i in (data.find(b"\n\n"), data.find(b"\r\n\r\n")) if i >= 0), default=-1)
+    if end < 0:
+        end = len(data)
+    return re.sub(rb"[\x80-\xff]", b"?", data[:end]) + data[end:]
 
 
 def _looks_like_message(data: bytes) -> bool:

@@ -71,6 +71,7 @@ _WORDING: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"mail ?box size limit", r"storage (space |allocation )?(limit|exceeded|full)",
         r"disk (quota|full)", r"mail ?(box|folder) (\w+ ){0,2}exceed", r"out of storage",
         r"too much mail", r"inbox is full", r"user is over", r"has exceeded (its|the|his|her)",
+        r"storage allocation", r"\bquota\b",
     )),
     (MAILBOX_DISABLED, _phrases(
         r"(mail ?box|account|user|address|recipient)( \S+){0,3} (is |has been |was )?"
