@@ -102,9 +102,11 @@ def test_a_report_nobody_reads_at_a_signed_return_path_counts_as_soft() -> None:
         "verptoken",
     )
     # The same words from a person, or not sent to a return path, are left for a person.
-    person = sample("unrecognized_report.eml").replace(
-        b"Return-Path: <>", b"Return-Path: <someone@example.org>"
-    ).replace(b"mailer-daemon@", b"someone@")
+    person = (
+        sample("unrecognized_report.eml")
+        .replace(b"Return-Path: <>", b"Return-Path: <someone@example.org>")
+        .replace(b"mailer-daemon@", b"someone@")
+    )
     assert parse_bounce(person).kind == BounceKind.UNKNOWN
     elsewhere = sample("unrecognized_report.eml").replace(b"bounces+VERPTOKEN@", b"info@")
     assert parse_bounce(elsewhere).kind == BounceKind.UNKNOWN

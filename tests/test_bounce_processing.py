@@ -509,8 +509,10 @@ def test_a_disabled_mailbox_is_suppressed_when_reported_again(app, deliveries):
 
 
 def test_a_blocked_report_is_recorded_and_suppresses_nobody(app, deliveries, run):
-    data = (BOUNCES / "gmail_dmarc.eml").read_bytes().replace(
-        b"VERPTOKEN", verp_token(app.settings, deliveries["happy@example.com"]).encode()
+    data = (
+        (BOUNCES / "gmail_dmarc.eml")
+        .read_bytes()
+        .replace(b"VERPTOKEN", verp_token(app.settings, deliveries["happy@example.com"]).encode())
     )
     result = run("bounces", "process", "-", input=data)
     assert result.exit_code == 0, result.output
