@@ -28,7 +28,8 @@ SAMPLES = {
     "auto_reply.eml": "away@example.com",
     "human_reply.eml": "curious@example.org",
 }
-HARD = {"gone@example.org", "closed@example.com", "nobody@example.com"} | {
+# The addresses that do not exist; closed@example.com's mailbox is only disabled (soft).
+HARD = {"gone@example.org", "nobody@example.com"} | {
     "no.such.reader@gmail.example",
     "absent@outlook.example",
 }

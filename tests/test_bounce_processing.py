@@ -65,17 +65,18 @@ def test_a_mixed_maildir_suppresses_exactly_the_right_addresses(app, deliveries,
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["suppressed_addresses"] == sorted(HARD | {"angry@example.net"})
-    assert (report["suppressed"], report["unsubscribed"], report["counted"]) == (5, 1, 2)
+    assert (report["suppressed"], report["unsubscribed"], report["counted"]) == (4, 1, 3)
     assert (report["ignored"], report["kept"], report["messages"]) == (1, 3, 12)
     reasons = suppression_reasons(app)
     assert set(reasons) == HARD | {"angry@example.net"}
     assert reasons["angry@example.net"] == "complaint"
-    assert reasons["gone@example.org"].startswith("hard bounce 5.1.1: 550 5.1.1")
+    assert reasons["gone@example.org"].startswith("hard bounce 5.1.1 (bad-mailbox): 550 5.1.1")
     now = statuses(app)
     assert {e for e, s in now.items() if s == "bounced"} == HARD
     assert now["angry@example.net"] == "unsubscribed"
     for email in ("slow@example.net", "later@example.com", "away@example.com", "happy@example.com"):
         assert now[email] == "confirmed"
+    assert now["closed@example.com"] == "confirmed"  # a disabled mailbox, reported once
     # The three not understood stay in the inbox; the rest moved to .processed.
     kept = sorted(box.get_bytes(k) for k in box.keys())
     assert kept == sorted(
@@ -490,3 +491,34 @@ def test_status_counts_are_unchanged_by_processing(app, deliveries):
             s.scalar(select(Subscriber.status).where(Subscriber.email == "happy@example.com"))
             == SubscriberStatus.CONFIRMED
         )
+
+
+def test_a_disabled_mailbox_is_suppressed_when_reported_again(app, deliveries):
+    def disabled(n: int) -> bytes:
+        data = returned(app, "exim_dsn_hard.eml", deliveries["closed@example.com"])
+        return data.replace(b"Message-Id: <", f"Message-Id: <{n}.".encode(), 1)
+
+    first = process_one(app, disabled(1)).outcomes[0]
+    assert (first.action, first.reason) == ("counted", "mailbox-disabled")
+    assert "closed@example.com" not in suppression_reasons(app)
+    second = process_one(app, disabled(2)).outcomes[0]
+    assert second.action == "suppressed"
+    assert suppression_reasons(app)["closed@example.com"].startswith(
+        "mailbox disabled, reported again"
+    )
+
+
+def test_a_blocked_report_is_recorded_and_suppresses_nobody(app, deliveries, run):
+    data = (
+        (BOUNCES / "gmail_dmarc.eml")
+        .read_bytes()
+        .replace(b"VERPTOKEN", verp_token(app.settings, deliveries["happy@example.com"]).encode())
+    )
+    result = run("bounces", "process", "-", input=data)
+    assert result.exit_code == 0, result.output
+    assert "blocked (authentication) happy@example.com" in result.stdout
+    assert suppression_reasons(app) == {}
+    assert statuses(app)["happy@example.com"] == "confirmed"
+    with app.sessions() as s:
+        event = s.scalars(select(BounceEvent)).one()
+    assert (event.kind, event.reason, event.status) == ("blocked", "authentication", "5.7.26")

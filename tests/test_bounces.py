@@ -31,7 +31,7 @@ def sample(name: str) -> bytes:
     [
         ("postfix_hard.eml", BounceKind.HARD, "gone@example.org", "5.1.1"),
         ("postfix_delayed.eml", BounceKind.SOFT, "slow@example.net", "4.4.1"),
-        ("exim_dsn_hard.eml", BounceKind.HARD, "closed@example.com", "5.2.1"),
+        ("exim_dsn_hard.eml", BounceKind.SOFT, "closed@example.com", "5.2.1"),
         ("exim_text_hard.eml", BounceKind.HARD, "nobody@example.com", "5.1.1"),
         ("exim_text_delayed.eml", BounceKind.SOFT, "later@example.com", "4.7.1"),
         ("gmail_hard.eml", BounceKind.HARD, "no.such.reader@gmail.example", "5.1.1"),
@@ -134,8 +134,12 @@ def test_token_is_found_in_a_display_form_address() -> None:
     ("reply", "permanent"),
     [
         ("550 5.1.1 <a@example.org>: Recipient address rejected: User unknown", True),
-        ("550 5.2.1 mailbox disabled", True),
-        ("553 sorry, that domain isn't in my list of allowed rcpthosts", True),
+        ("550 5.2.1 mailbox disabled", False),  # soft until reported again
+        ("550 no such user here", True),  # no enhanced code: the words decide
+        ("554 delivery error: dd This user doesn't have a yahoo.example account", True),
+        ("553 sorry, that domain isn't in my list of allowed rcpthosts", False),  # relay refused
+        ("550 5.7.26 Unauthenticated email is not accepted due to domain's DMARC policy", False),
+        ("550 5.1.1 <a@example.org>: blocked by policy", True),  # the code's family decides
         ("554 5.7.1 Message rejected as spam", False),  # the content, not the address
         ("550 5.1.8 Sender address rejected", False),  # our sender, not the recipient
         ("552 5.2.2 mailbox full", False),

@@ -21,7 +21,14 @@ from newsletter.audience.suppressions import (
 from newsletter.cli import cli
 from newsletter.cli.bounces import register
 from newsletter.core.errors import InputError, NotFound
-from newsletter.core.models import BounceEvent, Delivery, DeliveryStatus, Subscriber, Suppression
+from newsletter.core.models import (
+    BounceEvent,
+    Delivery,
+    DeliveryStatus,
+    Edition,
+    Subscriber,
+    Suppression,
+)
 from newsletter.delivery import service as sending
 from newsletter.delivery.engine import SendOptions
 from tests import factories as f
@@ -157,5 +164,34 @@ def test_smtp_5xx_on_rcpt_during_a_send_suppresses_only_that_recipient(world):
     assert list(reasons) == ["alan@example.org"]
     assert reasons["alan@example.org"].startswith("hard bounce (SMTP): 550 5.1.1")
     assert alan.status == "bounced"
-    assert [(e.kind, e.status) for e in events] == [("hard", "5.1.1")]
-    assert events[0].delivery_id is not None
+    # The spam refusal is recorded as blocked, for the edition's health, and suppresses nobody.
+    assert sorted((e.kind, e.status, e.reason) for e in events) == [
+        ("blocked", "5.7.1", "spam"),
+        ("hard", "5.1.1", "bad-mailbox"),
+    ]
+    assert all(e.delivery_id is not None for e in events)
+
+
+def test_a_mailbox_refused_as_disabled_twice_during_sends_is_suppressed(app):
+    with app.transaction() as s:
+        reader = f.subscriber(s, "dormant@example.org", [])
+        rows = []
+        for day in (f.DAY, f.DAY.replace(day=f.DAY.day + 1)):
+            edition = Edition(listing_date=day)
+            s.add(edition)
+            s.flush()
+            row = Delivery(edition_id=edition.id, subscriber_id=reader.id, status="failed")
+            s.add(row)
+            s.flush()
+            rows.append(row.id)
+    reply = "550 5.2.1 The email account that you tried to reach is disabled"
+    with app.transaction() as s:
+        assert suppress_after_permanent_failure(s.connection(), [(rows[0], reply)]) == []
+    with app.transaction() as s:
+        newly = suppress_after_permanent_failure(s.connection(), [(rows[1], reply)])
+    assert newly == ["dormant@example.org"]
+    with app.sessions() as s:
+        events = s.scalars(select(BounceEvent)).all()
+        reason = s.scalar(select(Suppression.reason))
+    assert [(e.kind, e.reason) for e in events] == [("soft", "mailbox-disabled")] * 2
+    assert reason.startswith("mailbox disabled, reported again (SMTP): 550 5.2.1")

@@ -7,16 +7,16 @@ the caller's session or connection and never commit.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.audience.subscribers import email_key, normalise_email, suppressed
-from newsletter.bounces.classify import BounceKind, fingerprint, permanent_recipient_failure
+from newsletter.bounces import reasons
+from newsletter.bounces.classify import fingerprint, smtp_reply_verdict
 from newsletter.core.errors import InputError, NotFound
 from newsletter.core.models import (
     BounceEvent,
@@ -30,6 +30,9 @@ from newsletter.core.models import (
 MAX_REASON = 200
 OPERATOR_REASON = "operator"
 COMPLAINT_REASON = "complaint"
+# A disabled mailbox reported this many times within this many days is treated as gone.
+DISABLED_REPEAT = 2
+DISABLED_DAYS = 30
 # Which subscriber states a suppression moves on from; an unsubscribed one stays unsubscribed.
 _ACTIVE = (SubscriberStatus.CONFIRMED.value, SubscriberStatus.PENDING.value)
 
@@ -154,32 +157,81 @@ def _set_subscriber_status(
 def suppress_after_permanent_failure(
     conn: Connection, failures: Iterable[tuple[int, str]]
 ) -> list[str]:
-    """Suppress the recipients of deliveries whose SMTP reply refused the mailbox for good.
+    """Record refusals of deliveries just marked failed; suppress where the address is gone.
 
-    `failures` are (delivery id, server reply) pairs of deliveries just marked failed; a
-    reply that refuses the content or our sender, or a temporary one, suppresses nobody.
+    `failures` are (delivery id, server reply) pairs. A reply saying the address does not
+    exist suppresses it; a security or policy refusal is recorded as blocked and suppresses
+    nobody; a disabled mailbox suppresses once it has been reported again (see
+    `repeatedly_disabled`); other replies and time-outs are left as they are.
     Returns the addresses newly suppressed.
     """
-    refused = {d: r for d, r in failures if permanent_recipient_failure(r)}
-    if not refused:
+    verdicts = {d: (r, v) for d, r in failures if (v := smtp_reply_verdict(r)) and _recorded(v)}
+    if not verdicts:
         return []
     rows = conn.execute(
         select(Delivery.id, Subscriber.email)
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-        .where(Delivery.id.in_(refused))
+        .where(Delivery.id.in_(verdicts))
     )
     now = utcnow()
     newly = []
     for delivery_id, email in rows:
-        reply = refused[delivery_id]
-        _record_smtp_event(conn, delivery_id, email, reply, now)
-        if suppress(conn, email, f"hard bounce (SMTP): {reply}", now=now):
+        reply, verdict = verdicts[delivery_id]
+        _record_smtp_event(conn, delivery_id, email, reply, verdict, now)
+        if verdict.kind == reasons.HARD:
+            reason = f"hard bounce (SMTP): {reply}"
+        elif repeatedly_disabled(conn, email, now):
+            reason = f"mailbox disabled, reported again (SMTP): {reply}"
+        else:
+            continue
+        if suppress(conn, email, reason, now=now):
             newly.append(email)
     return newly
 
 
+def _recorded(verdict: reasons.Verdict) -> bool:
+    return verdict.kind in (reasons.HARD, reasons.BLOCKED) or (
+        verdict.reason == reasons.MAILBOX_DISABLED
+    )
+
+
+def repeatedly_disabled(conn: Connection, email: str, now: datetime) -> bool:
+    """Tell whether a mailbox was reported disabled often enough to treat it as gone.
+
+    A mailbox is disabled for a while (unpaid, locked, on hold) and may come back; one still
+    disabled on a later delivery within DISABLED_DAYS has been abandoned.
+    """
+    since = now - timedelta(days=DISABLED_DAYS)
+    return count_events(conn, email, since, reason=reasons.MAILBOX_DISABLED) >= DISABLED_REPEAT
+
+
+def count_events(
+    conn: Connection,
+    email: str,
+    since: datetime,
+    *,
+    kind: str | None = None,
+    reason: str | None = None,
+) -> int:
+    """Count an address's bounce events since a time, of one kind or reason."""
+    key = email_key(email)
+    query = select(BounceEvent.email).where(
+        func.lower(BounceEvent.email).in_({key, key.lower()}), BounceEvent.created_at >= since
+    )
+    if kind is not None:
+        query = query.where(BounceEvent.kind == kind)
+    if reason is not None:
+        query = query.where(BounceEvent.reason == reason)
+    return sum(1 for (e,) in conn.execute(query) if email_key(e) == key)
+
+
 def _record_smtp_event(
-    conn: Connection, delivery_id: int, email: str, reply: str, now: datetime
+    conn: Connection,
+    delivery_id: int,
+    email: str,
+    reply: str,
+    verdict: reasons.Verdict,
+    now: datetime,
 ) -> None:
     digest = fingerprint(f"smtp:{delivery_id}:{reply}".encode())
     seen = conn.execute(select(BounceEvent.id).where(BounceEvent.message_hash == digest)).first()
@@ -188,8 +240,9 @@ def _record_smtp_event(
     conn.execute(
         insert(BounceEvent).values(
             email=email,
-            kind=BounceKind.HARD.value,
-            status=_status_of(reply),
+            kind=verdict.kind,
+            status=verdict.status or _basic_code(reply),
+            reason=verdict.reason,
             diagnostic=reply[:500],
             delivery_id=delivery_id,
             message_hash=digest,
@@ -198,6 +251,5 @@ def _record_smtp_event(
     )
 
 
-def _status_of(reply: str) -> str | None:
-    match = re.search(r"\b([245]\.\d{1,3}\.\d{1,3})\b", reply)
-    return match.group(1) if match else reply[:3] if reply[:3].isdigit() else None
+def _basic_code(reply: str) -> str | None:
+    return reply[:3] if reply[:3].isdigit() else None

@@ -1,7 +1,8 @@
-"""Returned mail: classify DSN, ARF and VERP, read mailboxes, apply results, mailed opt-outs.
+"""Returned mail: classify DSN, ARF, text bounces and VERP, read mailboxes, apply results.
 
-Owns: `classify` (parsing reports and signed return paths), `mailboxes` (Maildir, mbox,
-stdin and IMAP readers), `process` (applying results, rates and health),
-`mailed_unsubscribe` (the List-Unsubscribe mailto requests). May import `core` and
-`audience`.
+Owns: `classify` (parsing reports and signed return paths), `reasons` (RFC 3463 codes and a
+server's wording to a kind and a reason), `detectors` (text bounce formats through
+flufl.bounce), `mailboxes` (Maildir, mbox, stdin and IMAP readers), `process` (applying
+results, rates and health), `mailed_unsubscribe` (the List-Unsubscribe mailto requests).
+May import `core` and `audience`.
 """

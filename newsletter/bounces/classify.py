@@ -1,10 +1,12 @@
 """Read bounces, complaints and auto-replies, and sign the VERP return path they come back to.
 
-A bounce is classified from what the reporting MTA states, never from guessing at prose:
-an RFC 3464 delivery status notification (Postfix, Gmail, Microsoft, Exim with DSNs), Exim's
-plain-text bounce (its X-Failed-Recipients header and "permanent error" wording), an RFC 5965
-feedback report (a complaint), or an RFC 3834 auto-reply. Everything else is "unknown" and is
-left for a person to read.
+The structured reports are read first: an RFC 5965 feedback report (a complaint), an RFC 3464
+delivery status notification (Postfix, Gmail, Microsoft, Exim with DSNs) and Exim's plain-text
+bounce. Then an RFC 3834 auto-reply is set aside, and the text formats of other mail systems
+go to the flufl.bounce detectors. Each failure gets a kind and a reason (see `reasons`). A
+report from a mail system that arrived at a valid signed return path counts as a soft bounce
+of that delivery even when nothing reads it; everything else not understood is "unknown" and
+is left for a person to read.
 
 Each message goes out with the envelope sender `bounces+<token>@<bounce domain>`; the token
 names the delivery and is signed with the secret key, so a bounce maps to its row even when the
@@ -18,11 +20,13 @@ import enum
 import hashlib
 import hmac
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email import message_from_bytes, policy
 from email.message import Message
 from email.utils import getaddresses, parseaddr
 
+from newsletter.bounces import reasons
+from newsletter.bounces.detectors import read_text_bounce, report_text, server_words
 from newsletter.content.mime import envelope_sender
 from newsletter.core.config import Settings
 
@@ -32,13 +36,17 @@ VERP_SALT = b"newsletter.verp"
 MAC_CHARS = 12
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 _TOKEN = re.compile(rf"^([0-9a-z]{{1,13}})-([a-z2-7]{{{MAC_CHARS}}})$")
-_STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+# Reading stops here: a report is short, and a huge message is someone's attachment.
+MAX_PARSED_BYTES = 2_000_000
 _SMTP_CODE = re.compile(r"\b([245]\d\d)[ -]")
 # Headers that carry the envelope recipient of the bounce itself, most trustworthy first.
 _ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To")
-# Mailbox full is reported as 5.2.2 by some servers but clears by itself: count it as soft.
-_SOFT_PERMANENT = frozenset({"5.2.2"})
+# Senders of delivery reports: RFC 5321 gives them a null return path, and these names.
+_MAIL_SYSTEM_NAMES = frozenset(
+    {"mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon", "mdaemon", "nobody"}
+)
 _EXIM_FIRST_LINE = "This message was created automatically by mail delivery software."
+NOT_UNDERSTOOD = "not a bounce, complaint or auto-reply"
 _AUTO_REPLY_SUBJECT = re.compile(
     r"^\s*(auto(matic)?[ -]?(reply|response|antwort)|out of (the )?office|abwesenheit)",
     re.IGNORECASE,
@@ -48,6 +56,7 @@ _AUTO_REPLY_SUBJECT = re.compile(
 class BounceKind(enum.StrEnum):
     HARD = "hard"
     SOFT = "soft"
+    BLOCKED = "blocked"
     COMPLAINT = "complaint"
     AUTO_REPLY = "auto-reply"
     UNKNOWN = "unknown"
@@ -55,7 +64,7 @@ class BounceKind(enum.StrEnum):
 
 @dataclass(frozen=True)
 class BounceReport:
-    """What one returned message says: its kind, whom it is about, and the server's words."""
+    """What one returned message says: its kind and reason, whom it is about, the server's words."""
 
     kind: BounceKind
     recipient: str | None = None
@@ -63,6 +72,7 @@ class BounceReport:
     diagnostic: str = ""
     verp_token: str | None = None
     subject: str = ""
+    reason: str | None = None
 
     @property
     def understood(self) -> bool:
@@ -154,24 +164,42 @@ def parse_bounce(data: bytes, *, prefix: str = DEFAULT_VERP_PREFIX) -> BounceRep
     """Classify one returned message; None when the bytes are not an email message at all."""
     if not _looks_like_message(data):
         return None
-    msg = message_from_bytes(data, policy=policy.compat32)
-    subject = _header(msg, "Subject")
-    report = (
+    msg = message_from_bytes(_ascii_header_block(data[:MAX_PARSED_BYTES]), policy=policy.compat32)
+    report = _read_report(msg)
+    if report is None and _arrival_token(msg, prefix) and not _from_a_person(msg):
+        # It came back to one delivery's return path, so it is about that delivery.
+        report = BounceReport(
+            BounceKind.SOFT,
+            diagnostic="a report no detector reads, sent to a signed return path",
+            reason=reasons.UNRECOGNIZED,
+        )
+    if report is None:
+        report = BounceReport(BounceKind.UNKNOWN, diagnostic=NOT_UNDERSTOOD)
+    return replace(
+        report, verp_token=_find_token(msg, prefix), subject=_header(msg, "Subject")[:200]
+    )
+
+
+def _read_report(msg: Message) -> BounceReport | None:
+    """Return what the first reader that recognises the message makes of it, or None."""
+    return (
         _from_feedback_report(msg)
         or _from_dsn(msg)
         or _from_exim_text(msg)
         or _from_auto_reply(msg)
-        or BounceReport(BounceKind.UNKNOWN, diagnostic="not a bounce, complaint or auto-reply")
+        or _from_text_detectors(msg)
     )
-    token = _find_token(msg, prefix)
-    return BounceReport(
-        kind=report.kind,
-        recipient=report.recipient,
-        status=report.status,
-        diagnostic=report.diagnostic,
-        verp_token=token,
-        subject=subject[:200],
-    )
+
+
+def _ascii_header_block(data: bytes) -> bytes:
+    """Replace raw 8-bit bytes in the top header block, which RFC 5322 does not allow.
+
+    Parsed, such a header is an object rather than text, and readers expecting text fail.
+    """
+    end = min((i for i in (data.find(b"\n\n"), data.find(b"\r\n\r\n")) if i >= 0), default=-1)
+    if end < 0:
+        end = len(data)
+    return re.sub(rb"[\x80-\xff]", b"?", data[:end]) + data[end:]
 
 
 def _looks_like_message(data: bytes) -> bool:
@@ -216,17 +244,21 @@ def _from_dsn(msg: Message) -> BounceReport | None:
         return None
     recipients = [b for b in _field_blocks(parts[0]) if b.get("Action") or b.get("Status")]
     if not recipients:
-        return BounceReport(BounceKind.UNKNOWN, diagnostic="delivery status without recipients")
+        return None  # a malformed report: the text detectors may still read it
     # One message, one recipient: report the worst state any recipient block states.
     chosen = min(recipients, key=_dsn_rank)
-    recipient = _typed_value(_header(chosen, "Final-Recipient")) or _typed_value(
+    # An X.400 or other non-Internet Final-Recipient: the Original-Recipient is ours.
+    recipient = _clean(_typed_value(_header(chosen, "Final-Recipient"))) or _typed_value(
         _header(chosen, "Original-Recipient")
     )
     action = _header(chosen, "Action").lower()
-    status_match = _STATUS.search(_header(chosen, "Status"))
-    status = ".".join(status_match.groups()) if status_match else None
+    if action in ("delivered", "relayed", "expanded"):
+        return BounceReport(BounceKind.UNKNOWN, diagnostic=f"a delivery notice ({action})")
     diagnostic = _typed_value(_header(chosen, "Diagnostic-Code"))[:500]
-    return BounceReport(_dsn_kind(action, status), _clean(recipient), status, diagnostic)
+    words = diagnostic or server_words(msg, recipient)
+    permanent = {"failed": True, "delayed": False}.get(action)
+    verdict = reasons.classify_failure(_header(chosen, "Status"), words, permanent=permanent)
+    return _failure_report(verdict, recipient, diagnostic or words[:500])
 
 
 def _dsn_rank(block: Message) -> int:
@@ -234,16 +266,14 @@ def _dsn_rank(block: Message) -> int:
     return {"failed": 0, "delayed": 1}.get(action, 2)
 
 
-def _dsn_kind(action: str, status: str | None) -> BounceKind:
-    if action in ("delivered", "relayed", "expanded"):
-        return BounceKind.UNKNOWN  # a success notice, not a bounce
-    if status is None:
-        return BounceKind.HARD if action == "failed" else BounceKind.UNKNOWN
-    if status.startswith("5.") and status not in _SOFT_PERMANENT:
-        return BounceKind.HARD if action in ("failed", "") else BounceKind.SOFT
-    if status.startswith(("4.", "5.")):
-        return BounceKind.SOFT
-    return BounceKind.UNKNOWN
+def _failure_report(verdict: reasons.Verdict, recipient: str, diagnostic: str) -> BounceReport:
+    return BounceReport(
+        BounceKind(verdict.kind),
+        _clean(recipient),
+        verdict.status,
+        diagnostic[:500],
+        reason=verdict.reason,
+    )
 
 
 def _from_feedback_report(msg: Message) -> BounceReport | None:
@@ -253,37 +283,48 @@ def _from_feedback_report(msg: Message) -> BounceReport | None:
     fields = _field_blocks(parts[0])
     report = fields[0] if fields else Message()
     feedback = _header(report, "Feedback-Type").lower()
-    recipient = _typed_value(_header(report, "Original-Rcpt-To"))
-    if not recipient:
-        original = _enclosed_headers(msg)
-        recipient = parseaddr(_header(original, "To"))[1] if original else ""
     kind = BounceKind.COMPLAINT if feedback == "abuse" else BounceKind.UNKNOWN
     detail = f"feedback-type {feedback or 'missing'}"
-    return BounceReport(kind, _clean(recipient), None, detail)
+    reason = "complaint" if kind == BounceKind.COMPLAINT else None
+    return BounceReport(kind, _complainant(msg, report), None, detail, reason=reason)
+
+
+def _complainant(msg: Message, report: Message) -> str | None:
+    """Return whom a feedback report is about: its own field, else the enclosed message's To.
+
+    Providers that redact the address leave neither; the signed return path then decides.
+    """
+    for name in ("Original-Rcpt-To", "Removal-Recipient"):
+        address = _clean(_typed_value(_header(report, name)))
+        if address:
+            return address
+    original = _enclosed_headers(msg)
+    if original is None:
+        return None
+    addresses = [a for _, a in getaddresses(original.get_all("To", [])) if a]
+    return _clean(addresses[0]) if len(addresses) == 1 else None
 
 
 def _from_exim_text(msg: Message) -> BounceReport | None:
     failed = _header(msg, "X-Failed-Recipients")
-    body = _text_body(msg)
+    body = report_text(msg)
     if not failed and _EXIM_FIRST_LINE not in body:
         return None
     recipients = [a for _, a in getaddresses([failed]) if a] or _indented_addresses(body)
     if not recipients:
-        return BounceReport(BounceKind.UNKNOWN, diagnostic="mail delivery report without address")
+        return None
     lowered = " ".join(body.lower().split())
-    status_match = _STATUS.search(body)
-    status = ".".join(status_match.groups()) if status_match else None
-    if "permanent error" in lowered or (failed and "has not yet been delivered" not in lowered):
-        kind = BounceKind.HARD
-        status = status or "5.0.0"
-    elif "has not yet been delivered" in lowered or "temporary error" in lowered:
-        kind = BounceKind.SOFT
-        status = status or "4.0.0"
+    delayed = "has not yet been delivered" in lowered
+    if "permanent error" in lowered or (failed and not delayed):
+        permanent = True
+    elif delayed or "temporary error" in lowered:
+        permanent = False
     else:
-        return BounceReport(BounceKind.UNKNOWN, diagnostic="mail delivery report of unclear kind")
-    if kind == BounceKind.HARD and status in _SOFT_PERMANENT:
-        kind = BounceKind.SOFT
-    return BounceReport(kind, _clean(recipients[0]), status, _exim_diagnostic(body))
+        return None
+    reply = _exim_diagnostic(body)
+    words = f"{reply} {server_words(msg, recipients[0])}"
+    verdict = reasons.classify_failure(None, words, permanent=permanent)
+    return _failure_report(verdict, recipients[0], reply or words)
 
 
 def _indented_addresses(body: str) -> list[str]:
@@ -299,6 +340,8 @@ def _exim_diagnostic(body: str) -> str:
 
 
 def _from_auto_reply(msg: Message) -> BounceReport | None:
+    if _from_a_mail_system(msg):
+        return None  # delivery reports say "Auto-Submitted: auto-replied" too
     auto = _header(msg, "Auto-Submitted").lower()
     precedence = _header(msg, "Precedence").lower()
     flagged = (
@@ -314,12 +357,27 @@ def _from_auto_reply(msg: Message) -> BounceReport | None:
     return BounceReport(BounceKind.AUTO_REPLY, _clean(sender), None, "auto-reply")
 
 
-def _text_body(msg: Message) -> str:
-    for part in msg.walk():
-        if part.get_content_type() == "text/plain":
-            raw = part.get_payload(decode=True) or b""
-            return raw.decode(part.get_content_charset() or "utf-8", errors="replace")
-    return ""
+def _from_text_detectors(msg: Message) -> BounceReport | None:
+    found = read_text_bounce(msg)
+    if found is None:
+        return None
+    verdict = reasons.classify_failure(None, found.diagnostic, permanent=found.permanent)
+    return _failure_report(verdict, found.recipient, found.diagnostic)
+
+
+def _from_a_mail_system(msg: Message) -> bool:
+    """Tell whether a message was sent as a delivery report: null return path or daemon name."""
+    return_paths = [str(v).strip() for v in msg.get_all("Return-Path", [])]
+    if any(v in ("<>", "") for v in return_paths):
+        return True
+    local = parseaddr(_header(msg, "From"))[1].partition("@")[0].lower()
+    return local in _MAIL_SYSTEM_NAMES
+
+
+def _from_a_person(msg: Message) -> bool:
+    """Tell whether a message carries a real sender's return path and no mail system's name."""
+    has_sender = any(str(v).strip() not in ("<>", "") for v in msg.get_all("Return-Path", []))
+    return has_sender and not _from_a_mail_system(msg)
 
 
 def _enclosed_headers(msg: Message) -> Message | None:
@@ -336,6 +394,20 @@ def _enclosed_headers(msg: Message) -> Message | None:
     return None
 
 
+def _arrival_token(msg: Message, prefix: str) -> str | None:
+    """Return the token of the address the message itself was delivered to, if any."""
+    return _first_token([v for name in _ENVELOPE_HEADERS for v in msg.get_all(name, [])], prefix)
+
+
+def _first_token(values: list[object], prefix: str) -> str | None:
+    for value in values:
+        for _, address in getaddresses([str(value)]):
+            token = token_in_address(address, prefix)
+            if token:
+                return token
+    return None
+
+
 def _find_token(msg: Message, prefix: str) -> str | None:
     """Find the VERP token: where the report was sent to, or the original's return path."""
     candidates = [v for name in _ENVELOPE_HEADERS for v in msg.get_all(name, [])]
@@ -345,12 +417,7 @@ def _find_token(msg: Message, prefix: str) -> str | None:
     original = _enclosed_headers(msg)
     if original is not None:
         candidates.extend(original.get_all("Return-Path", []))
-    for value in candidates:
-        for _, address in getaddresses([str(value)]):
-            token = token_in_address(address, prefix)
-            if token:
-                return token
-    return None
+    return _first_token(candidates, prefix)
 
 
 def _clean(address: str | None) -> str | None:
@@ -368,19 +435,15 @@ def fingerprint(data: bytes) -> str:
 # --- SMTP replies during a send --------------------------------------------------------
 
 
-def permanent_recipient_failure(reply: str) -> bool:
-    """Tell whether an SMTP reply refuses the recipient for good (5xx, not policy or sender)."""
+def smtp_reply_verdict(reply: str) -> reasons.Verdict | None:
+    """Classify an SMTP reply that refused a message; None when it is not a reply (a time-out)."""
     code = _SMTP_CODE.match(reply.strip() + " ")
-    if code is None or not code.group(1).startswith("5"):
-        return False
-    status = _STATUS.search(reply)
-    if status is None:
-        # Without an enhanced code, only the replies RFC 5321 gives for a bad mailbox.
-        return code.group(1) in ("550", "551", "553")
-    klass, subject, detail = status.groups()
-    if klass != "5":
-        return False
-    # x.1.x is the address (but 5.1.7/5.1.8 are about our sender); 5.2.1 a disabled mailbox.
-    if subject == "1":
-        return detail not in ("7", "8")
-    return (subject, detail) == ("2", "1")
+    if code is None:
+        return None
+    return reasons.classify_failure(None, reply, permanent=code.group(1).startswith("5"))
+
+
+def permanent_recipient_failure(reply: str) -> bool:
+    """Tell whether an SMTP reply refuses the recipient for good: the address does not exist."""
+    verdict = smtp_reply_verdict(reply)
+    return verdict is not None and verdict.kind == reasons.HARD

@@ -2,8 +2,10 @@
 
 One run parses every message first, then applies all results in one transaction: a hard
 bounce suppresses the address, soft bounces suppress it once there are `soft_bounce_limit`
-within `soft_bounce_days`, a complaint unsubscribes and suppresses, and an unsubscribe request
-mailed to the List-Unsubscribe address unsubscribes the subscriber its signed token names.
+within `soft_bounce_days` (a disabled mailbox once it is reported again), a blocked one is
+recorded and suppresses nobody, a complaint unsubscribes and suppresses, and an unsubscribe
+request mailed to the List-Unsubscribe address unsubscribes the subscriber its token names.
+A message that cannot be read is kept and reported with the reason; the run goes on.
 A report is only believed when its signed return path names the delivery (required by default
 once a bounce domain is set), or else when it names a subscriber sent mail within
 `bounce_recent_days`. Only after the commit are the handled messages moved out of the way;
@@ -13,7 +15,7 @@ the rest stay where they were and are reported.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,7 +23,13 @@ from sqlalchemy import Connection, distinct, func, select
 from sqlalchemy.orm import Session
 
 from newsletter.audience.subscribers import email_key
-from newsletter.audience.suppressions import COMPLAINT_REASON, suppress
+from newsletter.audience.suppressions import (
+    COMPLAINT_REASON,
+    count_events,
+    repeatedly_disabled,
+    suppress,
+)
+from newsletter.bounces import reasons
 from newsletter.bounces.classify import (
     BounceKind,
     BounceReport,
@@ -52,7 +60,9 @@ DEFAULT_SOFT_DAYS = 14
 DEFAULT_RECENT_DAYS = 30
 UNSUBSCRIBE_REQUEST = "unsubscribe-request"
 MAIL_UNSUBSCRIBED = "unsubscribed_by_mail"
-ACTIONS = ("suppressed", "unsubscribed", MAIL_UNSUBSCRIBED, "counted", "ignored", "duplicate")
+ACTIONS = (
+    "suppressed", "unsubscribed", MAIL_UNSUBSCRIBED, "counted", "blocked", "ignored", "duplicate"
+)  # fmt: skip
 # Mailbox providers start filtering senders above these (Gmail's bulk sender guidance).
 COMPLAINT_WARN_RATE = 0.001
 HARD_BOUNCE_WARN_RATE = 0.02
@@ -72,6 +82,7 @@ class MessageOutcome:
     action: str  # one of ACTIONS, or kept
     email: str | None = None
     detail: str = ""
+    reason: str | None = None
 
     @property
     def kept(self) -> bool:
@@ -146,18 +157,20 @@ def process_bounces(
 def _with_location(outcome: MessageOutcome, where: dict[str, str]) -> MessageOutcome:
     if not outcome.kept or outcome.ref not in where:
         return outcome
-    return MessageOutcome(
-        where[outcome.ref] if outcome.ref == "stdin" else outcome.ref,
-        outcome.kind,
-        outcome.action,
-        outcome.email,
-        outcome.detail,
-    )
+    return replace(outcome, ref=where[outcome.ref] if outcome.ref == "stdin" else outcome.ref)
 
 
 def _parse(item: Returned, prefix: str) -> _Parsed:
     if item.unreadable:
         return _Parsed(item.ref, None, "", unreadable=item.unreadable)
+    try:
+        return _read(item, prefix)
+    except Exception as exc:  # one odd message must not stop the others: it is kept, reported
+        detail = f"could not be read: {type(exc).__name__}: {exc}"[:300]
+        return _Parsed(item.ref, None, "", unreadable=detail)
+
+
+def _read(item: Returned, prefix: str) -> _Parsed:
     digest = fingerprint(item.data)
     request = unsubscribe_request(item.data)
     if request is not None:
@@ -192,6 +205,7 @@ def _apply(
             email=email,
             kind=report.kind.value,
             status=report.status,
+            reason=report.reason,
             diagnostic=report.diagnostic[:500],
             delivery_id=delivery_id,
             message_hash=parsed.digest,
@@ -211,17 +225,29 @@ def _act(
 ) -> MessageOutcome:
     if report.kind == BounceKind.COMPLAINT:
         suppress(conn, email, COMPLAINT_REASON, status=SubscriberStatus.UNSUBSCRIBED, now=now)
-        return MessageOutcome(ref, report.kind, "unsubscribed", email, "complaint")
+        return _outcome(ref, report, "unsubscribed", email, "complaint")
     if report.kind == BounceKind.HARD:
-        reason = f"hard bounce {report.status or ''}: {report.diagnostic}".strip()
-        suppress(conn, email, reason, now=now)
-        return MessageOutcome(ref, report.kind, "suppressed", email, report.status or "")
+        reason = f"hard bounce {report.status or ''} ({report.reason}): {report.diagnostic}"
+        suppress(conn, email, " ".join(reason.split()), now=now)
+        return _outcome(ref, report, "suppressed", email, report.status or "")
+    if report.kind == BounceKind.BLOCKED:
+        # Refused for the sender's mail (policy, spam, authentication): the address is fine.
+        return _outcome(ref, report, "blocked", email, f"blocked: {report.diagnostic}"[:300])
+    if report.reason == reasons.MAILBOX_DISABLED and repeatedly_disabled(conn, email, now):
+        suppress(conn, email, f"mailbox disabled, reported again: {report.diagnostic}", now=now)
+        return _outcome(ref, report, "suppressed", email, "mailbox disabled again")
     limit, days = soft_bounce_policy(settings)
-    count = _soft_count(conn, email, now - timedelta(days=days))
+    count = count_events(conn, email, now - timedelta(days=days), kind=BounceKind.SOFT.value)
     if count >= limit:
         suppress(conn, email, f"soft bounces: {count} within {days} days", now=now)
-        return MessageOutcome(ref, report.kind, "suppressed", email, f"{count} soft bounces")
-    return MessageOutcome(ref, report.kind, "counted", email, f"{count} of {limit} soft bounces")
+        return _outcome(ref, report, "suppressed", email, f"{count} soft bounces")
+    return _outcome(ref, report, "counted", email, f"{count} of {limit} soft bounces")
+
+
+def _outcome(
+    ref: str, report: BounceReport, action: str, email: str, detail: str
+) -> MessageOutcome:
+    return MessageOutcome(ref, report.kind, action, email, detail, report.reason)
 
 
 def soft_bounce_policy(settings: Settings) -> tuple[int, int]:
@@ -337,18 +363,6 @@ def _seen(conn: Connection, digest: str) -> bool:
     return found.first() is not None
 
 
-def _soft_count(conn: Connection, email: str, since: datetime) -> int:
-    key = email_key(email)
-    rows = conn.execute(
-        select(BounceEvent.email).where(
-            func.lower(BounceEvent.email).in_({key, key.lower()}),
-            BounceEvent.kind == BounceKind.SOFT.value,
-            BounceEvent.created_at >= since,
-        )
-    )
-    return sum(1 for (e,) in rows if email_key(e) == key)
-
-
 # --- edition health --------------------------------------------------------------------
 
 
@@ -363,20 +377,37 @@ def edition_health(app: App, edition_id: int) -> dict[str, Any]:
                 Delivery.status.in_([DeliveryStatus.SENT, DeliveryStatus.FAILED]),
             )
         )
-        by_kind = dict(
-            session.execute(
-                select(BounceEvent.kind, func.count(distinct(BounceEvent.delivery_id)))
-                .join(Delivery, Delivery.id == BounceEvent.delivery_id)
-                .where(Delivery.edition_id == edition_id)
-                .group_by(BounceEvent.kind)
-            ).all()
-        )
-    return _health(edition_id, attempted or 0, by_kind)
+        by_kind = _deliveries_per(session, BounceEvent.kind, edition_id)
+        by_reason = _deliveries_per(session, BounceEvent.reason, edition_id)
+    health = _health(edition_id, attempted or 0, by_kind)
+    health["by_reason"] = dict(sorted(by_reason.items(), key=lambda item: (-item[1], item[0])))
+    return health
+
+
+def _deliveries_per(session: Session, column: Any, edition_id: int) -> dict[str, int]:
+    """Count an edition's deliveries with a bounce event, per value of one event column."""
+    rows = session.execute(
+        select(column, func.count(distinct(BounceEvent.delivery_id)))
+        .join(Delivery, Delivery.id == BounceEvent.delivery_id)
+        .where(Delivery.edition_id == edition_id)
+        .group_by(column)
+    )
+    counts: dict[str, int] = {}
+    for value, count in rows:  # events from before reasons were kept have none
+        key = value or reasons.UNCLASSIFIED
+        counts[key] = counts.get(key, 0) + count
+    return counts
+
+
+def format_reasons(by_reason: dict[str, int]) -> str:
+    """Return counts by reason as one line: "bad-mailbox 3, spam 1"."""
+    return ", ".join(f"{reason} {count}" for reason, count in by_reason.items())
 
 
 def _health(edition_id: int, attempted: int, by_kind: dict[str, int]) -> dict[str, Any]:
     hard = by_kind.get(BounceKind.HARD.value, 0)
     soft = by_kind.get(BounceKind.SOFT.value, 0)
+    blocked = by_kind.get(BounceKind.BLOCKED.value, 0)
     complaints = by_kind.get(BounceKind.COMPLAINT.value, 0)
     hard_rate = hard / attempted if attempted else 0.0
     complaint_rate = complaints / attempted if attempted else 0.0
@@ -396,6 +427,7 @@ def _health(edition_id: int, attempted: int, by_kind: dict[str, int]) -> dict[st
         "attempted": attempted,
         "hard_bounces": hard,
         "soft_bounces": soft,
+        "blocked": blocked,
         "complaints": complaints,
         "hard_bounce_rate": hard_rate,
         "complaint_rate": complaint_rate,

@@ -11,7 +11,7 @@ from newsletter.audience import suppressions
 from newsletter.bounces import process as bounce_processing
 from newsletter.bounces.classify import verp_address
 from newsletter.bounces.mailboxes import ImapSource, Source, open_source
-from newsletter.bounces.process import BounceRun
+from newsletter.bounces.process import BounceRun, format_reasons
 from newsletter.cli.common import echo_json, parse_date, pass_app
 from newsletter.core.app import App
 from newsletter.core.errors import InputError, NotFound
@@ -85,6 +85,9 @@ def _print_run(run: BounceRun) -> None:
         click.echo(f"  suppressed {address}")
     for address in run.addresses(bounce_processing.MAIL_UNSUBSCRIBED):
         click.echo(f"  unsubscribed by mail {address}")
+    for outcome in run.outcomes:
+        if outcome.action == "blocked":
+            click.echo(f"  blocked ({outcome.reason}) {outcome.email}: {outcome.detail}")
     for outcome in run.kept:
         click.echo(f"  kept {outcome.ref}: {outcome.detail}", err=True)
 
@@ -107,9 +110,11 @@ def health(app: App, day: str | None, as_json: bool) -> None:
     click.echo(
         f"edition {data['edition_id']}: {data['attempted']} sent, "
         f"{data['hard_bounces']} hard bounces ({data['hard_bounce_rate']:.2%}), "
-        f"{data['soft_bounces']} soft, {data['complaints']} complaints "
+        f"{data['soft_bounces']} soft, {data['blocked']} blocked, {data['complaints']} complaints "
         f"({data['complaint_rate']:.2%})"
     )
+    if data["by_reason"]:
+        click.echo("by reason: " + format_reasons(data["by_reason"]))
     for warning in data["warnings"]:
         click.echo(f"warning: {warning}", err=True)
 

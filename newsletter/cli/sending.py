@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from newsletter.bounces.process import format_reasons
 from newsletter.cli.common import (
     check_output_folder,
     echo_json,
@@ -195,13 +196,16 @@ def status(app: App, day: str | None, as_json: bool) -> None:
 
 def _health_line(health: dict) -> str:
     parts = []
-    for key in ("hard_bounces", "soft_bounces", "complaints"):
+    for key in ("hard_bounces", "soft_bounces", "blocked", "complaints"):
         if key in health:
             parts.append(f"{key.replace('_', ' ')} {health[key]}")
     for key in ("hard_bounce_rate", "complaint_rate"):
         if key in health:
             parts.append(f"{key.replace('_', ' ')} {health[key]:.2%}")
-    return "health: " + ", ".join(parts)
+    line = "health: " + ", ".join(parts)
+    if health.get("by_reason"):
+        line += "\nby reason: " + format_reasons(health["by_reason"])
+    return line
 
 
 @click.command()

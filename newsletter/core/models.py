@@ -444,7 +444,7 @@ class RateLimit(Base):
 
 
 class BounceEvent(Base):
-    """A hard or soft bounce or a complaint about one address, from one returned message."""
+    """A hard, soft or blocked bounce or a complaint about one address, from one report."""
 
     __tablename__ = "bounce_events"
     __table_args__ = (
@@ -456,6 +456,8 @@ class BounceEvent(Base):
     email: Mapped[str] = mapped_column(String(320))
     kind: Mapped[str] = mapped_column(String(16))
     status: Mapped[str | None] = mapped_column(String(16))
+    # Why, in a word (bounces.reasons): "bad-mailbox", "mailbox-full", "spam", "complaint"...
+    reason: Mapped[str | None] = mapped_column(String(32))
     diagnostic: Mapped[str] = mapped_column(Text, default="")
     # Set when the VERP token named the delivery: what makes rates per edition possible.
     delivery_id: Mapped[int | None] = mapped_column(
