@@ -96,11 +96,10 @@ Predictor = Callable[[list[TopicSpec], list[Labelled]], set[Pair]]
 def matcher_predictions(
     topics: list[TopicSpec], papers: list[Labelled], threshold: float = 1.0
 ) -> set[Pair]:
-    """Return the (paper, topic) pairs our matcher accepts."""
+    """Return the (paper, topic) pairs our matcher accepts, the papers being the listing."""
     index = TopicIndex([_compile(t) for t in topics])
-    return {
-        (lp.key, topics[t].slug) for lp in papers for t, _, _ in index.score(lp.paper, threshold)
-    }
+    scored = index.score_listing([lp.paper for lp in papers], threshold)
+    return {(lp.key, topics[t].slug) for lp, found in zip(papers, scored) for t, _, _ in found}
 
 
 def _compile(t: TopicSpec, suffix: str = "") -> TopicMatcher:

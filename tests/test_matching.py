@@ -107,11 +107,19 @@ def test_diminishing_returns_for_many_keywords() -> None:
     assert one < four < 4 * one
 
 
-def test_generic_words_alone_do_not_match() -> None:
-    robust = topic("robustness", "efficient", "learning")
+def test_generic_words_alone_do_not_match_beside_a_specific_keyword() -> None:
+    robust = topic("adversarial attack", "robustness", "efficient", "learning")
     abstract = "We show robustness. The method is efficient. Learning is fast and robust."
     assert score(robust, "A new optimizer", abstract) < 1.0
     assert score(robust, "Robustness of learning") < 1.0
+    assert score(robust, "Adversarial attacks") >= 1.0
+
+
+def test_a_topic_of_generic_words_only_still_matches_its_strongest_papers() -> None:
+    ml = topic("machine learning")
+    assert score(ml, "Machine learning for weather forecasts") >= 1.0
+    late = score(ml, "Weather forecasts", LEAD + "Later we mention machine learning once.")
+    assert 0 < late < 1.0
 
 
 def test_description_is_weak_evidence_only() -> None:

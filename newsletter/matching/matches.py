@@ -1,16 +1,18 @@
 """Topic matching on the database: score papers against topics and store the matches.
 
 The text scoring itself (keywords, where they occur, what that is worth) lives in
-newsletter.scoring; this module loads papers and topics, and replaces PaperTopic rows.
+`scoring`; this module loads papers and topics, counts how common each keyword is among the
+recent listings (the last WINDOW_DAYS days of papers), and replaces PaperTopic rows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from newsletter.core.models import Paper, PaperTopic, Topic
@@ -19,6 +21,8 @@ from newsletter.matching.scoring import PaperText, TopicIndex, TopicMatcher
 __all__ = ["MatchStats", "PaperText", "TopicIndex", "TopicMatcher", "match_papers"]
 
 PROGRESS_EVERY = 200  # papers between progress reports
+WINDOW_DAYS = 30  # keyword frequencies come from the papers listed this many days back
+WINDOW_MAX_PAPERS = 10_000  # ... at most this many of the newest: counting costs matching time
 
 
 @dataclass(frozen=True)
@@ -63,20 +67,52 @@ def match_papers(
     ids = None if paper_ids is None else sorted(set(paper_ids))
     rows = _load_papers(session, ids)
     removed = _delete_matches(session, ids, tids)
+    scored = {row[0] for row in rows}
+    background = [_text(r) for r in recent_paper_rows(session=session) if r[0] not in scored]
+    results = index.score_listing([_text(r) for r in rows], threshold, background=background)
     new_rows = []
-    for done, (pid, title, abstract, keywords, categories) in enumerate(rows, start=1):
+    for done, (row, found) in enumerate(zip(rows, results, strict=True), start=1):
         if progress is not None and done % PROGRESS_EVERY == 0:
             progress(PROGRESS_EVERY)
-        text = PaperText(title or "", abstract or "", keywords or (), categories or ())
-        for t, score, evidence in index.score(text, threshold):
+        for t, score, evidence in found:
             new_rows.append(
-                {"paper_id": pid, "topic_id": topics[t].id, "score": score, "evidence": evidence}
+                {"paper_id": row[0], "topic_id": topics[t].id, "score": score, "evidence": evidence}
             )
     if progress is not None and len(rows) % PROGRESS_EVERY:
         progress(len(rows) % PROGRESS_EVERY)
     if new_rows:
         session.execute(insert(PaperTopic), new_rows)
     return MatchStats(papers=len(rows), topics=len(topics), matches=len(new_rows), removed=removed)
+
+
+def _text(row: Any) -> PaperText:
+    _, title, abstract, keywords, categories = row
+    return PaperText(title or "", abstract or "", keywords or (), categories or ())
+
+
+def recent_window(*, session: Session, days: int = WINDOW_DAYS) -> date | None:
+    """Return the first listing date of the recent window, or None when no paper is stored."""
+    newest = session.scalar(select(func.max(Paper.listing_date)))
+    return None if newest is None else newest - timedelta(days=days - 1)
+
+
+def recent_paper_rows(*, session: Session, days: int = WINDOW_DAYS) -> list[Any]:
+    """Return (id, title, abstract, keywords, categories) of the recent listings, newest first."""
+    start = recent_window(session=session, days=days)
+    if start is None:
+        return []
+    query = (
+        select(Paper.id, Paper.title, Paper.abstract, Paper.keywords, Paper.categories)
+        .where(Paper.listing_date >= start)
+        .order_by(Paper.listing_date.desc(), Paper.id.desc())
+        .limit(WINDOW_MAX_PAPERS)
+    )
+    return list(session.execute(query).all())
+
+
+def recent_papers(*, session: Session, days: int = WINDOW_DAYS) -> list[PaperText]:
+    """Return the text of the recent listings' papers, newest first."""
+    return [_text(r) for r in recent_paper_rows(session=session, days=days)]
 
 
 def _chunks(ids: list[int] | None, size: int = 500) -> Iterable[list[int] | None]:

@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from copy import copy
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from itertools import accumulate, chain
 from typing import NamedTuple
+
+from newsletter.matching.specificity import NO_PAPERS, DocumentFrequencies
 
 TITLE_WEIGHT = 1.0
 PAPER_KEYWORD_WEIGHT = 0.8  # HF ai_keywords: chosen for the paper, but many and loose
@@ -29,7 +33,6 @@ ABSTRACT_MAX = 1.0
 LEAD_SENTENCES = 2
 SECONDARY_SHARE = 0.3  # a keyword also seen in another field (title and abstract) adds this share
 SINGLE_WORD_FACTOR = 0.7  # outside a title, one ordinary word is vaguer than a phrase
-GENERIC_FACTOR = 0.4  # generic words say little on their own
 DECAY = 0.7  # the n-th distinct keyword adds DECAY**n of its weight: diminishing returns
 CATEGORY_PRIMARY = 0.6
 CATEGORY_CROSS = 0.3
@@ -396,6 +399,7 @@ class Keyword:
     friends: frozenset[int] = frozenset()  # FALSE_FRIENDS whose hits do not count
     meanings: tuple[Seq, ...] = ()  # an acronym's long forms, to notice it redefined
     acronym: str = ""
+    key: str = ""  # the stems of its words: its name in DocumentFrequencies
 
 
 def _phrase_words(text: str) -> list[tuple[str, str]]:
@@ -501,6 +505,7 @@ def compile_keyword(text: str) -> Keyword:
         generic=is_generic(words),
         single_word=len(words) == 1 and not acronym,
         acronym=acronym,
+        key=_key(text),
     )
 
 
@@ -659,13 +664,29 @@ class TopicMatcher:
 _Target = tuple[int, int, float]
 _FRIEND = -1
 _Hits = dict[int, list[Span]]  # keyword number -> where it matched
+_Found = tuple[dict[int, _Hits], list[tuple[int, Span]]]  # hits by topic, false friends' hits
+Scored = tuple[int, float, list[str]]  # topic number, score, evidence
+
+
+def _keyword_factors(topic: TopicMatcher, frequencies: DocumentFrequencies) -> list[float]:
+    """Return the weight each keyword of a topic keeps, given how common it is."""
+    return [frequencies.factor(kw.key, generic=kw.generic) for kw in topic.keywords]
 
 
 class TopicIndex:
-    """Topics compiled into one table from a token form to the sequences that start with it."""
+    """Topics compiled into one table from a token form to the sequences that start with it.
 
-    def __init__(self, topics: Sequence[TopicMatcher]) -> None:
+    Each keyword's weight is scaled by how common it is among recent papers (`frequencies`);
+    a topic whose keywords are all common is judged against its best keyword, so that its
+    strongest papers still match.
+    """
+
+    def __init__(
+        self, topics: Sequence[TopicMatcher], frequencies: DocumentFrequencies = NO_PAPERS
+    ) -> None:
         self.topics = list(topics)
+        self.frequencies = frequencies
+        self._factors = [_keyword_factors(t, frequencies) for t in self.topics]
         self._starts: dict[str, dict[Seq, list[_Target]]] = {}
         for t, topic in enumerate(self.topics):
             for k, kw in enumerate(topic.keywords):
@@ -679,17 +700,69 @@ class TopicIndex:
         for seq, share in sequences:
             self._starts.setdefault(seq[0], {}).setdefault(seq, []).append((topic, keyword, share))
 
-    def score(self, paper: PaperText, threshold: float = 1.0) -> list[tuple[int, float, list[str]]]:
+    def with_frequencies(self, frequencies: DocumentFrequencies) -> TopicIndex:
+        """Return this index weighing keywords by other document frequencies."""
+        other = copy(self)
+        other.frequencies = frequencies
+        other._factors = [_keyword_factors(t, frequencies) for t in self.topics]
+        return other
+
+    def score(self, paper: PaperText, threshold: float = 1.0) -> list[Scored]:
         """Return (topic number, score, evidence) of each topic scoring at least threshold."""
-        found, friends = self._find(paper)
+        return self._score_found(paper, self._find(paper), threshold)
+
+    def score_listing(
+        self,
+        papers: Sequence[PaperText],
+        threshold: float = 1.0,
+        *,
+        background: Iterable[PaperText] = (),
+    ) -> list[list[Scored]]:
+        """Score papers with keyword weights from their own and the background papers' counts.
+
+        The background is the rest of the recent listings: papers counted, not scored.
+        """
+        found = [self._find(p) for p in papers]
+        counts: Counter[str] = Counter()
+        for paper, hits in zip(papers, found, strict=True):
+            counts.update(self._keys_found(paper, hits))
+        seen = len(papers)
+        for paper in background:
+            counts.update(self._keys_found(paper, self._find(paper)))
+            seen += 1
+        index = self.with_frequencies(DocumentFrequencies(seen, counts))
+        return [index._score_found(p, h, threshold) for p, h in zip(papers, found, strict=True)]
+
+    def count_keywords(self, papers: Iterable[PaperText]) -> DocumentFrequencies:
+        """Count the papers in which each keyword of the index is found."""
+        counts: Counter[str] = Counter()
+        seen = 0
+        for paper in papers:
+            counts.update(self._keys_found(paper, self._find(paper)))
+            seen += 1
+        return DocumentFrequencies(seen, counts)
+
+    def _keys_found(self, paper: PaperText, hits: _Found) -> set[str]:
+        found, friends = hits
+        return {
+            self.topics[t].keywords[k].key
+            for t, by_keyword in found.items()
+            for k, spans in by_keyword.items()
+            if _valid(self.topics[t].keywords[k], spans, friends, paper)
+        }
+
+    def _score_found(self, paper: PaperText, hits: _Found, threshold: float) -> list[Scored]:
+        found, friends = hits
         out = []
         for t in sorted(found):
-            value, evidence = _score_topic(self.topics[t], found[t], friends, paper)
+            value, evidence = _score_topic(
+                self.topics[t], found[t], friends, paper, self._factors[t]
+            )
             if value > 0 and value >= threshold:
                 out.append((t, value, evidence))
         return out
 
-    def _find(self, paper: PaperText) -> tuple[dict[int, _Hits], list[tuple[int, Span]]]:
+    def _find(self, paper: PaperText) -> _Found:
         """Find every sequence of the index in the paper; group the hits by topic and keyword."""
         found: dict[int, _Hits] = {}
         friends: list[tuple[int, Span]] = []
@@ -723,7 +796,11 @@ class TopicIndex:
 
 
 def _score_topic(
-    topic: TopicMatcher, hits: _Hits, friends: list[tuple[int, Span]], paper: PaperText
+    topic: TopicMatcher,
+    hits: _Hits,
+    friends: list[tuple[int, Span]],
+    paper: PaperText,
+    factors: Sequence[float],
 ) -> tuple[float, list[str]]:
     """Score one topic from its hits in a paper; return the score and the evidence."""
     kept = {}
@@ -731,10 +808,15 @@ def _score_topic(
         if spans := _valid(topic.keywords[k], spans, friends, paper):
             kept[k] = _outermost(spans)
     weighed = sorted(
-        (_keyword_weight(topic.keywords[k], s) for k, s in _drop_nested(kept).items()),
+        (
+            _keyword_weight(topic.keywords[k], s, factors[k])
+            for k, s in _drop_nested(kept).items()
+        ),
         key=lambda w: -w[0],
     )
     score = sum(weight * DECAY**i for i, (weight, _) in enumerate(weighed))
+    if factors and (best := max(factors)) < 1.0:
+        score /= best  # all its keywords are common: the strongest evidence still places a paper
     evidence = [label for _, label in weighed]
     score += _category_score(topic, paper, evidence)
     if score > 0:
@@ -805,7 +887,7 @@ def _redefined(kw: Keyword, paper: PaperText) -> bool:
     return False
 
 
-def _keyword_weight(kw: Keyword, spans: list[Span]) -> tuple[float, str]:
+def _keyword_weight(kw: Keyword, spans: list[Span], factor: float) -> tuple[float, str]:
     """Weigh one keyword's hits across title, paper keywords and abstract; label the best."""
     # A single ordinary word in a title still names the subject; elsewhere it is vaguer.
     vague = SINGLE_WORD_FACTOR if kw.single_word else 1.0
@@ -825,8 +907,7 @@ def _keyword_weight(kw: Keyword, spans: list[Span]) -> tuple[float, str]:
             weights[name] = weight * vague * share
     best = max(weights, key=weights.__getitem__)
     total = weights[best] + SECONDARY_SHARE * (sum(weights.values()) - weights[best])
-    if kw.generic:
-        total *= GENERIC_FACTOR
+    total *= factor  # a keyword most recent papers mention says little about this one
     shown = max(by_field[best], key=lambda s: s.share)
     label = f'{best}: "{shown.text}"'
     if best == "abstract" and len(by_field[best]) > 1:
