@@ -99,7 +99,11 @@ def matcher_predictions(
     """Return the (paper, topic) pairs our matcher accepts, the papers being the listing."""
     index = TopicIndex([_compile(t) for t in topics])
     scored = index.score_listing([lp.paper for lp in papers], threshold)
-    return {(lp.key, topics[t].slug) for lp, found in zip(papers, scored) for t, _, _ in found}
+    return {
+        (lp.key, topics[t].slug)
+        for lp, found in zip(papers, scored, strict=True)
+        for t, _, _ in found
+    }
 
 
 def _compile(t: TopicSpec, suffix: str = "") -> TopicMatcher:
