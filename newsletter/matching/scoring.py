@@ -808,10 +808,7 @@ def _score_topic(
         if spans := _valid(topic.keywords[k], spans, friends, paper):
             kept[k] = _outermost(spans)
     weighed = sorted(
-        (
-            _keyword_weight(topic.keywords[k], s, factors[k])
-            for k, s in _drop_nested(kept).items()
-        ),
+        (_keyword_weight(topic.keywords[k], s, factors[k]) for k, s in _drop_nested(kept).items()),
         key=lambda w: -w[0],
     )
     score = sum(weight * DECAY**i for i, (weight, _) in enumerate(weighed))
