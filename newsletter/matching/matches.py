@@ -67,9 +67,15 @@ def match_papers(
     ids = None if paper_ids is None else sorted(set(paper_ids))
     rows = _load_papers(session, ids)
     removed = _delete_matches(session, ids, tids)
-    scored = {row[0] for row in rows}
-    background = [_text(r) for r in recent_paper_rows(session=session) if r[0] not in scored]
-    results = index.score_listing([_text(r) for r in rows], threshold, background=background)
+    recent = recent_paper_rows(session=session)
+    recent_ids = {r[0] for r in recent}
+    scored_ids = {r[0] for r in rows}
+    results = index.score_listing(
+        [_text(r) for r in rows],
+        threshold,
+        background=[_text(r) for r in recent if r[0] not in scored_ids],
+        counted=lambda n: rows[n][0] in recent_ids,
+    )
     new_rows = []
     for done, (row, found) in enumerate(zip(rows, results, strict=True), start=1):
         if progress is not None and done % PROGRESS_EVERY == 0:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from copy import copy
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -717,16 +717,20 @@ class TopicIndex:
         threshold: float = 1.0,
         *,
         background: Iterable[PaperText] = (),
+        counted: Callable[[int], bool] | None = None,
     ) -> list[list[Scored]]:
-        """Score papers with keyword weights from their own and the background papers' counts.
+        """Score papers with keyword weights counted over the recent listings.
 
-        The background is the rest of the recent listings: papers counted, not scored.
+        Those are the papers scored (or those whose number `counted` accepts) and the
+        background: the rest of the recent listings, counted but not scored.
         """
         found = [self._find(p) for p in papers]
         counts: Counter[str] = Counter()
-        for paper, hits in zip(papers, found, strict=True):
-            counts.update(self._keys_found(paper, hits))
-        seen = len(papers)
+        seen = 0
+        for n, (paper, hits) in enumerate(zip(papers, found, strict=True)):
+            if counted is None or counted(n):
+                counts.update(self._keys_found(paper, hits))
+                seen += 1
         for paper in background:
             counts.update(self._keys_found(paper, self._find(paper)))
             seen += 1

@@ -17,7 +17,7 @@ SPECIFIC_SHARE = 0.2  # a keyword in at most this share of the papers is fully s
 COMMON_SHARE = 0.6  # ... and in this share or more, as weak as a generic word
 COMMON_FACTOR = 0.4  # the weight left to a keyword found in COMMON_SHARE of the papers
 PRIOR_PAPERS = 10  # how many papers the word lists are worth
-GENERIC_PRIOR_SHARE = 0.5  # a listed generic word is assumed in half the papers
+GENERIC_PRIOR_SHARE = COMMON_SHARE  # a listed generic word is assumed common
 SPECIFIC_PRIOR_SHARE = 0.02  # any other keyword, in few of them
 WARN_COMMON_SHARE = 0.3  # `topics check` warns about keywords in this share of papers or more
 
