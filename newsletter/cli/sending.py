@@ -19,6 +19,7 @@ from newsletter.core.app import App
 from newsletter.core.errors import InputError
 from newsletter.delivery import service as sending
 from newsletter.delivery.engine import SendSummary
+from newsletter.matching.check import QUIET_DAYS, quiet_topics
 from newsletter.runners.send import SendRun
 
 DATE_HELP = "Listing date YYYY-MM-DD (default: the newest listing)."
@@ -172,16 +173,24 @@ def status(app: App, day: str | None, as_json: bool) -> None:
       newsletter status --date 2026-11-27 --json
     """
     data = sending.edition_status(app, parse_date(day))
+    with app.transaction() as session:
+        data["quiet_topics"] = quiet_topics(session=session)
     health = data.get("health") or {}
     for warning in health.get("warnings", []):
         click.echo(f"warning: {warning}", err=True)
+    for slug in data["quiet_topics"]:
+        click.echo(
+            f"warning: topic {slug!r} matched no paper in the last {QUIET_DAYS} days of "
+            f"listings: see `newsletter topics check {slug}`",
+            err=True,
+        )
     if as_json:
         echo_json(data)
         return
     if not data["planned"]:
         click.echo(f"{data['date']}: not planned yet")
         return
-    shown = ("date", "planned", "health", "votes")
+    shown = ("date", "planned", "health", "votes", "quiet_topics")
     counts = ", ".join(f"{k} {v}" for k, v in data.items() if k not in shown)
     click.echo(f"{data['date']}: {counts}")
     if health:

@@ -11,10 +11,18 @@ from sqlalchemy import select
 from newsletter.cli.common import echo_json, parse_date, pass_app
 from newsletter.core.app import App
 from newsletter.core.models import Paper
-from newsletter.matching.matches import match_papers
+from newsletter.matching.check import (
+    CHECK_DAYS,
+    TopicCheck,
+    check_topic,
+    check_topics,
+    warnings_of,
+)
+from newsletter.matching.matches import match_papers, recent_papers
 from newsletter.matching.topics import (
     add_topic,
     count_subscribers,
+    get_topic,
     import_topics,
     list_topics,
     remove_topic,
@@ -54,7 +62,12 @@ def add_command(
             threshold=app.settings.match_threshold,
         )
         matched = len(topic.papers)
+        check = check_topic(
+            topic, recent_papers(session=session), threshold=app.settings.match_threshold
+        )
     click.echo(f"added topic {slug}: {matched} papers match")
+    for warning in warnings_of(check):
+        click.echo(f"warning: {warning}", err=True)
 
 
 @topics.command("import")
@@ -81,6 +94,51 @@ def import_command(app: App, file: str) -> None:
         f"{stats.created} created, {stats.updated} updated, {stats.unchanged} unchanged; "
         f"{stats.matches} paper matches"
     )
+
+
+@topics.command("check")
+@click.argument("slug", required=False)
+@click.option(
+    "--days", type=click.IntRange(min=1), default=CHECK_DAYS, show_default=True,
+    help="Check against the papers of this many listing days back from the newest.",
+)  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def check_command(app: App, slug: str | None, days: int, as_json: bool) -> None:
+    """Show how many recent papers each topic and keyword matches; warn about weak ones.
+
+    A keyword in most papers places none of them; one in no paper is likely misspelt; a
+    topic that matches nothing leaves its subscribers without a digest.
+
+    \b
+    Examples:
+      newsletter topics check
+      newsletter topics check llm --days 7 --json
+    """
+    with app.transaction() as session:
+        if slug is not None:
+            get_topic(slug, session=session)  # an unknown slug is one line and exit 2
+        checks = check_topics(
+            session=session, slug=slug, days=days, threshold=app.settings.match_threshold
+        )
+    if as_json:
+        echo_json([dataclasses.asdict(c) for c in checks])
+        return
+    if not checks:
+        click.echo("no topics yet: add one with `newsletter topics add` or `topics import`")
+    for check in checks:
+        _print_check(check)
+
+
+def _print_check(check: TopicCheck) -> None:
+    click.echo(
+        f"{check.slug}: {check.matched} of {check.papers} papers of the last {check.days} days "
+        f"({check.share:.0%})"
+    )
+    for k in check.keywords:
+        click.echo(f"  {k.keyword}: {k.papers} papers ({k.share:.0%})")
+    for warning in warnings_of(check):
+        click.echo(f"  warning: {warning}")
 
 
 @topics.command("list")

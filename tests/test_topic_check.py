@@ -1,0 +1,100 @@
+"""`topics check`, the warnings of `topics add` and the quiet topics of `status`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from newsletter.core.app import App
+from newsletter.core.models import PaperTopic, Topic
+
+REPO = Path(__file__).resolve().parent.parent
+SEEDS = REPO / "seeds" / "hf-daily-papers-page.txt"
+
+
+def _import_seeds(run, day: str = "2026-11-27") -> None:
+    result = run("papers", "import", str(SEEDS), "--date", day)
+    assert result.exit_code == 0, result.output
+
+
+def _add(run, slug: str, keywords: str):
+    result = run("topics", "add", slug, "--name", slug.title(), "--keywords", keywords)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_check_json_counts_each_keyword_and_warns_about_weak_ones(run) -> None:
+    _import_seeds(run)
+    _add(run, "fm", "pre-training, zebrafish, distillation")
+    result = run("topics", "check", "fm", "--json")
+    assert result.exit_code == 0, result.output
+    [check] = json.loads(result.stdout)
+    assert (check["slug"], check["days"], check["papers"]) == ("fm", 30, 50)
+    keywords = {k["keyword"]: k for k in check["keywords"]}
+    assert keywords["pre-training"]["share"] >= 0.3
+    assert "says little" in keywords["pre-training"]["warning"]
+    assert keywords["zebrafish"]["papers"] == 0
+    assert "none of the 50" in keywords["zebrafish"]["warning"]
+    assert 0 < keywords["distillation"]["papers"] < 15
+    assert keywords["distillation"]["warning"] is None
+    assert 0 < check["matched"] < keywords["pre-training"]["papers"]
+    assert check["share"] == round(check["matched"] / 50, 3)
+    assert check["warnings"] == []
+
+
+def test_check_warns_about_a_topic_that_matches_nothing(run) -> None:
+    _import_seeds(run)
+    _add(run, "fish", "zebrafish, coral reef")
+    result = run("topics", "check")
+    assert result.exit_code == 0, result.output
+    assert "fish: 0 of 50 papers of the last 30 days (0%)" in result.output
+    assert "its subscribers get nothing" in result.output
+
+
+def test_check_days_limits_the_window(run) -> None:
+    _import_seeds(run, "2026-10-01")
+    recent = REPO / "tests" / "fixtures" / "hf_daily_papers_30.json"
+    assert run("papers", "import", str(recent), "--date", "2026-11-27").exit_code == 0
+    _add(run, "llm", "large language model")
+    [wide] = json.loads(run("topics", "check", "llm", "--days", "90", "--json").stdout)
+    [narrow] = json.loads(run("topics", "check", "llm", "--days", "7", "--json").stdout)
+    assert wide["papers"] > narrow["papers"] > 0
+
+
+def test_check_bad_input_exits_2_and_changes_nothing(run, app: App) -> None:
+    _import_seeds(run)
+    _add(run, "fm", "pre-training")
+    with app.transaction() as s:
+        before = s.scalar(select(func.count()).select_from(PaperTopic))
+    for args in (("nope",), ("--days", "0"), ("--days", "x")):
+        result = run("topics", "check", *args)
+        assert result.exit_code == 2, result.output
+    assert "no topic 'nope'" in run("topics", "check", "nope").output
+    with app.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(PaperTopic)) == before
+        assert s.scalar(select(func.count()).select_from(Topic)) == 1
+
+
+def test_add_prints_the_same_warnings(run) -> None:
+    _import_seeds(run)
+    result = _add(run, "fm", "pre-training, zebrafish")
+    assert "added topic fm: 0 papers match" in result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 3
+    assert "'pre-training' is in" in warnings[0] and "'zebrafish'" in warnings[1]
+    assert "matched none" in warnings[2]
+    quiet = _add(run, "llm", "large language model")
+    assert "warning" not in quiet.output
+
+
+def test_status_flags_topics_that_matched_nothing_this_week(run) -> None:
+    _import_seeds(run)
+    _add(run, "fish", "zebrafish")
+    _add(run, "llm", "large language model")
+    result = run("status", "--json")
+    assert result.exit_code == 0, result.output
+    assert "warning: topic 'fish' matched no paper in the last 7 days" in result.stderr
+    assert "'llm'" not in result.stderr
+    assert json.loads(result.stdout)["quiet_topics"] == ["fish"]
