@@ -6,10 +6,12 @@ import email
 import email.policy
 import json
 import mailbox
+import re
 
 import pytest
 from sqlalchemy import select
 
+from newsletter.core import tokens
 from newsletter.core.models import Edition, Subscriber
 from newsletter.delivery import service as sending
 from newsletter.matching.personal import author_key, same_author
@@ -142,3 +144,29 @@ def test_bad_input_is_one_line_and_changes_nothing(app, run, day, args, message)
 def test_editing_an_unknown_address_is_one_line(run, day):
     result = run("subscribers", "edit", "nobody@example.org", "--hour", "7")
     assert result.exit_code == 2 and "nobody@example.org" in result.output
+
+
+def test_the_preferences_page_sets_the_rules(app, day):
+    web = f.web_app(app).test_client()
+    with app.sessions() as s:
+        ada = s.scalar(select(Subscriber).where(Subscriber.email == "ada@example.org"))
+    path = f"/manage/{tokens.make_token(app.settings, 'manage', ada.id, ada.link_key)}"
+    page = web.get(path).get_data(as_text=True)
+    assert 'name="follow_authors"' in page and 'name="muted_words"' in page
+    form = {
+        "csrf_token": re.search(r'name="csrf_token" value="([^"]+)"', page).group(1),
+        "topics": ["ml"], "frequency": "daily", "hour": "8", "timezone": "UTC",
+        "max_papers": "10", "weekly_day": "0", "follow_authors": "Doe, Jane; Bo Chen",
+        "muted_words": "survey", "personal_keywords": "LoRA",
+    }  # fmt: skip
+    saved = web.post(path, data=form)
+    assert saved.status_code == 303
+    titles, papers = _titles(app, "ada@example.org")
+    assert titles[0] in ("Protein folding by diffusion", "Benchmarks for agent memory")
+    assert "A survey of agents" not in titles and "Low-rank adapters revisited" in titles
+    shown = web.get(path).get_data(as_text=True)
+    assert 'value="Doe, Jane; Bo Chen"' in shown
+    bad = web.post(path, data={**form, "muted_words": "ok; bad\x01word"})
+    assert bad.status_code == 400 and "control character" in bad.get_data(as_text=True)
+    with app.sessions() as s:
+        assert s.get(Subscriber, ada.id).muted_words == ["survey"]

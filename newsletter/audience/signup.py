@@ -95,6 +95,10 @@ class Preferences:
     max_papers: int = 10
     name: str = ""
     paused: bool = False
+    # A reader's own rules; None leaves them as they are (the sign-up form has none).
+    follow_authors: tuple[str, ...] | None = None
+    muted_words: tuple[str, ...] | None = None
+    personal_keywords: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -302,6 +306,9 @@ def _apply(subscriber: Subscriber, prefs: Preferences, *, name: bool = True) -> 
     subscriber.timezone = prefs.timezone
     subscriber.max_papers = prefs.max_papers
     subscriber.paused = prefs.paused
+    for rule in ("follow_authors", "muted_words", "personal_keywords"):
+        if getattr(prefs, rule) is not None:
+            setattr(subscriber, rule, list(getattr(prefs, rule)))
     current = {s.topic_id: s for s in subscriber.subscriptions}
     wanted = dict.fromkeys(prefs.topic_ids)
     subscriber.subscriptions = [current.get(t) or Subscription(topic_id=t) for t in wanted]

@@ -11,6 +11,7 @@ from werkzeug.datastructures import MultiDict
 from newsletter.audience.signup import Preferences
 from newsletter.audience.subscribers import (
     mailable_email,
+    split_rules,
     validate_hour,
     validate_max_papers,
     validate_name,
@@ -20,6 +21,12 @@ from newsletter.core.config import Settings
 from newsletter.core.errors import InputError
 from newsletter.core.models import Frequency, Subscriber
 
+RULE_FIELDS = ("follow_authors", "muted_words", "personal_keywords")
+RULE_LABELS = {
+    "follow_authors": "followed authors",
+    "muted_words": "muted words",
+    "personal_keywords": "keywords",
+}
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 MAX_FIELD_LENGTH = 400
 # Bots fill every field; people never see this one (hidden by CSS and from screen readers).
@@ -67,6 +74,7 @@ def subscriber_values(subscriber: Subscriber) -> dict[str, Any]:
         "timezone": subscriber.timezone,
         "max_papers": str(subscriber.max_papers),
         "paused": subscriber.paused,
+        **{field: "; ".join(getattr(subscriber, field) or ()) for field in RULE_FIELDS},
     }
 
 
@@ -98,11 +106,13 @@ def is_bot(form: MultiDict[str, str]) -> bool:
 
 
 def _raw(form: MultiDict[str, str]) -> dict[str, Any]:
+    fields = ("email", "name", "frequency", "weekly_day", "hour", "timezone", "max_papers")
     values: dict[str, Any] = {
-        key: form.get(key, "")[:MAX_FIELD_LENGTH]
-        for key in ("email", "name", "frequency", "weekly_day", "hour", "timezone", "max_papers")
-        if key in form
+        key: form.get(key, "")[:MAX_FIELD_LENGTH] for key in fields if key in form
     }
+    for key in RULE_FIELDS:  # a list of names or words: longer than one field
+        if key in form:
+            values[key] = form.get(key, "")[: MAX_FIELD_LENGTH * 8]
     values["topics"] = [t.strip().lower() for t in form.getlist("topics") if t.strip()]
     values["paused"] = form.get("paused") == "on"
     return values
@@ -127,7 +137,16 @@ def _prefs(result: FormResult, topics: Mapping[str, int], *, with_pause: bool) -
         )
         or 1,
         paused=bool(v.get("paused")) if with_pause else False,
+        **{field: _rules(result, field) for field in RULE_FIELDS if field in v},
     )
+
+
+def _rules(result: FormResult, field: str) -> tuple[str, ...] | None:
+    try:
+        return tuple(split_rules(str(result.values[field]), RULE_LABELS[field]))
+    except InputError as exc:
+        result.errors[field] = f"{str(exc)[:1].upper()}{str(exc)[1:]}."
+        return None
 
 
 def _check(
