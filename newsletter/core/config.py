@@ -9,11 +9,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import logging
 import math
 import os
 import re
-import secrets
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,15 +22,10 @@ from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from newsletter.core.errors import ConfigError, InputError
-
-log = logging.getLogger(__name__)
+from newsletter.core.secret_key import check_secret_key, stored_secret_key
 
 CONFIG_FILENAME = "newsletter.toml"
 ENV_PREFIX = "NEWSLETTER_"
-SECRET_KEY_FILE = "secret_key"
-# Links are signed with HMAC-SHA1 (itsdangerous): a shorter key is guessable offline.
-SECRET_KEY_MIN_BYTES = 32
-MAKE_SECRET_KEY = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 # Settings and topics files are a few levels deep; deeper ones are not ours, and nesting
 # in the thousands would exhaust the stack of whatever walks the data next.
 TOML_MAX_DEPTH = 16
@@ -328,7 +321,7 @@ class Settings:
     )
     scheduler_arxiv_categories: tuple[str, ...] = setting(
         (), "arXiv categories the scheduler fetches",
-        shown_default='empty: "cs.AI", "cs.CL", "cs.CV", "cs.LG"',
+        shown_default="empty: the arXiv source's own, cs.AI, cs.CL, cs.CV, cs.LG",
     )  # fmt: skip
     scheduler_tick_seconds: float = setting(
         300.0, "seconds between two checks for what is due", above=0
@@ -425,19 +418,19 @@ def load_settings(
     """Build settings from defaults, a TOML file, the environment and explicit overrides."""
     env = os.environ if env is None else env
     path = _find_config_file(config_file, env)
-    # Each value keeps where it came from, so that an error names the file or the variable.
-    values: dict[str, tuple[Any, str]] = {}
-    if path:
-        values.update((key, (raw, f"{path}: ")) for key, raw in _read_toml(path).items())
+    # Each layer is checked on its own, so that an error names the file or the variable, and
+    # a wrong value in the file is reported even while the environment overrides it.
+    values = _parsed(_read_toml(path), f"{path}: ") if path else {}
     for item in SETTINGS:
         if item.env and ENV_PREFIX + item.env in env:
-            values[item.name] = (env[ENV_PREFIX + item.env], f"{ENV_PREFIX}{item.env}: ")
-    values.update((key, (raw, "")) for key, raw in overrides.items())
-    settings = _build(values, config_file=str(path) if path else "")
+            raw = env[ENV_PREFIX + item.env]
+            values |= _parsed({item.name: raw}, f"{ENV_PREFIX}{item.env}: ")
+    values |= _parsed(overrides, "")
+    settings = Settings(**values, config_file=str(path) if path else "")
     if settings.secret_key:
-        _check_secret_key(settings.secret_key, _secret_key_origin(path, env, overrides))
+        check_secret_key(settings.secret_key, _secret_key_origin(path, env, overrides))
     else:
-        settings = dataclasses.replace(settings, secret_key=_stored_secret_key(settings.var_dir))
+        settings = dataclasses.replace(settings, secret_key=stored_secret_key(settings.var_dir))
     return settings
 
 
@@ -499,10 +492,10 @@ def _depth(value: Any, limit: int) -> int:
     return depth
 
 
-def _build(values: Mapping[str, tuple[Any, str]], config_file: str) -> Settings:
-    """Check every value against its setting; a ConfigError names the first wrong one."""
+def _parsed(raw_values: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Check each value against its setting; a ConfigError names the first wrong one."""
     parsed: dict[str, Any] = {}
-    for key, (raw, where) in values.items():
+    for key, raw in raw_values.items():
         item = SETTINGS_BY_NAME.get(key)
         if item is None:
             raise ConfigError(f"{where}unknown setting {key!r}{_closest_hint(key)}")
@@ -510,7 +503,7 @@ def _build(values: Mapping[str, tuple[Any, str]], config_file: str) -> Settings:
             parsed[key] = item.parse(raw)
         except ValueError as exc:
             raise ConfigError(f"{where}setting {key}: {exc}") from None
-    return Settings(**parsed, config_file=config_file)
+    return parsed
 
 
 def _closest_hint(key: str) -> str:
@@ -528,56 +521,3 @@ def _secret_key_origin(
     if env.get(ENV_PREFIX + "SECRET_KEY"):
         return ENV_PREFIX + "SECRET_KEY"
     return f"secret_key in {path}"
-
-
-def _check_secret_key(key: str, origin: str) -> None:
-    """Refuse a key short enough to guess; the error says how to make a good one."""
-    size = len(key.encode("utf-8"))
-    if size < SECRET_KEY_MIN_BYTES:
-        raise ConfigError(
-            f"{origin} is too short ({size} of at least {SECRET_KEY_MIN_BYTES} bytes): "
-            f"make one with {MAKE_SECRET_KEY}"
-        )
-
-
-def _stored_secret_key(var_dir: str) -> str:
-    """Read the generated secret key from var/, creating it once with a warning."""
-    path = Path(var_dir) / SECRET_KEY_FILE
-    if path.exists():
-        return _read_secret_key_file(path)
-    key = secrets.token_urlsafe(48)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process created it first: use theirs
-        return _read_secret_key_file(path)
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot create the secret key file {path}: {exc.strerror}; "
-            f"set NEWSLETTER_VAR_DIR to a writable folder or set NEWSLETTER_SECRET_KEY"
-        ) from None
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(key + "\n")
-    log.warning("NEWSLETTER_SECRET_KEY is unset: generated one into %s", path)
-    return key
-
-
-def _read_secret_key_file(path: Path) -> str:
-    """Read the key file, or say what is wrong with it and how to recover."""
-    # A new key makes the links in every email already sent invalid: say so before deleting.
-    fix = (
-        "restore it from a backup, or delete it to generate a new key "
-        "(links in emails already sent then stop working)"
-    )
-    try:
-        key = path.read_text(encoding="utf-8").strip()
-    except IsADirectoryError:
-        raise ConfigError(f"the secret key file {path} is a folder: {fix}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"the secret key file {path} is not UTF-8 text: {fix}") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read the secret key file {path}: {exc.strerror}") from None
-    if not key:
-        raise ConfigError(f"the secret key file {path} is empty: {fix}")
-    _check_secret_key(key, f"the secret key in {path}")
-    return key
