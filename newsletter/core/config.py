@@ -15,7 +15,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import time
+from datetime import UTC, time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -189,7 +189,7 @@ def _cron_line(value: str) -> str:
     from apscheduler.triggers.cron import CronTrigger  # slow to import: only for a new line
 
     try:
-        CronTrigger.from_crontab(value)
+        CronTrigger.from_crontab(value, timezone=UTC)
     except ValueError:
         return "must be a cron line of five fields such as 0 6 * * mon-fri"
     return ""
@@ -369,10 +369,6 @@ class Settings:
             except ValueError as exc:
                 raise ConfigError(f"setting {item.name}: {exc}") from None
             object.__setattr__(self, item.name, value)
-
-    def masked(self) -> dict[str, Any]:
-        """Return the settings by name, with secrets and URL passwords hidden."""
-        return {item.name: item.masked(getattr(self, item.name)) for item in SETTINGS}
 
 
 def _registry() -> tuple[Setting, ...]:
