@@ -253,8 +253,10 @@ def test_values_are_checked_however_settings_are_made(settings):
         dataclasses.replace(settings, soft_bounce_days=0)
     with pytest.raises(ConfigError, match="unknown setting 'soft_bounce_day'"):
         load_settings(env={}, var_dir=settings.var_dir, soft_bounce_day=3)
-    loose = dataclasses.replace(settings, scheduler_sources="hf, arxiv", http_retries="4")
-    assert (loose.scheduler_sources, loose.http_retries) == (("hf", "arxiv"), 4)
+    loose = dataclasses.replace(
+        settings, scheduler_sources="hf, arxiv", http_retries="4", var_dir=Path("v")
+    )
+    assert (loose.scheduler_sources, loose.http_retries, loose.var_dir) == (("hf", "arxiv"), 4, "v")
 
 
 def test_config_prints_each_value_default_and_help_as_a_loadable_file(run, env, tmp_path):

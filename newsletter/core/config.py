@@ -96,6 +96,8 @@ def setting(default: Any, help: str, **options: Any) -> Any:
 
 
 def _parse_str(raw: Any) -> str:
+    if isinstance(raw, os.PathLike):  # a folder or file given as a Path by calling code
+        raw = os.fspath(raw)
     if not isinstance(raw, str):
         raise ValueError(f"expected text, got {toml_value(raw)}")
     return raw
