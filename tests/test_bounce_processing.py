@@ -158,7 +158,7 @@ def test_soft_bounces_outside_the_window_do_not_count(app, deliveries):
 
 
 def test_soft_bounce_limit_is_a_setting(app, deliveries):
-    strict = App(dataclasses.replace(app.settings, extra={"soft_bounce_limit": 1}))
+    strict = App(dataclasses.replace(app.settings, soft_bounce_limit=1))
     assert process_one(strict, soft(app, deliveries, 1)).outcomes[0].action == "suppressed"
     strict.close()
 

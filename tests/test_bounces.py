@@ -115,9 +115,7 @@ def test_verp_address_round_trips_and_rejects_forgeries(settings: Settings) -> N
 
 
 def test_verp_prefix_and_domain_come_from_settings(settings: Settings) -> None:
-    custom = dataclasses.replace(
-        settings, extra={"bounce_domain": "Bounce.Example.ORG", "bounce_prefix": "rp"}
-    )
+    custom = dataclasses.replace(settings, bounce_domain="Bounce.Example.ORG", bounce_prefix="rp")
     address = verp_address(custom, 7)
     assert address.startswith("rp+") and address.endswith("@bounce.example.org")
     assert parse_verp(custom, address) == 7

@@ -94,6 +94,32 @@ def test_import_of_good_rows_exits_0(run, app: App, topics: None, tmp_path: Path
     assert again.stdout == "people.csv: 0 new, 0 updated, 2 unchanged, 0 skipped\n"
 
 
+def test_a_topics_cell_with_commas_reads_like_semicolons(run, app, topics, tmp_path) -> None:
+    path = write(tmp_path, 'email,topics\na@x.org,"ml,nlp"\nb@x.org,ml;nlp\nc@x.org," cv , ml;"\n')
+    result = run("subscribers", "import", path)
+    assert result.exit_code == 0, result.output
+    listed = json.loads(run("subscribers", "list", "--json").stdout)
+    chosen = {d["email"]: d["topics"] for d in listed}
+    assert chosen == {"a@x.org": ["ml", "nlp"], "b@x.org": ["ml", "nlp"], "c@x.org": ["cv", "ml"]}
+    exported = run("subscribers", "export").stdout
+    assert "a@x.org,,ml;nlp," in exported  # export keeps writing ";"
+
+
+def test_a_comma_separated_unknown_topic_is_named_and_skipped(run, app, topics, tmp_path) -> None:
+    path = write(tmp_path, 'email,topics\na@x.org,"ml,quantum"\n')
+    result = run("subscribers", "import", path)
+    assert result.exit_code == 1
+    assert "line 2: unknown topic 'quantum'" in result.stderr
+    assert emails(app) == []
+
+
+def test_import_and_export_help_say_both_topic_separators_work(run) -> None:
+    import_help = " ".join(run("subscribers", "import", "--help").stdout.split())
+    export_help = " ".join(run("subscribers", "export", "--help").stdout.split())
+    assert 'topics are slugs separated by ";" or by ","' in import_help
+    assert '`import` reads ";" and "," alike' in export_help
+
+
 def test_import_with_bad_rows_saves_the_good_and_exits_1(
     run, app: App, topics: None, tmp_path: Path
 ) -> None:
@@ -215,7 +241,8 @@ def test_export_neutralises_formulas_and_import_restores_them(run, app, topics, 
 
 def test_export_and_import_help_say_what_happens_to_formulas(run):
     assert "formula" in run("subscribers", "export", "--help").stdout
-    assert "= + - @, a tab or a CR is removed" in run("subscribers", "import", "--help").stdout
+    import_help = " ".join(run("subscribers", "import", "--help").stdout.split())
+    assert "= + - @, a tab or a CR is removed" in import_help
 
 
 def test_export_into_a_missing_folder_is_one_line(run, topics: None, tmp_path: Path) -> None:

@@ -1,9 +1,20 @@
+import dataclasses
+import json
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from newsletter.core.config import load_settings, mask_url_password
+from newsletter.core.config import (
+    ENV_PREFIX,
+    SETTINGS,
+    SETTINGS_BY_NAME,
+    Settings,
+    load_settings,
+    mask_url_password,
+)
 from newsletter.core.errors import ConfigError
+from newsletter.papers.sources.arxiv import DEFAULT_CATEGORIES
 from tests.factories import dump_database
 
 KEY = "a-secret-key-of-thirty-two-bytes"  # the shortest key accepted
@@ -133,3 +144,163 @@ def test_a_broken_key_file_is_one_line_saying_how_to_fix_it(run, app, env, setti
 
     assert str(key_file) in error and problem in error
     assert "delete it to generate a new key" in error or "token_urlsafe" in error
+
+
+# --- the registry: unknown keys, wrong values, the environment, `newsletter config` --------
+
+
+def test_every_setting_has_a_default_of_its_type_and_a_one_line_help():
+    for item in SETTINGS:
+        assert item.parse(item.default) == item.default, item.name
+        assert item.help and "\n" not in item.help and len(item.help) <= 90, item.name
+    assert Settings() == Settings(**{item.name: item.default for item in SETTINGS})
+
+
+def test_the_environment_variables_are_the_ones_deploy_tooling_knows():
+    names = {ENV_PREFIX + item.env: item.name for item in SETTINGS if item.env}
+    assert names == {
+        "NEWSLETTER_DATABASE_URL": "database_url",
+        "NEWSLETTER_TRANSPORT": "transport",
+        "NEWSLETTER_BASE_URL": "base_url",
+        "NEWSLETTER_FROM": "from_address",
+        "NEWSLETTER_SECRET_KEY": "secret_key",
+        "NEWSLETTER_POSTAL_ADDRESS": "postal_address",
+        "NEWSLETTER_VAR_DIR": "var_dir",
+        "NEWSLETTER_TEMPLATES_DIR": "templates_dir",
+        "NEWSLETTER_LIST_ID": "list_id",
+        "NEWSLETTER_EMPTY_POLICY": "empty_policy",
+    }
+
+
+def test_each_environment_variable_overrides_the_file(tmp_path: Path):
+    cfg = tmp_path / "n.toml"
+    cfg.write_text(f'secret_key = "{"f" * 32}"\nempty_policy = "skip"\nlist_id = "File <f.x>"\n')
+    env = {
+        ENV_PREFIX + item.env: "note" if item.name == "empty_policy" else f"from-env-{item.name}"
+        for item in SETTINGS
+        if item.env
+    }
+    env[ENV_PREFIX + "SECRET_KEY"] = KEY
+    settings = load_settings(cfg, env=env)
+    for item in SETTINGS:
+        if item.env:
+            assert getattr(settings, item.name) == env[ENV_PREFIX + item.env], item.name
+
+
+@pytest.mark.parametrize(
+    ("typo", "closest"),
+    [("bounce_domian", "bounce_domain"), ("soft_bounce_limt", "soft_bounce_limit"),
+     ("scheduler_source", "scheduler_sources"), ("colour", "")],
+)  # fmt: skip
+def test_an_unknown_key_is_one_line_naming_the_closest(run, app, tmp_path, typo, closest):
+    (tmp_path / "newsletter.toml").write_text(f'base_url = "https://x.example"\n{typo} = 3\n')
+
+    error = _one_line_error(run, app)
+
+    assert f"newsletter.toml: unknown setting '{typo}'" in error
+    if closest:
+        assert error.endswith(f": did you mean {closest}?\n")
+    else:
+        assert "did you mean" not in error and "lists every setting" in error
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("soft_bounce_limit = 0", "setting soft_bounce_limit: must be at least 1, got 0"),
+        ("bounce_recent_days = 2.5", "setting bounce_recent_days: expected a whole number"),
+        ('bounce_require_verp = "maybe"', "setting bounce_require_verp: expected true or false"),
+        ('http_timeout = "soon"', 'setting http_timeout: expected a number, got "soon"'),
+        ("http_timeout = nan", "setting http_timeout: expected a number, got nan"),
+        ("match_threshold = 0", "setting match_threshold: must be more than 0, got 0"),
+        ("default_hour = 24", "setting default_hour: must be at most 23, got 24"),
+        ("postal_address = 5", "setting postal_address: expected text, got 5"),
+        ('empty_policy = "later"', 'setting empty_policy: must be skip or note, got "later"'),
+        ('scheduler_sources = ["hf", "rss"]', "setting scheduler_sources: must be hf or arxiv"),
+        ("scheduler_sources = [1]", "setting scheduler_sources: expected a list of names"),
+        ('scheduler_listing_ready = "25:00"', "setting scheduler_listing_ready: must be a time"),
+        ('scheduler_fetch_cron = "daily"', "setting scheduler_fetch_cron: must be a cron line"),
+        ("scheduler_tick_seconds = -1", "setting scheduler_tick_seconds: must be more than 0"),
+        ('default_timezone = "Mars/Base"', "setting default_timezone: must be a time zone"),
+        ('bounce_domain = "bounces@x.org"', "setting bounce_domain: must be a domain name"),
+        ('bounce_prefix = "a+b"', "setting bounce_prefix: must be letters, digits"),
+        ('unsubscribe_mailto = "u@x.org\\nBcc: v@y.org"', "setting unsubscribe_mailto: must be"),
+    ],
+)
+def test_a_wrong_value_in_the_file_is_one_line_naming_the_key(run, app, tmp_path, line, message):
+    (tmp_path / "newsletter.toml").write_text(line + "\n")
+
+    error = _one_line_error(run, app)
+
+    assert "newsletter.toml: " + message in error
+
+
+def test_a_wrong_value_in_the_environment_names_the_variable(run, app, env):
+    env["NEWSLETTER_EMPTY_POLICY"] = "later"
+    error = _one_line_error(run, app)
+    assert "NEWSLETTER_EMPTY_POLICY: setting empty_policy: must be skip or note" in error
+
+
+def test_a_key_beside_the_newsletter_table_is_refused(tmp_path: Path):
+    cfg = tmp_path / "n.toml"
+    cfg.write_text(f'base_url = "https://x.example"\n[newsletter]\nsecret_key = "{KEY}"\n')
+    with pytest.raises(ConfigError, match="setting base_url is outside the \\[newsletter\\] table"):
+        load_settings(cfg, env={})
+
+
+def test_values_are_checked_however_settings_are_made(settings):
+    with pytest.raises(ConfigError, match="setting soft_bounce_days: must be at least 1"):
+        dataclasses.replace(settings, soft_bounce_days=0)
+    with pytest.raises(ConfigError, match="unknown setting 'soft_bounce_day'"):
+        load_settings(env={}, var_dir=settings.var_dir, soft_bounce_day=3)
+    loose = dataclasses.replace(
+        settings, scheduler_sources="hf, arxiv", http_retries="4", var_dir=Path("v")
+    )
+    assert (loose.scheduler_sources, loose.http_retries, loose.var_dir) == (("hf", "arxiv"), 4, "v")
+
+
+def test_config_prints_each_value_default_and_help_as_a_loadable_file(run, env, tmp_path):
+    (tmp_path / "newsletter.toml").write_text(
+        'soft_bounce_limit = 5\nscheduler_sources = ["hf", "arxiv"]\nbounce_require_verp = false\n'
+    )
+    env["NEWSLETTER_TRANSPORT"] = "smtp://user:hunter2@127.0.0.1:2525?tls=none"
+
+    result = run("config")
+
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    assert text.startswith(f"# read from {tmp_path / 'newsletter.toml'}, then the environment")
+    assert "hunter2" not in text and "test-secret-key" not in text
+    for item in SETTINGS:
+        assert f"# {item.help}\n# default {item.default_text()}" in text, item.name
+    assert "\n# default 3\nsoft_bounce_limit = 5\n" in text
+    assert '; environment NEWSLETTER_TRANSPORT\ntransport = "smtp://user:****@127.0.0.1' in text
+    printed = tomllib.loads(text)
+    assert list(printed) == [item.name for item in SETTINGS]
+    assert printed["scheduler_sources"] == ["hf", "arxiv"] and not printed["bounce_require_verp"]
+    assert printed["http_timeout"] == 20 and printed["secret_key"] == "****"
+    # What it prints is a settings file that loads (the masked secret aside).
+    again = tmp_path / "again.toml"
+    again.write_text(text.replace('secret_key = "****"', f'secret_key = "{KEY}"'))
+    assert load_settings(again, env={}).soft_bounce_limit == 5
+
+
+def test_config_json_has_value_default_help_and_variable(run, env, tmp_path):
+    (tmp_path / "newsletter.toml").write_text('bounce_domain = "b.example.org"\n')
+    data = json.loads(run("config", "--json").stdout)
+    assert data["config_file"] == str(tmp_path / "newsletter.toml")
+    assert list(data["settings"]) == [item.name for item in SETTINGS]
+    assert data["settings"]["bounce_domain"] == {
+        "value": "b.example.org",
+        "default": "",
+        "help": SETTINGS_BY_NAME["bounce_domain"].help,
+        "environment": None,
+    }
+    assert data["settings"]["secret_key"]["value"] == "****"
+    assert data["settings"]["from_address"]["environment"] == "NEWSLETTER_FROM"
+    assert data["settings"]["scheduler_sources"]["default"] == ["hf"]
+
+
+def test_the_documented_arxiv_default_is_the_sources_own():
+    shown = SETTINGS_BY_NAME["scheduler_arxiv_categories"].default_text()
+    assert shown.endswith(", ".join(DEFAULT_CATEGORIES))

@@ -263,9 +263,7 @@ def test_a_refused_mailbox_is_suppressed_but_a_full_one_is_not(world):
 def test_verp_return_path_names_the_delivery_when_bounces_come_back(world):
     from newsletter.bounces.classify import parse_verp
 
-    world.settings = dataclasses.replace(
-        world.settings, extra={**world.settings.extra, "bounce_domain": "bounces.example.test"}
-    )
+    world.settings = dataclasses.replace(world.settings, bounce_domain="bounces.example.test")
     with SmtpTestServer() as srv:
         sending.send(_with_transport(world, srv.url), f.DAY, options=_opts())
     rows = _rows(world)

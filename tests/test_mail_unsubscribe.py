@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import mailbox
 from datetime import timedelta
@@ -162,3 +163,11 @@ def test_an_imap_request_is_expunged_and_a_forged_one_left_unread(app, ids):
     assert statuses(app)["later@example.com"] == "unsubscribed"
     headers = [part for part in data if isinstance(part, tuple)]
     assert len(headers) == 1 and b"not-a-token" in headers[0][1]
+
+
+def test_the_unsubscribe_mailto_setting_names_the_address_digests_offer(app: App) -> None:
+    assert unsubscribe_mailto(app.settings, 1, "k").startswith(
+        "mailto:unsubscribe@news.example.test?subject=unsubscribe%20"
+    )
+    own = dataclasses.replace(app.settings, unsubscribe_mailto="leave@lists.example.org")
+    assert unsubscribe_mailto(own, 1, "k").startswith("mailto:leave@lists.example.org?subject=")

@@ -304,14 +304,14 @@ def test_no_dkim_settings_means_no_signer(settings: Settings) -> None:
 
 
 def test_incomplete_or_broken_dkim_settings(settings: Settings, tmp_path: Path) -> None:
-    partial = dataclasses.replace(settings, extra={"dkim_selector": "mail"})
+    partial = dataclasses.replace(settings, dkim_selector="mail")
     with pytest.raises(ConfigError, match="dkim_domain, dkim_private_key_file"):
         make_dkim_signer(partial)
     junk = tmp_path / "junk.pem"
     junk.write_text("not a key\n", encoding="utf-8")
-    extra = {"dkim_selector": "mail", "dkim_domain": "example.org"}
+    named = dataclasses.replace(settings, dkim_selector="mail", dkim_domain="example.org")
     for path in (junk, tmp_path / "missing.pem"):
-        broken = dataclasses.replace(settings, extra={**extra, "dkim_private_key_file": str(path)})
+        broken = dataclasses.replace(named, dkim_private_key_file=str(path))
         with pytest.raises(ConfigError, match="dkim_private_key_file"):
             make_dkim_signer(broken)
 
@@ -339,11 +339,9 @@ def test_dkim_signature_verifies_and_covers_one_click(
     key_file, public = rsa_key
     signing = dataclasses.replace(
         settings,
-        extra={
-            "dkim_selector": "mail",
-            "dkim_domain": "news.example.test",
-            "dkim_private_key_file": str(key_file),
-        },
+        dkim_selector="mail",
+        dkim_domain="news.example.test",
+        dkim_private_key_file=str(key_file),
     )
     signer = make_dkim_signer(signing)
     assert isinstance(signer, DkimSigner)

@@ -25,6 +25,7 @@ from newsletter.core.models import (
     Topic,
 )
 from newsletter.delivery.transports import make_transport
+from newsletter.papers.sources.arxiv import DEFAULT_CATEGORIES
 from newsletter.runners import tick as sch
 from tests import factories as f
 from tests.conftest import FIXTURES
@@ -76,18 +77,19 @@ def test_the_listing_cutoff_is_what_was_published_by_the_local_delivery_time(
     assert sch.listing_cutoff(slot, tz, time(6)) == listing
 
 
-def test_settings_come_from_extra_with_defaults(settings):
+def test_the_schedule_comes_from_the_settings_with_defaults(settings):
     settings = dataclasses.replace(
-        settings,
-        extra={"scheduler_fetch_cron": "30 7 * * *", "scheduler_sources": "hf, arxiv"},
+        settings, scheduler_fetch_cron="30 7 * * *", scheduler_sources="hf, arxiv"
     )
     config = sch.ScheduleConfig.from_settings(settings)
     assert config.sources == ("hf", "arxiv")
+    assert config.arxiv_categories == DEFAULT_CATEGORIES  # empty means the source's own
     assert config.listing_ready == time(7, 30)  # follows the fetch time
     assert config.staleness == timedelta(hours=12)
-    bad = dataclasses.replace(settings, extra={"scheduler_tick_seconds": "soon"})
-    with pytest.raises(ConfigError, match="scheduler_tick_seconds"):
-        sch.ScheduleConfig.from_settings(bad)
+    ready = dataclasses.replace(settings, scheduler_listing_ready="05:45")
+    assert sch.ScheduleConfig.from_settings(ready).listing_ready == time(5, 45)
+    with pytest.raises(ConfigError, match="setting scheduler_tick_seconds: expected a number"):
+        dataclasses.replace(settings, scheduler_tick_seconds="soon")
 
 
 # -- a simulated week -------------------------------------------------------------------------

@@ -51,11 +51,13 @@ from newsletter.core.models import (
 )
 from newsletter.matching.personal import MAX_RULE_LENGTH, MAX_RULES
 
-# The CSV format, shared by import and export. Topics are separated by ";" inside their
-# field so that a spreadsheet never has to quote them.
+# The CSV format, shared by import and export. Export separates topics by ";" inside their
+# field so that a spreadsheet never has to quote them; import also reads a quoted "a,b",
+# as people type it (a slug never holds a comma, so the two cannot be confused).
 CSV_COLUMNS = ("email", "name", "topics", "timezone", "hour", "max_papers", "status")
 REQUIRED_COLUMNS = ("email", "topics")
 TOPIC_SEPARATOR = ";"
+OTHER_TOPIC_SEPARATOR = ","
 # A spreadsheet runs a cell that starts with one of these as a formula (OWASP: CSV
 # injection); export puts a quote before such a cell so that it shows as text.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -212,6 +214,11 @@ def split_topics(value: str | Iterable[str], separator: str = ",") -> list[str]:
     unique = dict.fromkeys([p.strip().lower() for p in parts])
     unique.pop("", None)
     return list(unique)
+
+
+def split_topics_cell(value: str) -> list[str]:
+    """Split a CSV topics cell on ";" or ","."""
+    return split_topics(value.replace(OTHER_TOPIC_SEPARATOR, TOPIC_SEPARATOR), TOPIC_SEPARATOR)
 
 
 def topic_ids(*, session: Session) -> dict[str, int]:
@@ -577,7 +584,7 @@ class _Importer:
 
     def _parse(self, line: int, values: dict[str, str]) -> _Row:
         email = mailable_email(values["email"])
-        slugs = split_topics(values["topics"], TOPIC_SEPARATOR)
+        slugs = split_topics_cell(values["topics"])
         get = values.get
         timezone = get("timezone", "").strip()
         hour = get("hour", "").strip()

@@ -84,19 +84,19 @@ class BounceReport:
 
 def verp_prefix(settings: Settings) -> str:
     """Return the local part before the "+" of return paths (setting `bounce_prefix`)."""
-    return str(settings.extra.get("bounce_prefix") or DEFAULT_VERP_PREFIX).strip().lower()
+    return settings.bounce_prefix.lower()
 
 
 def verp_enabled(settings: Settings) -> bool:
     """Tell whether messages go out with signed return paths: only once `bounce_domain` is set."""
     # The operator routes bounces back to us only when they name the domain; else the plain
     # From address is the envelope sender (the same test as the message preparer's).
-    return bool(settings.extra.get("bounce_domain"))
+    return bool(settings.bounce_domain)
 
 
 def bounce_domain(settings: Settings) -> str:
     """Return the domain bounces come back to: setting `bounce_domain`, else the From domain."""
-    configured = str(settings.extra.get("bounce_domain") or "").strip().lower()
+    configured = settings.bounce_domain.lower()
     return configured or envelope_sender(settings).rpartition("@")[2].lower()
 
 

@@ -43,7 +43,7 @@ from newsletter.bounces.mailboxes import Returned, Source
 from newsletter.bounces.mailed_unsubscribe import unsubscribe_by_mail, unsubscribe_request
 from newsletter.core.app import App
 from newsletter.core.config import Settings
-from newsletter.core.errors import InputError, NotFound
+from newsletter.core.errors import NotFound
 from newsletter.core.models import (
     BounceEvent,
     Delivery,
@@ -54,10 +54,6 @@ from newsletter.core.models import (
     utcnow,
 )
 
-DEFAULT_SOFT_LIMIT = 3
-DEFAULT_SOFT_DAYS = 14
-# A bounce comes back within days; a month also covers weekly digests and slow retries.
-DEFAULT_RECENT_DAYS = 30
 UNSUBSCRIBE_REQUEST = "unsubscribe-request"
 MAIL_UNSUBSCRIBED = "unsubscribed_by_mail"
 ACTIONS = (
@@ -252,14 +248,7 @@ def _outcome(
 
 def soft_bounce_policy(settings: Settings) -> tuple[int, int]:
     """Return how many soft bounces within how many days suppress an address."""
-    try:
-        limit = int(settings.extra.get("soft_bounce_limit", DEFAULT_SOFT_LIMIT))
-        days = int(settings.extra.get("soft_bounce_days", DEFAULT_SOFT_DAYS))
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"soft_bounce_limit and soft_bounce_days must be numbers: {exc}") from None
-    if limit < 1 or days < 1:
-        raise InputError("soft_bounce_limit and soft_bounce_days must be at least 1")
-    return limit, days
+    return settings.soft_bounce_limit, settings.soft_bounce_days
 
 
 def _unsubscribe(session: Session, settings: Settings, ref: str, token: str) -> MessageOutcome:
@@ -283,29 +272,9 @@ class TrustRules:
 
 def trust_rules(settings: Settings) -> TrustRules:
     """Read `bounce_require_verp` (true) and `bounce_recent_days` (30) from the settings."""
-    wanted = _flag(settings, "bounce_require_verp", default=True)
     # Signed return paths exist only where the sender uses them: with a bounce domain.
-    require = wanted and verp_enabled(settings)
-    try:
-        days = int(settings.extra.get("bounce_recent_days", DEFAULT_RECENT_DAYS))
-    except (TypeError, ValueError):
-        raise InputError("bounce_recent_days must be a number of days") from None
-    if days < 1:
-        raise InputError("bounce_recent_days must be at least 1")
-    return TrustRules(require, days)
-
-
-def _flag(settings: Settings, name: str, *, default: bool) -> bool:
-    value = settings.extra.get(name, default)
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    # A typo must not quietly switch off a safety check.
-    raise InputError(f"{name} must be true or false, not {value!r}")
+    require = settings.bounce_require_verp and verp_enabled(settings)
+    return TrustRules(require, settings.bounce_recent_days)
 
 
 def _resolve(

@@ -8,6 +8,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from newsletter.cli.common import echo_json, parse_date, pass_app
 from newsletter.core import db
 from newsletter.core.app import App
+from newsletter.core.config import SETTINGS_BY_NAME, Setting, describe_settings, toml_value
 from newsletter.demo import run_demo
 
 
@@ -54,19 +55,34 @@ def health(app: App) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_app
 def show_config(app: App, as_json: bool) -> None:
-    """Print the effective settings, with secrets masked.
+    """Print every setting with its value, its default and what it does; secrets masked.
+
+    The text form is itself a newsletter.toml: each setting is preceded by a comment
+    with its help, its default and the environment variable that overrides it.
 
     \b
     Example:
       NEWSLETTER_TRANSPORT=smtp://user:pw@mail.example.org:587 newsletter config
+      newsletter config --json | jq .settings.transport.value
     """
-    settings = app.settings.masked()
+    described = describe_settings(app.settings)
+    source = app.settings.config_file or None
     if as_json:
-        echo_json(settings)
+        echo_json({"config_file": source, "settings": described})
         return
-    width = max(len(k) for k in settings)
-    for key, value in settings.items():
-        click.echo(f"{key:<{width}}  {value}")
+    click.echo(f"# read from {source}, then the environment" if source else NO_CONFIG_FILE)
+    for name, item in described.items():
+        click.echo(f"\n# {item['help']}\n# {_origin(SETTINGS_BY_NAME[name], item['environment'])}")
+        click.echo(f"{name} = {toml_value(item['value'])}")
+
+
+NO_CONFIG_FILE = "# no newsletter.toml: defaults, then the environment"
+
+
+def _origin(setting: Setting, environment: str | None) -> str:
+    """Return where a setting's value comes from when unset: its default and its variable."""
+    default = f"default {setting.default_text()}"
+    return f"{default}; environment {environment}" if environment else default
 
 
 @click.command()

@@ -173,9 +173,10 @@ def import_(app: App, file: str, status: str, as_json: bool) -> None:
 
     The header line is required and names columns from: email, name, topics, timezone,
     hour, max_papers, status. email and topics are required; topics are slugs separated
-    by ";". Empty cells take the defaults for new subscribers and keep the current value
-    for existing ones. Existing subscribers keep their status, so an unsubscribed address
-    is never subscribed again by an import. Importing the same file twice changes nothing.
+    by ";" or by "," (a cell with commas is quoted: "ml,nlp"). Empty cells take the
+    defaults for new subscribers and keep the current value for existing ones. Existing
+    subscribers keep their status, so an unsubscribed address is never subscribed again
+    by an import. Importing the same file twice changes nothing.
     The ' that `export` puts before a cell starting with = + - @, a tab or a CR is removed.
 
     Exit status: 0 when every row was imported, 1 when some rows were skipped (the good
@@ -241,6 +242,8 @@ def _echo_report(report: service.ImportReport) -> None:
 @pass_app
 def export(app: App, fmt: str, output: str | None) -> None:
     """Write every subscriber as CSV (the format `import` reads) or JSON.
+
+    The topics cell lists slugs separated by ";"; `import` reads ";" and "," alike.
 
     A CSV cell that starts with = + - @, a tab or a CR (after any ' of its own) gets a '
     in front, so that a spreadsheet shows it as text instead of running it as a formula;

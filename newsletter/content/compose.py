@@ -41,7 +41,7 @@ def unsubscribe_mailto(settings: Settings, subscriber_id: int, link_key: str) ->
     """Return the mailto: form of List-Unsubscribe, carrying the same signed token."""
     sender = envelope_sender(settings)
     domain = sender.rpartition("@")[2] or "localhost"
-    address = settings.extra.get("unsubscribe_mailto") or f"unsubscribe@{domain}"
+    address = settings.unsubscribe_mailto or f"unsubscribe@{domain}"
     token = make_token(settings, "unsubscribe", subscriber_id, link_key)
     # The space quoted apart: quote() is fast for a token, which needs no escaping.
     return f"mailto:{address}?subject=unsubscribe%20{quote(token)}"

@@ -367,8 +367,8 @@ def _message_id_domain(from_address: str) -> str:
 
 
 def make_dkim_signer(settings: Settings) -> DkimSigner | None:
-    """Build a signer from settings.extra (dkim_selector, dkim_domain, dkim_private_key_file)."""
-    values = {key: str(settings.extra.get(key) or "").strip() for key in DKIM_SETTINGS}
+    """Build a signer from the settings dkim_selector, dkim_domain and dkim_private_key_file."""
+    values = {key: str(getattr(settings, key)).strip() for key in DKIM_SETTINGS}
     if not any(values.values()):
         return None
     missing = [key for key, value in values.items() if not value]

@@ -1,111 +1,408 @@
-"""Settings: one typed object, read from a TOML file and overridden by the environment."""
+"""Settings: one typed registry, read from a TOML file and overridden by the environment.
+
+Every setting is a field of `Settings` with a default, a one-line help text and its checks;
+`SETTINGS` lists them in order for `newsletter config` and the README.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import logging
+import difflib
+import json
+import math
 import os
-import secrets
+import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from newsletter.core.errors import ConfigError, InputError
-
-log = logging.getLogger(__name__)
+from newsletter.core.secret_key import check_secret_key, stored_secret_key
 
 CONFIG_FILENAME = "newsletter.toml"
 ENV_PREFIX = "NEWSLETTER_"
-SECRET_KEY_FILE = "secret_key"
-SECRET_FIELDS = frozenset({"secret_key"})
-# Links are signed with HMAC-SHA1 (itsdangerous): a shorter key is guessable offline.
-SECRET_KEY_MIN_BYTES = 32
-MAKE_SECRET_KEY = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 # Settings and topics files are a few levels deep; deeper ones are not ours, and nesting
 # in the thousands would exhaust the stack of whatever walks the data next.
 TOML_MAX_DEPTH = 16
+TRUE_WORDS = ("true", "yes", "on", "1")
+FALSE_WORDS = ("false", "no", "off", "0")
+DEFAULT_FETCH_CRON = "0 6 * * mon-fri"
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
+_DOMAIN = re.compile(rf"{_LABEL}(\.{_LABEL})*")
+_ADDRESS = re.compile(r"[^@\s\x00-\x1f\x7f?&<>\"]+@[^@\s\x00-\x1f\x7f?&<>\"]+")
+_LOCAL_PART = re.compile(r"[A-Za-z0-9._-]+")
 
-# Environment names are a contract with deploy tooling: do not rename them.
-ENV_FIELDS = {
-    "DATABASE_URL": "database_url",
-    "TRANSPORT": "transport",
-    "BASE_URL": "base_url",
-    "FROM": "from_address",
-    "SECRET_KEY": "secret_key",
-    "POSTAL_ADDRESS": "postal_address",
-    "VAR_DIR": "var_dir",
-    "TEMPLATES_DIR": "templates_dir",
-    "LIST_ID": "list_id",
-    "EMPTY_POLICY": "empty_policy",
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its name, type, default, help, and the checks its value must pass."""
+
+    name: str
+    kind: type
+    default: Any
+    help: str
+    env: str = ""  # the NEWSLETTER_* variable that overrides it, if any
+    secret: bool = False
+    at_least: float | None = None
+    above: float | None = None
+    at_most: float | None = None
+    choices: tuple[str, ...] = ()
+    check: Callable[[Any], str] | None = None  # returns what is wrong, or ""
+    shown_default: str = ""  # how the default reads where the value itself would mislead
+
+    def parse(self, raw: Any) -> Any:
+        """Return raw as this setting's type, checked; raise ValueError saying what is wrong."""
+        value = _PARSERS[self.kind](raw)
+        problem = self._problem(value)
+        if problem:
+            raise ValueError(f"{problem}, got {toml_value(raw)}")
+        return value
+
+    def masked(self, value: Any) -> Any:
+        """Return value with a secret, or the password in a URL, hidden."""
+        if self.secret:
+            return "****" if value else ""
+        if isinstance(value, str) and "://" in value:
+            return mask_url_password(value)
+        return value
+
+    def default_text(self) -> str:
+        """Return the default as documented: a TOML value, or words where that misleads."""
+        if self.shown_default or self.default in ("", ()):
+            return self.shown_default or "empty"
+        return toml_value(self.default)
+
+    def _problem(self, value: Any) -> str:
+        if self.at_least is not None and value < self.at_least:
+            return f"must be at least {self.at_least:g}"
+        if self.above is not None and value <= self.above:
+            return f"must be more than {self.above:g}"
+        if self.at_most is not None and value > self.at_most:
+            return f"must be at most {self.at_most:g}"
+        items = value if isinstance(value, tuple) else (value,)
+        if self.choices and any(item not in self.choices for item in items):
+            return f"must be {' or '.join(self.choices)}"
+        return self.check(value) if self.check and value != self.default else ""
+
+
+def setting(default: Any, help: str, **options: Any) -> Any:
+    """Declare a field of Settings with its help text and checks (see `Setting`)."""
+    return field(default=default, metadata={"help": help, **options})
+
+
+def _parse_str(raw: Any) -> str:
+    if isinstance(raw, os.PathLike):  # a folder or file given as a Path by calling code
+        raw = os.fspath(raw)
+    if not isinstance(raw, str):
+        raise ValueError(f"expected text, got {toml_value(raw)}")
+    return raw
+
+
+def _parse_int(raw: Any) -> int:
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and re.fullmatch(r"\s*[-+]?\d{1,18}\s*", raw):
+        return int(raw)
+    raise ValueError(f"expected a whole number, got {toml_value(raw)}")
+
+
+def _parse_float(raw: Any) -> float:
+    value = math.nan
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        value = float(raw)
+    elif isinstance(raw, str) and len(raw) < 40:
+        try:
+            value = float(raw)
+        except ValueError:
+            pass
+    if not math.isfinite(value):
+        raise ValueError(f"expected a number, got {toml_value(raw)}")
+    return value
+
+
+def _parse_bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    word = raw.strip().lower() if isinstance(raw, str) else None
+    if word in TRUE_WORDS or word in FALSE_WORDS:
+        return word in TRUE_WORDS
+    # A typo must not quietly switch a safety check off (or on).
+    raise ValueError(f"expected true or false, got {toml_value(raw)}")
+
+
+def _parse_names(raw: Any) -> tuple[str, ...]:
+    if isinstance(raw, str):
+        raw = raw.split(",")
+    if not isinstance(raw, list | tuple) or not all(isinstance(v, str) for v in raw):
+        raise ValueError(f"expected a list of names, got {toml_value(raw)}")
+    return tuple(dict.fromkeys(v.strip() for v in raw if v.strip()))
+
+
+_PARSERS: dict[type, Callable[[Any], Any]] = {
+    str: _parse_str,
+    int: _parse_int,
+    float: _parse_float,
+    bool: _parse_bool,
+    tuple: _parse_names,
 }
+_KINDS = {"str": str, "int": int, "float": float, "bool": bool, "tuple[str, ...]": tuple}
+
+
+def toml_value(value: Any) -> str:
+    """Write a value as TOML would, for messages and `newsletter config`."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return repr(value)
+
+
+# --- checks of single values: each returns what is wrong, or "" -----------------------------
+
+
+def _time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        return "must be a time zone name such as Europe/London"
+    return ""
+
+
+def _clock_time(value: str) -> str:
+    if not value:
+        return ""
+    try:
+        time.fromisoformat(value)
+    except ValueError:
+        return "must be a time of day HH:MM"
+    return ""
+
+
+def _cron_line(value: str) -> str:
+    from apscheduler.triggers.cron import CronTrigger  # slow to import: only for a new line
+
+    try:
+        CronTrigger.from_crontab(value, timezone=UTC)
+    except ValueError:
+        return "must be a cron line of five fields such as 0 6 * * mon-fri"
+    return ""
+
+
+def _domain(value: str) -> str:
+    if value and not _DOMAIN.fullmatch(value):
+        return "must be a domain name such as bounces.example.org"
+    return ""
+
+
+def _address(value: str) -> str:
+    if value and not _ADDRESS.fullmatch(value):
+        return "must be an address such as unsubscribe@example.org"
+    return ""
+
+
+def _local_part(value: str) -> str:
+    if not _LOCAL_PART.fullmatch(value):
+        return "must be letters, digits, '.', '_' or '-'"
+    return ""
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Effective configuration of one running instance."""
+    """Effective configuration of one running instance; every value is checked on creation."""
 
-    database_url: str = "sqlite:///var/newsletter.db"
-    transport: str = "maildir:var/outbox"
-    base_url: str = "http://localhost:8000"
-    from_address: str = "Daily Papers <papers@localhost>"
-    secret_key: str = ""
-    postal_address: str = ""
-    var_dir: str = "var"
-    templates_dir: str = ""
-    list_id: str = "Daily Papers <daily-papers.localhost>"
-    # Matching: a paper enters a topic's digest when its score reaches this.
-    match_threshold: float = 1.0
-    # Sources
-    hf_url: str = "https://huggingface.co"
-    arxiv_api_url: str = "https://export.arxiv.org"
-    arxiv_rss_url: str = "https://rss.arxiv.org"
-    http_timeout: float = 20.0
-    http_retries: int = 3
-    http_backoff: float = 1.0
+    # --- core: the environment overrides these -------------------------------------------
+    database_url: str = setting(
+        "sqlite:///var/newsletter.db", "SQLAlchemy URL of the database", env="DATABASE_URL"
+    )
+    transport: str = setting(
+        "maildir:var/outbox", "where mail goes: maildir:PATH, or an smtp:// or smtps:// URL",
+        env="TRANSPORT",
+    )  # fmt: skip
+    base_url: str = setting(
+        "http://localhost:8000", "public URL of the web pages; links in emails use it",
+        env="BASE_URL",
+    )  # fmt: skip
+    from_address: str = setting(
+        "Daily Papers <papers@localhost>", "the From header and envelope sender", env="FROM"
+    )
+    secret_key: str = setting(
+        "", "signs the links in emails; at least 32 bytes, keep it stable",
+        env="SECRET_KEY", secret=True, shown_default="generated once into var/secret_key",
+    )  # fmt: skip
+    postal_address: str = setting(
+        "", "postal address printed in every footer (CAN-SPAM, GDPR)", env="POSTAL_ADDRESS"
+    )
+    var_dir: str = setting(
+        "var", "folder of the generated secret key and of kept bounce messages", env="VAR_DIR"
+    )
+    templates_dir: str = setting(
+        "", "folder whose email/*.html and *.txt override the shipped templates",
+        env="TEMPLATES_DIR",
+    )  # fmt: skip
+    list_id: str = setting(
+        "Daily Papers <daily-papers.localhost>", "the List-Id header", env="LIST_ID"
+    )
+    empty_policy: str = setting(
+        "skip", "a reader with no matching paper is skipped, or (note) gets a short note",
+        env="EMPTY_POLICY", choices=("skip", "note"),
+    )  # fmt: skip
+    # --- matching and sources --------------------------------------------------------------
+    match_threshold: float = setting(1.0, "score at which a paper enters a topic's digest", above=0)
+    hf_url: str = setting("https://huggingface.co", "Hugging Face address the listing comes from")
+    arxiv_api_url: str = setting("https://export.arxiv.org", "arXiv API address")
+    http_timeout: float = setting(20.0, "seconds to wait for a source's answer", above=0)
+    http_retries: int = setting(3, "tries of one source request before a fetch fails", at_least=1)
+    http_backoff: float = setting(
+        1.0, "seconds before retrying a source request; doubles each time", at_least=0
+    )
     # arXiv asks for at most one request every 3 seconds.
-    arxiv_request_interval: float = 3.0
-    user_agent: str = "daily-papers-newsletter/0.1 (+https://github.com/daily-papers-newsletter)"
-    # Delivery defaults for new subscribers
-    default_max_papers: int = 10
-    default_hour: int = 8
-    default_timezone: str = "UTC"
-    # Sending
-    empty_policy: str = "skip"  # or "note": a short "nothing today" email
-    max_attempts: int = 5
-    retry_base_seconds: float = 60.0
-    retry_max_seconds: float = 3600.0
-    retry_wait_seconds: float = 0.0  # how long one `send` run waits for retries not yet due
-    send_batch_size: int = 500
-    # A sender's claim on its rows lasts this long past its last heartbeat (a third of it).
-    claim_lease_seconds: float = 60.0
-    # This machine's part of process names ("host:pid") in claims and leases; empty: the
-    # host name. Every machine or container needs its own.
-    host_name: str = ""
-    # `send` from a terminal asks for --yes above this many recipients.
-    confirm_above: int = 1000
-    # Web pages: confirmation links, pending sign-ups, rate limits, proxies in front.
-    confirm_max_age_hours: int = 72
-    pending_max_age_days: int = 7
-    mail_interval_minutes: int = 10
-    subscribe_per_ip_per_hour: int = 20
-    web_proxy_count: int = 0
+    arxiv_request_interval: float = setting(3.0, "seconds between two arXiv requests", at_least=0)
+    user_agent: str = setting(
+        "daily-papers-newsletter/0.1 (+https://github.com/daily-papers-newsletter)",
+        "User-Agent of requests to the sources",
+    )
+    # --- new subscribers -------------------------------------------------------------------
+    default_max_papers: int = setting(
+        10, "papers per digest of a new subscriber", at_least=1, at_most=50
+    )
+    default_hour: int = setting(
+        8, "local delivery hour of a new subscriber", at_least=0, at_most=23
+    )
+    default_timezone: str = setting("UTC", "time zone of a new subscriber", check=_time_zone)
+    # --- sending ---------------------------------------------------------------------------
+    max_attempts: int = setting(5, "tries of one delivery before it fails", at_least=1)
+    retry_base_seconds: float = setting(
+        60.0, "wait before retrying a delivery; doubles per attempt, with jitter", at_least=0
+    )
+    retry_max_seconds: float = setting(
+        3600.0, "longest wait before retrying a delivery", at_least=0
+    )
+    retry_wait_seconds: float = setting(
+        0.0, "how long one send run waits for retries that are not yet due", at_least=0
+    )
+    send_batch_size: int = setting(500, "deliveries claimed at a time", at_least=1)
+    claim_lease_seconds: float = setting(
+        60.0, "a sender's claim on its rows lasts this long past its last heartbeat", above=0
+    )
+    host_name: str = setting(
+        "", "this machine's name in claims and leases (host:pid); empty: the host name",
+        shown_default="the host name",
+    )
+    confirm_above: int = setting(
+        1000, "a send to more recipients asks first, or needs --yes from cron", at_least=0
+    )
+    unsubscribe_mailto: str = setting(
+        "", "address of the mailto: unsubscribe; empty: unsubscribe@ the From domain",
+        check=_address,
+    )  # fmt: skip
+    dkim_selector: str = setting("", "DKIM selector; DKIM signs when all three are set")
+    dkim_domain: str = setting("", "DKIM signing domain (d=)", check=_domain)
+    dkim_private_key_file: str = setting("", "PEM file of the DKIM private key")
+    # --- web pages -------------------------------------------------------------------------
+    confirm_max_age_hours: int = setting(72, "hours a confirmation link works", at_least=1)
+    pending_max_age_days: int = setting(
+        7, "days before purge-pending forgets an unconfirmed sign-up", at_least=1
+    )
+    mail_interval_minutes: int = setting(
+        10, "the sign-up form mails one address at most once in this many minutes", at_least=1
+    )
+    subscribe_per_ip_per_hour: int = setting(
+        20, "sign-ups accepted per visitor network per hour", at_least=1
+    )
+    web_proxy_count: int = setting(
+        0, "reverse proxies in front whose X-Forwarded-* headers are trusted", at_least=0
+    )
+    # --- scheduler -------------------------------------------------------------------------
+    scheduler_fetch_cron: str = setting(
+        DEFAULT_FETCH_CRON, "when the sources are fetched (cron line, UTC)", check=_cron_line
+    )
+    scheduler_sources: tuple[str, ...] = setting(
+        ("hf",), "sources the scheduler fetches", choices=("hf", "arxiv")
+    )
+    scheduler_arxiv_categories: tuple[str, ...] = setting(
+        (), "arXiv categories the scheduler fetches",
+        shown_default="empty: the arXiv source's own, cs.AI, cs.CL, cs.CV, cs.LG",
+    )  # fmt: skip
+    scheduler_tick_seconds: float = setting(
+        300.0, "seconds between two checks for what is due", above=0
+    )
+    scheduler_staleness_hours: float = setting(
+        12.0, "a digest this many hours late is recorded as skipped, not sent", above=0
+    )
+    scheduler_lease_seconds: float = setting(
+        30.0, "a standby takes over after the active scheduler is silent this long", above=0
+    )
+    scheduler_fetch_backoff_seconds: float = setting(
+        300.0, "wait before retrying a failed fetch; doubles each time", above=0
+    )
+    scheduler_listing_ready: str = setting(
+        "", "UTC time HH:MM by which the day's listing is out; empty: the fetch time",
+        check=_clock_time,
+    )  # fmt: skip
+    # --- returned mail ---------------------------------------------------------------------
+    bounce_domain: str = setting(
+        "", "domain of signed return paths that bring bounces back; empty: none",
+        check=_domain,
+    )  # fmt: skip
+    bounce_prefix: str = setting(
+        "bounces", "local part before the + of return paths", check=_local_part
+    )
+    bounce_require_verp: bool = setting(
+        True, "with bounce_domain, act only on reports with a signed return path"
+    )
+    # A bounce comes back within days; a month also covers weekly digests and slow retries.
+    bounce_recent_days: int = setting(
+        30, "an unsigned report may name only a reader sent mail this many days ago",
+        at_least=1,
+    )  # fmt: skip
+    soft_bounce_limit: int = setting(
+        3, "soft bounces within soft_bounce_days that suppress an address", at_least=1
+    )
+    soft_bounce_days: int = setting(14, "days in which soft bounces count", at_least=1)
+    # Not a setting: the file the others were read from.
     config_file: str = ""
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
-    def masked(self) -> dict[str, Any]:
-        """Return the settings as a dict with secrets and URL passwords hidden."""
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name in SECRET_FIELDS:
-                value = "****" if value else ""
-            elif isinstance(value, str) and "://" in value:
-                value = mask_url_password(value)
-            out[f.name] = dict(value) if isinstance(value, Mapping) else value
-        return out
+    def __post_init__(self) -> None:
+        for item in SETTINGS:
+            try:
+                value = item.parse(getattr(self, item.name))
+            except ValueError as exc:
+                raise ConfigError(f"setting {item.name}: {exc}") from None
+            object.__setattr__(self, item.name, value)
+
+
+def _registry() -> tuple[Setting, ...]:
+    return tuple(
+        Setting(f.name, _KINDS[str(f.type)], f.default, **f.metadata)
+        for f in dataclasses.fields(Settings)
+        if "help" in f.metadata
+    )
+
+
+SETTINGS = _registry()
+SETTINGS_BY_NAME = {item.name: item for item in SETTINGS}
+
+
+def describe_settings(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Return each setting's value (secrets masked), default, help and environment variable."""
+    return {
+        item.name: {
+            "value": item.masked(getattr(settings, item.name)),
+            "default": item.default,
+            "help": item.help,
+            "environment": ENV_PREFIX + item.env if item.env else None,
+        }
+        for item in SETTINGS
+    }
 
 
 def mask_url_password(url: str) -> str:
@@ -126,18 +423,19 @@ def load_settings(
     """Build settings from defaults, a TOML file, the environment and explicit overrides."""
     env = os.environ if env is None else env
     path = _find_config_file(config_file, env)
-    values: dict[str, Any] = _read_toml(path) if path else {}
-    for name, attr in ENV_FIELDS.items():
-        if ENV_PREFIX + name in env:
-            values[attr] = env[ENV_PREFIX + name]
-    values.update(overrides)
-    if path:
-        values["config_file"] = str(path)
-    settings = _build(values)
+    # Each layer is checked on its own, so that an error names the file or the variable, and
+    # a wrong value in the file is reported even while the environment overrides it.
+    values = _parsed(_read_toml(path), f"{path}: ") if path else {}
+    for item in SETTINGS:
+        if item.env and ENV_PREFIX + item.env in env:
+            raw = env[ENV_PREFIX + item.env]
+            values |= _parsed({item.name: raw}, f"{ENV_PREFIX}{item.env}: ")
+    values |= _parsed(overrides, "")
+    settings = Settings(**values, config_file=str(path) if path else "")
     if settings.secret_key:
-        _check_secret_key(settings.secret_key, _secret_key_origin(path, env, overrides))
+        check_secret_key(settings.secret_key, _secret_key_origin(path, env, overrides))
     else:
-        settings = dataclasses.replace(settings, secret_key=_stored_secret_key(settings.var_dir))
+        settings = dataclasses.replace(settings, secret_key=stored_secret_key(settings.var_dir))
     return settings
 
 
@@ -160,7 +458,13 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     # Accept both a flat file and one with a [newsletter] table.
-    return dict(data.get("newsletter", data))
+    table = data.get("newsletter")
+    if not isinstance(table, dict):
+        return data
+    outside = [key for key in data if key != "newsletter"]
+    if outside:
+        raise ConfigError(f"{path}: setting {outside[0]} is outside the [newsletter] table")
+    return dict(table)
 
 
 def parse_toml(text: str, source: str, *, error: type[InputError] = InputError) -> dict[str, Any]:
@@ -193,27 +497,25 @@ def _depth(value: Any, limit: int) -> int:
     return depth
 
 
-def _build(values: dict[str, Any]) -> Settings:
-    known = {f.name: f for f in dataclasses.fields(Settings)}
-    kwargs: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
-    for key, value in values.items():
-        if key not in known:
-            extra[key] = value
-            continue
-        kwargs[key] = _coerce(key, value, known[key].type)
-    kwargs.setdefault("extra", extra)
-    return Settings(**kwargs)
+def _parsed(raw_values: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Check each value against its setting; a ConfigError names the first wrong one."""
+    parsed: dict[str, Any] = {}
+    for key, raw in raw_values.items():
+        item = SETTINGS_BY_NAME.get(key)
+        if item is None:
+            raise ConfigError(f"{where}unknown setting {key!r}{_closest_hint(key)}")
+        try:
+            parsed[key] = item.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{where}setting {key}: {exc}") from None
+    return parsed
 
 
-def _coerce(key: str, value: Any, type_name: Any) -> Any:
-    target = {"int": int, "float": float, "str": str}.get(str(type_name))
-    if target is None:
-        return value
-    try:
-        return target(value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"setting {key}: expected {type_name}, got {value!r}") from exc
+def _closest_hint(key: str) -> str:
+    close = difflib.get_close_matches(key, SETTINGS_BY_NAME, n=1)
+    if close:
+        return f": did you mean {close[0]}?"
+    return " (README's Configuration section lists every setting)"
 
 
 def _secret_key_origin(
@@ -224,56 +526,3 @@ def _secret_key_origin(
     if env.get(ENV_PREFIX + "SECRET_KEY"):
         return ENV_PREFIX + "SECRET_KEY"
     return f"secret_key in {path}"
-
-
-def _check_secret_key(key: str, origin: str) -> None:
-    """Refuse a key short enough to guess; the error says how to make a good one."""
-    size = len(key.encode("utf-8"))
-    if size < SECRET_KEY_MIN_BYTES:
-        raise ConfigError(
-            f"{origin} is too short ({size} of at least {SECRET_KEY_MIN_BYTES} bytes): "
-            f"make one with {MAKE_SECRET_KEY}"
-        )
-
-
-def _stored_secret_key(var_dir: str) -> str:
-    """Read the generated secret key from var/, creating it once with a warning."""
-    path = Path(var_dir) / SECRET_KEY_FILE
-    if path.exists():
-        return _read_secret_key_file(path)
-    key = secrets.token_urlsafe(48)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process created it first: use theirs
-        return _read_secret_key_file(path)
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot create the secret key file {path}: {exc.strerror}; "
-            f"set NEWSLETTER_VAR_DIR to a writable folder or set NEWSLETTER_SECRET_KEY"
-        ) from None
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(key + "\n")
-    log.warning("NEWSLETTER_SECRET_KEY is unset: generated one into %s", path)
-    return key
-
-
-def _read_secret_key_file(path: Path) -> str:
-    """Read the key file, or say what is wrong with it and how to recover."""
-    # A new key makes the links in every email already sent invalid: say so before deleting.
-    fix = (
-        "restore it from a backup, or delete it to generate a new key "
-        "(links in emails already sent then stop working)"
-    )
-    try:
-        key = path.read_text(encoding="utf-8").strip()
-    except IsADirectoryError:
-        raise ConfigError(f"the secret key file {path} is a folder: {fix}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"the secret key file {path} is not UTF-8 text: {fix}") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read the secret key file {path}: {exc.strerror}") from None
-    if not key:
-        raise ConfigError(f"the secret key file {path} is empty: {fix}")
-    _check_secret_key(key, f"the secret key in {path}")
-    return key

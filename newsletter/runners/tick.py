@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.core.app import App
 from newsletter.core.config import Settings
-from newsletter.core.errors import ConfigError, TransportError
+from newsletter.core.errors import TransportError
 from newsletter.core.leases import (
     default_worker_id,
     give_up_lease,
@@ -67,7 +67,7 @@ STALE_REASON = "not sent within {hours:g} h of its delivery time (due {due})"
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    """The scheduler's settings, read from `settings.extra` (keys `scheduler_*`)."""
+    """The scheduler's settings (`scheduler_*`)."""
 
     fetch_cron: str = "0 6 * * mon-fri"
     sources: tuple[str, ...] = ("hf",)
@@ -81,50 +81,19 @@ class ScheduleConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ScheduleConfig:
-        """Read the scheduler settings, with defaults; ConfigError names a bad one."""
-        extra: Mapping[str, Any] = settings.extra
-        cron = str(extra.get("scheduler_fetch_cron", cls.fetch_cron))
-        ready = extra.get("scheduler_listing_ready")
+        """Read the scheduler settings (checked when the settings were loaded)."""
+        cron = settings.scheduler_fetch_cron
+        ready = settings.scheduler_listing_ready
         return cls(
             fetch_cron=cron,
-            sources=_names(extra, "scheduler_sources", cls.sources),
-            arxiv_categories=_names(extra, "scheduler_arxiv_categories", cls.arxiv_categories),
-            tick_seconds=_positive(extra, "scheduler_tick_seconds", cls.tick_seconds),
-            staleness=timedelta(hours=_positive(extra, "scheduler_staleness_hours", 12.0)),
-            lease_seconds=_positive(extra, "scheduler_lease_seconds", cls.lease_seconds),
-            fetch_backoff_seconds=_positive(
-                extra, "scheduler_fetch_backoff_seconds", cls.fetch_backoff_seconds
-            ),
-            listing_ready=_clock_time(ready) if ready is not None else _cron_time(cron),
+            sources=settings.scheduler_sources,
+            arxiv_categories=settings.scheduler_arxiv_categories or cls.arxiv_categories,
+            tick_seconds=settings.scheduler_tick_seconds,
+            staleness=timedelta(hours=settings.scheduler_staleness_hours),
+            lease_seconds=settings.scheduler_lease_seconds,
+            fetch_backoff_seconds=settings.scheduler_fetch_backoff_seconds,
+            listing_ready=time.fromisoformat(ready) if ready else _cron_time(cron),
         )
-
-
-def _names(extra: Mapping[str, Any], key: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    value = extra.get(key, default)
-    if isinstance(value, str):
-        value = [v.strip() for v in value.split(",") if v.strip()]
-    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"setting {key}: expected a list of names, got {value!r}")
-    return tuple(value)
-
-
-def _positive(extra: Mapping[str, Any], key: str, default: float) -> float:
-    try:
-        value = float(extra.get(key, default))
-    except (TypeError, ValueError):
-        value = -1.0
-    if value <= 0:
-        raise ConfigError(f"setting {key}: expected a positive number, got {extra.get(key)!r}")
-    return value
-
-
-def _clock_time(value: object) -> time:
-    try:
-        return time.fromisoformat(str(value))
-    except ValueError:
-        raise ConfigError(
-            f"setting scheduler_listing_ready: expected HH:MM, got {value!r}"
-        ) from None
 
 
 def _cron_time(cron: str) -> time:
