@@ -105,17 +105,14 @@ def _good_zone(zone: Zone, dkim_public: str) -> None:
 
 def _configure(app: App, relay: SmtpTestServer, cert: Path, key: Path) -> None:
     transport = f"smtp://mailer:s3cret@127.0.0.1:{relay.port}?tls=starttls&cafile={cert}"
-    extra = {
-        "dkim_selector": "mail",
-        "dkim_domain": DOMAIN,
-        "dkim_private_key_file": str(key),
-        "bounce_domain": f"bounces.{DOMAIN}",
-    }
     app.settings = dataclasses.replace(
         app.settings,
         transport=transport,
         list_id=f"Daily Papers <papers.{DOMAIN}>",
-        extra={**app.settings.extra, **extra},
+        dkim_selector="mail",
+        dkim_domain=DOMAIN,
+        dkim_private_key_file=str(key),
+        bounce_domain=f"bounces.{DOMAIN}",
     )
 
 

@@ -300,10 +300,7 @@ class SpfEvaluator:
 
 
 def _dkim_setting(settings: Settings, name: str) -> str:
-    value = getattr(settings, name, None)
-    if value is None:
-        value = getattr(settings, "extra", {}).get(name)
-    return str(value or "").strip()
+    return str(getattr(settings, name) or "").strip()
 
 
 def check_dkim(settings: Settings, resolver: Resolver) -> Check:
