@@ -16,7 +16,7 @@ from newsletter.cli.common import (
     write_output,
 )
 from newsletter.core.app import App
-from newsletter.core.errors import InputError
+from newsletter.core.errors import InputError, SendingHeld
 from newsletter.delivery import service as sending
 from newsletter.delivery.engine import SendSummary
 from newsletter.matching.check import QUIET_DAYS, quiet_topics
@@ -31,7 +31,13 @@ DATE_HELP = "Listing date YYYY-MM-DD (default: the newest listing)."
 @click.option("--to", "to", metavar="EMAIL", help="Send one test copy to this address only.")
 @click.option("--limit", type=click.IntRange(min=1), help="Send at most N messages in this run.")
 @click.option("--yes", is_flag=True, help="Do not ask before a large send.")
-@click.option("--force", is_flag=True, help="With --to: send even to a suppressed address.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Start the edition though the last one drew too many complaints; "
+    "with --to: send even to a suppressed address.",
+)
+@click.option("--resume", is_flag=True, help="Lift the guard's pause of the edition and send.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_app
 def send(
@@ -42,17 +48,21 @@ def send(
     limit: int | None,
     yes: bool,
     force: bool,
+    resume: bool,
     as_json: bool,
 ) -> None:
     """Deliver an edition to every confirmed subscriber who is still owed it.
 
-    Re-running sends only what is still owed: nothing is sent twice.
+    Re-running sends only what is still owed: nothing is sent twice. The deliverability
+    guard pauses an edition whose first answers show many dead addresses or policy blocks;
+    --resume sends the rest once the list is checked.
 
     \b
     Examples:
       newsletter send --date 2026-11-27 --dry-run
       newsletter send --to me@example.org          # a test copy, state untouched
       newsletter send --yes                        # the newest listing, no prompt
+      newsletter send --resume --date 2026-11-27   # after the guard paused it
     """
     listing_date = parse_date(day)
     if to:
@@ -63,6 +73,7 @@ def send(
     if dry_run:
         _print_plan(preview, as_json, dry_run=True)
         return
+    sending.check_send(app, listing_date, force=force, resume=resume)  # before asking
     owed = preview.pending
     _confirm_large_send(min(owed, limit or owed), app.settings.confirm_above, yes)
     report = SendRun(
@@ -70,6 +81,8 @@ def send(
         listing_date,
         options=sending.options_from_settings(app, limit=limit),
         progress=_progress_printer(owed),
+        force=force,
+        resume=resume,
     ).deliver()
     if report is None:  # a signal came before the run began
         raise click.ClickException("stopped before anything was sent")
@@ -78,6 +91,12 @@ def send(
         echo_json({"date": report.plan.listing_date, **_summary_dict(s)})
     else:
         click.echo(f"{report.plan.listing_date}: {s.line()}")
+    if s.paused:
+        day_text = report.plan.listing_date
+        raise SendingHeld(
+            f"the {day_text} edition is paused: {s.paused}; {s.owed} deliveries stay owed; "
+            f"check the list, then `newsletter send --resume --date {day_text}` sends the rest"
+        )
 
 
 def _confirm_large_send(count: int, confirm_above: int, yes: bool) -> None:
@@ -101,6 +120,7 @@ def _summary_dict(s: SendSummary) -> dict[str, object]:
         "retried": s.retried,
         "seconds": round(s.elapsed, 3),
         "per_second": round(s.rate, 1),
+        "paused": s.paused,
     }
 
 
@@ -149,16 +169,38 @@ def _print_plan(stats: sending.PlanStats, as_json: bool, *, dry_run: bool = Fals
 
 @click.command()
 @click.option("--date", "day", metavar="D", help=DATE_HELP)
+@click.option(
+    "--force", is_flag=True, help="Plan though the last edition drew too many complaints."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_app
-def plan(app: App, day: str | None, as_json: bool) -> None:
+def plan(app: App, day: str | None, force: bool, as_json: bool) -> None:
     """Plan an edition's deliveries without sending (for workers to drain).
 
     \b
     Example:
       newsletter plan --date 2026-11-27
     """
-    _print_plan(sending.plan(app, parse_date(day)), as_json)
+    listing_date = parse_date(day)
+    if not force:
+        sending.check_complaints(app, listing_date)
+    _print_plan(sending.plan(app, listing_date), as_json)
+
+
+@click.command()
+@click.option("--date", "day", metavar="D", help=DATE_HELP)
+@pass_app
+def resume(app: App, day: str | None) -> None:
+    """Lift the deliverability guard's pause of an edition: workers send the rest.
+
+    The guard then judges only the answers that come after now.
+
+    \b
+    Example:
+      newsletter resume --date 2026-11-27 && newsletter worker --once
+    """
+    listing_date, reason = sending.resume_sending(app, parse_date(day))
+    click.echo(f"{listing_date}: resumed (it was paused: {reason})")
 
 
 @click.command()
@@ -190,9 +232,11 @@ def status(app: App, day: str | None, as_json: bool) -> None:
     if not data["planned"]:
         click.echo(f"{data['date']}: not planned yet")
         return
-    shown = ("date", "planned", "health", "votes", "quiet_topics")
+    shown = ("date", "planned", "health", "votes", "quiet_topics", "guard")
     counts = ", ".join(f"{k} {v}" for k, v in data.items() if k not in shown)
     click.echo(f"{data['date']}: {counts}")
+    for line in _guard_lines(data["date"], data.get("guard") or {}):
+        click.echo(line)
     if health:
         click.echo(_health_line(health))
     votes = data.get("votes")
@@ -201,6 +245,24 @@ def status(app: App, day: str | None, as_json: bool) -> None:
             f"votes: {votes['likes']} more like this, {votes['dislikes']} less like this, "
             f"from {votes['readers']} readers"
         )
+
+
+def _guard_lines(day: str, state: dict) -> list[str]:
+    """Describe the guard's pause and the answers it judges; nothing before any answer."""
+    lines = []
+    if state.get("paused"):
+        lines.append(
+            f"paused since {state['paused_at']:%Y-%m-%d %H:%M} UTC: {state['reason']}; "
+            f"`newsletter send --resume --date {day}` or `newsletter resume --date {day}` "
+            "lifts it"
+        )
+    if state.get("answers"):
+        lines.append(
+            f"guard: {state['answers']} answers, {state['address_failures']} address failures "
+            f"({state['address_failure_rate']:.1%}), {state['blocks']} policy blocks "
+            f"({state['block_rate']:.1%})" + (" since the resume" if state.get("resumed") else "")
+        )
+    return lines
 
 
 def _health_line(health: dict) -> str:
@@ -290,8 +352,13 @@ def worker(app: App, concurrency: int, once: bool, poll: float) -> None:
 
     report = Worker(app, concurrency=concurrency, poll=poll).run(once=once)
     click.echo(f"worker stopped: sent {report.sent}, failed {report.failed} in {report.runs} runs")
+    for day, reason in sorted(report.paused.items()):
+        click.echo(
+            f"the {day} edition is paused: {reason}; `newsletter resume --date {day}` lifts it",
+            err=True,
+        )
 
 
 def register(group: click.Group) -> None:
-    for command in (send, plan, status, preview, worker):
+    for command in (send, plan, resume, status, preview, worker):
         group.add_command(command)

@@ -307,6 +307,24 @@ class Settings:
     dkim_selector: str = setting("", "DKIM selector; DKIM signs when all three are set")
     dkim_domain: str = setting("", "DKIM signing domain (d=)", check=_domain)
     dkim_private_key_file: str = setting("", "PEM file of the DKIM private key")
+    # Relays and mailbox providers judge a sender by its first answers: a bad list import
+    # or a block shows there, and going on would burn the domain's standing.
+    guard_window: int = setting(
+        1000, "an edition's first answers (since a resume) the guard judges", at_least=1
+    )
+    guard_address_failure_rate: float = setting(
+        0.05, "share of address failures (5.1.x, hard bounces) that pauses an edition",
+        above=0, at_most=1,
+    )  # fmt: skip
+    guard_block_rate: float = setting(
+        0.02, "share of policy blocks (5.7.x, blocked bounces) that pauses an edition",
+        above=0, at_most=1,
+    )  # fmt: skip
+    # The big mailbox providers' bulk-sender limit is 0.3% of messages reported as spam.
+    complaint_rate_limit: float = setting(
+        0.003, "the last edition's complaint rate above which the next send needs --force",
+        above=0, at_most=1,
+    )  # fmt: skip
     # --- web pages -------------------------------------------------------------------------
     confirm_max_age_hours: int = setting(72, "hours a confirmation link works", at_least=1)
     pending_max_age_days: int = setting(

@@ -31,3 +31,7 @@ class NoListing(SourceError):
 
 class TransportError(NewsletterError):
     """A message could not be handed to the transport."""
+
+
+class SendingHeld(NewsletterError):
+    """An edition may not be sent now: the guard paused it, or complaints hold it."""

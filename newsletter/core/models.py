@@ -370,6 +370,13 @@ class Edition(Base):
     listing_date: Mapped[date] = mapped_column(Date)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     planned_at: Mapped[datetime | None] = mapped_column()
+    # Set by the deliverability guard (delivery.guard): nothing is claimed while it is set.
+    paused_at: Mapped[datetime | None] = mapped_column()
+    pause_reason: Mapped[str | None] = mapped_column(String(300))
+    # The guard's counts when an admin last resumed: only answers after them are judged.
+    guard_baseline: Mapped[dict[str, int] | None] = mapped_column(JSON)
+    # When the guard's window filled without a pause: it stops counting for this edition.
+    guard_cleared_at: Mapped[datetime | None] = mapped_column()
 
     deliveries: Mapped[list[Delivery]] = relationship(back_populates="edition")
 

@@ -26,13 +26,17 @@ from newsletter.core.config import Settings
 from newsletter.core.errors import ConfigError, InputError, TransportError
 from newsletter.core.leases import Heartbeat, default_worker_id, host_of
 from newsletter.core.models import Edition, utcnow
-from newsletter.delivery import store
+from newsletter.delivery import guard, store
+from newsletter.delivery.guard import GuardLimits
 from newsletter.delivery.store import ClaimedDelivery
 from newsletter.delivery.transports import Outcome, SendResult, Transport, TransportUnavailable
 
 log = logging.getLogger(__name__)
 
 PREPARE_SLICE = 50  # messages built per step; ~40 KB each, so little waits in memory
+# The guard judges about this many times over its window: a pause lands within a fiftieth of
+# it, and a count costs little beside the window's sends.
+JUDGE_STEPS = 50
 NOTHING_MATCHED = "no new paper matched the topics"
 
 # How long a claim lasts unless its sender renews it: the rows of a sender that died come
@@ -51,6 +55,7 @@ class SendOptions:
     max_wait: float = 0.0  # how long one run may wait for retries that are not yet due
     limit: int | None = None
     empty_policy: str = "skip"
+    guard: GuardLimits | None = None  # None: no deliverability guard (previews, tests)
 
 
 @dataclass
@@ -62,6 +67,7 @@ class SendSummary:
     owed: int = 0
     elapsed: float = 0.0
     stopped: bool = False
+    paused: str | None = None  # why the deliverability guard paused the edition
 
     @property
     def rate(self) -> float:
@@ -99,6 +105,8 @@ class _Recorder:
         # and one connection, kept for the run: a pool check-out per flush costs more than
         # the flush's own statements.
         self._conn: Connection | None = None
+        # Called in the writer thread after each commit with the number of replies recorded.
+        self.after_commit: Callable[[Connection, int], None] = lambda _conn, _count: None
 
     def close(self) -> None:
         """Stop the writer thread once nothing is pending."""
@@ -171,6 +179,7 @@ class _Recorder:
         s.failed += len(failed)
         s.retried += len(retry)
         s.skipped += len(skipped)
+        self.after_commit(conn, len(sent) + len(failed))
 
     def _commit(
         self, conn: Connection, sent: list, failed: list, retry: list, skipped: list
@@ -217,9 +226,18 @@ class EditionSender:
         self._claimed = 0
         # Sent but not yet recorded: never handed back, since they may have been delivered.
         self._unrecorded: set[int] = set()
+        # Replies recorded since the guard last judged; None once its window is behind us.
+        self._unjudged: int | None = 0 if options.guard is not None else None
 
     def stop(self) -> None:
         """Ask the run to finish what is in flight and give back the rest."""
+        self._stop = True
+
+    def pause(self, reason: str) -> None:
+        """Stop claiming and sending because the guard paused the edition; the rest stays owed."""
+        if self.summary.paused is None:
+            log.error("the %s edition is paused: %s", self.edition.listing_date, reason)
+        self.summary.paused = reason
         self._stop = True
 
     def run(self) -> SendSummary:
@@ -260,6 +278,7 @@ class EditionSender:
 
     async def _run(self) -> None:
         recorder = _Recorder(self.engine, self.options.worker_id, self.options, self.summary)
+        recorder.after_commit = self._judge_after_commit
         if self.progress:
             recorder.on_flush = lambda: self.progress(self.summary)
         queue: asyncio.Queue[Prepared | None] = asyncio.Queue(maxsize=2 * PREPARE_SLICE)
@@ -293,6 +312,8 @@ class EditionSender:
             if want <= 0:
                 break
             rows, missing = await loop.run_in_executor(self._pool, self._claim, want)
+            if self.summary.paused is not None:
+                break
             for delivery_id in missing:
                 await recorder.record(_SkipResult(delivery_id, NOTHING_MATCHED), None)  # type: ignore[arg-type]
             if not rows and not missing:
@@ -314,8 +335,34 @@ class EditionSender:
                     await queue.put(prepared)
         await queue.join()
 
+    def _judge(self, conn: Connection) -> None:
+        """Let the guard judge the edition's answers; pause this run when it is paused."""
+        assert self.options.guard is not None
+        with conn.begin():
+            reason = guard.check_edition(conn, self.edition.id, self.options.guard)
+            self._unjudged = 0 if guard.judging(conn, self.edition.id) else None
+        if reason is not None:
+            self.pause(reason)
+
+    def _judge_after_commit(self, conn: Connection, replies: int) -> None:
+        """Judge again every few recorded replies while the guard's window is open."""
+        if self._unjudged is None or self.options.guard is None:
+            return
+        self._unjudged += replies
+        if self._unjudged < max(1, self.options.guard.window // JUDGE_STEPS):
+            return
+        try:
+            self._judge(conn)
+        except Exception as exc:  # the replies are recorded; unjudged, the run must not go on
+            self._fatal = exc
+
     def _claim(self, want: int) -> tuple[list[ClaimedDelivery], list[int]]:
         """Claim owed rows and load their subscribers; render the digests new among them."""
+        if self.options.guard is not None:
+            with self.engine.connect() as conn:
+                self._judge(conn)
+            if self.summary.paused is not None:
+                return [], []
         with self.engine.begin() as conn:
             claimed = store.claim_deliveries(
                 conn,

@@ -15,10 +15,12 @@ from newsletter.bounces.process import edition_health
 from newsletter.content.compose import MessagePreparer, Prepared
 from newsletter.content.rendering import EditionInfo, Recipient, make_renderer
 from newsletter.core.app import App
-from newsletter.core.errors import NotFound, TransportError
+from newsletter.core.errors import InputError, NotFound, SendingHeld, TransportError
 from newsletter.core.leases import LeaseTaken, default_worker_id, hold_lease
 from newsletter.core.models import DeliveryStatus, Edition, Subscription
+from newsletter.delivery import guard
 from newsletter.delivery.engine import EditionSender, ProgressCallback, SendOptions, SendSummary
+from newsletter.delivery.guard import GuardLimits
 from newsletter.delivery.transports import Outcome, SendResult, Transport, make_transport
 from newsletter.editions.planning import (
     PlanStats,
@@ -53,6 +55,7 @@ def options_from_settings(app: App, **overrides: object) -> SendOptions:
         "backoff_max": s.retry_max_seconds,
         "max_wait": s.retry_wait_seconds,
         "empty_policy": s.empty_policy,
+        "guard": GuardLimits.from_settings(s),
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     return SendOptions(**values)  # type: ignore[arg-type]
@@ -99,6 +102,49 @@ def make_preparer(app: App, edition: Edition, empty_policy: str) -> MessagePrepa
     )
 
 
+def check_send(
+    app: App, listing_date: date | None = None, *, force: bool = False, resume: bool = False
+) -> None:
+    """Raise SendingHeld when the edition is paused (unless resumed) or held by complaints."""
+    with app.sessions() as session:
+        day = resolve_listing_date(listing_date, session=session)
+        edition = find_edition(day, session=session)
+        paused = guard.pause_reason(session.connection(), edition.id) if edition else None
+    if paused and not resume:
+        raise SendingHeld(
+            f"the {day} edition is paused: {paused}; check the list, then "
+            f"`newsletter send --resume --date {day}` sends the rest"
+        )
+    if not force:
+        check_complaints(app, listing_date)
+
+
+def check_complaints(app: App, listing_date: date | None = None) -> None:
+    """Raise SendingHeld when the edition has not started and the last one drew complaints."""
+    with app.sessions() as session:
+        day = resolve_listing_date(listing_date, session=session)
+        edition = find_edition(day, session=session)
+        held = guard.complaint_hold(
+            session.connection(), edition.id if edition else None,
+            app.settings.complaint_rate_limit,
+        )  # fmt: skip
+    if held:
+        raise SendingHeld(f"{held}: add --force to send the {day} edition anyway")
+
+
+def resume_sending(app: App, listing_date: date | None = None) -> tuple[date, str]:
+    """Lift the guard's pause of the edition; return its date and why it was paused."""
+    with app.transaction() as session:
+        day = resolve_listing_date(listing_date, session=session)
+        edition = find_edition(day, session=session)
+        if edition is None:
+            raise NotFound(f"no edition of {day} is planned")
+        reason = guard.resume_edition(session.connection(), edition.id)
+    if reason is None:
+        raise InputError(f"the {day} edition is not paused: nothing to resume")
+    return day, reason
+
+
 def send(
     app: App,
     listing_date: date | None = None,
@@ -107,15 +153,22 @@ def send(
     transport: Transport | None = None,
     progress: ProgressCallback | None = None,
     attach: Callable[[EditionSender | None], None] | None = None,
+    force: bool = False,
+    resume: bool = False,
 ) -> SendReport:
     """Plan the edition (idempotent) and deliver every owed message.
 
-    `attach` is called with the sender before it runs and with None after, so that a signal
-    or another thread can stop it.
+    A paused edition needs `resume`, and a new edition after one that drew too many
+    complaints needs `force` (see `check_send`). `attach` is called with the sender before it
+    runs and with None after, so that a signal or another thread can stop it.
     """
     options = options or options_from_settings(app)
     attach = attach or (lambda _sender: None)
+    check_send(app, listing_date, force=force, resume=resume)
     stats = plan(app, listing_date)
+    if resume:
+        with app.engine.begin() as conn:
+            guard.resume_edition(conn, stats.edition_id)
     sender = edition_sender(app, stats.edition_id, options=options, transport=transport,
                             progress=progress)  # fmt: skip
     attach(sender)
@@ -168,12 +221,16 @@ def edition_status(app: App, listing_date: date | None = None) -> dict[str, obje
         edition = find_edition(day, session=session)
         counts = count_by_status(edition.id, session=session) if edition else {}
         votes = feedback.edition_votes(edition.id, session=session) if edition else None
+        limits = GuardLimits.from_settings(app.settings)
+        conn = session.connection()
+        paused = guard.guard_status(conn, edition.id, limits) if edition else None
     return {
         "date": day.isoformat(),
         "planned": edition is not None,
         **{status.value: counts.get(status, 0) for status in DeliveryStatus},
         "health": edition_health(app, edition.id) if edition else None,
         "votes": votes,
+        "guard": paused,
     }
 
 

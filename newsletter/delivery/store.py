@@ -5,7 +5,8 @@ being sent under a claim that ran out (its sender died). A sender claims owed ro
 `sending`, its name in `claimed_by`, a short lease in `lease_until`) before it builds their
 messages, renews the lease of everything it holds while it runs, and records each reply only
 for rows it still holds. Rows of a sender that stopped beating come back when their lease ends;
-rows of a sender of this host that is gone come back at once.
+rows of a sender of this host that is gone come back at once. Nobody claims the rows of an
+edition the deliverability guard paused (see `guard`): they stay owed until it is resumed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Connection,
     and_,
     bindparam,
+    exists,
     func,
     or_,
     select,
@@ -26,7 +28,14 @@ from sqlalchemy import (
 )
 
 from newsletter.core.leases import holder_is_dead_here
-from newsletter.core.models import Delivery, DeliveryStatus, Subscriber, Subscription, utcnow
+from newsletter.core.models import (
+    Delivery,
+    DeliveryStatus,
+    Edition,
+    Subscriber,
+    Subscription,
+    utcnow,
+)
 
 SENT, PENDING, SENDING, FAILED, SKIPPED = (
     DeliveryStatus.SENT.value,
@@ -64,10 +73,16 @@ def owed_clause(now: datetime) -> ColumnElement[bool]:
     )
 
 
-def editions_with_owed(conn: Connection, now: datetime) -> list[int]:
-    """Return the ids of the editions with rows owed now, lowest first."""
+def editions_with_owed(conn: Connection, now: datetime, *, paused: bool = False) -> list[int]:
+    """Return the ids of the editions with rows owed now, lowest first (paused ones, or not)."""
     query = select(Delivery.edition_id).where(owed_clause(now)).distinct()
+    query = query.where(_paused(Delivery.edition_id) if paused else ~_paused(Delivery.edition_id))
     return list(conn.scalars(query.order_by(Delivery.edition_id)))
+
+
+def _paused(edition_id: ColumnElement[int] | int) -> ColumnElement[bool]:
+    """Select rows of an edition the deliverability guard paused."""
+    return exists().where(Edition.id == edition_id, Edition.paused_at.is_not(None))
 
 
 def count_unfinished(conn: Connection, edition_id: int) -> int:
@@ -99,7 +114,8 @@ def claim_deliveries(
     now = utcnow()
     ids = (
         select(Delivery.id)
-        .where(Delivery.edition_id == edition_id, owed_clause(now))
+        # A paused edition is claimed by nobody, whatever a sender read before the pause.
+        .where(Delivery.edition_id == edition_id, owed_clause(now), ~_paused(edition_id))
         .order_by(Delivery.id)
         .limit(limit)
     )

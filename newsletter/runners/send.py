@@ -20,8 +20,12 @@ class SendRun(Runner):
         *,
         options: SendOptions,
         progress: ProgressCallback | None = None,
+        force: bool = False,
+        resume: bool = False,
     ) -> None:
         super().__init__()
+        self.force = force
+        self.resume = resume
         self.app = app
         self.listing_date = listing_date
         self.options = options
@@ -40,6 +44,8 @@ class SendRun(Runner):
             options=self.options,
             progress=self.progress,
             attach=self.control.attach,
+            force=self.force,
+            resume=self.resume,
         )
         return True
 

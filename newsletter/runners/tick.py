@@ -50,7 +50,7 @@ from newsletter.core.models import (
     Suppression,
     utcnow,
 )
-from newsletter.delivery import store
+from newsletter.delivery import guard, store
 from newsletter.delivery.engine import SendOptions, SendSummary
 from newsletter.delivery.service import edition_sender, options_from_settings
 from newsletter.delivery.transports import Transport
@@ -349,20 +349,31 @@ def editions_with_owed(now: datetime, *, session: Session) -> list[Edition]:
     )
 
 
+def complaint_hold(app: App) -> str | None:
+    """Return why no new edition may start: the last one sent drew too many complaints."""
+    with app.engine.connect() as conn:
+        return guard.complaint_hold(conn, None, app.settings.complaint_rate_limit)
+
+
 def send_owed(
     app: App,
     *,
     options: SendOptions | None = None,
     transport: Transport | None = None,
     control: StopControl | None = None,
+    started_only: bool = False,
 ) -> tuple[SendSummary, str | None]:
-    """Send every owed delivery of every edition; return the totals and a transport error."""
+    """Send every owed delivery of every edition (paused ones excepted, and, with
+    started_only, those not yet started); return the totals and a transport error."""
     options = options or options_from_settings(app)
     control = control or StopControl()
     with app.engine.begin() as conn:  # rows of a sender of this host that died: owed at once
         store.release_dead_claims(conn, here=host_of(options.worker_id))
     with app.sessions() as session:
         editions = editions_with_owed(utcnow(), session=session)
+        if started_only:
+            conn = session.connection()
+            editions = [e for e in editions if guard.edition_started(conn, e.id)]
     total = SendSummary()
     for edition in editions:
         if control.stopped:
@@ -380,6 +391,21 @@ def send_owed(
             control.attach(None)
         _add(total, summary)
     return total, None
+
+
+def log_paused(app: App, now: datetime) -> list[str]:
+    """Log each paused edition that still owes rows; return them as lines."""
+    with app.engine.connect() as conn:
+        ids = store.editions_with_owed(conn, now, paused=True)
+        rows = conn.execute(
+            select(Edition.kind, Edition.listing_date, Edition.pause_reason)
+            .where(Edition.id.in_(ids))
+            .order_by(Edition.listing_date)
+        ).all()
+    lines = [f"the {kind} edition of {day} is paused: {why}" for kind, day, why in rows]
+    for line in lines:
+        log.warning("%s; `newsletter resume --date` lifts it", line)
+    return lines
 
 
 def _add(total: SendSummary, part: SendSummary) -> None:
@@ -434,6 +460,9 @@ class TickReport:
     skipped: int = 0
     owed: int = 0
     error: str | None = None
+    # Why no new edition started: the last one drew too many complaints.
+    held: str | None = None
+    paused: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -446,6 +475,9 @@ class TickReport:
             f"skipped {self.skipped}, stale {self.stale}, owed {self.owed}"
         )
         text = f"fetch {fetched}; {text}" if fetched else text
+        if self.held:
+            text += f"; held: {self.held}"
+        text += "".join(f"; {line}" for line in self.paused)
         return f"{text}; error: {self.error}" if self.error else text
 
     def as_dict(self) -> dict[str, Any]:
@@ -471,11 +503,22 @@ def run_due(
         holder = holder or default_worker_id(app.settings.host_name)
         report.fetched = run_fetch(app, now, config=config, holder=holder)
     options = options_from_settings(app)
-    with app.transaction() as session:
-        due = due_now(now, session=session, config=config, default_tz=app.settings.default_timezone)
-        planned = plan_due(due, now, session=session, empty_policy=options.empty_policy)
-    report.planned, report.stale = planned.planned, planned.stale
-    summary, report.error = send_owed(app, options=options, transport=transport, control=control)
+    report.held = complaint_hold(app)
+    if report.held:
+        # Nothing new is planned either: workers would send what the tick planned.
+        log.warning("no new edition starts: %s; `newsletter send --force` starts one", report.held)
+    else:
+        with app.transaction() as session:
+            due = due_now(
+                now, session=session, config=config, default_tz=app.settings.default_timezone
+            )
+            planned = plan_due(due, now, session=session, empty_policy=options.empty_policy)
+        report.planned, report.stale = planned.planned, planned.stale
+    report.paused = log_paused(app, now)
+    summary, report.error = send_owed(
+        app, options=options, transport=transport, control=control,
+        started_only=report.held is not None,
+    )  # fmt: skip
     report.sent, report.failed, report.skipped = summary.sent, summary.failed, summary.skipped
     report.owed = summary.owed
     return report

@@ -12,10 +12,12 @@ import logging
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from sqlalchemy import select
+
 from newsletter.core.app import App
 from newsletter.core.errors import TransportError
 from newsletter.core.leases import host_of
-from newsletter.core.models import utcnow
+from newsletter.core.models import Edition, utcnow
 from newsletter.delivery import store
 from newsletter.delivery.engine import SendOptions, SendSummary
 from newsletter.delivery.service import edition_sender, options_from_settings
@@ -33,6 +35,8 @@ class WorkerReport:
     sent: int = 0
     failed: int = 0
     errors: list[str] = field(default_factory=list)
+    # The editions left alone because the deliverability guard paused them: date -> why.
+    paused: dict[str, str] = field(default_factory=dict)
 
     def add(self, summary: SendSummary) -> None:
         self.runs += 1
@@ -54,6 +58,16 @@ def editions_with_owed_rows(app: App) -> list[int]:
     """Return the ids of editions that have rows owed now (see `store.owed_clause`)."""
     with app.engine.connect() as conn:
         return store.editions_with_owed(conn, utcnow())
+
+
+def paused_editions_with_owed_rows(app: App) -> dict[str, str]:
+    """Return the listing date and pause reason of each paused edition that still owes rows."""
+    with app.engine.connect() as conn:
+        ids = store.editions_with_owed(conn, utcnow(), paused=True)
+        rows = conn.execute(
+            select(Edition.listing_date, Edition.pause_reason).where(Edition.id.in_(ids))
+        )
+        return {day.isoformat(): reason or "paused" for day, reason in rows}
 
 
 def recover_dead_local_claims(app: App, here: str) -> int:
@@ -82,6 +96,7 @@ class Worker(Runner):
 
     def work(self) -> bool:
         progressed = recover_dead_local_claims(self.app, host_of(self._options.worker_id)) > 0
+        self._note_paused(paused_editions_with_owed_rows(self.app))
         for edition_id in editions_with_owed_rows(self.app):
             if self.stopping:
                 break
@@ -90,6 +105,13 @@ class Worker(Runner):
 
     def finished(self, busy: bool) -> bool:
         return self.once and not busy
+
+    def _note_paused(self, paused: dict[str, str]) -> None:
+        """Log each edition the guard paused, once per worker."""
+        for day, reason in paused.items():
+            if day not in self.report.paused:
+                log.warning("the %s edition is paused, not sent: %s", day, reason)
+        self.report.paused.update(paused)
 
     def _send(self, edition_id: int, options: SendOptions) -> bool:
         """Deliver what one edition owes; True when any row got a final answer."""
@@ -106,6 +128,8 @@ class Worker(Runner):
         finally:
             self.control.attach(None)
         self.report.add(summary)
+        if summary.paused:
+            self.report.paused[sender.edition.listing_date.isoformat()] = summary.paused
         if summary.sent or summary.failed:
             log.info("edition %s: %s", edition_id, summary.line())
         return bool(summary.sent or summary.failed or summary.skipped)
