@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from newsletter.bounces.mailboxes import MaildirSource
 from newsletter.bounces.process import process_bounces
-from newsletter.core.models import Delivery, DeliveryStatus, Edition
+from newsletter.core.models import Delivery, DeliveryStatus, Edition, Subscriber
 from newsletter.delivery import service as sending
 from newsletter.delivery.engine import SendOptions
 from newsletter.delivery.guard import Answers, GuardLimits, judge, window_full
@@ -80,8 +80,17 @@ def _guard_config(tmp_path, **extra: object) -> None:
     (tmp_path / "newsletter.toml").write_text("\n".join(lines) + "\n")
 
 
-def _refusing(reply: str, count: int) -> list[Fault]:
-    return [Fault(reply=reply, recipient=f"s{i}@example.com") for i in range(1, count + 1)]
+def _refusing(app, reply: str, count: int) -> list[Fault]:
+    """Refuse the first `count` readers in the order senders claim them (by delivery id)."""
+    sending.plan(app, f.DAY)
+    with app.sessions() as s:
+        first = s.scalars(
+            select(Subscriber.email)
+            .join(Delivery, Delivery.subscriber_id == Subscriber.id)
+            .order_by(Delivery.id)
+            .limit(count)
+        ).all()
+    return [Fault(reply=reply, recipient=email) for email in first]
 
 
 def _statuses(app, day=f.DAY) -> Counter:
@@ -104,7 +113,7 @@ def _status_json(run) -> dict:
 def test_dead_addresses_among_the_first_answers_pause_the_send_until_resumed(app, run, tmp_path):
     _readers(app)
     _guard_config(tmp_path)
-    with SmtpTestServer(faults=_refusing("550 5.1.1 no such user", 10)) as srv:
+    with SmtpTestServer(faults=_refusing(app, "550 5.1.1 no such user", 10)) as srv:
         run.env["NEWSLETTER_TRANSPORT"] = srv.url
         first = run("send", "--yes", "--date", DAY)
 
@@ -136,7 +145,7 @@ def test_dead_addresses_among_the_first_answers_pause_the_send_until_resumed(app
 def test_policy_blocks_pause_the_send_and_resume_lifts_the_pause(app, run, tmp_path):
     _readers(app)
     _guard_config(tmp_path)
-    with SmtpTestServer(faults=_refusing("550 5.7.1 message refused by policy", 3)) as srv:
+    with SmtpTestServer(faults=_refusing(app, "550 5.7.1 message refused by policy", 3)) as srv:
         run.env["NEWSLETTER_TRANSPORT"] = srv.url
         first = run("send", "--yes", "--date", DAY)
         assert first.exit_code == 1 and "3 policy blocks" in first.output
@@ -155,8 +164,9 @@ def test_policy_blocks_pause_the_send_and_resume_lifts_the_pause(app, run, tmp_p
 def test_a_worker_stops_claiming_a_paused_edition_and_resumes_after_the_word(app, run, tmp_path):
     _readers(app)
     _guard_config(tmp_path)
-    assert run("plan", "--date", DAY).exit_code == 0
-    with SmtpTestServer(faults=_refusing("550 5.1.1 no such user", 10)) as srv:
+    faults = _refusing(app, "550 5.1.1 no such user", 10)
+    assert run("plan", "--date", DAY).exit_code == 0  # already planned: plans nothing new
+    with SmtpTestServer(faults=faults) as srv:
         run.env["NEWSLETTER_TRANSPORT"] = srv.url
         first = run("worker", "--once", "--poll", "0.1")
         assert first.exit_code == 0, first.output
@@ -246,7 +256,7 @@ def test_the_scheduler_tick_logs_a_complaint_hold_and_starts_nothing(app, run, t
 def test_the_scheduler_tick_leaves_a_paused_edition_alone(app, caplog):
     _readers(app, 40)
     limits = GuardLimits(window=100)
-    with SmtpTestServer(faults=_refusing("550 5.1.1 no such user", 5)) as srv:
+    with SmtpTestServer(faults=_refusing(app, "550 5.1.1 no such user", 5)) as srv:
         app.settings = dataclasses.replace(app.settings, transport=srv.url)
         options = SendOptions(batch_size=10, guard=limits)
         report = sending.send(app, f.DAY, options=options)
