@@ -49,6 +49,7 @@ from newsletter.core.models import (
     utcnow,
     xml_safe,
 )
+from newsletter.matching.topics import split_list
 
 # The CSV format, shared by import and export. Topics are separated by ";" inside their
 # field so that a spreadsheet never has to quote them.
@@ -205,21 +206,14 @@ def validate_name(value: str) -> str:
     return xml_safe(name).strip()
 
 
-def split_topics(value: str | Iterable[str], separator: str = ",") -> list[str]:
-    """Split topic slugs, dropping blanks and repeats but keeping their order."""
-    parts = value.split(separator) if isinstance(value, str) else value
-    unique = dict.fromkeys([p.strip().lower() for p in parts])
-    unique.pop("", None)
-    return list(unique)
-
-
 def topic_ids(*, session: Session) -> dict[str, int]:
     """Return every topic's id by slug."""
     return {slug: topic_id for slug, topic_id in session.execute(select(Topic.slug, Topic.id))}
 
 
 def resolve_topics(slugs: Sequence[str], known: dict[str, int]) -> list[int]:
-    """Return the ids of the slugs, or raise InputError naming the unknown ones."""
+    """Return the ids of the slugs, in any case, once each; raise InputError naming unknown ones."""
+    slugs = list(dict.fromkeys(slug.strip().lower() for slug in slugs))
     if not slugs:
         raise InputError("no topics given")
     unknown = [s for s in slugs if s not in known]
@@ -258,7 +252,7 @@ def add_subscriber(
         max_papers=validate_max_papers(defaults.max_papers if max_papers is None else max_papers),
         consent_source=consent_source[:64],
     )
-    ids = resolve_topics(split_topics(topics), topic_ids(session=session))
+    ids = resolve_topics(split_list(topics), topic_ids(session=session))
     if _find(session, address) is not None:
         raise InputError(f"subscriber {address!r} already exists")
     reason = suppressed(session, [address]).get(email_key(address))
@@ -319,7 +313,7 @@ def list_subscribers(
     if status is not None:
         query = query.where(Subscriber.status == SubscriberStatus(status))
     if topic is not None:
-        (topic_id,) = resolve_topics([topic.strip().lower()], topic_ids(session=session))
+        (topic_id,) = resolve_topics([topic], topic_ids(session=session))
         query = query.join(Subscription).where(Subscription.topic_id == topic_id)
     return list(session.scalars(query.order_by(Subscriber.email)))
 
@@ -522,7 +516,7 @@ class _Importer:
 
     def _parse(self, line: int, values: dict[str, str]) -> _Row:
         email = mailable_email(values["email"])
-        slugs = split_topics(values["topics"], TOPIC_SEPARATOR)
+        slugs = split_list(values["topics"], TOPIC_SEPARATOR)
         get = values.get
         timezone = get("timezone", "").strip()
         hour = get("hour", "").strip()
