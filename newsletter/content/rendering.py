@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from email.utils import parseaddr
 from functools import lru_cache
-from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -21,9 +20,9 @@ import jinja2
 from markupsafe import Markup, escape
 from premailer import Premailer
 
-import newsletter
 from newsletter.core import tokens
 from newsletter.core.config import Settings
+from newsletter.core.resources import shipped_dir
 
 Kind = Literal["html", "text"]
 CACHE_SIZE = 8192  # digests: each is a few hundred bytes of references to shared parts
@@ -150,21 +149,19 @@ class RenderStats:
     misses: int = 0
 
 
-def shipped_templates_dir() -> Path:
-    """Return the templates folder of the installed package or of the source checkout."""
-    package = Path(newsletter.__file__).parent
-    wheel_data = package / "_data" / "templates"
-    return wheel_data if wheel_data.is_dir() else package.parent / "templates"
+def template_loader(settings: Settings) -> jinja2.BaseLoader:
+    """Return a loader of the operator's `templates_dir` first, then the shipped templates."""
+    folders = [settings.templates_dir] if settings.templates_dir else []
+    folders.append(str(shipped_dir("templates")))
+    return jinja2.ChoiceLoader([jinja2.FileSystemLoader(f) for f in folders])
 
 
 def make_jinja_env(settings: Settings, kind: Kind) -> jinja2.Environment:
     """Build the HTML (autoescaped) or plain-text environment; operator templates win."""
     if kind not in ("html", "text"):
         raise ValueError(f"unknown template kind: {kind!r}")
-    folders = [settings.templates_dir] if settings.templates_dir else []
-    folders.append(str(shipped_templates_dir()))
     env = jinja2.Environment(
-        loader=jinja2.ChoiceLoader([jinja2.FileSystemLoader(f) for f in folders]),
+        loader=template_loader(settings),
         autoescape=kind == "html",
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
