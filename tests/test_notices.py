@@ -12,7 +12,8 @@ from email.header import decode_header, make_header
 import pytest
 
 from newsletter.audience import signup as subscriptions
-from newsletter.content.notices import Notice, build_notice, send_notice
+from newsletter.audience.mail_queue import send_notice
+from newsletter.content.notices import Notice, build_notice
 from newsletter.core.errors import InputError
 from tests.test_hostile_headers import ENCODED_ATTACK
 
@@ -79,4 +80,3 @@ def test_send_notice_puts_an_idn_domain_in_the_envelope_as_its_a_label(settings)
 
 def test_subscriptions_still_offers_the_notice_functions():
     assert subscriptions.Notice is Notice and subscriptions.build_notice is build_notice
-    assert subscriptions.send_notice is send_notice

@@ -315,6 +315,16 @@ def make_transport(spec: str, *, local_hostname: str | None = None) -> Transport
     )
 
 
+def send_one(spec: str, message: OutgoingMessage) -> SendResult:
+    """Send one message through the transport a spec names, opened for it alone."""
+
+    async def open_send_close() -> SendResult:
+        async with make_transport(spec) as transport:
+            return await transport.send(message)
+
+    return asyncio.run(open_send_close())
+
+
 def describe_transport(spec: str) -> str:
     """Return the spec with any password replaced by ****, for logs and messages."""
     scheme, sep, rest = spec.partition("://")
