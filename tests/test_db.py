@@ -76,3 +76,14 @@ def test_a_test_marked_empty_db_starts_without_tables(settings):
             assert inspect(conn).get_table_names() == []
     finally:
         engine.dispose()
+
+
+def test_insert_or_ignore_skips_a_row_whose_unique_key_exists(app):
+    with app.transaction() as session:
+        stmt = db.insert_or_ignore(session, Topic)
+        session.execute(stmt.values(slug="llm", name="Large language models"))
+        session.execute(stmt.values(slug="llm", name="Another name"))
+        session.execute(stmt, [{"slug": "llm", "name": "A third"}, {"slug": "cv", "name": "CV"}])
+    with app.sessions() as session:
+        rows = session.execute(select(Topic.slug, Topic.name).order_by(Topic.slug)).all()
+    assert [tuple(row) for row in rows] == [("cv", "CV"), ("llm", "Large language models")]

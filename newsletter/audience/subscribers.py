@@ -32,11 +32,12 @@ from email_validator.rfc_constants import (
     DOT_ATOM_TEXT,
     EMAIL_MAX_LENGTH,
 )
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from newsletter.content.headers import address_problem, hides_control
 from newsletter.core.config import Settings
+from newsletter.core.db import insert_or_ignore
 from newsletter.core.errors import InputError, NotFound
 from newsletter.core.models import (
     Frequency,
@@ -594,7 +595,7 @@ class _Importer:
         now = utcnow()
         self._constants.clear()  # they hold the previous batch's time
         # No conflict target: a unique index on lower(email), if the schema has one, counts too.
-        stmt = _upsert(self.session, SUBSCRIBERS).on_conflict_do_nothing()
+        stmt = insert_or_ignore(self.session, SUBSCRIBERS)
         _executemany(self.session, stmt, [self._new_values(r, now) for r in rows])
         sql = "SELECT email, id FROM subscribers WHERE email IN ({})"
         ids = dict(_select_in(self.session, sql, [r.email for r in rows]))
@@ -689,7 +690,7 @@ class _Importer:
         if not links:
             return
         created = _db_values(self.session, SUBSCRIPTIONS, {"created_at": now})["created_at"]
-        stmt = _upsert(self.session, SUBSCRIPTIONS).on_conflict_do_nothing()
+        stmt = insert_or_ignore(self.session, SUBSCRIPTIONS)
         rows = [{"subscriber_id": s, "topic_id": t, "created_at": created} for s, t in links]
         _executemany(self.session, stmt, rows)
 
@@ -733,18 +734,6 @@ def _parse_status(value: str) -> SubscriberStatus:
     except ValueError:
         known = ", ".join(s.value for s in SubscriberStatus)
         raise InputError(f"unknown status {value!r} (known: {known})") from None
-
-
-def _upsert(session: Session, table: Any) -> Any:
-    """Return an INSERT with ON CONFLICT support for the session's database."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
-        return insert(table)
-    return dialect_insert(table)
 
 
 def import_csv(
