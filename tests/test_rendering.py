@@ -23,7 +23,7 @@ from newsletter.content.rendering import (
     make_jinja_env,
     make_renderer,
     safe_url,
-    trim_abstract,
+    shorten,
 )
 from newsletter.core import tokens
 from newsletter.core.config import Settings
@@ -361,16 +361,17 @@ def test_authors_short() -> None:
     assert authors_short(("A\n", " ", "B")) == "A, B"
 
 
-def test_trim_abstract() -> None:
+def test_shorten_cuts_at_a_word_within_the_limit() -> None:
     short = "A short abstract."
-    assert trim_abstract(short) == short
+    assert shorten(short) == short
     text = "word " * 100
-    trimmed = trim_abstract(text)
+    trimmed = shorten(text)
     assert trimmed.endswith("word…")
-    assert len(trimmed) <= 351
-    assert len(trimmed) > 300
-    assert trim_abstract("x" * 400).endswith("x…")
-    assert trim_abstract("Line one.\n\nLine two.") == "Line one. Line two."
+    assert 300 < len(trimmed) <= 350
+    assert shorten("x" * 400) == "x" * 349 + "…"
+    assert shorten("Line one.\n\nLine two.") == "Line one. Line two."
+    assert shorten("Scaling laws, revisited. And more", 26) == "Scaling laws, revisited…"
+    assert shorten("a" * 30 + " b", 20) == "a" * 19 + "…"  # no boundary near: cut the word
 
 
 @pytest.mark.parametrize(

@@ -172,7 +172,7 @@ def make_jinja_env(settings: Settings, kind: Kind) -> jinja2.Environment:
     # A digest renders the same few dozen papers thousands of times: remember filter results.
     env.filters.update(
         authors_short=_memoized(authors_short),
-        trim_abstract=_memoized(trim_abstract),
+        trim_abstract=_memoized(shorten),
         safe_url=_memoized(safe_url),
         long_date=long_date,
         short_date=short_date,
@@ -204,14 +204,14 @@ def authors_short(authors: Sequence[str], shown: int = AUTHORS_SHOWN) -> str:
     return ", ".join(names)
 
 
-def trim_abstract(text: str, limit: int = ABSTRACT_CHARS) -> str:
-    """Cut a text at a word boundary near limit characters and mark the cut with an ellipsis."""
+def shorten(text: object, limit: int = ABSTRACT_CHARS) -> str:
+    """Make text one line of at most limit characters, cut at a word and marked with "…"."""
     text = one_line(text)
     if len(text) <= limit:
         return text
-    cut = text[:limit]
+    cut = text[: limit - 1]
     space = cut.rfind(" ")
-    if space > limit * 0.6:
+    if space > limit * 0.6:  # a word boundary, unless it would lose much of the text
         cut = cut[:space]
     return cut.rstrip(" ,;:.-—(") + "…"
 
@@ -250,16 +250,6 @@ def one_line(value: object) -> str:
         if value[:1] != " " and value[-1:] != " ":
             return value
     return _SPACES.sub(" ", _CONTROL.sub(" ", str(value))).strip()
-
-
-def _shorten(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    space = cut.rfind(" ")
-    if space > limit * 0.6:
-        cut = cut[:space]
-    return cut.rstrip(" ,;:-—") + "…"
 
 
 def inline_css(html: str) -> str:
@@ -467,7 +457,7 @@ class DigestRenderer:
         text = self.text_env.get_template(f"email/{name}.txt").render(context)
         html = self.html_env.get_template(f"email/{name}.html").render(context)
         return _Draft(
-            _shorten(one_line(subject), SUBJECT_MAX), self._cut(text), self._cut(html), html
+            shorten(subject, SUBJECT_MAX), self._cut(text), self._cut(html), html
         )
 
     def _cut(self, rendered: str) -> _Cut:
@@ -609,8 +599,8 @@ class DigestRenderer:
         return _Split(tuple(parts[0::2]), tuple(parts[1::2]))
 
     def _recipient_values(self, recipient: Recipient) -> dict[str, str]:
-        name = _shorten(one_line(recipient.name), DISPLAY_MAX)
-        topics = _shorten(", ".join(one_line(t) for t in recipient.topics), DISPLAY_MAX * 2)
+        name = shorten(recipient.name, DISPLAY_MAX)
+        topics = shorten(", ".join(one_line(t) for t in recipient.topics), DISPLAY_MAX * 2)
         return {
             "name": name,
             "greeting": f"Hi {name}," if name else "Hello,",

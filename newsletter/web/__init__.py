@@ -69,7 +69,7 @@ def create_app(settings: Settings, *, app: App | None = None, proxy_fix: bool = 
     web.jinja_env.filters.update(
         long_date=rendering.long_date,
         authors_short=rendering.authors_short,
-        trim_abstract=rendering.trim_abstract,
+        trim_abstract=rendering.shorten,
         safe_url=rendering.safe_url,
         atom_date=atom_date,
     )
