@@ -11,7 +11,6 @@ from email.header import decode_header, make_header
 
 import pytest
 
-from newsletter.audience import signup as subscriptions
 from newsletter.audience.mail_queue import send_notice
 from newsletter.content.notices import Notice, build_notice
 from newsletter.core.errors import InputError
@@ -76,7 +75,3 @@ def test_send_notice_puts_an_idn_domain_in_the_envelope_as_its_a_label(settings)
     message = _parse(bytes(stored))
     assert message["Delivered-To"] == "zoe@xn--bcher-kva.example"
     assert message["To"].addresses[0].addr_spec == "zoe@xn--bcher-kva.example"
-
-
-def test_subscriptions_still_offers_the_notice_functions():
-    assert subscriptions.Notice is Notice and subscriptions.build_notice is build_notice

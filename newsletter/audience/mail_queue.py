@@ -129,9 +129,7 @@ def _notice(app: App, queued_id: int) -> Notice | None:
         if queued.kind == "confirm" and confirmed:
             return None  # confirmed meanwhile: the link has nothing left to do
         name = subscriber.name if confirmed else ""
-        return Notice(
-            queued.kind, subscriber.id, subscriber.email, name, subscriber.link_key
-        )
+        return Notice(queued.kind, subscriber.id, subscriber.email, name, subscriber.link_key)
 
 
 def _finish(app: App, queued_id: int) -> None:
@@ -191,10 +189,6 @@ class MailQueue:
         self._idle.clear()
         self._wake.set()
         self.start()
-
-    def wait_idle(self, timeout: float = 30.0) -> bool:
-        """Wait until every wake so far has been handled; False on time-out."""
-        return self._idle.wait(timeout)
 
     def _run(self) -> None:
         self._wake.set()

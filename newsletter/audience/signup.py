@@ -27,7 +27,7 @@ from newsletter.audience.subscribers import (
     subscriber_to_dict,
     suppressed,
 )
-from newsletter.content.notices import Notice, build_notice  # noqa: F401 (re-exported)
+from newsletter.content.notices import Notice
 from newsletter.content.rendering import DEFAULT_LIST_NAME
 from newsletter.core.config import Settings
 from newsletter.core.db import insert_or_ignore

@@ -56,4 +56,3 @@ def build_notice(settings: Settings, notice: Notice, *, now: datetime | None = N
         message_id=make_message_id(settings),
         date=now or utcnow(),
     )
-

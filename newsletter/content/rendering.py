@@ -95,7 +95,7 @@ class Filled:
 class RenderedDigest:
     """The three rendered parts of one recipient's email.
 
-    text_parts and html_parts, when present, let build_message reuse the encoding of the
+    text_parts and html_parts, when present, let build_message_data reuse the encoding of the
     shared literals; they always join to text and html, which are joined only when read.
     """
 
@@ -456,9 +456,7 @@ class DigestRenderer:
         subject = self.text_env.get_template(f"email/{name}.subject.txt").render(context)
         text = self.text_env.get_template(f"email/{name}.txt").render(context)
         html = self.html_env.get_template(f"email/{name}.html").render(context)
-        return _Draft(
-            shorten(subject, SUBJECT_MAX), self._cut(text), self._cut(html), html
-        )
+        return _Draft(shorten(subject, SUBJECT_MAX), self._cut(text), self._cut(html), html)
 
     def _cut(self, rendered: str) -> _Cut:
         # str.split and partition, not a regex: a digest is ~40 KB and most are cut once.

@@ -211,4 +211,3 @@ def send_test_copy(
     if result.outcome != Outcome.SENT:
         raise TransportError(f"test copy to {to} not sent: {result.reply}")
     return result
-

@@ -58,7 +58,7 @@ class Outcome(StrEnum):
 class OutgoingMessage:
     """One message for one recipient; `data` has CRLF line endings and is not dot-stuffed.
 
-    crlf_only promises that data has no bare CR or LF (build_message makes such bytes), so
+    crlf_only promises that data has no bare CR or LF (build_message_data makes such bytes), so
     the SMTP client need not check; without it, stray line ends are normalised.
     """
 
