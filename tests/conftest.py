@@ -1,23 +1,28 @@
 """Shared fixtures: a fresh database per test, settings, the App, and a CLI runner.
 
 The suite runs on SQLite by default; `pytest --db postgresql` (or NEWSLETTER_TEST_DB=postgresql)
-runs every test on a fresh database of a throwaway PostgreSQL cluster instead.
+runs every test on a fresh database of a throwaway PostgreSQL cluster instead. Migrations run
+once per session into a template; each test gets its own copy of it (a copied SQLite file, or
+`CREATE DATABASE ... TEMPLATE`), or an empty database when marked `empty_db`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
+import sqlite3
 import sys
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
 from newsletter.cli import cli
+from newsletter.core import db
 from newsletter.core.app import App
 from newsletter.core.config import Settings, load_settings
 from tests.postgres import throwaway_cluster
@@ -54,27 +59,66 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "only_db(*names): run only on these databases")
+    config.addinivalue_line("markers", "empty_db: the test's database starts unmigrated")
 
 
 @pytest.fixture
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database for one test: a SQLite file, or a new PostgreSQL database."""
+    """A database of this test's own, migrated to head (empty when marked `empty_db`)."""
+    migrated = request.node.get_closest_marker("empty_db") is None
     if request.config.getoption("--db") == "sqlite":
-        yield f"sqlite:///{tmp_path / 'var' / 'newsletter.db'}"
+        path = tmp_path / "var" / "newsletter.db"
+        if migrated:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
         return
     server = request.getfixturevalue("pg_server")
-    with _postgres_database(server) as url:
+    template = request.getfixturevalue("pg_template") if migrated else None
+    with _postgres_database(server, template) as url:
         yield url
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once per session; tests copy it."""
+    path = tmp_path_factory.mktemp("template") / "newsletter.db"
+    engine = db.make_engine(Settings(database_url=f"sqlite:///{path}"))
+    db.upgrade(engine)
+    engine.dispose()
+    # Everything into the main file: a copy of it alone is then the whole database.
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_server: str) -> Iterator[str]:
+    """The name of a PostgreSQL database migrated to head once per session; tests clone it."""
+    with _postgres_database(pg_server) as url:
+        engine = db.make_engine(Settings(database_url=url))
+        db.upgrade(engine)
+        # CREATE DATABASE ... TEMPLATE needs the template to have no open connection.
+        engine.dispose()
+        yield _database_name(url)
+
+
+def _database_name(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).database or ""
+
+
 @contextmanager
-def _postgres_database(server: str) -> Iterator[str]:
+def _postgres_database(server: str, template: str | None = None) -> Iterator[str]:
+    """Create a database of its own (a copy of template, if given), drop it afterwards."""
     from sqlalchemy import create_engine, text
 
     name = "t_" + uuid.uuid4().hex[:12]
     admin = create_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
+        copy = f" TEMPLATE {template}" if template else ""
+        conn.execute(text(f"CREATE DATABASE {name}{copy}"))
     try:
         yield server.replace("/postgres?", f"/{name}?")
     finally:
@@ -164,9 +208,9 @@ def pg_server() -> Iterator[str]:
 
 
 @pytest.fixture
-def pg_app(pg_server: str, settings: Settings) -> Iterator[App]:
+def pg_app(pg_server: str, pg_template: str, settings: Settings) -> Iterator[App]:
     """The App on a fresh PostgreSQL database of its own, migrated to head, whatever --db says."""
-    with _postgres_database(pg_server) as url:
+    with _postgres_database(pg_server, pg_template) as url:
         application = App(dataclasses.replace(settings, database_url=url))
         application.ensure_schema()
         yield application

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import date
 
 from sqlalchemy import func, select
@@ -10,6 +11,7 @@ from sqlalchemy.orm import Session
 from newsletter.core.models import (
     Paper,
     PaperTopic,
+    QueuedMail,
     Subscriber,
     SubscriberStatus,
     Subscription,
@@ -131,6 +133,18 @@ class InlineMailQueue:
         from newsletter.audience.mail_queue import drain
 
         drain(self.app)
+
+
+def mail_queue_emptied(app, timeout: float = 30.0) -> bool:  # noqa: ANN001
+    """Wait until every queued sign-up and notice is handled; False on time-out."""
+    deadline = time.monotonic() + timeout
+    with app.sessions() as session:
+        while session.scalar(select(func.count()).where(QueuedMail.done_at.is_(None))):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+            session.rollback()  # a fresh snapshot for the next look
+    return True
 
 
 def web_app(app, *, testing: bool = True):  # noqa: ANN001, ANN201

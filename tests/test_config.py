@@ -80,12 +80,14 @@ def test_config_command_masks_secrets(run, env):
     assert "user:****@127.0.0.1" in result.output
 
 
+@pytest.mark.empty_db
 def test_init_migrates_then_reports_up_to_date(run):
     first = run("init")
     assert first.exit_code == 0 and "migrated from empty" in first.output
     assert "up to date" in run("init").output
 
 
+@pytest.mark.empty_db
 def test_health_reports_an_unmigrated_then_a_healthy_database(run):
     before = run("health")
     assert before.exit_code == 1 and "expected 0" in before.output and "run init" in before.output

@@ -3,9 +3,10 @@ import warnings
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, func, inspect, select
 
 from newsletter.core import db
-from newsletter.core.models import Base
+from newsletter.core.models import Base, Topic
 
 
 @pytest.mark.only_db("sqlite")
@@ -18,6 +19,7 @@ def test_migrations_build_exactly_the_models(app):
     assert "uq_subscribers_email_lower" in names
 
 
+@pytest.mark.empty_db
 def test_ensure_schema_migrates_an_empty_database_once(settings):
     from newsletter.core.app import App
 
@@ -42,3 +44,46 @@ def test_postgres_schema_matches_the_models(app):
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
         indexes = {row[0] for row in conn.exec_driver_sql("SELECT indexname FROM pg_indexes")}
     assert {"uq_subscribers_email_lower", "ix_suppressions_email_lower"} <= indexes
+
+
+def _template_url(request: pytest.FixtureRequest) -> str:
+    if request.config.getoption("--db") == "sqlite":
+        return f"sqlite:///{request.getfixturevalue('sqlite_template')}"
+    server = request.getfixturevalue("pg_server")
+    return server.replace("/postgres?", f"/{request.getfixturevalue('pg_template')}?")
+
+
+def test_a_test_writes_to_its_own_copy_of_the_migrated_template(app, request):
+    with app.transaction() as session:
+        session.add(Topic(slug="llm", name="Large language models"))
+    template = create_engine(_template_url(request))
+    try:
+        assert app.engine.url.database != template.url.database
+        assert db.current_revision(template) == db.head_revision(template)
+        with template.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(Topic)).scalar() == 0
+    finally:
+        template.dispose()  # a template with an open connection cannot be copied
+    with app.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Topic)) == 1
+
+
+@pytest.mark.empty_db
+def test_a_test_marked_empty_db_starts_without_tables(settings):
+    engine = create_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            assert inspect(conn).get_table_names() == []
+    finally:
+        engine.dispose()
+
+
+def test_insert_or_ignore_skips_a_row_whose_unique_key_exists(app):
+    with app.transaction() as session:
+        stmt = db.insert_or_ignore(session, Topic)
+        session.execute(stmt.values(slug="llm", name="Large language models"))
+        session.execute(stmt.values(slug="llm", name="Another name"))
+        session.execute(stmt, [{"slug": "llm", "name": "A third"}, {"slug": "cv", "name": "CV"}])
+    with app.sessions() as session:
+        rows = session.execute(select(Topic.slug, Topic.name).order_by(Topic.slug)).all()
+    assert [tuple(row) for row in rows] == [("cv", "CV"), ("llm", "Large language models")]

@@ -11,8 +11,8 @@ from email.header import decode_header, make_header
 
 import pytest
 
-from newsletter.audience import signup as subscriptions
-from newsletter.content.notices import Notice, build_notice, send_notice
+from newsletter.audience.mail_queue import send_notice
+from newsletter.content.notices import Notice, build_notice
 from newsletter.core.errors import InputError
 from tests.test_hostile_headers import ENCODED_ATTACK
 
@@ -75,8 +75,3 @@ def test_send_notice_puts_an_idn_domain_in_the_envelope_as_its_a_label(settings)
     message = _parse(bytes(stored))
     assert message["Delivered-To"] == "zoe@xn--bcher-kva.example"
     assert message["To"].addresses[0].addr_spec == "zoe@xn--bcher-kva.example"
-
-
-def test_subscriptions_still_offers_the_notice_functions():
-    assert subscriptions.Notice is Notice and subscriptions.build_notice is build_notice
-    assert subscriptions.send_notice is send_notice

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from newsletter.audience.subscribers import normalise_email
-from newsletter.content.mime import build_message
+from newsletter.content.mime import build_message_data
 from newsletter.content.rendering import Recipient, RenderedDigest, one_line
 from newsletter.core import tokens
 from newsletter.core.config import Settings
@@ -130,7 +130,7 @@ _display = st.text(st.characters(blacklist_categories=["Cs"]), max_size=60)
 def test_built_messages_parse_back_to_the_same_values(name, subject, body):
     recipient = Recipient(subscriber_id=7, email="eve@example.org", name=name, topics=())
     rendered = RenderedDigest(subject or "x", body, f"<p>{len(body)}</p>")
-    raw = build_message(
+    raw, _dot_free = build_message_data(
         rendered,
         recipient=recipient,
         settings=SETTINGS,

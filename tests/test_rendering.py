@@ -22,11 +22,11 @@ from newsletter.content.rendering import (
     make_jinja_env,
     make_renderer,
     safe_url,
-    shipped_templates_dir,
-    trim_abstract,
+    shorten,
 )
 from newsletter.core import tokens
 from newsletter.core.config import Settings
+from newsletter.core.resources import shipped_dir
 
 FIXTURES = Path(__file__).parent / "fixtures"
 EDITION = EditionInfo(date(2025, 11, 27))
@@ -229,7 +229,7 @@ def test_composed_html_equals_inlining_the_whole_document(settings: Settings, bo
 def test_templates_without_fragments_are_inlined_whole(settings: Settings, tmp_path: Path) -> None:
     custom = tmp_path / "custom" / "email"
     custom.mkdir(parents=True)
-    digest = (shipped_templates_dir() / "email" / "digest.html").read_text(encoding="utf-8")
+    digest = (shipped_dir("templates") / "email" / "digest.html").read_text(encoding="utf-8")
     plain = re.sub(r"{% (end)?call[^%]*%}\n?", "", digest)
     (custom / "digest.html").write_text(plain, encoding="utf-8")
     overridden = dataclasses.replace(settings, templates_dir=str(tmp_path / "custom"))
@@ -343,7 +343,7 @@ def test_operator_templates_win(settings: Settings, tmp_path: Path) -> None:
 
 
 def test_environments(settings: Settings) -> None:
-    assert (shipped_templates_dir() / "email" / "digest.html").is_file()
+    assert (shipped_dir("templates") / "email" / "digest.html").is_file()
     html_env = make_jinja_env(settings, "html")
     text_env = make_jinja_env(settings, "text")
     assert html_env.from_string("{{ v }}").render(v="<b>") == "&lt;b&gt;"
@@ -361,16 +361,17 @@ def test_authors_short() -> None:
     assert authors_short(("A\n", " ", "B")) == "A, B"
 
 
-def test_trim_abstract() -> None:
+def test_shorten_cuts_at_a_word_within_the_limit() -> None:
     short = "A short abstract."
-    assert trim_abstract(short) == short
+    assert shorten(short) == short
     text = "word " * 100
-    trimmed = trim_abstract(text)
+    trimmed = shorten(text)
     assert trimmed.endswith("word…")
-    assert len(trimmed) <= 351
-    assert len(trimmed) > 300
-    assert trim_abstract("x" * 400).endswith("x…")
-    assert trim_abstract("Line one.\n\nLine two.") == "Line one. Line two."
+    assert 300 < len(trimmed) <= 350
+    assert shorten("x" * 400) == "x" * 349 + "…"
+    assert shorten("Line one.\n\nLine two.") == "Line one. Line two."
+    assert shorten("Scaling laws, revisited. And more", 26) == "Scaling laws, revisited…"
+    assert shorten("a" * 30 + " b", 20) == "a" * 19 + "…"  # no boundary near: cut the word
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.content.mime import build_message, make_message_id
+from newsletter.content.mime import build_message_data, make_message_id
 from newsletter.content.rendering import DigestPaper, EditionInfo, Recipient, make_renderer
 from newsletter.core import tokens
 from newsletter.core.config import Settings, load_settings
@@ -47,7 +47,7 @@ def digest_bytes(settings: Settings) -> bytes:
     rendered = make_renderer(settings).render(
         EditionInfo(date(2025, 11, 27)), fixture_papers(), ANN
     )
-    return build_message(
+    data, _dot_free = build_message_data(
         rendered,
         recipient=ANN,
         settings=settings,
@@ -55,6 +55,7 @@ def digest_bytes(settings: Settings) -> bytes:
         list_unsubscribe_url=tokens.unsubscribe_url(settings, ANN.subscriber_id, "none"),
         list_unsubscribe_mailto="mailto:unsubscribe@news.example.test",
     )
+    return data
 
 
 def spam_score(message: bytes, home: Path) -> tuple[float, str]:

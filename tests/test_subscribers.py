@@ -17,6 +17,7 @@ from newsletter.core.app import App
 from newsletter.core.config import load_settings
 from newsletter.core.errors import InputError, NotFound
 from newsletter.core.models import Subscriber, SubscriberStatus, Subscription, Suppression, Topic
+from newsletter.matching.topics import split_list
 
 TOPICS = ("cv", "ml", "nlp")
 
@@ -151,7 +152,8 @@ def test_validate_hour_and_max_papers_accept_their_bounds() -> None:
 
 def test_resolve_topics_names_the_unknown_and_lists_the_known() -> None:
     known = {"ml": 1, "nlp": 2}
-    assert svc.resolve_topics(svc.split_topics(" ML, nlp,ml,"), known) == [1, 2]
+    assert svc.resolve_topics(split_list(" ML, nlp,ml,"), known) == [1, 2]
+    assert svc.resolve_topics(split_list("nlp; ;ML", ";"), known) == [2, 1]
     with pytest.raises(InputError) as info:
         svc.resolve_topics(["ml", "quantum", "bio"], known)
     assert str(info.value) == "unknown topics 'quantum', 'bio' (known: ml, nlp)"

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from newsletter.audience import signup as svc
+from newsletter.content.notices import Notice, build_notice
 from newsletter.core.errors import InputError, NotFound
 from newsletter.core.models import (
     Delivery,
@@ -279,10 +280,8 @@ def test_purge_pending_deletes_only_old_unconfirmed_sign_ups(app, topics):
 
 
 def test_the_confirmation_email_has_safe_headers_and_the_link(app, topics):
-    notice = svc.Notice("confirm", 42, "ada@example.org", "Ada Lovelace")
-    msg = email.message_from_bytes(
-        svc.build_notice(app.settings, notice), policy=email.policy.default
-    )
+    notice = Notice("confirm", 42, "ada@example.org", "Ada Lovelace")
+    msg = email.message_from_bytes(build_notice(app.settings, notice), policy=email.policy.default)
     assert msg["To"] == "Ada Lovelace <ada@example.org>"
     assert msg["Subject"] == "Confirm your subscription to Daily Papers"
     assert msg["Message-ID"].endswith("@news.example.test>") and msg["Date"]
@@ -290,9 +289,7 @@ def test_the_confirmation_email_has_safe_headers_and_the_link(app, topics):
     assert f"{app.settings.base_url}/confirm/" in text
     assert "/confirm/" in msg.get_body(("html",)).get_content()
     hostile = dataclasses.replace(notice, name="Ada\r\nBcc: x@y.z")
-    msg = email.message_from_bytes(
-        svc.build_notice(app.settings, hostile), policy=email.policy.default
-    )
+    msg = email.message_from_bytes(build_notice(app.settings, hostile), policy=email.policy.default)
     assert "Bcc" not in msg and msg["To"].addresses[0].display_name == "Ada Bcc: x@y.z"
 
 

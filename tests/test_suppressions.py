@@ -13,10 +13,10 @@ from sqlalchemy import select
 from newsletter.audience.suppressions import (
     add_suppression,
     check_test_recipient,
-    is_suppressed,
     list_suppressions,
     remove_suppression,
     suppress_after_permanent_failure,
+    suppression_reason,
 )
 from newsletter.cli import cli
 from newsletter.cli.bounces import register
@@ -64,15 +64,15 @@ def test_add_is_idempotent_and_keeps_the_first_reason(app):
     assert row.email == "Gone@example.org"  # the domain normalised, the local part as given
 
 
-def test_is_suppressed_ignores_case_and_remove_lifts_it(app):
+def test_suppression_reason_ignores_case_and_remove_lifts_it(app):
     with app.transaction() as s:
         add_suppression("gone@example.org", "complaint", session=s)
     with app.transaction() as s:
-        assert is_suppressed("GONE@example.ORG", session=s)
-        assert not is_suppressed("other@example.org", session=s)
+        assert suppression_reason("GONE@example.ORG", session=s) == "complaint"
+        assert suppression_reason("other@example.org", session=s) is None
         remove_suppression("Gone@example.org", session=s)
     with app.sessions() as s:
-        assert not is_suppressed("gone@example.org", session=s)
+        assert suppression_reason("gone@example.org", session=s) is None
         with pytest.raises(NotFound, match="is not suppressed"):
             remove_suppression("gone@example.org", session=s)
 

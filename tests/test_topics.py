@@ -201,7 +201,7 @@ def test_cli_bad_input_exits_2_with_one_line(run) -> None:
     assert bad.exit_code == 2
     assert "invalid topic slug 'Bad_Slug'" in bad.output
     missing = run("topics", "remove", "nope", "--yes")
-    assert missing.exit_code == 2 and "no topic 'nope'" in missing.output
+    assert missing.exit_code == 2 and "unknown topic 'nope'" in missing.output
     bad_date = run("topics", "match", "--date", "2026-13-01")
     assert bad_date.exit_code == 2
 

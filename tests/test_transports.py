@@ -23,7 +23,9 @@ from newsletter.delivery.transports import (
     TransportUnavailable,
     describe_transport,
     make_transport,
+    send_one,
 )
+from tests.smtp_server import Fault, SmtpTestServer
 
 REPO = Path(__file__).resolve().parent.parent
 SENDER = "papers@news.example.test"
@@ -104,6 +106,18 @@ def test_maildir_that_cannot_be_created_is_unavailable(tmp_path: Path) -> None:
 
     with pytest.raises(TransportUnavailable, match="maildir .*file/box: Not a directory"):
         asyncio.run(send_all(transport, [message(1)]))
+
+
+def test_send_one_opens_a_connection_for_one_message_and_quits() -> None:
+    refused = Fault(reply="550 5.1.1 no such mailbox", recipient="gone@example.test")
+    with SmtpTestServer(faults=[refused]) as server:
+        sent = send_one(server.url, message(1))
+        failed = send_one(server.url, message(2, "gone@example.test"))
+        assert server.recipients() == ["reader@example.test"]
+        assert server.sessions == 2
+        assert [line for line in server.raw_lines if line.startswith(b"QUIT")] == [b"QUIT"] * 2
+    assert (sent.key, sent.outcome) == (1, Outcome.SENT)
+    assert (failed.outcome, failed.reply) == (Outcome.FAILED, "550 5.1.1 no such mailbox")
 
 
 # Specs

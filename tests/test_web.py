@@ -367,6 +367,17 @@ def test_the_archive_lists_editions_and_shows_papers_per_topic(client, edition):
     assert client.get("/archive/not-a-date").status_code == 404
 
 
+def test_an_operator_template_replaces_the_shipped_page(app, web, edition, tmp_path):
+    custom = tmp_path / "custom" / "web"
+    custom.mkdir(parents=True)
+    (custom / "archive.html").write_text("Our own archive: {{ editions|length }} editions")
+    overridden = dataclasses.replace(app.settings, templates_dir=str(tmp_path / "custom"))
+    client = create_app(overridden, app=app).test_client()
+    assert client.get("/archive").get_data(as_text=True) == "Our own archive: 1 editions"
+    page = client.get("/archive/2026-11-27").get_data(as_text=True)
+    assert "Scaling laws for tiny models" in page  # the shipped pages still serve
+
+
 def test_the_atom_feed_links_each_edition(client, edition, settings):
     response = client.get("/archive.atom")
     body = response.get_data(as_text=True)

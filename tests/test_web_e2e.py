@@ -52,7 +52,6 @@ def site(app) -> Iterator[str]:
     base = f"http://127.0.0.1:{server.server_port}"
     app.settings = dataclasses.replace(app.settings, base_url=base)
     holder["app"] = create_app(app.settings, app=app)
-    app.mail_queue = holder["app"].extensions["newsletter_mail_queue"]  # for _messages
     with app.transaction() as s:
         llm = f.topic(s, "llm")
         llm.description = "Large language models."
@@ -79,7 +78,7 @@ def browser():
 
 def _messages(app) -> list[email.message.EmailMessage]:
     """Return the outbox, once the web's mail queue has sent what it was given."""
-    assert app.mail_queue.wait_idle(30)
+    assert f.mail_queue_emptied(app)
     box = mailbox.Maildir(app.settings.transport.removeprefix("maildir:"), create=True)
     return [email.message_from_bytes(bytes(m), policy=email.policy.default) for m in box]
 

@@ -2,6 +2,6 @@
 
 Owns: `subscribers` (admin, CSV import and export), `signup` (the public flow: sign-up,
 confirm, preferences, unsubscribe, GDPR), `suppressions`, `mail_queue` (sign-ups and
-notices handled after the request commits). May import `core`, `content` (notices) and
-`delivery.transports`.
+notices handled after the request commits). May import `core`, `matching.topics` (topics'
+list syntax), `content` (notices) and `delivery.transports`.
 """

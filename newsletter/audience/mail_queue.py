@@ -17,9 +17,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 
 from newsletter.audience import signup as service
+from newsletter.content.headers import envelope_address
+from newsletter.content.mime import envelope_sender
+from newsletter.content.notices import Notice, build_notice
 from newsletter.core.app import App
+from newsletter.core.config import Settings
 from newsletter.core.errors import InputError, NotFound, TransportError
 from newsletter.core.models import QueuedMail, Subscriber, SubscriberStatus, utcnow
+from newsletter.delivery.transports import Outcome, OutgoingMessage, send_one
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +75,24 @@ def handle(app: App, claimed: Claimed) -> None:
         _finish(app, claimed.id)
         return
     try:
-        service.send_notice(app.settings, notice)
+        send_notice(app.settings, notice)
     except (TransportError, InputError, OSError) as exc:
         _retry(app, claimed, str(exc))
         return
     _finish(app, claimed.id)
 
 
-def _decide(app: App, queued_id: int) -> service.Notice | None:
+def send_notice(settings: Settings, notice: Notice) -> None:
+    """Send one transactional email through the configured transport, or raise."""
+    data = build_notice(settings, notice)
+    recipient = envelope_address(notice.email)
+    message = OutgoingMessage(0, envelope_sender(settings), recipient, data, crlf_only=True)
+    result = send_one(settings.transport, message)
+    if result.outcome != Outcome.SENT:
+        raise TransportError(f"the {notice.kind} email was not accepted: {result.reply}")
+
+
+def _decide(app: App, queued_id: int) -> Notice | None:
     """Apply a queued sign-up; keep the email it calls for on the row for retries."""
     with app.transaction() as session:
         queued = session.get(QueuedMail, queued_id)
@@ -101,7 +116,7 @@ def _decide(app: App, queued_id: int) -> service.Notice | None:
         return notice
 
 
-def _notice(app: App, queued_id: int) -> service.Notice | None:
+def _notice(app: App, queued_id: int) -> Notice | None:
     """Rebuild a decided row's email from the subscriber as they are now."""
     with app.reading() as session:
         queued = session.get(QueuedMail, queued_id)
@@ -114,9 +129,7 @@ def _notice(app: App, queued_id: int) -> service.Notice | None:
         if queued.kind == "confirm" and confirmed:
             return None  # confirmed meanwhile: the link has nothing left to do
         name = subscriber.name if confirmed else ""
-        return service.Notice(
-            queued.kind, subscriber.id, subscriber.email, name, subscriber.link_key
-        )
+        return Notice(queued.kind, subscriber.id, subscriber.email, name, subscriber.link_key)
 
 
 def _finish(app: App, queued_id: int) -> None:
@@ -176,10 +189,6 @@ class MailQueue:
         self._idle.clear()
         self._wake.set()
         self.start()
-
-    def wait_idle(self, timeout: float = 30.0) -> bool:
-        """Wait until every wake so far has been handled; False on time-out."""
-        return self._idle.wait(timeout)
 
     def _run(self) -> None:
         self._wake.set()

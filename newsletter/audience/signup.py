@@ -27,9 +27,10 @@ from newsletter.audience.subscribers import (
     subscriber_to_dict,
     suppressed,
 )
-from newsletter.content.notices import Notice, build_notice, send_notice  # noqa: F401 (re-exported)
+from newsletter.content.notices import Notice
 from newsletter.content.rendering import DEFAULT_LIST_NAME
 from newsletter.core.config import Settings
+from newsletter.core.db import insert_or_ignore
 from newsletter.core.errors import InputError, NotFound
 from newsletter.core.models import (
     ConsentEvent,
@@ -145,7 +146,9 @@ def take_rate_limit(
 ) -> bool:
     """Count one event in a fixed window; return False when the window is already full."""
     now = now or utcnow()
-    session.execute(_insert_missing(session, {"key": key, "window_start": now, "count": 0}))
+    # Two web processes may count the same new key at once: neither may fail.
+    new_row = {"key": key, "window_start": now, "count": 0}
+    session.execute(insert_or_ignore(session, RateLimit).values(new_row))
     query = select(RateLimit).where(RateLimit.key == key).with_for_update()
     row = session.scalars(query.execution_options(populate_existing=True)).one()
     if row.window_start + window <= now:
@@ -155,16 +158,6 @@ def take_rate_limit(
     row.count += 1
     session.flush()
     return True
-
-
-def _insert_missing(session: Session, values: dict[str, Any]) -> Any:
-    """Return an INSERT of a rate-limit row that does nothing when the key exists."""
-    # Two web processes may count the same new key at once: neither may fail.
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(RateLimit).values(values).on_conflict_do_nothing()
 
 
 # --- subscribe and confirm --------------------------------------------------------------

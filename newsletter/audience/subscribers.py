@@ -32,11 +32,12 @@ from email_validator.rfc_constants import (
     DOT_ATOM_TEXT,
     EMAIL_MAX_LENGTH,
 )
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from newsletter.content.headers import address_problem, hides_control
 from newsletter.core.config import Settings
+from newsletter.core.db import insert_or_ignore
 from newsletter.core.errors import InputError, NotFound
 from newsletter.core.models import (
     Frequency,
@@ -50,6 +51,7 @@ from newsletter.core.models import (
     xml_safe,
 )
 from newsletter.matching.personal import MAX_RULE_LENGTH, MAX_RULES
+from newsletter.matching.topics import split_list
 
 # The CSV format, shared by import and export. Export separates topics by ";" inside their
 # field so that a spreadsheet never has to quote them; import also reads a quoted "a,b",
@@ -208,17 +210,9 @@ def validate_name(value: str) -> str:
     return xml_safe(name).strip()
 
 
-def split_topics(value: str | Iterable[str], separator: str = ",") -> list[str]:
-    """Split topic slugs, dropping blanks and repeats but keeping their order."""
-    parts = value.split(separator) if isinstance(value, str) else value
-    unique = dict.fromkeys([p.strip().lower() for p in parts])
-    unique.pop("", None)
-    return list(unique)
-
-
 def split_topics_cell(value: str) -> list[str]:
     """Split a CSV topics cell on ";" or ","."""
-    return split_topics(value.replace(OTHER_TOPIC_SEPARATOR, TOPIC_SEPARATOR), TOPIC_SEPARATOR)
+    return split_list(value.replace(OTHER_TOPIC_SEPARATOR, TOPIC_SEPARATOR), TOPIC_SEPARATOR)
 
 
 def topic_ids(*, session: Session) -> dict[str, int]:
@@ -227,7 +221,8 @@ def topic_ids(*, session: Session) -> dict[str, int]:
 
 
 def resolve_topics(slugs: Sequence[str], known: dict[str, int]) -> list[int]:
-    """Return the ids of the slugs, or raise InputError naming the unknown ones."""
+    """Return the ids of the slugs, in any case, once each; raise InputError naming unknown ones."""
+    slugs = list(dict.fromkeys(slug.strip().lower() for slug in slugs))
     if not slugs:
         raise InputError("no topics given")
     unknown = [s for s in slugs if s not in known]
@@ -266,7 +261,7 @@ def add_subscriber(
         max_papers=validate_max_papers(defaults.max_papers if max_papers is None else max_papers),
         consent_source=consent_source[:64],
     )
-    ids = resolve_topics(split_topics(topics), topic_ids(session=session))
+    ids = resolve_topics(split_list(topics), topic_ids(session=session))
     if _find(session, address) is not None:
         raise InputError(f"subscriber {address!r} already exists")
     reason = suppressed(session, [address]).get(email_key(address))
@@ -314,7 +309,7 @@ def edit_subscriber(
     if name is not None:
         subscriber.name = validate_name(name)
     if topics is not None:
-        ids = resolve_topics(split_topics(topics), topic_ids(session=session))
+        ids = resolve_topics(split_list(topics), topic_ids(session=session))
         current = {s.topic_id: s for s in subscriber.subscriptions}
         subscriber.subscriptions = [current.get(i) or Subscription(topic_id=i) for i in ids]
     if timezone is not None:
@@ -378,7 +373,7 @@ def list_subscribers(
     if status is not None:
         query = query.where(Subscriber.status == SubscriberStatus(status))
     if topic is not None:
-        (topic_id,) = resolve_topics([topic.strip().lower()], topic_ids(session=session))
+        (topic_id,) = resolve_topics([topic], topic_ids(session=session))
         query = query.join(Subscription).where(Subscription.topic_id == topic_id)
     return list(session.scalars(query.order_by(Subscriber.email)))
 
@@ -662,7 +657,7 @@ class _Importer:
         now = utcnow()
         self._constants.clear()  # they hold the previous batch's time
         # No conflict target: a unique index on lower(email), if the schema has one, counts too.
-        stmt = _upsert(self.session, SUBSCRIBERS).on_conflict_do_nothing()
+        stmt = insert_or_ignore(self.session, SUBSCRIBERS)
         _executemany(self.session, stmt, [self._new_values(r, now) for r in rows])
         sql = "SELECT email, id FROM subscribers WHERE email IN ({})"
         ids = dict(_select_in(self.session, sql, [r.email for r in rows]))
@@ -760,7 +755,7 @@ class _Importer:
         if not links:
             return
         created = _db_values(self.session, SUBSCRIPTIONS, {"created_at": now})["created_at"]
-        stmt = _upsert(self.session, SUBSCRIPTIONS).on_conflict_do_nothing()
+        stmt = insert_or_ignore(self.session, SUBSCRIPTIONS)
         rows = [{"subscriber_id": s, "topic_id": t, "created_at": created} for s, t in links]
         _executemany(self.session, stmt, rows)
 
@@ -804,18 +799,6 @@ def _parse_status(value: str) -> SubscriberStatus:
     except ValueError:
         known = ", ".join(s.value for s in SubscriberStatus)
         raise InputError(f"unknown status {value!r} (known: {known})") from None
-
-
-def _upsert(session: Session, table: Any) -> Any:
-    """Return an INSERT with ON CONFLICT support for the session's database."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
-        return insert(table)
-    return dialect_insert(table)
 
 
 def import_csv(

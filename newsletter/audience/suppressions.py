@@ -50,11 +50,6 @@ def suppression_reason(email: str, *, session: Session) -> str | None:
     return suppressed(session, [_address(email)]).get(email_key(_address(email)))
 
 
-def is_suppressed(email: str, *, session: Session) -> bool:
-    """Tell whether an address is on the suppression list, whatever its case."""
-    return suppression_reason(email, session=session) is not None
-
-
 def list_suppressions(*, session: Session, reason: str | None = None) -> list[Suppression]:
     """Return suppressed addresses, newest first; optionally those whose reason starts so."""
     query = select(Suppression).order_by(Suppression.created_at.desc(), Suppression.id.desc())

@@ -6,6 +6,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.cli.common import echo_json, parse_date, pass_app
+from newsletter.content.rendering import shorten
 from newsletter.core import db
 from newsletter.core.app import App
 from newsletter.core.config import SETTINGS_BY_NAME, Setting, describe_settings, toml_value
@@ -107,7 +108,7 @@ def demo(app: App, day: str | None) -> None:
     for email, titles in report.digests.items():
         click.echo(f"\n{email} ({len(titles)} papers)")
         for title in titles:
-            click.echo(f"  - {_short(title, 90)}")
+            click.echo(f"  - {shorten(title, 90)}")
     click.echo("")
     if summary is not None:
         click.echo(f"send: {summary.line()}")
@@ -115,10 +116,6 @@ def demo(app: App, day: str | None) -> None:
     if report.example_file:
         click.echo(f"open one: {report.example_file}")
     click.echo("see one as a web page: newsletter preview ada@example.org --output ada.html")
-
-
-def _short(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def register(group: click.Group) -> None:

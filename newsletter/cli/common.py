@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import sys
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
@@ -102,7 +101,3 @@ def write_output(path: Path, data: bytes, *, param: str = "--output") -> None:
         path.write_bytes(data)
     except OSError as exc:
         raise InputError(f"{param}: cannot write {str(path)!r}: {exc.strerror or exc}") from None
-
-
-def is_tty() -> bool:
-    return sys.stderr.isatty()

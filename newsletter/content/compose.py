@@ -172,7 +172,7 @@ class MessagePreparer:
             dkim=self.dkim,
         )
         return Prepared(
-            # build_message writes CRLF line ends only; the SMTP client need not check them.
+            # build_message_data writes CRLF line ends only; the SMTP client need not check them.
             message=OutgoingMessage(
                 key=key,
                 sender=self._envelope_sender(key),

@@ -80,30 +80,6 @@ class DkimSigner:
         )
 
 
-def build_message(
-    rendered: RenderedDigest,
-    *,
-    recipient: Recipient,
-    settings: Settings,
-    message_id: str,
-    date: datetime | None = None,
-    list_unsubscribe_url: str,
-    list_unsubscribe_mailto: str | None,
-    dkim: DkimSigner | None = None,
-) -> bytes:
-    """Assemble a multipart/alternative email (text, then HTML) as CRLF bytes, ready to send."""
-    return build_message_data(
-        rendered,
-        recipient=recipient,
-        settings=settings,
-        message_id=message_id,
-        date=date,
-        list_unsubscribe_url=list_unsubscribe_url,
-        list_unsubscribe_mailto=list_unsubscribe_mailto,
-        dkim=dkim,
-    )[0]
-
-
 def build_message_data(
     rendered: RenderedDigest,
     *,
@@ -115,7 +91,9 @@ def build_message_data(
     list_unsubscribe_mailto: str | None,
     dkim: DkimSigner | None = None,
 ) -> tuple[bytes, bool]:
-    """Build the message as build_message does; also tell whether no line starts with a dot.
+    """Assemble a multipart/alternative email (text, then HTML) as CRLF bytes, ready to send.
+
+    Also tell whether no line starts with a dot.
 
     A message with no such line needs no SMTP dot-stuffing: the client can skip a scan.
     """
@@ -186,13 +164,6 @@ def _encode_into(out: list[bytes], rendered: RenderedDigest, kind: str) -> bool:
     if parts is not None:
         return _qp_extend(out, "", parts)  # the joined string is never needed
     return _qp_extend(out, rendered.text if kind == "text" else rendered.html, None)
-
-
-def _qp_body(text: str, parts: Filled | None) -> bytes:
-    """Encode a body as quoted-printable with CRLF line ends, ending with a line break."""
-    out: list[bytes] = []
-    _qp_extend(out, text, parts)
-    return b"".join(out)
 
 
 def _qp_extend(out: list[bytes], text: str, parts: Filled | None) -> bool:

@@ -6,18 +6,15 @@ add a header field or a line, whatever it holds.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 
-from newsletter.content.headers import envelope_address, parse_from
-from newsletter.content.mime import build_transactional, envelope_sender, make_message_id
+from newsletter.content.headers import parse_from
+from newsletter.content.mime import build_transactional, make_message_id
 from newsletter.content.rendering import DEFAULT_LIST_NAME, make_jinja_env
 from newsletter.core import tokens
 from newsletter.core.config import Settings
-from newsletter.core.errors import TransportError
 from newsletter.core.models import utcnow
-from newsletter.delivery.transports import Outcome, OutgoingMessage, SendResult, make_transport
 
 KINDS = ("confirm", "manage")
 
@@ -59,18 +56,3 @@ def build_notice(settings: Settings, notice: Notice, *, now: datetime | None = N
         message_id=make_message_id(settings),
         date=now or utcnow(),
     )
-
-
-def send_notice(settings: Settings, notice: Notice) -> None:
-    """Send one transactional email through the configured transport, or raise."""
-    data = build_notice(settings, notice)
-    recipient = envelope_address(notice.email)
-    message = OutgoingMessage(0, envelope_sender(settings), recipient, data, crlf_only=True)
-    result = asyncio.run(_send_one(settings, message))
-    if result.outcome != Outcome.SENT:
-        raise TransportError(f"the {notice.kind} email was not accepted: {result.reply}")
-
-
-async def _send_one(settings: Settings, message: OutgoingMessage) -> SendResult:
-    async with make_transport(settings.transport) as transport:
-        return await transport.send(message)

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from email.utils import parseaddr
 from functools import lru_cache
-from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -21,9 +20,9 @@ import jinja2
 from markupsafe import Markup, escape
 from premailer import Premailer
 
-import newsletter
 from newsletter.core import tokens
 from newsletter.core.config import Settings
+from newsletter.core.resources import shipped_dir
 
 Kind = Literal["html", "text"]
 CACHE_SIZE = 8192  # digests: each is a few hundred bytes of references to shared parts
@@ -103,7 +102,7 @@ class Filled:
 class RenderedDigest:
     """The three rendered parts of one recipient's email.
 
-    text_parts and html_parts, when present, let build_message reuse the encoding of the
+    text_parts and html_parts, when present, let build_message_data reuse the encoding of the
     shared literals; they always join to text and html, which are joined only when read.
     """
 
@@ -157,21 +156,19 @@ class RenderStats:
     misses: int = 0
 
 
-def shipped_templates_dir() -> Path:
-    """Return the templates folder of the installed package or of the source checkout."""
-    package = Path(newsletter.__file__).parent
-    wheel_data = package / "_data" / "templates"
-    return wheel_data if wheel_data.is_dir() else package.parent / "templates"
+def template_loader(settings: Settings) -> jinja2.BaseLoader:
+    """Return a loader of the operator's `templates_dir` first, then the shipped templates."""
+    folders = [settings.templates_dir] if settings.templates_dir else []
+    folders.append(str(shipped_dir("templates")))
+    return jinja2.ChoiceLoader([jinja2.FileSystemLoader(f) for f in folders])
 
 
 def make_jinja_env(settings: Settings, kind: Kind) -> jinja2.Environment:
     """Build the HTML (autoescaped) or plain-text environment; operator templates win."""
     if kind not in ("html", "text"):
         raise ValueError(f"unknown template kind: {kind!r}")
-    folders = [settings.templates_dir] if settings.templates_dir else []
-    folders.append(str(shipped_templates_dir()))
     env = jinja2.Environment(
-        loader=jinja2.ChoiceLoader([jinja2.FileSystemLoader(f) for f in folders]),
+        loader=template_loader(settings),
         autoescape=kind == "html",
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -182,7 +179,7 @@ def make_jinja_env(settings: Settings, kind: Kind) -> jinja2.Environment:
     # A digest renders the same few dozen papers thousands of times: remember filter results.
     env.filters.update(
         authors_short=_memoized(authors_short),
-        trim_abstract=_memoized(trim_abstract),
+        trim_abstract=_memoized(shorten),
         safe_url=_memoized(safe_url),
         long_date=long_date,
         short_date=short_date,
@@ -214,19 +211,19 @@ def authors_short(authors: Sequence[str], shown: int = AUTHORS_SHOWN) -> str:
     return ", ".join(names)
 
 
-def trim_abstract(text: str, limit: int = ABSTRACT_CHARS, *, short: bool = False) -> str:
-    """Cut a text at a word boundary near limit characters and mark the cut with an ellipsis.
+def shorten(text: object, limit: int = ABSTRACT_CHARS, *, short: bool = False) -> str:
+    """Make text one line of at most limit characters, cut at a word and marked with "…".
 
-    `short` keeps only a taste of it, for a paper whose TL;DR is shown above.
+    `short` keeps only a taste of an abstract, for a paper whose TL;DR is shown above.
     """
     if short:
         limit = min(limit, ABSTRACT_UNDER_SUMMARY_CHARS)
     text = one_line(text)
     if len(text) <= limit:
         return text
-    cut = text[:limit]
+    cut = text[: limit - 1]
     space = cut.rfind(" ")
-    if space > limit * 0.6:
+    if space > limit * 0.6:  # a word boundary, unless it would lose much of the text
         cut = cut[:space]
     return cut.rstrip(" ,;:.-—(") + "…"
 
@@ -265,16 +262,6 @@ def one_line(value: object) -> str:
         if value[:1] != " " and value[-1:] != " ":
             return value
     return _SPACES.sub(" ", _CONTROL.sub(" ", str(value))).strip()
-
-
-def _shorten(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    space = cut.rfind(" ")
-    if space > limit * 0.6:
-        cut = cut[:space]
-    return cut.rstrip(" ,;:-—") + "…"
 
 
 def inline_css(html: str) -> str:
@@ -501,9 +488,7 @@ class DigestRenderer:
         subject = self.text_env.get_template(f"email/{name}.subject.txt").render(context)
         text = self.text_env.get_template(f"email/{name}.txt").render(context)
         html = self.html_env.get_template(f"email/{name}.html").render(context)
-        return _Draft(
-            _shorten(one_line(subject), SUBJECT_MAX), self._cut(text), self._cut(html), html
-        )
+        return _Draft(shorten(subject, SUBJECT_MAX), self._cut(text), self._cut(html), html)
 
     def _cut(self, rendered: str) -> _Cut:
         # str.split and partition, not a regex: a digest is ~40 KB and most are cut once.
@@ -658,8 +643,8 @@ class DigestRenderer:
         return _RecipientValues(values, vote_url, html)
 
     def _recipient_values(self, recipient: Recipient) -> dict[str, str]:
-        name = _shorten(one_line(recipient.name), DISPLAY_MAX)
-        topics = _shorten(", ".join(one_line(t) for t in recipient.topics), DISPLAY_MAX * 2)
+        name = shorten(recipient.name, DISPLAY_MAX)
+        topics = shorten(", ".join(one_line(t) for t in recipient.topics), DISPLAY_MAX * 2)
         return {
             "name": name,
             "greeting": f"Hi {name}," if name else "Hello,",

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
@@ -75,6 +76,15 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """Yield a session inside one transaction: commit on success, roll back on error."""
     with factory() as session, session.begin():
         yield session
+
+
+def insert_or_ignore(session: Session, table: Any) -> Any:
+    """Return an INSERT into table that skips rows conflicting with a unique key."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:  # only SQLite and PostgreSQL are supported
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table).on_conflict_do_nothing()
 
 
 def _alembic_config(engine: Engine):

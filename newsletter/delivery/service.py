@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -21,7 +20,13 @@ from newsletter.core.models import DeliveryStatus, Edition, Subscription
 from newsletter.delivery import guard
 from newsletter.delivery.engine import EditionSender, ProgressCallback, SendOptions, SendSummary
 from newsletter.delivery.guard import GuardLimits
-from newsletter.delivery.transports import Outcome, SendResult, Transport, make_transport
+from newsletter.delivery.transports import (
+    Outcome,
+    SendResult,
+    Transport,
+    make_transport,
+    send_one,
+)
 from newsletter.editions.planning import (
     PlanStats,
     count_by_status,
@@ -281,12 +286,7 @@ def send_test_copy(
         recipient = Recipient(subscriber_id=0, email=to, name="", topics=())
         papers = preparer.papers.all_papers(app.settings.default_max_papers)
     prepared = preparer.build(0, 1, recipient, papers)
-    result = asyncio.run(_send_one(make_transport(app.settings.transport), prepared))
+    result = send_one(app.settings.transport, prepared.message)
     if result.outcome != Outcome.SENT:
         raise TransportError(f"test copy to {to} not sent: {result.reply}")
     return result
-
-
-async def _send_one(transport: Transport, prepared: Prepared) -> SendResult:
-    async with transport:
-        return await transport.send(prepared.message)

@@ -475,13 +475,6 @@ def _parse_extensions(lines: tuple[str, ...]) -> dict[str, str]:
     return extensions
 
 
-def _code(line: bytes) -> int:
-    code = line[:3]
-    if len(code) != 3 or not code.isdigit():
-        raise ValueError(f"not an SMTP reply: {line[:40]!r}")
-    return int(code)
-
-
 def _broken(exc: BaseException, stage: str, timeout: float, *, before_reply: bool) -> SmtpError:
     if isinstance(exc, TimeoutError):
         return ConnectionBroken(f"timeout after {timeout:g}s waiting for the reply to {stage}")

@@ -58,7 +58,7 @@ class Outcome(StrEnum):
 class OutgoingMessage:
     """One message for one recipient; `data` has CRLF line endings and is not dot-stuffed.
 
-    crlf_only promises that data has no bare CR or LF (build_message makes such bytes), so
+    crlf_only promises that data has no bare CR or LF (build_message_data makes such bytes), so
     the SMTP client need not check; without it, stray line ends are normalised.
     """
 
@@ -313,6 +313,16 @@ def make_transport(spec: str, *, local_hostname: str | None = None) -> Transport
         f"transport {describe_transport(spec)!r}: expected maildir:PATH, "
         "smtp://HOST[:PORT] or smtps://HOST[:PORT]"
     )
+
+
+def send_one(spec: str, message: OutgoingMessage) -> SendResult:
+    """Send one message through the transport a spec names, opened for it alone."""
+
+    async def open_send_close() -> SendResult:
+        async with make_transport(spec) as transport:
+            return await transport.send(message)
+
+    return asyncio.run(open_send_close())
 
 
 def describe_transport(spec: str) -> str:

@@ -23,6 +23,7 @@ from newsletter.core.models import (
     Suppression,
     utcnow,
 )
+from newsletter.papers.queries import latest_listing_date
 
 NO_MATCH_REASON = "no paper matched the subscriber's topics"
 WEEK = 7
@@ -37,11 +38,6 @@ class PlanStats:
     planned: int  # rows added by this call
     pending: int
     skipped: int
-
-
-def latest_listing_date(*, session: Session) -> date | None:
-    """Return the newest listing date that has papers."""
-    return session.scalar(select(func.max(Paper.listing_date)))
 
 
 def resolve_listing_date(listing_date: date | None, *, session: Session) -> date:

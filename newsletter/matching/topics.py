@@ -61,11 +61,11 @@ class TopicInfo:
     papers: int
 
 
-def split_list(value: str | Iterable[str] | None) -> list[str]:
+def split_list(value: str | Iterable[str] | None, separator: str = ",") -> list[str]:
     """Split "k1, k2" (or take a list), strip the items and drop empty ones."""
     if value is None:
         return []
-    items = value.split(",") if isinstance(value, str) else value
+    items = value.split(separator) if isinstance(value, str) else value
     return [item.strip() for item in items if item and item.strip()]
 
 
@@ -278,7 +278,7 @@ def get_topic(slug: str, *, session: Session) -> Topic:
     """Return the topic with this slug or raise NotFound."""
     topic = session.scalar(select(Topic).where(Topic.slug == slug))
     if topic is None:
-        raise NotFound(f"no topic {slug!r}")
+        raise NotFound(f"unknown topic {slug!r} (see `newsletter topics list`)")
     return topic
 
 

@@ -10,7 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from newsletter.core.errors import NotFound
-from newsletter.core.models import Paper, PaperTopic, Topic
+from newsletter.core.models import Paper, PaperTopic
+from newsletter.matching.topics import get_topic
 from newsletter.papers.sources import PaperRecord
 from newsletter.papers.sources.common import arxiv_id_of
 
@@ -20,14 +21,6 @@ RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(PaperRecord))
 def latest_listing_date(*, session: Session) -> date | None:
     """Return the newest listing date in the database, or None when it holds no papers."""
     return session.scalar(select(func.max(Paper.listing_date)))
-
-
-def find_topic(slug: str, *, session: Session) -> Topic:
-    """Return the topic with this slug or raise NotFound."""
-    topic = session.scalar(select(Topic).where(Topic.slug == slug))
-    if topic is None:
-        raise NotFound(f"unknown topic {slug!r} (see `newsletter topics list`)")
-    return topic
 
 
 def list_papers(
@@ -45,7 +38,7 @@ def list_papers(
         .order_by(Paper.upvotes.desc().nulls_last(), Paper.title, Paper.id)
     )
     if topic_slug is not None:
-        topic = find_topic(topic_slug, session=session)
+        topic = get_topic(topic_slug, session=session)
         query = query.join(PaperTopic).where(PaperTopic.topic_id == topic.id)
     if limit is not None:
         query = query.limit(limit)

@@ -19,7 +19,6 @@ from newsletter.audience.mail_queue import MailQueue
 from newsletter.content import rendering
 from newsletter.core.app import App
 from newsletter.core.config import Settings, load_settings
-from newsletter.core.resources import shipped_dir
 from newsletter.web import security, views
 
 STATIC_MAX_AGE = 3600
@@ -62,7 +61,7 @@ def create_app(settings: Settings, *, app: App | None = None, proxy_fix: bool = 
     web.extensions["newsletter"] = core
     web.extensions["newsletter_mail_queue"] = MailQueue(core)
     web.jinja_options = {
-        "loader": _template_loader(settings),
+        "loader": rendering.template_loader(settings),
         "undefined": jinja2.StrictUndefined,
         "trim_blocks": True,
         "lstrip_blocks": True,
@@ -70,7 +69,7 @@ def create_app(settings: Settings, *, app: App | None = None, proxy_fix: bool = 
     web.jinja_env.filters.update(
         long_date=rendering.long_date,
         authors_short=rendering.authors_short,
-        trim_abstract=rendering.trim_abstract,
+        trim_abstract=rendering.shorten,
         safe_url=rendering.safe_url,
         atom_date=atom_date,
     )
@@ -89,12 +88,6 @@ def atom_date(value: datetime | None) -> str:
     """Format a timestamp for Atom (RFC 3339, UTC); None is the Unix epoch."""
     moment = value or datetime(1970, 1, 1, tzinfo=UTC)
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _template_loader(settings: Settings) -> jinja2.BaseLoader:
-    folders = [settings.templates_dir] if settings.templates_dir else []
-    folders.append(str(shipped_dir("templates")))
-    return jinja2.ChoiceLoader([jinja2.FileSystemLoader(f) for f in folders])
 
 
 def create_app_from_env() -> Flask:
