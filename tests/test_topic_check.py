@@ -71,7 +71,7 @@ def test_check_bad_input_exits_2_and_changes_nothing(run, app: App) -> None:
     for args in (("nope",), ("--days", "0"), ("--days", "x")):
         result = run("topics", "check", *args)
         assert result.exit_code == 2, result.output
-    assert "no topic 'nope'" in run("topics", "check", "nope").output
+    assert "unknown topic 'nope'" in run("topics", "check", "nope").output
     with app.transaction() as s:
         assert s.scalar(select(func.count()).select_from(PaperTopic)) == before
         assert s.scalar(select(func.count()).select_from(Topic)) == 1
