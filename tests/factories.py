@@ -130,7 +130,7 @@ class InlineMailQueue:
         self.app = app
 
     def wake(self) -> None:
-        from newsletter.audience.mail_queue import drain
+        from newsletter.delivery.mail_queue import drain
 
         drain(self.app)
 

@@ -15,10 +15,10 @@ from sqlalchemy import select
 
 from newsletter.bounces.mailboxes import ImapSource
 from newsletter.bounces.process import process_bounces
-from newsletter.content.compose import unsubscribe_mailto
 from newsletter.core.app import App
 from newsletter.core.models import Delivery, Edition, Subscriber
 from newsletter.core.tokens import make_token
+from newsletter.delivery.compose import unsubscribe_mailto
 from tests import factories as f
 from tests.bounce_mail import add_sent_deliveries, make_maildir, statuses
 from tests.imap_server import DovecotServer

@@ -11,9 +11,9 @@ from email.header import decode_header, make_header
 
 import pytest
 
-from newsletter.audience.mail_queue import send_notice
 from newsletter.content.notices import Notice, build_notice
 from newsletter.core.errors import InputError
+from newsletter.delivery.mail_queue import send_notice
 from tests.test_hostile_headers import ENCODED_ATTACK
 
 NOW = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)

@@ -15,9 +15,9 @@ from newsletter.audience.suppressions import (
     check_test_recipient,
     list_suppressions,
     remove_suppression,
-    suppress_after_permanent_failure,
     suppression_reason,
 )
+from newsletter.bounces.refusals import suppress_after_permanent_failure
 from newsletter.cli import cli
 from newsletter.cli.bounces import register
 from newsletter.core.errors import InputError, NotFound

@@ -23,7 +23,6 @@ from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
 from newsletter.audience import signup as svc
-from newsletter.audience.mail_queue import drain
 from newsletter.core import tokens
 from newsletter.core.models import (
     ConsentEvent,
@@ -32,6 +31,7 @@ from newsletter.core.models import (
     SubscriberStatus,
     Suppression,
 )
+from newsletter.delivery.mail_queue import drain
 from newsletter.web import create_app
 from tests import factories as f
 from tests.smtp_server import Fault, SmtpTestServer

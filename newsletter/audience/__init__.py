@@ -1,7 +1,7 @@
-"""Who receives what: subscribers, sign-ups, suppressions and the transactional mail queue.
+"""Who receives what: subscribers, the public sign-up flow and the suppression list.
 
 Owns: `subscribers` (admin, CSV import and export), `signup` (the public flow: sign-up,
-confirm, preferences, unsubscribe, GDPR), `suppressions`, `mail_queue` (sign-ups and
-notices handled after the request commits). May import `core`, `matching.topics` (topics'
-list syntax), `content` (notices) and `delivery.transports`.
+confirm, preferences, unsubscribe, GDPR), `suppressions` (addresses never mailed again).
+May import `core`, `matching` (topics' list syntax, readers' votes and rules) and `content`
+(the notices it asks for).
 """

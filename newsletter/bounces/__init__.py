@@ -3,6 +3,7 @@
 Owns: `classify` (parsing reports and signed return paths), `reasons` (RFC 3463 codes and a
 server's wording to a kind and a reason), `detectors` (text bounce formats through
 flufl.bounce), `mailboxes` (Maildir, mbox, stdin and IMAP readers), `process` (applying
-results, rates and health), `mailed_unsubscribe` (the List-Unsubscribe mailto requests).
-May import `core` and `audience`.
+results, rates and health), `refusals` (5xx replies during a send, read by the same rules),
+`mailed_unsubscribe` (the List-Unsubscribe mailto requests). May import `core`, `content`
+(the envelope sender) and `audience` (suppressions and unsubscribes).
 """

@@ -23,12 +23,7 @@ from sqlalchemy import Connection, distinct, func, select
 from sqlalchemy.orm import Session
 
 from newsletter.audience.subscribers import email_key
-from newsletter.audience.suppressions import (
-    COMPLAINT_REASON,
-    count_events,
-    repeatedly_disabled,
-    suppress,
-)
+from newsletter.audience.suppressions import COMPLAINT_REASON, suppress
 from newsletter.bounces import reasons
 from newsletter.bounces.classify import (
     BounceKind,
@@ -41,6 +36,7 @@ from newsletter.bounces.classify import (
 )
 from newsletter.bounces.mailboxes import Returned, Source
 from newsletter.bounces.mailed_unsubscribe import unsubscribe_by_mail, unsubscribe_request
+from newsletter.bounces.refusals import count_events, repeatedly_disabled
 from newsletter.core.app import App
 from newsletter.core.config import Settings
 from newsletter.core.errors import NotFound

@@ -20,13 +20,13 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine
 
-from newsletter.audience.suppressions import suppress_after_permanent_failure
-from newsletter.content.compose import MessagePreparer, Prepared
+from newsletter.bounces.refusals import suppress_after_permanent_failure
 from newsletter.core.config import Settings
 from newsletter.core.errors import ConfigError, InputError, TransportError
 from newsletter.core.leases import Heartbeat, default_worker_id, host_of
 from newsletter.core.models import Edition, utcnow
 from newsletter.delivery import guard, store
+from newsletter.delivery.compose import MessagePreparer, Prepared
 from newsletter.delivery.guard import GuardLimits
 from newsletter.delivery.store import ClaimedDelivery
 from newsletter.delivery.transports import Outcome, SendResult, Transport, TransportUnavailable

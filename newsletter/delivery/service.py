@@ -11,13 +11,13 @@ from sqlalchemy import select
 from newsletter.audience.subscribers import get_subscriber, mailable_email
 from newsletter.audience.suppressions import check_test_recipient
 from newsletter.bounces.process import edition_health
-from newsletter.content.compose import MessagePreparer, Prepared
 from newsletter.content.rendering import EditionInfo, Recipient, make_renderer
 from newsletter.core.app import App
 from newsletter.core.errors import InputError, NotFound, SendingHeld, TransportError
 from newsletter.core.leases import LeaseTaken, default_worker_id, hold_lease
 from newsletter.core.models import DeliveryStatus, Edition, Subscription
 from newsletter.delivery import guard
+from newsletter.delivery.compose import MessagePreparer, Prepared
 from newsletter.delivery.engine import EditionSender, ProgressCallback, SendOptions, SendSummary
 from newsletter.delivery.guard import GuardLimits
 from newsletter.delivery.transports import (

@@ -1,6 +1,7 @@
-"""Editions: planning one delivery per reader, choosing each reader's papers, and when.
+"""Editions: planning one delivery per reader and choosing each reader's papers.
 
 Owns: `planning` (editions and set-based planning of deliveries), `selection` (which of
-the day's papers each reader gets, best first), `schedule` (what is due when across time
-zones and weeks, catch-up). May import `core`, `matching` and `papers`.
+the day's papers each reader gets, best first, shaped by their votes and rules, and why
+each is there). May import `core`, `matching`, `papers` and `content` (the paper cards it
+hands to rendering).
 """

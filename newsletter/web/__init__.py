@@ -15,10 +15,10 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import RequestRedirect
 
-from newsletter.audience.mail_queue import MailQueue
 from newsletter.content import rendering
 from newsletter.core.app import App
 from newsletter.core.config import Settings, load_settings
+from newsletter.delivery.mail_queue import MailQueue
 from newsletter.web import security, views
 
 STATIC_MAX_AGE = 3600

@@ -24,7 +24,6 @@ from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
 
 from newsletter.audience import signup as service
-from newsletter.audience.mail_queue import MailQueue
 from newsletter.audience.signup import ConsentRecord, Limits, RateLimited
 from newsletter.core import tokens
 from newsletter.core.app import App
@@ -32,6 +31,7 @@ from newsletter.core.config import Settings
 from newsletter.core.errors import InputError, NotFound, TransportError
 from newsletter.core.models import Subscriber, SubscriberStatus
 from newsletter.core.tokens import LinkClaim
+from newsletter.delivery.mail_queue import MailQueue
 from newsletter.matching import feedback
 from newsletter.web import archive, forms
 from newsletter.web.security import csrf_exempt
