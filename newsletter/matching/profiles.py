@@ -24,6 +24,7 @@ from newsletter.matching.scoring import STOPWORDS, PaperText, stem
 
 PAPER_TERMS = 40  # the strongest terms kept per paper: enough to compare, cheap to score
 PROFILE_TERMS = 150
+PROFILES_KEPT = 4096  # profiles cached per edition: memory stays flat however many readers vote
 _WORD = re.compile(r"[a-z][a-z0-9]+")
 
 Vector = dict[str, float]
@@ -166,12 +167,15 @@ class ReaderSignals:
             pairs = self._votes[subscriber_id]
             liked = tuple(pid for pid, vote in pairs if vote > 0)
             disliked = tuple(pid for pid, vote in pairs if vote < 0)
-            profile = self._profiles[subscriber_id] = ReaderProfile(
+            profile = ReaderProfile(
                 _centroid(self.vectors.vector(p) for p in liked),
                 _centroid(self.vectors.vector(p) for p in disliked),
                 liked,
                 disliked,
             )
+            if len(self._profiles) >= PROFILES_KEPT:
+                self._profiles.pop(next(iter(self._profiles)), None)
+            self._profiles[subscriber_id] = profile
         return profile
 
 
