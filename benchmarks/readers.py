@@ -241,8 +241,9 @@ def tuning_score(counts: dict, days: range) -> float:
 
 
 def tune(world: World, days: range) -> tuple[dict[str, float], float]:
-    """Search GRID on the given days; return the best constants and their score."""
-    best: tuple[float, dict[str, float]] = (-1.0, {})
+    """Search GRID on the given days; return the best constants (the current ones on a tie)."""
+    current = {name: getattr(selection, name) for name in GRID}
+    best = (tuning_score(simulate(world, vote=True), days), current)
     for values in itertools.product(*GRID.values()):
         setting = dict(zip(GRID, values, strict=True))
         with constants(setting):

@@ -23,7 +23,7 @@ from newsletter.delivery.transports import OutgoingMessage
 from newsletter.editions.selection import EditionPapers
 from newsletter.matching.profiles import ReaderSignals
 
-PERSONAL_MEMO = 4096  # personal selections kept: a few batches of rows (send_batch_size 500)
+PERSONAL_MEMO = 2048  # personal selections kept: the batches in flight (send_batch_size 500)
 
 
 @dataclass(frozen=True)
