@@ -255,9 +255,9 @@ def child(args: argparse.Namespace) -> None:
         stats = sending.plan(app, DAY)
         print(json.dumps({"pending": stats.pending}))
         return
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     report = sending.send(app, DAY, transport=transport)
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     if profiler:
         import pstats
 
@@ -272,6 +272,7 @@ def child(args: argparse.Namespace) -> None:
                 "skipped": s.skipped,
                 "owed": s.owed,
                 "seconds": elapsed,
+                "cpu_seconds": cpu,  # of this process: the neighbours on a shared machine aside
                 "avg_bytes": transport.bytes // max(transport.count, 1),
                 "rss_mb": _peak_rss_mb(),
             }
@@ -553,6 +554,8 @@ def _print_personal(args, ours: dict, personal: dict, source_rate: float) -> Non
     print(f"| {args.subscribers:,} | {args.voters:.0%} vote, {args.followers:.0%} follow "
           f"| {rate:,.0f} | {rate / base:.2f} | {rate / source_rate:.2f} "
           f"| {personal['rss_mb']:.0f} |")  # fmt: skip
+    cpu = ours["cpu_seconds"] / personal["cpu_seconds"]
+    print(f"\nmessages per CPU second of the sender, with signals to without: {cpu:.2f}")
     print(
         f"\nwith signals: sent {personal['sent']:,}, failed {personal['failed']}, "
         f"skipped {personal['skipped']:,} in {personal['seconds']:.1f}s"
