@@ -6,6 +6,11 @@ choosing papers, rendering, building, sending over SMTP and recording every deli
 Usage:
   python benchmarks/send.py [--subscribers 100000] [--connections 4] [--naive 2000]
                             [--database URL] [--memory 25000,100000,200000] [--profile]
+                            [--voters 0.2 --followers 0.05]
+
+With --voters or --followers, that share of subscribers hold 10 to 14 votes on the previous
+day's papers, or follow an author, and the send is timed again beside the same subscribers
+without them.
 """
 
 from __future__ import annotations
@@ -36,6 +41,10 @@ sys.path.insert(0, str(REPO))
 DAY = date(2026, 11, 27)
 TOPICS = 20
 CHUNK = 10_000  # subscribers inserted per statement: keeps populating out of the RSS figure
+LABELLED = REPO / "tests" / "labelled" / "papers.json"
+VOTES = (10, 14)  # votes each voter holds
+LIKED_SHARE = 0.7
+FOLLOWED_NAMES = 100  # followers pick one of "Author 1" ... "Author 100"; papers 1-50 have one
 
 
 def free_port() -> int:
@@ -114,7 +123,7 @@ def populate(app, n: int, papers: list[dict], seed: int = 1) -> None:  # noqa: A
                     "title": p["title"],
                     "title_key": f"seed {i}",
                     "abstract": p["abstract"],
-                    "authors": ["Ada Lovelace", "Alan Turing", "Grace Hopper"],
+                    "authors": ["Ada Lovelace", "Alan Turing", "Grace Hopper", f"Author {i}"],
                     "url_abs": f"https://arxiv.org/abs/2611.{i:05d}",
                     "url_pdf": f"https://arxiv.org/pdf/2611.{i:05d}",
                     "keywords": [],
@@ -162,6 +171,53 @@ def populate(app, n: int, papers: list[dict], seed: int = 1) -> None:  # noqa: A
             conn.execute(insert(Subscription), links)
 
 
+def add_reader_signals(app, n: int, voters: float, followers: float, seed: int = 2) -> None:  # noqa: ANN001
+    """Give a share of the n subscribers votes on yesterday's papers, another an author."""
+    from datetime import timedelta
+
+    from sqlalchemy import func, insert, select, update
+
+    from newsletter.core.models import FeedbackVote, Paper, Subscriber, utcnow
+
+    rnd = random.Random(seed)
+    now = utcnow()
+    with app.engine.begin() as conn:
+        first = conn.scalar(select(func.max(Paper.id))) + 1
+        past = past_papers()
+        conn.execute(insert(Paper), [
+            {"id": first + i, "title": p["title"], "title_key": f"past {i}",
+             "abstract": p["abstract"], "authors": ["Ada Lovelace"], "keywords": [],
+             "categories": [], "url_abs": f"https://arxiv.org/abs/2610.{i:05d}",
+             "listing_date": DAY - timedelta(days=1), "source": "bench", "created_at": now,
+             "updated_at": now}
+            for i, p in enumerate(past)
+        ])  # fmt: skip
+    past_ids = list(range(first, first + len(past)))
+    chosen = rnd.sample(range(1, n + 1), int(n * voters))
+    for start in range(0, len(chosen), CHUNK):
+        rows = [
+            {"subscriber_id": sid, "paper_id": pid, "created_at": now, "updated_at": now,
+             "vote": 1 if rnd.random() < LIKED_SHARE else -1}
+            for sid in chosen[start : start + CHUNK]
+            for pid in rnd.sample(past_ids, rnd.randint(*VOTES))
+        ]  # fmt: skip
+        with app.engine.begin() as conn:
+            conn.execute(insert(FeedbackVote), rows)
+    following = rnd.sample(range(1, n + 1), int(n * followers))
+    with app.engine.begin() as conn:
+        for sid in following:
+            name = f"Author {rnd.randint(1, FOLLOWED_NAMES)}"
+            conn.execute(update(Subscriber).where(Subscriber.id == sid)
+                         .values(follow_authors=[name]))  # fmt: skip
+
+
+def past_papers() -> list[dict]:
+    """Return the labelled papers that are not among the seed papers (yesterday's listing)."""
+    seed_titles = {p["title"] for p in seed_papers(REPO.parent / "shared")}
+    papers = json.loads(LABELLED.read_text(encoding="utf-8"))
+    return [p for p in papers if p["title"] not in seed_titles]
+
+
 def child(args: argparse.Namespace) -> None:
     """Populate a fresh database, then time one end-to-end send; print JSON."""
     from newsletter.core.app import App
@@ -184,6 +240,8 @@ def child(args: argparse.Namespace) -> None:
     app = App(settings)
     app.ensure_schema()
     populate(app, args.subscribers, seed_papers(Path(args.shared)))
+    if args.voters or args.followers:
+        add_reader_signals(app, args.subscribers, args.voters, args.followers)
     gc.collect()
     _reset_peak_rss()  # measure the send, not the populating
     transport = _SizeCounting(make_transport(settings.transport))
@@ -197,9 +255,9 @@ def child(args: argparse.Namespace) -> None:
         stats = sending.plan(app, DAY)
         print(json.dumps({"pending": stats.pending}))
         return
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     report = sending.send(app, DAY, transport=transport)
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     if profiler:
         import pstats
 
@@ -214,6 +272,7 @@ def child(args: argparse.Namespace) -> None:
                 "skipped": s.skipped,
                 "owed": s.owed,
                 "seconds": elapsed,
+                "cpu_seconds": cpu,  # of this process: the neighbours on a shared machine aside
                 "avg_bytes": transport.bytes // max(transport.count, 1),
                 "rss_mb": _peak_rss_mb(),
             }
@@ -283,7 +342,13 @@ def fresh_database(url: str | None) -> Iterator[str | None]:
         admin.dispose()
 
 
-def run_ours(args: argparse.Namespace, port: int, subscribers: int, profile: bool = False) -> dict:
+def run_ours(
+    args: argparse.Namespace,
+    port: int,
+    subscribers: int,
+    profile: bool = False,
+    signals: bool = False,
+) -> dict:
     with tempfile.TemporaryDirectory() as tmp, fresh_database(args.database) as url:
         cmd = [
             sys.executable,
@@ -304,6 +369,8 @@ def run_ours(args: argparse.Namespace, port: int, subscribers: int, profile: boo
             cmd += ["--database", url]
         if profile:
             cmd.append("--profile")
+        if signals:
+            cmd += ["--voters", str(args.voters), "--followers", str(args.followers)]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True)
         if profile:
             Path("benchmarks/profile.txt").write_text(out.stderr)
@@ -417,6 +484,12 @@ def main() -> None:
     parser.add_argument(
         "--plan", type=int, default=0, help="also time planning for this many subscribers"
     )
+    parser.add_argument(
+        "--voters", type=float, default=0.0, help="share of subscribers holding 10+ votes"
+    )
+    parser.add_argument(
+        "--followers", type=float, default=0.0, help="share of subscribers following an author"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--prepare-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
@@ -428,12 +501,18 @@ def main() -> None:
     port = free_port()
     sink = start_sink(port)
     try:
-        ours = run_ours(args, port, args.subscribers, profile=args.profile)
+        signals = bool(args.voters or args.followers)
+        ours = run_ours(args, port, args.subscribers, profile=args.profile and not signals)
         ours_rate = ours["sent"] / ours["seconds"]
+        personal = (
+            run_ours(args, port, args.subscribers, profile=args.profile, signals=True)
+            if signals
+            else None
+        )
         source_rate = run_smtp_source(port, min(args.subscribers, 100_000), ours["avg_bytes"])
-        naive_rate = run_naive(args.shared, port, args.naive)
+        naive_rate = run_naive(args.shared, port, args.naive) if args.naive else float("nan")
         memory = [
-            (n, run_ours(args, port, n)["rss_mb"])
+            (n, run_ours(args, port, n, signals=signals)["rss_mb"])
             for n in (int(x) for x in args.memory.split(",") if x)
         ]
         workers = (
@@ -443,6 +522,8 @@ def main() -> None:
     finally:
         stop(sink)
     _print_table(args, ours, ours_rate, source_rate, naive_rate, memory)
+    if personal:
+        _print_personal(args, ours, personal, source_rate)
     _print_workers(workers, source_rate, args.connections)
     if plan_row:
         print("\n| database | subscribers | populate s | plan s | pending | skipped |")
@@ -460,6 +541,25 @@ def _print_workers(rows: list[dict], source_rate: float, connections: int) -> No
     for row in rows:
         rate = row["sent"] / row["seconds"]
         print(f"| {row['workers']} | {rate:,.0f} | {rate / base:.2f} | {rate / source_rate:.2f} |")
+
+
+def _print_personal(args, ours: dict, personal: dict, source_rate: float) -> None:  # noqa: ANN001
+    base = ours["sent"] / ours["seconds"]
+    rate = personal["sent"] / personal["seconds"]
+    print("\n| subscribers | readers' signals | msg/s | ratio to without | ratio to smtp-source "
+          "| peak RSS MB |")  # fmt: skip
+    print("|---:|---|---:|---:|---:|---:|")
+    print(f"| {args.subscribers:,} | none | {base:,.0f} | 1.00 | {base / source_rate:.2f} "
+          f"| {ours['rss_mb']:.0f} |")  # fmt: skip
+    print(f"| {args.subscribers:,} | {args.voters:.0%} vote, {args.followers:.0%} follow "
+          f"| {rate:,.0f} | {rate / base:.2f} | {rate / source_rate:.2f} "
+          f"| {personal['rss_mb']:.0f} |")  # fmt: skip
+    cpu = ours["cpu_seconds"] / personal["cpu_seconds"]
+    print(f"\nmessages per CPU second of the sender, with signals to without: {cpu:.2f}")
+    print(
+        f"\nwith signals: sent {personal['sent']:,}, failed {personal['failed']}, "
+        f"skipped {personal['skipped']:,} in {personal['seconds']:.1f}s"
+    )
 
 
 def _print_table(args, ours, ours_rate, source_rate, naive_rate, memory) -> None:  # noqa: ANN001

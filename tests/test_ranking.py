@@ -158,3 +158,28 @@ def test_each_paper_of_a_digest_says_why_it_is_there(app, world):
         for m in box
     ]  # fmt: skip
     assert all("Why: most upvoted in Ml" in t for t in texts)
+
+
+def test_personal_selections_are_kept_for_a_few_batches_only(app, world, monkeypatch):
+    from newsletter.content import compose
+    from newsletter.matching import profiles
+
+    ids, voter, quiet = world
+    with app.transaction() as s:
+        ml = s.query(f.Topic).filter_by(slug="ml").one()
+        readers = [f.subscriber(s, f"r{n}@example.org", [ml]).id for n in range(3)]
+    for sid in (voter, *readers):
+        _vote(app, sid, ids[(DAY1, ROBOTS[0][0])], feedback.LESS)
+    expected = {sid: _day2_titles(app, sid)[0] for sid in (voter, *readers)}
+    monkeypatch.setattr(compose, "PERSONAL_MEMO", 2)
+    monkeypatch.setattr(profiles, "PROFILES_KEPT", 2)
+    preparer = sending.make_preparer(app, Edition(listing_date=DAY2, kind="daily"), "skip")
+    with app.sessions() as s:
+        topic_ids = (s.query(f.Topic).filter_by(slug="ml").one().id,)
+    for _ in range(2):  # asked again after eviction: chosen again, the same
+        for sid in (voter, *readers):
+            papers = preparer._choose(sid, topic_ids, 6)
+            assert [p.title.rsplit(" (", 1)[0] for p in papers] == expected[sid]
+    assert len(preparer._personal) == 2 and len(preparer.signals._profiles) == 2
+    first = preparer._choose(readers[-1], topic_ids, 6)
+    assert preparer._choose(readers[-1], topic_ids, 6) is first  # kept: not chosen twice

@@ -1,11 +1,13 @@
 """End to end in a real browser: subscribe, confirm by email, change topics, get the digest,
-unsubscribe with the digest's RFC 8058 one-click POST.
+unsubscribe with the digest's RFC 8058 one-click POST; vote on papers and get digests
+ranked by the votes.
 
 Set NEWSLETTER_SCREENSHOTS=DIR to also save full-page screenshots at 375 and 1200 px.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.policy
 import mailbox
@@ -14,6 +16,8 @@ import re
 import threading
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -40,11 +44,9 @@ ADDRESS = "ada@example.org"
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium")
 
 
-@pytest.fixture
-def site(app) -> Iterator[str]:
+@contextmanager
+def _served(app) -> Iterator[str]:
     """Serve the web app on 127.0.0.1 in a thread; base_url is its real address."""
-    import dataclasses
-
     holder: dict[str, object] = {}
     server = make_server(
         "127.0.0.1", 0, lambda env, start: holder["app"](env, start), threaded=True
@@ -52,19 +54,28 @@ def site(app) -> Iterator[str]:
     base = f"http://127.0.0.1:{server.server_port}"
     app.settings = dataclasses.replace(app.settings, base_url=base)
     holder["app"] = create_app(app.settings, app=app)
-    with app.transaction() as s:
-        llm = f.topic(s, "llm")
-        llm.description = "Large language models."
-        rl = f.topic(s, "rl")
-        rl.description = "Reinforcement learning."
-        f.paper(s, "Scaling laws for tiny models", topics={llm: 2.0}, upvotes=40)
-        f.paper(s, "Policy gradients with a twist", topics={rl: 1.5}, upvotes=25)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield base
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    try:
+        yield base
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture
+def site(app) -> Iterator[str]:
+    """The served app with two topics and one paper in each."""
+    with _served(app) as base:
+        with app.transaction() as s:
+            llm = f.topic(s, "llm")
+            llm.description = "Large language models."
+            rl = f.topic(s, "rl")
+            rl.description = "Reinforcement learning."
+            f.paper(s, "Scaling laws for tiny models", topics={llm: 2.0}, upvotes=40)
+            f.paper(s, "Policy gradients with a twist", topics={rl: 1.5}, upvotes=25)
+        yield base
 
 
 @pytest.fixture
@@ -173,3 +184,115 @@ def test_subscribe_confirm_change_topics_receive_and_unsubscribe(site, browser, 
     _shoot(page, "unsubscribed")
     assert csp_errors == []
     context.close()
+
+
+# Three listing days of one topic. Each day has a robot-learning paper (the day's most upvoted),
+# a graph-learning paper (the least upvoted) and three papers on unrelated subjects.
+ROBOTS = [
+    ("Reinforcement learning for legged robot locomotion",
+     "A robot policy trained with reinforcement learning walks legged robots over rough terrain."),
+    ("Sim-to-real transfer of robot grasping policies",
+     "Robot grasping policies trained with reinforcement learning in simulation transfer to "
+     "real robots."),
+    ("Reward shaping for robot manipulation",
+     "Reward shaping speeds reinforcement learning of robot manipulation policies on real robots."),
+]  # fmt: skip
+GRAPHS = [
+    ("Message passing graph neural networks for molecules",
+     "Graph neural networks pass messages between the nodes of molecular graphs."),
+    ("Graph transformers on citation graphs",
+     "Graph transformers with node attention scale message passing to large citation graphs."),
+    ("Graph neural networks for traffic on road graphs",
+     "Message passing between the nodes of road graphs with graph neural networks predicts "
+     "traffic."),
+]  # fmt: skip
+OTHERS = [
+    ("Compiler autotuning with learned cost models",
+     "A learned cost model picks loop tiling and unrolling for tensor compilers."),
+    ("Precipitation nowcasting from radar sequences",
+     "Rainfall in the next hour is predicted from sequences of weather radar images."),
+    ("Speech recognition for low-resource languages",
+     "Acoustic models and pronunciation lexicons transcribe speech with little audio."),
+    ("Fair allocation of kidney exchanges",
+     "An auction mechanism matches donors and patients fairly across hospitals."),
+    ("Sparse solvers for sea ice simulation",
+     "Preconditioned sparse linear solvers speed up climate simulations of sea ice."),
+    ("Counting bird species from citizen photos",
+     "Volunteers' photographs estimate bird populations with detection and counting."),
+    ("Lossless compression of genome reads",
+     "Entropy coding of DNA sequencing reads shrinks genome archives."),
+    ("Type inference for dynamic scripting languages",
+     "Static analysis infers the types of variables in untyped scripts."),
+    ("Quantum error correction with surface codes",
+     "Decoders for surface codes correct qubit errors in quantum memories."),
+]  # fmt: skip
+DAYS = [f.DAY + timedelta(days=n) for n in range(3)]
+VOTER, QUIET = "voter@example.org", "quiet@example.org"
+
+
+@pytest.fixture
+def voting_site(app) -> Iterator[str]:
+    """The served app with three days of papers and two readers of the same topic."""
+    with _served(app) as base:
+        with app.transaction() as s:
+            ml = f.topic(s, "ml")
+            for n, day in enumerate(DAYS):
+                others = zip(OTHERS[3 * n : 3 * n + 3], (70, 50, 30), strict=True)
+                day_papers = [(ROBOTS[n], 90), *others, (GRAPHS[n], 10)]
+                for (title, abstract), upvotes in day_papers:
+                    paper = f.paper(s, title, day=day, topics={ml: 2.0}, upvotes=upvotes)
+                    paper.abstract = abstract
+            f.subscriber(s, VOTER, [ml])
+            f.subscriber(s, QUIET, [ml])
+        yield base
+
+
+def _send_day(app, day) -> dict[str, email.message.EmailMessage]:
+    """Send one listing date's digests; return the new digest of each reader by address."""
+    before = {m["Message-ID"] for m in _messages(app)}
+    _in_thread(sending.send, app, day)  # Playwright's loop runs in this thread
+    return {
+        m["To"].addresses[0].addr_spec: m
+        for m in _messages(app)
+        if m["Message-ID"] not in before and m["List-Unsubscribe"]
+    }
+
+
+def _titles(message) -> list[str]:
+    """Return the digest's paper titles in the order it shows them."""
+    text = message.get_body(("plain",)).get_content()
+    return re.findall(r"^\d+\. (.+)$", text, re.MULTILINE)
+
+
+def _vote_in_browser(page, message, title: str, button: str) -> None:
+    """Open the digest's HTML, follow one paper's vote link, then press the page's button."""
+    page.set_content(message.get_body(("html",)).get_content())
+    position = _titles(message).index(title)
+    page.get_by_role("link", name=button, exact=True).nth(position).click()
+    page.get_by_text(title).wait_for()  # the page names the paper; nothing is voted yet
+    page.get_by_role("button", name=button).click()
+    page.get_by_role("heading", name=f"Noted: {button.lower()}").wait_for()
+
+
+def test_votes_in_the_browser_rank_the_next_digests(voting_site, browser, app):
+    page = browser.new_context().new_page()
+    robots, graphs = [t for t, _ in ROBOTS], [t for t, _ in GRAPHS]
+
+    first = _send_day(app, DAYS[0])
+    assert _titles(first[VOTER]) == _titles(first[QUIET])  # no votes yet: the day's order
+    assert _titles(first[VOTER])[0] == robots[0]
+    _vote_in_browser(page, first[VOTER], robots[0], "Less like this")
+
+    second = _send_day(app, DAYS[1])
+    quiet, voter = _titles(second[QUIET]), _titles(second[VOTER])
+    assert quiet[0] == robots[1]  # without votes the robot paper leads the day
+    assert robots[1] not in voter or voter.index(robots[1]) > quiet.index(robots[1])
+    assert voter[0] != robots[1]
+    _vote_in_browser(page, second[VOTER], graphs[1], "More like this")
+
+    third = _send_day(app, DAYS[2])
+    quiet, voter = _titles(third[QUIET]), _titles(third[VOTER])
+    assert quiet[-1] == graphs[2]  # without votes the graph paper comes last
+    assert voter.index(graphs[2]) < quiet.index(graphs[2])
+    assert robots[2] not in voter or voter.index(robots[2]) > quiet.index(robots[2])
+    page.context.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -21,6 +22,8 @@ from newsletter.delivery.store import ClaimedDelivery
 from newsletter.delivery.transports import OutgoingMessage
 from newsletter.editions.selection import EditionPapers
 from newsletter.matching.profiles import ReaderSignals
+
+PERSONAL_MEMO = 2048  # personal selections kept: the batches in flight (send_batch_size 500)
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,9 @@ class MessagePreparer:
         self.dkim = make_dkim_signer(settings)
         # Topic ids to sorted names: a few thousand distinct sets among many readers.
         self._topic_names: dict[tuple[int, ...], tuple[str, ...]] = {}
+        # Personal selections of recent rows: warm() and prepare_many() see each batch twice.
+        self._personal: dict[tuple[int, tuple[int, ...], int], tuple[DigestPaper, ...]] = {}
+        self._personal_lock = threading.Lock()
 
     def prepare(
         self,
@@ -141,10 +147,37 @@ class MessagePreparer:
             profile = self.signals.profile(subscriber_id)
             rules = self.signals.rules(subscriber_id)
             if profile is not None or rules:
-                return self.papers.for_reader(
-                    topic_ids, max_papers, exclude, profile, self.signals, rules
+                return self._personal_choice(
+                    self.signals, subscriber_id, topic_ids, max_papers, exclude
                 )
         return self.papers.for_topics(topic_ids, max_papers, exclude)
+
+    def _personal_choice(
+        self,
+        signals: ReaderSignals,
+        subscriber_id: int,
+        topic_ids: tuple[int, ...],
+        max_papers: int,
+        exclude: frozenset[int],
+    ) -> tuple[DigestPaper, ...]:
+        """Choose a reader's papers by their signals, once per row however often asked."""
+        key = (subscriber_id, topic_ids, max_papers)
+        with self._personal_lock:
+            papers = self._personal.get(key)
+        if papers is None:
+            papers = self.papers.for_reader(
+                topic_ids,
+                max_papers,
+                exclude,
+                signals.profile(subscriber_id),
+                signals,
+                signals.rules(subscriber_id),
+            )
+            with self._personal_lock:
+                if len(self._personal) >= PERSONAL_MEMO:  # bounded: memory flat in readers
+                    del self._personal[next(iter(self._personal))]
+                self._personal[key] = papers
+        return papers
 
     def _envelope_sender(self, key: int) -> str:
         return verp_address(self.settings, key) if self.verp and key else self.sender

@@ -140,7 +140,8 @@ class EditionPapers:
         inside = [c for c in self._matching(wanted, exclude) if c.paper.id not in muted]
         own = self._own_keyword_matches(rules, signals, inside, exclude | muted)
         inside += list(own)
-        ranked = self._ranked(inside, wanted, profile, signals)
+        similar = _Similarities(profile, signals) if profile is not None else None
+        ranked = self._ranked(inside, wanted, similar)
         pinned = self._followed(rules, signals, exclude | muted, wanted)
         pinned_ids = {p.paper_id for p in pinned}
         papers = pinned + [
@@ -148,7 +149,7 @@ class EditionPapers:
         ]
         papers = papers[: max(max_papers, len(pinned))]
         if profile is not None:
-            extras = self._discoveries(inside, exclude | muted, profile, signals)
+            extras = self._discoveries(inside, exclude | muted, profile, signals, similar)
             if extras:
                 papers = papers[: max(max_papers - len(extras), len(pinned))] + extras
         return tuple(papers)
@@ -181,15 +182,14 @@ class EditionPapers:
         self,
         inside: list[_Candidate],
         wanted: set[int],
-        profile: ReaderProfile | None,
-        signals: ReaderSignals,
+        similar: _Similarities | None,
     ) -> list[_Candidate]:
         ranked = sorted(inside, key=lambda c: _rank(c, wanted))
-        if profile is None:
+        if similar is None:
             return ranked
         scored = []
         for position, cand in enumerate(ranked):
-            like, dislike = profile.similarities(signals.vectors.vector(cand.paper.id))
+            like, dislike = similar(cand.paper.id)
             if dislike >= DROP_SIMILARITY and dislike > like:
                 continue
             today = 1.0 - position / len(ranked)  # 1 for today's top paper
@@ -240,6 +240,7 @@ class EditionPapers:
         exclude: frozenset[int],
         profile: ReaderProfile,
         signals: ReaderSignals,
+        similar: _Similarities,
     ) -> list[DigestPaper]:
         if len(profile.liked_ids) < MIN_LIKES_FOR_DISCOVERY:
             return []
@@ -248,13 +249,13 @@ class EditionPapers:
         for cand in self._candidates:
             if cand.paper.id in taken or cand.paper.id in profile.disliked_ids:
                 continue
-            vector = signals.vectors.vector(cand.paper.id)
-            like, dislike = profile.similarities(vector)
+            like, dislike = similar(cand.paper.id)
             if like >= DISCOVERY_SIMILARITY and like > dislike:
-                found.append((like, cand, vector))
+                found.append((like, cand))
         found.sort(key=lambda item: (-item[0], item[1].paper.id))
         extras = []
-        for _, cand, vector in found[:DISCOVERIES]:
+        for _, cand in found[:DISCOVERIES]:
+            vector = signals.vectors.vector(cand.paper.id)
             liked = signals.most_similar_liked(profile, vector)
             title = one_line(signals.titles.get(liked, "")) if liked is not None else ""
             reason = f"Because you liked \u201c{title}\u201d" if title else "Like papers you liked"
@@ -300,6 +301,23 @@ class EditionPapers:
         # whichever source listed it first.
         on_hf = paper.source == "hf" or paper.upvotes is not None
         return self._hf_papers + paper.arxiv_id if on_hf and paper.arxiv_id else None
+
+
+class _Similarities:
+    """A reader's similarities to each paper, computed once per selection."""
+
+    def __init__(self, profile: ReaderProfile, signals: ReaderSignals) -> None:
+        self._profile = profile
+        self._signals = signals
+        self._seen: dict[int, tuple[float, float]] = {}
+
+    def __call__(self, paper_id: int) -> tuple[float, float]:
+        """Return (like, dislike) similarities of a paper to the reader's profile."""
+        found = self._seen.get(paper_id)
+        if found is None:
+            vector = self._signals.vectors.vector(paper_id)
+            found = self._seen[paper_id] = self._profile.similarities(vector)
+        return found
 
 
 def _rank(cand: _Candidate, wanted: set[int]) -> tuple[int, float, str]:

@@ -14,6 +14,8 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import repeat
+from operator import mul
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
@@ -24,6 +26,7 @@ from newsletter.matching.scoring import STOPWORDS, PaperText, stem
 
 PAPER_TERMS = 40  # the strongest terms kept per paper: enough to compare, cheap to score
 PROFILE_TERMS = 150
+PROFILES_KEPT = 1024  # profiles cached per edition: each row asks once; memory stays flat
 _WORD = re.compile(r"[a-z][a-z0-9]+")
 
 Vector = dict[str, float]
@@ -44,7 +47,9 @@ def cosine(a: Vector, b: Vector) -> float:
     """Return the dot product of two normalised sparse vectors."""
     if len(a) > len(b):
         a, b = b, a
-    return sum(w * b.get(t, 0.0) for t, w in a.items())
+    # The products summed in a's order, as a generator would, at C speed: the sender scores
+    # every paper of an edition against every voter's profile.
+    return sum(map(mul, a.values(), map(b.get, a.keys(), repeat(0.0))))
 
 
 class TextVectors:
@@ -166,12 +171,15 @@ class ReaderSignals:
             pairs = self._votes[subscriber_id]
             liked = tuple(pid for pid, vote in pairs if vote > 0)
             disliked = tuple(pid for pid, vote in pairs if vote < 0)
-            profile = self._profiles[subscriber_id] = ReaderProfile(
+            profile = ReaderProfile(
                 _centroid(self.vectors.vector(p) for p in liked),
                 _centroid(self.vectors.vector(p) for p in disliked),
                 liked,
                 disliked,
             )
+            if len(self._profiles) >= PROFILES_KEPT:
+                self._profiles.pop(next(iter(self._profiles)), None)
+            self._profiles[subscriber_id] = profile
         return profile
 
 
