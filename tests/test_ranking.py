@@ -10,9 +10,10 @@ from datetime import timedelta
 import pytest
 
 from newsletter.core.models import Edition
+from newsletter.delivery import compose
 from newsletter.delivery import service as sending
 from newsletter.editions.selection import why_from_evidence
-from newsletter.matching import feedback
+from newsletter.matching import feedback, profiles
 from tests import factories as f
 
 DAY1, DAY2 = f.DAY, f.DAY + timedelta(days=1)
@@ -161,9 +162,6 @@ def test_each_paper_of_a_digest_says_why_it_is_there(app, world):
 
 
 def test_personal_selections_are_kept_for_a_few_batches_only(app, world, monkeypatch):
-    from newsletter.content import compose
-    from newsletter.matching import profiles
-
     ids, voter, quiet = world
     with app.transaction() as s:
         ml = s.query(f.Topic).filter_by(slug="ml").one()
