@@ -449,8 +449,10 @@ class DigestRenderer:
                 self._build([(key, name, edition, papers) for key, name, papers in missing])
 
     def _render(self, body: _Body, recipient: Recipient) -> RenderedDigest:
-        text_values = self._slot_values(recipient, html=False)
-        html_values = self._slot_values(recipient, html=True)
+        # One set of values and signed vote links for both parts of the message.
+        values, votes = self._recipient_values(recipient), {}
+        text_values = self._slot_values(recipient, html=False, values=values, votes=votes)
+        html_values = self._slot_values(recipient, html=True, values=values, votes=votes)
         text = body.text.fill(text_values)
         html = body.html.fill(html_values)
         return RenderedDigest(body.subject, text_parts=text, html_parts=html)
@@ -628,17 +630,28 @@ class DigestRenderer:
         parts = self._split_re.split(rendered)
         return _Split(tuple(parts[0::2]), tuple(parts[1::2]))
 
-    def _slot_values(self, recipient: Recipient, *, html: bool) -> _RecipientValues:
+    def _slot_values(
+        self,
+        recipient: Recipient,
+        *,
+        html: bool,
+        values: dict[str, str] | None = None,
+        votes: dict[int, str] | None = None,
+    ) -> _RecipientValues:
         """Return what fills a recipient's slots, escaped for HTML or not."""
-        values = self._recipient_values(recipient)
+        values = dict(values if values is not None else self._recipient_values(recipient))
         if html:
             values = {slot: str(escape(value)) for slot, value in values.items()}
         values[""] = ""
+        signed = votes if votes is not None else {}
 
         def vote_url(paper_id: int) -> str:
-            return tokens.feedback_url(
-                self.settings, recipient.subscriber_id, recipient.link_key, paper_id
-            )
+            url = signed.get(paper_id)
+            if url is None:
+                url = signed[paper_id] = tokens.feedback_url(
+                    self.settings, recipient.subscriber_id, recipient.link_key, paper_id
+                )
+            return url
 
         return _RecipientValues(values, vote_url, html)
 
