@@ -215,6 +215,11 @@ def _qp_piece(text: str) -> _QpPiece:
         data = data[: len(data) - len(tail)] + tail[:cut] + b"=" + CRLF + tail[cut:]
         head, newline, _ = data.partition(CRLF)
         tail = tail[cut:]
+    if data[:1] == b"." and len(head) + 2 < QP_LINE - 1:
+        # Encoded, a leading dot cannot land at the start of a line after a soft break:
+        # the message then needs no dot-stuffing (b2a_qp leaves a piece's first dot as is).
+        data = b"=2E" + data[1:]
+        head, tail = head + b"xx", tail if newline else tail + b"xx"
     return _QpPiece(data, len(head), len(tail), bool(newline), b"\r\n." in data)
 
 
