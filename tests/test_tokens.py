@@ -158,3 +158,14 @@ def test_a_token_has_one_spelling(settings: Settings, purpose: str) -> None:
             tokens.read_token(settings, purpose, respelled, max_age=60)
     with pytest.raises(InputError):
         tokens.read_token(settings, purpose, token.replace("_", "/").replace("-", "+") + "/")
+
+
+def test_the_fast_vote_link_maker_gives_the_same_links(settings: Settings) -> None:
+    make = tokens.feedback_url_maker(settings, 42, KEY)
+    for paper_id in (0, 7, 123456789):
+        url = make(paper_id)
+        assert url == tokens.feedback_url(settings, 42, KEY, paper_id)
+        claim, named = tokens.read_paper_token(settings, url.rsplit("/", 1)[1])
+        assert (claim, named) == (tokens.LinkClaim(42, KEY), paper_id)
+    with pytest.raises(ValueError, match="link key"):
+        tokens.feedback_url_maker(settings, 42, "a.b")

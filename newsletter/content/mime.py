@@ -182,7 +182,12 @@ def _qp_extend(out: list[bytes], text: str, parts: Filled | None) -> bool:
         chunks, slots = _qp_plan(literals, bytes(map(bool, values)))
         pieces: list[_QpPiece] = [_NO_PIECE] * (2 * len(chunks) - 1)
         pieces[0::2] = chunks
-        pieces[1::2] = [_qp_piece(values[slot]) for slot in slots]
+        # A value often stands in several slots (a vote link in each of two places).
+        encoded: dict[str, _QpPiece] = {}
+        pieces[1::2] = [
+            encoded[v] if (v := values[slot]) in encoded else encoded.setdefault(v, _qp_piece(v))
+            for slot in slots
+        ]
         dots = _qp_join(out, pieces)
     if len(out) == start or not out[-1].endswith(CRLF):
         out.append(CRLF)
@@ -203,6 +208,13 @@ def _qp_piece(text: str) -> _QpPiece:
     # Most recipient values (names, addresses, links) are short and need no encoding.
     if len(text) < QP_LINE and text != "." and _QP_UNCHANGED.fullmatch(text):
         return _QpPiece(text.encode("ascii"), len(text), len(text), False, False)
+    if len(text) < 4 * QP_LINE and text[:1] != "." and _QP_UNCHANGED.fullmatch(text):
+        # A long plain value (a signed link): only soft breaks to add, as b2a_qp would.
+        raw = text.encode("ascii")
+        step = QP_LINE - 1
+        lines = [raw[i : i + step] for i in range(0, len(raw), step)]
+        data = SOFT_BREAK.join(lines)
+        return _QpPiece(data, len(lines[0]), len(lines[-1]), True, b"\r\n." in data)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     encoded = binascii.b2a_qp(text.encode("utf-8"), quotetabs=False, istext=True, header=False)
     data = encoded.replace(b"\n", CRLF)

@@ -644,13 +644,12 @@ class DigestRenderer:
             values = {slot: str(escape(value)) for slot, value in values.items()}
         values[""] = ""
         signed = votes if votes is not None else {}
+        make = tokens.feedback_url_maker(self.settings, recipient.subscriber_id, recipient.link_key)
 
         def vote_url(paper_id: int) -> str:
             url = signed.get(paper_id)
             if url is None:
-                url = signed[paper_id] = tokens.feedback_url(
-                    self.settings, recipient.subscriber_id, recipient.link_key, paper_id
-                )
+                url = signed[paper_id] = make(paper_id)
             return url
 
         return _RecipientValues(values, vote_url, html)
