@@ -276,7 +276,8 @@ def _prefs_to_dict(prefs: Preferences) -> dict[str, Any]:
     return {**dataclasses.asdict(prefs), "frequency": prefs.frequency.value}
 
 
-def _prefs_from_dict(data: dict[str, Any]) -> Preferences:
+def prefs_from_dict(data: dict[str, Any]) -> Preferences:
+    """Return the Preferences a queued sign-up or a consent event stored as JSON."""
     fields = {k: v for k, v in data.items() if k in Preferences.__dataclass_fields__}
     fields["topic_ids"] = tuple(fields.get("topic_ids", ()))
     fields["frequency"] = Frequency(fields.get("frequency", Frequency.DAILY.value))
@@ -348,7 +349,7 @@ def confirm(subscriber_id: int, *, session: Session, now: datetime | None = None
         subscriber.link_key = new_link_key()
         subscriber.unsubscribed_at = None
     if "prefs" in signup.details:
-        _apply(subscriber, _prefs_from_dict(signup.details["prefs"]))
+        _apply(subscriber, prefs_from_dict(signup.details["prefs"]))
     subscriber.status = SubscriberStatus.CONFIRMED
     subscriber.confirmed_at = now
     subscriber.consent_source = "web"

@@ -98,7 +98,7 @@ def _decide(app: App, queued_id: int) -> Notice | None:
         queued = session.get(QueuedMail, queued_id)
         if queued is None or queued.done_at is not None:
             return None
-        prefs = service._prefs_from_dict(queued.payload.get("prefs", {}))
+        prefs = service.prefs_from_dict(queued.payload.get("prefs", {}))
         record = queued.payload.get("consent", {})
         consent = service.ConsentRecord(
             ip=record.get("ip", ""),
