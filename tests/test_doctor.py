@@ -196,3 +196,9 @@ def test_the_cli_prints_one_line_per_check_and_exits_1_on_a_failure(app, run, zo
     checks = json.loads(as_json.stdout)
     assert as_json.exit_code == 1 and {c["name"] for c in checks} >= {"spf", "relay", "schema"}
     assert {c["status"] for c in checks if c["name"] in ("spf", "relay")} == {"skip"}
+
+
+def test_a_malformed_dns_server_is_one_line(run):
+    result = run("doctor", "--dns-server", "127.0.0.1:port")
+    assert result.exit_code == 2 and "--dns-server" in result.output
+    assert "Traceback" not in result.output

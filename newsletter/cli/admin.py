@@ -151,7 +151,12 @@ def doctor(app: App, dns_server: str | None, timeout: float, as_json: bool) -> N
     """
     from newsletter.delivery.doctor import FAIL, Resolver, run_checks
 
-    checks = run_checks(app, Resolver(dns_server, timeout=timeout), timeout=timeout)
+    try:
+        resolver = Resolver(dns_server, timeout=timeout)
+    except ValueError as exc:
+        message = f"{dns_server!r} is not HOST or HOST:PORT"
+        raise click.BadParameter(message, param_hint="--dns-server") from exc
+    checks = run_checks(app, resolver, timeout=timeout)
     if as_json:
         echo_json([c.to_dict() for c in checks])
     else:
