@@ -1,20 +1,23 @@
 """Readers who vote: each day's digest with their votes against the same readers without.
 
-Simulated readers each want one topic of the labelled set (tests/labelled/): a paper is in
-their interest when it is labelled with that topic. The 105 labelled papers become a run of
+Simulated readers have interests drawn from the labelled set (tests/labelled/): a paper is in
+their interest when it carries the labels they want. The 105 labelled papers become a run of
 listing days (paper i on day i mod DAYS, or consecutive runs with --contiguous), matched to
 the labelled topics by the real matcher. Every day each reader gets their digest through the
 real selection path (EditionPapers, ReaderSignals, for_reader, as `send` chooses papers) and,
 with feedback, votes on every paper in it: "more like this" when it is in their interest,
-"less like this" otherwise. Readers subscribe either to their own topic or to it and one other.
-Precision@k (the share of a digest's papers the reader wants) and recall (the share of the
-day's papers they want that the digest carries) are micro averages over readers and days;
-the table shows the second half of the days, which no tuning looks at.
+"less like this" otherwise. Three kinds of reader: one wants a topic and subscribed to it; one
+wants a topic and subscribed to it and one other (the digest is half noise to them); one
+subscribed to a topic but wants only its papers that are also of another topic (a narrower
+interest than any topic: "diffusion, but only in computer vision"), for every pair of topics
+sharing enough papers. Precision@k (the share of a digest's papers the reader wants) and
+recall (the share of the day's papers they want that the digest carries) are micro averages
+over readers and days; the table shows the second half of the days, which no tuning looks at.
 
 Run: `.venv/bin/python benchmarks/readers.py [--days 10] [--contiguous] [--tune]`.
-`--tune` searches the constants of newsletter/editions/selection.py on the first half of
-the days only and reports the best setting beside the current one. Needs no server: SQLite in
-a temporary folder.
+`--tune` searches the constants of newsletter/editions/selection.py, one at a time, on the
+first half of the days only and reports the best setting beside the current one. Needs no
+server: SQLite in a temporary folder.
 """
 
 from __future__ import annotations
@@ -51,26 +54,36 @@ LABELLED = REPO / "tests" / "labelled"
 FIRST_DAY = date(2026, 11, 2)
 DAYS = 10
 KS = (3, 10)  # papers per digest: a short digest, where order matters, and the default
-OWN, BROAD = "own topic", "topic + another"
+OWN, BROAD, NARROW = "own topic", "topic + another", "part of a topic"
+KINDS = (OWN, BROAD, NARROW)
+NARROW_SHARED = 4  # papers of both topics, and of the wider one alone, for a narrow reader
 # The constants --tune searches, with the values it tries.
 GRID = {
-    "PERSONAL_WEIGHT": (0.5, 1.0, 2.0, 4.0),
-    "DROP_SIMILARITY": (0.2, 0.25, 0.35, 0.5, 2.0),  # 2.0: nothing is ever dropped
-    "DISCOVERY_SIMILARITY": (0.2, 0.3, 0.4, 2.0),  # 2.0: no discoveries
-    "MIN_LIKES_FOR_DISCOVERY": (1, 3),
+    "PERSONAL_WEIGHT": (1.0, 2.0, 4.0),
+    "DROP_SIMILARITY": (0.25, 0.35, 2.0),  # 2.0: never dropped for its words
+    "DISCOVERY_SIMILARITY": (0.2, 0.3, 2.0),  # 2.0: no discoveries
+    "TOPIC_WEIGHT": (0.5, 1.0, 2.0),
+    "DROP_CHANCE": (0.0, 0.1, 0.2, 0.3),  # 0.0: never dropped for its topics
+    "MIN_VOTES_TO_DROP": (3, 5, 10),
 }
 
 
 @dataclass(frozen=True)
 class Reader:
-    """A simulated reader: the topic they want and the topics they subscribed to."""
+    """A simulated reader: the labels a paper they want carries, and their topics."""
 
-    interest: str
+    interest: frozenset[str]
     topics: tuple[str, ...]
 
     @property
     def kind(self) -> str:
-        return OWN if self.topics == (self.interest,) else BROAD
+        if len(self.interest) > 1:
+            return NARROW
+        return OWN if len(self.topics) == 1 else BROAD
+
+    def wants(self, labels: frozenset[str]) -> bool:
+        """Say whether a paper with these labels is in the reader's interest."""
+        return self.interest <= labels
 
 
 @dataclass
@@ -113,11 +126,19 @@ class World:
     voters: dict[tuple[Reader, int], int]  # (reader, k) -> subscriber id
 
 
-def make_readers(slugs: list[str]) -> list[Reader]:
-    """Return a reader per topic subscribed to it alone, and one per pair of topics."""
-    own = [Reader(s, (s,)) for s in slugs]
-    broad = [Reader(s, (s, other)) for s in slugs for other in slugs if other != s]
-    return own + broad
+def make_readers(slugs: list[str], labels: list[frozenset[str]]) -> list[Reader]:
+    """Return a reader per topic, one per pair of topics, and the narrow readers."""
+    own = [Reader(frozenset({s}), (s,)) for s in slugs]
+    broad = [Reader(frozenset({s}), (s, other)) for s in slugs for other in slugs if other != s]
+    narrow = [
+        Reader(frozenset({wide, part}), (wide,))
+        for wide in slugs
+        for part in slugs
+        if part != wide
+        and sum(1 for got in labels if {wide, part} <= got) >= NARROW_SHARED
+        and sum(1 for got in labels if wide in got and part not in got) >= NARROW_SHARED
+    ]
+    return own + broad + narrow
 
 
 def build_world(folder: Path, days: int, contiguous: bool) -> World:
@@ -143,7 +164,7 @@ def build_world(folder: Path, days: int, contiguous: bool) -> World:
         topic_ids = {slug: tid for tid, slug in s.execute(select(Topic.id, Topic.slug))}
         keys = {pid: key for pid, key in s.execute(select(Paper.id, Paper.title_key))}
     labels = {pid: frozenset(gold[key]) for pid, key in keys.items()}
-    readers = make_readers(sorted(topic_ids))
+    readers = make_readers(sorted(topic_ids), list(labels.values()))
     voters = _add_voters(app, readers, topic_ids)
     return World(app, dates, labels, topic_ids, readers, voters)
 
@@ -190,8 +211,8 @@ def simulate(world: World, *, vote: bool) -> dict[tuple[str, int, int], Counts]:
         for (reader, k), sid in world.voters.items():
             topics = [world.topic_ids[t] for t in reader.topics]
             shown = [p.paper_id for p in _digest(papers, signals, sid, topics, k)]
-            liked = {pid for pid in shown if reader.interest in world.labels[pid]}
-            wanted = [pid for pid in papers.paper_ids() if reader.interest in world.labels[pid]]
+            liked = {pid for pid in shown if reader.wants(world.labels[pid])}
+            wanted = [pid for pid in papers.paper_ids() if reader.wants(world.labels[pid])]
             counts[(reader.kind, k, day_index)].add(Counts(len(shown), len(liked), len(wanted)))
             votes += [(sid, pid, feedback.MORE if pid in liked else feedback.LESS) for pid in shown]
         if vote:
@@ -236,27 +257,30 @@ def constants(values: dict[str, float]) -> Iterator[None]:
 
 def tuning_score(counts: dict, days: range) -> float:
     """Return the mean F1 over reader kinds and k: what --tune maximises."""
-    cells = [summed(counts, kind, k, days).f1 for kind in (OWN, BROAD) for k in KS]
+    cells = [summed(counts, kind, k, days).f1 for kind in KINDS for k in KS]
     return sum(cells) / len(cells)
 
 
-def tune(world: World, days: range) -> tuple[dict[str, float], float]:
-    """Search GRID on the given days; return the best constants (the current ones on a tie)."""
-    current = {name: getattr(selection, name) for name in GRID}
-    best = (tuning_score(simulate(world, vote=True), days), current)
-    for values in itertools.product(*GRID.values()):
-        setting = dict(zip(GRID, values, strict=True))
-        with constants(setting):
-            score = tuning_score(simulate(world, vote=True), days)
-        if score > best[0] + 1e-9:
-            best = (score, setting)
-    return best[1], best[0]
+def tune(world: World, days: range, rounds: int = 2) -> tuple[dict[str, float], float]:
+    """Search GRID on the given days, one constant at a time (coordinate ascent, `rounds`
+    passes); return the best constants (the current ones on a tie) and their score."""
+    best = {name: getattr(selection, name) for name in GRID}
+    best_score = tuning_score(simulate(world, vote=True), days)
+    for _ in range(rounds):
+        for name, values in GRID.items():
+            for value in values:
+                setting = {**best, name: value}
+                with constants(setting):
+                    score = tuning_score(simulate(world, vote=True), days)
+                if score > best_score + 1e-9:
+                    best, best_score = setting, score
+    return best, best_score
 
 
 def table(without: dict, rows: list[tuple[str, dict]], days: range) -> list[str]:
     """Return the Markdown table of precision@k and recall on the given days."""
     lines = ["| readers | k | votes | P@k | recall | F1 |", "|---|---:|---|---:|---:|---:|"]
-    for kind in (OWN, BROAD):
+    for kind in KINDS:
         for k in KS:
             for name, counts in [("none", without), *rows]:
                 c = summed(counts, kind, k, days)

@@ -181,3 +181,69 @@ def test_personal_selections_are_kept_for_a_few_batches_only(app, world, monkeyp
     assert len(preparer._personal) == 2 and len(preparer.signals._profiles) == 2
     first = preparer._choose(readers[-1], topic_ids, 6)
     assert preparer._choose(readers[-1], topic_ids, 6) is first  # kept: not chosen twice
+
+
+WORDS = (
+    "amber", "basalt", "cobalt", "delta", "ember", "fjord", "garnet", "harbor", "indigo",
+    "juniper", "kelp", "lagoon", "meadow", "nectar", "opal", "prairie", "quartz", "reef",
+)  # fmt: skip
+
+
+def test_topic_lean_counts_which_topics_come_with_likes_and_dislikes():
+    votes = [((1,), True)] * 4 + [((2,), False)] * 4 + [((1, 2), True)]
+    lean = profiles.TopicLean.from_votes(votes)
+    assert lean.chance_of_like([1]) > 0.8
+    assert lean.chance_of_like([2]) < 0.2
+    assert lean.chance_of_like([2]) < lean.chance_of_like([1, 2]) < lean.chance_of_like([1])
+    assert lean.chance_of_like([7]) == pytest.approx(lean.chance_of_like([]))  # unseen: no say
+    only_dislikes = profiles.TopicLean.from_votes([((2,), False)] * 6)
+    assert only_dislikes.chance_of_like([2]) > 0.3  # no likes to compare with: no verdict
+    assert only_dislikes.chance_of_like([1]) > 0.5
+    assert profiles.TopicLean.from_votes([]).chance_of_like([1]) == pytest.approx(0.5)
+
+
+@pytest.fixture
+def two_topics(app):
+    """A reader of two topics who liked one's papers and disliked the other's, in other words."""
+    with app.transaction() as s:
+        vision, speech = f.topic(s, "vision"), f.topic(s, "speech")
+        reader = f.subscriber(s, "reader@example.org", [vision, speech]).id
+        quiet = f.subscriber(s, "quiet2@example.org", [vision, speech]).id
+        day1 = {}
+        for n in range(6):
+            for topic, vote in ((vision, feedback.MORE), (speech, feedback.LESS)):
+                title = f"{topic.slug} {WORDS[n]} study"
+                day1[f.paper(s, title, topics={topic: 2.0}).id] = vote
+        # The next day's papers share no word with the voted ones: only their topics can tell.
+        day2 = {}
+        for n in range(3):
+            for topic, upvotes in ((vision, 1), (speech, 90)):
+                title = f"{WORDS[9 + n + (3 if topic is speech else 0)]} method"
+                day2[title] = f.paper(s, title, day=DAY2, topics={topic: 2.0}, upvotes=upvotes + n)
+                day2[title].abstract = f"We propose the {title}."
+        both = f.paper(s, "reef survey", day=DAY2, topics={vision: 2.0, speech: 2.0}, upvotes=80)
+        both.abstract = "We propose the reef survey."
+    for paper_id, vote in day1.items():
+        _vote(app, reader, paper_id, vote)
+    return reader, quiet
+
+
+def test_papers_of_a_topic_the_reader_keeps_disliking_sink_and_drop(app, two_topics):
+    reader, quiet = two_topics
+    speech = {f"{w} method" for w in WORDS[12:15]}
+    before, _ = _day2_titles(app, quiet, ("vision", "speech"))
+    assert set(before[:3]) <= speech  # the day's most upvoted come first without votes
+    after, _ = _day2_titles(app, reader, ("vision", "speech"))
+    assert not speech & set(after)  # every paper only of the disliked topic is gone
+    assert "reef survey" in after  # one of both topics stays: the liked topic speaks for it
+    assert {f"{w} method" for w in WORDS[9:12]} <= set(after)
+
+
+def test_a_few_votes_do_not_condemn_a_topic(app, two_topics, monkeypatch):
+    from newsletter.editions import selection
+
+    reader, quiet = two_topics
+    monkeypatch.setattr(selection, "MIN_VOTES_TO_DROP", 50)
+    after, _ = _day2_titles(app, reader, ("vision", "speech"))
+    before, _ = _day2_titles(app, quiet, ("vision", "speech"))
+    assert after == before

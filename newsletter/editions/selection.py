@@ -19,9 +19,14 @@ from newsletter.matching.profiles import ReaderProfile, ReaderSignals
 
 DEFAULT_HF_URL = "https://huggingface.co"
 # A reader's votes: how far they move a paper, when one drops out, when others join.
-PERSONAL_WEIGHT = 2.0  # a similarity gap of 0.5 moves a paper past all of today's others
+PERSONAL_WEIGHT = 1.0  # a similarity gap of 1 moves a paper past all of today's others
 DROP_SIMILARITY = 0.35  # this close to what they disliked (and closer than to any like): out
 DISCOVERY_SIMILARITY = 0.3
+# The topics of what they voted on: how far the chance of a like moves a paper, and when a
+# paper whose topics have mostly met "less like this" drops out.
+TOPIC_WEIGHT = 2.0
+DROP_CHANCE = 0.3  # less than this chance of a like (and its words no closer to a like): out
+MIN_VOTES_TO_DROP = 3  # a few votes prove nothing about a topic
 MIN_LIKES_FOR_DISCOVERY = 3
 DISCOVERIES = 2
 
@@ -190,10 +195,12 @@ class EditionPapers:
         scored = []
         for position, cand in enumerate(ranked):
             like, dislike = similar(cand.paper.id)
-            if dislike >= DROP_SIMILARITY and dislike > like:
+            chance = similar.chance_of_like(cand)
+            if similar.unwanted(like, dislike, chance):
                 continue
             today = 1.0 - position / len(ranked)  # 1 for today's top paper
-            scored.append((-(today + PERSONAL_WEIGHT * (like - dislike)), position, cand))
+            personal = PERSONAL_WEIGHT * (like - dislike) + TOPIC_WEIGHT * (chance - 0.5)
+            scored.append((-(today + personal), position, cand))
         scored.sort(key=lambda item: item[:2])
         return [c for _, _, c in scored]
 
@@ -250,6 +257,8 @@ class EditionPapers:
             if cand.paper.id in taken or cand.paper.id in profile.disliked_ids:
                 continue
             like, dislike = similar(cand.paper.id)
+            if similar.unwanted(like, dislike, similar.chance_of_like(cand)):
+                continue
             if like >= DISCOVERY_SIMILARITY and like > dislike:
                 found.append((like, cand))
         found.sort(key=lambda item: (-item[0], item[1].paper.id))
@@ -310,6 +319,19 @@ class _Similarities:
         self._profile = profile
         self._signals = signals
         self._seen: dict[int, tuple[float, float]] = {}
+        self._judge_topics = profile.votes >= MIN_VOTES_TO_DROP
+
+    def chance_of_like(self, cand: _Candidate) -> float:
+        """Return the chance of a like from the paper's topics (0.5 on too few votes)."""
+        if not self._judge_topics:
+            return 0.5
+        return self._profile.topics.chance_of_like(cand.scores)
+
+    def unwanted(self, like: float, dislike: float, chance: float) -> bool:
+        """Say whether a paper is so like what the reader disliked that it should go."""
+        if like > dislike:
+            return False
+        return dislike >= DROP_SIMILARITY or chance < DROP_CHANCE
 
     def __call__(self, paper_id: int) -> tuple[float, float]:
         """Return (like, dislike) similarities of a paper to the reader's profile."""

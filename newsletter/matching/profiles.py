@@ -1,10 +1,15 @@
-"""What a reader's votes say they want: tf-idf profiles of the papers they liked and disliked.
+"""What a reader's votes say they want: what the papers they liked and disliked were about.
 
-A paper is a sparse tf-idf vector of the stemmed words of its title and abstract (the title
-counted twice), cut to its strongest terms. A reader's profile is the normalised centroid of
-the papers they liked, and another of those they disliked (Rocchio's relevance feedback, as
-arxiv-sanity ranks by similarity to a reader's tagged papers). Profiles are built once per
-reader and edition, from the votes as they are when the edition is composed.
+Two views of the same votes. The words: a paper is a sparse tf-idf vector of the stemmed
+words of its title and abstract (the title counted twice), cut to its strongest terms, and a
+reader's profile holds the normalised centroid of the papers they liked and another of those
+they disliked (Rocchio's relevance feedback, as arxiv-sanity ranks by similarity to a reader's
+tagged papers). The topics: each voted paper carries the topics the matcher gave it, and a
+naive Bayes over those (which topics come with a like, which with a dislike) gives the chance
+that the reader likes a new paper from its topics, so a reader who keeps saying "less like
+this" to one of their topics sees that topic's papers sink and, when sure, go. Both are counts
+and sums over the votes: building a profile is one pass over them, once per reader and
+edition, from the votes as they are when the edition is composed.
 """
 
 from __future__ import annotations
@@ -20,13 +25,14 @@ from operator import mul
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from newsletter.core.models import FeedbackVote, Paper, Subscriber
+from newsletter.core.models import FeedbackVote, Paper, PaperTopic, Subscriber
 from newsletter.matching.personal import EditionText, ReaderRules, clean_rules
 from newsletter.matching.scoring import STOPWORDS, PaperText, stem
 
 PAPER_TERMS = 40  # the strongest terms kept per paper: enough to compare, cheap to score
 PROFILE_TERMS = 150
 PROFILES_KEPT = 1024  # profiles cached per edition: each row asks once; memory stays flat
+TOPIC_PRIOR_VOTES = 2.0  # each side's topic shares start as this many votes of the overall share
 _WORD = re.compile(r"[a-z][a-z0-9]+")
 
 Vector = dict[str, float]
@@ -75,17 +81,68 @@ class TextVectors:
 
 
 @dataclass(frozen=True)
+class TopicLean:
+    """Which topics came with a reader's likes and which with their dislikes (naive Bayes).
+
+    `present` and `absent` hold, per topic seen in the votes, the log-likelihood ratio of
+    like against dislike when a paper has that topic and when it does not. Each side's share
+    of a topic is smoothed toward the topic's share of all the votes, so a topic says nothing
+    until likes and dislikes differ on it: with no likes yet, nothing can be told apart. The
+    share of likes among all votes (the prior) is left out on purpose: a reader who has said
+    "less like this" more often than not must not lose papers for that alone.
+    """
+
+    present: Mapping[int, float]
+    absent: Mapping[int, float]
+
+    @classmethod
+    def from_votes(cls, votes: Iterable[tuple[Iterable[int], bool]]) -> TopicLean:
+        """Count each voted paper's topics on the side of its vote."""
+        liked: Counter[int] = Counter()
+        disliked: Counter[int] = Counter()
+        likes = dislikes = 0
+        for topics, is_like in votes:
+            if is_like:
+                likes += 1
+                liked.update(set(topics))
+            else:
+                dislikes += 1
+                disliked.update(set(topics))
+        a = TOPIC_PRIOR_VOTES
+        present, absent = {}, {}
+        for topic in liked.keys() | disliked.keys():
+            overall = (liked[topic] + disliked[topic] + 1) / (likes + dislikes + 2)
+            p_like = (liked[topic] + a * overall) / (likes + a)
+            p_dislike = (disliked[topic] + a * overall) / (dislikes + a)
+            present[topic] = math.log(p_like / p_dislike)
+            absent[topic] = math.log((1 - p_like) / (1 - p_dislike))
+        return cls(present, absent)
+
+    def chance_of_like(self, topics: Iterable[int]) -> float:
+        """Return the chance of a like from a paper's topics alone, 0.5 when they say nothing."""
+        have = set(topics)
+        odds = sum(self.present[t] if t in have else self.absent[t] for t in self.present)
+        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, odds))))
+
+
+@dataclass(frozen=True)
 class ReaderProfile:
-    """The centroids of a reader's liked and disliked papers."""
+    """The centroids of a reader's liked and disliked papers, and their lean by topic."""
 
     liked: Vector
     disliked: Vector
     liked_ids: tuple[int, ...]
     disliked_ids: tuple[int, ...]
+    topics: TopicLean = TopicLean({}, {})
 
     def similarities(self, vector: Vector) -> tuple[float, float]:
         """Return (similarity to liked papers, similarity to disliked papers)."""
         return cosine(vector, self.liked), cosine(vector, self.disliked)
+
+    @property
+    def votes(self) -> int:
+        """Return how many papers the reader voted on."""
+        return len(self.liked_ids) + len(self.disliked_ids)
 
 
 def _centroid(vectors: Iterable[Vector]) -> Vector:
@@ -105,9 +162,11 @@ class ReaderSignals:
         texts: Mapping[int, tuple[str, str]],
         rules: Mapping[int, ReaderRules] | None = None,
         edition: EditionText | None = None,
+        paper_topics: Mapping[int, tuple[int, ...]] | None = None,
     ) -> None:
         self._votes = votes
         self._rules = rules or {}
+        self._paper_topics = paper_topics or {}
         self.edition = edition
         self.titles = {pid: title for pid, (title, _) in texts.items()}
         self.vectors = TextVectors(texts)
@@ -139,6 +198,7 @@ class ReaderSignals:
             ).where(Paper.id.in_(sorted(wanted)))
         ).all()
         texts = {p.id: (p.title or "", p.abstract or "") for p in papers}
+        voted = {pid for pairs in votes.values() for pid, _ in pairs}
         edition = None
         if rules:
             edition = EditionText(
@@ -153,7 +213,7 @@ class ReaderSignals:
                 },
                 threshold,
             )
-        return cls(votes, texts, rules, edition)
+        return cls(votes, texts, rules, edition, _topics_of(voted, session=session))
 
     def rules(self, subscriber_id: int) -> ReaderRules | None:
         """Return a reader's followed authors, muted words and keywords, if they set any."""
@@ -176,11 +236,25 @@ class ReaderSignals:
                 _centroid(self.vectors.vector(p) for p in disliked),
                 liked,
                 disliked,
+                TopicLean.from_votes((self._paper_topics.get(p, ()), v > 0) for p, v in pairs),
             )
             if len(self._profiles) >= PROFILES_KEPT:
                 self._profiles.pop(next(iter(self._profiles)), None)
             self._profiles[subscriber_id] = profile
         return profile
+
+
+def _topics_of(paper_ids: set[int], *, session: Session) -> dict[int, tuple[int, ...]]:
+    """Return the topics the matcher gave each of these papers."""
+    found: defaultdict[int, list[int]] = defaultdict(list)
+    ids = sorted(paper_ids)
+    for start in range(0, len(ids), 5000):  # bound the IN list whatever the votes
+        chunk = ids[start : start + 5000]
+        for pid, tid in session.execute(
+            select(PaperTopic.paper_id, PaperTopic.topic_id).where(PaperTopic.paper_id.in_(chunk))
+        ):
+            found[pid].append(tid)
+    return {pid: tuple(tids) for pid, tids in found.items()}
 
 
 def _load_rules(session: Session) -> dict[int, ReaderRules]:
