@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
+from functools import cache
 from importlib import import_module
 from pathlib import Path
 from typing import Any
@@ -177,8 +178,9 @@ class Encoder:
         return pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
 
 
+@cache
 def load_encoder() -> Encoder:
-    """Load the shipped sentence model; EmbeddingsUnavailable when it is not installed."""
+    """Load the shipped sentence model once; EmbeddingsUnavailable when it is not installed."""
     try:
         numpy = import_module("numpy")
         ort = import_module("onnxruntime")
