@@ -4,7 +4,8 @@ Run: `.venv/bin/python benchmarks/matching.py [--threshold 1.0] [--errors] [--sp
 Prints Markdown tables of micro precision, recall and F1 on the dev part, the held-out part
 and all papers, the spread of F1 over five folds, then one line per topic. `--errors` lists the
 dev part's mistakes only (tune on dev; `--errors-all` shows the held-out ones too). Needs no
-database.
+database. With the embeddings extra installed the matcher admits weak pairs its neighbours
+confirm (`newsletter.matching.neighbours`), and the keyword matcher alone is shown beside it.
 """
 
 from __future__ import annotations
@@ -18,11 +19,18 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from newsletter.matching.embeddings import (  # noqa: E402
+    EmbeddingsUnavailable,
+    load_encoder,
+    paper_text,
+)
 from newsletter.matching.matches import PaperText, TopicIndex, TopicMatcher  # noqa: E402
+from newsletter.matching.neighbours import score_with_neighbours  # noqa: E402
 from newsletter.matching.topics import TopicSpec, parse_topics_toml  # noqa: E402
 
 LABELLED = REPO / "tests" / "labelled"
@@ -93,12 +101,40 @@ def load_labelled(directory: Path = LABELLED) -> list[Labelled]:
 Predictor = Callable[[list[TopicSpec], list[Labelled]], set[Pair]]
 
 
+_VECTORS: dict[tuple[str, ...], Any] = {}
+
+
+def paper_vectors(papers: list[Labelled]) -> Any | None:
+    """Embed the papers as ingest does (once per process); None without the sentence model."""
+    keys = tuple(lp.key for lp in papers)
+    if keys not in _VECTORS:
+        try:
+            encoder = load_encoder()
+        except EmbeddingsUnavailable:
+            return None
+        texts = [paper_text(lp.paper.title, lp.paper.abstract) for lp in papers]
+        _VECTORS[keys] = encoder.embed(texts)
+    return _VECTORS[keys]
+
+
 def matcher_predictions(
-    topics: list[TopicSpec], papers: list[Labelled], threshold: float = 1.0
+    topics: list[TopicSpec],
+    papers: list[Labelled],
+    threshold: float = 1.0,
+    *,
+    neighbours: bool = True,
 ) -> set[Pair]:
-    """Return the (paper, topic) pairs our matcher accepts, the papers being the listing."""
+    """Return the (paper, topic) pairs our matcher accepts, the papers being the listing.
+
+    With `neighbours` and the sentence model installed, weak pairs the neighbours confirm too.
+    """
     index = TopicIndex([_compile(t) for t in topics])
-    scored = index.score_listing([lp.paper for lp in papers], threshold)
+    texts = [lp.paper for lp in papers]
+    vectors = paper_vectors(papers) if neighbours else None
+    if vectors is None:
+        scored = index.score_listing(texts, threshold)
+    else:
+        scored = score_with_neighbours(index, texts, vectors, threshold)
     return {
         (lp.key, topics[t].slug)
         for lp, found in zip(papers, scored, strict=True)
@@ -161,18 +197,22 @@ def report(threshold: float = 1.0, errors: str = "") -> str:
         "all": papers,
     }
     ours = matcher_predictions(topics, papers, threshold)
-    base = substring_predictions(topics, papers)
+    matchers = {"matcher": ours}
+    if paper_vectors(papers) is not None:
+        matchers["keywords only"] = matcher_predictions(topics, papers, threshold, neighbours=False)
+    matchers["substring"] = substring_predictions(topics, papers)
+    neighbours = "with neighbours" if len(matchers) == 3 else "keywords only: no sentence model"
     lines = [
         f"Labelled papers: {len(papers)} ({len(parts['held-out'])} held out), "
-        f"{len(topics)} topics, threshold {threshold}",
+        f"{len(topics)} topics, threshold {threshold}, matcher {neighbours}",
         "",
         HEADER.format("set / matcher"),
     ]
     for part, subset in parts.items():
-        lines.append(_row(f"{part} / matcher", score(ours, subset)))
-        lines.append(_row(f"{part} / substring", score(base, subset)))
+        for name, predicted in matchers.items():
+            lines.append(_row(f"{part} / {name}", score(predicted, subset)))
     lines += ["", f"| {FOLDS}-fold F1 | mean | sd | min |", "|---|---|---|---|"]
-    for name, predicted in (("matcher", ours), ("substring", base)):
+    for name, predicted in matchers.items():
         mean, sd, low = folds(predicted, papers)
         lines.append(f"| {name} | {mean:.3f} | {sd:.3f} | {low:.3f} |")
     lines += ["", HEADER.format("topic (all papers) / matcher")]
@@ -206,8 +246,13 @@ def _errors(
 
 
 def speed(papers: int = 10_000, topics: int = 50) -> str:
-    """Time scoring papers x topics (the papers being the listing whose keywords are counted)."""
+    """Time scoring papers x topics (the papers being the listing whose keywords are counted).
+
+    With the sentence model, the neighbours' step is timed too (on stored vectors: each copy
+    of a labelled paper has its vector), and embedding itself is timed apart, per paper.
+    """
     specs, labelled = load_topics(), load_labelled()
+    vectors = paper_vectors(labelled)
     start, cpu = time.perf_counter(), time.process_time()
     index = TopicIndex(
         [_compile(t, f"-{i}") for i in range(topics // len(specs) + 1) for t in specs][:topics]
@@ -220,10 +265,31 @@ def speed(papers: int = 10_000, topics: int = 50) -> str:
         )
         for i in range(papers)
     ]
-    hits = sum(len(found) for found in index.score_listing(corpus, 1.0))
+    if vectors is None:
+        found = index.score_listing(corpus, 1.0)
+    else:
+        copies = vectors[[i % len(labelled) for i in range(papers)]]
+        found = score_with_neighbours(index, corpus, copies)
+    hits = sum(map(len, found))
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     # CPU time as well: on a shared machine the wall clock also measures the neighbours.
-    return f"{papers} papers x {topics} topics: {elapsed:.1f}s ({cpu:.1f}s CPU, {hits} matches)"
+    how = "keywords only" if vectors is None else "with neighbours"
+    line = f"{papers} papers x {topics} topics, {how}: {elapsed:.1f}s ({cpu:.1f}s CPU"
+    line += f", {hits} matches)"
+    if vectors is not None:
+        line += "\n" + _embedding_speed(labelled)
+    return line
+
+
+def _embedding_speed(labelled: list[Labelled]) -> str:
+    """Time embedding the labelled papers afresh, as ingest does once per paper."""
+    encoder = load_encoder()
+    texts = [paper_text(lp.paper.title, lp.paper.abstract) for lp in labelled]
+    start, cpu = time.perf_counter(), time.process_time()
+    encoder.embed(texts)
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    each = 1000 / len(texts)
+    return f"embedding (at ingest): {elapsed * each:.0f} ms per paper ({cpu * each:.0f} ms CPU)"
 
 
 def main(argv: list[str] | None = None) -> int:

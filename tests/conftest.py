@@ -141,6 +141,9 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         base_url="https://news.example.test",
         from_address="Daily Papers <papers@news.example.test>",
         postal_address="1 Test Street, Testville",
+        # The sentence model costs ~0.1 s of CPU per stored paper: tests of the neighbours
+        # turn it on, the rest match by keywords as before.
+        match_neighbours=False,
     )
 
 
@@ -163,6 +166,7 @@ def env(settings: Settings) -> dict[str, str]:
         "NEWSLETTER_BASE_URL": settings.base_url,
         "NEWSLETTER_FROM": settings.from_address,
         "NEWSLETTER_POSTAL_ADDRESS": settings.postal_address,
+        "NEWSLETTER_MATCH_NEIGHBOURS": "true" if settings.match_neighbours else "false",
         # Child processes import the package the tests import, wherever it was found.
         "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
     }

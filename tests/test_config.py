@@ -171,22 +171,21 @@ def test_the_environment_variables_are_the_ones_deploy_tooling_knows():
         "NEWSLETTER_TEMPLATES_DIR": "templates_dir",
         "NEWSLETTER_LIST_ID": "list_id",
         "NEWSLETTER_EMPTY_POLICY": "empty_policy",
+        "NEWSLETTER_MATCH_NEIGHBOURS": "match_neighbours",
     }
 
 
 def test_each_environment_variable_overrides_the_file(tmp_path: Path):
     cfg = tmp_path / "n.toml"
     cfg.write_text(f'secret_key = "{"f" * 32}"\nempty_policy = "skip"\nlist_id = "File <f.x>"\n')
-    env = {
-        ENV_PREFIX + item.env: "note" if item.name == "empty_policy" else f"from-env-{item.name}"
-        for item in SETTINGS
-        if item.env
-    }
-    env[ENV_PREFIX + "SECRET_KEY"] = KEY
+    special = {"empty_policy": "note", "match_neighbours": False}
+    wanted = {item.name: special.get(item.name, f"from-env-{item.name}") for item in SETTINGS}
+    env = {ENV_PREFIX + item.env: str(wanted[item.name]) for item in SETTINGS if item.env}
+    env[ENV_PREFIX + "SECRET_KEY"] = wanted["secret_key"] = KEY
     settings = load_settings(cfg, env=env)
     for item in SETTINGS:
         if item.env:
-            assert getattr(settings, item.name) == env[ENV_PREFIX + item.env], item.name
+            assert getattr(settings, item.name) == wanted[item.name], item.name
 
 
 @pytest.mark.parametrize(

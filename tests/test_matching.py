@@ -241,7 +241,7 @@ def test_the_abstracts_opening_counts_more_than_a_late_mention() -> None:
 
 # The matcher's held-out F1 on our own labels (see benchmarks/matching.py): the bar sits a
 # little below the measured value so that a regression fails; raise it as quality improves.
-HELD_OUT_F1_FLOOR = 0.75
+HELD_OUT_F1_FLOOR = 0.78
 
 
 def test_labelled_held_out_f1_beats_substring_matching() -> None:
@@ -255,7 +255,7 @@ def test_labelled_held_out_f1_beats_substring_matching() -> None:
     assert ours.precision > base.precision + 0.3
     assert ours.f1 > base.f1 + 0.15
     mean, _, low = bench.folds(bench.matcher_predictions(topics, papers), papers)
-    assert mean >= 0.78 and low >= 0.7, f"fold F1 mean {mean:.3f}, min {low:.3f}"
+    assert mean >= 0.8 and low >= 0.75, f"fold F1 mean {mean:.3f}, min {low:.3f}"
 
 
 def test_benchmark_prints_a_table(capsys: pytest.CaptureFixture[str]) -> None:

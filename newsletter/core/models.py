@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -168,6 +169,18 @@ class Paper(Base):
     topics: Mapped[list[PaperTopic]] = relationship(
         back_populates="paper", cascade="all, delete-orphan"
     )
+
+
+class PaperEmbedding(Base):
+    """A paper's sentence vector, made once when it is stored (see matching.embeddings)."""
+
+    __tablename__ = "paper_embeddings"
+
+    paper_id: Mapped[int] = mapped_column(
+        ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True
+    )
+    model: Mapped[str] = mapped_column(String(64))  # vectors of another model are not compared
+    vector: Mapped[bytes] = mapped_column(LargeBinary)  # float16, little-endian
 
 
 class Topic(Base):

@@ -1,9 +1,11 @@
 """Which papers belong to which topic, and to which reader, with the evidence that says why.
 
 Owns: `scoring` (text, stemming, keyword compilation and the pure scoring), `specificity`
-(keyword weights from document frequencies), `matches` (scoring stored papers against the
-recent listings and storing the matches), `check` (how topics and keywords fit recent papers),
-`topics` (topic definitions and their admin), and readers' signals: `feedback` (votes on
-papers), `profiles` (tf-idf profiles of liked and disliked papers), `personal` (followed
-authors, muted words, personal keywords). May import `core` only.
+(keyword weights from document frequencies), `embeddings` (the optional sentence model and
+stored vectors), `neighbours` (weak matches that the nearest papers confirm), `matches`
+(scoring stored papers against the recent listings, storing the matches and the vectors),
+`check` (how topics and keywords fit recent papers), `topics` (topic definitions and their
+admin), and readers' signals: `feedback` (votes on papers), `profiles` (tf-idf profiles of
+liked and disliked papers), `personal` (followed authors, muted words, personal keywords).
+May import `core` only.
 """

@@ -2,7 +2,10 @@
 
 The text scoring itself (keywords, where they occur, what that is worth) lives in
 `scoring`; this module loads papers and topics, counts how common each keyword is among the
-recent listings (the last WINDOW_DAYS days of papers), and replaces PaperTopic rows.
+recent listings (the last WINDOW_DAYS days of papers), and replaces PaperTopic rows. Papers
+stored with a sentence vector (`embed_papers`) may also join a topic their keyword evidence
+alone does not reach, when their nearest neighbours among the recent listings match it
+(`neighbours`).
 """
 
 from __future__ import annotations
@@ -10,15 +13,25 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
+from importlib.util import find_spec
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from newsletter.core.models import Paper, PaperTopic, Topic
-from newsletter.matching.scoring import PaperText, TopicIndex, TopicMatcher
+from newsletter.core.models import Paper, PaperEmbedding, PaperTopic, Topic
+from newsletter.matching.embeddings import MODEL_ID, Encoder, from_bytes, paper_text, to_bytes
+from newsletter.matching.neighbours import score_with_neighbours
+from newsletter.matching.scoring import PaperText, Scored, TopicIndex, TopicMatcher
 
-__all__ = ["MatchStats", "PaperText", "TopicIndex", "TopicMatcher", "match_papers"]
+__all__ = [
+    "MatchStats",
+    "PaperText",
+    "TopicIndex",
+    "TopicMatcher",
+    "embed_papers",
+    "match_papers",
+]
 
 PROGRESS_EVERY = 200  # papers between progress reports
 WINDOW_DAYS = 30  # keyword frequencies come from the papers listed this many days back
@@ -51,12 +64,14 @@ def match_papers(
     threshold: float = 1.0,
     topic_ids: Iterable[int] | None = None,
     progress: Callable[[int], None] | None = None,
+    neighbours: bool = True,
 ) -> MatchStats:
     """(Re)compute PaperTopic rows for the given papers (all papers when None) against all topics.
 
-    Stores the pairs scoring at least `threshold` (never a zero score). Replaces the existing
-    PaperTopic rows of those papers (and only of `topic_ids` when given); does not commit.
-    `progress(n)` reports n more papers scored.
+    Stores the pairs scoring at least `threshold` (never a zero score) and, with `neighbours`,
+    the weaker ones that the neighbours of a paper with a stored vector confirm. Replaces the
+    existing PaperTopic rows of those papers (and only of `topic_ids` when given); does not
+    commit. `progress(n)` reports n more papers scored.
     """
     topic_query = select(Topic)
     tids = None if topic_ids is None else sorted(set(topic_ids))
@@ -70,12 +85,18 @@ def match_papers(
     recent = recent_paper_rows(session=session)
     recent_ids = {r[0] for r in recent}
     scored_ids = {r[0] for r in rows}
-    results = index.score_listing(
-        [_text(r) for r in rows],
-        threshold,
-        background=[_text(r) for r in recent if r[0] not in scored_ids],
-        counted=lambda n: rows[n][0] in recent_ids,
-    )
+    background = [r for r in recent if r[0] not in scored_ids]
+    vectors = _vectors(session, [r[0] for r in rows + background]) if neighbours else None
+    if vectors is None:
+        results = index.score_listing(
+            [_text(r) for r in rows],
+            threshold,
+            background=[_text(r) for r in background],
+            counted=lambda n: rows[n][0] in recent_ids,
+        )
+    else:  # the background is scored too: its keyword matches vote
+        listing = rows + background
+        results = _with_neighbours(index, listing, vectors, threshold, recent_ids)[: len(rows)]
     new_rows = []
     for done, (row, found) in enumerate(zip(rows, results, strict=True), start=1):
         if progress is not None and done % PROGRESS_EVERY == 0:
@@ -89,6 +110,69 @@ def match_papers(
     if new_rows:
         session.execute(insert(PaperTopic), new_rows)
     return MatchStats(papers=len(rows), topics=len(topics), matches=len(new_rows), removed=removed)
+
+
+def _with_neighbours(
+    index: TopicIndex, listing: list[Any], vectors: Any, threshold: float, recent_ids: set[int]
+) -> list[list[Scored]]:
+    texts = [_text(r) for r in listing]
+    counted = [r[0] in recent_ids for r in listing]
+    return score_with_neighbours(index, texts, vectors, threshold, counted=counted.__getitem__)
+
+
+def _vectors(session: Session, ids: list[int]) -> Any | None:
+    """Return the stored vectors of the papers in order (zeros where none), or None if none."""
+    if find_spec("numpy") is None:
+        return None  # the embeddings extra was removed: keywords alone
+    found: dict[int, bytes] = {}
+    for chunk in _chunks(sorted(set(ids))):
+        query = select(PaperEmbedding.paper_id, PaperEmbedding.vector).where(
+            PaperEmbedding.model == MODEL_ID
+        )
+        if chunk is not None:
+            query = query.where(PaperEmbedding.paper_id.in_(chunk))
+        found.update((pid, blob) for pid, blob in session.execute(query))
+    if not found:
+        return None  # no sentence model here, or nothing embedded yet: keywords alone
+    zero = bytes(len(next(iter(found.values()))))
+    return from_bytes([found.get(i, zero) for i in ids])
+
+
+def embed_papers(*, session: Session, paper_ids: Iterable[int], encoder: Encoder) -> int:
+    """Store the sentence vector of each given paper that has none from the current model.
+
+    Returns how many were embedded; does not commit.
+    """
+    ids = sorted(set(paper_ids))
+    have: set[int] = set()
+    for chunk in _chunks(ids):
+        have.update(
+            session.scalars(
+                select(PaperEmbedding.paper_id).where(
+                    PaperEmbedding.paper_id.in_(chunk or []), PaperEmbedding.model == MODEL_ID
+                )
+            )
+        )
+    todo = [i for i in ids if i not in have]
+    if not todo:
+        return 0
+    rows = []
+    for chunk in _chunks(todo):
+        query = select(Paper.id, Paper.title, Paper.abstract).where(Paper.id.in_(chunk or []))
+        rows.extend(session.execute(query).all())
+    texts = [paper_text(title or "", abstract or "") for _, title, abstract in rows]
+    vectors = encoder.embed(texts)
+    for chunk in _chunks(todo):  # a vector of an older model goes
+        session.execute(delete(PaperEmbedding).where(PaperEmbedding.paper_id.in_(chunk or [])))
+    blobs = to_bytes(vectors)
+    session.execute(
+        insert(PaperEmbedding),
+        [
+            {"paper_id": pid, "model": MODEL_ID, "vector": blob}
+            for (pid, _, _), blob in zip(rows, blobs, strict=True)
+        ],
+    )
+    return len(rows)
 
 
 def _text(row: Any) -> PaperText:

@@ -15,7 +15,8 @@ from newsletter.core.app import App
 from newsletter.core.errors import ConfigError, InputError, NewsletterError, NoListing
 from newsletter.core.leases import acquire_lease
 from newsletter.core.models import Lease
-from newsletter.matching.matches import match_papers
+from newsletter.matching.embeddings import EmbeddingsUnavailable, Encoder, load_encoder
+from newsletter.matching.matches import embed_papers, match_papers
 from newsletter.papers.ingest import ingest_records
 from newsletter.papers.sources import PaperRecord
 from newsletter.papers.sources.arxiv import DEFAULT_CATEGORIES, fetch_arxiv
@@ -40,6 +41,7 @@ class StoreReport:
     topic_matches: int
     listing_dates: list[date] = field(default_factory=list)
     paper_ids: list[int] = field(default_factory=list)
+    embedded: int | None = None  # papers given a sentence vector; None: no sentence model
 
 
 def fetch_records(
@@ -73,10 +75,18 @@ def fetch_records(
 
 def store_records(app: App, records: list[PaperRecord], listing_date: date) -> StoreReport:
     """Ingest the records and match them to topics in one transaction."""
+    neighbours = app.settings.match_neighbours
+    encoder = _encoder() if neighbours else None
     with app.transaction() as session:
         stats = ingest_records(records, session=session, listing_date=listing_date)
+        embedded = None
+        if encoder is not None:
+            embedded = embed_papers(session=session, paper_ids=stats.paper_ids, encoder=encoder)
         matched = match_papers(
-            session=session, paper_ids=stats.paper_ids, threshold=app.settings.match_threshold
+            session=session,
+            paper_ids=stats.paper_ids,
+            threshold=app.settings.match_threshold,
+            neighbours=neighbours,
         )
     return StoreReport(
         papers=stats.total,
@@ -86,7 +96,16 @@ def store_records(app: App, records: list[PaperRecord], listing_date: date) -> S
         topic_matches=matched.matches,
         listing_dates=stats.listing_dates,
         paper_ids=stats.paper_ids,
+        embedded=embedded,
     )
+
+
+def _encoder() -> Encoder | None:
+    """Return the sentence model, or None where the embeddings extra is not installed."""
+    try:
+        return load_encoder()
+    except EmbeddingsUnavailable:
+        return None  # matching by keywords alone; StoreReport.embedded says so
 
 
 def fetch_listing(
