@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from datetime import date
 
@@ -175,3 +176,33 @@ def test_without_the_model_papers_are_stored_and_matched_by_keywords(
     finally:
         load_encoder.cache_clear()
     assert report.embedded is None and report.topic_matches == 2
+
+
+def test_the_model_runs_before_the_write_transaction_opens(
+    neighbours_app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Embedding costs CPU seconds on a big listing: the write lock must not wait for it."""
+    app = neighbours_app
+    in_transaction = []
+    calls: list[bool] = []
+    real_transaction = App.transaction
+
+    def watched_transaction(self: App, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        in_transaction.append(True)
+        try:
+            with real_transaction(self, *args, **kwargs) as session:
+                yield session
+        finally:
+            in_transaction.pop()
+
+    real_embed = embeddings.Encoder.embed
+
+    def watched_embed(self, texts):  # noqa: ANN001, ANN202
+        calls.append(bool(in_transaction))
+        return real_embed(self, texts)
+
+    monkeypatch.setattr(App, "transaction", contextlib.contextmanager(watched_transaction))
+    monkeypatch.setattr(embeddings.Encoder, "embed", watched_embed)
+    report = store_records(app, _records(ROBOT_PAPERS + OTHER_PAPERS[:5]), DAY)
+    assert report.embedded == len(ROBOT_PAPERS) + 5
+    assert calls == [False]  # once, for the whole batch, and outside any transaction

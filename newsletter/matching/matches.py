@@ -20,7 +20,14 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from newsletter.core.models import Paper, PaperEmbedding, PaperTopic, Topic
-from newsletter.matching.embeddings import MODEL_ID, Encoder, from_bytes, paper_text, to_bytes
+from newsletter.matching.embeddings import (
+    MODEL_ID,
+    Encoder,
+    Precomputed,
+    from_bytes,
+    paper_text,
+    to_bytes,
+)
 from newsletter.matching.neighbours import score_with_neighbours
 from newsletter.matching.scoring import PaperText, Scored, TopicIndex, TopicMatcher
 
@@ -138,7 +145,9 @@ def _vectors(session: Session, ids: list[int]) -> Any | None:
     return from_bytes([found.get(i, zero) for i in ids])
 
 
-def embed_papers(*, session: Session, paper_ids: Iterable[int], encoder: Encoder) -> int:
+def embed_papers(
+    *, session: Session, paper_ids: Iterable[int], encoder: Encoder | Precomputed
+) -> int:
     """Store the sentence vector of each given paper that has none from the current model.
 
     Returns how many were embedded; does not commit.

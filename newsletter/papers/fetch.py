@@ -15,7 +15,13 @@ from newsletter.core.app import App
 from newsletter.core.errors import ConfigError, InputError, NewsletterError, NoListing
 from newsletter.core.leases import acquire_lease
 from newsletter.core.models import Lease
-from newsletter.matching.embeddings import EmbeddingsUnavailable, Encoder, load_encoder
+from newsletter.matching.embeddings import (
+    EmbeddingsUnavailable,
+    Encoder,
+    Precomputed,
+    load_encoder,
+    paper_text,
+)
 from newsletter.matching.matches import embed_papers, match_papers
 from newsletter.papers.ingest import ingest_records
 from newsletter.papers.sources import PaperRecord
@@ -74,9 +80,15 @@ def fetch_records(
 
 
 def store_records(app: App, records: list[PaperRecord], listing_date: date) -> StoreReport:
-    """Ingest the records and match them to topics in one transaction."""
+    """Ingest the records and match them to topics in one transaction.
+
+    Their sentence vectors are computed first, outside the transaction: the model's CPU time
+    never holds the write lock the web pages and the sender need.
+    """
     neighbours = app.settings.match_neighbours
     encoder = _encoder() if neighbours else None
+    if encoder is not None:
+        encoder = Precomputed(encoder, [paper_text(r.title, r.abstract) for r in records])
     with app.transaction() as session:
         stats = ingest_records(records, session=session, listing_date=listing_date)
         embedded = None
