@@ -6,6 +6,8 @@ and all papers, the spread of F1 over five folds, then one line per topic. `--er
 dev part's mistakes only (tune on dev; `--errors-all` shows the held-out ones too). Needs no
 database. With the embeddings extra installed the matcher admits weak pairs its neighbours
 confirm (`newsletter.matching.neighbours`), and the keyword matcher alone is shown beside it.
+`--set tests/labelled/astro` scores another field's labelled set instead: all its papers, no
+split (such a set reports, it never tunes), and `--errors` lists all its mistakes.
 """
 
 from __future__ import annotations
@@ -189,18 +191,15 @@ def folds(predicted: set[Pair], papers: list[Labelled]) -> tuple[float, float, f
 
 
 def report(threshold: float = 1.0, errors: str = "") -> str:
-    """Build the Markdown report."""
+    """Build the Markdown report on the labelled set of our own field."""
     topics, papers = load_topics(), load_labelled()
     parts = {
         "dev": [p for p in papers if not p.held_out],
         "held-out": [p for p in papers if p.held_out],
         "all": papers,
     }
-    ours = matcher_predictions(topics, papers, threshold)
-    matchers = {"matcher": ours}
-    if paper_vectors(papers) is not None:
-        matchers["keywords only"] = matcher_predictions(topics, papers, threshold, neighbours=False)
-    matchers["substring"] = substring_predictions(topics, papers)
+    matchers = predictions(topics, papers, threshold)
+    ours = matchers["matcher"]
     neighbours = "with neighbours" if len(matchers) == 3 else "keywords only: no sentence model"
     lines = [
         f"Labelled papers: {len(papers)} ({len(parts['held-out'])} held out), "
@@ -224,8 +223,44 @@ def report(threshold: float = 1.0, errors: str = "") -> str:
     return "\n".join(lines)
 
 
+def predictions(
+    topics: list[TopicSpec], papers: list[Labelled], threshold: float = 1.0
+) -> dict[str, set[Pair]]:
+    """Return each matcher's pairs: ours, keywords only (with the sentence model), substring."""
+    matchers = {"matcher": matcher_predictions(topics, papers, threshold)}
+    if paper_vectors(papers) is not None:
+        matchers["keywords only"] = matcher_predictions(topics, papers, threshold, neighbours=False)
+    matchers["substring"] = substring_predictions(topics, papers)
+    return matchers
+
+
+def report_other_field(directory: Path, threshold: float = 1.0, errors: bool = False) -> str:
+    """Build the Markdown report on another field's labelled set: all papers, no split."""
+    topics, papers = load_topics(directory / "topics.toml"), load_labelled(directory)
+    matchers = predictions(topics, papers, threshold)
+    neighbours = "with neighbours" if len(matchers) == 3 else "keywords only: no sentence model"
+    lines = [
+        f"Labelled papers of {directory.name}: {len(papers)}, {len(topics)} topics, "
+        f"threshold {threshold}, matcher {neighbours}",
+        "",
+        HEADER.format("set / matcher"),
+        *(_row(f"all / {name}", score(found, papers)) for name, found in matchers.items()),
+        "",
+        HEADER.format("topic (all papers) / matcher"),
+        *(_row(t.slug, score(matchers["matcher"], papers, t.slug)) for t in topics),
+    ]
+    if errors:
+        lines += ["", *_errors(matchers["matcher"], papers, topics, papers, split=False)]
+    return "\n".join(lines)
+
+
 def _errors(
-    predicted: set[Pair], papers: list[Labelled], topics: list[TopicSpec], listing: list[Labelled]
+    predicted: set[Pair],
+    papers: list[Labelled],
+    topics: list[TopicSpec],
+    listing: list[Labelled],
+    *,
+    split: bool = True,
 ) -> list[str]:
     frequencies = TopicIndex([_compile(t) for t in topics]).count_keywords(
         lp.paper for lp in listing
@@ -240,8 +275,8 @@ def _errors(
             lp = index[key]
             found = by_slug[slug].score(lp.paper, threshold=0.0)
             s, ev = (found[0][1], found[0][2]) if found else (0.0, [])
-            part = "held-out" if lp.held_out else "dev"
-            out.append(f"{kind} {part} {slug} {key} {s:.2f} {lp.paper.title[:70]!r} {ev}")
+            part = ("held-out " if lp.held_out else "dev ") if split else ""
+            out.append(f"{kind} {part}{slug} {key} {s:.2f} {lp.paper.title[:70]!r} {ev}")
     return out
 
 
@@ -298,8 +333,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--errors", action="store_true", help="list the dev part's mistakes")
     parser.add_argument("--errors-all", action="store_true", help="list all mistakes")
     parser.add_argument("--speed", action="store_true", help="also time 10,000 x 50 pairs")
+    parser.add_argument(
+        "--set", type=Path, help="another field's labelled set, e.g. tests/labelled/astro"
+    )
     args = parser.parse_args(argv)
     errors = "all" if args.errors_all else "dev" if args.errors else ""
+    if args.set is not None:
+        print(report_other_field(args.set, args.threshold, bool(errors)))
+        return 0
     print(report(args.threshold, errors))
     if args.speed:
         print("\n" + speed())
