@@ -206,3 +206,12 @@ def test_the_model_runs_before_the_write_transaction_opens(
     report = store_records(app, _records(ROBOT_PAPERS + OTHER_PAPERS[:5]), DAY)
     assert report.embedded == len(ROBOT_PAPERS) + 5
     assert calls == [False]  # once, for the whole batch, and outside any transaction
+
+
+def test_a_topic_most_of_the_listing_matches_admits_only_on_a_clear_majority() -> None:
+    # One kind of paper, and topic 0 matches 7 of its 12: any paper's neighbours are mostly
+    # topic 0 by chance alone, so a weak pair needs more than half of them to join.
+    vectors = _cluster(13, 6, spread=0.3).astype(np.float32)
+    scored: list[list] = [[(0, 1.5, ["x"])] for _ in range(7)] + [[] for _ in range(5)]
+    scored.append([(0, 0.6, ["weak"])])
+    assert admit_by_neighbours(scored, vectors, 1.0)[-1] == []
