@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import random
 import sys
 import tempfile
 import time
@@ -198,9 +199,16 @@ def _add_voters(app: App, readers: list[Reader], topic_ids: dict[str, int]) -> d
     return voters
 
 
-def simulate(world: World, *, vote: bool) -> dict[tuple[str, int, int], Counts]:
-    """Run every day; return counts per (reader kind, k, day index)."""
+def simulate(
+    world: World, *, vote: bool, share: float = 1.0
+) -> dict[tuple[str, int, int], Counts]:
+    """Run every day; return counts per (reader kind, k, day index).
+
+    With `share` below 1, readers vote on that share of the papers they get, chosen at
+    random (the same choice in every run).
+    """
     counts: dict[tuple[str, int, int], Counts] = defaultdict(Counts)
+    chance = random.Random(7)
     with world.app.transaction() as s:
         s.execute(delete(FeedbackVote))
     for day_index, day in enumerate(world.days):
@@ -214,7 +222,11 @@ def simulate(world: World, *, vote: bool) -> dict[tuple[str, int, int], Counts]:
             liked = {pid for pid in shown if reader.wants(world.labels[pid])}
             wanted = [pid for pid in papers.paper_ids() if reader.wants(world.labels[pid])]
             counts[(reader.kind, k, day_index)].add(Counts(len(shown), len(liked), len(wanted)))
-            votes += [(sid, pid, feedback.MORE if pid in liked else feedback.LESS) for pid in shown]
+            votes += [
+                (sid, pid, feedback.MORE if pid in liked else feedback.LESS)
+                for pid in shown
+                if chance.random() < share
+            ]
         if vote:
             _record(world.app, votes)
     return counts
@@ -294,6 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=DAYS)
     parser.add_argument("--contiguous", action="store_true", help="days of consecutive papers")
     parser.add_argument("--tune", action="store_true", help="search the constants on days 1-n/2")
+    parser.add_argument(
+        "--vote-share", type=float, default=1.0, help="share of their papers readers vote on"
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -301,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         tuning, held_out = range(args.days // 2), range(args.days // 2, args.days)
         without = simulate(world, vote=False)
         current = {name: getattr(selection, name) for name in GRID}
-        rows = [("votes", simulate(world, vote=True))]
+        rows = [("votes", simulate(world, vote=True, share=args.vote_share))]
         lines = [
             f"{len(world.labels)} papers over {args.days} days "
             f"({'consecutive' if args.contiguous else 'interleaved'}), {len(world.readers)} "
