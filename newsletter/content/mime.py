@@ -150,26 +150,33 @@ def _multipart(header_lines: list[bytes], rendered: RenderedDigest) -> tuple[byt
     dots = head[:1] == b"." or b"\r\n." in head
     out = [head, CRLF + CRLF]
     delimiter = b"--" + boundary.encode("ascii")
+    # Recipient values encoded once for both parts: most (links, addresses) are in each.
+    encoded: dict[str, _QpPiece] = {}
     for subtype, kind in ((b"plain", "text"), (b"html", "html")):
         out += (delimiter, CRLF, _PART_HEADERS % subtype, CRLF, CRLF)
-        dots |= _encode_into(out, rendered, kind)
+        dots |= _encode_into(out, rendered, kind, encoded)
         out.append(CRLF)
     out += (delimiter, b"--", CRLF)
     return b"".join(out), dots
 
 
-def _encode_into(out: list[bytes], rendered: RenderedDigest, kind: str) -> bool:
+def _encode_into(
+    out: list[bytes], rendered: RenderedDigest, kind: str, encoded: dict[str, _QpPiece]
+) -> bool:
     """Encode the text or html of a digest, from its shared parts when it has them."""
     parts = rendered.text_parts if kind == "text" else rendered.html_parts
     if parts is not None:
-        return _qp_extend(out, "", parts)  # the joined string is never needed
+        return _qp_extend(out, "", parts, encoded)  # the joined string is never needed
     return _qp_extend(out, rendered.text if kind == "text" else rendered.html, None)
 
 
-def _qp_extend(out: list[bytes], text: str, parts: Filled | None) -> bool:
+def _qp_extend(
+    out: list[bytes], text: str, parts: Filled | None, encoded: dict[str, _QpPiece] | None = None
+) -> bool:
     """Append the quoted-printable pieces of a body to out; the last ends with a line break.
 
-    Return whether a line of it starts with a dot.
+    Return whether a line of it starts with a dot. `encoded` keeps the values' encodings
+    for another part of the same message.
     """
     start = len(out)
     if parts is None:
@@ -183,7 +190,7 @@ def _qp_extend(out: list[bytes], text: str, parts: Filled | None) -> bool:
         pieces: list[_QpPiece] = [_NO_PIECE] * (2 * len(chunks) - 1)
         pieces[0::2] = chunks
         # A value often stands in several slots (a vote link in each of two places).
-        encoded: dict[str, _QpPiece] = {}
+        encoded = {} if encoded is None else encoded
         pieces[1::2] = [
             encoded[v] if (v := values[slot]) in encoded else encoded.setdefault(v, _qp_piece(v))
             for slot in slots

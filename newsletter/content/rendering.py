@@ -388,16 +388,18 @@ class _Placeholders:
 class _RecipientValues(dict[str, str]):
     """The values of a recipient's slots; vote links are signed when a body asks for them."""
 
-    def __init__(self, values: dict[str, str], vote_url: Callable[[int], str], html: bool) -> None:
+    def __init__(
+        self, values: dict[str, str], vote_url: Callable[[int], str], escape_links: bool
+    ) -> None:
         super().__init__(values)
         self._vote_url = vote_url
-        self._html = html
+        self._escape = escape_links
 
     def __missing__(self, slot: str) -> str:
         if not slot.startswith(VOTE_SLOT):
             raise KeyError(slot)
         url = self._vote_url(int(slot.removeprefix(VOTE_SLOT)))
-        value = self[slot] = str(escape(url)) if self._html else url
+        value = self[slot] = str(escape(url)) if self._escape else url
         return value
 
 
@@ -437,6 +439,10 @@ class DigestRenderer:
         self._broken: set[str] = set()  # skeletons whose markers did not survive inlining
         self._lock = threading.RLock()
         self._list_name = parseaddr(self.settings.from_address)[0] or DEFAULT_LIST_NAME
+        # Vote links are the base URL and a token of URL-safe characters: unless the base
+        # holds a character HTML escapes, they need no escaping in the html part either.
+        sample = tokens.feedback_url(self.settings, 1, "k", 1) if self.settings.secret_key else ""
+        self._escape_votes = str(escape(sample)) != sample
 
     def render(
         self, edition: EditionInfo, papers: Sequence[DigestPaper], recipient: Recipient
@@ -729,7 +735,7 @@ class DigestRenderer:
                 url = signed[paper_id] = make(paper_id)
             return url
 
-        return _RecipientValues(values, vote_url, html)
+        return _RecipientValues(values, vote_url, html and self._escape_votes)
 
     def _recipient_values(self, recipient: Recipient) -> dict[str, str]:
         name = shorten(recipient.name, DISPLAY_MAX)
