@@ -394,3 +394,24 @@ def test_shorten_cuts_at_a_word_within_the_limit() -> None:
 )
 def test_safe_url(url: str | None, expected: str | None) -> None:
     assert safe_url(url) == expected
+
+
+def test_inlining_with_remembered_rules_equals_premailer(settings: Settings) -> None:
+    """Rules read once per stylesheet inline as premailer does when it reads them every time."""
+    import logging
+
+    from premailer import Premailer
+
+    renderer = make_renderer(settings)
+    documents = [  # as rendered, before inlining: the whole stylesheet in <style>
+        renderer._whole(renderer._draft("digest", EDITION, tuple(papers)).html)
+        for papers in (sample_papers(), [hostile_paper()], sample_papers()[1:])
+    ]
+    assert all(".paper-last {" in html for html in documents)
+    for html in documents * 2:  # the second round reads every stylesheet from the cache
+        fresh = Premailer(
+            html, keep_style_tags=False, strip_important=False, remove_classes=False,
+            disable_validation=True, allow_network=False, cache_css_parsing=False,
+            cssutils_logging_level=logging.CRITICAL,
+        ).transform(pretty_print=False)  # fmt: skip
+        assert inline_css(html) == (fresh if fresh.endswith("\n") else fresh + "\n")

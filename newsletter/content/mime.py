@@ -248,12 +248,6 @@ _qp_literal = lru_cache(maxsize=QP_CACHE_SIZE)(_qp_piece)
 
 
 @lru_cache(maxsize=QP_CACHE_SIZE)
-def _qp_literals(literals: tuple[str, ...]) -> tuple[_QpPiece, ...]:
-    # Keyed by a body's tuple of literals, shared by all its recipients: one look-up, not 30.
-    return tuple([_qp_literal(literal) for literal in literals])
-
-
-@lru_cache(maxsize=QP_CACHE_SIZE)
 def _qp_plan(
     literals: tuple[str, ...], filled: bytes
 ) -> tuple[tuple[_QpPiece, ...], tuple[int, ...]]:
@@ -262,19 +256,23 @@ def _qp_plan(
     A merged chunk keeps the line lengths of a piece: placed after a column where its first
     line does not fit, the join breaks before it, so its lines stay within QP_LINE.
     """
-    # b2a_qp costs ~7 ns a byte: encode each literal shared by many recipients once.
-    pieces = _qp_literals(literals)
     chunks: list[_QpPiece] = []
     slots: list[int] = []
-    run = [pieces[0]]
+    start = 0
     for slot, is_filled in enumerate(filled):
         if is_filled:
-            chunks.append(_qp_merge(run))
+            chunks.append(_qp_run(literals[start : slot + 1]))
             slots.append(slot)
-            run = []
-        run.append(pieces[slot + 1])
-    chunks.append(_qp_merge(run))
+            start = slot + 1
+    chunks.append(_qp_run(literals[start:]))
     return tuple(chunks), tuple(slots)
+
+
+@lru_cache(maxsize=QP_CACHE_SIZE)
+def _qp_run(literals: tuple[str, ...]) -> _QpPiece:
+    # A run is shared by the bodies that hold the same cards in a row: merged once for all.
+    # b2a_qp costs ~7 ns a byte: each literal shared by many recipients is encoded once.
+    return _qp_merge([_qp_literal(literal) for literal in literals])
 
 
 def _qp_merge(run: list[_QpPiece]) -> _QpPiece:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from email.utils import parseaddr
 from functools import lru_cache
-from typing import Literal
+from typing import ClassVar, Literal
 from urllib.parse import urlsplit
 
 import jinja2
@@ -34,6 +34,7 @@ LAYOUT_CACHE_SIZE = 256  # per template, edition and number of papers: a few doz
 CARD_CACHE_SIZE = 16384  # a fragment's output per arguments: a few per paper and edition
 CARD_CACHE_BYTES = 48 << 20
 FILTER_CACHE_SIZE = 4096
+STYLE_CACHE_SIZE = 64  # distinct <style> blocks whose rules are kept
 ABSTRACT_CHARS = 350
 # Under a TL;DR the abstract is a taste, not the main text.
 ABSTRACT_UNDER_SUMMARY_CHARS = 200
@@ -66,6 +67,14 @@ class DigestPaper:
     url_discussion: str | None = None  # the paper's Hugging Face page, with its comments
     reason: str | None = None  # why a paper outside the reader's topics is in their digest
     why: str | None = None  # why the matcher put it on the reader's topics, in a few words
+
+    def __hash__(self) -> int:
+        # Hashed once: a paper is part of the key of every card and digest it is in.
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash((self.paper_id, self.title, self.topics, self.reason, self.why))
+            object.__setattr__(self, "_hash", cached)
+        return cached
 
 
 @dataclass(frozen=True)
@@ -274,9 +283,39 @@ def one_line(value: object) -> str:
     return _SPACES.sub(" ", _CONTROL.sub(" ", str(value))).strip()
 
 
+class _Premailer(Premailer):
+    """premailer, turning each distinct <style> block into rules once per process.
+
+    A send inlines a few dozen documents of one stylesheet, and reading the rules again took
+    most of each run. Valid for the options inline_css passes, which are always the same.
+    """
+
+    _rules: ClassVar[dict[tuple[str, int], tuple[list, list]]] = {}
+    _leftover_css: ClassVar[dict[int, str]] = {}  # id of a cached leftover list -> its CSS
+
+    def _parse_style_rules(self, css_body: str, ruleset_index: int) -> tuple[list, list]:
+        key = (css_body, ruleset_index)
+        parsed = self._rules.get(key)
+        if parsed is None:
+            if len(self._rules) >= STYLE_CACHE_SIZE:  # operators' templates: a handful
+                self._rules.clear()
+                self._leftover_css.clear()
+            parsed = self._rules[key] = super()._parse_style_rules(css_body, ruleset_index)
+        return parsed
+
+    def _css_rules_to_string(self, rules: list) -> str:
+        css = self._leftover_css.get(id(rules))
+        if css is None:
+            css = super()._css_rules_to_string(rules)
+            # Only a list the cache keeps alive has an id no other list can take.
+            if any(rules is leftover for _, leftover in list(self._rules.values())):
+                self._leftover_css[id(rules)] = css
+        return css
+
+
 def inline_css(html: str) -> str:
     """Move the <style> rules into style attributes, keeping media queries in a <style> block."""
-    inlined = Premailer(
+    inlined = _Premailer(
         html,
         keep_style_tags=False,  # leftover rules (media queries, :hover) stay in a new <style>
         strip_important=False,  # media queries need !important to beat the inlined styles
