@@ -8,8 +8,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from newsletter.content.rendering import DigestPaper, one_line
@@ -28,7 +29,9 @@ DISCOVERIES = 2
 
 @dataclass(eq=False)  # compared by identity: one object per paper of the edition
 class _Candidate:
-    paper: Paper
+    # The paper's columns as a plain row: every reader's ranking reads them many times, and
+    # an ORM attribute costs a descriptor call each time.
+    paper: Row[Any]
     scores: dict[int, float] = field(default_factory=dict)  # topic id -> score
     evidence: dict[int, list[str]] = field(default_factory=dict)  # topic id -> what matched
 
@@ -71,7 +74,7 @@ class EditionPapers:
     ) -> EditionPapers:
         """Load the papers listed from `since` (default: the same day) to listing_date."""
         in_range = Paper.listing_date.between(since or listing_date, listing_date)
-        papers = session.scalars(select(Paper).where(in_range)).all()
+        papers = session.execute(select(*Paper.__table__.columns).where(in_range)).all()
         by_id = {p.id: _Candidate(p) for p in papers}
         rows = session.execute(
             select(PaperTopic.paper_id, PaperTopic.topic_id, PaperTopic.score, PaperTopic.evidence)
@@ -296,7 +299,7 @@ class EditionPapers:
                 return reason
         return None
 
-    def _discussion_url(self, paper: Paper) -> str | None:
+    def _discussion_url(self, paper: Row[Any]) -> str | None:
         # Upvotes and summaries come only from Hugging Face: such a paper has a page there,
         # whichever source listed it first.
         on_hf = paper.source == "hf" or paper.upvotes is not None
