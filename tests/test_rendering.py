@@ -415,3 +415,19 @@ def test_inlining_with_remembered_rules_equals_premailer(settings: Settings) -> 
             cssutils_logging_level=logging.CRITICAL,
         ).transform(pretty_print=False)  # fmt: skip
         assert inline_css(html) == (fresh if fresh.endswith("\n") else fresh + "\n")
+
+
+def test_titles_line_is_the_titles_mapped_and_joined(settings: Settings) -> None:
+    papers = [
+        hostile_paper(),
+        dataclasses.replace(hostile_paper(), title=" Two\n lines "),
+        *sample_papers(),
+    ]
+    for kind in ("html", "text"):
+        env = make_jinja_env(settings, kind)  # type: ignore[arg-type]
+        fast = env.from_string('{{ papers|titles_line(" · ")|truncate(140) }}')
+        slow = env.from_string(
+            '{{ papers|map(attribute="title")|map("one_line")|join(" · ")|truncate(140) }}'
+        )
+        for count in range(len(papers) + 1):
+            assert fast.render(papers=papers[:count]) == slow.render(papers=papers[:count])

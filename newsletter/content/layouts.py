@@ -11,9 +11,10 @@ remembered output: no template runs for it.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NoReturn
 
 from markupsafe import Markup
@@ -137,3 +138,7 @@ class Layout:
     key: tuple
     text: LayoutPart
     html: LayoutPart
+    ident: int = field(default_factory=lambda: next(_IDENTS))  # cheaper to hash than key
+
+
+_IDENTS = itertools.count()
