@@ -20,7 +20,7 @@ from typing import NoReturn
 from markupsafe import Markup
 
 
-class NoLayout(Exception):  # noqa: N818 - a signal, caught by the renderer, not an error
+class NoLayout(Exception):  # a signal the renderer catches, not an error anyone sees
     """A template read a stand-in: its digests are rendered whole."""
 
 
@@ -36,7 +36,7 @@ class _StandIn:
     __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __hash__ = _refuse  # type: ignore[assignment]
 
 
-class StandIns(tuple):  # noqa: SLOT001
+class StandIns(tuple):
     """The papers of a layout: only their number can be read."""
 
     __slots__ = ()

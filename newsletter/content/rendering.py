@@ -586,7 +586,7 @@ class DigestRenderer:
             try:
                 rendered = template.render(self._context(edition, stand_ins, recorder))
                 parts[kind] = recorder.layout(rendered, self._slot)
-            except Exception:  # noqa: BLE001 - rendered whole, a real error shows there
+            except Exception:  # rendered whole instead, where a real error shows itself
                 return None
         return Layout(key, parts["text"], parts["html"])
 
