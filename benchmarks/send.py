@@ -44,7 +44,14 @@ CHUNK = 10_000  # subscribers inserted per statement: keeps populating out of th
 LABELLED = REPO / "tests" / "labelled" / "papers.json"
 VOTES = (10, 14)  # votes each voter holds
 LIKED_SHARE = 0.7
-FOLLOWED_NAMES = 100  # followers pick one of "Author 1" ... "Author 100"; papers 1-50 have one
+FOLLOWED_NAMES = 100  # followers pick one of authors 1 to 100; seed papers 1-50 have one each
+
+
+def author_name(number: int) -> str:
+    """Return the made-up name of author `number`: "Author Ab" for 1, "Author Ac" for 2..."""
+    # Author matching reads the letters of names only: "Author 1" and "Author 2" would be one
+    # person, followed by every follower of any of them.
+    return "Author " + "".join(chr(ord("a") + d) for d in divmod(number, 26)).capitalize()
 
 
 def free_port() -> int:
@@ -123,7 +130,7 @@ def populate(app, n: int, papers: list[dict], seed: int = 1) -> None:  # noqa: A
                     "title": p["title"],
                     "title_key": f"seed {i}",
                     "abstract": p["abstract"],
-                    "authors": ["Ada Lovelace", "Alan Turing", "Grace Hopper", f"Author {i}"],
+                    "authors": ["Ada Lovelace", "Alan Turing", "Grace Hopper", author_name(i)],
                     "url_abs": f"https://arxiv.org/abs/2611.{i:05d}",
                     "url_pdf": f"https://arxiv.org/pdf/2611.{i:05d}",
                     "keywords": [],
@@ -206,7 +213,7 @@ def add_reader_signals(app, n: int, voters: float, followers: float, seed: int =
     following = rnd.sample(range(1, n + 1), int(n * followers))
     with app.engine.begin() as conn:
         for sid in following:
-            name = f"Author {rnd.randint(1, FOLLOWED_NAMES)}"
+            name = author_name(rnd.randint(1, FOLLOWED_NAMES))
             conn.execute(update(Subscriber).where(Subscriber.id == sid)
                          .values(follow_authors=[name]))  # fmt: skip
 

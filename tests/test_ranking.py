@@ -247,3 +247,33 @@ def test_a_few_votes_do_not_condemn_a_topic(app, two_topics, monkeypatch):
     after, _ = _day2_titles(app, reader, ("vision", "speech"))
     before, _ = _day2_titles(app, quiet, ("vision", "speech"))
     assert after == before
+
+
+def test_votes_are_read_per_batch_of_readers_with_the_same_digests(app, world):
+    """A send holds only the votes of the batch it prepares, and chooses what all votes would."""
+    ids, voter, quiet = world
+    with app.transaction() as s:
+        ml = s.query(f.Topic).filter_by(slug="ml").one()
+        readers = [f.subscriber(s, f"r{n}@example.org", [ml]).id for n in range(4)]
+    for n, sid in enumerate((voter, *readers)):
+        for title, _ in (GRAPHS + ROBOTS)[n : n + 3]:
+            _vote(app, sid, ids[(DAY1, title)], feedback.MORE if n % 2 else feedback.LESS)
+    with app.sessions() as s:
+        papers = sending.EditionPapers.load(DAY2, session=s)
+        everyone = profiles.ReaderSignals.load(papers.paper_ids(), session=s)
+    preparer = sending.make_preparer(app, Edition(listing_date=DAY2, kind="daily"), "skip")
+    signals = preparer.signals
+    assert signals is not None and not signals._votes  # nothing read before a batch
+    topic_ids = (ml.id,)
+    for batch in ((voter, quiet, readers[0]), tuple(readers[1:])):
+        rows = [compose.ClaimedDelivery(sid, 1, sid, f"{sid}@x.org", "", 6, topic_ids, "k")
+                for sid in batch]  # fmt: skip
+        preparer.warm(rows)
+        assert set(signals._votes) <= set(batch)  # this batch's votes only
+        for sid in batch:
+            expected = papers.for_reader(
+                topic_ids, 6, frozenset(), everyone.profile(sid), everyone, everyone.rules(sid)
+            ) if everyone.profile(sid) else papers.for_topics(topic_ids, 6)  # fmt: skip
+            assert preparer._choose(sid, topic_ids, 6) == expected
+    with pytest.raises(LookupError):  # never a reader's digest without their votes
+        signals.profile(quiet)  # of the batch before, and not kept

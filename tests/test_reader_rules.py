@@ -14,7 +14,8 @@ from sqlalchemy import select
 from newsletter.core import tokens
 from newsletter.core.models import Edition, Subscriber
 from newsletter.delivery import service as sending
-from newsletter.matching.personal import author_key, same_author
+from newsletter.matching.personal import FOLLOWED_KEPT, EditionText, author_key, same_author
+from newsletter.matching.scoring import PaperText
 from tests import factories as f
 
 
@@ -37,6 +38,22 @@ def test_different_people_do_not_match():
     assert not same_author(author_key("Jane Doe"), author_key("John Doe"))
     assert not same_author(author_key("Jane Doe"), author_key("Jane Roe"))
     assert author_key("  ") is None
+
+
+def test_followed_authors_are_matched_once_per_list_of_them():
+    papers = {
+        1: (PaperText("Agents", "A survey."), ("Jane Doe", "Bo Chen")),
+        2: (PaperText("Memory", "A benchmark."), ("Doe, J.",)),
+        3: (PaperText("Proteins", "Folding."), ("John Roe",)),
+    }
+    edition = EditionText(papers, 1.0)
+    found = edition.by_followed(["J. Doe"])
+    assert found == {1: "Jane Doe", 2: "Doe, J."}
+    assert edition.by_followed(("J. Doe",)) is found  # a second reader: no new matching
+    assert edition.by_followed(["John Roe", "Bo Chen"]) == {1: "Bo Chen", 3: "John Roe"}
+    for n in range(FOLLOWED_KEPT + 5):
+        edition.by_followed([f"Reader{n} Doe"])
+    assert len(edition._followed) == FOLLOWED_KEPT  # bounded: memory flat in readers
 
 
 @pytest.fixture

@@ -221,7 +221,7 @@ def test_composed_html_equals_inlining_the_whole_document(settings: Settings, bo
     composed = renderer.render(EDITION, body(), ANN).html
     assert renderer.stats.inlines <= 2
     draft = renderer._draft("digest", EDITION, tuple(body()))
-    whole = renderer._split(inline_css(renderer._whole(draft.rendered_html)))
+    whole = renderer._split(inline_css(renderer._whole(draft.html)))
     assert composed == whole.fill(renderer._slot_values(ANN, html=True)).join()
     assert "<!--" + renderer._token not in composed
 
@@ -230,7 +230,9 @@ def test_templates_without_fragments_are_inlined_whole(settings: Settings, tmp_p
     custom = tmp_path / "custom" / "email"
     custom.mkdir(parents=True)
     digest = (shipped_dir("templates") / "email" / "digest.html").read_text(encoding="utf-8")
-    plain = re.sub(r"{% (end)?call[^%]*%}\n?", "", digest)
+    # Each macro called in place: no fragment to share.
+    plain = re.sub(r'fragment\("\w+", (\w+), ', r"\1(", digest)
+    assert "fragment(" not in plain.split("#}", 1)[1]
     (custom / "digest.html").write_text(plain, encoding="utf-8")
     overridden = dataclasses.replace(settings, templates_dir=str(tmp_path / "custom"))
     renderer = make_renderer(overridden)
@@ -392,3 +394,40 @@ def test_shorten_cuts_at_a_word_within_the_limit() -> None:
 )
 def test_safe_url(url: str | None, expected: str | None) -> None:
     assert safe_url(url) == expected
+
+
+def test_inlining_with_remembered_rules_equals_premailer(settings: Settings) -> None:
+    """Rules read once per stylesheet inline as premailer does when it reads them every time."""
+    import logging
+
+    from premailer import Premailer
+
+    renderer = make_renderer(settings)
+    documents = [  # as rendered, before inlining: the whole stylesheet in <style>
+        renderer._whole(renderer._draft("digest", EDITION, tuple(papers)).html)
+        for papers in (sample_papers(), [hostile_paper()], sample_papers()[1:])
+    ]
+    assert all(".paper-last {" in html for html in documents)
+    for html in documents * 2:  # the second round reads every stylesheet from the cache
+        fresh = Premailer(
+            html, keep_style_tags=False, strip_important=False, remove_classes=False,
+            disable_validation=True, allow_network=False, cache_css_parsing=False,
+            cssutils_logging_level=logging.CRITICAL,
+        ).transform(pretty_print=False)  # fmt: skip
+        assert inline_css(html) == (fresh if fresh.endswith("\n") else fresh + "\n")
+
+
+def test_titles_line_is_the_titles_mapped_and_joined(settings: Settings) -> None:
+    papers = [
+        hostile_paper(),
+        dataclasses.replace(hostile_paper(), title=" Two\n lines "),
+        *sample_papers(),
+    ]
+    for kind in ("html", "text"):
+        env = make_jinja_env(settings, kind)  # type: ignore[arg-type]
+        fast = env.from_string('{{ papers|titles_line(" · ")|truncate(140) }}')
+        slow = env.from_string(
+            '{{ papers|map(attribute="title")|map("one_line")|join(" · ")|truncate(140) }}'
+        )
+        for count in range(len(papers) + 1):
+            assert fast.render(papers=papers[:count]) == slow.render(papers=papers[:count])

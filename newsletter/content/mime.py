@@ -150,26 +150,33 @@ def _multipart(header_lines: list[bytes], rendered: RenderedDigest) -> tuple[byt
     dots = head[:1] == b"." or b"\r\n." in head
     out = [head, CRLF + CRLF]
     delimiter = b"--" + boundary.encode("ascii")
+    # Recipient values encoded once for both parts: most (links, addresses) are in each.
+    encoded: dict[str, _QpPiece] = {}
     for subtype, kind in ((b"plain", "text"), (b"html", "html")):
         out += (delimiter, CRLF, _PART_HEADERS % subtype, CRLF, CRLF)
-        dots |= _encode_into(out, rendered, kind)
+        dots |= _encode_into(out, rendered, kind, encoded)
         out.append(CRLF)
     out += (delimiter, b"--", CRLF)
     return b"".join(out), dots
 
 
-def _encode_into(out: list[bytes], rendered: RenderedDigest, kind: str) -> bool:
+def _encode_into(
+    out: list[bytes], rendered: RenderedDigest, kind: str, encoded: dict[str, _QpPiece]
+) -> bool:
     """Encode the text or html of a digest, from its shared parts when it has them."""
     parts = rendered.text_parts if kind == "text" else rendered.html_parts
     if parts is not None:
-        return _qp_extend(out, "", parts)  # the joined string is never needed
+        return _qp_extend(out, "", parts, encoded)  # the joined string is never needed
     return _qp_extend(out, rendered.text if kind == "text" else rendered.html, None)
 
 
-def _qp_extend(out: list[bytes], text: str, parts: Filled | None) -> bool:
+def _qp_extend(
+    out: list[bytes], text: str, parts: Filled | None, encoded: dict[str, _QpPiece] | None = None
+) -> bool:
     """Append the quoted-printable pieces of a body to out; the last ends with a line break.
 
-    Return whether a line of it starts with a dot.
+    Return whether a line of it starts with a dot. `encoded` keeps the values' encodings
+    for another part of the same message.
     """
     start = len(out)
     if parts is None:
@@ -183,7 +190,7 @@ def _qp_extend(out: list[bytes], text: str, parts: Filled | None) -> bool:
         pieces: list[_QpPiece] = [_NO_PIECE] * (2 * len(chunks) - 1)
         pieces[0::2] = chunks
         # A value often stands in several slots (a vote link in each of two places).
-        encoded: dict[str, _QpPiece] = {}
+        encoded = {} if encoded is None else encoded
         pieces[1::2] = [
             encoded[v] if (v := values[slot]) in encoded else encoded.setdefault(v, _qp_piece(v))
             for slot in slots
@@ -241,12 +248,6 @@ _qp_literal = lru_cache(maxsize=QP_CACHE_SIZE)(_qp_piece)
 
 
 @lru_cache(maxsize=QP_CACHE_SIZE)
-def _qp_literals(literals: tuple[str, ...]) -> tuple[_QpPiece, ...]:
-    # Keyed by a body's tuple of literals, shared by all its recipients: one look-up, not 30.
-    return tuple([_qp_literal(literal) for literal in literals])
-
-
-@lru_cache(maxsize=QP_CACHE_SIZE)
 def _qp_plan(
     literals: tuple[str, ...], filled: bytes
 ) -> tuple[tuple[_QpPiece, ...], tuple[int, ...]]:
@@ -255,19 +256,23 @@ def _qp_plan(
     A merged chunk keeps the line lengths of a piece: placed after a column where its first
     line does not fit, the join breaks before it, so its lines stay within QP_LINE.
     """
-    # b2a_qp costs ~7 ns a byte: encode each literal shared by many recipients once.
-    pieces = _qp_literals(literals)
     chunks: list[_QpPiece] = []
     slots: list[int] = []
-    run = [pieces[0]]
+    start = 0
     for slot, is_filled in enumerate(filled):
         if is_filled:
-            chunks.append(_qp_merge(run))
+            chunks.append(_qp_run(literals[start : slot + 1]))
             slots.append(slot)
-            run = []
-        run.append(pieces[slot + 1])
-    chunks.append(_qp_merge(run))
+            start = slot + 1
+    chunks.append(_qp_run(literals[start:]))
     return tuple(chunks), tuple(slots)
+
+
+@lru_cache(maxsize=QP_CACHE_SIZE)
+def _qp_run(literals: tuple[str, ...]) -> _QpPiece:
+    # A run is shared by the bodies that hold the same cards in a row: merged once for all.
+    # b2a_qp costs ~7 ns a byte: each literal shared by many recipients is encoded once.
+    return _qp_merge([_qp_literal(literal) for literal in literals])
 
 
 def _qp_merge(run: list[_QpPiece]) -> _QpPiece:

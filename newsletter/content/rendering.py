@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from datetime import date
 from email.utils import parseaddr
 from functools import lru_cache
-from typing import Literal
+from typing import ClassVar, Literal
 from urllib.parse import urlsplit
 
 import jinja2
 from markupsafe import Markup, escape
 from premailer import Premailer
 
+from newsletter.content.layouts import Layout, LayoutPart, NoLayout, SlotRecorder, StandIns
 from newsletter.core import tokens
 from newsletter.core.config import Settings
 from newsletter.core.resources import shipped_dir
@@ -29,7 +30,11 @@ CACHE_SIZE = 8192  # digests: each is a few hundred bytes of references to share
 BODY_CACHE_BYTES = 32 << 20
 PART_CACHE_SIZE = 8192  # skeletons and fragments, inlined and cut at the placeholders
 PART_CACHE_BYTES = 96 << 20
+LAYOUT_CACHE_SIZE = 256  # per template, edition and number of papers: a few dozen are used
+CARD_CACHE_SIZE = 16384  # a fragment's output per arguments: a few per paper and edition
+CARD_CACHE_BYTES = 48 << 20
 FILTER_CACHE_SIZE = 4096
+STYLE_CACHE_SIZE = 64  # distinct <style> blocks whose rules are kept
 ABSTRACT_CHARS = 350
 # Under a TL;DR the abstract is a taste, not the main text.
 ABSTRACT_UNDER_SUMMARY_CHARS = 200
@@ -62,6 +67,14 @@ class DigestPaper:
     url_discussion: str | None = None  # the paper's Hugging Face page, with its comments
     reason: str | None = None  # why a paper outside the reader's topics is in their digest
     why: str | None = None  # why the matcher put it on the reader's topics, in a few words
+
+    def __hash__(self) -> int:
+        # Hashed once: a paper is part of the key of every card and digest it is in.
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash((self.paper_id, self.title, self.topics, self.reason, self.why))
+            object.__setattr__(self, "_hash", cached)
+        return cached
 
 
 @dataclass(frozen=True)
@@ -149,11 +162,17 @@ class RenderedDigest:
 
 @dataclass
 class RenderStats:
-    """Counters that show the cache at work: inlines is how often premailer ran."""
+    """Counters that show the caches at work.
+
+    inlines: premailer runs; hits, misses: digests found or not among those made; whole:
+    digests rendered by running their whole template; cards: fragment macros run for a layout.
+    """
 
     inlines: int = 0
     hits: int = 0
     misses: int = 0
+    whole: int = 0
+    cards: int = 0
 
 
 def template_loader(settings: Settings) -> jinja2.BaseLoader:
@@ -184,6 +203,7 @@ def make_jinja_env(settings: Settings, kind: Kind) -> jinja2.Environment:
         long_date=long_date,
         short_date=short_date,
         one_line=_memoized(one_line),
+        titles_line=titles_line,
         wordwrap=jinja2.pass_environment(_memoized(env.filters["wordwrap"])),
     )
     return env
@@ -209,6 +229,12 @@ def authors_short(authors: Sequence[str], shown: int = AUTHORS_SHOWN) -> str:
     if len(names) > shown + 1:
         return ", ".join(names[:shown]) + " et al."
     return ", ".join(names)
+
+
+def titles_line(papers: Iterable[DigestPaper], separator: str) -> str:
+    """Join the papers' titles, each on one line, with separator (a digest's preheader)."""
+    # As papers|map(attribute="title")|map("one_line")|join(separator), at a tenth of the cost.
+    return separator.join([one_line(paper.title) for paper in papers])
 
 
 def shorten(text: object, limit: int = ABSTRACT_CHARS, *, short: bool = False) -> str:
@@ -264,9 +290,39 @@ def one_line(value: object) -> str:
     return _SPACES.sub(" ", _CONTROL.sub(" ", str(value))).strip()
 
 
+class _Premailer(Premailer):
+    """premailer, turning each distinct <style> block into rules once per process.
+
+    A send inlines a few dozen documents of one stylesheet, and reading the rules again took
+    most of each run. Valid for the options inline_css passes, which are always the same.
+    """
+
+    _rules: ClassVar[dict[tuple[str, int], tuple[list, list]]] = {}
+    _leftover_css: ClassVar[dict[int, str]] = {}  # id of a cached leftover list -> its CSS
+
+    def _parse_style_rules(self, css_body: str, ruleset_index: int) -> tuple[list, list]:
+        key = (css_body, ruleset_index)
+        parsed = self._rules.get(key)
+        if parsed is None:
+            if len(self._rules) >= STYLE_CACHE_SIZE:  # operators' templates: a handful
+                self._rules.clear()
+                self._leftover_css.clear()
+            parsed = self._rules[key] = super()._parse_style_rules(css_body, ruleset_index)
+        return parsed
+
+    def _css_rules_to_string(self, rules: list) -> str:
+        css = self._leftover_css.get(id(rules))
+        if css is None:
+            css = super()._css_rules_to_string(rules)
+            # Only a list the cache keeps alive has an id no other list can take.
+            if any(rules is leftover for _, leftover in list(self._rules.values())):
+                self._leftover_css[id(rules)] = css
+        return css
+
+
 def inline_css(html: str) -> str:
     """Move the <style> rules into style attributes, keeping media queries in a <style> block."""
-    inlined = Premailer(
+    inlined = _Premailer(
         html,
         keep_style_tags=False,  # leftover rules (media queries, :hover) stay in a new <style>
         strip_important=False,  # media queries need !important to beat the inlined styles
@@ -349,7 +405,6 @@ class _Draft:
     subject: str
     text: _Cut
     html: _Cut
-    rendered_html: str  # with its markers: the whole document, if composing cannot be trusted
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,16 +434,18 @@ class _Placeholders:
 class _RecipientValues(dict[str, str]):
     """The values of a recipient's slots; vote links are signed when a body asks for them."""
 
-    def __init__(self, values: dict[str, str], vote_url: Callable[[int], str], html: bool) -> None:
+    def __init__(
+        self, values: dict[str, str], vote_url: Callable[[int], str], escape_links: bool
+    ) -> None:
         super().__init__(values)
         self._vote_url = vote_url
-        self._html = html
+        self._escape = escape_links
 
     def __missing__(self, slot: str) -> str:
         if not slot.startswith(VOTE_SLOT):
             raise KeyError(slot)
         url = self._vote_url(int(slot.removeprefix(VOTE_SLOT)))
-        value = self[slot] = str(escape(url)) if self._html else url
+        value = self[slot] = str(escape(url)) if self._escape else url
         return value
 
 
@@ -396,9 +453,12 @@ class _RecipientValues(dict[str, str]):
 class DigestRenderer:
     """Renders digests from shared parts so a recipient costs only string substitution.
 
-    Templates mark the parts that vary between digests with `{% call fragment(name) %}`.
-    premailer inlines each distinct skeleton (the document without its fragments) and each
-    distinct fragment once, many of them per run; a digest is a tuple of references to them.
+    Templates mark the parts that vary between digests with `fragment(name, macro, args...)`
+    (or a `{% call fragment(name) %}` block). premailer inlines each distinct skeleton (the
+    document without its fragments) and each distinct fragment once, many of them per run; a
+    digest is a tuple of references to them. A template whose fragments are all macros is
+    laid out once per number of papers (see newsletter.content.layouts) and each macro runs
+    once per edition and arguments, so a new digest of known papers runs no template.
     """
 
     settings: Settings
@@ -420,9 +480,15 @@ class DigestRenderer:
         self._batch_re = re.compile(f"<!--{token}b(\\d+)-->(.*?)<!--{token}e\\1-->", re.S)
         self._cache = _Lru(self.cache_size, BODY_CACHE_BYTES)
         self._parts = _Lru(PART_CACHE_SIZE, PART_CACHE_BYTES)
+        self._layouts = _Lru(LAYOUT_CACHE_SIZE, 1 << 62)
+        self._cards = _Lru(CARD_CACHE_SIZE, CARD_CACHE_BYTES)
         self._broken: set[str] = set()  # skeletons whose markers did not survive inlining
         self._lock = threading.RLock()
         self._list_name = parseaddr(self.settings.from_address)[0] or DEFAULT_LIST_NAME
+        # Vote links are the base URL and a token of URL-safe characters: unless the base
+        # holds a character HTML escapes, they need no escaping in the html part either.
+        sample = tokens.feedback_url(self.settings, 1, "k", 1) if self.settings.secret_key else ""
+        self._escape_votes = str(escape(sample)) != sample
 
     def render(
         self, edition: EditionInfo, papers: Sequence[DigestPaper], recipient: Recipient
@@ -486,11 +552,62 @@ class DigestRenderer:
         return built
 
     def _draft(self, name: str, edition: EditionInfo, papers: tuple[DigestPaper, ...]) -> _Draft:
-        context = self._context(edition, papers)
+        context = self._context(edition, papers, self._fragment)
         subject = self.text_env.get_template(f"email/{name}.subject.txt").render(context)
+        subject = shorten(subject, SUBJECT_MAX)
+        layout = self._layout(name, edition, len(papers))
+        if layout is not None:
+            try:
+                text = self._laid_out(layout, "text", papers)
+                return _Draft(subject, text, self._laid_out(layout, "html", papers))
+            except NoLayout:  # a macro read the papers of the layout, not its arguments
+                self._layouts.put(layout.key, _NO_LAYOUT, 0)
         text = self.text_env.get_template(f"email/{name}.txt").render(context)
         html = self.html_env.get_template(f"email/{name}.html").render(context)
-        return _Draft(shorten(subject, SUBJECT_MAX), self._cut(text), self._cut(html), html)
+        self.stats.whole += 1
+        return _Draft(subject, self._cut(text), self._cut(html))
+
+    def _layout(self, name: str, edition: EditionInfo, count: int) -> Layout | None:
+        """Return the template laid out for this many papers, or None if it cannot be."""
+        key = (name, edition, count)
+        layout = self._layouts.get(key)
+        if layout is None:
+            layout = self._lay_out(key) or _NO_LAYOUT
+            self._layouts.put(key, layout, 0)
+        return None if layout is _NO_LAYOUT else layout  # type: ignore[return-value]
+
+    def _lay_out(self, key: tuple) -> Layout | None:
+        name, edition, count = key
+        stand_ins = StandIns(count)
+        parts: dict[str, LayoutPart] = {}
+        for kind, env in (("text", self.text_env), ("html", self.html_env)):
+            recorder = SlotRecorder(self._token, stand_ins, html=kind == "html")
+            template = env.get_template(f"email/{name}.{'txt' if kind == 'text' else kind}")
+            try:
+                rendered = template.render(self._context(edition, stand_ins, recorder))
+                parts[kind] = recorder.layout(rendered, self._slot)
+            except Exception:  # rendered whole instead, where a real error shows itself
+                return None
+        return Layout(key, parts["text"], parts["html"])
+
+    def _laid_out(self, layout: Layout, kind: Kind, papers: tuple[DigestPaper, ...]) -> _Cut:
+        """Return a digest's document from its layout and its cards, each made once."""
+        part = layout.text if kind == "text" else layout.html
+        fragments = []
+        for slot in part.slots:
+            args = slot.arguments(papers)
+            key = (layout.ident, kind, slot.name, args)
+            try:
+                content = self._cards.get(key)
+            except TypeError:  # an unhashable argument: made for each digest
+                key, content = None, None
+            if content is None:
+                content = str(slot.macro(*args))
+                self.stats.cards += 1
+                if key is not None:
+                    self._cards.put(key, content, 2 * len(content) + 256)
+            fragments.append((slot.name, content))
+        return _Cut(part.skeleton, tuple(fragments))
 
     def _cut(self, rendered: str) -> _Cut:
         # str.split and partition, not a regex: a digest is ~40 KB and most are cut once.
@@ -507,9 +624,8 @@ class DigestRenderer:
         skeleton.append(chunks[-1])
         return _Cut(self._slot.join(skeleton), tuple(fragments))
 
-    def _whole(self, rendered: str) -> str:
-        """Return a rendered document without its fragment markers."""
-        cut = self._cut(rendered)
+    def _whole(self, cut: _Cut) -> str:
+        """Return a document with its fragments back in their places."""
         pieces = cut.skeleton.split(self._slot)
         out = [pieces[0]]
         for (_, content), piece in zip(cut.fragments, pieces[1:], strict=True):
@@ -574,7 +690,7 @@ class DigestRenderer:
     def _assemble(self, draft: _Draft) -> _Body:
         html = self._composed(draft.html, "html")
         if html is None:
-            html = self._split(self.inline(self._whole(draft.rendered_html)))
+            html = self._split(self.inline(self._whole(draft.html)))
             self.stats.inlines += 1
         text = self._composed(draft.text, "text")
         assert text is not None
@@ -606,21 +722,34 @@ class DigestRenderer:
         self._parts.put(key, split, 2 * len(raw))
         return split
 
-    def _context(self, edition: EditionInfo, papers: tuple[DigestPaper, ...]) -> dict[str, object]:
+    def _context(
+        self, edition: EditionInfo, papers: tuple, fragment: Callable[..., str]
+    ) -> dict[str, object]:
         return {
             "edition": edition,
             "papers": papers,
             "recipient": self._placeholders,
-            "fragment": self._fragment,
+            "fragment": fragment,
             "list_name": self._list_name,
             "archive_url": tokens.archive_url(self.settings, edition.listing_date),
             "postal_address": self.settings.postal_address,
             "base_url": self.settings.base_url,
         }
 
-    def _fragment(self, name: str, caller: Callable[[], str]) -> str:
-        """Mark what a `{% call fragment(name) %}` block renders, for _cut to find."""
-        content = caller()
+    def _fragment(
+        self,
+        name: str,
+        macro: Callable[..., str] | None = None,
+        *args: object,
+        caller: Callable[[], str] | None = None,
+    ) -> str:
+        """Mark a fragment (a macro's output, or a `{% call %}` block's) for _cut to find."""
+        if macro is not None:
+            content = macro(*args)
+        elif caller is not None:
+            content = caller()
+        else:
+            raise TypeError("fragment needs a macro or a {% call %} block")
         begin, end = f"<!--{self._token}f:{name}-->", f"<!--{self._token}f-->"
         if isinstance(content, Markup):
             return Markup(begin) + content + Markup(end)
@@ -652,7 +781,7 @@ class DigestRenderer:
                 url = signed[paper_id] = make(paper_id)
             return url
 
-        return _RecipientValues(values, vote_url, html)
+        return _RecipientValues(values, vote_url, html and self._escape_votes)
 
     def _recipient_values(self, recipient: Recipient) -> dict[str, str]:
         name = shorten(recipient.name, DISPLAY_MAX)
@@ -669,6 +798,9 @@ class DigestRenderer:
                 self.settings, recipient.subscriber_id, recipient.link_key
             ),
         }
+
+
+_NO_LAYOUT = object()  # cached for a template that cannot be laid out
 
 
 def make_renderer(settings: Settings) -> DigestRenderer:

@@ -12,12 +12,14 @@ What each purpose can do, and for how long:
 
 from __future__ import annotations
 
+import binascii
 import hmac
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
+from typing import Any
 
 from itsdangerous import BadData, BadSignature, SignatureExpired, Signer, TimestampSigner
 from itsdangerous.encoding import base64_decode, base64_encode
@@ -36,6 +38,9 @@ _PAPER_CLAIM = re.compile(r"(\d{1,18})\.([A-Za-z0-9_-]{1,64})\.(\d{1,18})")
 # What make_token writes: base64's "+" and "/" would decode like "-" and "_", so one token
 # would have many spellings.
 _TOKEN = re.compile(r"[A-Za-z0-9_.-]{1,200}")
+_IPAD = bytes(b ^ 0x36 for b in range(256))  # RFC 2104: the key XOR-ed with each pad
+_OPAD = bytes(b ^ 0x5C for b in range(256))
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,14 +67,49 @@ def _signer_for(settings: Settings, purpose: str) -> Signer:
     return _signer(settings.secret_key, purpose)
 
 
+@dataclass(frozen=True, slots=True)
+class _KeyedMac:
+    """HMAC (RFC 2104) with the key's inner and outer blocks hashed once, for many messages.
+
+    The same bytes as hmac.new(key, msg, digest).digest(), for a third of the cost: a vote link
+    per paper makes ten of them per email.
+    """
+
+    inner: Any  # hashlib objects, copied per message
+    outer: Any
+
+    @classmethod
+    def new(cls, key: bytes, digest: Callable[..., Any]) -> _KeyedMac:
+        inner, outer = digest(), digest()
+        if len(key) > inner.block_size:
+            key = digest(key).digest()
+        key = key.ljust(inner.block_size, b"\0")
+        inner.update(key.translate(_IPAD))
+        outer.update(key.translate(_OPAD))
+        return cls(inner, outer)
+
+    def sign(self, message: bytes) -> bytes:
+        """Return the URL-safe base64 of the MAC, unpadded, as itsdangerous writes it."""
+        inner = self.inner.copy()
+        inner.update(message)
+        outer = self.outer.copy()
+        outer.update(inner.digest())
+        return binascii.b2a_base64(outer.digest(), newline=False).translate(_URLSAFE).rstrip(b"=")
+
+
 @lru_cache(maxsize=64)
-def _keyed_mac(secret_key: str, purpose: str) -> hmac.HMAC | None:
-    """Return an HMAC already keyed with the signer's derived key, to copy per token."""
+def _keyed_mac(secret_key: str, purpose: str) -> _KeyedMac | None:
+    """Return the MAC of the signer's derived key, or None where the signer is not plain HMAC."""
     signer = _signer(secret_key, purpose)
     algorithm = signer.algorithm
     if type(signer) is not Signer or signer.sep != b"." or not isinstance(algorithm, HMACAlgorithm):
         return None
-    return hmac.new(signer.derive_key(), digestmod=algorithm.digest_method)
+    key = signer.derive_key()
+    mac = _KeyedMac.new(key, algorithm.digest_method)
+    check = b"0.check"
+    if mac.sign(check) != base64_encode(hmac.new(key, check, algorithm.digest_method).digest()):
+        return None  # a digest whose objects do not copy as hashlib's do: sign the slow way
+    return mac
 
 
 @lru_cache(maxsize=TOKEN_CACHE_SIZE)
@@ -84,9 +124,7 @@ def _sign_fast(secret_key: str, purpose: str, value: str) -> str:
     if mac is None:
         return _signer(secret_key, purpose).sign(payload).decode("ascii")
     # Same bytes as Signer.sign(), without deriving the key again for every token.
-    mac = mac.copy()
-    mac.update(payload)
-    return (payload + b"." + base64_encode(mac.digest())).decode("ascii")
+    return (payload + b"." + mac.sign(payload)).decode("ascii")
 
 
 def make_token(settings: Settings, purpose: str, subscriber_id: int, key: str) -> str:
@@ -125,11 +163,11 @@ def feedback_url_maker(settings: Settings, subscriber_id: int, key: str) -> Call
         return lambda paper_id: feedback_url(settings, subscriber_id, key, paper_id)
     head = prefix.encode("ascii")
 
+    sign = keyed.sign
+
     def url(paper_id: int) -> str:
-        payload = head + str(int(paper_id)).encode("ascii")
-        mac = keyed.copy()
-        mac.update(payload)
-        return base + (payload + b"." + base64_encode(mac.digest())).decode("ascii")
+        payload = head + b"%d" % int(paper_id)
+        return base + (payload + b"." + sign(payload)).decode("ascii")
 
     return url
 

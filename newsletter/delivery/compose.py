@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -63,10 +63,13 @@ class MessagePreparer:
         empty_policy: str = "skip",
         exclude: Mapping[int, frozenset[int]] | None = None,
         signals: ReaderSignals | None = None,
+        load_votes: Callable[[Iterable[int]], None] | None = None,
     ) -> None:
         self.settings = settings
         # Readers' votes: a reader who voted gets their own ranking; None when nobody did.
         self.signals = signals
+        # Loads the votes of a batch's readers into signals, when they come per batch.
+        self._load_votes = load_votes
         # Per subscriber, papers already sent to them: never repeated.
         self.exclude = exclude or {}
         self.renderer = renderer
@@ -103,6 +106,7 @@ class MessagePreparer:
 
     def warm(self, rows: Sequence[ClaimedDelivery]) -> None:
         """Render the digests new among these rows together, in few premailer runs."""
+        self._have_votes_of(row.subscriber_id for row in rows)
         chosen = [self._choose_for(row) for row in rows]
         self.renderer.warm(
             self.edition, chosen if self.empty_policy != "skip" else [p for p in chosen if p]
@@ -110,6 +114,7 @@ class MessagePreparer:
 
     def prepare_many(self, rows: Sequence[ClaimedDelivery]) -> list[Prepared | None]:
         """Build the messages of many rows, rendering the digests new among them together."""
+        self._have_votes_of(row.subscriber_id for row in rows)
         chosen = [self._choose_for(row) for row in rows]
         wanted = chosen if self.empty_policy != "skip" else [p for p in chosen if p]
         self.renderer.warm(self.edition, wanted)
@@ -136,6 +141,14 @@ class MessagePreparer:
         recipient = Recipient(subscriber_id, email, name, names, link_key)
         return self.build(key, attempts, recipient, papers)
 
+    def _have_votes_of(self, subscriber_ids: Iterable[int]) -> None:
+        """Load the votes of these readers unless they are at hand (a batch's, one by one)."""
+        if self.signals is None or self._load_votes is None:
+            return
+        wanted = set(subscriber_ids)
+        if not self.signals.has_votes_of(wanted):
+            self._load_votes(wanted)
+
     def _choose_for(self, row: ClaimedDelivery) -> tuple[DigestPaper, ...]:
         return self._choose(row.subscriber_id, row.topic_ids, row.max_papers)
 
@@ -144,6 +157,7 @@ class MessagePreparer:
     ) -> tuple[DigestPaper, ...]:
         exclude = self.exclude.get(subscriber_id, frozenset())
         if self.signals is not None:
+            self._have_votes_of((subscriber_id,))  # loaded with its batch, unless asked alone
             profile = self.signals.profile(subscriber_id)
             rules = self.signals.rules(subscriber_id)
             if profile is not None or rules:

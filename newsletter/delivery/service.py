@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 
@@ -93,8 +93,12 @@ def make_preparer(app: App, edition: Edition, empty_policy: str) -> MessagePrepa
             edition.listing_date, session=session, since=since, hf_url=app.settings.hf_url
         )
         sent = sent_paper_ids(edition, session=session) if edition.id else {}
+        # Votes are read per batch of readers as they are sent: memory flat in readers.
         signals = ReaderSignals.load(
-            papers.paper_ids(), session=session, threshold=app.settings.match_threshold
+            papers.paper_ids(),
+            session=session,
+            threshold=app.settings.match_threshold,
+            votes_per_batch=True,
         )
     return MessagePreparer(
         app.settings,
@@ -104,7 +108,18 @@ def make_preparer(app: App, edition: Edition, empty_policy: str) -> MessagePrepa
         empty_policy=empty_policy,
         exclude=sent,
         signals=signals,
+        load_votes=_votes_loader(app, signals) if signals is not None else None,
     )
+
+
+def _votes_loader(app: App, signals: ReaderSignals) -> Callable[[Iterable[int]], None]:
+    """Return what loads a batch of readers' votes into signals, each time in a session."""
+
+    def load(subscriber_ids: Iterable[int]) -> None:
+        with app.sessions() as session:
+            signals.load_votes(subscriber_ids, session=session)
+
+    return load
 
 
 def check_send(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections import defaultdict
+from collections import defaultdict, namedtuple
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
@@ -31,9 +31,14 @@ MIN_LIKES_FOR_DISCOVERY = 3
 DISCOVERIES = 2
 
 
+# A paper's columns as a plain tuple: every reader's ranking reads them many times, and an
+# ORM attribute (or a Row's) costs a Python call each time.
+_PaperRow = namedtuple("_PaperRow", [column.key for column in Paper.__table__.columns])  # type: ignore[misc]
+
+
 @dataclass(eq=False)  # compared by identity: one object per paper of the edition
 class _Candidate:
-    paper: Paper
+    paper: _PaperRow
     scores: dict[int, float] = field(default_factory=dict)  # topic id -> score
     evidence: dict[int, list[str]] = field(default_factory=dict)  # topic id -> what matched
 
@@ -76,8 +81,8 @@ class EditionPapers:
     ) -> EditionPapers:
         """Load the papers listed from `since` (default: the same day) to listing_date."""
         in_range = Paper.listing_date.between(since or listing_date, listing_date)
-        papers = session.scalars(select(Paper).where(in_range)).all()
-        by_id = {p.id: _Candidate(p) for p in papers}
+        papers = session.execute(select(*Paper.__table__.columns).where(in_range))
+        by_id = {p.id: _Candidate(_PaperRow(*p)) for p in papers}
         rows = session.execute(
             select(PaperTopic.paper_id, PaperTopic.topic_id, PaperTopic.score, PaperTopic.evidence)
             .join(Paper, Paper.id == PaperTopic.paper_id)
@@ -305,7 +310,7 @@ class EditionPapers:
                 return reason
         return None
 
-    def _discussion_url(self, paper: Paper) -> str | None:
+    def _discussion_url(self, paper: _PaperRow) -> str | None:
         # Upvotes and summaries come only from Hugging Face: such a paper has a page there,
         # whichever source listed it first.
         on_hf = paper.source == "hf" or paper.upvotes is not None

@@ -3,8 +3,8 @@
 Author names match across sources: accents, case, initials and "Last, First" order do not
 matter ("Doe, Jane", "J. Doe" and "Jane Doe" are one author). Muted words and personal
 keywords match like a topic's keywords (whole words, inflections, acronyms), so "agent"
-also mutes "agents". Each distinct word is matched against an edition's papers once, however
-many readers chose it.
+also mutes "agents". Each distinct word, and each distinct list of followed authors, is
+matched against an edition's papers once, however many readers chose it.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from newsletter.matching.scoring import PaperText, TopicMatcher
 
 MAX_RULES = 50  # per reader and kind: enough for anyone, bounded for the sender
 MAX_RULE_LENGTH = 100
+FOLLOWED_KEPT = 4096  # distinct lists of followed authors remembered per edition
 _NAME_PARTS = re.compile(r"[^\W\d_]+(?:['\u2019-][^\W\d_]+)*")
 _SUFFIXES = frozenset({"jr", "sr", "ii", "iii", "iv"})
 
@@ -85,6 +86,7 @@ class EditionText:
         self._threshold = threshold
         self._mentions: dict[str, frozenset[int]] = {}
         self._matches: dict[str, frozenset[int]] = {}
+        self._followed: dict[tuple[str, ...], dict[int, str]] = {}
         self._authors = {
             pid: [(a, author_key(a)) for a in authors] for pid, (_, authors) in papers.items()
         }
@@ -113,7 +115,19 @@ class EditionText:
         return frozenset(found)
 
     def by_followed(self, followed: Sequence[str]) -> dict[int, str]:
-        """Return the papers by any followed author, with the name as the paper spells it."""
+        """Return the papers by any followed author, with the name as the paper spells it.
+
+        The mapping is shared by the readers who follow the same authors: read it, never change it.
+        """
+        key = tuple(followed)
+        found = self._followed.get(key)
+        if found is None:
+            if len(self._followed) >= FOLLOWED_KEPT:  # bounded: memory flat in readers
+                del self._followed[next(iter(self._followed))]
+            found = self._followed[key] = self._by_followed(key)
+        return found
+
+    def _by_followed(self, followed: Sequence[str]) -> dict[int, str]:
         keys = [k for k in map(author_key, followed) if k is not None]
         found: dict[int, str] = {}
         for pid, authors in self._authors.items():

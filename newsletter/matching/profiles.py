@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from operator import mul
@@ -33,6 +33,7 @@ PAPER_TERMS = 40  # the strongest terms kept per paper: enough to compare, cheap
 PROFILE_TERMS = 150
 PROFILES_KEPT = 1024  # profiles cached per edition: each row asks once; memory stays flat
 TOPIC_PRIOR_VOTES = 2.0  # each side's topic shares start as this many votes of the overall share
+VOTERS_PER_QUERY = 5000  # bounds the IN list of a batch's readers
 _WORD = re.compile(r"[a-z][a-z0-9]+")
 
 Vector = dict[str, float]
@@ -165,6 +166,7 @@ class ReaderSignals:
         paper_topics: Mapping[int, tuple[int, ...]] | None = None,
     ) -> None:
         self._votes = votes
+        self._batch: frozenset[int] | None = None  # whose votes are loaded; None: everyone's
         self._rules = rules or {}
         self._paper_topics = paper_topics or {}
         self.edition = edition
@@ -174,19 +176,29 @@ class ReaderSignals:
 
     @classmethod
     def load(
-        cls, candidate_ids: Iterable[int], *, session: Session, threshold: float = 1.0
+        cls,
+        candidate_ids: Iterable[int],
+        *,
+        session: Session,
+        threshold: float = 1.0,
+        votes_per_batch: bool = False,
     ) -> ReaderSignals | None:
-        """Load every reader's votes and rules; None when nobody has any (nothing to do)."""
-        votes: defaultdict[int, list[tuple[int, int]]] = defaultdict(list)
-        for sid, pid, vote in session.execute(
-            select(FeedbackVote.subscriber_id, FeedbackVote.paper_id, FeedbackVote.vote)
-        ):
-            votes[sid].append((pid, vote))
+        """Load every reader's votes and rules; None when nobody has any (nothing to do).
+
+        With votes_per_batch, only which papers were voted on is read now (the vectors need
+        them all), and the votes of each batch of readers come with load_votes.
+        """
+        if votes_per_batch:
+            votes: dict[int, list[tuple[int, int]]] = {}
+            voted = set(session.scalars(select(FeedbackVote.paper_id).distinct()))
+        else:
+            votes = _votes_of(None, session=session)
+            voted = {pid for pairs in votes.values() for pid, _ in pairs}
         rules = _load_rules(session)
-        if not votes and not rules:
+        if not voted and not rules:
             return None
         candidates = set(candidate_ids)
-        wanted = candidates | {pid for pairs in votes.values() for pid, _ in pairs}
+        wanted = candidates | voted
         papers = session.execute(
             select(
                 Paper.id,
@@ -198,7 +210,6 @@ class ReaderSignals:
             ).where(Paper.id.in_(sorted(wanted)))
         ).all()
         texts = {p.id: (p.title or "", p.abstract or "") for p in papers}
-        voted = {pid for pairs in votes.values() for pid, _ in pairs}
         edition = None
         if rules:
             edition = EditionText(
@@ -213,7 +224,22 @@ class ReaderSignals:
                 },
                 threshold,
             )
-        return cls(votes, texts, rules, edition, _topics_of(voted, session=session))
+        signals = cls(votes, texts, rules, edition, _topics_of(voted, session=session))
+        if votes_per_batch:
+            signals._batch = frozenset()
+        return signals
+
+    def has_votes_of(self, subscriber_ids: Iterable[int]) -> bool:
+        """Tell whether the votes of these readers are loaded."""
+        return self._batch is None or self._batch.issuperset(subscriber_ids)
+
+    def load_votes(self, subscriber_ids: Iterable[int], *, session: Session) -> None:
+        """Load these readers' votes in place of the batch before: memory flat in readers."""
+        ids = sorted(set(subscriber_ids))
+        votes: dict[int, list[tuple[int, int]]] = {}
+        for start in range(0, len(ids), VOTERS_PER_QUERY):
+            votes.update(_votes_of(ids[start : start + VOTERS_PER_QUERY], session=session))
+        self._votes, self._batch = votes, frozenset(ids)
 
     def rules(self, subscriber_id: int) -> ReaderRules | None:
         """Return a reader's followed authors, muted words and keywords, if they set any."""
@@ -227,6 +253,8 @@ class ReaderSignals:
     def profile(self, subscriber_id: int) -> ReaderProfile | None:
         """Return a reader's profile, or None for a reader who never voted."""
         profile = self._profiles.get(subscriber_id)
+        if profile is None and self._batch is not None and subscriber_id not in self._batch:
+            raise LookupError(f"the votes of reader {subscriber_id} are not loaded")
         if profile is None and subscriber_id in self._votes:
             pairs = self._votes[subscriber_id]
             liked = tuple(pid for pid, vote in pairs if vote > 0)
@@ -255,6 +283,20 @@ def _topics_of(paper_ids: set[int], *, session: Session) -> dict[int, tuple[int,
         ):
             found[pid].append(tid)
     return {pid: tuple(tids) for pid, tids in found.items()}
+
+
+def _votes_of(
+    subscriber_ids: Sequence[int] | None, *, session: Session
+) -> dict[int, list[tuple[int, int]]]:
+    """Return (paper id, vote) pairs per reader, of these readers or of all (None)."""
+    query = select(FeedbackVote.subscriber_id, FeedbackVote.paper_id, FeedbackVote.vote)
+    if subscriber_ids is not None:
+        query = query.where(FeedbackVote.subscriber_id.in_(subscriber_ids))
+    votes: defaultdict[int, list[tuple[int, int]]] = defaultdict(list)
+    # In the order they were cast, however they are read: a profile sums them in this order.
+    for sid, pid, vote in session.execute(query.order_by(FeedbackVote.id)):
+        votes[sid].append((pid, vote))
+    return dict(votes)
 
 
 def _load_rules(session: Session) -> dict[int, ReaderRules]:
