@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from newsletter.content.rendering import DigestPaper, one_line
 from newsletter.core.models import Paper, PaperTopic, Topic
 from newsletter.matching.personal import ReaderRules
-from newsletter.matching.profiles import ReaderProfile, ReaderSignals
+from newsletter.matching.profiles import ReaderProfile, ReaderSignals, cosine
 
 DEFAULT_HF_URL = "https://huggingface.co"
 # A reader's votes: how far they move a paper, when one drops out, when others join.
@@ -67,6 +67,7 @@ class EditionPapers:
         }
         self.topic_names = topic_names
         self._cache: dict[tuple[tuple[int, ...], int, frozenset[int]], tuple[DigestPaper, ...]] = {}
+        self._orders: dict[tuple[tuple[int, ...], frozenset[int]], list[_Candidate]] = {}
         # One object per (paper, shown topics): thousands of topic sets share a few hundred.
         self._papers: dict[tuple[int, tuple[str, ...]], DigestPaper] = {}
 
@@ -147,9 +148,10 @@ class EditionPapers:
         """
         wanted = set(topic_ids)
         muted = self._muted(rules, signals)
-        inside = [c for c in self._matching(wanted, exclude) if c.paper.id not in muted]
+        inside = [c for c in self._in_order(wanted, exclude) if c.paper.id not in muted]
         own = self._own_keyword_matches(rules, signals, inside, exclude | muted)
-        inside += list(own)
+        if own:
+            inside = sorted([*inside, *own], key=lambda c: _rank(c, wanted))
         similar = _Similarities(profile, signals) if profile is not None else None
         ranked = self._ranked(inside, wanted, similar)
         pinned = self._followed(rules, signals, exclude | muted, wanted)
@@ -188,13 +190,22 @@ class EditionPapers:
                     found[by_id[pid]] = keyword
         return found
 
+    def _in_order(self, wanted: set[int], exclude: frozenset[int]) -> list[_Candidate]:
+        """Return the papers of any of these topics in today's order, sorted once per set."""
+        key = (tuple(sorted(wanted)), exclude)
+        found = self._orders.get(key)
+        if found is None:
+            found = sorted(self._matching(wanted, exclude), key=lambda c: _rank(c, wanted))
+            self._orders[key] = found
+        return found
+
     def _ranked(
         self,
-        inside: list[_Candidate],
+        ranked: list[_Candidate],
         wanted: set[int],
         similar: _Similarities | None,
     ) -> list[_Candidate]:
-        ranked = sorted(inside, key=lambda c: _rank(c, wanted))
+        """Blend today's order (`ranked`) with the reader's votes, dropping the unwanted."""
         if similar is None:
             return ranked
         scored = []
@@ -261,10 +272,11 @@ class EditionPapers:
         for cand in self._candidates:
             if cand.paper.id in taken or cand.paper.id in profile.disliked_ids:
                 continue
-            like, dislike = similar(cand.paper.id)
-            if similar.unwanted(like, dislike, similar.chance_of_like(cand)):
+            # Most papers are far from every like: one product tells, before the second.
+            if similar.like(cand.paper.id) < DISCOVERY_SIMILARITY:
                 continue
-            if like >= DISCOVERY_SIMILARITY and like > dislike:
+            like, dislike = similar(cand.paper.id)
+            if like > dislike:  # closer to a like than to any dislike: never unwanted
                 found.append((like, cand))
         found.sort(key=lambda item: (-item[0], item[1].paper.id))
         extras = []
@@ -345,6 +357,13 @@ class _Similarities:
             vector = self._signals.vectors.vector(paper_id)
             found = self._seen[paper_id] = self._profile.similarities(vector)
         return found
+
+    def like(self, paper_id: int) -> float:
+        """Return a paper's similarity to what the reader liked (the first of the pair)."""
+        found = self._seen.get(paper_id)
+        if found is not None:
+            return found[0]
+        return cosine(self._signals.vectors.vector(paper_id), self._profile.liked)
 
 
 def _rank(cand: _Candidate, wanted: set[int]) -> tuple[int, float, str]:

@@ -20,7 +20,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
-from operator import mul
+from operator import itemgetter, mul
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
@@ -45,8 +45,9 @@ def _terms(title: str, abstract: str) -> Counter[str]:
 
 
 def _normalised(weights: Mapping[str, float], keep: int) -> Vector:
-    top = sorted(weights.items(), key=lambda kv: kv[1], reverse=True)[:keep]
-    norm = math.sqrt(sum(w * w for _, w in top)) or 1.0
+    top = sorted(weights.items(), key=itemgetter(1), reverse=True)[:keep]
+    values = [w for _, w in top]
+    norm = math.sqrt(sum(map(mul, values, values))) or 1.0  # the same sum, at C speed
     return {term: w / norm for term, w in top}
 
 
