@@ -277,3 +277,13 @@ def test_votes_are_read_per_batch_of_readers_with_the_same_digests(app, world):
             assert preparer._choose(sid, topic_ids, 6) == expected
     with pytest.raises(LookupError):  # never a reader's digest without their votes
         signals.profile(quiet)  # of the batch before, and not kept
+
+
+def test_products_through_the_word_index_equal_the_cosines():
+    texts = {n: (title, abstract) for n, (title, abstract) in enumerate(GRAPHS + ROBOTS + PROTEINS)}
+    vectors = profiles.TextVectors(texts)
+    liked = profiles._centroid(vectors.vector(n) for n in (0, 3))
+    found = vectors.products(liked, texts)
+    for n in texts:
+        assert found.get(n, 0.0) == pytest.approx(profiles.cosine(vectors.vector(n), liked))
+    assert found[1] > found[6] and found[4] > found[7]  # graphs near graphs, robots near robots

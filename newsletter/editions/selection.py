@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from newsletter.content.rendering import DigestPaper, one_line
 from newsletter.core.models import Paper, PaperTopic, Topic
 from newsletter.matching.personal import ReaderRules
-from newsletter.matching.profiles import ReaderProfile, ReaderSignals, cosine
+from newsletter.matching.profiles import ReaderProfile, ReaderSignals
 
 DEFAULT_HF_URL = "https://huggingface.co"
 # A reader's votes: how far they move a paper, when one drops out, when others join.
@@ -29,6 +29,7 @@ DROP_CHANCE = 0.3  # less than this chance of a like (and its words no closer to
 MIN_VOTES_TO_DROP = 3  # a few votes prove nothing about a topic
 MIN_LIKES_FOR_DISCOVERY = 3
 DISCOVERIES = 2
+ROUNDING = 1e-9  # two sums of the same products in another order differ by less
 
 
 # A paper's columns as a plain tuple: every reader's ranking reads them many times, and an
@@ -68,6 +69,7 @@ class EditionPapers:
         self.topic_names = topic_names
         self._cache: dict[tuple[tuple[int, ...], int, frozenset[int]], tuple[DigestPaper, ...]] = {}
         self._orders: dict[tuple[tuple[int, ...], frozenset[int]], list[_Candidate]] = {}
+        self._ids = frozenset(c.paper.id for c in candidates)
         # One object per (paper, shown topics): thousands of topic sets share a few hundred.
         self._papers: dict[tuple[int, tuple[str, ...]], DigestPaper] = {}
 
@@ -268,15 +270,18 @@ class EditionPapers:
         if len(profile.liked_ids) < MIN_LIKES_FOR_DISCOVERY:
             return []
         taken = {c.paper.id for c in inside} | set(exclude) | set(profile.liked_ids)
+        # Most papers are far from every like: the likeness of all of them at once, through
+        # an index of their words, rules those out before the exact pair of products.
+        near = signals.vectors.products(profile.liked, self._ids)
         found = []
         for cand in self._candidates:
             if cand.paper.id in taken or cand.paper.id in profile.disliked_ids:
                 continue
-            # Most papers are far from every like: one product tells, before the second.
-            if similar.like(cand.paper.id) < DISCOVERY_SIMILARITY:
+            if near.get(cand.paper.id, 0.0) < DISCOVERY_SIMILARITY - ROUNDING:
                 continue
             like, dislike = similar(cand.paper.id)
-            if like > dislike:  # closer to a like than to any dislike: never unwanted
+            # Closer to a like than to any dislike: never unwanted.
+            if like >= DISCOVERY_SIMILARITY and like > dislike:
                 found.append((like, cand))
         found.sort(key=lambda item: (-item[0], item[1].paper.id))
         extras = []
@@ -358,12 +363,6 @@ class _Similarities:
             found = self._seen[paper_id] = self._profile.similarities(vector)
         return found
 
-    def like(self, paper_id: int) -> float:
-        """Return a paper's similarity to what the reader liked (the first of the pair)."""
-        found = self._seen.get(paper_id)
-        if found is not None:
-            return found[0]
-        return cosine(self._signals.vectors.vector(paper_id), self._profile.liked)
 
 
 def _rank(cand: _Candidate, wanted: set[int]) -> tuple[int, float, str]:

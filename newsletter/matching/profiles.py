@@ -71,6 +71,8 @@ class TextVectors:
         n = len(self._counts)
         self._idf = {t: math.log((n + 1) / (d + 1)) + 1.0 for t, d in df.items()}
         self._vectors: dict[int, Vector] = {}
+        self._postings: dict[str, list[tuple[int, float]]] = {}
+        self._postings_of: frozenset[int] | None = None
 
     def vector(self, paper_id: int) -> Vector:
         """Return a paper's normalised tf-idf vector (empty for an unknown paper)."""
@@ -80,6 +82,25 @@ class TextVectors:
             weights = {t: (1 + math.log(c)) * self._idf[t] for t, c in counts.items()}
             vec = self._vectors[paper_id] = _normalised(weights, PAPER_TERMS)
         return vec
+
+    def products(self, vector: Vector, paper_ids: Iterable[int]) -> dict[int, float]:
+        """Return the dot product of a vector with each of these papers' vectors, at once.
+
+        Summed term by term through an index of the papers' terms (built once per set of
+        papers), so in another order than `cosine`: equal to it up to rounding.
+        """
+        key = frozenset(paper_ids)
+        if self._postings_of != key:
+            postings: defaultdict[str, list[tuple[int, float]]] = defaultdict(list)
+            for pid in key:
+                for term, weight in self.vector(pid).items():
+                    postings[term].append((pid, weight))
+            self._postings, self._postings_of = dict(postings), key
+        found: defaultdict[int, float] = defaultdict(float)
+        for term, weight in vector.items():
+            for pid, paper_weight in self._postings.get(term, ()):
+                found[pid] += weight * paper_weight
+        return found
 
 
 @dataclass(frozen=True)
