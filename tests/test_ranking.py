@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from newsletter.core.models import Edition
+from newsletter.core.models import Edition, FeedbackVote
 from newsletter.delivery import compose
 from newsletter.delivery import service as sending
 from newsletter.editions.selection import why_from_evidence
@@ -287,3 +287,16 @@ def test_products_through_the_word_index_equal_the_cosines():
     for n in texts:
         assert found.get(n, 0.0) == pytest.approx(profiles.cosine(vectors.vector(n), liked))
     assert found[1] > found[6] and found[4] > found[7]  # graphs near graphs, robots near robots
+
+
+def test_votes_older_than_the_profile_window_are_forgotten(app, world):
+    ids, voter, quiet = world
+    for title, _ in ROBOTS[:2]:
+        _vote(app, voter, ids[(DAY1, title)], feedback.LESS)
+    assert _day2_titles(app, voter)[0] != _day2_titles(app, quiet)[0]
+    with app.transaction() as s:
+        for vote in s.query(FeedbackVote).filter_by(subscriber_id=voter):
+            vote.updated_at -= timedelta(days=profiles.PROFILE_DAYS + 1)
+    assert _day2_titles(app, voter)[0] == _day2_titles(app, quiet)[0]  # today's order again
+    with app.sessions() as s:
+        assert profiles.ReaderSignals.load([], session=s) is None  # nothing left to read

@@ -19,13 +19,14 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from itertools import repeat
 from operator import itemgetter, mul
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from newsletter.core.models import FeedbackVote, Paper, PaperTopic, Subscriber
+from newsletter.core.models import FeedbackVote, Paper, PaperTopic, Subscriber, utcnow
 from newsletter.matching.personal import EditionText, ReaderRules, clean_rules
 from newsletter.matching.scoring import STOPWORDS, PaperText, stem
 
@@ -34,6 +35,9 @@ PROFILE_TERMS = 150
 PROFILES_KEPT = 1024  # profiles cached per edition: each row asks once; memory stays flat
 TOPIC_PRIOR_VOTES = 2.0  # each side's topic shares start as this many votes of the overall share
 VOTERS_PER_QUERY = 5000  # bounds the IN list of a batch's readers
+# Votes older than this are forgotten: interests drift, and what a send reads stays bounded
+# (the papers voted on in half a year, not since the list began).
+PROFILE_DAYS = 180
 _WORD = re.compile(r"[a-z][a-z0-9]+")
 
 Vector = dict[str, float]
@@ -189,6 +193,7 @@ class ReaderSignals:
     ) -> None:
         self._votes = votes
         self._batch: frozenset[int] | None = None  # whose votes are loaded; None: everyone's
+        self._since: datetime | None = None  # the oldest vote counted; None: every vote
         self._rules = rules or {}
         self._paper_topics = paper_topics or {}
         self.edition = edition
@@ -204,17 +209,21 @@ class ReaderSignals:
         session: Session,
         threshold: float = 1.0,
         votes_per_batch: bool = False,
+        now: datetime | None = None,
     ) -> ReaderSignals | None:
-        """Load every reader's votes and rules; None when nobody has any (nothing to do).
+        """Load every reader's votes of the last PROFILE_DAYS and their rules; None when
+        nobody has any (nothing to do).
 
         With votes_per_batch, only which papers were voted on is read now (the vectors need
         them all), and the votes of each batch of readers come with load_votes.
         """
+        since = (now or utcnow()) - timedelta(days=PROFILE_DAYS)
         if votes_per_batch:
             votes: dict[int, list[tuple[int, int]]] = {}
-            voted = set(session.scalars(select(FeedbackVote.paper_id).distinct()))
+            recent = FeedbackVote.updated_at >= since
+            voted = set(session.scalars(select(FeedbackVote.paper_id).where(recent).distinct()))
         else:
-            votes = _votes_of(None, session=session)
+            votes = _votes_of(None, since, session=session)
             voted = {pid for pairs in votes.values() for pid, _ in pairs}
         rules = _load_rules(session)
         if not voted and not rules:
@@ -247,6 +256,7 @@ class ReaderSignals:
                 threshold,
             )
         signals = cls(votes, texts, rules, edition, _topics_of(voted, session=session))
+        signals._since = since
         if votes_per_batch:
             signals._batch = frozenset()
         return signals
@@ -260,7 +270,8 @@ class ReaderSignals:
         ids = sorted(set(subscriber_ids))
         votes: dict[int, list[tuple[int, int]]] = {}
         for start in range(0, len(ids), VOTERS_PER_QUERY):
-            votes.update(_votes_of(ids[start : start + VOTERS_PER_QUERY], session=session))
+            chunk = ids[start : start + VOTERS_PER_QUERY]
+            votes.update(_votes_of(chunk, self._since, session=session))
         self._votes, self._batch = votes, frozenset(ids)
 
     def rules(self, subscriber_id: int) -> ReaderRules | None:
@@ -308,10 +319,13 @@ def _topics_of(paper_ids: set[int], *, session: Session) -> dict[int, tuple[int,
 
 
 def _votes_of(
-    subscriber_ids: Sequence[int] | None, *, session: Session
+    subscriber_ids: Sequence[int] | None, since: datetime | None, *, session: Session
 ) -> dict[int, list[tuple[int, int]]]:
-    """Return (paper id, vote) pairs per reader, of these readers or of all (None)."""
+    """Return (paper id, vote) pairs per reader, of these readers or of all (None), cast or
+    changed since a time (None: ever)."""
     query = select(FeedbackVote.subscriber_id, FeedbackVote.paper_id, FeedbackVote.vote)
+    if since is not None:
+        query = query.where(FeedbackVote.updated_at >= since)
     if subscriber_ids is not None:
         query = query.where(FeedbackVote.subscriber_id.in_(subscriber_ids))
     votes: defaultdict[int, list[tuple[int, int]]] = defaultdict(list)
