@@ -104,20 +104,19 @@ class MessagePreparer:
             key, attempts, subscriber_id, email, name, max_papers, topic_ids, link_key, papers
         )
 
-    def warm(self, rows: Sequence[ClaimedDelivery]) -> None:
-        """Render the digests new among these rows together, in few premailer runs."""
+    def warm(self, rows: Sequence[ClaimedDelivery]) -> list[tuple[DigestPaper, ...]]:
+        """Render the digests new among these rows together, in few premailer runs; return
+        each row's papers."""
         self._have_votes_of(row.subscriber_id for row in rows)
         chosen = [self._choose_for(row) for row in rows]
         self.renderer.warm(
             self.edition, chosen if self.empty_policy != "skip" else [p for p in chosen if p]
         )
+        return chosen
 
     def prepare_many(self, rows: Sequence[ClaimedDelivery]) -> list[Prepared | None]:
         """Build the messages of many rows, rendering the digests new among them together."""
-        self._have_votes_of(row.subscriber_id for row in rows)
-        chosen = [self._choose_for(row) for row in rows]
-        wanted = chosen if self.empty_policy != "skip" else [p for p in chosen if p]
-        self.renderer.warm(self.edition, wanted)
+        chosen = self.warm(rows)
         return [self._prepare(*row, papers) for row, papers in zip(rows, chosen, strict=True)]
 
     def _prepare(
