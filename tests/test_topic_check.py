@@ -8,7 +8,9 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from newsletter.core.app import App
-from newsletter.core.models import PaperTopic, Topic
+from newsletter.core.models import Paper, PaperTopic, Topic
+from newsletter.matching import feedback
+from tests import factories as f
 
 REPO = Path(__file__).resolve().parent.parent
 SEEDS = REPO / "seeds" / "hf-daily-papers-page.txt"
@@ -98,3 +100,57 @@ def test_status_flags_topics_that_matched_nothing_this_week(run) -> None:
     assert "warning: topic 'fish' matched no paper in the last 7 days" in result.stderr
     assert "'llm'" not in result.stderr
     assert json.loads(result.stdout)["quiet_topics"] == ["fish"]
+
+
+def _papers_by_title(app: App) -> dict[str, int]:
+    with app.sessions() as s:
+        return {title: pid for pid, title in s.execute(select(Paper.id, Paper.title))}
+
+
+def test_check_counts_readers_votes_per_keyword_and_flags_the_disliked_one(run, app) -> None:
+    _import_seeds(run)
+    _add(run, "em", "distillation, pruning, sparsity")
+    papers = _papers_by_title(app)
+    liked = [papers[t] for t in papers if "Knowledge Distillation" in t]
+    disliked = [papers[t] for t in papers if t.startswith(("DSEE", "Dynamic Sparse No"))]
+    elsewhere = papers[next(t for t in papers if t.startswith("Pervasive Label Errors"))]
+    assert len(liked) == 2 and len(disliked) == 2
+    with app.transaction() as s:
+        em = s.scalar(select(Topic).where(Topic.slug == "em"))
+        readers = [f.subscriber(s, f"r{n}@example.org", [em]).id for n in range(3)]
+        outsider = f.subscriber(s, "outsider@example.org", []).id
+        for reader in readers:
+            for pid in liked:
+                feedback.record_vote(reader, pid, feedback.MORE, session=s)
+            for pid in disliked:
+                feedback.record_vote(reader, pid, feedback.LESS, session=s)
+            # A paper the topic did not place says nothing about the topic.
+            feedback.record_vote(reader, elsewhere, feedback.LESS, session=s)
+        # Nor does the vote of a reader who does not follow the topic.
+        feedback.record_vote(outsider, liked[0], feedback.LESS, session=s)
+
+    result = run("topics", "check", "em", "--json")
+    assert result.exit_code == 0, result.output
+    [check] = json.loads(result.stdout)
+    assert (check["likes"], check["dislikes"]) == (6, 6)
+    keywords = {k["keyword"]: k for k in check["keywords"]}
+    assert (keywords["distillation"]["likes"], keywords["distillation"]["dislikes"]) == (6, 0)
+    assert (keywords["sparsity"]["likes"], keywords["sparsity"]["dislikes"]) == (0, 6)
+    assert (keywords["pruning"]["likes"], keywords["pruning"]["dislikes"]) == (0, 3)
+    assert keywords["distillation"]["warning"] is None
+    assert "'sparsity' is in 6 of the 6 papers" in keywords["sparsity"]["warning"]
+    assert keywords["pruning"]["warning"] is None  # 3 votes: too few to judge
+    assert any("readers of 'em' marked 6 of the 12" in w for w in check["warnings"])
+
+    text = run("topics", "check", "em").output
+    assert "em: 4 of 50 papers of the last 30 days (8%); readers voted 6 more, 6 less" in text
+    assert "  sparsity: 6 papers (12%); readers voted 0 more, 6 less" in text
+    assert "warning: keyword 'sparsity' is in 6 of the 6 papers" in text
+
+
+def test_check_without_votes_says_nothing_of_readers(run) -> None:
+    _import_seeds(run)
+    _add(run, "em", "distillation")
+    [check] = json.loads(run("topics", "check", "em", "--json").stdout)
+    assert (check["likes"], check["dislikes"], check["warnings"]) == (0, 0, [])
+    assert "readers" not in run("topics", "check", "em").output

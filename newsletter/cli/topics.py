@@ -108,7 +108,10 @@ def check_command(app: App, slug: str | None, days: int, as_json: bool) -> None:
     """Show how many recent papers each topic and keyword matches; warn about weak ones.
 
     A keyword in most papers places none of them; one in no paper is likely misspelt; a
-    topic that matches nothing leaves its subscribers without a digest.
+    topic that matches nothing leaves its subscribers without a digest. The "more/less like
+    this" votes of a topic's subscribers on the papers it placed are counted for the topic
+    and for each keyword found in them: a keyword most of whose voted papers were marked
+    "less like this" is flagged.
 
     \b
     Examples:
@@ -133,12 +136,16 @@ def check_command(app: App, slug: str | None, days: int, as_json: bool) -> None:
 def _print_check(check: TopicCheck) -> None:
     click.echo(
         f"{check.slug}: {check.matched} of {check.papers} papers of the last {check.days} days "
-        f"({check.share:.0%})"
+        f"({check.share:.0%}){_votes(check.likes, check.dislikes)}"
     )
     for k in check.keywords:
-        click.echo(f"  {k.keyword}: {k.papers} papers ({k.share:.0%})")
+        click.echo(f"  {k.keyword}: {k.papers} papers ({k.share:.0%}){_votes(k.likes, k.dislikes)}")
     for warning in warnings_of(check):
         click.echo(f"  warning: {warning}")
+
+
+def _votes(likes: int, dislikes: int) -> str:
+    return f"; readers voted {likes} more, {dislikes} less" if likes or dislikes else ""
 
 
 @topics.command("list")

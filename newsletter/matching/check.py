@@ -2,19 +2,29 @@
 
 A keyword that most recent papers mention places none of them; one that no paper mentions
 is probably misspelt or from another field; a topic that matches nothing leaves its
-subscribers without a digest. `check_topics` measures this over the recent listings and
-`quiet_topics` names the topics that matched no paper lately.
+subscribers without a digest. Readers say the rest: the "more/less like this" votes that a
+topic's subscribers cast on the papers it placed, counted for the topic and for each keyword
+found in them, show which keyword brings papers its readers do not want. `check_topics`
+measures this over the recent listings and `quiet_topics` names the topics that matched no
+paper lately.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter.core.models import Paper, PaperTopic, Topic
-from newsletter.matching.matches import compile_topic, recent_papers, recent_window
+from newsletter.core.models import FeedbackVote, Paper, PaperTopic, Subscription, Topic
+from newsletter.matching.matches import (
+    compile_topic,
+    recent_paper_rows,
+    recent_window,
+    row_text,
+)
 from newsletter.matching.scoring import PaperText, TopicIndex, compile_keyword
 from newsletter.matching.specificity import WARN_COMMON_SHARE
 
@@ -22,6 +32,10 @@ CHECK_DAYS = 30
 QUIET_DAYS = 7  # `newsletter status` flags topics that matched nothing in this many days
 MIN_PAPERS_FOR_NONE = 20  # below this, a keyword found nowhere proves little
 BROAD_TOPIC_SHARE = 0.5  # a topic matching this share of the listing is hardly a filter
+MIN_VOTES_TO_WARN = 5  # readers' verdict on a topic or keyword counts from this many votes
+DISLIKED_SHARE = 0.5  # ... and warns when at least this share of them is "less like this"
+
+Vote = tuple[PaperText, int]  # a voted paper and the vote: +1 more, -1 less like this
 
 
 @dataclass(frozen=True)
@@ -32,6 +46,8 @@ class KeywordCheck:
     papers: int
     share: float
     warning: str | None = None
+    likes: int = 0  # readers' votes on the topic's papers in which this keyword is found
+    dislikes: int = 0
 
 
 @dataclass(frozen=True)
@@ -46,6 +62,8 @@ class TopicCheck:
     share: float
     keywords: list[KeywordCheck] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    likes: int = 0  # its subscribers' votes on the papers it placed
+    dislikes: int = 0
 
 
 def check_topics(
@@ -59,25 +77,62 @@ def check_topics(
     query = select(Topic).order_by(Topic.slug)
     if slug is not None:
         query = query.where(Topic.slug == slug)
-    papers = recent_papers(session=session, days=days)
-    return [
-        check_topic(topic, papers, days=days, threshold=threshold)
-        for topic in session.scalars(query)
-    ]
+    papers = {row[0]: row_text(row) for row in recent_paper_rows(session=session, days=days)}
+    start = recent_window(session=session, days=days)
+    checks = []
+    for topic in session.scalars(query):
+        votes = [
+            (papers[paper_id], vote)
+            for paper_id, vote in (topic_votes(topic.id, start, session=session) if start else ())
+            if paper_id in papers  # the window keeps at most its newest papers
+        ]
+        checks.append(
+            check_topic(topic, list(papers.values()), days=days, threshold=threshold, votes=votes)
+        )
+    return checks
+
+
+def topic_votes(topic_id: int, start: date, *, session: Session) -> list[tuple[int, int]]:
+    """Return (paper id, vote) of the votes the topic's subscribers cast on papers it placed
+    that were listed on `start` or later."""
+    query = (
+        select(FeedbackVote.paper_id, FeedbackVote.vote)
+        .join(
+            PaperTopic,
+            (PaperTopic.paper_id == FeedbackVote.paper_id) & (PaperTopic.topic_id == topic_id),
+        )
+        .join(
+            Subscription,
+            (Subscription.subscriber_id == FeedbackVote.subscriber_id)
+            & (Subscription.topic_id == topic_id),
+        )
+        .join(Paper, Paper.id == FeedbackVote.paper_id)
+        .where(Paper.listing_date >= start)
+    )
+    return [(paper_id, vote) for paper_id, vote in session.execute(query).all()]
 
 
 def check_topic(
-    topic: Topic, papers: list[PaperText], *, days: int = CHECK_DAYS, threshold: float = 1.0
+    topic: Topic,
+    papers: list[PaperText],
+    *,
+    days: int = CHECK_DAYS,
+    threshold: float = 1.0,
+    votes: Sequence[Vote] = (),
 ) -> TopicCheck:
-    """Measure one topic against a list of recent papers."""
+    """Measure one topic against a list of recent papers and its readers' votes on them."""
     index = TopicIndex([compile_topic(topic)])
     found = index.count_keywords(papers)
     matched = sum(1 for hits in index.score_listing(papers, threshold) if hits)
     total = len(papers)
-    keywords = [
-        _keyword_check(word, found.counts.get(compile_keyword(word).key, 0), total)
-        for word in topic.keywords or ()
-    ]
+    voted = [(index.keyword_keys(paper), vote) for paper, vote in votes]
+    keywords = []
+    for word in topic.keywords or ():
+        key = compile_keyword(word).key
+        check = _keyword_check(word, found.counts.get(key, 0), total)
+        likes, dislikes = _count([vote for keys, vote in voted if key in keys])
+        keywords.append(_with_votes(check, likes, dislikes))
+    likes, dislikes = _count([vote for _, vote in votes])
     return TopicCheck(
         slug=topic.slug,
         name=topic.name,
@@ -86,8 +141,40 @@ def check_topic(
         matched=matched,
         share=_share(matched, total),
         keywords=keywords,
-        warnings=_topic_warnings(topic.slug, matched, total, days),
+        warnings=_topic_warnings(topic.slug, matched, total, days)
+        + _readers_warnings(topic.slug, likes, dislikes),
+        likes=likes,
+        dislikes=dislikes,
     )
+
+
+def _count(votes: list[int]) -> tuple[int, int]:
+    return sum(1 for v in votes if v > 0), sum(1 for v in votes if v < 0)
+
+
+def _disliked(likes: int, dislikes: int) -> bool:
+    votes = likes + dislikes
+    return votes >= MIN_VOTES_TO_WARN and dislikes / votes >= DISLIKED_SHARE
+
+
+def _with_votes(check: KeywordCheck, likes: int, dislikes: int) -> KeywordCheck:
+    warning = check.warning
+    if warning is None and _disliked(likes, dislikes):
+        warning = (
+            f"keyword {check.keyword!r} is in {dislikes} of the {likes + dislikes} papers of "
+            'this topic its readers voted on and marked "less like this": make it more '
+            "specific, or remove it"
+        )
+    return replace(check, likes=likes, dislikes=dislikes, warning=warning)
+
+
+def _readers_warnings(slug: str, likes: int, dislikes: int) -> list[str]:
+    if not _disliked(likes, dislikes):
+        return []
+    return [
+        f"readers of {slug!r} marked {dislikes} of the {likes + dislikes} papers it placed "
+        'that they voted on "less like this": see which keywords those papers share'
+    ]
 
 
 def _share(count: int, total: int) -> float:

@@ -96,9 +96,9 @@ def match_papers(
     vectors = _vectors(session, [r[0] for r in rows + background]) if neighbours else None
     if vectors is None:
         results = index.score_listing(
-            [_text(r) for r in rows],
+            [row_text(r) for r in rows],
             threshold,
-            background=[_text(r) for r in background],
+            background=[row_text(r) for r in background],
             counted=lambda n: rows[n][0] in recent_ids,
         )
     else:  # the background is scored too: its keyword matches vote
@@ -122,7 +122,7 @@ def match_papers(
 def _with_neighbours(
     index: TopicIndex, listing: list[Any], vectors: Any, threshold: float, recent_ids: set[int]
 ) -> list[list[Scored]]:
-    texts = [_text(r) for r in listing]
+    texts = [row_text(r) for r in listing]
     counted = [r[0] in recent_ids for r in listing]
     return score_with_neighbours(index, texts, vectors, threshold, counted=counted.__getitem__)
 
@@ -184,7 +184,8 @@ def embed_papers(
     return len(rows)
 
 
-def _text(row: Any) -> PaperText:
+def row_text(row: Any) -> PaperText:
+    """Return what the matcher reads of an (id, title, abstract, keywords, categories) row."""
     _, title, abstract, keywords, categories = row
     return PaperText(title or "", abstract or "", keywords or (), categories or ())
 
@@ -211,7 +212,7 @@ def recent_paper_rows(*, session: Session, days: int = WINDOW_DAYS) -> list[Any]
 
 def recent_papers(*, session: Session, days: int = WINDOW_DAYS) -> list[PaperText]:
     """Return the text of the recent listings' papers, newest first."""
-    return [_text(r) for r in recent_paper_rows(session=session, days=days)]
+    return [row_text(r) for r in recent_paper_rows(session=session, days=days)]
 
 
 def _chunks(ids: list[int] | None, size: int = 500) -> Iterable[list[int] | None]:

@@ -246,8 +246,9 @@ class ReaderSignals:
             edition = EditionText(
                 {
                     p.id: (
-                        PaperText(p.title or "", p.abstract or "", p.keywords or (),
-                                  p.categories or ()),  # fmt: skip
+                        PaperText(
+                            p.title or "", p.abstract or "", p.keywords or (), p.categories or ()
+                        ),  # fmt: skip
                         tuple(p.authors or ()),
                     )
                     for p in papers

@@ -746,6 +746,10 @@ class TopicIndex:
             seen += 1
         return DocumentFrequencies(seen, counts)
 
+    def keyword_keys(self, paper: PaperText) -> set[str]:
+        """Return the keys of the keywords found in a paper (see `Keyword.key`)."""
+        return self._keys_found(paper, self._find(paper))
+
     def _keys_found(self, paper: PaperText, hits: _Found) -> set[str]:
         found, friends = hits
         return {
