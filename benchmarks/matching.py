@@ -146,7 +146,7 @@ def matcher_predictions(
 
 def _compile(t: TopicSpec, suffix: str = "") -> TopicMatcher:
     return TopicMatcher.compile(
-        t.slug + suffix, t.keywords, t.description, t.categories, name=t.name
+        t.slug + suffix, t.keywords, t.description, t.categories, name=t.name, exclude=t.exclude
     )
 
 

@@ -204,6 +204,21 @@ def test_false_friend_masks_only_its_misleading_part() -> None:
     assert score(topic("image"), fusion) >= 1.0
 
 
+def test_a_topics_excluded_phrases_are_its_own_false_friends() -> None:
+    sun = TopicMatcher.compile("sun", ["corona"], exclude=["accretion disc corona"])
+    corona = TopicMatcher.compile("corona", ["corona"])
+    seyfert = PaperText("The accretion disc corona of a Seyfert nucleus", "X-ray spectra.")
+    solar = PaperText("The corona above sunspots", "The accretion disc corona is unrelated.")
+    index = TopicIndex([sun, corona])
+    # The exclusion is the sun topic's alone: the same index still places the paper elsewhere.
+    assert [t for t, _, _ in index.score(seyfert)] == [1]
+    assert [t for t, _, _ in index.score(solar)] == [0, 1]
+    assert sun.score(seyfert)[0] == 0
+    # A mention outside the phrase still counts, and so does a keyword that only overlaps it.
+    assert sun.score(solar)[0] >= 1.0
+    assert TopicMatcher.compile("d", ["accretion disc"], exclude=["disc corona"]).score(seyfert)[0]
+
+
 def test_one_index_scores_every_topic_as_each_topic_alone() -> None:
     topics = [
         topic("large language model", "prompting"),

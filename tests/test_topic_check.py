@@ -154,3 +154,85 @@ def test_check_without_votes_says_nothing_of_readers(run) -> None:
     [check] = json.loads(run("topics", "check", "em", "--json").stdout)
     assert (check["likes"], check["dislikes"], check["warnings"]) == (0, 0, [])
     assert "readers" not in run("topics", "check", "em").output
+
+
+CORONA_PAPERS = [
+    {
+        "title": "Heating the corona by Alfven waves",
+        "abstract": "We model how waves heat the solar corona above active regions.",
+    },
+    {
+        "title": "The accretion disc corona of a Seyfert nucleus",
+        "abstract": "X-ray spectra constrain the accretion disc corona around the black hole.",
+    },
+    {
+        "title": "Flares and the corona",
+        "abstract": "The corona brightens in flares; the accretion disc corona is unrelated.",
+    },
+]
+
+
+def _import_corona_papers(run, tmp_path: Path) -> None:
+    papers = [{**p, "listing_date": "2026-11-27"} for p in CORONA_PAPERS]
+    path = tmp_path / "corona.json"
+    path.write_text(json.dumps(papers), encoding="utf-8")
+    result = run("papers", "import", str(path))
+    assert result.exit_code == 0, result.output
+
+
+def _matched_titles(run, slug: str) -> set[str]:
+    rows = json.loads(run("papers", "list", "--topic", slug, "--json").stdout)
+    return {r["title"] for r in rows}
+
+
+def test_an_excluded_phrase_sets_aside_the_mentions_inside_it(run, tmp_path) -> None:
+    _import_corona_papers(run, tmp_path)
+    _add(run, "corona", "corona")
+    result = run(
+        "topics", "add", "sun", "--name", "The Sun", "--keywords", "corona",
+        "--exclude", "accretion disc corona, disc corona",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert len(_matched_titles(run, "corona")) == 3
+    # The Seyfert paper names the corona only inside the excluded phrase; the last paper
+    # also names the Sun's corona on its own.
+    assert _matched_titles(run, "sun") == {
+        "Heating the corona by Alfven waves",
+        "Flares and the corona",
+    }
+    listed = {t["slug"]: t for t in json.loads(run("topics", "list", "--json").stdout)}
+    assert listed["sun"]["exclude"] == ["accretion disc corona", "disc corona"]
+    assert listed["corona"]["exclude"] == []
+    [check] = json.loads(run("topics", "check", "sun", "--json").stdout)
+    assert check["exclude"] == [
+        {"phrase": "accretion disc corona", "papers": 2},
+        {"phrase": "disc corona", "papers": 2},
+    ]
+    assert "excluded 'accretion disc corona': in 2 papers" in run("topics", "check", "sun").output
+
+
+def test_a_topics_file_takes_excluded_phrases_and_an_edit_rematches(run, tmp_path) -> None:
+    _import_corona_papers(run, tmp_path)
+    path = tmp_path / "topics.toml"
+    entry = '[[topic]]\nslug = "sun"\nname = "The Sun"\nkeywords = ["corona"]\n'
+    path.write_text(entry, encoding="utf-8")
+    assert run("topics", "import", str(path)).exit_code == 0
+    assert len(_matched_titles(run, "sun")) == 3
+    path.write_text(entry + 'exclude = ["accretion disc corona"]\n', encoding="utf-8")
+    result = run("topics", "import", str(path), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["updated"] == 1
+    assert "The accretion disc corona of a Seyfert nucleus" not in _matched_titles(run, "sun")
+
+
+def test_bad_excluded_phrases_are_one_line_and_change_nothing(run, app, tmp_path) -> None:
+    result = run("topics", "add", "sun", "--name", "Sun", "--keywords", "corona", "--exclude", "--")
+    assert result.exit_code == 2
+    assert "invalid excluded phrase '--'" in result.stderr
+    path = tmp_path / "topics.toml"
+    path.write_text('[[topic]]\nslug = "sun"\nname = "Sun"\nexclude = "disc"\n', encoding="utf-8")
+    result = run("topics", "import", str(path))
+    assert result.exit_code == 2
+    assert "exclude must be a list of strings" in result.stderr
+    with app.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(Topic)) == 0

@@ -40,16 +40,26 @@ def topics() -> None:
 @click.option("--description", default="", help="One line; its words are weak evidence.")
 @click.option("--keywords", default="", help='Comma-separated: "LLM, large language model".')
 @click.option("--categories", default="", help="Comma-separated arXiv categories: cs.CL,cs.LG.")
+@click.option(
+    "--exclude", default="",
+    help='Comma-separated phrases in which a keyword means something else: "dataset distillation".',
+)  # fmt: skip
 @pass_app
 def add_command(
-    app: App, slug: str, name: str, description: str, keywords: str, categories: str
+    app: App, slug: str, name: str, description: str, keywords: str, categories: str, exclude: str
 ) -> None:
     """Add a topic and match it against the papers already stored.
 
+    A keyword found only inside one of the --exclude phrases does not count: "distillation"
+    in "dataset distillation" is not model compression, "corona" in "accretion disc corona"
+    is not the Sun's.
+
     \b
-    Example:
+    Examples:
       newsletter topics add llm --name "Large language models" \\
         --keywords "LLM, large language model, instruction tuning" --categories cs.CL
+      newsletter topics add compression --name "Model compression" \\
+        --keywords "pruning, quantization, distillation" --exclude "dataset distillation"
     """
     with app.transaction() as session:
         topic = add_topic(
@@ -59,6 +69,7 @@ def add_command(
             description=description,
             keywords=keywords,
             categories=categories,
+            exclude=exclude,
             threshold=app.settings.match_threshold,
         )
         matched = len(topic.papers)
@@ -72,8 +83,9 @@ def add_command(
 
 @topics.command("import")
 @click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
-def import_command(app: App, file: str) -> None:
+def import_command(app: App, file: str, as_json: bool) -> None:
     """Create or update topics from a TOML file (by slug), then match the changed ones.
 
     \b
@@ -84,12 +96,17 @@ def import_command(app: App, file: str) -> None:
       description = "Training, prompting and evaluating LLMs."
       keywords = ["LLM", "large language model"]
       categories = ["cs.CL"]
+      exclude = ["n-gram language model"]   # optional
+    A keyword found only inside an excluded phrase does not count there.
     \b
     Example:
       newsletter topics import seeds/topics.toml
     """
     with app.transaction() as session:
         stats = import_topics(file, session=session, threshold=app.settings.match_threshold)
+    if as_json:
+        echo_json(dataclasses.asdict(stats))
+        return
     click.echo(
         f"{stats.created} created, {stats.updated} updated, {stats.unchanged} unchanged; "
         f"{stats.matches} paper matches"
@@ -140,6 +157,8 @@ def _print_check(check: TopicCheck) -> None:
     )
     for k in check.keywords:
         click.echo(f"  {k.keyword}: {k.papers} papers ({k.share:.0%}){_votes(k.likes, k.dislikes)}")
+    for x in check.exclude:
+        click.echo(f"  excluded {x.phrase!r}: in {x.papers} papers")
     for warning in warnings_of(check):
         click.echo(f"  warning: {warning}")
 

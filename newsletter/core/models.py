@@ -194,6 +194,8 @@ class Topic(Base):
     description: Mapped[str] = mapped_column(SafeText, default="")
     keywords: Mapped[list[str]] = mapped_column(SafeStrings, default=list)
     categories: Mapped[list[str]] = mapped_column(SafeStrings, default=list)
+    # Phrases in which a keyword means something else: a hit inside one does not count.
+    exclude: Mapped[list[str]] = mapped_column(SafeStrings, default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     papers: Mapped[list[PaperTopic]] = relationship(

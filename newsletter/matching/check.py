@@ -25,7 +25,7 @@ from newsletter.matching.matches import (
     recent_window,
     row_text,
 )
-from newsletter.matching.scoring import PaperText, TopicIndex, compile_keyword
+from newsletter.matching.scoring import PaperText, TopicIndex, TopicMatcher, compile_keyword
 from newsletter.matching.specificity import WARN_COMMON_SHARE
 
 CHECK_DAYS = 30
@@ -51,6 +51,14 @@ class KeywordCheck:
 
 
 @dataclass(frozen=True)
+class PhraseCheck:
+    """One excluded phrase: in how many recent papers it sets a keyword's mention aside."""
+
+    phrase: str
+    papers: int
+
+
+@dataclass(frozen=True)
 class TopicCheck:
     """One topic over the recent papers: what it matched, per keyword, with warnings."""
 
@@ -64,6 +72,7 @@ class TopicCheck:
     warnings: list[str] = field(default_factory=list)
     likes: int = 0  # its subscribers' votes on the papers it placed
     dislikes: int = 0
+    exclude: list[PhraseCheck] = field(default_factory=list)
 
 
 def check_topics(
@@ -133,6 +142,8 @@ def check_topic(
         likes, dislikes = _count([vote for keys, vote in voted if key in keys])
         keywords.append(_with_votes(check, likes, dislikes))
     likes, dislikes = _count([vote for _, vote in votes])
+    phrases = TopicIndex([TopicMatcher.compile(topic.slug, topic.exclude or ())])
+    excluded = phrases.count_keywords(papers)
     return TopicCheck(
         slug=topic.slug,
         name=topic.name,
@@ -145,6 +156,10 @@ def check_topic(
         + _readers_warnings(topic.slug, likes, dislikes),
         likes=likes,
         dislikes=dislikes,
+        exclude=[
+            PhraseCheck(p, excluded.counts.get(compile_keyword(p).key, 0))
+            for p in topic.exclude or ()
+        ],
     )
 
 
@@ -163,7 +178,7 @@ def _with_votes(check: KeywordCheck, likes: int, dislikes: int) -> KeywordCheck:
         warning = (
             f"keyword {check.keyword!r} is in {dislikes} of the {likes + dislikes} papers of "
             'this topic its readers voted on and marked "less like this": make it more '
-            "specific, or remove it"
+            "specific, exclude the phrases it is misread in, or remove it"
         )
     return replace(check, likes=likes, dislikes=dislikes, warning=warning)
 

@@ -61,6 +61,7 @@ def compile_topic(topic: Topic) -> TopicMatcher:
         topic.description or "",
         topic.categories or (),
         name=topic.name or "",
+        exclude=topic.exclude or (),
     )
 
 

@@ -627,6 +627,9 @@ class TopicMatcher:
     keywords: tuple[Keyword, ...]
     description: tuple[Keyword, ...] = ()
     categories: frozenset[str] = field(default_factory=frozenset)
+    # Phrases in which the topic's keywords mean something else ("accretion disc corona" for
+    # a topic on the Sun): the admin's own false friends, for fields no built-in list knows.
+    exclude: tuple[str, ...] = ()
 
     @classmethod
     def compile(
@@ -637,6 +640,7 @@ class TopicMatcher:
         categories: Iterable[str] = (),
         *,
         name: str = "",
+        exclude: Iterable[str] = (),
     ) -> TopicMatcher:
         """Compile a topic's keywords (plus the parts of its name), description and categories."""
         compiled = compile_keywords(keywords, name=name)
@@ -645,6 +649,7 @@ class TopicMatcher:
             keywords=compiled,
             description=compile_description(description, compiled),
             categories=frozenset(c.strip() for c in categories if c.strip()),
+            exclude=tuple(_unique(p for p in exclude if _WORD.search(p))),
         )
 
     @cached_property
@@ -691,8 +696,18 @@ class TopicIndex:
         for t, topic in enumerate(self.topics):
             for k, kw in enumerate(topic.keywords):
                 self._add(kw.sequences, t, k)
-        if any(kw.friends for topic in self.topics for kw in topic.keywords):
-            for n, phrase in enumerate(FALSE_FRIENDS):
+        phrases = list(FALSE_FRIENDS)
+        # A topic's excluded phrases are false friends of all its keywords, numbered after
+        # the built-in ones (one number per distinct phrase, whichever topics share it).
+        numbers: dict[str, int] = {}
+        for topic in self.topics:
+            for phrase in topic.exclude:
+                numbers.setdefault(_key(phrase), len(phrases))
+                if numbers[_key(phrase)] == len(phrases):
+                    phrases.append(phrase)
+        self._excluded = [frozenset(numbers[_key(p)] for p in t.exclude) for t in self.topics]
+        if numbers or any(kw.friends for topic in self.topics for kw in topic.keywords):
+            for n, phrase in enumerate(phrases):
                 plain = phrase.replace("[", "").replace("]", "")
                 self._add(tuple((seq, 1.0) for seq in _variants(plain)), _FRIEND, n)
 
@@ -756,7 +771,7 @@ class TopicIndex:
             self.topics[t].keywords[k].key
             for t, by_keyword in found.items()
             for k, spans in by_keyword.items()
-            if _valid(self.topics[t].keywords[k], spans, friends, paper)
+            if _valid(self.topics[t].keywords[k], spans, friends, paper, self._excluded[t])
         }
 
     def _score_found(self, paper: PaperText, hits: _Found, threshold: float) -> list[Scored]:
@@ -764,7 +779,7 @@ class TopicIndex:
         out = []
         for t in sorted(found):
             value, evidence = _score_topic(
-                self.topics[t], found[t], friends, paper, self._factors[t]
+                self.topics[t], found[t], friends, paper, self._factors[t], self._excluded[t]
             )
             if value > 0 and value >= threshold:
                 out.append((t, value, evidence))
@@ -809,11 +824,12 @@ def _score_topic(
     friends: list[tuple[int, Span]],
     paper: PaperText,
     factors: Sequence[float],
+    excluded: frozenset[int] = frozenset(),
 ) -> tuple[float, list[str]]:
     """Score one topic from its hits in a paper; return the score and the evidence."""
     kept = {}
     for k, spans in hits.items():
-        if spans := _valid(topic.keywords[k], spans, friends, paper):
+        if spans := _valid(topic.keywords[k], spans, friends, paper, excluded):
             kept[k] = _outermost(spans)
     weighed = sorted(
         (_keyword_weight(topic.keywords[k], s, factors[k]) for k, s in _drop_nested(kept).items()),
@@ -830,11 +846,16 @@ def _score_topic(
 
 
 def _valid(
-    kw: Keyword, spans: list[Span], friends: list[tuple[int, Span]], paper: PaperText
+    kw: Keyword,
+    spans: list[Span],
+    friends: list[tuple[int, Span]],
+    paper: PaperText,
+    excluded: frozenset[int] = frozenset(),
 ) -> list[Span]:
-    """Drop hits inside a false friend ("search" in "neural architecture search") or redefined."""
-    if kw.friends:
-        masks = [f for n, f in friends if n in kw.friends]
+    """Drop hits inside a false friend ("search" in "neural architecture search") or one of
+    the topic's excluded phrases, or of an acronym the paper redefines."""
+    if kw.friends or excluded:
+        masks = [f for n, f in friends if n in kw.friends or n in excluded]
         spans = [s for s in spans if not any(_inside(s, m) for m in masks)]
     if spans and kw.meanings and _redefined(kw, paper):
         return []

@@ -25,7 +25,7 @@ NO_SUBJECT_ARCHIVES = frozenset(
 MAX_NAME = 200
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_KEYWORD = 100
-TOPIC_FIELDS = frozenset({"slug", "name", "description", "keywords", "categories"})
+TOPIC_FIELDS = frozenset({"slug", "name", "description", "keywords", "categories", "exclude"})
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class TopicSpec:
     description: str = ""
     keywords: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()  # phrases in which a keyword means something else
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class TopicInfo:
     categories: list[str]
     subscribers: int
     papers: int
+    exclude: list[str] = field(default_factory=list)
 
 
 def split_list(value: str | Iterable[str] | None, separator: str = ",") -> list[str]:
@@ -97,6 +99,7 @@ def make_spec(
     description: str = "",
     keywords: str | Iterable[str] | None = (),
     categories: str | Iterable[str] | None = (),
+    exclude: str | Iterable[str] | None = (),
 ) -> TopicSpec:
     """Validate the parts of a topic and return its spec."""
     validate_slug(slug)
@@ -108,13 +111,20 @@ def make_spec(
         raise InputError(f"topic {slug!r}: a name is required")
     if len(name) > MAX_NAME:
         raise InputError(f"topic {slug!r}: name longer than {MAX_NAME} characters")
-    words = _dedupe(split_list([xml_safe(word) for word in split_list(keywords)]))
-    for word in words:
-        if len(word) > MAX_KEYWORD or not re.search(r"[A-Za-z0-9]", word):
-            raise InputError(f"topic {slug!r}: invalid keyword {word!r}")
+    words = _phrases(slug, keywords, "keyword")
     cats = _dedupe(normalise_category(c) for c in split_list(categories))
     description = xml_safe(description or "").strip()
-    return TopicSpec(slug, name, description, tuple(words), tuple(cats))
+    excluded = _phrases(slug, exclude, "excluded phrase")
+    return TopicSpec(slug, name, description, tuple(words), tuple(cats), tuple(excluded))
+
+
+def _phrases(slug: str, value: str | Iterable[str] | None, what: str) -> list[str]:
+    """Split, clean and check a list of keywords or phrases: each with a letter or digit."""
+    phrases = _dedupe(split_list([xml_safe(p) for p in split_list(value)]))
+    for phrase in phrases:
+        if len(phrase) > MAX_KEYWORD or not re.search(r"[A-Za-z0-9]", phrase):
+            raise InputError(f"topic {slug!r}: invalid {what} {phrase!r}")
+    return phrases
 
 
 def _dedupe(items: Iterable[str]) -> list[str]:
@@ -157,7 +167,7 @@ def _spec_from_entry(entry: Mapping[str, Any], label: str) -> TopicSpec:
     for key in ("slug", "name", "description"):
         if key in entry and not isinstance(entry[key], str):
             raise InputError(f"{label}: {key} must be a string")
-    for key in ("keywords", "categories"):
+    for key in ("keywords", "categories", "exclude"):
         value = entry.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise InputError(f"{label}: {key} must be a list of strings")
@@ -170,6 +180,7 @@ def _spec_from_entry(entry: Mapping[str, Any], label: str) -> TopicSpec:
             entry.get("description", ""),
             entry.get("keywords", []),
             entry.get("categories", []),
+            entry.get("exclude", []),
         )
     except InputError as exc:
         raise InputError(f"{label}: {exc}") from exc
@@ -183,10 +194,11 @@ def add_topic(
     description: str = "",
     keywords: str | Iterable[str] = (),
     categories: str | Iterable[str] = (),
+    exclude: str | Iterable[str] = (),
     threshold: float = 1.0,
 ) -> Topic:
     """Create a topic and match it against the papers already stored."""
-    spec = make_spec(slug, name, description, keywords, categories)
+    spec = make_spec(slug, name, description, keywords, categories, exclude)
     if session.scalar(select(Topic.id).where(Topic.slug == spec.slug)) is not None:
         raise InputError(f"topic {spec.slug!r} already exists")
     topic = Topic(
@@ -195,6 +207,7 @@ def add_topic(
         description=spec.description,
         keywords=list(spec.keywords),
         categories=list(spec.categories),
+        exclude=list(spec.exclude),
     )
     session.add(topic)
     session.flush()
@@ -241,6 +254,7 @@ def _same(topic: Topic, spec: TopicSpec) -> bool:
         and (topic.description or "") == spec.description
         and list(topic.keywords or []) == list(spec.keywords)
         and list(topic.categories or []) == list(spec.categories)
+        and list(topic.exclude or []) == list(spec.exclude)
     )
 
 
@@ -249,6 +263,7 @@ def _apply(topic: Topic, spec: TopicSpec) -> None:
     topic.description = spec.description
     topic.keywords = list(spec.keywords)
     topic.categories = list(spec.categories)
+    topic.exclude = list(spec.exclude)
 
 
 def list_topics(*, session: Session) -> list[TopicInfo]:
@@ -264,6 +279,7 @@ def list_topics(*, session: Session) -> list[TopicInfo]:
             categories=list(t.categories or []),
             subscribers=subs.get(t.id, 0),
             papers=papers.get(t.id, 0),
+            exclude=list(t.exclude or []),
         )
         for t in session.scalars(select(Topic).order_by(Topic.slug))
     ]
