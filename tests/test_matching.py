@@ -13,7 +13,8 @@ from sqlalchemy import select
 from newsletter.core.app import App
 from newsletter.core.models import Paper, PaperTopic, Topic
 from newsletter.matching.matches import PaperText, TopicMatcher, match_papers
-from newsletter.matching.scoring import TopicIndex, stem
+from newsletter.matching.scoring import TopicIndex
+from newsletter.matching.text import stem
 
 REPO = Path(__file__).resolve().parent.parent
 

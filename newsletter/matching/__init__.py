@@ -1,7 +1,9 @@
 """Which papers belong to which topic, and to which reader, with the evidence that says why.
 
-Owns: `scoring` (text, stemming, keyword compilation and the pure scoring), `specificity`
-(keyword weights from document frequencies), `embeddings` (the optional sentence model and
+Owns: `text` (a paper's words as tokens, stems and acronym forms), `wordlists` (the
+machine-learning prior: generic words, false friends, synonyms, named models), `scoring`
+(keyword compilation and the pure scoring), `specificity` (keyword weights from document
+frequencies), `embeddings` (the optional sentence model and
 stored vectors), `neighbours` (weak matches that the nearest papers confirm), `matches`
 (scoring stored papers against the recent listings, storing the matches and the vectors),
 `check` (how topics and keywords fit recent papers), `topics` (topic definitions and their

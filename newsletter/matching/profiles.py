@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.core.models import FeedbackVote, Paper, PaperTopic, Subscriber, utcnow
 from newsletter.matching.personal import EditionText, ReaderRules, clean_rules
-from newsletter.matching.scoring import STOPWORDS, PaperText, stem
+from newsletter.matching.text import STOPWORDS, PaperText, stem
 
 PAPER_TERMS = 40  # the strongest terms kept per paper: enough to compare, cheap to score
 PROFILE_TERMS = 150

@@ -1,28 +1,44 @@
 """Score a paper's text against topics: which keywords it mentions, where, and what that says.
 
-A paper's title, abstract and (Hugging Face) keywords are split into word tokens once; each
-token is reduced to a stem ("Fine-Tuned" -> fine, tune) and, when it is a capitalised acronym
-("LLMs"), also to a case-sensitive form. Keywords compile to token sequences the same way, so
-finding them is one dictionary look-up per token whatever the number of topics (TopicIndex).
+Keywords compile to token sequences of the same forms as a paper's words (`text`), so finding
+them is one dictionary look-up per token whatever the number of topics (TopicIndex).
 On the score scale, 1.0 (the default threshold) means "one clear, specific signal": a keyword
 in the title or in the paper's own keywords, a specific keyword in the abstract's opening or
 repeated, or two distinct ones. A single mention late in the abstract counts little; generic
-words, partial phrases and the topic's description add to other evidence.
+words, partial phrases and the topic's description add to other evidence. How much a keyword
+says comes from how common it is among recent papers (`specificity`), with the word lists of
+`wordlists` as the prior.
 """
 
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from copy import copy
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from itertools import accumulate, chain
 from typing import NamedTuple
 
 from newsletter.matching.specificity import NO_PAPERS, DocumentFrequencies
+from newsletter.matching.text import (
+    STOPWORDS,
+    WORD,
+    PaperText,
+    Tokens,
+    acronym_form,
+    is_acronym,
+    stem,
+    tokenize,
+    word_forms,
+)
+from newsletter.matching.wordlists import (
+    EQUIVALENTS,
+    FALSE_FRIENDS,
+    GENERIC_PHRASES,
+    GENERIC_WORDS,
+    INSTANCES,
+)
 
 TITLE_WEIGHT = 1.0
 PAPER_KEYWORD_WEIGHT = 0.8  # HF ai_keywords: chosen for the paper, but many and loose
@@ -40,352 +56,13 @@ DESCRIPTION_WORD = 0.1
 DESCRIPTION_CAP = 0.3
 GAP_SHARE = 0.8  # a phrase with one extra word inside ("graph convolutional neural network")
 INSTANCE_SHARE = 0.7  # a named model or benchmark of the field ("Llama 3" for LLMs)
-FORMS_CACHE_LIMIT = 200_000  # distinct words whose forms are remembered between papers
-
-# Words that appear in most ML abstracts whatever the subject: alone they place no paper.
-GENERIC_WORDS = frozenset(
-    """
-    learning learn model network neural deep data dataset training train method approach
-    system efficient efficiency robust robustness performance task framework algorithm
-    optimization analysis evaluation benchmark large scale scaling generation generative
-    representation prediction inference feature structure information knowledge accuracy
-    adaptive adaptation automatic automated fast scalable general application language
-    improvement improve effective accurate problem result architecture signal process
-    exploration
-    """.split()
-)
-
-# Phrases as common as single generic words: "a deep neural network" is no topic.
-GENERIC_PHRASES = (
-    "deep learning",
-    "machine learning",
-    "neural network",
-    "deep neural network",
-    "artificial intelligence",
-    "large scale",
-    "state of the art",
-    "real world",
-)
-
-# Compounds in which a keyword means something else: a hit inside one does not count,
-# unless the compound itself is one of the topic's keywords. [Brackets] mark the misleading
-# part when the rest keeps its meaning: in "multimodal image fusion" the images are images.
-FALSE_FRIENDS = (
-    "neural architecture search",
-    "architecture search",
-    "hyperparameter search",
-    "grid search",
-    "random search",
-    "beam search",
-    "line search",
-    "search space",
-    "road agent",
-    "hate speech",
-    "part of speech",
-    "part-of-speech",
-    "figure of speech",
-    "free speech",
-    "information diffusion",
-    "memory efficient",
-    "memory footprint",
-    "memory usage",
-    "memory consumption",
-    "memory cost",
-    "privacy policy",
-    "public policy",
-    "image manipulation",
-    "data manipulation",
-    "media manipulation",
-    "packet manipulation",
-    "web navigation",
-    "GUI navigation",
-    "website navigation",
-    "representation alignment",
-    "feature alignment",
-    "latent alignment",
-    "modality alignment",
-    "cross-modal alignment",
-    "multimodal alignment",
-    "vision-language alignment",
-    "image-text alignment",
-    "text-image alignment",
-    "sequence alignment",
-    "distribution alignment",
-    "domain alignment",
-    "temporal alignment",
-    "word alignment",
-    "token alignment",
-    "dense alignment",
-    "in-depth alignment",
-    "planner alignment",
-    "vehicle safety",
-    "road safety",
-    "traffic safety",
-    "food safety",
-    "patient safety",
-    "type safety",
-    "memory safety",
-    "thread safety",
-    "theoretically sound",
-    "mathematically sound",
-    "sound and complete",
-    "vision-language model",
-    "vision language model",
-    "visual language model",
-    "visual question answering",
-    "[multimodal] image fusion",
-    "[multi-modal] image fusion",
-    "[multimodal] distribution",
-    "multimodal large language model",
-    "omnimodal large language model",
-    "[multi-agent] reinforcement learning",
-    "[multimodal] optimization",
-    "message passing interface",
-    "customer segmentation",
-    "word segmentation",
-    "dataset distillation",
-    "data pruning",
-    "data sparsity",
-    "vector quantization",
-    "vector quantized",
-    "design space exploration",
-    "data exploration",
-)
-
-# Terms that name the same thing: a topic with one of them also matches the others.
-EQUIVALENTS = (
-    ("LLM", "large language model"),
-    ("VLM", "vision-language model"),
-    ("MLLM", "multimodal large language model"),
-    ("RL", "reinforcement learning"),
-    ("RLHF", "reinforcement learning from human feedback"),
-    ("MARL", "multi-agent reinforcement learning"),
-    ("GNN", "graph neural network"),
-    ("NAS", "neural architecture search"),
-    ("ASR", "automatic speech recognition", "speech recognition"),
-    ("TTS", "text-to-speech", "speech synthesis"),
-    ("PEFT", "parameter-efficient fine-tuning"),
-    ("MoE", "mixture of experts"),
-    ("NER", "named entity recognition"),
-    ("NLP", "natural language processing"),
-    ("RAG", "retrieval-augmented generation"),
-    ("T2I", "text-to-image"),
-    ("ViT", "vision transformer"),
-    ("LoRA", "low-rank adaptation"),
-    ("OOD", "out-of-distribution"),
-    ("CoT", "chain-of-thought"),
-    ("ICL", "in-context learning"),
-    ("VQA", "visual question answering"),
-    ("GAN", "generative adversarial network"),
-    ("VAE", "variational autoencoder"),
-    ("DPO", "direct preference optimization"),
-    ("SLAM", "simultaneous localization and mapping"),
-    ("autonomous driving", "self-driving", "autonomous vehicle"),
-    ("image generation", "image synthesis"),
-    ("video generation", "video synthesis"),
-)
-
-STOPWORDS = frozenset(
-    """
-    a an and or the of for in on to with by from as at into via about over under using use
-    based new novel their its this that these those is are be been being we our us it they
-    such than then also more most less not no can may any all each other both between
-    paper research work study method approach topic including include e g i etc like
-    related toward towards how what which who when where alone together within without
-    """.split()
-)
 
 # Prefixes written with or without a hyphen: "multimodal" = "multi-modal".
 PREFIXES = ("multi", "pre", "self", "semi", "cross", "non", "post", "co", "re", "sub", "inter")
-NOT_PLURAL = ("ss", "us", "is", "ics")
-# Named models and benchmarks that stand for their field: a paper that evaluates Qwen3 or
-# trains on ImageNet is about LLMs or image classification even when it never says so.
-# Names match whatever their version number ("Llama3", "Qwen2.5"), but not inside other words.
-# Keyed by the keyword's stems (see _key).
-INSTANCES = {
-    "larg languag model": (
-        "GPT ChatGPT LLaMA Qwen Mistral Mixtral Gemma Vicuna Claude Gemini DeepSeek PaLM OLMo OLMoE"
-    ).split(),
-    "imag classification": ["ImageNet", "CIFAR", "MNIST"],
-    "speech recognition": ["LibriSpeech"],
-    "languag understand": ["GLUE", "SuperGLUE"],
-    "question answer": ["SQuAD", "HotpotQA"],
-    "vision languag model": ["LLaVA", "BLIP"],
-}
-
-# Words whose "-ed" or "-ing" is not an ending.
-NOT_ENDINGS = frozenset(
-    "embed bed red seed need speed feed shed breed proceed exceed succeed indeed hundred "
-    "sacred thing string bring spring king ring sing wing during nothing anything something".split()
-)
-NOT_PLURAL_WORDS = frozenset({"bias", "alias", "atlas", "canvas", "lens", "news", "gas", "chaos"})
-_WORD = re.compile(r"[A-Za-z0-9]+")
 _TERM = re.compile(r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*")  # "fine-tuning" stays one term
 _NAME_SPLIT = re.compile(r"\s*(?:&|/|,|;|\(|\)|\band\b|\bor\b)\s*")
-_DOUBLED = re.compile(r"([b-df-hj-km-rtv])\1$")  # a doubled final consonant, not l, s or z
 
 Seq = tuple[str, ...]  # one keyword form as a sequence of token forms
-
-
-def stem(word: str) -> str:
-    """Reduce a word to a stem shared by its simple forms: tuning, tuned, tune -> tune.
-
-    A small Porter-style stemmer: plural and verb endings go, a short stem regains its "e"
-    ("tuning" -> tune, but "planning" -> plan, so "plane" stays apart).
-    """
-    w = word.lower()
-    if len(w) > 4 and w.endswith("ies"):
-        w = w[:-3] + "y"
-    elif len(w) > 4 and w.endswith(("sses", "shes", "ches", "xes")):
-        w = w[:-2]
-    elif (
-        len(w) > 3 and w.endswith("s") and not w.endswith(NOT_PLURAL) and w not in NOT_PLURAL_WORDS
-    ):
-        w = w[:-1]
-    if len(w) > 8 and w.endswith(("ization", "isation")):
-        return w[:-7] + "iz"  # quantization, quantized -> quantiz
-    w = _strip_ending(w)
-    if w.endswith("e") and len(w) > 2 and (_measure(w[:-1]) > 1 or not _cvc(w[:-1])):
-        w = w[:-1]  # image, imaging -> imag; but tune stays
-    if w.endswith("ll") and _measure(w) > 1:
-        w = w[:-1]  # modelling -> model, distill -> distil
-    return w
-
-
-def _strip_ending(w: str) -> str:
-    """Strip "-ing", "-ed" (and "-er" after a doubled consonant) from a lowercase word."""
-    if w in NOT_ENDINGS:
-        return w
-    for ending in ("ing", "ed", "er"):
-        base = w[: -len(ending)]
-        if not w.endswith(ending) or len(base) < 2 or not re.search("[aeiouy]", base):
-            continue
-        if _DOUBLED.search(base):
-            return base[:-1]  # planning -> plan, embedded -> embed
-        if ending != "er":  # "planner", but not "transformer"
-            return base + "e" if _measure(base) == 1 and _cvc(base) else base
-    return w
-
-
-def _kinds(word: str) -> str:
-    return "".join(
-        "v" if c in "aeiou" or (c == "y" and i and word[i - 1] not in "aeiou") else "c"
-        for i, c in enumerate(word)
-    )
-
-
-def _measure(word: str) -> int:
-    """Count the vowel-consonant runs of a word, as Porter's stemmer does."""
-    return re.sub(r"(.)\1+", r"\1", _kinds(word)).count("vc")
-
-
-def _cvc(word: str) -> bool:
-    """Tell whether a word ends consonant-vowel-consonant ("tun", "plan"), as in a short stem."""
-    return len(word) >= 3 and _kinds(word).endswith("cvc") and word[-1] not in "wxy"
-
-
-def is_acronym(word: str) -> bool:
-    """Tell capitalised short forms ("RL", "LLMs", "LoRA", "3D") from ordinary words."""
-    core = word[:-1] if len(word) > 2 and word.endswith("s") else word
-    upper = sum(c.isupper() for c in core)
-    return len(core) >= 2 and (upper >= 2 or core.isupper())
-
-
-def _acronym_form(word: str) -> str:
-    core = word[:-1] if word.endswith("s") and not word[-2:].isupper() else word
-    return "^" + core  # "^" keeps acronyms apart from lowercase stems
-
-
-def word_forms(word: str) -> tuple[str, ...]:
-    """Return the forms a text word can match: its stem, its acronym form, its unversioned name."""
-    forms = (_acronym_form(word), stem(word)) if is_acronym(word) else (stem(word),)
-    m = _VERSIONED.fullmatch(word)
-    if m is not None and m.group(1).lower() in _INSTANCE_NAMES:
-        forms += ("~" + m.group(1).lower(),)  # "Qwen3", "Llama2": the family of a named model
-    return forms
-
-
-_VERSIONED = re.compile(r"([A-Za-z]{3,})(?:\d+[a-z]?)?")
-_INSTANCE_NAMES = frozenset(n.lower() for names in INSTANCES.values() for n in names)
-
-
-class Tokens:
-    """One text field as word tokens: their forms and phrase joins; places on demand."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        # [gap, word, gap, word, ..., gap] in one call: the loop over tokens stays in C.
-        self._parts = parts = _SPLIT.split(text)
-        self.forms = [_FORMS.get(w) or _remember(w) for w in parts[1::2]]
-        self._gaps = parts[0:-1:2]
-
-    @cached_property
-    def joined(self) -> list[bool]:
-        """For each token, whether it continues a phrase from the token before it."""
-        return [
-            g == " " or g == "-" or (g != "" and _JOINED.fullmatch(g) is not None)
-            for g in self._gaps
-        ]
-
-    @cached_property
-    def vocabulary(self) -> frozenset[str]:
-        """Every form of every token."""
-        return frozenset(chain.from_iterable(self.forms))
-
-    @cached_property
-    def _starts(self) -> list[int]:
-        return list(accumulate(map(len, self._parts)))[0::2]
-
-    def span_text(self, start: int, end: int) -> str:
-        """Return the text from token start to just after token end - 1."""
-        last = self._starts[end - 1] + len(self._parts[2 * end - 1])
-        return self.text[self._starts[start] : last]
-
-    @cached_property
-    def _sentence_starts(self) -> list[int]:
-        return [k for k, g in enumerate(self._gaps) if g != " " and _SENTENCE_END.search(g)]
-
-    def sentence(self, i: int) -> int:
-        """Return the sentence number of token i."""
-        return bisect_right(self._sentence_starts, i)
-
-
-_SPLIT = re.compile(r"([A-Za-z0-9]+)")
-_SENTENCE_END = re.compile(r"[.?!]\W*\s$")
-_JOINED = re.compile(r"[\s\-/]+")  # between the words of a phrase: "large-language  models"
-_FORMS: dict[str, tuple[str, ...]] = {}
-
-
-def _remember(word: str) -> tuple[str, ...]:
-    if len(_FORMS) > FORMS_CACHE_LIMIT:
-        _FORMS.clear()
-    forms = _FORMS[word] = word_forms(word)
-    return forms
-
-
-def tokenize(text: str) -> Tokens:
-    """Split text into word tokens with their forms, once per paper and field."""
-    return Tokens(text)
-
-
-@dataclass(frozen=True)
-class PaperText:
-    """What the matcher reads of a paper."""
-
-    title: str
-    abstract: str = ""
-    keywords: Sequence[str] = ()
-    categories: Sequence[str] = ()
-
-    @cached_property
-    def fields(self) -> dict[str, Tokens]:
-        """Each non-empty field as tokens, computed once for all topics."""
-        texts = {
-            "title": self.title,
-            "keyword": " ; ".join(self.keywords),  # a phrase never spans two of them
-            "abstract": self.abstract,
-        }
-        return {name: tokenize(text) for name, text in texts.items() if text}
 
 
 @dataclass(frozen=True)
@@ -405,7 +82,7 @@ class Keyword:
 def _phrase_words(text: str) -> list[tuple[str, str]]:
     """Return (word, separator before it) pairs: separators decide where words may be glued."""
     out, prev = [], 0
-    for m in _WORD.finditer(text):
+    for m in WORD.finditer(text):
         out.append((m.group(0), text[prev : m.start()]))
         prev = m.end()
     return out
@@ -421,7 +98,7 @@ def _variants(text: str) -> list[Seq]:
             out[acc] = None
             return
         word = words[n][0]
-        walk(n + 1, (*acc, _acronym_form(word) if is_acronym(word) else stem(word)))
+        walk(n + 1, (*acc, acronym_form(word) if is_acronym(word) else stem(word)))
         if split := _prefix_split(word):
             walk(n + 1, (*acc, *split))
         if n + 1 < len(words) and words[n + 1][1] == "-":
@@ -454,12 +131,12 @@ def is_generic(words: Sequence[str]) -> bool:
 
 _GENERIC_STEMS = frozenset(stem(w) for w in GENERIC_WORDS)
 _GENERIC_PHRASE_STEMS = frozenset(
-    " ".join(stem(w) for w in _WORD.findall(p) if w not in STOPWORDS) for p in GENERIC_PHRASES
+    " ".join(stem(w) for w in WORD.findall(p) if w not in STOPWORDS) for p in GENERIC_PHRASES
 )
 
 
 def _key(text: str) -> str:
-    return " ".join(stem(w) for w in _WORD.findall(text))
+    return " ".join(stem(w) for w in WORD.findall(text))
 
 
 def _unique(items: Iterable[str]) -> list[str]:
@@ -473,7 +150,7 @@ def _unique(items: Iterable[str]) -> list[str]:
 
 def _name_parts(name: str) -> list[str]:
     """Split a topic name into keyword-like parts: "Speech & audio" -> speech, audio."""
-    return [p for p in _NAME_SPLIT.split(name or "") if _WORD.search(p)]
+    return [p for p in _NAME_SPLIT.split(name or "") if WORD.search(p)]
 
 
 def _expand(texts: list[str]) -> list[str]:
@@ -487,13 +164,13 @@ def _expand(texts: list[str]) -> list[str]:
         if _key(term) not in keys
     ]
     # A keyword of stopwords only ("a", "of the") would match everywhere.
-    useful = [t for t in texts if any(w.lower() not in STOPWORDS for w in _WORD.findall(t))]
+    useful = [t for t in texts if any(w.lower() not in STOPWORDS for w in WORD.findall(t))]
     return _unique(useful + extra)
 
 
 def compile_keyword(text: str) -> Keyword:
     """Compile one keyword or phrase into token sequences, partial forms and flags."""
-    words = _WORD.findall(text)
+    words = WORD.findall(text)
     acronym = words[0] if len(words) == 1 and is_acronym(words[0]) else ""
     sequences = [(seq, 1.0) for seq in _variants(text)]
     full = {seq for seq, _ in sequences}
@@ -512,7 +189,7 @@ def compile_keyword(text: str) -> Keyword:
 def _instances(text: str) -> list[Seq]:
     """Return the named models and benchmarks that stand for a keyword ("Qwen3" for LLM)."""
     names = INSTANCES.get(_key(text), ())
-    return [tuple("~" + w.lower() for w in _WORD.findall(name)) for name in names]
+    return [tuple("~" + w.lower() for w in WORD.findall(name)) for name in names]
 
 
 def compile_keywords(keywords: Iterable[str], *, name: str = "") -> tuple[Keyword, ...]:
@@ -551,8 +228,8 @@ def _friend(phrase: str) -> tuple[Tokens, tuple[int, int]]:
     tokens = tokenize(phrase.replace("[", "").replace("]", ""))
     if not inside:
         return tokens, (0, len(tokens.forms))
-    start = len(_WORD.findall(before))
-    return tokens, (start, start + len(_WORD.findall(inside)))
+    start = len(WORD.findall(before))
+    return tokens, (start, start + len(WORD.findall(inside)))
 
 
 _FRIENDS = tuple(_friend(p) for p in FALSE_FRIENDS)
@@ -573,14 +250,14 @@ def _with_false_friends(kw: Keyword, topic: Sequence[Keyword]) -> Keyword:
 def compile_description(description: str, keywords: Sequence[Keyword]) -> tuple[Keyword, ...]:
     """Compile the description's content words (and hyphenated compounds) not in the keywords."""
     known = {_key(k.text) for k in keywords} | {
-        stem(w) for k in keywords for w in _WORD.findall(k.text)
+        stem(w) for k in keywords for w in WORD.findall(k.text)
     }
     terms = _unique(
         t
         for t in _TERM.findall(description or "")
         if _key(t) not in known
         and len(t) > 3
-        and not all(w.lower() in STOPWORDS or is_generic([w]) for w in _WORD.findall(t))
+        and not all(w.lower() in STOPWORDS or is_generic([w]) for w in WORD.findall(t))
     )
     return tuple(Keyword(t, tuple((seq, 1.0) for seq in _variants(t))) for t in terms)
 
@@ -649,7 +326,7 @@ class TopicMatcher:
             keywords=compiled,
             description=compile_description(description, compiled),
             categories=frozenset(c.strip() for c in categories if c.strip()),
-            exclude=tuple(_unique(p for p in exclude if _WORD.search(p))),
+            exclude=tuple(_unique(p for p in exclude if WORD.search(p))),
         )
 
     @cached_property
@@ -899,7 +576,7 @@ def _drop_nested(kept: dict[int, list[Span]]) -> dict[int, list[Span]]:
 
 def _redefined(kw: Keyword, paper: PaperText) -> bool:
     """Tell whether the paper spells the acronym out as something else: "attack ... (ASR)"."""
-    core = _acronym_form(kw.acronym)[1:]
+    core = acronym_form(kw.acronym)[1:]
     pattern = re.compile(r"\(\s*" + re.escape(core) + r"s?\s*[);,]")
     for text in (paper.title, paper.abstract):
         for m in pattern.finditer(text):
