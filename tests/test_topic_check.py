@@ -236,3 +236,40 @@ def test_bad_excluded_phrases_are_one_line_and_change_nothing(run, app, tmp_path
     assert "exclude must be a list of strings" in result.stderr
     with app.transaction() as s:
         assert s.scalar(select(func.count()).select_from(Topic)) == 0
+
+
+def test_edit_changes_only_what_it_is_given_and_rematches(run, app, tmp_path) -> None:
+    _import_corona_papers(run, tmp_path)
+    _add(run, "sun", "corona")
+    assert len(_matched_titles(run, "sun")) == 3
+    result = run("topics", "edit", "sun", "--exclude", "accretion disc corona")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "updated topic sun: 2 papers match\n"
+    assert "The accretion disc corona of a Seyfert nucleus" not in _matched_titles(run, "sun")
+    [listed] = json.loads(run("topics", "list", "--json").stdout)
+    assert (listed["name"], listed["keywords"]) == ("Sun", ["corona"])  # kept
+    assert listed["exclude"] == ["accretion disc corona"]
+    again = run("topics", "edit", "sun", "--exclude", "accretion disc corona")
+    assert again.stdout == "topic sun unchanged: 2 papers match\n"
+    cleared = run("topics", "edit", "sun", "--exclude", "")
+    assert cleared.stdout == "updated topic sun: 3 papers match\n"
+
+
+def test_edit_refuses_bad_input_in_one_line_and_changes_nothing(run, app, tmp_path) -> None:
+    _import_corona_papers(run, tmp_path)
+    _add(run, "sun", "corona")
+    with app.sessions() as s:
+        before = s.scalar(select(func.count()).select_from(PaperTopic))
+    for args, message in (
+        (("nope", "--name", "X"), "unknown topic 'nope'"),
+        (("sun", "--exclude", "--"), "invalid excluded phrase '--'"),
+        (("sun", "--categories", "not a category"), "invalid arXiv category"),
+        (("sun", "--name", "two\nlines"), "name must be one line"),
+    ):
+        result = run("topics", "edit", *args)
+        assert result.exit_code == 2, result.output
+        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    [listed] = json.loads(run("topics", "list", "--json").stdout)
+    assert (listed["name"], listed["keywords"], listed["exclude"]) == ("Sun", ["corona"], [])
+    with app.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(PaperTopic)) == before

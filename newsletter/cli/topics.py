@@ -22,6 +22,7 @@ from newsletter.matching.matches import match_papers, recent_papers
 from newsletter.matching.topics import (
     add_topic,
     count_subscribers,
+    edit_topic,
     get_topic,
     import_topics,
     list_topics,
@@ -77,6 +78,56 @@ def add_command(
             topic, recent_papers(session=session), threshold=app.settings.match_threshold
         )
     click.echo(f"added topic {slug}: {matched} papers match")
+    for warning in warnings_of(check):
+        click.echo(f"warning: {warning}", err=True)
+
+
+@topics.command("edit")
+@click.argument("slug")
+@click.option("--name", help="A new display name.")
+@click.option("--description", help="A new one-line description.")
+@click.option("--keywords", help="The new comma-separated keywords (replace the old ones).")
+@click.option("--categories", help="The new comma-separated arXiv categories.")
+@click.option("--exclude", help='The new comma-separated excluded phrases ("" clears them).')
+@pass_app
+def edit_command(
+    app: App,
+    slug: str,
+    name: str | None,
+    description: str | None,
+    keywords: str | None,
+    categories: str | None,
+    exclude: str | None,
+) -> None:
+    """Change a topic's name, description, keywords, categories or excluded phrases.
+
+    Only the options given change; each replaces the old value whole. The topic's papers
+    are matched again, and the same warnings as `topics add` are printed.
+
+    \b
+    Examples:
+      newsletter topics edit sun --exclude "accretion disc corona, disc corona"
+      newsletter topics edit llm --keywords "LLM, large language model, instruction tuning"
+    """
+    with app.transaction() as session:
+        topic, changed = edit_topic(
+            slug,
+            session=session,
+            name=name,
+            description=description,
+            keywords=keywords,
+            categories=categories,
+            exclude=exclude,
+            threshold=app.settings.match_threshold,
+        )
+        matched = len(topic.papers)
+        check = check_topic(
+            topic, recent_papers(session=session), threshold=app.settings.match_threshold
+        )
+    if not changed:
+        click.echo(f"topic {slug} unchanged: {matched} papers match")
+        return
+    click.echo(f"updated topic {slug}: {matched} papers match")
     for warning in warnings_of(check):
         click.echo(f"warning: {warning}", err=True)
 

@@ -215,6 +215,40 @@ def add_topic(
     return topic
 
 
+def edit_topic(
+    slug: str,
+    *,
+    session: Session,
+    name: str | None = None,
+    description: str | None = None,
+    keywords: str | Iterable[str] | None = None,
+    categories: str | Iterable[str] | None = None,
+    exclude: str | Iterable[str] | None = None,
+    threshold: float = 1.0,
+) -> tuple[Topic, bool]:
+    """Change the parts given of a topic; rematch its papers if anything changed.
+
+    Return the topic and whether it changed. A part left None keeps its value; an empty one
+    (keywords="") clears it.
+    """
+    topic = get_topic(slug, session=session)
+    spec = make_spec(
+        slug,
+        topic.name if name is None else name,
+        (topic.description or "") if description is None else description,
+        (topic.keywords or []) if keywords is None else keywords,
+        (topic.categories or []) if categories is None else categories,
+        (topic.exclude or []) if exclude is None else exclude,
+    )
+    if _same(topic, spec):
+        return topic, False
+    _apply(topic, spec)
+    session.flush()
+    match_papers(session=session, topic_ids=[topic.id], threshold=threshold)
+    session.expire(topic, ["papers"])  # matched again outside the ORM
+    return topic, True
+
+
 def import_topics(path: str | Path, *, session: Session, threshold: float = 1.0) -> ImportStats:
     """Create or update the topics of a TOML file by slug, then match the changed ones."""
     path = Path(path)
