@@ -138,14 +138,14 @@ def test_check_counts_readers_votes_per_keyword_and_flags_the_disliked_one(run, 
     assert (keywords["sparsity"]["likes"], keywords["sparsity"]["dislikes"]) == (0, 6)
     assert (keywords["pruning"]["likes"], keywords["pruning"]["dislikes"]) == (0, 3)
     assert keywords["distillation"]["warning"] is None
-    assert "'sparsity' is in 6 of the 6 papers" in keywords["sparsity"]["warning"]
+    assert "'sparsity': 6 of the 6 votes" in keywords["sparsity"]["warning"]
     assert keywords["pruning"]["warning"] is None  # 3 votes: too few to judge
-    assert any("readers of 'em' marked 6 of the 12" in w for w in check["warnings"])
+    assert any("topic 'em': 6 of the 12 votes" in w for w in check["warnings"])
 
     text = run("topics", "check", "em").output
     assert "em: 4 of 50 papers of the last 30 days (8%); readers voted 6 more, 6 less" in text
     assert "  sparsity: 6 papers (12%); readers voted 0 more, 6 less" in text
-    assert "warning: keyword 'sparsity' is in 6 of the 6 papers" in text
+    assert "warning: keyword 'sparsity': 6 of the 6 votes of this topic's readers" in text
 
 
 def test_check_without_votes_says_nothing_of_readers(run) -> None:

@@ -176,8 +176,8 @@ def _with_votes(check: KeywordCheck, likes: int, dislikes: int) -> KeywordCheck:
     warning = check.warning
     if warning is None and _disliked(likes, dislikes):
         warning = (
-            f"keyword {check.keyword!r} is in {dislikes} of the {likes + dislikes} papers of "
-            'this topic its readers voted on and marked "less like this": make it more '
+            f"keyword {check.keyword!r}: {dislikes} of the {likes + dislikes} votes of this "
+            'topic\'s readers on papers that contain it say "less like this": make it more '
             "specific, exclude the phrases it is misread in, or remove it"
         )
     return replace(check, likes=likes, dislikes=dislikes, warning=warning)
@@ -187,8 +187,8 @@ def _readers_warnings(slug: str, likes: int, dislikes: int) -> list[str]:
     if not _disliked(likes, dislikes):
         return []
     return [
-        f"readers of {slug!r} marked {dislikes} of the {likes + dislikes} papers it placed "
-        'that they voted on "less like this": see which keywords those papers share'
+        f"topic {slug!r}: {dislikes} of the {likes + dislikes} votes of its readers on the "
+        'papers it placed say "less like this": see which keywords those papers share'
     ]
 
 
