@@ -139,6 +139,8 @@ def test_check_counts_readers_votes_per_keyword_and_flags_the_disliked_one(run, 
     assert (keywords["pruning"]["likes"], keywords["pruning"]["dislikes"]) == (0, 3)
     assert keywords["distillation"]["warning"] is None
     assert "'sparsity': 6 of the 6 votes" in keywords["sparsity"]["warning"]
+    # Phrases count disliked papers, not votes: each of these is in one paper only.
+    assert keywords["sparsity"]["phrases"] == []
     assert keywords["pruning"]["warning"] is None  # 3 votes: too few to judge
     assert any("topic 'em': 6 of the 12 votes" in w for w in check["warnings"])
 
@@ -209,6 +211,11 @@ def test_an_excluded_phrase_sets_aside_the_mentions_inside_it(run, tmp_path) -> 
         {"phrase": "disc corona", "papers": 2},
     ]
     assert "excluded 'accretion disc corona': in 2 papers" in run("topics", "check", "sun").output
+    # Without the exclusion, check shows the admin where the keyword stands most often.
+    [plain] = json.loads(run("topics", "check", "corona", "--json").stdout)
+    assert plain["keywords"][0]["phrases"] == [["disc corona", 2]]
+    [sun] = check["keywords"]
+    assert sun["phrases"] == []  # what is excluded is not shown again
 
 
 def test_a_topics_file_takes_excluded_phrases_and_an_edit_rematches(run, tmp_path) -> None:

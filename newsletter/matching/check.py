@@ -11,7 +11,8 @@ paper lately.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 
@@ -27,6 +28,7 @@ from newsletter.matching.matches import (
 )
 from newsletter.matching.scoring import PaperText, TopicIndex, TopicMatcher, compile_keyword
 from newsletter.matching.specificity import WARN_COMMON_SHARE
+from newsletter.matching.text import WORD, stem
 
 CHECK_DAYS = 30
 QUIET_DAYS = 7  # `newsletter status` flags topics that matched nothing in this many days
@@ -34,6 +36,8 @@ MIN_PAPERS_FOR_NONE = 20  # below this, a keyword found nowhere proves little
 BROAD_TOPIC_SHARE = 0.5  # a topic matching this share of the listing is hardly a filter
 MIN_VOTES_TO_WARN = 5  # readers' verdict on a topic or keyword counts from this many votes
 DISLIKED_SHARE = 0.5  # ... and warns when at least this share of them is "less like this"
+PHRASES_SHOWN = 3  # a warned keyword names the phrases it is most often in
+MIN_PHRASE_PAPERS = 2  # ... found in at least this many papers
 
 Vote = tuple[PaperText, int]  # a voted paper and the vote: +1 more, -1 less like this
 
@@ -48,6 +52,9 @@ class KeywordCheck:
     warning: str | None = None
     likes: int = 0  # readers' votes on the topic's papers in which this keyword is found
     dislikes: int = 0
+    # The phrases its mentions stand in most often, with their numbers of papers: where a
+    # keyword is misread ("disc corona") or which phrase would be more specific.
+    phrases: list[tuple[str, int]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -135,12 +142,17 @@ def check_topic(
     matched = sum(1 for hits in index.score_listing(papers, threshold) if hits)
     total = len(papers)
     voted = [(index.keyword_keys(paper), vote) for paper, vote in votes]
+    contexts = _phrases(index, papers)
+    disliked = _phrases(index, {id(p): p for p, vote in votes if vote < 0}.values())
     keywords = []
     for word in topic.keywords or ():
         key = compile_keyword(word).key
         check = _keyword_check(word, found.counts.get(key, 0), total)
         likes, dislikes = _count([vote for keys, vote in voted if key in keys])
-        keywords.append(_with_votes(check, likes, dislikes))
+        check = _with_votes(check, likes, dislikes)
+        # Where readers dislike it, the phrases of the disliked papers say more than the listing's.
+        phrases = disliked[key] if _disliked(likes, dislikes) else contexts[key]
+        keywords.append(_with_phrases(check, phrases.most_common(PHRASES_SHOWN)))
     likes, dislikes = _count([vote for _, vote in votes])
     phrases = TopicIndex([TopicMatcher.compile(topic.slug, topic.exclude or ())])
     excluded = phrases.count_keywords(papers)
@@ -161,6 +173,31 @@ def check_topic(
             for p in topic.exclude or ()
         ],
     )
+
+
+def _phrases(index: TopicIndex, papers: Iterable[PaperText]) -> defaultdict[str, Counter[str]]:
+    """Count, per keyword key, the papers in which its mentions stand in each phrase.
+
+    Inflections count as one phrase, shown in one of its written forms.
+    """
+    counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    written: dict[str, str] = {}
+    for paper in papers:
+        for key, phrases in index.contexts(paper).items():
+            stems = {" ".join(stem(w) for w in WORD.findall(p)) for p in phrases}
+            for phrase in sorted(phrases):
+                written.setdefault(" ".join(stem(w) for w in WORD.findall(phrase)), phrase)
+            counts[key].update(written[s] for s in stems)
+    return counts
+
+
+def _with_phrases(check: KeywordCheck, phrases: list[tuple[str, int]]) -> KeywordCheck:
+    phrases = [(p, n) for p, n in phrases if n >= MIN_PHRASE_PAPERS]
+    warning = check.warning
+    if warning is not None and phrases:
+        shown = ", ".join(f"{p!r} ({n})" for p, n in phrases)
+        warning += f"; it is most often in {shown}"
+    return replace(check, phrases=phrases, warning=warning)
 
 
 def _count(votes: list[int]) -> tuple[int, int]:

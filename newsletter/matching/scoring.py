@@ -442,6 +442,26 @@ class TopicIndex:
         """Return the keys of the keywords found in a paper (see `Keyword.key`)."""
         return self._keys_found(paper, self._find(paper))
 
+    def contexts(self, paper: PaperText) -> dict[str, set[str]]:
+        """Return, per keyword key, the phrases its mentions stand in: the mention with the
+        word before it ("accretion disc corona" -> "disc corona"), lowercased.
+
+        What an admin reads to see where a keyword is misread or which phrase to write.
+        """
+        found, friends = self._find(paper)
+        out: dict[str, set[str]] = {}
+        for t, by_keyword in found.items():
+            for k, spans in by_keyword.items():
+                kw = self.topics[t].keywords[k]
+                for span in _valid(kw, spans, friends, paper, self._excluded[t]):
+                    tokens = paper.fields[span.field]
+                    if span.start > 0 and tokens.joined[span.start]:
+                        before = tokens.span_text(span.start - 1, span.start)
+                        if before.lower() not in STOPWORDS:
+                            phrase = tokens.span_text(span.start - 1, span.end)
+                            out.setdefault(kw.key, set()).add(phrase.lower())
+        return out
+
     def _keys_found(self, paper: PaperText, hits: _Found) -> set[str]:
         found, friends = hits
         return {

@@ -27,6 +27,7 @@ STOPWORDS = frozenset(
     such than then also more most less not no can may any all each other both between
     paper research work study method approach topic including include e g i etc like
     related toward towards how what which who when where alone together within without
+    during after before through across while since among upon whether
     """.split()
 )
 
