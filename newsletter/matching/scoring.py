@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 from newsletter.matching.specificity import NO_PAPERS, DocumentFrequencies
 from newsletter.matching.text import (
+    FUNCTION_WORDS,
     STOPWORDS,
     WORD,
     PaperText,
@@ -457,7 +458,7 @@ class TopicIndex:
                     tokens = paper.fields[span.field]
                     if span.start > 0 and tokens.joined[span.start]:
                         before = tokens.span_text(span.start - 1, span.start)
-                        if before.lower() not in STOPWORDS:
+                        if before.lower() not in FUNCTION_WORDS:
                             phrase = tokens.span_text(span.start - 1, span.end)
                             out.setdefault(kw.key, set()).add(phrase.lower())
         return out

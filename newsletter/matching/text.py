@@ -27,8 +27,12 @@ STOPWORDS = frozenset(
     such than then also more most less not no can may any all each other both between
     paper research work study method approach topic including include e g i etc like
     related toward towards how what which who when where alone together within without
-    during after before through across while since among upon whether
     """.split()
+)
+# Words that never begin a phrase worth naming ("during pre-training"): the stopwords and
+# the prepositions and conjunctions the matcher reads as ordinary words.
+FUNCTION_WORDS = STOPWORDS | frozenset(
+    "during after before through across while since among upon whether".split()
 )
 
 NOT_PLURAL = ("ss", "us", "is", "ics")
