@@ -144,6 +144,12 @@ def test_check_counts_readers_votes_per_keyword_and_flags_the_disliked_one(run, 
     assert keywords["pruning"]["warning"] is None  # 3 votes: too few to judge
     assert any("topic 'em': 6 of the 12 votes" in w for w in check["warnings"])
 
+    status = run("status", "--json")
+    assert json.loads(status.stdout)["disliked_topics"] == [
+        {"slug": "em", "likes": 6, "dislikes": 6}
+    ]
+    assert "warning: topic 'em': 6 of its readers' 12 votes" in status.stderr
+
     text = run("topics", "check", "em").output
     assert "em: 4 of 50 papers of the last 30 days (8%); readers voted 6 more, 6 less" in text
     assert "  sparsity: 6 papers (12%); readers voted 0 more, 6 less" in text
@@ -156,6 +162,7 @@ def test_check_without_votes_says_nothing_of_readers(run) -> None:
     [check] = json.loads(run("topics", "check", "em", "--json").stdout)
     assert (check["likes"], check["dislikes"], check["warnings"]) == (0, 0, [])
     assert "readers" not in run("topics", "check", "em").output
+    assert json.loads(run("status", "--json").stdout)["disliked_topics"] == []
 
 
 CORONA_PAPERS = [

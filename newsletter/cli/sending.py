@@ -19,7 +19,7 @@ from newsletter.core.app import App
 from newsletter.core.errors import InputError, SendingHeld
 from newsletter.delivery import service as sending
 from newsletter.delivery.engine import SendSummary
-from newsletter.matching.check import QUIET_DAYS, quiet_topics
+from newsletter.matching.check import CHECK_DAYS, QUIET_DAYS, disliked_topics, quiet_topics
 from newsletter.runners.send import SendRun
 
 DATE_HELP = "Listing date YYYY-MM-DD (default: the newest listing)."
@@ -217,6 +217,7 @@ def status(app: App, day: str | None, as_json: bool) -> None:
     data = sending.edition_status(app, parse_date(day))
     with app.transaction() as session:
         data["quiet_topics"] = quiet_topics(session=session)
+        data["disliked_topics"] = disliked_topics(session=session)
     health = data.get("health") or {}
     for warning in health.get("warnings", []):
         click.echo(f"warning: {warning}", err=True)
@@ -226,13 +227,21 @@ def status(app: App, day: str | None, as_json: bool) -> None:
             f"listings: see `newsletter topics check {slug}`",
             err=True,
         )
+    for topic in data["disliked_topics"]:
+        votes = topic["likes"] + topic["dislikes"]
+        click.echo(
+            f"warning: topic {topic['slug']!r}: {topic['dislikes']} of its readers' {votes} "
+            f'votes in the last {CHECK_DAYS} days of listings say "less like this": see '
+            f"`newsletter topics check {topic['slug']}`",
+            err=True,
+        )
     if as_json:
         echo_json(data)
         return
     if not data["planned"]:
         click.echo(f"{data['date']}: not planned yet")
         return
-    shown = ("date", "planned", "health", "votes", "quiet_topics", "guard")
+    shown = ("date", "planned", "health", "votes", "quiet_topics", "disliked_topics", "guard")
     counts = ", ".join(f"{k} {v}" for k, v in data.items() if k not in shown)
     click.echo(f"{data['date']}: {counts}")
     for line in _guard_lines(data["date"], data.get("guard") or {}):

@@ -5,8 +5,8 @@ is probably misspelt or from another field; a topic that matches nothing leaves 
 subscribers without a digest. Readers say the rest: the "more/less like this" votes that a
 topic's subscribers cast on the papers it placed, counted for the topic and for each keyword
 found in them, show which keyword brings papers its readers do not want. `check_topics`
-measures this over the recent listings and `quiet_topics` names the topics that matched no
-paper lately.
+measures this over the recent listings; `quiet_topics` names the topics that matched no
+paper lately and `disliked_topics` those whose readers mostly vote "less like this".
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from newsletter.core.models import FeedbackVote, Paper, PaperTopic, Subscription, Topic
@@ -282,3 +283,34 @@ def quiet_topics(*, session: Session, days: int = QUIET_DAYS) -> list[str]:
     )
     query = select(Topic.slug).where(Topic.id.not_in(matched)).order_by(Topic.slug)
     return list(session.scalars(query))
+
+
+def disliked_topics(*, session: Session, days: int = CHECK_DAYS) -> list[dict[str, Any]]:
+    """Return the topics whose readers' recent votes mostly say "less like this".
+
+    Counted as `topics check` counts them (votes of a topic's subscribers on the papers it
+    placed, listed in the last `days` days of listings), in one query for all topics.
+    """
+    start = recent_window(session=session, days=days)
+    if start is None:
+        return []
+    less = case((FeedbackVote.vote < 0, 1), else_=0)
+    query = (
+        select(Topic.slug, func.count(), func.sum(less))
+        .join(PaperTopic, PaperTopic.topic_id == Topic.id)
+        .join(FeedbackVote, FeedbackVote.paper_id == PaperTopic.paper_id)
+        .join(
+            Subscription,
+            (Subscription.subscriber_id == FeedbackVote.subscriber_id)
+            & (Subscription.topic_id == Topic.id),
+        )
+        .join(Paper, Paper.id == PaperTopic.paper_id)
+        .where(Paper.listing_date >= start)
+        .group_by(Topic.slug)
+        .order_by(Topic.slug)
+    )
+    return [
+        {"slug": slug, "likes": votes - int(dislikes), "dislikes": int(dislikes)}
+        for slug, votes, dislikes in session.execute(query)
+        if _disliked(votes - int(dislikes), int(dislikes))
+    ]
