@@ -7,10 +7,11 @@ import sys
 
 import click
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from newsletter.cli.common import echo_json, parse_date, pass_app
 from newsletter.core.app import App
-from newsletter.core.models import Paper
+from newsletter.core.models import Paper, Topic
 from newsletter.matching.check import (
     CHECK_DAYS,
     TopicCheck,
@@ -73,13 +74,18 @@ def add_command(
             exclude=exclude,
             threshold=app.settings.match_threshold,
         )
-        matched = len(topic.papers)
-        check = check_topic(
-            topic, recent_papers(session=session), threshold=app.settings.match_threshold
-        )
+        matched, warnings = _fit(app, session, topic)
     click.echo(f"added topic {slug}: {matched} papers match")
-    for warning in warnings_of(check):
+    for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
+
+
+def _fit(app: App, session: Session, topic: Topic) -> tuple[int, list[str]]:
+    """Return how many papers a topic matches and what `topics check` warns about it."""
+    check = check_topic(
+        topic, recent_papers(session=session), threshold=app.settings.match_threshold
+    )
+    return len(topic.papers), warnings_of(check)
 
 
 @topics.command("edit")
@@ -120,15 +126,12 @@ def edit_command(
             exclude=exclude,
             threshold=app.settings.match_threshold,
         )
-        matched = len(topic.papers)
-        check = check_topic(
-            topic, recent_papers(session=session), threshold=app.settings.match_threshold
-        )
-    if not changed:
-        click.echo(f"topic {slug} unchanged: {matched} papers match")
-        return
+        if not changed:
+            click.echo(f"topic {slug} unchanged: {len(topic.papers)} papers match")
+            return
+        matched, warnings = _fit(app, session, topic)
     click.echo(f"updated topic {slug}: {matched} papers match")
-    for warning in warnings_of(check):
+    for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
 
 

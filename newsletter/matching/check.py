@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session
 
 from newsletter.core.models import FeedbackVote, Paper, PaperTopic, Subscription, Topic
@@ -112,21 +112,25 @@ def check_topics(
 def topic_votes(topic_id: int, start: date, *, session: Session) -> list[tuple[int, int]]:
     """Return (paper id, vote) of the votes the topic's subscribers cast on papers it placed
     that were listed on `start` or later."""
-    query = (
-        select(FeedbackVote.paper_id, FeedbackVote.vote)
-        .join(
-            PaperTopic,
-            (PaperTopic.paper_id == FeedbackVote.paper_id) & (PaperTopic.topic_id == topic_id),
-        )
+    query = _readers_votes(FeedbackVote.paper_id, FeedbackVote.vote, start=start)
+    return [tuple(row) for row in session.execute(query.where(PaperTopic.topic_id == topic_id))]
+
+
+def _readers_votes(*columns: Any, start: date) -> Select[Any]:
+    """Select over the votes of each topic's subscribers on the papers it placed, listed on
+    `start` or later: a vote counts for a topic only when its reader follows it."""
+    return (
+        select(*columns)
+        .select_from(FeedbackVote)
+        .join(PaperTopic, PaperTopic.paper_id == FeedbackVote.paper_id)
         .join(
             Subscription,
             (Subscription.subscriber_id == FeedbackVote.subscriber_id)
-            & (Subscription.topic_id == topic_id),
+            & (Subscription.topic_id == PaperTopic.topic_id),
         )
         .join(Paper, Paper.id == FeedbackVote.paper_id)
         .where(Paper.listing_date >= start)
     )
-    return [(paper_id, vote) for paper_id, vote in session.execute(query).all()]
 
 
 def check_topic(
@@ -139,16 +143,19 @@ def check_topic(
 ) -> TopicCheck:
     """Measure one topic against a list of recent papers and its readers' votes on them."""
     index = TopicIndex([compile_topic(topic)])
-    found = index.count_keywords(papers)
+    mentions = [index.mentions(paper) for paper in papers]
+    found = Counter(key for keys in mentions for key in keys)
     matched = sum(1 for hits in index.score_listing(papers, threshold) if hits)
     total = len(papers)
-    voted = [(index.keyword_keys(paper), vote) for paper, vote in votes]
-    contexts = _phrases(index, papers)
-    disliked = _phrases(index, {id(p): p for p, vote in votes if vote < 0}.values())
+    voted = [(index.mentions(paper).keys(), vote) for paper, vote in votes]
+    contexts = _phrase_counts(mentions)
+    disliked = _phrase_counts(
+        index.mentions(p) for p in {id(p): p for p, vote in votes if vote < 0}.values()
+    )
     keywords = []
     for word in topic.keywords or ():
         key = compile_keyword(word).key
-        check = _keyword_check(word, found.counts.get(key, 0), total)
+        check = _keyword_check(word, found[key], total)
         likes, dislikes = _count([vote for keys, vote in voted if key in keys])
         check = _with_votes(check, likes, dislikes)
         # Where readers dislike it, the phrases of the disliked papers say more than the listing's.
@@ -176,19 +183,21 @@ def check_topic(
     )
 
 
-def _phrases(index: TopicIndex, papers: Iterable[PaperText]) -> defaultdict[str, Counter[str]]:
+def _phrase_counts(mentions: Iterable[dict[str, set[str]]]) -> defaultdict[str, Counter[str]]:
     """Count, per keyword key, the papers in which its mentions stand in each phrase.
 
     Inflections count as one phrase, shown in one of its written forms.
     """
     counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
     written: dict[str, str] = {}
-    for paper in papers:
-        for key, phrases in index.contexts(paper).items():
-            stems = {" ".join(stem(w) for w in WORD.findall(p)) for p in phrases}
+    for found in mentions:
+        for key, phrases in found.items():
+            seen = set()
             for phrase in sorted(phrases):
-                written.setdefault(" ".join(stem(w) for w in WORD.findall(phrase)), phrase)
-            counts[key].update(written[s] for s in stems)
+                stems = " ".join(stem(w) for w in WORD.findall(phrase))
+                written.setdefault(stems, phrase)
+                seen.add(stems)
+            counts[key].update(written[s] for s in seen)
     return counts
 
 
@@ -296,16 +305,8 @@ def disliked_topics(*, session: Session, days: int = CHECK_DAYS) -> list[dict[st
         return []
     less = case((FeedbackVote.vote < 0, 1), else_=0)
     query = (
-        select(Topic.slug, func.count(), func.sum(less))
-        .join(PaperTopic, PaperTopic.topic_id == Topic.id)
-        .join(FeedbackVote, FeedbackVote.paper_id == PaperTopic.paper_id)
-        .join(
-            Subscription,
-            (Subscription.subscriber_id == FeedbackVote.subscriber_id)
-            & (Subscription.topic_id == Topic.id),
-        )
-        .join(Paper, Paper.id == PaperTopic.paper_id)
-        .where(Paper.listing_date >= start)
+        _readers_votes(Topic.slug, func.count(), func.sum(less), start=start)
+        .join(Topic, Topic.id == PaperTopic.topic_id)
         .group_by(Topic.slug)
         .order_by(Topic.slug)
     )

@@ -380,8 +380,8 @@ class TopicIndex:
         numbers: dict[str, int] = {}
         for topic in self.topics:
             for phrase in topic.exclude:
-                numbers.setdefault(_key(phrase), len(phrases))
-                if numbers[_key(phrase)] == len(phrases):
+                if _key(phrase) not in numbers:
+                    numbers[_key(phrase)] = len(phrases)
                     phrases.append(phrase)
         self._excluded = [frozenset(numbers[_key(p)] for p in t.exclude) for t in self.topics]
         if numbers or any(kw.friends for topic in self.topics for kw in topic.keywords):
@@ -439,13 +439,10 @@ class TopicIndex:
             seen += 1
         return DocumentFrequencies(seen, counts)
 
-    def keyword_keys(self, paper: PaperText) -> set[str]:
-        """Return the keys of the keywords found in a paper (see `Keyword.key`)."""
-        return self._keys_found(paper, self._find(paper))
-
-    def contexts(self, paper: PaperText) -> dict[str, set[str]]:
-        """Return, per keyword key, the phrases its mentions stand in: the mention with the
-        word before it ("accretion disc corona" -> "disc corona"), lowercased.
+    def mentions(self, paper: PaperText) -> dict[str, set[str]]:
+        """Return the key of each keyword found in a paper with the phrases its mentions
+        stand in: the mention with the word before it ("accretion disc corona" -> "disc
+        corona"), lowercased; an empty set when no mention has such a word.
 
         What an admin reads to see where a keyword is misread or which phrase to write.
         """
@@ -455,12 +452,12 @@ class TopicIndex:
             for k, spans in by_keyword.items():
                 kw = self.topics[t].keywords[k]
                 for span in _valid(kw, spans, friends, paper, self._excluded[t]):
+                    phrases = out.setdefault(kw.key, set())
                     tokens = paper.fields[span.field]
                     if span.start > 0 and tokens.joined[span.start]:
                         before = tokens.span_text(span.start - 1, span.start)
                         if before.lower() not in FUNCTION_WORDS:
-                            phrase = tokens.span_text(span.start - 1, span.end)
-                            out.setdefault(kw.key, set()).add(phrase.lower())
+                            phrases.add(tokens.span_text(span.start - 1, span.end).lower())
         return out
 
     def _keys_found(self, paper: PaperText, hits: _Found) -> set[str]:
