@@ -152,6 +152,10 @@ class _ReplyReader(asyncio.Protocol):
         else:
             self.replies.append(Reply(int(code), (text,)))
 
+    def buffered(self) -> bool:
+        """Tell whether anything the server sent is still unread: a reply or part of one."""
+        return bool(self.replies or self._tail or self._continued)
+
     def eof_received(self) -> bool:
         self._fail(EOFError())
         return False
@@ -259,6 +263,10 @@ class SmtpConnection:
         reply = await self.command(b"STARTTLS\r\n", "STARTTLS")
         if reply.code != 220:
             raise SetupError(f"server refused STARTTLS: {reply}", permanent=reply.code >= 500)
+        if self._protocol.buffered():
+            # Clear text sent before the handshake would be read as if it came over TLS
+            # (command injection, CVE-2011-0411): smtplib and Postfix refuse it too.
+            raise SetupError("server sent more after its STARTTLS reply: possible injection")
         assert context is not None
         try:
             transport = await self._loop.start_tls(
