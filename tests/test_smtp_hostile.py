@@ -1,13 +1,15 @@
-"""A hostile relay: clear text injected after STARTTLS."""
+"""A hostile relay: clear text injected after STARTTLS, a greeting that never ends."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from newsletter.core.models import Delivery, DeliveryStatus
+from newsletter.delivery.transports import TransportUnavailable, make_transport
 from tests import factories as f
 from tests.conftest import Cli
 from tests.hostile_smtp_server import HostileSmtpServer
@@ -63,3 +65,23 @@ def test_the_same_relay_without_injection_delivers(
     assert result.exit_code == 0, result.output
     assert len(relay.messages) == 2
     assert set(_statuses(readers)) == {DeliveryStatus.SENT}
+
+
+def test_an_endless_greeting_is_refused_after_a_bounded_read() -> None:
+    lines = 200_000  # 20 MB of "220-" lines, then a normal session
+    with HostileSmtpServer(greeting_lines=lines) as relay:
+        transport = make_transport(f"smtp://127.0.0.1:{relay.port}")
+        transport.retry_delay = 0.01  # type: ignore[attr-defined]
+
+        async def open_and_close() -> None:
+            async with transport:
+                pass
+
+        with pytest.raises(TransportUnavailable, match="reply of more than 100 lines") as caught:
+            asyncio.run(open_and_close())
+
+    assert "\n" not in str(caught.value)
+    assert relay.sessions, "the client connected"
+    # The client hung up once the reply was too long: the server could not write it all.
+    assert all(s.greeting_cut_off for s in relay.sessions)
+    assert all(s.greeting_bytes < lines * 100 // 4 for s in relay.sessions)

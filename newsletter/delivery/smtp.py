@@ -19,8 +19,12 @@ _FORBIDDEN_IN_ADDRESS = re.compile(r"[\s<>]")
 _NEWLINES = re.compile(rb"\r\n|\r|\n")
 # What reading a reply raises when the connection is gone or the server speaks nonsense.
 _BROKEN = (OSError, EOFError, TimeoutError, ValueError, asyncio.LimitOverrunError)
-# A reply line longer than this is not SMTP (RFC 5321 allows 512 octets).
-MAX_REPLY_LINE = 65536
+# A reply longer than this is not SMTP (RFC 5321 allows 512 octets a line; the longest EHLO
+# answers have a few dozen lines): a hostile server must not fill memory with one reply.
+MAX_REPLY_BYTES = 65536
+MAX_REPLY_LINES = 100
+# Pipelining waits for three replies at most: a server that sends many unasked is hostile.
+MAX_PENDING_REPLIES = 100
 # Waiting for QUIT's reply and the TLS close on shutdown must not hold up the caller for long.
 CLOSE_TIMEOUT = 2.0
 
@@ -117,6 +121,7 @@ class _ReplyReader(asyncio.Protocol):
         self._wanted = 0
         self._tail = b""
         self._continued: list[str] = []
+        self._reply_bytes = 0  # bytes of the lines of the reply being read
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -126,25 +131,38 @@ class _ReplyReader(asyncio.Protocol):
             data = self._tail + data
         lines = data.split(b"\n")
         self._tail = lines.pop()
-        if len(self._tail) > MAX_REPLY_LINE:
-            self._fail(ValueError("reply line too long"))
-            return
         for line in lines:
             self._line(line)
+            if self.lost is not None:
+                return
+        if self._reply_bytes + len(self._tail) > MAX_REPLY_BYTES:
+            self._fail(ValueError(f"reply longer than {MAX_REPLY_BYTES} bytes"))
+            return
         if self._waiter is not None and len(self.replies) >= self._wanted:
             if not self._waiter.done():
                 self._waiter.set_result(None)
             self._waiter = None
 
     def _line(self, line: bytes) -> None:
+        self._reply_bytes += len(line) + 1
+        if self._reply_bytes > MAX_REPLY_BYTES:
+            self._fail(ValueError(f"reply longer than {MAX_REPLY_BYTES} bytes"))
+            return
         text = line[4:].strip().decode("utf-8", "replace")
         if line[3:4] == b"-":
+            if len(self._continued) >= MAX_REPLY_LINES - 1:
+                self._fail(ValueError(f"reply of more than {MAX_REPLY_LINES} lines"))
+                return
             self._continued.append(text)
             return
         code = line[:3]
         if len(code) != 3 or not code.isdigit():
             self._fail(ValueError(f"not an SMTP reply: {line[:40]!r}"))
             return
+        if len(self.replies) >= MAX_PENDING_REPLIES:
+            self._fail(ValueError(f"more than {MAX_PENDING_REPLIES} replies nobody asked for"))
+            return
+        self._reply_bytes = 0
         if self._continued:
             self._continued.append(text)
             self.replies.append(Reply(int(code), tuple(self._continued)))
