@@ -189,13 +189,38 @@ def test_the_cli_prints_one_line_per_check_and_exits_1_on_a_failure(app, run, zo
     result = run("doctor", "--dns-server", server, "--timeout", "2")
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
-    assert len(lines) == 10
+    assert len(lines) == 11
     assert all(line.split()[0] in ("ok", "warn", "fail", "skip") for line in lines)
     assert any(line.startswith("fail") and "base url" in line for line in lines)
     as_json = run("doctor", "--dns-server", server, "--timeout", "2", "--json")
     checks = json.loads(as_json.stdout)
     assert as_json.exit_code == 1 and {c["name"] for c in checks} >= {"spf", "relay", "schema"}
     assert {c["status"] for c in checks if c["name"] in ("spf", "relay")} == {"skip"}
+
+
+def test_key_files_every_user_can_read_are_a_warning_with_the_fix(
+    run, settings, zone, dkim_key, tmp_path
+):
+    _, server = zone
+    key, _ = dkim_key
+    (tmp_path / "newsletter.toml").write_text(
+        f'dkim_selector = "mail"\ndkim_domain = "{DOMAIN}"\ndkim_private_key_file = "{key}"\n',
+        encoding="utf-8",
+    )
+    secret = Path(settings.var_dir) / "secret_key"
+    secret.write_text("k" * 48 + "\n", encoding="utf-8")
+    key.chmod(0o644)
+    secret.chmod(0o640)
+
+    result = run("doctor", "--dns-server", server, "--timeout", "2")
+    [line] = [line for line in result.output.splitlines() if "key files" in line]
+    assert line.startswith("warn") and f"{key} is readable or writable by every user" in line
+    assert line.endswith(f"-> chmod 600 {key}"), "the group-only secret key is not named"
+
+    key.chmod(0o600)
+    result = run("doctor", "--dns-server", server, "--timeout", "2", "--json")
+    [check] = [c for c in json.loads(result.stdout) if c["name"] == "key files"]
+    assert check["status"] == OK and str(secret) in check["message"]
 
 
 def test_a_malformed_dns_server_is_one_line(run):

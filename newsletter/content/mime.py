@@ -13,6 +13,7 @@ import re
 import secrets
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -23,6 +24,7 @@ from newsletter.content import headers
 from newsletter.content.rendering import Filled, Recipient, RenderedDigest
 from newsletter.core.config import Settings
 from newsletter.core.errors import ConfigError
+from newsletter.core.secret_key import warn_if_exposed
 
 CRLF = b"\r\n"
 SOFT_BREAK = b"=\r\n"
@@ -45,6 +47,13 @@ DKIM_HEADERS = (
     b"List-Id",
     b"List-Unsubscribe",
     b"List-Unsubscribe-Post",
+    # Absent from digests, and signed all the same: a forwarder who adds one breaks the
+    # signature instead of putting a Reply-To or a Cc of their choice under our name.
+    b"Reply-To",
+    b"Cc",
+    b"Sender",
+    b"References",
+    b"In-Reply-To",
 )
 DKIM_SETTINGS = ("dkim_selector", "dkim_domain", "dkim_private_key_file")
 
@@ -76,8 +85,23 @@ class DkimSigner:
             self.selector,
             self.domain,
             self.private_key,
-            include_headers=list(self.include_headers),
+            include_headers=oversigned(message, self.include_headers),
         )
+
+
+def oversigned(message: bytes, names: tuple[bytes, ...]) -> list[bytes]:
+    """Name each header once more than the message has it (RFC 6376 section 8.15).
+
+    The extra name signs an absent field: a second Subject or a Reply-To added on the
+    way then fails verification instead of being shown as signed.
+    """
+    head = message.split(CRLF + CRLF, 1)[0]
+    counts = Counter(
+        line.split(b":", 1)[0].strip().lower()
+        for line in head.split(CRLF)
+        if line[:1] not in (b" ", b"\t")
+    )
+    return [name for name in names for _ in range(counts[name.lower()] + 1)]
 
 
 def build_message_data(
@@ -376,6 +400,7 @@ def make_dkim_signer(settings: Settings) -> DkimSigner | None:
         key = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"dkim_private_key_file {path}: {exc.strerror}") from None
+    warn_if_exposed(path)
     signer = DkimSigner(
         values["dkim_selector"].encode("ascii"), values["dkim_domain"].encode("ascii"), key
     )

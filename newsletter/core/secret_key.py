@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import stat
 from pathlib import Path
 
 from newsletter.core.errors import ConfigError
@@ -15,6 +16,24 @@ SECRET_KEY_FILE = "secret_key"
 # Links are signed with HMAC-SHA1 (itsdangerous): a shorter key is guessable offline.
 SECRET_KEY_MIN_BYTES = 32
 MAKE_SECRET_KEY = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+
+
+def exposed_to_others(path: Path) -> str:
+    """Say how a key file is open to every user of the machine, or return "" if it is not."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return ""
+    if mode & (stat.S_IROTH | stat.S_IWOTH):
+        return f"{path} is readable or writable by every user (mode {stat.S_IMODE(mode):04o})"
+    return ""
+
+
+def warn_if_exposed(path: Path) -> None:
+    """Log a warning when a key file is readable by every user: anyone could sign as us."""
+    exposed = exposed_to_others(path)
+    if exposed:
+        log.warning("%s: run chmod 600 %s", exposed, path)
 
 
 def check_secret_key(key: str, origin: str) -> None:
@@ -67,4 +86,5 @@ def _read_secret_key_file(path: Path) -> str:
     if not key:
         raise ConfigError(f"the secret key file {path} is empty: {fix}")
     check_secret_key(key, f"the secret key in {path}")
+    warn_if_exposed(path)
     return key

@@ -13,6 +13,7 @@ import smtplib
 import ssl
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import dns.exception
@@ -24,6 +25,7 @@ from newsletter.content.headers import parse_from
 from newsletter.core import db
 from newsletter.core.app import App
 from newsletter.core.config import Settings
+from newsletter.core.secret_key import SECRET_KEY_FILE, exposed_to_others
 from newsletter.delivery.transports import SmtpTransport, make_transport
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
@@ -81,6 +83,7 @@ def run_checks(app: App, resolver: Resolver, *, timeout: float = 10.0) -> list[C
     settings = app.settings
     checks: list[Callable[[], Check]] = [
         lambda: check_secret_key(settings),
+        lambda: check_key_files(settings),
         lambda: check_postal_address(settings),
         lambda: check_list_id(settings),
         lambda: check_schema(app),
@@ -107,6 +110,21 @@ def check_secret_key(settings: Settings) -> Check:
     if len(settings.secret_key.encode()) >= 32:
         return Check("secret key", OK, "set, 32 bytes or more")
     return Check("secret key", FAIL, "missing or short", "set NEWSLETTER_SECRET_KEY")
+
+
+def check_key_files(settings: Settings) -> Check:
+    """Warn about a secret key file or DKIM key that every user of the machine can read."""
+    paths = [Path(settings.var_dir) / SECRET_KEY_FILE]
+    if settings.dkim_private_key_file:
+        paths.append(Path(settings.dkim_private_key_file))
+    present = [path for path in paths if path.is_file()]
+    if not present:
+        return Check("key files", SKIP, "no secret key file nor DKIM key")
+    exposed = [path for path in present if exposed_to_others(path)]
+    if exposed:
+        what = "; ".join(exposed_to_others(path) for path in exposed)
+        return Check("key files", WARN, what, "chmod 600 " + " ".join(map(str, exposed)))
+    return Check("key files", OK, f"{', '.join(map(str, present))}: not open to every user")
 
 
 def check_postal_address(settings: Settings) -> Check:
