@@ -16,12 +16,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
-from urllib.parse import unquote, urlsplit
 
 from newsletter.bounces.classify import fingerprint
-from newsletter.core.config import Settings, mask_url_password
+from newsletter.core.config import Settings
 from newsletter.core.errors import InputError, NewsletterError
 from newsletter.core.models import utcnow
+from newsletter.core.urls import UrlError, mask_imap_url, split_imap_url
 
 PROCESSED_FOLDER = "processed"
 IMAP_PASSWORD_ENV = "NEWSLETTER_IMAP_PASSWORD"
@@ -226,7 +226,7 @@ class ImapSource:
     def __init__(
         self, url: str, *, connect: Callable[..., Any] | None = None, password: str | None = None
     ) -> None:
-        self.name = mask_url_password(url)
+        self.name = mask_imap_url(url)
         host, port, user, secret, folder = _parse_imap_url(url)
         secret = secret or password or os.environ.get(IMAP_PASSWORD_ENV, "")
         factory = connect or _imap_tls
@@ -276,18 +276,10 @@ def _imap_tls(host: str, port: int) -> imaplib.IMAP4_SSL:
 
 
 def _parse_imap_url(url: str) -> tuple[str, int, str, str, str]:
-    parts = urlsplit(url)
-    shown = mask_url_password(url)
-    if parts.scheme != "imaps":
-        raise InputError(f"{shown}: IMAP is read over TLS only: use imaps://user@host/folder")
-    if not parts.hostname or not parts.username:
-        raise InputError(f"{shown}: needs a user and a host: imaps://user@host/folder")
     try:
-        port = parts.port or 993
-    except ValueError:
-        raise InputError(f"{shown}: invalid port") from None
-    folder = unquote(parts.path.lstrip("/")) or "INBOX"
-    return parts.hostname, port, unquote(parts.username), unquote(parts.password or ""), folder
+        return split_imap_url(url)
+    except UrlError as exc:
+        raise InputError(f"{mask_imap_url(url)}: {exc}") from None
 
 
 def _quote_folder(folder: str) -> str:

@@ -31,8 +31,8 @@ def bounces() -> None:
 @bounces.command("process")
 @click.argument("source", required=False, metavar="[MAILDIR|MBOX|-]")
 @click.option("--imap", "imap_url", metavar="URL",
-              help="Read an IMAP folder over TLS: imaps://user@host/folder "
-                   "(password in the URL or NEWSLETTER_IMAP_PASSWORD).")  # fmt: skip
+              help="Read an IMAP folder over TLS: imaps://user@host/folder; the password "
+                   "from NEWSLETTER_IMAP_PASSWORD (in the URL, ps shows it).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome of each message as JSON.")
 @pass_app
 def process(app: App, source: str | None, imap_url: str | None, as_json: bool) -> None:

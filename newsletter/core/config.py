@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from newsletter.core.errors import ConfigError, InputError
 from newsletter.core.secret_key import check_secret_key, stored_secret_key
+from newsletter.core.urls import mask_database_url, mask_transport_url, mask_url_password
 
 CONFIG_FILENAME = "newsletter.toml"
 ENV_PREFIX = "NEWSLETTER_"
@@ -54,6 +54,7 @@ class Setting:
     choices: tuple[str, ...] = ()
     check: Callable[[Any], str] | None = None  # returns what is wrong, or ""
     shown_default: str = ""  # how the default reads where the value itself would mislead
+    mask: Callable[[str], str] | None = None  # hides the password the way its reader parses
 
     def parse(self, raw: Any) -> Any:
         """Return raw as this setting's type, checked; raise ValueError saying what is wrong."""
@@ -67,6 +68,8 @@ class Setting:
         """Return value with a secret, or the password in a URL, hidden."""
         if self.secret:
             return "****" if value else ""
+        if self.mask is not None and isinstance(value, str):
+            return self.mask(value)
         if isinstance(value, str) and "://" in value:
             return mask_url_password(value)
         return value
@@ -221,11 +224,12 @@ class Settings:
 
     # --- core: the environment overrides these -------------------------------------------
     database_url: str = setting(
-        "sqlite:///var/newsletter.db", "SQLAlchemy URL of the database", env="DATABASE_URL"
-    )
+        "sqlite:///var/newsletter.db", "SQLAlchemy URL of the database", env="DATABASE_URL",
+        mask=mask_database_url,
+    )  # fmt: skip
     transport: str = setting(
         "maildir:var/outbox", "where mail goes: maildir:PATH, or an smtp:// or smtps:// URL",
-        env="TRANSPORT",
+        env="TRANSPORT", mask=mask_transport_url,
     )  # fmt: skip
     base_url: str = setting(
         "http://localhost:8000", "public URL of the web pages; links in emails use it",
@@ -426,16 +430,6 @@ def describe_settings(settings: Settings) -> dict[str, dict[str, Any]]:
         }
         for item in SETTINGS
     }
-
-
-def mask_url_password(url: str) -> str:
-    """Replace the password in a URL with ****."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = netloc[0].split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:****@{netloc[1]}"))
 
 
 def load_settings(

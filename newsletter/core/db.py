@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.core.config import Settings
 from newsletter.core.errors import ConfigError
+from newsletter.core.urls import mask_database_url
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,8 @@ def make_engine(settings: Settings) -> Engine:
     try:
         url = make_url(settings.database_url)
     except Exception as exc:  # sqlalchemy raises ArgumentError with a long text
-        raise ConfigError(f"invalid database URL: {settings.database_url!r}") from exc
+        shown = mask_database_url(settings.database_url)
+        raise ConfigError(f"invalid database URL: {shown}") from exc
     if url.get_backend_name() == "sqlite":
         return _make_sqlite_engine(url)
     return create_engine(url, pool_pre_ping=True)

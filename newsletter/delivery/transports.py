@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl
 
 from newsletter.core.errors import ConfigError, TransportError
+from newsletter.core.urls import UrlError, mask_transport_url, split_smtp_url
 from newsletter.delivery.smtp import (
     ConnectionBroken,
     SetupError,
@@ -327,35 +328,16 @@ def send_one(spec: str, message: OutgoingMessage) -> SendResult:
 
 def describe_transport(spec: str) -> str:
     """Return the spec with any password replaced by ****, for logs and messages."""
-    scheme, sep, rest = spec.partition("://")
-    if not sep:
-        return spec
-    query = rest.find("?")
-    at = (rest if query < 0 else rest[:query]).rfind("@")
-    if at < 0:
-        at = rest.rfind("@")  # an unescaped "?" in the password: mask more, never less
-    if at < 0 or ":" not in rest[:at]:
-        return spec
-    user = rest[:at].partition(":")[0]
-    return f"{scheme}://{user}:****@{rest[at + 1 :]}"
+    return mask_transport_url(spec)
 
 
 def _smtp_transport(spec: str, local_hostname: str | None) -> SmtpTransport:
     where = f"transport {describe_transport(spec)}"
     try:
-        parts = urlsplit(spec)
-        port = parts.port
-    except ValueError:
-        raise ConfigError(f"{where}: the port must be a number from 1 to 65535") from None
-    scheme = parts.scheme.lower()
-    host = parts.hostname
-    if not host:
-        raise ConfigError(f"{where}: needs a host, e.g. smtp://mail.example.org:587")
-    if parts.path not in ("", "/") or parts.fragment:
-        raise ConfigError(f"{where}: unexpected path after the host")
-    query = _query(parts.query, where)
-    username = unquote(parts.username or "")
-    password = unquote(parts.password or "")
+        scheme, host, port, username, password, raw_query = split_smtp_url(spec)
+    except UrlError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    query = _query(raw_query, where)
     if bool(username) != bool(password):
         raise ConfigError(f"{where}: give both user and password (smtp://USER:PASSWORD@HOST)")
     tls = _tls_mode(scheme, query.get("tls"), where)
