@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from newsletter.core.app import App
 from newsletter.core.config import load_settings
-from newsletter.core.errors import InputError, NewsletterError
+from newsletter.core.errors import DatabaseUnavailable, InputError, NewsletterError
+from newsletter.core.urls import mask_database_url
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -34,6 +36,10 @@ class LazyApp:
         if self._app is not None:
             self._app.close()
 
+    def database_url(self) -> str:
+        """Return the configured database URL with its password masked, or "" before use."""
+        return mask_database_url(self._app.settings.database_url) if self._app else ""
+
 
 class NewsletterGroup(click.Group):
     """A click group that turns domain errors into one-line messages and exit codes."""
@@ -42,15 +48,32 @@ class NewsletterGroup(click.Group):
         try:
             return super().invoke(ctx)
         except NewsletterError as exc:
-            err = click.ClickException(str(exc))
-            err.exit_code = exc.exit_code
-            raise err from exc
+            raise _one_line(exc) from exc
+        except (OperationalError, InterfaceError) as exc:
+            # Refused, down, unreadable, locked or full: the reason, not 140 lines of stack.
+            raise _one_line(_database_failure(ctx, exc)) from exc
 
     @staticmethod
     def lazy_app(ctx: click.Context, config_file: str | None) -> LazyApp:
         lazy = LazyApp(config_file)
         ctx.call_on_close(lazy.close)
         return lazy
+
+
+def _one_line(exc: NewsletterError) -> click.ClickException:
+    err = click.ClickException(str(exc))
+    err.exit_code = exc.exit_code
+    return err
+
+
+def _database_failure(
+    ctx: click.Context, exc: OperationalError | InterfaceError
+) -> DatabaseUnavailable:
+    """Name the database (password masked) and the driver's reason, on one line."""
+    lazy = ctx.obj
+    where = lazy.database_url() if isinstance(lazy, LazyApp) else ""
+    lines = str(exc.orig).strip().splitlines() or [type(exc.orig).__name__]
+    return DatabaseUnavailable(f"database {where or '(unknown)'}: {lines[0].strip()}")
 
 
 def pass_app(f: F) -> F:

@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.core.config import Settings
-from newsletter.core.errors import ConfigError
+from newsletter.core.errors import ConfigError, DatabaseUnavailable
 from newsletter.core.urls import mask_database_url
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,13 @@ def make_engine(settings: Settings) -> Engine:
 
 def _make_sqlite_engine(url) -> Engine:
     if url.database and url.database != ":memory:":
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(url.database).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseUnavailable(
+                f"database {url}: cannot create the folder {folder}: {exc.strerror or exc}"
+            ) from None
     engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine, "connect")

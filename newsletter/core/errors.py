@@ -21,6 +21,10 @@ class NotFound(InputError):
     """A named thing (topic, subscriber, edition) does not exist."""
 
 
+class DatabaseUnavailable(NewsletterError):
+    """The database cannot be opened or reached: refused, down, a folder that cannot be made."""
+
+
 class SourceError(NewsletterError):
     """A paper source could not be read or fetched."""
 
