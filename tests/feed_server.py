@@ -30,6 +30,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds to wait before answering (for timeouts)
     truncate_at: int | None = None  # send only this many bytes of the announced body
+    announce_length: bool = True  # False: no Content-Length, the body ends when the server closes
 
     @classmethod
     def file(cls, path: Path, content_type: str | None = None, **kwargs: object) -> Reply:
@@ -115,10 +116,11 @@ class FeedServer:
                 try:
                     self.send_response(reply.status)
                     self.send_header("Content-Type", reply.content_type)
-                    self.send_header("Content-Length", str(len(reply.body)))
+                    if reply.announce_length:
+                        self.send_header("Content-Length", str(len(reply.body)))
                     for name, value in reply.headers.items():
                         self.send_header(name, value)
-                    if reply.truncate_at is not None:
+                    if reply.truncate_at is not None or not reply.announce_length:
                         self.send_header("Connection", "close")
                         self.close_connection = True
                     self.end_headers()

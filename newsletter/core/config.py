@@ -273,6 +273,10 @@ class Settings:
     http_backoff: float = setting(
         1.0, "seconds before retrying a source request; doubles each time", at_least=0
     )
+    source_max_bytes: int = setting(
+        20 * 1024 * 1024, "largest answer read from a source, in bytes; a larger one fails",
+        at_least=1024,
+    )  # fmt: skip
     # arXiv asks for at most one request every 3 seconds.
     arxiv_request_interval: float = setting(3.0, "seconds between two arXiv requests", at_least=0)
     user_agent: str = setting(

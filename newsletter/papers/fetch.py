@@ -23,7 +23,7 @@ from newsletter.matching.embeddings import (
     paper_text,
 )
 from newsletter.matching.matches import embed_papers, match_papers
-from newsletter.papers.ingest import ingest_records
+from newsletter.papers.ingest import capped_record, ingest_records
 from newsletter.papers.sources import PaperRecord
 from newsletter.papers.sources.arxiv import DEFAULT_CATEGORIES, fetch_arxiv
 from newsletter.papers.sources.hf import fetch_hf
@@ -85,6 +85,7 @@ def store_records(app: App, records: list[PaperRecord], listing_date: date) -> S
     Their sentence vectors are computed first, outside the transaction: the model's CPU time
     never holds the write lock the web pages and the sender need.
     """
+    records = [capped_record(r) for r in records]  # the model reads what will be stored
     neighbours = app.settings.match_neighbours
     encoder = _encoder() if neighbours else None
     if encoder is not None:

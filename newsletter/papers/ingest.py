@@ -12,14 +12,32 @@ from sqlalchemy.orm import Session
 
 from newsletter.core.models import Paper
 from newsletter.papers.sources import PaperRecord
-from newsletter.papers.sources.common import TITLE_KEY_MAX, normalise_title
+from newsletter.papers.sources.common import TITLE_KEY_MAX, normalise_title, trim_text
 
-__all__ = ["IngestStats", "ingest_records", "merge_records", "normalise_title", "today_utc"]
+__all__ = [
+    "IngestStats",
+    "capped_record",
+    "ingest_records",
+    "merge_records",
+    "normalise_title",
+    "today_utc",
+]
 
 # Bound the IN lists: SQLite and PostgreSQL both cap the parameters of one statement.
 KEY_CHUNK = 500
 FILL_FIELDS = ("url_abs", "url_pdf", "url_code", "published_on", "summary")
 UNION_FIELDS = ("keywords", "categories")
+# What one paper may store, whatever its source says: roomy for real papers (arXiv caps an
+# abstract at 1,920 characters, a TL;DR is a sentence), small enough that no source can
+# make every digest, page and feed that shows the paper megabytes long.
+TITLE_MAX = 500
+ABSTRACT_MAX = 5_000
+SUMMARY_MAX = 1_000
+AUTHORS_MAX = 100
+AUTHOR_MAX = 200
+URL_MAX = 2_000
+TERMS_MAX = 50  # keywords, categories
+TERM_MAX = 100
 
 
 @dataclass
@@ -71,27 +89,47 @@ def ingest_records(
     return stats
 
 
+def capped_record(record: PaperRecord) -> PaperRecord:
+    """Cut each field to what a paper may store: text at a word with "…", lists by count."""
+    return dataclasses.replace(
+        record,
+        title=trim_text(record.title, TITLE_MAX),
+        abstract=trim_text(record.abstract, ABSTRACT_MAX),
+        summary=trim_text(record.summary, SUMMARY_MAX) if record.summary else record.summary,
+        authors=[trim_text(name, AUTHOR_MAX) for name in record.authors[:AUTHORS_MAX]],
+        url_abs=_capped_url(record.url_abs),
+        url_pdf=_capped_url(record.url_pdf),
+        url_code=_capped_url(record.url_code),
+        keywords=[trim_text(term, TERM_MAX) for term in record.keywords[:TERMS_MAX]],
+        categories=[trim_text(term, TERM_MAX) for term in record.categories[:TERMS_MAX]],
+    )
+
+
+def _capped_url(url: str | None) -> str | None:
+    # A URL cut short leads somewhere else: drop one that is too long instead.
+    return url if url is None or len(url) <= URL_MAX else None
+
+
 def merge_records(records: Iterable[PaperRecord]) -> list[PaperRecord]:
-    """Fold repeats of one paper in a batch into one record (by arXiv id, then by title)."""
+    """Fold repeats of one paper in a batch into one record (by arXiv id, then by title).
+
+    Every record is capped first (capped_record): whatever the source, nothing longer is stored.
+    """
     by_key: dict[str, PaperRecord] = {}
     title_owner: dict[str, str] = {}
     pending = []
-    for record in records:
+    for record in map(capped_record, records):
         if not record.arxiv_id:
             pending.append(record)
             continue
         key = "id:" + record.arxiv_id
-        by_key[key] = _combine(by_key[key], record) if key in by_key else _copy(record)
+        by_key[key] = _combine(by_key[key], record) if key in by_key else record
         title_owner.setdefault(normalise_title(record.title), key)
     for record in pending:
         title = normalise_title(record.title)
         key = title_owner.setdefault(title, "title:" + title)
-        by_key[key] = _combine(by_key[key], record) if key in by_key else _copy(record)
+        by_key[key] = _combine(by_key[key], record) if key in by_key else record
     return list(by_key.values())
-
-
-def _copy(record: PaperRecord) -> PaperRecord:
-    return dataclasses.replace(record, authors=list(record.authors))
 
 
 def _combine(first: PaperRecord, later: PaperRecord) -> PaperRecord:

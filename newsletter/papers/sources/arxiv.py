@@ -13,6 +13,7 @@ from newsletter.papers.sources import PaperRecord
 from newsletter.papers.sources.common import (
     arxiv_id_of,
     arxiv_urls,
+    capped_items,
     clean_text,
     load_xml,
     local_name,
@@ -57,7 +58,7 @@ def _parse_atom(
         raise InputError(f"{name}: expected an Atom <feed> root, found <{local_name(root.tag)}>")
     records = [
         _atom_record(entry, f"{name}: entry {n}", listing_date)
-        for n, entry in enumerate(root.iter(ATOM + "entry"), 1)
+        for n, entry in enumerate(capped_items(list(root.iter(ATOM + "entry")), name), 1)
     ]
     return records, _total_results(root.findtext(OPENSEARCH + "totalResults"))
 
@@ -125,7 +126,7 @@ def parse_arxiv_rss(
         raise InputError(f"{name}: expected an RSS <rss><channel>, found <{local_name(root.tag)}>")
     day = listing_date or _rss_day(channel.findtext("pubDate"))
     records = []
-    for n, item in enumerate(channel.iter("item"), 1):
+    for n, item in enumerate(capped_items(list(channel.iter("item")), name), 1):
         record, kind = _rss_record(item, f"{name}: item {n}", day)
         if include_replacements or kind not in SKIPPED_ANNOUNCEMENTS:
             records.append(record)

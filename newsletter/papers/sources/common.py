@@ -26,6 +26,9 @@ INT_FIELD_MAX = 2**31 - 1
 # Longer integers are read as floats: Python refuses int() of over 4,300 digits, and no
 # field holds more than ten anyway, so the field's own check reports them.
 JSON_INT_MAX_DIGITS = 20
+# A day's listing has a few thousand papers at most: more in one document is a fault, and
+# refusing it before the records are built keeps a hostile source from filling memory.
+MAX_ITEMS = 10_000
 # Control characters go with whitespace: a NUL cannot be stored in PostgreSQL text.
 _WS = re.compile(r"[\s\x00-\x1f\x7f]+")
 # New-style ids (2606.00467) and old-style ones (math/0601001, hep-th/9901001v2).
@@ -40,6 +43,17 @@ def clean_text(value: Any) -> str:
     if value is None:
         return ""
     return xml_safe(_WS.sub(" ", str(value))).strip()
+
+
+def trim_text(text: str, limit: int) -> str:
+    """Cut text to at most limit characters, at a word where one is near, marked with "…"."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space > limit * 0.6:  # a word boundary, unless it would lose much of the text
+        cut = cut[:space]
+    return cut.rstrip(" ,;:.-—(") + "…"
 
 
 def normalise_title(title: str) -> str:
@@ -124,7 +138,14 @@ def load_json_array(data: bytes, name: str) -> list[Any]:
     doc = load_json(data, name)
     if not isinstance(doc, list):
         raise InputError(f"{name}: expected a JSON array of papers, got a JSON {_kind(doc)}")
-    return doc
+    return capped_items(doc, name)
+
+
+def capped_items(items: list[Any], name: str) -> list[Any]:
+    """Return the items of one document, or refuse more than MAX_ITEMS of them."""
+    if len(items) > MAX_ITEMS:
+        raise InputError(f"{name}: {len(items):,} papers in one document, more than {MAX_ITEMS:,}")
+    return items
 
 
 def _kind(value: Any) -> str:

@@ -18,6 +18,8 @@ from newsletter.core.errors import SourceError
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# A day's listing is well under 1 MB: a bigger answer is a fault or an attack on memory.
+DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -29,8 +31,17 @@ class RetryPolicy:
     max_wait: float = 60.0  # a longer Retry-After fails at once instead of blocking a run
 
 
+@dataclass(frozen=True)
+class Fetched:
+    """A source's answer, its body read whole within the size cap."""
+
+    url: str
+    headers: httpx.Headers
+    content: bytes
+
+
 class SourceClient:
-    """An httpx client that retries transient failures and spaces requests apart."""
+    """An httpx client that retries transient failures, spaces requests apart, caps bodies."""
 
     def __init__(
         self,
@@ -38,9 +49,11 @@ class SourceClient:
         *,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.http = http
         self.retry = retry or RetryPolicy()
+        self.max_bytes = max_bytes
         self._sleep = sleep
         self._last_request: float | None = None
 
@@ -51,26 +64,43 @@ class SourceClient:
         params: Mapping[str, Any] | None = None,
         accept: Sequence[str] = (),
         min_interval: float = 0.0,
-    ) -> httpx.Response:
-        """GET a URL, retrying timeouts, connection errors, 429 and 5xx; check the content type."""
+    ) -> Fetched:
+        """GET a URL, retrying timeouts, connection errors, 429 and 5xx; check type and size."""
         for attempt in range(1, self.retry.tries + 1):
             self._wait_for_turn(min_interval)
             try:
-                response = self.http.get(url, params=params)
-                response.read()
+                with self.http.stream("GET", url, params=params) as response:
+                    if response.status_code in RETRY_STATUSES:
+                        failure, wait = _status(response), _retry_after(response)
+                    else:
+                        _check(response, accept)
+                        body = self._read(response)
+                        return Fetched(str(response.url), response.headers, body)
             except httpx.TimeoutException as exc:
                 failure, wait = f"timed out ({type(exc).__name__})", None
             except httpx.TransportError as exc:
                 failure, wait = f"connection failed ({type(exc).__name__}: {exc})", None
-            else:
-                if response.status_code not in RETRY_STATUSES:
-                    _check(response, accept)
-                    return response
-                failure, wait = _status(response), _retry_after(response)
             if attempt == self.retry.tries:
                 break
             self._back_off(url, failure, attempt, wait)
         raise SourceError(f"GET {_show(url)}: {failure} after {self.retry.tries} tries")
+
+    def _read(self, response: httpx.Response) -> bytes:
+        """Read the body (decompressed), stopping as soon as it passes max_bytes."""
+        too_big = SourceError(
+            f"GET {_show(str(response.request.url))}: the answer is larger than "
+            f"{self.max_bytes:,} bytes (source_max_bytes)"
+        )
+        announced = response.headers.get("content-length", "")
+        if announced.isdigit() and int(announced) > self.max_bytes:
+            raise too_big
+        chunks, size = [], 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise too_big
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def _wait_for_turn(self, min_interval: float) -> None:
         # Sources such as arXiv ask for a pause between requests; the clock is monotonic.
@@ -110,7 +140,8 @@ def make_http_client(settings: Settings) -> httpx.Client:
 
 def make_source_client(settings: Settings, *, retry: RetryPolicy | None = None) -> SourceClient:
     """Build the retrying client the fetchers use."""
-    return SourceClient(make_http_client(settings), retry=retry)
+    http = make_http_client(settings)
+    return SourceClient(http, retry=retry, max_bytes=settings.source_max_bytes)
 
 
 def _check(response: httpx.Response, accept: Sequence[str]) -> None:
