@@ -31,7 +31,7 @@ from newsletter.core import tokens
 from newsletter.core.app import App
 from newsletter.core.config import Settings
 from newsletter.core.errors import InputError, NotFound, TransportError
-from newsletter.core.models import Subscriber, SubscriberStatus
+from newsletter.core.models import ConsentEvent, Subscriber, SubscriberStatus
 from newsletter.core.tokens import LinkClaim
 from newsletter.delivery.mail_queue import MailQueue
 from newsletter.matching import feedback
@@ -184,7 +184,7 @@ def _confirm_form(
     return page, status
 
 
-def _signup_values(signup: Any, session: Any) -> dict[str, Any]:
+def _signup_values(signup: ConsentEvent, session: Any) -> dict[str, Any]:
     slugs = {t.id: t.slug for t in service.active_topics(session=session)}
     return forms.signup_values(service.signup_prefs(signup), slugs)
 
@@ -299,7 +299,7 @@ def delete(token: str) -> Any:
 # --- unsubscribe ------------------------------------------------------------------------
 
 
-def _resume_window() -> Any:
+def _resume_window() -> timedelta:
     return timedelta(hours=Limits.from_settings(_settings()).resubscribe_window_hours)
 
 
