@@ -17,10 +17,11 @@ from newsletter.web import create_app
 from tests import factories as f
 from tests.factories import dump_database
 
+# Invisible format characters (bidirectional overrides, joiners) are refused in names: see
+# test_invisible_characters.py.
 NAMES = [
     "שלום עולם Ada",  # right to left, then left to right
-    "\u202eevil\u202c Eve",  # a right-to-left override
-    "Zoë 👩‍🔬 Δοκιμή 测试",  # emoji with a joiner, Greek, Chinese
+    "Zoë 👩🔬 Δοκιμή 测试",  # emoji, Greek, Chinese
     "e\u0301\u0301\u0301 Combining",  # stacked combining accents
 ]
 

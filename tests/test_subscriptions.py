@@ -163,11 +163,21 @@ def test_a_sign_up_never_rewrites_an_opt_out(app, topics):
     assert back.link_key != opted_out.link_key
 
 
-def test_suppressed_addresses_get_nothing_and_are_not_stored(app, topics):
+def test_a_suppressed_address_rejoins_only_by_confirming(app, topics):
     with app.transaction() as s:
         s.add(Suppression(email="gone@example.org", reason="hard bounce"))
-    assert _subscribe(app, "Gone@example.org", _prefs(topics, "llm")) is None
-    assert _get(app, "Gone@example.org") is None
+    notice = _subscribe(app, "Gone@example.org", _prefs(topics, "llm"))
+    assert notice is not None and notice.kind == "confirm" and notice.signup_id
+    assert _get(app, "Gone@example.org").status == SubscriberStatus.PENDING
+    with app.sessions() as s:
+        assert s.scalar(select(Suppression)) is not None  # a sign-up alone lifts nothing
+    with app.transaction() as s:
+        svc.confirm(notice.subscriber_id, signup_id=notice.signup_id, session=s)
+    with app.sessions() as s:
+        assert s.scalar(select(Suppression)) is None
+        events = s.get(Subscriber, notice.subscriber_id).consent_events
+        assert [e.kind for e in events] == ["signup", "confirm", "unsuppress"]
+        assert events[-1].details == {"reason": "hard bounce", "signup": notice.signup_id}
 
 
 def test_confirm_is_idempotent_and_refuses_after_unsubscribe(app, topics):

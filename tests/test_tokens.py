@@ -129,14 +129,16 @@ def test_url_scheme(settings: Settings) -> None:
     base = "https://news.example.test"
     unsubscribe = tokens.unsubscribe_url(settings, 7, KEY)
     manage = tokens.manage_url(settings, 7, KEY)
-    confirm = tokens.confirm_url(settings, 7, KEY)
+    confirm = tokens.confirm_url(settings, 7, KEY, 12)
     assert unsubscribe.startswith(base + "/unsubscribe/")
     assert manage.startswith(base + "/manage/")
     assert confirm.startswith(base + "/confirm/")
     claim = tokens.LinkClaim(7, KEY)
     assert tokens.read_token(settings, "unsubscribe", unsubscribe.rsplit("/", 1)[1]) == claim
     assert tokens.read_token(settings, "manage", manage.rsplit("/", 1)[1]) == claim
-    assert tokens.read_token(settings, "confirm", confirm.rsplit("/", 1)[1], max_age=60) == claim
+    assert tokens.read_confirm_token(settings, confirm.rsplit("/", 1)[1], 60) == (claim, 12)
+    with pytest.raises(InputError):  # a link of the older form named no sign-up
+        tokens.read_confirm_token(settings, tokens.make_token(settings, "confirm", 7, KEY), 60)
     assert tokens.archive_url(settings, date(2025, 11, 27)) == base + "/archive/2025-11-27"
 
 

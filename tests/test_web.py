@@ -23,6 +23,7 @@ from newsletter.delivery import service as sending
 from newsletter.web import create_app
 from newsletter.web.security import redact
 from tests import factories as f
+from tests.html_forms import form_fields
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 FORM = {"frequency": "daily", "hour": "8", "timezone": "Europe/Paris", "topics": ["llm"]}
@@ -47,6 +48,11 @@ def _key(app, sid):
 
 def _tok(app, purpose, sid):
     return tokens.make_token(app.settings, purpose, sid, _key(app, sid))
+
+
+def _signup_id(app, sid):
+    with app.sessions() as s:
+        return s.get(Subscriber, sid).consent_events[-1].id
 
 
 def _url(app, purpose, sid):
@@ -122,7 +128,10 @@ def test_subscribing_stores_consent_and_mails_a_working_confirmation_link(client
     page = client.get(link.group(1))
     assert page.status_code == 200 and "Confirm my subscription" in page.get_data(as_text=True)
     assert _subscriber(app).status == SubscriberStatus.PENDING  # a GET changes nothing
-    done = client.post(link.group(1), data={"csrf_token": CSRF.search(page.text).group(1)})
+    # The page shows the sign-up's choices in a form; pressing its button sends them.
+    fields = form_fields(page.get_data(as_text=True), "/confirm/")
+    assert fields["name"] == "Ada" and fields["topics"] == "llm"
+    done = client.post(link.group(1), data=fields)
     assert done.status_code == 303
     confirmed = client.get(done.headers["Location"])
     assert "Your subscription is confirmed" in confirmed.get_data(as_text=True)
@@ -222,7 +231,8 @@ def test_an_expired_confirmation_link_is_refused(client, app, monkeypatch):
     two_hours_ago = time.time() - 7200
     with monkeypatch.context() as m:
         m.setattr("itsdangerous.timed.time.time", lambda: two_hours_ago)
-        old = _tok(app, "confirm", sid)
+        signup = _signup_id(app, sid)
+        old = tokens.make_confirm_token(app.settings, sid, _key(app, sid), signup)
     assert client.get(f"/confirm/{old}").status_code == 200  # within the default 72 hours
     app.settings = dataclasses.replace(app.settings, confirm_max_age_hours=1)
     response = _web(app).test_client().get(f"/confirm/{old}")

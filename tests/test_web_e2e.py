@@ -14,6 +14,7 @@ import mailbox
 import os
 import re
 import threading
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -140,8 +141,12 @@ def test_subscribe_confirm_change_topics_receive_and_unsubscribe(site, browser, 
 
     (confirmation,) = _messages(app)
     assert confirmation["To"].addresses[0].addr_spec == ADDRESS
-    # The link's page confirms by POST; its script sends it for readers with JavaScript.
+    # The link's page shows the sign-up's choices; only pressing its button confirms.
     page.goto(_link(confirmation, "confirm"))
+    assert page.get_by_label("Name").input_value() == "Ada"
+    assert page.get_by_label("Llm").is_checked() and not page.get_by_label("Rl").is_checked()
+    _shoot(page, "confirm")
+    page.get_by_role("button", name="Confirm my subscription").click()
     page.get_by_text("Your subscription is confirmed").wait_for()
     _shoot(page, "confirmed")
 
@@ -184,6 +189,58 @@ def test_subscribe_confirm_change_topics_receive_and_unsubscribe(site, browser, 
     _shoot(page, "unsubscribed")
     assert csp_errors == []
     context.close()
+
+
+def test_a_link_scanner_running_scripts_confirms_nothing(site, browser, app):
+    """A mail filter opens the link in a headless browser and lets its scripts run."""
+    _in_thread(_sign_up_over_http, site, ADDRESS)
+    (confirmation,) = _messages(app)
+    link = _link(confirmation, "confirm")
+    scanner = browser.new_context(java_script_enabled=True)
+    page = scanner.new_page()
+    page.goto(link, wait_until="load")
+    page.wait_for_load_state("networkidle")  # whatever a script would send, it has sent
+    assert page.url == link and _status(app) == SubscriberStatus.PENDING
+    for other in (scanner.new_page(), scanner.new_page()):  # opened again, and again
+        other.goto(link, wait_until="networkidle")
+    assert _status(app) == SubscriberStatus.PENDING
+    scanner.close()
+
+    person = browser.new_context().new_page()
+    person.goto(link)
+    person.get_by_role("button", name="Confirm my subscription").click()
+    person.get_by_text("Your subscription is confirmed").wait_for()
+    assert _status(app) == SubscriberStatus.CONFIRMED
+
+    # Afterwards the confirm link leads nowhere: no manage page, no token of one.
+    later = browser.new_context().new_page()
+    response = later.goto(link)
+    assert response.status == 200 and later.url == link
+    assert "Already confirmed" in later.content() and "/manage/" not in later.content()
+    with urllib.request.urlopen(link) as plain:  # without a browser: not a redirect either
+        assert plain.status == 200 and plain.geturl() == link
+        assert b"/manage/" not in plain.read()
+    later.context.close()
+    person.context.close()
+
+
+def _sign_up_over_http(base: str, address: str) -> None:
+    """Post the sign-up form as a browser without JavaScript would."""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+    with opener.open(base + "/") as response:
+        page = response.read().decode()
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    body = urllib.parse.urlencode(
+        {"email": address, "name": "Ada", "topics": "llm", "frequency": "daily", "hour": "8",
+         "timezone": "UTC", "csrf_token": csrf}
+    ).encode()  # fmt: skip
+    with opener.open(base + "/", data=body) as response:
+        assert response.status == 200 and response.geturl().endswith("/subscribed")
+
+
+def _status(app) -> SubscriberStatus:
+    with app.sessions() as s:
+        return s.scalar(select(Subscriber.status).where(Subscriber.email == ADDRESS))
 
 
 # Three listing days of one topic. Each day has a robot-learning paper (the day's most upvoted),

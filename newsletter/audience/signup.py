@@ -1,17 +1,16 @@
 """Self-service subscriptions: subscribe with consent, confirm, preferences, unsubscribe, GDPR.
 
 The web pages call these; each takes `session=` and never commits. Addresses are never
-revealed: `subscribe` answers the same way for new, pending, confirmed and suppressed ones
-and only decides which email, if any, goes out. Rate limits live in the rate_limits table,
-so every web process shares them; their keys are keyed hashes, not addresses or IPs.
+revealed: `subscribe` does the same work for new, pending, confirmed and suppressed ones and
+only decides which email goes out. A confirmation link confirms the one sign-up it was sent
+for, with that sign-up's choices (or what its owner changed them to on the confirm page).
+Rate limits are in `limits`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import hmac
-import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,16 +20,22 @@ from typing import Any
 from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
+from newsletter.audience.limits import (  # noqa: F401 - re-exported for the web
+    Limits,
+    RateLimited,
+    network_of,
+    rate_key,
+    take_rate_limit,
+)
 from newsletter.audience.subscribers import (
     email_key,
     get_subscriber,
     subscriber_to_dict,
-    suppressed,
 )
+from newsletter.audience.suppressions import remove_suppression, suppression_reason
 from newsletter.content.notices import Notice
 from newsletter.content.rendering import DEFAULT_LIST_NAME
 from newsletter.core.config import Settings
-from newsletter.core.db import insert_or_ignore
 from newsletter.core.errors import InputError, NotFound
 from newsletter.core.models import (
     ConsentEvent,
@@ -59,29 +64,12 @@ CONSENT_TEXT = (
 UNSUBSCRIBED_REASON = "unsubscribed"
 SIGNUP = "signup"
 GONE = "this link belongs to a subscription that no longer exists"
-
-
-class RateLimited(InputError):
-    """Too many requests from one address or network in a short time."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    """The web's timing rules, from the settings."""
-
-    confirm_max_age_hours: int = 72
-    pending_max_age_days: int = 7
-    mail_interval_minutes: int = 10
-    subscribe_per_ip_per_hour: int = 20
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Limits:
-        """Read the limits from the settings; a value under 1 raises InputError naming it."""
-        values = {name: getattr(settings, name) for name in cls.__dataclass_fields__}
-        for name, value in values.items():
-            if value < 1:
-                raise InputError(f"setting {name}: must be at least 1, got {value!r}")
-        return cls(**values)
+NO_LONGER_VALID = "this confirmation link is no longer valid: please subscribe again"
+RESUME_EXPIRED = (
+    "this link can no longer undo the unsubscribe: please subscribe again on the sign-up page"
+)
+# What ends a sign-up: after one of these, its confirmation link confirms nothing.
+CLOSES_SIGNUP = ("confirm", "unsubscribe")
 
 
 @dataclass(frozen=True)
@@ -132,34 +120,6 @@ def consent_text(settings: Settings) -> str:
     return CONSENT_TEXT.format(list_name=list_name(settings))
 
 
-# --- rate limits ------------------------------------------------------------------------
-
-
-def rate_key(settings: Settings, kind: str, value: str) -> str:
-    """Return a rate-limit key that does not reveal the IP or address it counts."""
-    digest = hmac.new(settings.secret_key.encode(), value.encode(), hashlib.sha256)
-    return f"{kind}:{digest.hexdigest()[:40]}"
-
-
-def take_rate_limit(
-    key: str, *, limit: int, window: timedelta, session: Session, now: datetime | None = None
-) -> bool:
-    """Count one event in a fixed window; return False when the window is already full."""
-    now = now or utcnow()
-    # Two web processes may count the same new key at once: neither may fail.
-    new_row = {"key": key, "window_start": now, "count": 0}
-    session.execute(insert_or_ignore(session, RateLimit).values(new_row))
-    query = select(RateLimit).where(RateLimit.key == key).with_for_update()
-    row = session.scalars(query.execution_options(populate_existing=True)).one()
-    if row.window_start + window <= now:
-        row.window_start, row.count = now, 0
-    if row.count >= limit:
-        return False
-    row.count += 1
-    session.flush()
-    return True
-
-
 # --- subscribe and confirm --------------------------------------------------------------
 
 
@@ -193,20 +153,6 @@ def request_signup(
     return queued
 
 
-def network_of(ip: str) -> str:
-    """Return what a visitor's rate limit counts: the address, or its /64 for IPv6."""
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return ip
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        # One IPv6 host commonly holds a whole /64: counting addresses would not limit it.
-        return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return str(address)
-
-
 def subscribe(
     email: str,
     prefs: Preferences,
@@ -220,11 +166,12 @@ def subscribe(
 
     A stranger may type anyone's address, so nothing already stored changes here: a new
     address becomes a pending row; for a known one the choices wait in the history until
-    the mailbox's owner confirms. A confirmed reader gets a link to their preferences.
+    the mailbox's owner confirms. A confirmed reader gets a link to their preferences. A
+    suppressed address is asked to confirm like any other: a confirmation that arrives
+    proves the mailbox works again.
     """
     now = now or utcnow()
-    if suppressed(session, [email]):
-        return None
+    lifted = suppression_reason(email, session=session) is not None
     subscriber = _existing(email, session=session)
     if subscriber is None:
         subscriber = Subscriber(email=email, created_at=now, status=SubscriberStatus.PENDING)
@@ -232,21 +179,23 @@ def subscribe(
         subscriber.consent = consent.to_dict(now)
         _apply(subscriber, prefs)
         session.add(subscriber)
-    kind = "manage" if subscriber.status == SubscriberStatus.CONFIRMED else "confirm"
-    if kind == "confirm":
+    confirmed = subscriber.status == SubscriberStatus.CONFIRMED and not lifted
+    signup = None
+    if not confirmed:
         details = {"prefs": _prefs_to_dict(prefs), "consent": consent.to_dict(now)}
-        record_event(subscriber, "signup", consent.ip, consent.user_agent, details, now=now)
+        signup = record_event(subscriber, SIGNUP, consent.ip, consent.user_agent, details, now=now)
     session.flush()
     limits = Limits.from_settings(settings)
     mail_key = rate_key(settings, "mail", email_key(email))
     interval = timedelta(minutes=limits.mail_interval_minutes)
     if not take_rate_limit(mail_key, limit=1, window=interval, session=session, now=now):
         return None
-    if kind == "confirm":
-        subscriber.confirmation_sent_at = now
+    if signup is None:
+        name, key = subscriber.name, subscriber.link_key
+        return Notice("manage", subscriber.id, subscriber.email, name, key)
+    subscriber.confirmation_sent_at = now
     # An unconfirmed name is never echoed: it is whatever a stranger typed.
-    name = subscriber.name if kind == "manage" else ""
-    return Notice(kind, subscriber.id, subscriber.email, name, subscriber.link_key)
+    return Notice("confirm", subscriber.id, subscriber.email, "", subscriber.link_key, signup.id)
 
 
 def record_event(
@@ -258,18 +207,18 @@ def record_event(
     *,
     source: str = "web",
     now: datetime | None = None,
-) -> None:
+) -> ConsentEvent:
     """Append one entry to the subscriber's consent history (never rewritten)."""
-    subscriber.consent_events.append(
-        ConsentEvent(
-            kind=kind,
-            source=source,
-            at=now or utcnow(),
-            ip=ip,
-            user_agent=user_agent[:500],
-            details=details or {},
-        )
+    event = ConsentEvent(
+        kind=kind,
+        source=source,
+        at=now or utcnow(),
+        ip=ip,
+        user_agent=user_agent[:500],
+        details=details or {},
     )
+    subscriber.consent_events.append(event)
+    return event
 
 
 def _prefs_to_dict(prefs: Preferences) -> dict[str, Any]:
@@ -332,43 +281,101 @@ def check_link(claim: LinkClaim, *, session: Session) -> Subscriber:
     return subscriber
 
 
-def confirm(subscriber_id: int, *, session: Session, now: datetime | None = None) -> Subscriber:
-    """Confirm the newest sign-up of a subscriber (idempotent once confirmed).
+def signup_to_confirm(
+    subscriber: Subscriber, signup_id: int | None, *, session: Session
+) -> ConsentEvent | None:
+    """Return the sign-up a confirmation link may still confirm, or None once confirmed.
 
-    The choices made with that sign-up take effect now. Someone who had unsubscribed is
-    subscribed again, under a new link key: links from the old subscription stop working.
+    `signup_id` is the sign-up the link was sent for (None: the newest, for the admin's
+    tools). Raises InputError when a confirmation or an opt-out came after that sign-up.
+    """
+    confirmed = subscriber.status == SubscriberStatus.CONFIRMED
+    if confirmed and suppression_reason(subscriber.email, session=session) is None:
+        return None
+    if signup_id is None:
+        signup = _open_signup(subscriber)
+    else:
+        signup = _bound_signup(subscriber, signup_id)
+    if signup is None:
+        raise InputError(NO_LONGER_VALID)
+    return signup
+
+
+def signup_prefs(signup: ConsentEvent) -> Preferences:
+    """Return the choices made with a sign-up, without rules (no form for them asks)."""
+    prefs = prefs_from_dict(signup.details.get("prefs", {}))
+    return dataclasses.replace(prefs, follow_authors=None, muted_words=None, personal_keywords=None)
+
+
+def confirm(
+    subscriber_id: int,
+    *,
+    session: Session,
+    signup_id: int | None = None,
+    prefs: Preferences | None = None,
+    now: datetime | None = None,
+) -> Subscriber:
+    """Confirm one sign-up of a subscriber (idempotent once confirmed).
+
+    The choices of that sign-up take effect now, or `prefs`, what its owner made of them on
+    the confirm page. Someone who had unsubscribed is subscribed again, under a new link
+    key: links from the old subscription stop working. A suppressed address is taken off
+    the suppression list: the confirmation reached its mailbox.
     """
     now = now or utcnow()
     subscriber = load_subscriber(subscriber_id, session=session)
-    if subscriber.status == SubscriberStatus.CONFIRMED:
-        return subscriber
-    signup = _open_signup(subscriber)
+    signup = signup_to_confirm(subscriber, signup_id, session=session)
     if signup is None:
-        raise InputError("this confirmation link is no longer valid: please subscribe again")
+        return subscriber
     if subscriber.status != SubscriberStatus.PENDING:
         subscriber.link_key = new_link_key()
         subscriber.unsubscribed_at = None
-    if "prefs" in signup.details:
-        _apply(subscriber, prefs_from_dict(signup.details["prefs"]))
+    applied = prefs or signup_prefs(signup)
+    if prefs is not None or "prefs" in signup.details:
+        _apply(subscriber, applied)
     subscriber.status = SubscriberStatus.CONFIRMED
     subscriber.confirmed_at = now
     subscriber.consent_source = "web"
     subscriber.consent = {**signup.details.get("consent", {}), "confirmed_at": now.isoformat()}
-    record_event(subscriber, "confirm", now=now)
+    details = {"signup": signup.id, "prefs": _prefs_to_dict(applied)} if signup.id else {}
+    record_event(subscriber, "confirm", details=details, now=now)
+    _lift_suppression(subscriber, signup, session=session, now=now)
     session.flush()
     return subscriber
+
+
+def _lift_suppression(
+    subscriber: Subscriber, signup: ConsentEvent, *, session: Session, now: datetime
+) -> None:
+    reason = suppression_reason(subscriber.email, session=session)
+    if reason is None:
+        return
+    remove_suppression(subscriber.email, session=session)
+    details = {"reason": reason, "signup": signup.id}
+    record_event(subscriber, "unsuppress", details=details, now=now)
+
+
+def _bound_signup(subscriber: Subscriber, signup_id: int) -> ConsentEvent | None:
+    """Return the sign-up with this id, unless a confirmation or an opt-out followed it."""
+    found = None
+    for event in subscriber.consent_events:
+        if found is None and event.id == signup_id and event.kind == SIGNUP:
+            found = event
+        elif found is not None and event.kind in CLOSES_SIGNUP:
+            return None
+    return found
 
 
 def _open_signup(subscriber: Subscriber) -> ConsentEvent | None:
     """Return the newest sign-up not overtaken by an opt-out, if any."""
     for event in reversed(subscriber.consent_events):
-        if event.kind == "signup":
+        if event.kind == SIGNUP:
             return event
-        if event.kind in ("unsubscribe", "confirm"):
+        if event.kind in CLOSES_SIGNUP:
             break
     if subscriber.status == SubscriberStatus.PENDING and not subscriber.consent_events:
         # A row from before the consent history: its sign-up is the row itself.
-        return ConsentEvent(kind="signup", details={"consent": subscriber.consent})
+        return ConsentEvent(kind=SIGNUP, details={"consent": subscriber.consent})
     return None
 
 
@@ -408,17 +415,40 @@ def unsubscribe(
     return subscriber
 
 
-def resubscribe(subscriber_id: int, *, session: Session) -> Subscriber:
-    """Undo an unsubscribe from its own link: the link proves the mailbox was confirmed."""
+def resubscribe(
+    subscriber_id: int,
+    *,
+    session: Session,
+    window: timedelta | None = None,
+    now: datetime | None = None,
+) -> Subscriber:
+    """Undo an unsubscribe from its own link, within `window` of the opt-out.
+
+    The link proves the mailbox was confirmed, but it travels with every forwarded digest:
+    later, subscribing again takes a new confirmation.
+    """
     subscriber = load_subscriber(subscriber_id, session=session)
     if subscriber.status == SubscriberStatus.UNSUBSCRIBED and subscriber.confirmed_at:
+        if not can_resume(subscriber, window=window, now=now):
+            raise InputError(RESUME_EXPIRED)
         subscriber.status = SubscriberStatus.CONFIRMED
         subscriber.unsubscribed_at = None
-        record_event(subscriber, "resubscribe")
+        record_event(subscriber, "resubscribe", now=now)
     elif subscriber.status != SubscriberStatus.CONFIRMED:
         raise InputError("this subscription cannot be resumed here: please subscribe again")
     session.flush()
     return subscriber
+
+
+def can_resume(
+    subscriber: Subscriber, *, window: timedelta | None = None, now: datetime | None = None
+) -> bool:
+    """Tell whether the unsubscribe link may still undo this reader's opt-out."""
+    window = window or timedelta(hours=Limits.resubscribe_window_hours)
+    since = subscriber.unsubscribed_at
+    if subscriber.status != SubscriberStatus.UNSUBSCRIBED or not subscriber.confirmed_at:
+        return False
+    return since is not None and (now or utcnow()) < since + window
 
 
 def export_my_data(subscriber_id: int, *, session: Session) -> dict[str, Any]:

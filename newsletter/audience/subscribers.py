@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session, selectinload
 from newsletter.content.headers import address_problem, hides_control
 from newsletter.core.config import Settings
 from newsletter.core.db import insert_or_ignore
-from newsletter.core.errors import InputError, NotFound
+from newsletter.core.errors import InputError, NotFound, quoted
 from newsletter.core.models import (
     Frequency,
     Subscriber,
@@ -100,14 +100,14 @@ def normalise_email(raw: str) -> str:
     """Return the normalised address or raise InputError saying why it is invalid."""
     address = raw.strip(" \t")
     if FORBIDDEN_CHARS.search(address):
-        raise InputError(f"invalid email address {raw!r}: contains a line break or NUL")
+        raise InputError(f"invalid email address {quoted(raw)}: contains a line break or NUL")
     fast = _fast_normalise(address)
     if fast is not None:
         return fast
     try:
         return validate_email(address, check_deliverability=False).normalized
     except EmailNotValidError as exc:
-        raise InputError(f"invalid email address {raw!r}: {exc}") from None
+        raise InputError(f"invalid email address {quoted(raw)}: {exc}") from None
 
 
 def mailable_email(raw: str) -> str:
@@ -121,7 +121,7 @@ def mailable_email(raw: str) -> str:
     address = normalise_email(raw)
     problem = address_problem(address)
     if problem is not None:
-        raise InputError(f"invalid email address {raw!r}: {problem}")
+        raise InputError(f"invalid email address {quoted(raw)}: {problem}")
     return address
 
 
@@ -170,7 +170,7 @@ def validate_timezone(name: str) -> str:
         return name
     hint = next((z for z in _time_zones() if z.lower() == name.lower()), None)
     suffix = f" (did you mean {hint!r}?)" if hint else " (expected Area/City, e.g. Europe/Paris)"
-    raise InputError(f"unknown time zone {name!r}{suffix}")
+    raise InputError(f"unknown time zone {quoted(name)}{suffix}")
 
 
 def _whole_number(value: int | str, what: str, allowed: range) -> int:
@@ -202,11 +202,14 @@ def validate_name(value: str) -> str:
     """
     name = value.strip()
     if FORBIDDEN_CHARS.search(name):
-        raise InputError(f"invalid name {value!r}: contains a line break or NUL")
+        raise InputError(f"invalid name {quoted(value)}: contains a line break or NUL")
     if len(name) > MAX_NAME_LENGTH:  # first: decoding a long text costs more
         raise InputError(f"name longer than {MAX_NAME_LENGTH} characters")
     if hides_control(name):
-        raise InputError(f"invalid name {value!r}: contains a control character, plain or encoded")
+        raise InputError(
+            f"invalid name {quoted(value)}: contains a control character or an invisible one, "
+            "plain or encoded"
+        )
     return xml_safe(name).strip()
 
 
@@ -227,7 +230,7 @@ def resolve_topics(slugs: Sequence[str], known: dict[str, int]) -> list[int]:
         raise InputError("no topics given")
     unknown = [s for s in slugs if s not in known]
     if unknown:
-        names = ", ".join(repr(s) for s in unknown)
+        names = ", ".join(quoted(s) for s in unknown)
         listing = ", ".join(sorted(known)) or "none defined yet"
         plural = "s" if len(unknown) > 1 else ""
         raise InputError(f"unknown topic{plural} {names} (known: {listing})")
@@ -263,10 +266,10 @@ def add_subscriber(
     )
     ids = resolve_topics(split_list(topics), topic_ids(session=session))
     if _find(session, address) is not None:
-        raise InputError(f"subscriber {address!r} already exists")
+        raise InputError(f"subscriber {quoted(address)} already exists")
     reason = suppressed(session, [address]).get(email_key(address))
     if reason is not None:
-        raise InputError(f"{address!r} is suppressed ({reason}): it must not be mailed again")
+        raise InputError(f"{quoted(address)} is suppressed ({reason}): it must not be mailed again")
     now = utcnow()
     subscriber.status = SubscriberStatus.CONFIRMED if confirmed else SubscriberStatus.PENDING
     subscriber.confirmed_at = now if confirmed else None
@@ -285,9 +288,11 @@ def split_rules(value: str, what: str) -> list[str]:
         raise InputError(f"{what}: at most {MAX_RULES} entries, got {len(items)}")
     for item in items:
         if len(item) > MAX_RULE_LENGTH:
-            raise InputError(f"{what}: {item[:30]!r}... is over {MAX_RULE_LENGTH} characters")
+            raise InputError(f"{what}: {quoted(item, 30)} is over {MAX_RULE_LENGTH} characters")
         if FORBIDDEN_CHARS.search(item) or hides_control(item):
-            raise InputError(f"{what}: {item!r} contains a control character")
+            raise InputError(
+                f"{what}: {quoted(item)} contains a control character or an invisible one"
+            )
     return [xml_safe(i) for i in items]
 
 
@@ -359,7 +364,7 @@ def get_subscriber(email: str, *, session: Session) -> Subscriber:
         address = email.strip()
     subscriber = _find(session, address)
     if subscriber is None:
-        raise NotFound(f"no subscriber {address!r}")
+        raise NotFound(f"no subscriber {quoted(address)}")
     return subscriber
 
 
@@ -798,7 +803,7 @@ def _parse_status(value: str) -> SubscriberStatus:
         return SubscriberStatus(value)
     except ValueError:
         known = ", ".join(s.value for s in SubscriberStatus)
-        raise InputError(f"unknown status {value!r} (known: {known})") from None
+        raise InputError(f"unknown status {quoted(value)} (known: {known})") from None
 
 
 def import_csv(
@@ -896,7 +901,7 @@ def _export_pages(session: Session, page_size: int = 1000) -> Iterator[list[Subs
 def export_subscribers(out: IO[str], *, session: Session, fmt: str = "csv") -> int:
     """Write every subscriber to `out` as CSV (the import format) or JSON; return the count."""
     if fmt not in ("csv", "json"):
-        raise InputError(f"unknown export format {fmt!r} (known: csv, json)")
+        raise InputError(f"unknown export format {quoted(fmt)} (known: csv, json)")
     count = 0
     writer = csv.writer(out, lineterminator="\n")
     if fmt == "csv":

@@ -31,17 +31,17 @@ def serve(app: App, host: str, port: int, threads: int, debug: bool) -> None:
     """Serve the subscribe, preferences, unsubscribe and archive pages.
 
     Runs waitress, a production WSGI server; put a TLS reverse proxy in front and
-    set base_url to the public address (and web_proxy_count = 1 behind one proxy).
+    set base_url to the public address (and web_proxy_count = 1 behind one proxy, on
+    an address in web_trusted_proxies).
 
     \b
     Example:
       newsletter serve --host 127.0.0.1 --port 8000
     """
-    from newsletter.web import create_app, waitress_proxy_options
+    from newsletter.web import create_app
 
     app.ensure_schema()
-    proxy = waitress_proxy_options(app.settings)
-    web = create_app(app.settings, app=app, proxy_fix=debug or not proxy)
+    web = create_app(app.settings, app=app)
     # Sign-ups and their emails wait in the database; send what an earlier run left.
     web.extensions["newsletter_mail_queue"].start()
     click.echo(f"Serving {app.settings.base_url} on http://{host}:{port}", err=True)
@@ -50,7 +50,16 @@ def serve(app: App, host: str, port: int, threads: int, debug: bool) -> None:
         return
     import waitress
 
-    waitress.serve(web, host=host, port=port, threads=threads, ident="newsletter", **proxy)
+    # waitress trusts one proxy address or all: the app reads X-Forwarded-* itself, from
+    # the peers of web_trusted_proxies only, so waitress must leave the headers to it.
+    waitress.serve(
+        web,
+        host=host,
+        port=port,
+        threads=threads,
+        ident="newsletter",
+        clear_untrusted_proxy_headers=False,
+    )
 
 
 @click.command("purge-pending")

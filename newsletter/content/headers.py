@@ -1,10 +1,13 @@
 """Header fields as bytes: the one place a header line of any email is written.
 
 Every value is literal text. Control characters and line breaks of every kind (CR, LF, NEL,
-U+2028, U+2029) become spaces; non-ASCII text, and ASCII text that looks like an RFC 2047
-encoded word, is encoded here as UTF-8 encoded words, so a mail client shows exactly the
-characters given and never decodes them into a line break. Folding (CRLF then a space) is the
-only line break a field can hold, and `_field` checks that of every field it returns.
+U+2028, U+2029) become spaces, and invisible format characters (Unicode category Cf: the
+bidirectional overrides and isolates, zero-width spaces and joiners, U+FEFF) are dropped, so a
+title cannot reorder or hide what a mail client shows; non-ASCII text, and ASCII text that
+looks like an RFC 2047 encoded word, is encoded here as UTF-8 encoded words, so a mail client
+shows exactly the characters given and never decodes them into a line break. Folding (CRLF
+then a space) is the only line break a field can hold, and `_field` checks that of every field
+it returns.
 Addresses are (display name, addr-spec) pairs; an addr-spec must pass `mailbox_address`.
 
 The validators of what people type ask this module too: `address_problem` says which
@@ -16,6 +19,7 @@ from __future__ import annotations
 import binascii
 import codecs
 import re
+import unicodedata
 from datetime import UTC, datetime
 from email.utils import format_datetime, parseaddr
 from functools import lru_cache
@@ -60,7 +64,7 @@ MAX_DECODING_ROUNDS = 8
 def text_field(name: str, text: str) -> bytes:
     """Return an unstructured field (Subject, or any free text) holding text literally."""
     used = len(name) + 2
-    line = one_line(text)
+    line = header_text(text)
     if line.isascii() and "=?" not in line and _foldable(line, used):
         return _field(name, _fold(line, used).encode("ascii"))
     return _field(name, _encoded_words(line, used))
@@ -166,7 +170,7 @@ def parse_from(from_address: str) -> tuple[str, str]:
     name, address = parseaddr(from_address)
     if not address or _CONTROL_OR_NL.search(from_address):
         raise ConfigError(f"from_address is not a valid address: {from_address!r}")
-    return one_line(name), mailbox_address(address, "from_address", ConfigError)
+    return header_text(name), mailbox_address(address, "from_address", ConfigError)
 
 
 # --- addresses -------------------------------------------------------------------------------
@@ -228,10 +232,25 @@ def envelope_address(address: str) -> str:
 # --- display names and free text -------------------------------------------------------------
 
 
+def header_text(value: object) -> str:
+    """Return value on one line (see rendering.one_line) without invisible format characters."""
+    line = one_line(value)
+    if line.isascii() or line.isprintable():  # neither can hold a format character
+        return line
+    return one_line("".join(c for c in line if unicodedata.category(c) != "Cf"))
+
+
+def has_format_character(text: str) -> bool:
+    """Tell whether text holds an invisible format character (category Cf, e.g. U+202E)."""
+    if text.isascii() or text.isprintable():
+        return False
+    return any(unicodedata.category(c) == "Cf" for c in text)
+
+
 def _name_addr(display_name: str, address: str, used: int) -> bytes:
     """Return `phrase <address>`, folding before the address when the line would be too long."""
     angle = f"<{address}>".encode("ascii")
-    name = one_line(display_name)
+    name = header_text(display_name)
     if not name:
         return angle
     phrase = _phrase(name, used)
@@ -304,13 +323,15 @@ def _b_word(data: bytes) -> bytes:
 
 
 def hides_control(text: str) -> bool:
-    """Tell whether text holds a control character or line break, as is or RFC 2047 encoded.
+    """Tell whether text holds a control, line break or invisible character, plain or encoded.
 
-    Decodes as leniently as mail readers do (any charset, nested encodings), since a reader
-    that decodes the name would otherwise see, and may act on, the characters it hides.
+    Invisible means a format character (category Cf: bidirectional overrides and isolates,
+    zero-width spaces and joiners, U+FEFF). Decodes as leniently as mail readers do (any
+    charset, nested encodings), since a reader that decodes the name would otherwise see, and
+    may act on, the characters it hides.
     """
     for _ in range(MAX_DECODING_ROUNDS):
-        if _CONTROL_OR_NL.search(text):
+        if _CONTROL_OR_NL.search(text) or has_format_character(text):
             return True
         decoded, raw = _decode_words(text)
         if _CONTROL_BYTE.search(raw):

@@ -28,6 +28,7 @@ class Notice:
     email: str
     name: str  # only ever a confirmed subscriber's: a sign-up's name is anyone's text
     link_key: str = "none"
+    signup_id: int = 0  # the consent event a "confirm" email's link confirms
 
 
 def build_notice(settings: Settings, notice: Notice, *, now: datetime | None = None) -> bytes:
@@ -38,7 +39,9 @@ def build_notice(settings: Settings, notice: Notice, *, now: datetime | None = N
         "list_name": parse_from(settings.from_address)[0] or DEFAULT_LIST_NAME,
         "name": notice.name,
         "email": notice.email,
-        "confirm_url": tokens.confirm_url(settings, notice.subscriber_id, notice.link_key),
+        "confirm_url": tokens.confirm_url(
+            settings, notice.subscriber_id, notice.link_key, notice.signup_id
+        ),
         "manage_url": tokens.manage_url(settings, notice.subscriber_id, notice.link_key),
         "confirm_hours": settings.confirm_max_age_hours,
         "postal_address": settings.postal_address,

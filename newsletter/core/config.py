@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import json
 import math
 import os
@@ -212,6 +213,15 @@ def _address(value: str) -> str:
     return ""
 
 
+def _networks(value: tuple[str, ...]) -> str:
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            return f"must be IP addresses or networks such as 10.0.0.0/8, not {item!r}"
+    return ""
+
+
 def _local_part(value: str) -> str:
     if not _LOCAL_PART.fullmatch(value):
         return "must be letters, digits, '.', '_' or '-'"
@@ -259,6 +269,10 @@ class Settings:
         "skip", "a reader with no matching paper is skipped, or (note) gets a short note",
         env="EMPTY_POLICY", choices=("skip", "note"),
     )  # fmt: skip
+    # --- the database ----------------------------------------------------------------------
+    sqlite_busy_timeout: float = setting(
+        30.0, "seconds a SQLite writer waits for another's lock before giving up", above=0
+    )
     # --- matching and sources --------------------------------------------------------------
     match_threshold: float = setting(1.0, "score at which a paper enters a topic's digest", above=0)
     # The instance's: whether this machine spends ~0.1 s of CPU per new paper on the model.
@@ -349,9 +363,22 @@ class Settings:
     subscribe_per_ip_per_hour: int = setting(
         20, "sign-ups accepted per visitor network per hour", at_least=1
     )
+    resubscribe_window_hours: int = setting(
+        24, "hours in which an unsubscribe link can undo its opt-out", at_least=1
+    )
+    votes_per_link_per_hour: int = setting(
+        10, "vote POSTs counted per feedback link per hour", at_least=1
+    )
+    votes_per_ip_per_hour: int = setting(
+        300, "vote POSTs counted per visitor network per hour", at_least=1
+    )
     web_proxy_count: int = setting(
         0, "reverse proxies in front whose X-Forwarded-* headers are trusted", at_least=0
     )
+    web_trusted_proxies: tuple[str, ...] = setting(
+        ("127.0.0.1", "::1"), "addresses or networks of those proxies; other peers' are ignored",
+        check=_networks,
+    )  # fmt: skip
     # --- scheduler -------------------------------------------------------------------------
     scheduler_fetch_cron: str = setting(
         DEFAULT_FETCH_CRON, "when the sources are fetched (cron line, UTC)", check=_cron_line

@@ -20,7 +20,6 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS = "newsletter:migrations"
 READ_ONLY = "newsletter_read_only"
-SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -31,11 +30,11 @@ def make_engine(settings: Settings) -> Engine:
         shown = mask_database_url(settings.database_url)
         raise ConfigError(f"invalid database URL: {shown}") from exc
     if url.get_backend_name() == "sqlite":
-        return _make_sqlite_engine(url)
+        return _make_sqlite_engine(url, settings.sqlite_busy_timeout)
     return create_engine(url, pool_pre_ping=True)
 
 
-def _make_sqlite_engine(url) -> Engine:
+def _make_sqlite_engine(url, busy_timeout: float) -> Engine:  # noqa: ANN001 - a URL
     if url.database and url.database != ":memory:":
         folder = Path(url.database).parent
         try:
@@ -44,7 +43,7 @@ def _make_sqlite_engine(url) -> Engine:
             raise DatabaseUnavailable(
                 f"database {url}: cannot create the folder {folder}: {exc.strerror or exc}"
             ) from None
-    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+    engine = create_engine(url, connect_args={"timeout": busy_timeout})
 
     @event.listens_for(engine, "connect")
     def _set_pragmas(dbapi_conn, _record):  # noqa: ANN001 - DBAPI types
@@ -54,7 +53,7 @@ def _make_sqlite_engine(url) -> Engine:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cur.close()
 
     @event.listens_for(engine, "begin")

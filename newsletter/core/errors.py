@@ -1,4 +1,8 @@
-"""Domain errors. The CLI maps InputError to exit code 2 and the rest to 1."""
+"""Domain errors, and how they quote what was given. The CLI maps InputError to exit code 2
+and the rest to 1.
+"""
+
+QUOTED_MAX = 80  # characters of a value an error message quotes
 
 
 class NewsletterError(Exception):
@@ -39,3 +43,20 @@ class TransportError(NewsletterError):
 
 class SendingHeld(NewsletterError):
     """An edition may not be sent now: the guard paused it, or complaints hold it."""
+
+
+def quoted(value: object, limit: int = QUOTED_MAX) -> str:
+    """Return value quoted for a one-line error: at most `limit` characters of it as written.
+
+    What people type can be megabytes long: an error names it, it does not echo it.
+    """
+    text = str(value)
+    kept, size = 0, 0
+    for char in text:
+        size += len(repr(char)) - 2  # as the quote writes it: "\u202e" is six
+        if size > limit:
+            break
+        kept += 1
+    if kept == len(text):
+        return repr(text)
+    return f"{text[:kept]!r}… ({len(text):,} characters)"

@@ -7,7 +7,8 @@ turns every earlier link into an invalid one, whatever id a later row gets.
 What each purpose can do, and for how long:
 - "unsubscribe": unsubscribe, and undo that; no expiry (RFC 8058: old emails must work).
 - "manage": change preferences, download or delete the data; no expiry.
-- "confirm": confirm a sign-up; valid for `confirm_max_age_hours`.
+- "confirm": confirm the one sign-up it was sent for (its consent event's id is signed in
+  it); valid for `confirm_max_age_hours`.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ PURPOSES = UNTIMED_PURPOSES | TIMED_PURPOSES
 INVALID_LINK = "invalid or expired link"
 TOKEN_CACHE_SIZE = 256
 _CLAIM = re.compile(r"(\d{1,18})\.([A-Za-z0-9_-]{1,64})")
-_PAPER_CLAIM = re.compile(r"(\d{1,18})\.([A-Za-z0-9_-]{1,64})\.(\d{1,18})")
+# A claim and one more id: the paper of a vote link, the sign-up of a confirmation link.
+_CLAIM_WITH_ID = re.compile(r"(\d{1,18})\.([A-Za-z0-9_-]{1,64})\.(\d{1,18})")
 # What make_token writes: base64's "+" and "/" would decode like "-" and "_", so one token
 # would have many spellings.
 _TOKEN = re.compile(r"[A-Za-z0-9_.-]{1,200}")
@@ -137,13 +139,35 @@ def make_token(settings: Settings, purpose: str, subscriber_id: int, key: str) -
     return signer.sign(f"{int(subscriber_id)}.{key}").decode("ascii")
 
 
+def make_confirm_token(settings: Settings, subscriber_id: int, key: str, signup_id: int) -> str:
+    """Sign a confirmation link: the subscriber, their link key and the sign-up it confirms."""
+    signer = _signer_for(settings, "confirm")
+    value = f"{int(subscriber_id)}.{key}.{int(signup_id)}"
+    if not _CLAIM_WITH_ID.fullmatch(value):
+        raise ValueError("a link key is 1 to 64 URL-safe characters")
+    return signer.sign(value).decode("ascii")
+
+
+def read_confirm_token(settings: Settings, token: str, max_age: int) -> tuple[LinkClaim, int]:
+    """Return the subscriber and the sign-up a confirmation link names, or raise InputError.
+
+    A link of the older form, which named no sign-up, is refused: it would confirm whatever
+    anyone typed last.
+    """
+    value = _unsign(settings, "confirm", token, max_age, payload_parts=3)
+    match = _CLAIM_WITH_ID.fullmatch(value)
+    if match is None:
+        raise InputError(INVALID_LINK)
+    return LinkClaim(int(match[1]), match[2]), int(match[3])
+
+
 def make_paper_token(
     settings: Settings, subscriber_id: int, key: str, paper_id: int
 ) -> str:
     """Sign a subscriber's vote link for one paper ("feedback")."""
     _signer_for(settings, "feedback")
     value = f"{int(subscriber_id)}.{key}.{int(paper_id)}"
-    if not _PAPER_CLAIM.fullmatch(value):
+    if not _CLAIM_WITH_ID.fullmatch(value):
         raise ValueError("a link key is 1 to 64 URL-safe characters")
     return _sign_fast(settings.secret_key, "feedback", value)
 
@@ -175,7 +199,7 @@ def feedback_url_maker(settings: Settings, subscriber_id: int, key: str) -> Call
 def read_paper_token(settings: Settings, token: str) -> tuple[LinkClaim, int]:
     """Return the subscriber and the paper a vote link names, or raise InputError."""
     value = _unsign(settings, "feedback", token, None, payload_parts=3)
-    match = _PAPER_CLAIM.fullmatch(value)
+    match = _CLAIM_WITH_ID.fullmatch(value)
     if match is None:
         raise InputError(INVALID_LINK)
     return LinkClaim(int(match[1]), match[2]), int(match[3])
@@ -232,9 +256,10 @@ def manage_url(settings: Settings, subscriber_id: int, key: str) -> str:
     return _link(settings, f"manage/{make_token(settings, 'manage', subscriber_id, key)}")
 
 
-def confirm_url(settings: Settings, subscriber_id: int, key: str) -> str:
-    """Return the double opt-in confirmation URL of a subscriber."""
-    return _link(settings, f"confirm/{make_token(settings, 'confirm', subscriber_id, key)}")
+def confirm_url(settings: Settings, subscriber_id: int, key: str, signup_id: int) -> str:
+    """Return the double opt-in confirmation URL of one sign-up of a subscriber."""
+    token = make_confirm_token(settings, subscriber_id, key, signup_id)
+    return _link(settings, f"confirm/{token}")
 
 
 def feedback_url(settings: Settings, subscriber_id: int, key: str, paper_id: int) -> str:

@@ -109,8 +109,9 @@ def _decide(app: App, queued_id: int) -> Notice | None:
         notice = service.subscribe(
             queued.email, prefs, consent, session=session, settings=app.settings
         )
-        # Decided once: a retry sends the email and never records the sign-up again.
-        queued.payload = {}
+        # Decided once: a retry sends the email and never records the sign-up again; it
+        # keeps the sign-up that the email's link confirms.
+        queued.payload = {"signup": notice.signup_id} if notice and notice.signup_id else {}
         if notice is not None:
             queued.kind, queued.subscriber_id = notice.kind, notice.subscriber_id
         return notice
@@ -129,7 +130,10 @@ def _notice(app: App, queued_id: int) -> Notice | None:
         if queued.kind == "confirm" and confirmed:
             return None  # confirmed meanwhile: the link has nothing left to do
         name = subscriber.name if confirmed else ""
-        return Notice(queued.kind, subscriber.id, subscriber.email, name, subscriber.link_key)
+        signup_id = int(queued.payload.get("signup", 0))
+        return Notice(
+            queued.kind, subscriber.id, subscriber.email, name, subscriber.link_key, signup_id
+        )
 
 
 def _finish(app: App, queued_id: int) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from newsletter.core.config import parse_toml
-from newsletter.core.errors import InputError, NotFound
+from newsletter.core.errors import InputError, NotFound, quoted
 from newsletter.core.models import PaperTopic, Subscription, Topic, xml_safe
 from newsletter.matching.matches import MatchStats, match_papers
 
@@ -75,7 +75,7 @@ def validate_slug(slug: str) -> str:
     """Return the slug, or raise InputError saying what a slug may contain."""
     if not isinstance(slug, str) or not SLUG_RE.match(slug):
         raise InputError(
-            f"invalid topic slug {slug!r}: use 1-64 lowercase letters, digits and hyphens"
+            f"invalid topic slug {quoted(slug)}: use 1-64 lowercase letters, digits and hyphens"
         )
     return slug
 
@@ -88,7 +88,8 @@ def normalise_category(value: str) -> str:
         text = f"{archive.lower()}.{subject.upper()}"
     if not CATEGORY_RE.match(text) or ("." not in text and text not in NO_SUBJECT_ARCHIVES):
         raise InputError(
-            f"invalid arXiv category {value!r}: expected a form like cs.LG, stat.ML or q-bio.NC"
+            f"invalid arXiv category {quoted(value)}: "
+            "expected a form like cs.LG, stat.ML or q-bio.NC"
         )
     return text
 
@@ -105,12 +106,12 @@ def make_spec(
     validate_slug(slug)
     name = (name or "").strip()
     if _CONTROL.search(name):  # names reach web pages and emails: one line, no NUL
-        raise InputError(f"topic {slug!r}: name must be one line without control characters")
+        raise InputError(f"topic {quoted(slug)}: name must be one line without control characters")
     name = xml_safe(name).strip()  # what else XML cannot hold is dropped
     if not name:
-        raise InputError(f"topic {slug!r}: a name is required")
+        raise InputError(f"topic {quoted(slug)}: a name is required")
     if len(name) > MAX_NAME:
-        raise InputError(f"topic {slug!r}: name longer than {MAX_NAME} characters")
+        raise InputError(f"topic {quoted(slug)}: name longer than {MAX_NAME} characters")
     words = _phrases(slug, keywords, "keyword")
     cats = _dedupe(normalise_category(c) for c in split_list(categories))
     description = xml_safe(description or "").strip()
@@ -123,7 +124,7 @@ def _phrases(slug: str, value: str | Iterable[str] | None, what: str) -> list[st
     phrases = _dedupe(split_list([xml_safe(p) for p in split_list(value)]))
     for phrase in phrases:
         if len(phrase) > MAX_KEYWORD or not re.search(r"[A-Za-z0-9]", phrase):
-            raise InputError(f"topic {slug!r}: invalid {what} {phrase!r}")
+            raise InputError(f"topic {quoted(slug)}: invalid {what} {quoted(phrase)}")
     return phrases
 
 
@@ -140,10 +141,11 @@ def parse_topics_toml(text: str, source: str = "topics file") -> list[TopicSpec]
     specs: list[TopicSpec] = []
     seen: set[str] = set()
     for index, entry in enumerate(entries, start=1):
-        label = f"{source}: topic #{index}" + (f" ({entry['slug']!r})" if "slug" in entry else "")
+        named = f" ({quoted(entry['slug'])})" if "slug" in entry else ""
+        label = f"{source}: topic #{index}{named}"
         spec = _spec_from_entry(entry, label)
         if spec.slug in seen:
-            raise InputError(f"{label}: slug {spec.slug!r} appears twice")
+            raise InputError(f"{label}: slug {quoted(spec.slug)} appears twice")
         seen.add(spec.slug)
         specs.append(spec)
     return specs
@@ -163,7 +165,7 @@ def _entries(data: Mapping[str, Any], source: str) -> list[dict[str, Any]]:
 def _spec_from_entry(entry: Mapping[str, Any], label: str) -> TopicSpec:
     unknown = sorted(set(entry) - TOPIC_FIELDS)
     if unknown:
-        raise InputError(f"{label}: unknown field {unknown[0]!r}")
+        raise InputError(f"{label}: unknown field {quoted(unknown[0])}")
     for key in ("slug", "name", "description"):
         if key in entry and not isinstance(entry[key], str):
             raise InputError(f"{label}: {key} must be a string")
@@ -200,7 +202,7 @@ def add_topic(
     """Create a topic and match it against the papers already stored."""
     spec = make_spec(slug, name, description, keywords, categories, exclude)
     if session.scalar(select(Topic.id).where(Topic.slug == spec.slug)) is not None:
-        raise InputError(f"topic {spec.slug!r} already exists")
+        raise InputError(f"topic {quoted(spec.slug)} already exists")
     topic = Topic(
         slug=spec.slug,
         name=spec.name,
@@ -328,7 +330,7 @@ def get_topic(slug: str, *, session: Session) -> Topic:
     """Return the topic with this slug or raise NotFound."""
     topic = session.scalar(select(Topic).where(Topic.slug == slug))
     if topic is None:
-        raise NotFound(f"unknown topic {slug!r} (see `newsletter topics list`)")
+        raise NotFound(f"unknown topic {quoted(slug)} (see `newsletter topics list`)")
     return topic
 
 

@@ -12,7 +12,6 @@ from typing import Any
 import jinja2
 from flask import Flask, redirect, request
 from werkzeug.exceptions import HTTPException
-from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import RequestRedirect
 
 from newsletter.content import rendering
@@ -20,6 +19,7 @@ from newsletter.core.app import App
 from newsletter.core.config import Settings, load_settings
 from newsletter.delivery.mail_queue import MailQueue
 from newsletter.web import security, views
+from newsletter.web.proxies import TrustedProxies
 
 STATIC_MAX_AGE = 3600
 
@@ -40,11 +40,11 @@ class NewsletterFlask(Flask):
         return super().handle_http_exception(e)
 
 
-def create_app(settings: Settings, *, app: App | None = None, proxy_fix: bool = True) -> Flask:
+def create_app(settings: Settings, *, app: App | None = None) -> Flask:
     """Build the Flask app for one instance; `app` shares an existing App (tests, CLI).
 
-    `proxy_fix=False` when the WSGI server already reads the proxy's headers (as
-    `newsletter serve` has waitress do): they must be read once, by one party.
+    The app reads a proxy's X-Forwarded-* itself (see web.proxies), whatever WSGI server
+    runs it: the server must not read them too.
     """
     if not settings.secret_key:
         raise ValueError("settings.secret_key is empty: links and forms cannot be signed")
@@ -75,12 +75,13 @@ def create_app(settings: Settings, *, app: App | None = None, proxy_fix: bool = 
     )
     security.init_security(web)
     views.init_views(web)
-    proxies = settings.web_proxy_count
-    if proxies and proxy_fix:
-        # Behind a reverse proxy the client's address is in X-Forwarded-For.
-        web.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            web.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies
-        )
+    # Behind a reverse proxy the client's address is in X-Forwarded-For; without one,
+    # whatever a client writes there is dropped.
+    web.wsgi_app = TrustedProxies(  # type: ignore[method-assign]
+        web.wsgi_app,
+        settings.web_proxy_count,
+        settings.web_trusted_proxies if settings.web_proxy_count else (),
+    )
     return web
 
 
@@ -98,15 +99,3 @@ def create_app_from_env() -> Flask:
     web = create_app(settings, app=core)
     web.extensions["newsletter_mail_queue"].start()
     return web
-
-
-def waitress_proxy_options(settings: Settings) -> dict[str, Any]:
-    """Return waitress's options for reading X-Forwarded-* from `web_proxy_count` proxies."""
-    if not settings.web_proxy_count:
-        return {}
-    return {
-        "trusted_proxy": "*",
-        "trusted_proxy_count": settings.web_proxy_count,
-        "trusted_proxy_headers": "x-forwarded-for x-forwarded-proto x-forwarded-host",
-        "clear_untrusted_proxy_headers": True,
-    }

@@ -27,6 +27,13 @@ RULE_LABELS = {
     "muted_words": "muted words",
     "personal_keywords": "keywords",
 }
+# What the sign-up form shows (and topics): a POST of anything else is not read. The confirm
+# page shows the same fields but the address.
+SIGNUP_FIELDS = ("email", "name", "frequency", "hour", "timezone")
+CONFIRM_FIELDS = ("name", "frequency", "hour", "timezone")
+PREFERENCE_FIELDS = (
+    "email", "name", "frequency", "weekly_day", "hour", "timezone", "max_papers", *RULE_FIELDS
+)  # fmt: skip
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 MAX_FIELD_LENGTH = 400
 # Bots fill every field; people never see this one (hidden by CSS and from screen readers).
@@ -78,11 +85,25 @@ def subscriber_values(subscriber: Subscriber) -> dict[str, Any]:
     }
 
 
+def signup_values(prefs: Preferences, slugs: Mapping[int, str]) -> dict[str, Any]:
+    """Return the confirm form's values: the choices of the sign-up it confirms."""
+    return {
+        "name": prefs.name,
+        "topics": [slugs[t] for t in prefs.topic_ids if t in slugs],
+        "frequency": prefs.frequency.value,
+        "weekly_day": str(prefs.weekly_day),
+        "hour": str(prefs.hour),
+        "timezone": prefs.timezone,
+        "max_papers": str(prefs.max_papers),
+        "paused": False,
+    }
+
+
 def parse_subscribe(
     form: MultiDict[str, str], topics: Mapping[str, int], settings: Settings
 ) -> FormResult:
     """Validate the subscribe form: address, name and delivery preferences."""
-    values = dict(subscribe_values(settings), **_raw(form))
+    values = dict(subscribe_values(settings), **_raw(form, SIGNUP_FIELDS))
     result = FormResult(values)
     result.email = _check(result, "email", _email, _email_message) or ""
     result.prefs = _prefs(result, topics, with_pause=False)
@@ -91,9 +112,20 @@ def parse_subscribe(
     return result
 
 
+def parse_confirm(
+    form: MultiDict[str, str], topics: Mapping[str, int], signup: dict[str, Any]
+) -> FormResult:
+    """Validate the confirm form: the sign-up's `signup_values` as its owner left them."""
+    result = FormResult(dict(signup, **_raw(form, CONFIRM_FIELDS)))
+    result.prefs = _prefs(result, topics, with_pause=False)
+    if result.errors:
+        result.prefs = None
+    return result
+
+
 def parse_preferences(form: MultiDict[str, str], topics: Mapping[str, int]) -> FormResult:
     """Validate the preferences form."""
-    result = FormResult(_raw(form))
+    result = FormResult(_raw(form, PREFERENCE_FIELDS))
     result.prefs = _prefs(result, topics, with_pause=True)
     if result.errors:
         result.prefs = None
@@ -105,14 +137,14 @@ def is_bot(form: MultiDict[str, str]) -> bool:
     return bool(form.get(HONEYPOT, "").strip())
 
 
-def _raw(form: MultiDict[str, str]) -> dict[str, Any]:
-    fields = ("email", "name", "frequency", "weekly_day", "hour", "timezone", "max_papers")
-    values: dict[str, Any] = {
-        key: form.get(key, "")[:MAX_FIELD_LENGTH] for key in fields if key in form
-    }
-    for key in RULE_FIELDS:  # a list of names or words: longer than one field
+def _raw(form: MultiDict[str, str], fields: tuple[str, ...]) -> dict[str, Any]:
+    """Return the given fields that the form holds, each cut to a sane length."""
+    values: dict[str, Any] = {}
+    for key in fields:
         if key in form:
-            values[key] = form.get(key, "")[: MAX_FIELD_LENGTH * 8]
+            # A list of names or words is longer than one field.
+            limit = MAX_FIELD_LENGTH * 8 if key in RULE_FIELDS else MAX_FIELD_LENGTH
+            values[key] = form.get(key, "")[:limit]
     values["topics"] = [t.strip().lower() for t in form.getlist("topics") if t.strip()]
     values["paused"] = form.get("paused") == "on"
     return values
@@ -184,7 +216,7 @@ def _email_message(detail: str) -> str:
 
 def _name_message(detail: str) -> str:
     if "control character" in detail:
-        return "Use a name without control characters or encoded line breaks."
+        return "Use a name without control characters, invisible ones or encoded line breaks."
     return "Use a shorter name, on one line." if detail else "Check your name."
 
 

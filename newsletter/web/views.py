@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import date
+from datetime import date, timedelta
 from functools import cache
 from typing import Any
 from zoneinfo import available_timezones
@@ -21,15 +21,17 @@ from flask import (
     url_for,
 )
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from newsletter.audience import signup as service
-from newsletter.audience.signup import ConsentRecord, Limits, RateLimited
+from newsletter.audience.limits import Limits, RateLimited, take_vote
+from newsletter.audience.signup import ConsentRecord
 from newsletter.core import tokens
 from newsletter.core.app import App
 from newsletter.core.config import Settings
 from newsletter.core.errors import InputError, NotFound, TransportError
-from newsletter.core.models import Subscriber, SubscriberStatus
+from newsletter.core.models import ConsentEvent, Subscriber, SubscriberStatus
 from newsletter.core.tokens import LinkClaim
 from newsletter.delivery.mail_queue import MailQueue
 from newsletter.matching import feedback
@@ -40,6 +42,13 @@ log = logging.getLogger(__name__)
 bp = Blueprint("web", __name__)
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
 ARCHIVE_CACHE = "public, max-age=300"
+# A sign-up that meets a locked or unreachable database is answered at once, and kept in
+# the page: the visitor sends it again.
+BUSY_RETRY_SECONDS = 30
+BUSY_MESSAGE = (
+    "We could not take your sign-up just now. Nothing was lost: your choices are below. "
+    "Please press Subscribe again in a minute."
+)
 BANNERS = {
     "saved": "Your preferences are saved.",
     "resumed": "Welcome back: your subscription is active again.",
@@ -60,10 +69,12 @@ def _mail_queue() -> MailQueue:
 
 
 def _claim(purpose: str, token: str) -> LinkClaim:
-    max_age = None
-    if purpose == "confirm":
-        max_age = Limits.from_settings(_settings()).confirm_max_age_hours * 3600
-    return tokens.read_token(_settings(), purpose, token, max_age=max_age)
+    return tokens.read_token(_settings(), purpose, token)
+
+
+def _confirm_claim(token: str) -> tuple[LinkClaim, int]:
+    max_age = Limits.from_settings(_settings()).confirm_max_age_hours * 3600
+    return tokens.read_confirm_token(_settings(), token, max_age)
 
 
 def _token(purpose: str, subscriber: Subscriber) -> str:
@@ -80,14 +91,19 @@ def time_zones() -> tuple[str, ...]:
 
 
 def _subscribe_page(
-    topics: Any, values: dict[str, Any], errors: dict[str, str], status: int = 200
+    topics: Any,
+    values: dict[str, Any],
+    errors: dict[str, str],
+    status: int = 200,
+    notice: str = "",
 ) -> Any:
     page = render_template(
         "web/subscribe.html",
         topics=topics,
         values=values,
         errors=errors,
-        detect_timezone=not errors,
+        notice=notice,
+        detect_timezone=not errors and not notice,
         consent_text=service.consent_text(_settings()),
     )
     return page, status
@@ -104,6 +120,14 @@ def subscribe_form() -> Any:
 def subscribe_submit() -> Any:
     if forms.is_bot(request.form):
         return redirect(url_for(".check_inbox"), 303)
+    try:
+        return _queue_signup()
+    except OperationalError as exc:  # a lock held too long, a database gone: never a 500
+        log.error("a sign-up could not be stored: %s", str(exc).splitlines()[0])
+        return _busy_signup_page()
+
+
+def _queue_signup() -> Any:
     settings = _settings()
     with _core().transaction() as session:
         topics = service.active_topics(session=session)
@@ -124,31 +148,75 @@ def subscribe_submit() -> Any:
     return redirect(url_for(".check_inbox"), 303)
 
 
+def _busy_signup_page() -> Any:
+    """Return the form as it was sent, with a message, as 503 with Retry-After."""
+    settings = _settings()
+    with _core().reading() as session:  # readers do not wait for a writer's lock
+        topics = service.active_topics(session=session)
+    values = forms.parse_subscribe(request.form, {t.slug: t.id for t in topics}, settings).values
+    page, status = _subscribe_page(topics, values, {}, 503, notice=BUSY_MESSAGE)
+    return page, status, {"Retry-After": str(BUSY_RETRY_SECONDS)}
+
+
 @bp.get("/subscribed")
 def check_inbox() -> Any:
     return render_template("web/check_inbox.html")
 
 
+def _confirm_form(
+    token: str,
+    subscriber: Subscriber,
+    values: dict[str, Any],
+    session: Any,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> Any:
+    rules = {f: getattr(subscriber, f) for f in forms.RULE_FIELDS if getattr(subscriber, f)}
+    page = render_template(
+        "web/confirm.html",
+        token=token,
+        email=subscriber.email,
+        topics=service.active_topics(session=session),
+        values=values,
+        errors=errors or {},
+        rules={forms.RULE_LABELS[f]: words for f, words in rules.items()},
+    )
+    return page, status
+
+
+def _signup_values(signup: ConsentEvent, session: Any) -> dict[str, Any]:
+    slugs = {t.id: t.slug for t in service.active_topics(session=session)}
+    return forms.signup_values(service.signup_prefs(signup), slugs)
+
+
 @bp.get("/confirm/<token>")
 def confirm_page(token: str) -> Any:
-    # Never confirms: mail filters fetch (GET or HEAD) every link in an email. The page's
-    # button, or its script for readers with JavaScript, sends the POST that confirms.
-    claim = _claim("confirm", token)
+    # Never confirms: mail filters fetch every link in an email, some running its scripts.
+    # Only a person pressing the page's button sends the POST that confirms.
+    claim, signup_id = _confirm_claim(token)
     with _core().reading() as session:
         subscriber = service.check_link(claim, session=session)
-        confirmed = subscriber.status == SubscriberStatus.CONFIRMED
-    if confirmed:
-        manage_token = _token("manage", subscriber)
-        return redirect(url_for(".manage_page", token=manage_token, done="confirmed"), 303)
-    return render_template("web/confirm.html", token=token, email=subscriber.email)
+        signup = service.signup_to_confirm(subscriber, signup_id, session=session)
+        if signup is None:
+            return render_template("web/already_confirmed.html")
+        return _confirm_form(token, subscriber, _signup_values(signup, session), session)
 
 
 @bp.post("/confirm/<token>")
 def confirm(token: str) -> Any:
-    claim = _claim("confirm", token)
+    claim, signup_id = _confirm_claim(token)
     with _core().transaction() as session:
         subscriber = service.check_link(claim, session=session)
-        subscriber = service.confirm(subscriber.id, session=session)
+        signup = service.signup_to_confirm(subscriber, signup_id, session=session)
+        if signup is None:  # confirmed already: the link has nothing left to give
+            return render_template("web/already_confirmed.html")
+        slugs = {t.slug: t.id for t in service.active_topics(session=session)}
+        result = forms.parse_confirm(request.form, slugs, _signup_values(signup, session))
+        if not result.ok or result.prefs is None:
+            return _confirm_form(token, subscriber, result.values, session, result.errors, 400)
+        subscriber = service.confirm(
+            subscriber.id, session=session, signup_id=signup_id, prefs=result.prefs
+        )
         manage_token = _token("manage", subscriber)
     return redirect(url_for(".manage_page", token=manage_token, done="confirmed"), 303)
 
@@ -174,6 +242,7 @@ def _manage_page(
         banner=BANNERS.get(banner or ""),
         manage_token=_token("manage", subscriber),
         unsubscribe_token=_token("unsubscribe", subscriber),
+        can_resume=_can_resume(subscriber),
         weekdays=forms.WEEKDAYS,
     )
     return page, status
@@ -230,13 +299,26 @@ def delete(token: str) -> Any:
 # --- unsubscribe ------------------------------------------------------------------------
 
 
+def _resume_window() -> timedelta:
+    return timedelta(hours=Limits.from_settings(_settings()).resubscribe_window_hours)
+
+
+def _can_resume(subscriber: Subscriber | None) -> bool:
+    return subscriber is not None and service.can_resume(subscriber, window=_resume_window())
+
+
 @bp.get("/unsubscribe/<token>")
 def unsubscribe_page(token: str) -> Any:
     # Never unsubscribes: link scanners and previews fetch every GET in an email.
     claim = _claim("unsubscribe", token)
     with _core().reading() as session:
         subscriber = _linked_or_none(claim, session)
-    return render_template("web/unsubscribe.html", subscriber=subscriber, token=token)
+    return render_template(
+        "web/unsubscribe.html",
+        subscriber=subscriber,
+        token=token,
+        can_resume=_can_resume(subscriber),
+    )
 
 
 def _linked_or_none(claim: LinkClaim, session: Any) -> Subscriber | None:
@@ -259,7 +341,7 @@ def unsubscribe(token: str) -> Any:
         subscriber = _linked_or_none(claim, session)
         if subscriber is not None:
             service.unsubscribe(subscriber.id, session=session)
-        can_resume = subscriber is not None and subscriber.confirmed_at is not None
+        can_resume = _can_resume(subscriber)
     return render_template("web/unsubscribed.html", token=token, can_resume=can_resume)
 
 
@@ -269,7 +351,7 @@ def resubscribe(token: str) -> Any:
     claim = _claim("unsubscribe", token)
     with _core().transaction() as session:
         subscriber = service.check_link(claim, session=session)
-        service.resubscribe(subscriber.id, session=session)
+        service.resubscribe(subscriber.id, session=session, window=_resume_window())
     return render_template("web/resumed.html")
 
 
@@ -286,6 +368,12 @@ def _vote_target(token: str) -> tuple[Subscriber, Any]:
         )
 
 
+def _not_counted() -> Any:
+    # The same page whatever the reason: the link says nothing about its reader.
+    message = "Votes count only from current subscribers, with the links of their digests."
+    return _error_page(403, "Vote not counted", message)
+
+
 @bp.get("/feedback/<token>/<any(more, less):direction>")
 def feedback_page(token: str, direction: str) -> Any:
     # Never votes: mail filters fetch (GET or HEAD) every link in an email.
@@ -300,7 +388,10 @@ def feedback_page(token: str, direction: str) -> Any:
 def feedback_vote(token: str, direction: str) -> Any:
     # Like RFC 8058's one-click POST: the signed link is the authority, no form or cookie.
     subscriber, paper = _vote_target(token)
+    if subscriber.status != SubscriberStatus.CONFIRMED:
+        return _not_counted()
     with _core().transaction() as session:
+        _take_vote(subscriber, paper, session)
         feedback.record_vote(
             subscriber.id, paper.id, feedback.DIRECTIONS[direction], session=session
         )
@@ -313,9 +404,18 @@ def feedback_vote(token: str, direction: str) -> Any:
 @csrf_exempt
 def feedback_undo(token: str) -> Any:
     subscriber, paper = _vote_target(token)
+    if subscriber.status != SubscriberStatus.CONFIRMED:
+        return _not_counted()
     with _core().transaction() as session:
+        _take_vote(subscriber, paper, session)
         feedback.undo_vote(subscriber.id, paper.id, session=session)
     return render_template("web/feedback_undone.html", paper=paper, token=token)
+
+
+def _take_vote(subscriber: Subscriber, paper: Any, session: Any) -> None:
+    """Count the POST against the link's and the network's limits, or raise RateLimited."""
+    link = f"{subscriber.id}.{subscriber.link_key}.{paper.id}"
+    take_vote(link, request.remote_addr or "", session=session, settings=_settings())
 
 
 # --- archive ----------------------------------------------------------------------------

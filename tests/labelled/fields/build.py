@@ -118,7 +118,7 @@ def main() -> None:
     chosen = select(rows)
     missing = [r["key"] for r in chosen if r["key"] not in records]
     if missing:
-        raise SystemExit(f"records.jsonl lacks the text of {len(missing)} chosen records: {missing}")
+        raise SystemExit(f"records.jsonl lacks {len(missing)} chosen records: {missing}")
     papers, labels = [], {}
     for row in chosen:
         rec = records[row["key"]]
