@@ -17,11 +17,12 @@ from newsletter.web import create_app
 from tests import factories as f
 from tests.factories import dump_database
 
-# Invisible format characters (bidirectional overrides, joiners) are refused in names: see
-# test_invisible_characters.py.
+# Invisible format characters (bidirectional overrides, zero-width spaces) are refused in
+# names: see test_invisible_characters.py. The joiners that spellings need are not.
 NAMES = [
     "שלום עולם Ada",  # right to left, then left to right
-    "Zoë 👩🔬 Δοκιμή 测试",  # emoji, Greek, Chinese
+    "Zoë 👩\u200d🔬 Δοκιμή 测试",  # emoji with a joiner, Greek, Chinese
+    "Mehr\u200cnaz می\u200cخواهم",  # the zero-width non-joiner of Persian spelling
     "e\u0301\u0301\u0301 Combining",  # stacked combining accents
 ]
 

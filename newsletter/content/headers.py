@@ -2,8 +2,9 @@
 
 Every value is literal text. Control characters and line breaks of every kind (CR, LF, NEL,
 U+2028, U+2029) become spaces, and invisible format characters (Unicode category Cf: the
-bidirectional overrides and isolates, zero-width spaces and joiners, U+FEFF) are dropped, so a
-title cannot reorder or hide what a mail client shows; non-ASCII text, and ASCII text that
+bidirectional overrides and isolates, zero-width spaces, U+FEFF) are dropped, so a title
+cannot reorder or hide what a mail client shows (the zero-width joiner and non-joiner stay:
+Persian and Indic names and emoji sequences need them, and they can reorder nothing); non-ASCII text, and ASCII text that
 looks like an RFC 2047 encoded word, is encoded here as UTF-8 encoded words, so a mail client
 shows exactly the characters given and never decodes them into a line break. Folding (CRLF
 then a space) is the only line break a field can hold, and `_field` checks that of every field
@@ -232,19 +233,31 @@ def envelope_address(address: str) -> str:
 # --- display names and free text -------------------------------------------------------------
 
 
+# Format characters that only shape the letters around them: Persian and Indic spellings and
+# emoji sequences need them, and they cannot reorder or hide text.
+JOINERS = frozenset("\u200c\u200d")
+
+
+def _hidden(c: str) -> bool:
+    return unicodedata.category(c) == "Cf" and c not in JOINERS
+
+
 def header_text(value: object) -> str:
     """Return value on one line (see rendering.one_line) without invisible format characters."""
     line = one_line(value)
     if line.isascii() or line.isprintable():  # neither can hold a format character
         return line
-    return one_line("".join(c for c in line if unicodedata.category(c) != "Cf"))
+    return one_line("".join(c for c in line if not _hidden(c)))
 
 
 def has_format_character(text: str) -> bool:
-    """Tell whether text holds an invisible format character (category Cf, e.g. U+202E)."""
+    """Tell whether text holds an invisible format character (category Cf, e.g. U+202E).
+
+    The zero-width joiner and non-joiner are letters' business, not hiding: see JOINERS.
+    """
     if text.isascii() or text.isprintable():
         return False
-    return any(unicodedata.category(c) == "Cf" for c in text)
+    return any(_hidden(c) for c in text)
 
 
 def _name_addr(display_name: str, address: str, used: int) -> bytes:
@@ -326,7 +339,7 @@ def hides_control(text: str) -> bool:
     """Tell whether text holds a control, line break or invisible character, plain or encoded.
 
     Invisible means a format character (category Cf: bidirectional overrides and isolates,
-    zero-width spaces and joiners, U+FEFF). Decodes as leniently as mail readers do (any
+    zero-width spaces, U+FEFF; not the joiners that spellings need). Decodes as leniently as mail readers do (any
     charset, nested encodings), since a reader that decodes the name would otherwise see, and
     may act on, the characters it hides.
     """
