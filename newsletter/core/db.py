@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -64,6 +65,21 @@ def _make_sqlite_engine(url) -> Engine:
 def read_only_engine(engine: Engine) -> Engine:
     """Return a view of the engine whose transactions only read: they take no write lock."""
     return engine.execution_options(**{READ_ONLY: True})
+
+
+def db_now(bind: Connection | Session) -> datetime:
+    """Return the database's current time, in UTC: the one clock of every lease and claim.
+
+    On PostgreSQL it is the server's clock, so processes on hosts whose clocks disagree still
+    agree on when a lease runs out. SQLite's clock is its host's, the host of every process
+    that opens the file.
+    """
+    engine = bind.get_bind() if isinstance(bind, Session) else bind
+    if engine.dialect.name == "postgresql":
+        value = bind.execute(text("SELECT clock_timestamp()")).scalar_one()
+        return value.astimezone(UTC)
+    value = bind.execute(text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")).scalar_one()
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
