@@ -90,7 +90,12 @@ ProgressCallback = Callable[[SendSummary], None]
 
 def backoff_delay(attempt: int, options: SendOptions) -> float:
     """Exponential backoff with full jitter in its upper half, capped."""
-    delay = min(options.backoff_max, options.backoff_base * 2 ** max(attempt - 1, 0))
+    return capped_backoff(attempt, options.backoff_base, options.backoff_max)
+
+
+def capped_backoff(attempt: int, base: float, cap: float) -> float:
+    """Return the wait after try `attempt`: base doubled per try, at most cap, then jittered."""
+    delay = min(cap, base * 2 ** max(attempt - 1, 0))
     return delay * (0.5 + random.random() / 2)
 
 
