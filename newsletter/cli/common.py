@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from sqlalchemy.exc import OperationalError
 
 from newsletter.core.app import App
 from newsletter.core.config import load_settings
+from newsletter.core.db import database_error
 from newsletter.core.errors import InputError, NewsletterError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -42,15 +44,21 @@ class NewsletterGroup(click.Group):
         try:
             return super().invoke(ctx)
         except NewsletterError as exc:
-            err = click.ClickException(str(exc))
-            err.exit_code = exc.exit_code
-            raise err from exc
+            raise _one_line(exc) from exc
+        except OperationalError as exc:  # locked too long, full, gone: the database's word
+            raise _one_line(database_error(exc)) from exc
 
     @staticmethod
     def lazy_app(ctx: click.Context, config_file: str | None) -> LazyApp:
         lazy = LazyApp(config_file)
         ctx.call_on_close(lazy.close)
         return lazy
+
+
+def _one_line(exc: NewsletterError) -> click.ClickException:
+    err = click.ClickException(str(exc))
+    err.exit_code = exc.exit_code
+    return err
 
 
 def pass_app(f: F) -> F:

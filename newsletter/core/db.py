@@ -11,16 +11,22 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.core.config import Settings
-from newsletter.core.errors import ConfigError
+from newsletter.core.errors import ConfigError, DatabaseError
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS = "newsletter:migrations"
 READ_ONLY = "newsletter_read_only"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SAID_MAX = 200  # characters of the driver's message kept in a one-line error
+
+# What the driver says, by SQLite's primary result code or PostgreSQL's SQLSTATE.
+_LOCKED = frozenset({5, 6, "55P03", "40P01"})  # SQLITE_BUSY, _LOCKED; lock timeout, deadlock
+_FULL = frozenset({13, "53100"})  # SQLITE_FULL, disk_full
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -80,6 +86,21 @@ def db_now(bind: Connection | Session) -> datetime:
         return value.astimezone(UTC)
     value = bind.execute(text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")).scalar_one()
     return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def database_error(exc: DBAPIError, detail: str = "") -> DatabaseError:
+    """Turn a refusal of the database into one line: what happened, `detail`, what to do."""
+    orig = exc.orig
+    said = (str(orig).strip().splitlines() or [type(orig).__name__])[0][:SAID_MAX]
+    code = getattr(orig, "sqlstate", None) or (getattr(orig, "sqlite_errorcode", 0) & 0xFF)
+    if code in _LOCKED:
+        what, advice = "the database is locked by another process", "try again once it is free"
+    elif code in _FULL:
+        what, advice = "the database or its disk is full", "free space, then try again"
+    else:
+        what, advice = "the database refused the operation", "check that it is reachable"
+    detail = f"; {detail}" if detail else ""
+    return DatabaseError(f"{what} ({said}){detail}: {advice}")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

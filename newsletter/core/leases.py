@@ -22,7 +22,7 @@ from sqlalchemy import case, delete, insert, or_, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from newsletter.core.db import db_now
+from newsletter.core.db import database_error, db_now
 from newsletter.core.errors import NewsletterError
 from newsletter.core.models import Lease
 
@@ -206,7 +206,7 @@ class Heartbeat:
             try:
                 self._beat()
             except OperationalError as exc:
-                log.warning("%s: missed a beat: %s", self._thread.name, exc)
+                log.warning("%s: missed a beat: %s", self._thread.name, database_error(exc))
 
 
 @contextmanager
@@ -222,4 +222,7 @@ def hold_lease(
         with Heartbeat(f"lease-{name}", seconds / 3, renew):
             yield
     finally:
-        give_up_lease(sessions, name, holder)
+        try:
+            give_up_lease(sessions, name, holder)
+        except OperationalError as exc:  # it runs out on its own; a dead holder here frees it
+            log.warning("could not release the %s lease: %s", name, database_error(exc))

@@ -25,8 +25,8 @@ from sqlalchemy.exc import OperationalError
 
 from newsletter.bounces.refusals import suppress_after_permanent_failure
 from newsletter.core.config import Settings
-from newsletter.core.db import db_now
-from newsletter.core.errors import ConfigError, InputError, TransportError
+from newsletter.core.db import database_error, db_now, read_only_engine
+from newsletter.core.errors import ConfigError, InputError, NewsletterError, TransportError
 from newsletter.core.leases import Heartbeat, default_worker_id, host_of
 from newsletter.core.models import Edition
 from newsletter.delivery import guard, store
@@ -276,21 +276,40 @@ class EditionSender:
         try:
             with Heartbeat(f"claims-{worker}", self.options.lease_seconds / 3, self._renew_claims):
                 asyncio.run(self._run())
-        except TransportUnavailable as exc:  # could not even connect
+        # The relay could not even be reached, or the database refused a claim (locked, full).
+        except (TransportUnavailable, OperationalError) as exc:
             self._fatal = exc
         finally:
-            with self.engine.begin() as conn:
-                released = store.release_claims(conn, worker=worker, keep=self._unrecorded)
-                self.summary.owed = store.count_unfinished(conn, self.edition.id)
-            if released:
-                log.info("released %d claimed rows that were not sent", released)
+            self._hand_back()
             self.summary.elapsed = time.perf_counter() - started
             self.summary.stopped = self._stop
         if self._fatal is not None:
-            raise TransportError(
-                f"{self._fatal}; {self.summary.owed} deliveries are still owed"
-            ) from self._fatal
+            raise self._fatal_error() from self._fatal
         return self.summary
+
+    def _hand_back(self) -> None:
+        """Give back the rows claimed but not sent, then count what the edition still owes."""
+        try:
+            with self.engine.begin() as conn:
+                released = store.release_claims(
+                    conn, worker=self.options.worker_id, keep=self._unrecorded
+                )
+        except OperationalError as exc:  # raised below unless the run already failed
+            # Still claimed by us: owed again once the lease lapses, or at once after we exit.
+            log.info("could not give back the claimed rows: %s", database_error(exc))
+            self._fatal = self._fatal or exc
+            released = 0
+        if released:
+            log.info("released %d claimed rows that were not sent", released)
+        with read_only_engine(self.engine).connect() as conn:  # a read waits for no writer
+            self.summary.owed = store.count_unfinished(conn, self.edition.id)
+
+    def _fatal_error(self) -> NewsletterError:
+        """Say on one line why the run stopped, and what the edition still owes."""
+        owed = f"{self.summary.owed} deliveries are still owed"
+        if isinstance(self._fatal, OperationalError):
+            return database_error(self._fatal, owed)
+        return TransportError(f"{self._fatal}; {owed}")
 
     def _renew_claims(self, *, only_if_stale: bool = False) -> None:
         """Keep this run's claims alive: they lapse soon after the process stops beating."""
