@@ -224,6 +224,7 @@ class SmtpTestServer:
         record_raw: bool = True,
         count_file: Path | None = None,
         delay: float = 0.0,
+        timeout: float | None = None,
     ) -> None:
         self.faults = list(faults or [])
         self.host = host
@@ -238,6 +239,7 @@ class SmtpTestServer:
         self.record_raw = record_raw
         self.count_file = count_file
         self.delay = delay
+        self.timeout = timeout  # seconds a silent client is waited for (aiosmtpd: 300)
         self.messages: list[Received] = []
         self.raw: list[bytearray] = []
         self.sessions = 0
@@ -281,6 +283,8 @@ class SmtpTestServer:
 
     def _smtp_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"server_hostname": HOSTNAME, "ready_timeout": 10.0}
+        if self.timeout is not None:
+            kwargs["timeout"] = self.timeout
         if self.tls:
             assert self.certificate, "TLS needs certificate=make_certificate(tmp_path)"
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -25,6 +25,7 @@ from newsletter.core.leases import (
     take_lease,
 )
 from newsletter.core.models import Lease, utcnow
+from tests.skewed_clock import skewed_newsletter
 
 HOST = socket.gethostname()
 T0 = datetime(2026, 3, 23, 8, tzinfo=UTC)
@@ -125,3 +126,57 @@ def test_a_heartbeat_beats_until_stopped_and_survives_a_failed_beat():
     count = len(beats)
     time.sleep(0.2)
     assert count >= 3 and len(beats) == count  # went on after the failure, stopped after
+
+
+def _scheduler(command: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen:
+    with log.open("w") as err:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            command, env={**os.environ, **env}, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err
+        )
+
+
+def _scheduler_holder(app) -> str | None:  # noqa: ANN001
+    with app.sessions() as s:
+        lease = s.get(Lease, "scheduler", populate_existing=True)
+        return lease.holder if lease is not None else None
+
+
+def _wait_for(predicate, what: str, timeout: float = 60.0) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_a_scheduler_whose_clock_runs_ahead_stays_a_standby_beside_a_live_one(
+    app, env, tmp_path
+):
+    (tmp_path / "newsletter.toml").write_text(
+        "scheduler_lease_seconds = 3\nscheduler_tick_seconds = 1\nscheduler_sources = []\n",
+        encoding="utf-8",
+    )
+    live_log, skewed_log = tmp_path / "live.log", tmp_path / "skewed.log"
+    command, clock = skewed_newsletter(["-v", "scheduler"], 45, app.settings.database_url)
+    live = skewed = None
+    try:
+        live = _scheduler(
+            [sys.executable, "-m", "newsletter", "-v", "scheduler"], env, tmp_path, live_log
+        )
+        _wait_for(lambda: _scheduler_holder(app) == f"{HOST}:{live.pid}", "the live scheduler")
+        skewed = _scheduler(command, {**env, **clock}, tmp_path, skewed_log)
+        tried = ("standby", "active:")
+        _wait_for(lambda: any(w in skewed_log.read_text() for w in tried), "the skewed one")
+        time.sleep(3.0)  # three more tries of the skewed one, each a lease ahead of the live one
+        assert _scheduler_holder(app) == f"{HOST}:{live.pid}"
+        assert skewed.poll() is None and live.poll() is None
+    finally:
+        for proc in (skewed, live):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+    assert "active:" not in skewed_log.read_text()
+    assert "lost the scheduler lease" not in live_log.read_text()

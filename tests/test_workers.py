@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import signal
@@ -21,6 +22,7 @@ from newsletter.core.models import Delivery, utcnow
 from newsletter.delivery import service as sending
 from newsletter.runners.worker import Worker, with_connections
 from tests import factories as f
+from tests.skewed_clock import skewed_newsletter
 from tests.smtp_server import Fault, SmtpTestServer
 from tests.test_crash_safety import _lines, _start_server
 
@@ -212,3 +214,140 @@ def test_a_live_workers_heartbeat_keeps_its_claims_past_the_short_lease(app, env
                 worker.communicate()
     assert worker.returncode == 0, err
     assert Counter(srv.recipients()) == {f"s{i}@example.com": 1 for i in range(1, 4)}
+
+
+# -- leases on the database's clock; a worker that lost its claim sends none of it ---------------
+
+SKEW = 90.0  # seconds a worker's host clock runs ahead
+
+
+class _HookedServer(SmtpTestServer):
+    """The test server, awaiting `hook(n)` at the n-th RCPT TO it sees (from 1)."""
+
+    def __init__(self, hook, **kwargs) -> None:  # noqa: ANN001, ANN003
+        super().__init__(**kwargs)
+        self.hook = hook
+        self.rcpts = 0
+
+    async def fault(self, stage: str, sender: str | None, recipients: list[str]) -> str | None:
+        if stage == "rcpt":
+            with self.lock:
+                self.rcpts += 1
+                number = self.rcpts
+            await self.hook(number)
+        return await super().fault(stage, sender, recipients)
+
+    def active_sessions(self) -> set[int]:
+        with self.lock:
+            return set(self._active)
+
+
+def _lease(tmp_path: Path, seconds: float) -> None:
+    (tmp_path / "newsletter.toml").write_text(
+        f"claim_lease_seconds = {seconds}\n", encoding="utf-8"
+    )
+
+
+def _spawn(command: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        command, env={**os.environ, **env}, cwd=cwd, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _finish(*procs: subprocess.Popen | None) -> None:
+    """Stop each process that still runs (SIGTERM, then SIGKILL) and reap it."""
+    for proc in procs:
+        if proc is None:
+            continue
+        if proc.poll() is None:
+            proc.terminate()
+        try:
+            proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+
+
+def _uses_database(pid: int, database_url: str) -> bool:
+    """Tell whether the process has the database open (SQLite: the file; else: a socket)."""
+    target = database_url.removeprefix("sqlite:///") if database_url.startswith("sqlite") else ""
+    try:
+        links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+    except OSError:
+        return False
+    return any(link == target if target else link.startswith("socket:") for link in links)
+
+
+def _all_sent(app, readers: int):  # noqa: ANN001, ANN202
+    return lambda: sending.edition_status(app, f.DAY)["sent"] == readers
+
+
+def test_a_worker_whose_clock_runs_ahead_takes_no_live_claims(app, env, tmp_path):
+    readers = 150
+    _planned(app, readers)
+    _lease(tmp_path, 3.0)
+    gate = threading.Event()
+
+    async def hold_the_sixth(number: int) -> None:
+        while number == 6 and not gate.is_set():  # the live worker's batch stays in flight
+            await asyncio.sleep(0.05)
+
+    live = skewed = None
+    with _HookedServer(hold_the_sixth, delay=0.01) as srv:
+        try:
+            live = _start_worker(env, tmp_path, srv.url, "--once")
+            _wait(lambda: srv.rcpts >= 6, "the live worker to claim and start sending")
+            assert {c[:2] for c in _claims(app).values()} >= {("sending", f"{HOST}:{live.pid}")}
+            args = ["worker", "--concurrency", "1", "--poll", "0.2"]
+            command, clock = skewed_newsletter(args, SKEW, app.settings.database_url)
+            skewed = _spawn(command, {**env, **clock, "NEWSLETTER_TRANSPORT": srv.url}, tmp_path)
+            _wait(lambda: _uses_database(skewed.pid, app.settings.database_url), "the skewed one")
+            time.sleep(1.5)  # several polls of the skewed worker, the live claims running
+            gate.set()
+            _wait(_all_sent(app, readers), "every reader's digest")
+            out, err = live.communicate(timeout=120)
+            assert live.returncode == 0, err
+            assert skewed.poll() is None, skewed.communicate()
+        finally:
+            gate.set()
+            _finish(live, skewed)
+    assert Counter(srv.recipients()) == {f"s{i}@example.com": 1 for i in range(1, readers + 1)}
+
+
+def test_a_worker_stopped_past_its_lease_sends_none_of_the_rows_taken_meanwhile(
+    app, env, tmp_path
+):
+    readers = 60
+    _planned(app, readers)
+    _lease(tmp_path, 2.0)
+    stopped, pids, at_stop = threading.Event(), {}, set()
+
+    async def stop_at_the_eleventh(number: int) -> None:
+        if number == 11:  # it waits for this RCPT's reply, its batch claimed and half sent
+            os.kill(pids["first"], signal.SIGSTOP)
+            at_stop.update(srv.active_sessions())
+            stopped.set()
+
+    first = second = None
+    # The relay hangs up on a client silent for 2 s (as every relay does, later): the message
+    # the stopped worker was in the middle of is not delivered by it.
+    slow = Fault(stage="rcpt", delay=0.1)
+    with _HookedServer(stop_at_the_eleventh, faults=[slow], timeout=2.0) as srv:
+        try:
+            first = _start_worker(env, tmp_path, srv.url, "--once")
+            pids["first"] = first.pid
+            _wait(stopped.is_set, "the first worker to be stopped mid-batch")
+            second = _start_worker(env, tmp_path, srv.url)
+            _wait(lambda: len(srv.recipients()) >= 20, "the second worker to take over")
+            _wait(lambda: not at_stop & srv.active_sessions(), "the relay to drop the first")
+            os.kill(first.pid, signal.SIGCONT)
+            _wait(_all_sent(app, readers), "every reader's digest")
+            out, err = first.communicate(timeout=120)
+            assert first.returncode == 0, err
+        finally:
+            if first is not None and first.poll() is None:
+                os.kill(first.pid, signal.SIGCONT)
+            _finish(first, second)
+    assert Counter(srv.recipients()) == {f"s{i}@example.com": 1 for i in range(1, readers + 1)}
+    assert "taken by another sender" in err

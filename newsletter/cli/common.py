@@ -14,7 +14,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from newsletter.core.app import App
 from newsletter.core.config import load_settings
-from newsletter.core.errors import DatabaseUnavailable, InputError, NewsletterError
+from newsletter.core.db import database_error
+from newsletter.core.errors import InputError, NewsletterError
 from newsletter.core.urls import mask_database_url
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -66,14 +67,11 @@ def _one_line(exc: NewsletterError) -> click.ClickException:
     return err
 
 
-def _database_failure(
-    ctx: click.Context, exc: OperationalError | InterfaceError
-) -> DatabaseUnavailable:
-    """Name the database (password masked) and the driver's reason, on one line."""
+def _database_failure(ctx: click.Context, exc: OperationalError | InterfaceError) -> Any:
+    """Say on one line what the database did (locked, full) or which one refused, and why."""
     lazy = ctx.obj
     where = lazy.database_url() if isinstance(lazy, LazyApp) else ""
-    lines = str(exc.orig).strip().splitlines() or [type(exc.orig).__name__]
-    return DatabaseUnavailable(f"database {where or '(unknown)'}: {lines[0].strip()}")
+    return database_error(exc, where=where or "(unknown)")
 
 
 def pass_app(f: F) -> F:

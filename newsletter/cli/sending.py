@@ -17,6 +17,7 @@ from newsletter.cli.common import (
 )
 from newsletter.core.app import App
 from newsletter.core.errors import InputError, SendingHeld
+from newsletter.delivery import mail_queue
 from newsletter.delivery import service as sending
 from newsletter.delivery.engine import SendSummary
 from newsletter.matching.check import CHECK_DAYS, QUIET_DAYS, disliked_topics, quiet_topics
@@ -214,10 +215,14 @@ def status(app: App, day: str | None, as_json: bool) -> None:
     Example:
       newsletter status --date 2026-11-27 --json
     """
+    queue = mail_queue.queue_status(app)
+    for warning in _mail_queue_warnings(queue):  # before any edition: sign-ups come first
+        click.echo(f"warning: {warning}", err=True)
     data = sending.edition_status(app, parse_date(day))
     with app.transaction() as session:
         data["quiet_topics"] = quiet_topics(session=session)
         data["disliked_topics"] = disliked_topics(session=session)
+    data["mail_queue"] = queue
     health = data.get("health") or {}
     for warning in health.get("warnings", []):
         click.echo(f"warning: {warning}", err=True)
@@ -241,7 +246,8 @@ def status(app: App, day: str | None, as_json: bool) -> None:
     if not data["planned"]:
         click.echo(f"{data['date']}: not planned yet")
         return
-    shown = ("date", "planned", "health", "votes", "quiet_topics", "disliked_topics", "guard")
+    shown = ("date", "planned", "health", "votes", "quiet_topics", "disliked_topics", "guard",
+             "mail_queue")  # fmt: skip
     counts = ", ".join(f"{k} {v}" for k, v in data.items() if k not in shown)
     click.echo(f"{data['date']}: {counts}")
     for line in _guard_lines(data["date"], data.get("guard") or {}):
@@ -254,6 +260,25 @@ def status(app: App, day: str | None, as_json: bool) -> None:
             f"votes: {votes['likes']} more like this, {votes['dislikes']} less like this, "
             f"from {votes['readers']} readers"
         )
+
+
+def _mail_queue_warnings(queue: dict) -> list[str]:
+    """Say which sign-up emails wait for the relay or were given up, and what sends them."""
+    lines = []
+    command = "`newsletter subscribers send-mail`"
+    if queue["waiting"]:
+        lines.append(
+            f"{queue['waiting']} sign-up email(s) wait to be sent again: {command} sends "
+            "them now"
+        )
+    if queue["failed"]:
+        lines.append(
+            f"{queue['failed']} sign-up email(s) were given up unsent: {command} sends "
+            "them again"
+        )
+    if lines and queue["last_error"]:
+        lines.append(f"the last sign-up email error: {queue['last_error']}")
+    return lines
 
 
 def _guard_lines(day: str, state: dict) -> list[str]:

@@ -1,4 +1,4 @@
-"""`newsletter serve` and `newsletter subscribers purge-pending`."""
+"""`newsletter serve`, and `purge-pending` and `send-mail` under `newsletter subscribers`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import click
 from newsletter.audience import signup as service
 from newsletter.cli.common import echo_json, pass_app
 from newsletter.core.app import App
+from newsletter.core.errors import TransportError
+from newsletter.delivery import mail_queue
 
 DEFAULT_THREADS = 8
 
@@ -89,11 +91,44 @@ def purge_pending(app: App, days: int | None, as_json: bool) -> None:
         click.echo(f"Deleted {deleted} unconfirmed subscriber(s) older than {days} day(s).")
 
 
+@click.command("send-mail")
+@click.option("--json", "as_json", is_flag=True, help="Print what was sent as JSON.")
+@pass_app
+def send_mail(app: App, as_json: bool) -> None:
+    """Send the sign-up emails that wait for a retry now, and again those given up.
+
+    The web process retries a confirmation or preferences email while the relay is down
+    (see `newsletter status`); once its link would have expired it gives up. After an
+    outage, this tries every such email once more. Exit 1 when one could still not be
+    sent.
+
+    \b
+    Examples:
+      newsletter status                          # warns about waiting or given-up emails
+      newsletter subscribers send-mail
+      newsletter subscribers send-mail --json
+    """
+    drained = mail_queue.send_waiting(app)
+    left = mail_queue.queue_status(app)
+    if as_json:
+        echo_json({"sent": drained.sent, "not_needed": drained.unsent,
+                   "waiting": left["waiting"], "failed": left["failed"],
+                   "last_error": drained.last_error})  # fmt: skip
+    else:
+        click.echo(
+            f"sent {drained.sent} email(s), {drained.unsent} no longer needed; "
+            f"{left['waiting']} waiting, {left['failed']} given up"
+        )
+    if drained.retrying or drained.failed:
+        raise TransportError(
+            f"{drained.retrying + drained.failed} email(s) not sent: {drained.last_error}"
+        )
+
+
 def register(group: click.Group) -> None:
-    """Add `serve`, and `purge-pending` under the subscribers group when it exists."""
+    """Add `serve`; `purge-pending` and `send-mail` under the subscribers group if it exists."""
     group.add_command(serve)
     subscribers = group.commands.get("subscribers")
-    if isinstance(subscribers, click.Group):
-        subscribers.add_command(purge_pending)
-    else:
-        group.add_command(purge_pending)
+    target = subscribers if isinstance(subscribers, click.Group) else group
+    target.add_command(purge_pending)
+    target.add_command(send_mail)

@@ -5,21 +5,28 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.core.config import Settings
-from newsletter.core.errors import ConfigError, DatabaseUnavailable
+from newsletter.core.errors import ConfigError, DatabaseError, DatabaseUnavailable, NewsletterError
 from newsletter.core.urls import mask_database_url
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS = "newsletter:migrations"
 READ_ONLY = "newsletter_read_only"
+SAID_MAX = 200  # characters of the driver's message kept in a one-line error
+
+# What the driver says, by SQLite's primary result code or PostgreSQL's SQLSTATE.
+_LOCKED = frozenset({5, 6, "55P03", "40P01"})  # SQLITE_BUSY, _LOCKED; lock timeout, deadlock
+_FULL = frozenset({13, "53100"})  # SQLITE_FULL, disk_full
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -71,6 +78,42 @@ def _make_sqlite_engine(url, busy_timeout: float) -> Engine:  # noqa: ANN001 - a
 def read_only_engine(engine: Engine) -> Engine:
     """Return a view of the engine whose transactions only read: they take no write lock."""
     return engine.execution_options(**{READ_ONLY: True})
+
+
+def db_now(bind: Connection | Session) -> datetime:
+    """Return the database's current time, in UTC: the one clock of every lease and claim.
+
+    On PostgreSQL it is the server's clock, so processes on hosts whose clocks disagree still
+    agree on when a lease runs out. SQLite's clock is its host's, the host of every process
+    that opens the file.
+    """
+    engine = bind.get_bind() if isinstance(bind, Session) else bind
+    if engine.dialect.name == "postgresql":
+        value = bind.execute(text("SELECT clock_timestamp()")).scalar_one()
+        return value.astimezone(UTC)
+    value = bind.execute(text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")).scalar_one()
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def database_error(exc: DBAPIError, detail: str = "", *, where: str = "") -> NewsletterError:
+    """Turn a refusal of the database into one line: what happened, `detail`, what to do.
+
+    A refusal that is neither a lock nor a full disk (refused, down, unreadable) names the
+    database `where` (its URL, password masked) when given, with the driver's reason.
+    """
+    orig = exc.orig
+    said = (str(orig).strip().splitlines() or [type(orig).__name__])[0][:SAID_MAX]
+    code = getattr(orig, "sqlstate", None) or (getattr(orig, "sqlite_errorcode", 0) & 0xFF)
+    if code in _LOCKED:
+        what, advice = "the database is locked by another process", "try again once it is free"
+    elif code in _FULL:
+        what, advice = "the database or its disk is full", "free space, then try again"
+    elif where:
+        return DatabaseUnavailable(f"database {where}: {said}")
+    else:
+        what, advice = "the database refused the operation", "check that it is reachable"
+    detail = f"; {detail}" if detail else ""
+    return DatabaseError(f"{what} ({said}){detail}: {advice}")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

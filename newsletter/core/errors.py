@@ -41,6 +41,10 @@ class TransportError(NewsletterError):
     """A message could not be handed to the transport."""
 
 
+class DatabaseError(NewsletterError):
+    """The database refused a statement: locked by another process too long, full, gone."""
+
+
 class SendingHeld(NewsletterError):
     """An edition may not be sent now: the guard paused it, or complaints hold it."""
 

@@ -1,7 +1,9 @@
 """Named leases in the database, process identity, and the heartbeat that keeps claims alive.
 
 A lease has one holder at a time and an expiry; its holder renews it while it works. A holder
-is named "host:pid", so a process can tell whether a holder on its own host still runs.
+is named "host:pid", so a process can tell whether a holder on its own host still runs. Leases
+are taken, renewed and judged on the database's clock (`db_now`), so a holder whose own clock
+runs ahead cannot take a lease from a live one.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from sqlalchemy import case, delete, insert, or_, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from newsletter.core.db import database_error, db_now
 from newsletter.core.errors import NewsletterError
-from newsletter.core.models import Lease, utcnow
+from newsletter.core.models import Lease
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +142,9 @@ def release_lease(name: str, holder: str, *, session: Session) -> bool:
     return bool(result.rowcount)
 
 
-def lease_holder(name: str, now: datetime, *, session: Session) -> str | None:
-    """Return who holds the lease now, or None when it is free or expired."""
+def lease_holder(name: str, now: datetime | None = None, *, session: Session) -> str | None:
+    """Return who holds the lease at `now` (default: the database's now), or None when free."""
+    now = now or db_now(session)
     lease = session.get(Lease, name, populate_existing=True)
     return lease.holder if lease is not None and lease.expires_at >= now else None
 
@@ -153,13 +157,14 @@ def take_lease(
     None means we hold it now, for `seconds` more.
     """
     with sessions.begin() as session:
-        if acquire_lease(name, holder, utcnow(), seconds, session=session):
+        now = db_now(session)
+        if acquire_lease(name, holder, now, seconds, session=session):
             return None
-        current = lease_holder(name, utcnow(), session=session)
+        current = lease_holder(name, now, session=session)
         # A process killed with -9 keeps its lease until it expires: free it at once.
         if current is not None and holder_is_dead_here(current, host_of(holder)):
             release_lease(name, current, session=session)
-            if acquire_lease(name, holder, utcnow(), seconds, session=session):
+            if acquire_lease(name, holder, now, seconds, session=session):
                 return None
         return current or "another process"
 
@@ -201,7 +206,7 @@ class Heartbeat:
             try:
                 self._beat()
             except OperationalError as exc:
-                log.warning("%s: missed a beat: %s", self._thread.name, exc)
+                log.warning("%s: missed a beat: %s", self._thread.name, database_error(exc))
 
 
 @contextmanager
@@ -217,4 +222,7 @@ def hold_lease(
         with Heartbeat(f"lease-{name}", seconds / 3, renew):
             yield
     finally:
-        give_up_lease(sessions, name, holder)
+        try:
+            give_up_lease(sessions, name, holder)
+        except OperationalError as exc:  # it runs out on its own; a dead holder here frees it
+            log.warning("could not release the %s lease: %s", name, database_error(exc))

@@ -297,7 +297,11 @@ class QueuedMail(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # Claimed as deliveries are: "host:pid" of the process sending it, until its lease ends.
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None] = mapped_column()
     done_at: Mapped[datetime | None] = mapped_column()
+    failed_at: Mapped[datetime | None] = mapped_column()  # given up: done, but never sent
     last_error: Mapped[str | None] = mapped_column(Text)
 
 

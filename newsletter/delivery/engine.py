@@ -2,9 +2,11 @@
 
 A row is claimed (status `sending`, with a short lease renewed by a heartbeat while the run
 lasts) before its message is built and sent, and is recorded as soon as the transport
-answers. Each connection waits until its last result is committed before it sends the next
-message, so a crash can double at most one message per connection. Results are committed in
-groups (whatever arrived while the previous commit ran).
+answers. Before each message the sender checks that it still holds the row (see `claims`):
+once its lease may have run out it renews first, and it never sends a row that another
+sender took meanwhile. Each connection waits until its last result is committed before it
+sends the next message, so a crash can double at most one message per connection. Results
+are committed in groups (whatever arrived while the previous commit ran).
 """
 
 from __future__ import annotations
@@ -16,16 +18,19 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import OperationalError
 
 from newsletter.bounces.refusals import suppress_after_permanent_failure
 from newsletter.core.config import Settings
-from newsletter.core.errors import ConfigError, InputError, TransportError
+from newsletter.core.db import database_error, db_now, read_only_engine
+from newsletter.core.errors import ConfigError, InputError, NewsletterError, TransportError
 from newsletter.core.leases import Heartbeat, default_worker_id, host_of
-from newsletter.core.models import Edition, utcnow
+from newsletter.core.models import Edition
 from newsletter.delivery import guard, store
+from newsletter.delivery.claims import HeldClaims
 from newsletter.delivery.compose import MessagePreparer, Prepared
 from newsletter.delivery.guard import GuardLimits
 from newsletter.delivery.store import ClaimedDelivery
@@ -85,18 +90,31 @@ ProgressCallback = Callable[[SendSummary], None]
 
 def backoff_delay(attempt: int, options: SendOptions) -> float:
     """Exponential backoff with full jitter in its upper half, capped."""
-    delay = min(options.backoff_max, options.backoff_base * 2 ** max(attempt - 1, 0))
+    return capped_backoff(attempt, options.backoff_base, options.backoff_max)
+
+
+def capped_backoff(attempt: int, base: float, cap: float) -> float:
+    """Return the wait after try `attempt`: base doubled per try, at most cap, then jittered."""
+    delay = min(cap, base * 2 ** max(attempt - 1, 0))
     return delay * (0.5 + random.random() / 2)
 
 
 class _Recorder:
     """Commits results in groups; each caller waits until its result is durable."""
 
-    def __init__(self, engine: Engine, worker: str, options: SendOptions, summary: SendSummary):
+    def __init__(
+        self,
+        engine: Engine,
+        worker: str,
+        options: SendOptions,
+        summary: SendSummary,
+        claims: HeldClaims,
+    ) -> None:
         self._engine = engine
         self._worker = worker
         self._options = options
         self._summary = summary
+        self._claims = claims
         self._pending: list[tuple[SendResult, Prepared | None, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self.on_flush: Callable[[], None] = lambda: None
@@ -141,7 +159,6 @@ class _Recorder:
             self.on_flush()
 
     def _write(self, batch: list[tuple[SendResult, Prepared | None, asyncio.Future[None]]]) -> None:
-        now = utcnow()
         sent, failed, retry, skipped = [], [], [], []
         for result, prepared, _ in batch:
             base = {
@@ -151,7 +168,7 @@ class _Recorder:
             }
             attempts = prepared.attempts if prepared else 1
             if result.outcome == Outcome.SENT:
-                base.update(b_now=now, b_mid=prepared.message_id, b_papers=prepared.paper_ids)
+                base.update(b_mid=prepared.message_id, b_papers=prepared.paper_ids)
                 sent.append(base)
             elif result.outcome == Outcome.FAILED:
                 failed.append(base)
@@ -163,8 +180,7 @@ class _Recorder:
                 )
                 failed.append(base)
             else:
-                delay = backoff_delay(attempts, self._options)
-                base["b_next"] = now + timedelta(seconds=delay)
+                base["b_next"] = timedelta(seconds=backoff_delay(attempts, self._options))
                 retry.append(base)
         if self._conn is None:
             self._conn = self._engine.connect()
@@ -184,10 +200,16 @@ class _Recorder:
     def _commit(
         self, conn: Connection, sent: list, failed: list, retry: list, skipped: list
     ) -> None:
-        with conn.begin():
+        with self._claims.lock, conn.begin():
+            now = db_now(conn)  # the clock that decides when a retry is owed
+            for params in sent:
+                params["b_now"] = now
+            for params in retry:
+                params["b_next"] = now + params["b_next"]
             store.record_results(conn, sent=sent, failed=failed, retry=retry, skipped=skipped)
             if failed:  # 5xx "no such mailbox" and the like: never mail the address again
                 suppress_after_permanent_failure(conn, [(p["b_id"], p["b_reply"]) for p in failed])
+            self._claims.done(p["b_id"] for group in (sent, failed, retry, skipped) for p in group)
 
 
 _SKIP = "skipped"
@@ -224,6 +246,7 @@ class EditionSender:
         self._stop = False
         self._fatal: BaseException | None = None
         self._claimed = 0
+        self._claims = HeldClaims(options.lease_seconds)
         # Sent but not yet recorded: never handed back, since they may have been delivered.
         self._unrecorded: set[int] = set()
         # Replies recorded since the guard last judged; None once its window is behind us.
@@ -253,31 +276,77 @@ class EditionSender:
         try:
             with Heartbeat(f"claims-{worker}", self.options.lease_seconds / 3, self._renew_claims):
                 asyncio.run(self._run())
-        except TransportUnavailable as exc:  # could not even connect
+        # The relay could not even be reached, or the database refused a claim (locked, full).
+        except (TransportUnavailable, OperationalError) as exc:
             self._fatal = exc
         finally:
-            with self.engine.begin() as conn:
-                released = store.release_claims(conn, worker=worker, keep=self._unrecorded)
-                self.summary.owed = store.count_unfinished(conn, self.edition.id)
-            if released:
-                log.info("released %d claimed rows that were not sent", released)
+            self._hand_back()
             self.summary.elapsed = time.perf_counter() - started
             self.summary.stopped = self._stop
         if self._fatal is not None:
-            raise TransportError(
-                f"{self._fatal}; {self.summary.owed} deliveries are still owed"
-            ) from self._fatal
+            raise self._fatal_error() from self._fatal
         return self.summary
 
-    def _renew_claims(self) -> None:
+    def _hand_back(self) -> None:
+        """Give back the rows claimed but not sent, then count what the edition still owes."""
+        try:
+            with self.engine.begin() as conn:
+                released = store.release_claims(
+                    conn, worker=self.options.worker_id, keep=self._unrecorded
+                )
+        except OperationalError as exc:  # raised below unless the run already failed
+            # Still claimed by us: owed again once the lease lapses, or at once after we exit.
+            log.info("could not give back the claimed rows: %s", database_error(exc))
+            self._fatal = self._fatal or exc
+            released = 0
+        if released:
+            log.info("released %d claimed rows that were not sent", released)
+        with read_only_engine(self.engine).connect() as conn:  # a read waits for no writer
+            self.summary.owed = store.count_unfinished(conn, self.edition.id)
+
+    def _fatal_error(self) -> NewsletterError:
+        """Say on one line why the run stopped, and what the edition still owes."""
+        owed = f"{self.summary.owed} deliveries are still owed"
+        if isinstance(self._fatal, OperationalError):
+            return database_error(self._fatal, owed)
+        return TransportError(f"{self._fatal}; {owed}")
+
+    def _renew_claims(self, *, only_if_stale: bool = False) -> None:
         """Keep this run's claims alive: they lapse soon after the process stops beating."""
-        with self.engine.begin() as conn:
-            store.renew_claims(
-                conn, worker=self.options.worker_id, lease_seconds=self.options.lease_seconds
-            )
+        with self._claims.lock:
+            if only_if_stale and self._claims.trusted():
+                return  # another thread renewed them meanwhile
+            started = time.monotonic()
+            with self.engine.begin() as conn:
+                held = store.renew_claims(
+                    conn, worker=self.options.worker_id, lease_seconds=self.options.lease_seconds
+                )
+            lost = self._claims.renewed(held, started)
+        if lost:
+            log.warning("%d claimed rows were taken by another sender: not sent here", len(lost))
+
+    def _renew_stale_claims(self) -> None:
+        """Renew before sending when the lease may have run out (a late beat, a stop)."""
+        try:
+            self._renew_claims(only_if_stale=True)
+        except OperationalError as exc:
+            log.warning("could not renew the claims: %s", exc)
+
+    async def _may_send(self, key: int) -> bool:
+        """Tell whether the row is still ours to send; stop the run when that is unknown."""
+        if not self._claims.trusted():
+            await asyncio.to_thread(self._renew_stale_claims)
+        if self._claims.holds(key):
+            return True
+        if not self._claims.lost(key) and not self._stop:
+            log.error("the claims could not be renewed in time: stopping this run")
+            self.stop()
+        return False
 
     async def _run(self) -> None:
-        recorder = _Recorder(self.engine, self.options.worker_id, self.options, self.summary)
+        recorder = _Recorder(
+            self.engine, self.options.worker_id, self.options, self.summary, self._claims
+        )
         recorder.after_commit = self._judge_after_commit
         if self.progress:
             recorder.on_flush = lambda: self.progress(self.summary)
@@ -363,6 +432,7 @@ class EditionSender:
                 self._judge(conn)
             if self.summary.paused is not None:
                 return [], []
+        started = time.monotonic()
         with self.engine.begin() as conn:
             claimed = store.claim_deliveries(
                 conn,
@@ -375,6 +445,7 @@ class EditionSender:
             if not claimed:
                 return [], []
             rows, missing = store.load_claimed(conn, claimed)
+        self._claims.claimed((c[0] for c in claimed), started)
         self.preparer.warm(rows)  # one premailer run for the whole batch's new parts
         return rows, missing
 
@@ -410,18 +481,15 @@ class EditionSender:
 
     async def _wait_for_retries(self) -> bool:
         """Sleep until the next retry is due if that is within max_wait; False when done."""
-        due = await asyncio.to_thread(self._next_retry_at)
-        if due is None:
-            return False
-        wait = (due - utcnow()).total_seconds()
-        if wait > self.options.max_wait:
+        wait = await asyncio.to_thread(self._seconds_to_next_retry)
+        if wait is None or wait > self.options.max_wait:
             return False
         await asyncio.sleep(max(wait, 0.0) + 0.01)
         return True
 
-    def _next_retry_at(self) -> datetime | None:
+    def _seconds_to_next_retry(self) -> float | None:
         with self.engine.connect() as conn:
-            return store.next_retry_at(conn, self.edition.id)
+            return store.seconds_to_next_retry(conn, self.edition.id)
 
     async def _consume(self, queue: asyncio.Queue[Prepared | None], recorder: _Recorder) -> None:
         while True:
@@ -431,6 +499,8 @@ class EditionSender:
                     return
                 if self._stop or self._fatal is not None:
                     continue  # left claimed: released at the end of the run
+                if not await self._may_send(prepared.key):
+                    continue  # another sender's now, or left claimed for the release
                 try:
                     result = await self.transport.send(prepared.message)
                 except TransportUnavailable as exc:

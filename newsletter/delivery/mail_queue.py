@@ -1,10 +1,16 @@
 """The mail queue: sign-ups and transactional emails, handled after the request commits.
 
 A web request only stores a QueuedMail row. A background thread of the web process (and
-`newsletter web drain-mail`) claims each due row, decides in one short transaction what a
-sign-up calls for, and sends the email with no transaction open, so a slow relay never
-holds a database lock or keeps a page waiting. A failed send is retried with a growing
-delay, and a row claimed by a process that died is taken again when its claim runs out.
+`newsletter subscribers send-mail`) claims each due row as senders claim deliveries: its
+"host:pid" and a lease on the database's clock, renewed while it works, so the row of a
+process of this host that is gone comes back at once and one elsewhere when its lease ends.
+It decides in one short transaction what a sign-up calls for, and sends the email with no
+transaction open, so a slow relay never holds a database lock or keeps a page waiting. A
+failed send is retried on the delivery settings' growing delay (`retry_base_seconds`, at
+most `retry_max_seconds`) for as long as its link could still be used: at least
+`max_attempts` tries, and until `confirm_max_age_hours` after the sign-up. Then it is given
+up; `newsletter status` shows what waits and what was given up, and
+`newsletter subscribers send-mail` sends them (again).
 """
 
 from __future__ import annotations
@@ -13,8 +19,9 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
 
 from newsletter.audience import signup as service
 from newsletter.content.headers import envelope_address
@@ -22,16 +29,17 @@ from newsletter.content.mime import envelope_sender
 from newsletter.content.notices import Notice, build_notice
 from newsletter.core.app import App
 from newsletter.core.config import Settings
+from newsletter.core.db import db_now
 from newsletter.core.errors import InputError, NotFound, TransportError
-from newsletter.core.models import QueuedMail, Subscriber, SubscriberStatus, utcnow
+from newsletter.core.leases import Heartbeat, default_worker_id, holder_is_dead_here, host_of
+from newsletter.core.models import QueuedMail, Subscriber, SubscriberStatus
+from newsletter.delivery.engine import capped_backoff
 from newsletter.delivery.transports import Outcome, OutgoingMessage, send_one
 
 log = logging.getLogger(__name__)
 
-CLAIM_SECONDS = 300  # a claimed row waits this long before another process takes it
-MAX_ATTEMPTS = 6
-RETRY_BASE_SECONDS = 60
-POLL_SECONDS = 60
+POLL_SECONDS = 60  # the longest the thread sleeps; it wakes earlier for a retry due sooner
+ERROR_MAX = 1000  # characters of the last error kept on a row
 
 
 @dataclass(frozen=True)
@@ -41,45 +49,107 @@ class Claimed:
     id: int
     kind: str
     attempts: int
+    worker: str
 
 
-def claim_next(app: App, now: datetime | None = None) -> Claimed | None:
-    """Claim the oldest due row, or return None when nothing is due."""
-    now = now or utcnow()
+@dataclass
+class Drained:
+    """What one pass over the queue did."""
+
+    sent: int = 0
+    unsent: int = 0  # nothing to send: confirmed meanwhile, suppressed, mailed just before
+    retrying: int = 0
+    failed: int = 0
+    last_error: str | None = None
+
+    @property
+    def handled(self) -> int:
+        return self.sent + self.unsent + self.retrying + self.failed
+
+
+# -- claiming ---------------------------------------------------------------------------------
+
+
+def _owed(now: datetime) -> ColumnElement[bool]:
+    """Select the rows to handle at `now` (the database's): due, and not under a live claim."""
+    # A new row is due at once, whatever the clock of the web host that stored it says.
+    due = or_(QueuedMail.attempts == 0, QueuedMail.next_attempt_at <= now)
+    free = or_(QueuedMail.claimed_by.is_(None), QueuedMail.lease_until < now)
+    return and_(QueuedMail.done_at.is_(None), due, free)
+
+
+def claim_next(app: App, worker: str, *, skip: frozenset[int] = frozenset()) -> Claimed | None:
+    """Claim the oldest due row (not one of `skip`), or return None when nothing is due."""
+    lease = timedelta(seconds=app.settings.claim_lease_seconds)
     with app.transaction() as session:
-        row = session.execute(
-            select(QueuedMail.id, QueuedMail.kind, QueuedMail.attempts)
-            .where(QueuedMail.done_at.is_(None), QueuedMail.next_attempt_at <= now)
-            .order_by(QueuedMail.id)
-            .limit(1)
-        ).first()
+        now = db_now(session)
+        query = select(QueuedMail.id, QueuedMail.kind, QueuedMail.attempts).where(_owed(now))
+        if skip:
+            query = query.where(QueuedMail.id.not_in(sorted(skip)))
+        row = session.execute(query.order_by(QueuedMail.id).limit(1)).first()
         if row is None:
             return None
         # Only the process whose update matched the old state owns the row.
         taken = session.execute(
             update(QueuedMail)
-            .where(QueuedMail.id == row.id, QueuedMail.next_attempt_at <= now)
-            .values(
-                next_attempt_at=now + timedelta(seconds=CLAIM_SECONDS),
-                attempts=QueuedMail.attempts + 1,
-            )
+            .where(QueuedMail.id == row.id, _owed(now))
+            .values(claimed_by=worker, lease_until=now + lease, attempts=QueuedMail.attempts + 1)
         ).rowcount
-    return Claimed(row.id, row.kind, row.attempts + 1) if taken else None
+    return Claimed(row.id, row.kind, row.attempts + 1, worker) if taken else None
 
 
-def handle(app: App, claimed: Claimed) -> None:
+def renew_claims(app: App, worker: str) -> None:
+    """Extend the lease of the rows this process is handling."""
+    lease = timedelta(seconds=app.settings.claim_lease_seconds)
+    with app.transaction() as session:
+        session.execute(
+            update(QueuedMail)
+            .where(QueuedMail.claimed_by == worker, QueuedMail.done_at.is_(None))
+            .values(lease_until=db_now(session) + lease)
+        )
+
+
+def release_dead_claims(app: App, here: str) -> int:
+    """Hand back rows claimed by processes of host `here` that no longer run."""
+    with app.reading() as session:
+        holders = session.scalars(
+            select(QueuedMail.claimed_by)
+            .where(QueuedMail.done_at.is_(None), QueuedMail.claimed_by.is_not(None))
+            .distinct()
+        ).all()
+    dead = sorted(h for h in holders if h and holder_is_dead_here(h, here))
+    if not dead:
+        return 0
+    with app.transaction() as session:
+        return session.execute(
+            update(QueuedMail)
+            .where(QueuedMail.claimed_by.in_(dead), QueuedMail.done_at.is_(None))
+            .values(claimed_by=None, lease_until=None)
+        ).rowcount
+
+
+# -- handling one row -------------------------------------------------------------------------
+
+
+def handle(app: App, claimed: Claimed, drained: Drained) -> None:
     """Decide a sign-up if it is one, then send the email it calls for."""
     signup = claimed.kind == service.SIGNUP
     notice = _decide(app, claimed.id) if signup else _notice(app, claimed.id)
     if notice is None:
-        _finish(app, claimed.id)
+        _finish(app, claimed)
+        drained.unsent += 1
         return
     try:
         send_notice(app.settings, notice)
     except (TransportError, InputError, OSError) as exc:
-        _retry(app, claimed, str(exc))
+        drained.last_error = str(exc)[:ERROR_MAX]
+        if _retry(app, claimed, drained.last_error):
+            drained.retrying += 1
+        else:
+            drained.failed += 1
         return
-    _finish(app, claimed.id)
+    _finish(app, claimed)
+    drained.sent += 1
 
 
 def send_notice(settings: Settings, notice: Notice) -> None:
@@ -136,41 +206,129 @@ def _notice(app: App, queued_id: int) -> Notice | None:
         )
 
 
-def _finish(app: App, queued_id: int) -> None:
+def _held(claimed: Claimed) -> ColumnElement[bool]:
+    """Select the claimed row while this process still holds it: only the claimant records."""
+    return and_(QueuedMail.id == claimed.id, QueuedMail.claimed_by == claimed.worker)
+
+
+def _finish(app: App, claimed: Claimed) -> None:
     with app.transaction() as session:
         session.execute(
-            update(QueuedMail).where(QueuedMail.id == queued_id).values(done_at=utcnow())
+            update(QueuedMail)
+            .where(_held(claimed))
+            .values(done_at=db_now(session), lease_until=None)
         )
 
 
-def _retry(app: App, claimed: Claimed, error: str) -> None:
-    now = utcnow()
-    values: dict[str, object] = {"last_error": error[:1000]}
-    if claimed.attempts >= MAX_ATTEMPTS:
-        log.error("gave up on a queued %s email: %s", claimed.kind, error)
-        values["done_at"] = now
-    else:
-        delay = RETRY_BASE_SECONDS * 2 ** (claimed.attempts - 1)
-        log.warning("a queued %s email was not sent (retry in %ds): %s", claimed.kind, delay, error)
-        values["next_attempt_at"] = now + timedelta(seconds=delay)
+def _retry(app: App, claimed: Claimed, error: str) -> bool:
+    """Schedule the next try, or give the email up once it could no longer be used.
+
+    Return True when it will be tried again.
+    """
+    s = app.settings
+    delay = timedelta(seconds=capped_backoff(claimed.attempts, s.retry_base_seconds,
+                                             s.retry_max_seconds))  # fmt: skip
     with app.transaction() as session:
-        session.execute(update(QueuedMail).where(QueuedMail.id == claimed.id).values(**values))
+        now = db_now(session)
+        created = session.scalar(select(QueuedMail.created_at).where(QueuedMail.id == claimed.id))
+        usable_until = (created or now) + timedelta(hours=s.confirm_max_age_hours)
+        again = claimed.attempts < s.max_attempts or now + delay <= usable_until
+        values: dict[str, object] = {"last_error": error, "claimed_by": None, "lease_until": None}
+        if again:
+            values["next_attempt_at"] = now + delay
+        else:
+            values["done_at"] = values["failed_at"] = now
+        session.execute(update(QueuedMail).where(_held(claimed)).values(**values))
+    if again:
+        log.warning(
+            "a queued %s email was not sent (retry in %.0fs): %s",
+            claimed.kind, delay.total_seconds(), error,
+        )  # fmt: skip
+    else:
+        log.error("gave up on a queued %s email after %d tries: %s",
+                  claimed.kind, claimed.attempts, error)  # fmt: skip
+    return again
 
 
 def drain(app: App) -> int:
-    """Handle every due row; return how many were handled."""
-    handled = 0
-    while (claimed := claim_next(app)) is not None:
-        try:
-            handle(app, claimed)
-        except NotFound:
-            _finish(app, claimed.id)
-        handled += 1
-    return handled
+    """Handle every due row once (a row that fails waits for its retry); return how many."""
+    return drain_report(app).handled
+
+
+def drain_report(app: App) -> Drained:
+    """Handle every due row once (a row that fails waits for its retry); say what happened."""
+    worker = default_worker_id(app.settings.host_name)
+    release_dead_claims(app, host_of(worker))
+    drained, tried = Drained(), set[int]()
+    claimed = claim_next(app, worker)
+    if claimed is None:
+        return drained
+    beat = partial(renew_claims, app, worker)
+    with Heartbeat(f"mail-{worker}", app.settings.claim_lease_seconds / 3, beat):
+        while claimed is not None:
+            tried.add(claimed.id)
+            try:
+                handle(app, claimed, drained)
+            except NotFound:
+                _finish(app, claimed)
+                drained.unsent += 1
+            claimed = claim_next(app, worker, skip=frozenset(tried))
+    return drained
+
+
+def seconds_to_next_due(app: App) -> float | None:
+    """Return how long until a waiting row falls due (or a claim on one runs out), if any."""
+    due_at = case(
+        (QueuedMail.claimed_by.is_not(None), QueuedMail.lease_until),
+        else_=QueuedMail.next_attempt_at,
+    )
+    with app.reading() as session:
+        due = session.scalar(select(func.min(due_at)).where(QueuedMail.done_at.is_(None)))
+        return None if due is None else (due - db_now(session)).total_seconds()
+
+
+# -- what the admin sees and does -------------------------------------------------------------
+
+
+def queue_status(app: App) -> dict[str, object]:
+    """Count the emails waiting for a retry and those given up; the newest of their errors."""
+    waiting = and_(QueuedMail.done_at.is_(None), QueuedMail.last_error.is_not(None))
+    failed = QueuedMail.failed_at.is_not(None)
+    with app.reading() as session:
+        counts = session.execute(
+            select(
+                func.count().filter(waiting),
+                func.count().filter(failed),
+            ).select_from(QueuedMail)
+        ).one()
+        last_error = session.scalar(
+            select(QueuedMail.last_error)
+            .where(or_(waiting, failed))
+            .order_by(QueuedMail.id.desc())
+            .limit(1)
+        )
+    return {"waiting": counts[0], "failed": counts[1], "last_error": last_error}
+
+
+def send_waiting(app: App) -> Drained:
+    """Send every waiting email now, and again those given up (each tried anew)."""
+    with app.transaction() as session:
+        now = db_now(session)
+        session.execute(
+            update(QueuedMail)
+            .where(QueuedMail.failed_at.is_not(None))
+            .values(failed_at=None, done_at=None, attempts=0, next_attempt_at=now)
+        )
+        session.execute(
+            update(QueuedMail)
+            .where(QueuedMail.done_at.is_(None), QueuedMail.next_attempt_at > now)
+            .values(next_attempt_at=now)
+        )
+    return drain_report(app)
 
 
 class MailQueue:
-    """The web process's sender: one thread, woken after each sign-up and every minute."""
+    """The web process's sender: one thread, woken after each sign-up and when a retry is due."""
 
     def __init__(self, app: App, poll_seconds: float = POLL_SECONDS) -> None:
         self.app = app
@@ -197,7 +355,7 @@ class MailQueue:
     def _run(self) -> None:
         self._wake.set()
         while True:
-            self._wake.wait(self.poll_seconds)
+            self._wake.wait(self._sleep())
             self._wake.clear()
             try:
                 drain(self.app)
@@ -205,3 +363,11 @@ class MailQueue:
                 log.exception("the mail queue could not be drained")
             if not self._wake.is_set():
                 self._idle.set()
+
+    def _sleep(self) -> float:
+        """Return how long to wait for the next due row, at most poll_seconds."""
+        try:
+            due = seconds_to_next_due(self.app)
+        except Exception:  # the database is busy or away: look again at the next poll
+            return self.poll_seconds
+        return self.poll_seconds if due is None else min(max(due, 0.05), self.poll_seconds)

@@ -4,9 +4,13 @@ The crash-safety contract reads here. A row is *owed* when it is pending and due
 being sent under a claim that ran out (its sender died). A sender claims owed rows (status
 `sending`, its name in `claimed_by`, a short lease in `lease_until`) before it builds their
 messages, renews the lease of everything it holds while it runs, and records each reply only
-for rows it still holds. Rows of a sender that stopped beating come back when their lease ends;
-rows of a sender of this host that is gone come back at once. Nobody claims the rows of an
-edition the deliverability guard paused (see `guard`): they stay owed until it is resumed.
+for rows it still holds. Every lease is reckoned on the database's clock (`db_now`), never a
+sender's own, so a sender whose clock runs ahead cannot take rows from a live one. Rows of a
+sender that stopped beating come back when their lease ends; rows of a sender of this host
+that is gone come back at once. A renewal names the rows the sender still holds: one that
+lost some (it was stopped past its lease) learns which, and sends none of them. Nobody claims
+the rows of an edition the deliverability guard paused (see `guard`): they stay owed until it
+is resumed.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from sqlalchemy import (
     update,
 )
 
+from newsletter.core.db import db_now
 from newsletter.core.leases import holder_is_dead_here
 from newsletter.core.models import (
     Delivery,
@@ -34,7 +39,6 @@ from newsletter.core.models import (
     Edition,
     Subscriber,
     Subscription,
-    utcnow,
 )
 
 SENT, PENDING, SENDING, FAILED, SKIPPED = (
@@ -64,7 +68,10 @@ class ClaimedDelivery(NamedTuple):
 
 
 def owed_clause(now: datetime) -> ColumnElement[bool]:
-    """Select the rows a sender may claim now: pending and due, or claimed under a lapsed lease."""
+    """Select the rows a sender may claim at `now` (the database's time, see `db_now`).
+
+    Owed: pending and due, or claimed under a lapsed lease.
+    """
     due = or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now)
     return or_(
         and_(Delivery.status == PENDING, due),
@@ -73,9 +80,9 @@ def owed_clause(now: datetime) -> ColumnElement[bool]:
     )
 
 
-def editions_with_owed(conn: Connection, now: datetime, *, paused: bool = False) -> list[int]:
+def editions_with_owed(conn: Connection, *, paused: bool = False) -> list[int]:
     """Return the ids of the editions with rows owed now, lowest first (paused ones, or not)."""
-    query = select(Delivery.edition_id).where(owed_clause(now)).distinct()
+    query = select(Delivery.edition_id).where(owed_clause(db_now(conn))).distinct()
     query = query.where(_paused(Delivery.edition_id) if paused else ~_paused(Delivery.edition_id))
     return list(conn.scalars(query.order_by(Delivery.edition_id)))
 
@@ -95,13 +102,14 @@ def count_unfinished(conn: Connection, edition_id: int) -> int:
     return conn.scalar(query) or 0
 
 
-def next_retry_at(conn: Connection, edition_id: int) -> datetime | None:
-    """Return when the edition's earliest pending retry falls due, if any is pending."""
-    return conn.scalar(
+def seconds_to_next_retry(conn: Connection, edition_id: int) -> float | None:
+    """Return how long until the edition's earliest pending retry falls due, if any is pending."""
+    due = conn.scalar(
         select(func.min(Delivery.next_attempt_at)).where(
             Delivery.edition_id == edition_id, Delivery.status == PENDING
         )
     )
+    return None if due is None else (due - db_now(conn)).total_seconds()
 
 
 # -- claiming ---------------------------------------------------------------------------------
@@ -111,7 +119,7 @@ def claim_deliveries(
     conn: Connection, edition_id: int, *, worker: str, limit: int, lease_seconds: float
 ) -> list[tuple[int, int, int]]:
     """Claim up to `limit` owed rows; return (delivery id, subscriber id, attempt number)."""
-    now = utcnow()
+    now = db_now(conn)
     ids = (
         select(Delivery.id)
         # A paused edition is claimed by nobody, whatever a sender read before the pause.
@@ -173,14 +181,15 @@ def _load_recipients(
     return {r[0]: (r[1], r[2] or "", r[3], tuple(sorted(topics[r[0]])), r[4]) for r in rows}
 
 
-def renew_claims(conn: Connection, *, worker: str, lease_seconds: float) -> int:
-    """Extend the lease of every row this worker is sending; return how many it holds."""
+def renew_claims(conn: Connection, *, worker: str, lease_seconds: float) -> set[int]:
+    """Extend the lease of every row this worker is sending; return the ids it still holds."""
     stmt = (
         update(Delivery)
         .where(Delivery.claimed_by == worker, Delivery.status == SENDING)
-        .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
+        .values(lease_until=db_now(conn) + timedelta(seconds=lease_seconds))
+        .returning(Delivery.id)
     )
-    return conn.execute(stmt).rowcount or 0
+    return set(conn.scalars(stmt))
 
 
 def release_claims(conn: Connection, *, worker: str, keep: set[int] | None = None) -> int:

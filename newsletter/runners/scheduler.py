@@ -163,7 +163,7 @@ class Scheduler(Runner):
 
     def _holder(self) -> str | None:
         with self.app.sessions() as session:
-            return lease_holder(SCHEDULER_LEASE, utcnow(), session=session)
+            return lease_holder(SCHEDULER_LEASE, session=session)
 
     def _log_job(self, event: JobExecutionEvent) -> None:
         if event.exception is not None:

@@ -48,7 +48,6 @@ from newsletter.core.models import (
     Subscriber,
     SubscriberStatus,
     Suppression,
-    utcnow,
 )
 from newsletter.delivery import guard, store
 from newsletter.delivery.engine import SendOptions, SendSummary
@@ -339,9 +338,9 @@ def _skip_stale(edition: Edition, item: Due, now: datetime, *, session: Session)
 # -- sending what is owed ---------------------------------------------------------------------
 
 
-def editions_with_owed(now: datetime, *, session: Session) -> list[Edition]:
+def editions_with_owed(*, session: Session) -> list[Edition]:
     """Return the editions with rows owed now (see `store.owed_clause`), oldest first."""
-    ids = store.editions_with_owed(session.connection(), now)
+    ids = store.editions_with_owed(session.connection())
     return list(
         session.scalars(
             select(Edition).where(Edition.id.in_(ids)).order_by(Edition.listing_date, Edition.id)
@@ -370,7 +369,7 @@ def send_owed(
     with app.engine.begin() as conn:  # rows of a sender of this host that died: owed at once
         store.release_dead_claims(conn, here=host_of(options.worker_id))
     with app.sessions() as session:
-        editions = editions_with_owed(utcnow(), session=session)
+        editions = editions_with_owed(session=session)
         if started_only:
             conn = session.connection()
             editions = [e for e in editions if guard.edition_started(conn, e.id)]
@@ -393,10 +392,10 @@ def send_owed(
     return total, None
 
 
-def log_paused(app: App, now: datetime) -> list[str]:
+def log_paused(app: App) -> list[str]:
     """Log each paused edition that still owes rows; return them as lines."""
     with app.engine.connect() as conn:
-        ids = store.editions_with_owed(conn, now, paused=True)
+        ids = store.editions_with_owed(conn, paused=True)
         rows = conn.execute(
             select(Edition.kind, Edition.listing_date, Edition.pause_reason)
             .where(Edition.id.in_(ids))
@@ -514,7 +513,7 @@ def run_due(
             )
             planned = plan_due(due, now, session=session, empty_policy=options.empty_policy)
         report.planned, report.stale = planned.planned, planned.stale
-    report.paused = log_paused(app, now)
+    report.paused = log_paused(app)
     summary, report.error = send_owed(
         app, options=options, transport=transport, control=control,
         started_only=report.held is not None,
@@ -623,4 +622,4 @@ def run_once(
 def active_holder(app: App) -> str | None:
     """Return who holds the scheduler lease now, if anyone."""
     with app.sessions() as session:
-        return lease_holder(SCHEDULER_LEASE, utcnow(), session=session)
+        return lease_holder(SCHEDULER_LEASE, session=session)

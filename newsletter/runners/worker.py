@@ -3,7 +3,8 @@
 Many workers, on one machine or many, share the work through the database: each claims rows
 with a short lease (on PostgreSQL with FOR UPDATE SKIP LOCKED) and renews it while it runs, so
 no row goes to two of them, and rows of a worker that died come back within that lease
-(at once when it ran on this host).
+(at once when it ran on this host). Leases run on the database's clock; a worker that lost a
+claim (stopped past its lease) sends none of the rows it lost.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sqlalchemy import select
 from newsletter.core.app import App
 from newsletter.core.errors import TransportError
 from newsletter.core.leases import host_of
-from newsletter.core.models import Edition, utcnow
+from newsletter.core.models import Edition
 from newsletter.delivery import store
 from newsletter.delivery.engine import SendOptions, SendSummary
 from newsletter.delivery.service import edition_sender, options_from_settings
@@ -57,13 +58,13 @@ def with_connections(spec: str, connections: int) -> str:
 def editions_with_owed_rows(app: App) -> list[int]:
     """Return the ids of editions that have rows owed now (see `store.owed_clause`)."""
     with app.engine.connect() as conn:
-        return store.editions_with_owed(conn, utcnow())
+        return store.editions_with_owed(conn)
 
 
 def paused_editions_with_owed_rows(app: App) -> dict[str, str]:
     """Return the listing date and pause reason of each paused edition that still owes rows."""
     with app.engine.connect() as conn:
-        ids = store.editions_with_owed(conn, utcnow(), paused=True)
+        ids = store.editions_with_owed(conn, paused=True)
         rows = conn.execute(
             select(Edition.listing_date, Edition.pause_reason).where(Edition.id.in_(ids))
         )
