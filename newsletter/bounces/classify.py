@@ -58,6 +58,8 @@ class BounceKind(enum.StrEnum):
     SOFT = "soft"
     BLOCKED = "blocked"
     COMPLAINT = "complaint"
+    # A feedback report the reader sent from their own address: their wish, not a feedback loop.
+    READER_REPORT = "reader-report"
     AUTO_REPLY = "auto-reply"
     UNKNOWN = "unknown"
 
@@ -73,6 +75,9 @@ class BounceReport:
     verp_token: str | None = None
     subject: str = ""
     reason: str | None = None
+    # Who sent the report itself (From, Sender, Return-Path): a reader's own address there
+    # makes a feedback report theirs, not a mail system's feedback loop.
+    senders: tuple[str, ...] = ()
 
     @property
     def understood(self) -> bool:
@@ -176,8 +181,16 @@ def parse_bounce(data: bytes, *, prefix: str = DEFAULT_VERP_PREFIX) -> BounceRep
     if report is None:
         report = BounceReport(BounceKind.UNKNOWN, diagnostic=NOT_UNDERSTOOD)
     return replace(
-        report, verp_token=_find_token(msg, prefix), subject=_header(msg, "Subject")[:200]
+        report,
+        verp_token=_find_token(msg, prefix),
+        subject=_header(msg, "Subject")[:200],
+        senders=_senders(msg),
     )
+
+
+def _senders(msg: Message) -> tuple[str, ...]:
+    values = [str(v) for name in ("From", "Sender", "Return-Path") for v in msg.get_all(name, [])]
+    return tuple(dict.fromkeys(a for _, a in getaddresses(values) if "@" in a))
 
 
 def _read_report(msg: Message) -> BounceReport | None:

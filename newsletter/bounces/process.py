@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import Connection, distinct, func, select
 from sqlalchemy.orm import Session
 
+from newsletter.audience.signup import unsubscribe
 from newsletter.audience.subscribers import email_key
 from newsletter.audience.suppressions import COMPLAINT_REASON, suppress
 from newsletter.bounces import reasons
@@ -51,6 +52,7 @@ from newsletter.core.models import (
 )
 
 UNSUBSCRIBE_REQUEST = "unsubscribe-request"
+READER_REPORT_REASON = "reader-report"
 MAIL_UNSUBSCRIBED = "unsubscribed_by_mail"
 ACTIONS = (
     "suppressed", "unsubscribed", MAIL_UNSUBSCRIBED, "counted", "blocked", "ignored", "duplicate"
@@ -190,6 +192,8 @@ def _apply(
     if isinstance(target, str):
         return MessageOutcome(ref, report.kind, "kept", report.recipient, target)
     email, delivery_id = target
+    if report.kind == BounceKind.COMPLAINT and _sent_by_the_reader(report, email):
+        report = replace(report, kind=BounceKind.READER_REPORT, reason=READER_REPORT_REASON)
     if _seen(conn, parsed.digest):
         return MessageOutcome(ref, report.kind, "duplicate", email, "read before")
     conn.execute(
@@ -204,7 +208,40 @@ def _apply(
             created_at=now,
         )
     )
+    if report.kind == BounceKind.READER_REPORT:
+        return _reader_report(session, ref, report, email, now)
     return _act(conn, settings, ref, report, email, now)
+
+
+def _sent_by_the_reader(report: BounceReport, email: str) -> bool:
+    """Tell whether a feedback report came from the address it complains for."""
+    key = email_key(email)
+    return any(email_key(sender) == key for sender in report.senders)
+
+
+def _reader_report(
+    session: Session, ref: str, report: BounceReport, email: str, now: datetime
+) -> MessageOutcome:
+    """Unsubscribe a reader who reported their copy themselves; no complaint is counted.
+
+    Anyone who knows a return path can send such a report from the reader's address, so it
+    stops only their mail, as their own unsubscribe link would, and never holds an edition.
+    """
+    subscriber_id = _subscriber_id(session.connection(), email)
+    if subscriber_id is not None:
+        unsubscribe(subscriber_id, session=session, now=now, source="report")
+    detail = "a report from the reader's own address: unsubscribed, not counted as a complaint"
+    return _outcome(ref, report, MAIL_UNSUBSCRIBED, email, detail)
+
+
+def _subscriber_id(conn: Connection, email: str) -> int | None:
+    key = email_key(email)
+    rows = conn.execute(
+        select(Subscriber.id, Subscriber.email).where(
+            func.lower(Subscriber.email).in_({key, key.lower()})
+        )
+    )
+    return next((i for i, e in rows if email_key(e) == key), None)
 
 
 def _act(

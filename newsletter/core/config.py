@@ -330,6 +330,12 @@ class Settings:
         0.003, "the last edition's complaint rate above which the next send needs --force",
         above=0, at_most=1,
     )  # fmt: skip
+    # On a small list one reader is a large share: 3 is the count that 0.3% stands for on
+    # 1000 messages, below which providers' own complaint rates are barely measured.
+    complaint_min_count: int = setting(
+        3, "complaints about the last edition needed, besides the rate, to hold the next",
+        at_least=1,
+    )  # fmt: skip
     # --- web pages -------------------------------------------------------------------------
     confirm_max_age_hours: int = setting(72, "hours a confirmation link works", at_least=1)
     pending_max_age_days: int = setting(
