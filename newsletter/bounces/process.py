@@ -89,6 +89,8 @@ class BounceRun:
 
     source: str
     outcomes: list[MessageOutcome] = field(default_factory=list)
+    # Messages past the per-run limit (`bounce_max_messages`), left for the next run.
+    left: int = 0
 
     def count(self, action: str) -> int:
         return sum(1 for o in self.outcomes if o.action == action)
@@ -108,6 +110,7 @@ class BounceRun:
         return {
             "source": self.source,
             "messages": len(self.outcomes),
+            "left": self.left,
             **{action: self.count(action) for action in (*ACTIONS, "kept")},
             "suppressed_addresses": self.suppressed,
             "unsubscribed_by_mail_addresses": self.addresses(MAIL_UNSUBSCRIBED),
@@ -145,7 +148,7 @@ def process_bounces(
     processed = [o.ref for o in outcomes if not o.kept]
     where = source.finish(processed, [o.ref for o in outcomes if o.kept])
     outcomes = [_with_location(o, where) for o in outcomes]
-    return BounceRun(source.name, outcomes)
+    return BounceRun(source.name, outcomes, left=source.left)
 
 
 def _with_location(outcome: MessageOutcome, where: dict[str, str]) -> MessageOutcome:

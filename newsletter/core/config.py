@@ -397,6 +397,11 @@ class Settings:
         3, "soft bounces within soft_bounce_days that suppress an address", at_least=1
     )
     soft_bounce_days: int = setting(14, "days in which soft bounces count", at_least=1)
+    # One run is one transaction over what it read: this bounds its memory and its time.
+    bounce_max_messages: int = setting(
+        1000, "messages one `bounces process` run reads; the rest wait for the next run",
+        at_least=1,
+    )  # fmt: skip
     # Not a setting: the file the others were read from.
     config_file: str = ""
 
