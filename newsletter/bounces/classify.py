@@ -1,4 +1,4 @@
-"""Read bounces, complaints and auto-replies, and sign the VERP return path they come back to.
+"""Read bounces, complaints and auto-replies, and find the signed tokens they carry back.
 
 The structured reports are read first: an RFC 5965 feedback report (a complaint), an RFC 3464
 delivery status notification (Postfix, Gmail, Microsoft, Exim with DSNs) and Exim's plain-text
@@ -8,17 +8,14 @@ report from a mail system that arrived at a valid signed return path counts as a
 of that delivery even when nothing reads it; everything else not understood is "unknown" and
 is left for a person to read.
 
-Each message goes out with the envelope sender `bounces+<token>@<bounce domain>`; the token
-names the delivery and is signed with the secret key, so a bounce maps to its row even when the
-reporting server rewrote the recipient, and a forged bounce cannot name someone else's row.
+Which delivery a report is about comes from what we signed (see `signing`): the return path it
+was sent to, or the Message-ID of the original it quotes.
 """
 
 from __future__ import annotations
 
-import base64
 import enum
 import hashlib
-import hmac
 import re
 from dataclasses import dataclass, replace
 from email import message_from_bytes, policy
@@ -27,15 +24,17 @@ from email.utils import getaddresses, parseaddr
 
 from newsletter.bounces import reasons
 from newsletter.bounces.detectors import read_text_bounce, report_text, server_words
-from newsletter.content.mime import envelope_sender
-from newsletter.core.config import Settings
+from newsletter.bounces.signing import DEFAULT_VERP_PREFIX, quoted_message_tokens, token_in_address
 
-DEFAULT_VERP_PREFIX = "bounces"
-VERP_SALT = b"newsletter.verp"
-# 60 bits of MAC: forging one address takes ~2^60 tries, each needing a bounce we read.
-MAC_CHARS = 12
-_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
-_TOKEN = re.compile(rf"^([0-9a-z]{{1,13}})-([a-z2-7]{{{MAC_CHARS}}})$")
+# Re-exported: callers find the return path's signing where they always did.
+from newsletter.bounces.signing import bounce_domain as bounce_domain
+from newsletter.bounces.signing import parse_verp as parse_verp
+from newsletter.bounces.signing import token_delivery_id as token_delivery_id
+from newsletter.bounces.signing import verp_address as verp_address
+from newsletter.bounces.signing import verp_enabled as verp_enabled
+from newsletter.bounces.signing import verp_prefix as verp_prefix
+from newsletter.bounces.signing import verp_token as verp_token
+
 # Reading stops here: a report is short, and a huge message is someone's attachment.
 MAX_PARSED_BYTES = 2_000_000
 _SMTP_CODE = re.compile(r"\b([245]\d\d)[ -]")
@@ -78,88 +77,12 @@ class BounceReport:
     # Who sent the report itself (From, Sender, Return-Path): a reader's own address there
     # makes a feedback report theirs, not a mail system's feedback loop.
     senders: tuple[str, ...] = ()
+    # Tokens of the Message-IDs of ours the report quotes (unverified): which delivery it is.
+    message_tokens: tuple[str, ...] = ()
 
     @property
     def understood(self) -> bool:
         return self.kind != BounceKind.UNKNOWN
-
-
-# --- VERP ------------------------------------------------------------------------------
-
-
-def verp_prefix(settings: Settings) -> str:
-    """Return the local part before the "+" of return paths (setting `bounce_prefix`)."""
-    return settings.bounce_prefix.lower()
-
-
-def verp_enabled(settings: Settings) -> bool:
-    """Tell whether messages go out with signed return paths: only once `bounce_domain` is set."""
-    # The operator routes bounces back to us only when they name the domain; else the plain
-    # From address is the envelope sender (the same test as the message preparer's).
-    return bool(settings.bounce_domain)
-
-
-def bounce_domain(settings: Settings) -> str:
-    """Return the domain bounces come back to: setting `bounce_domain`, else the From domain."""
-    configured = settings.bounce_domain.lower()
-    return configured or envelope_sender(settings).rpartition("@")[2].lower()
-
-
-def _mac(secret_key: str, ident: str) -> str:
-    if not secret_key:
-        raise ValueError("settings.secret_key is empty: return paths cannot be signed")
-    digest = hmac.new(secret_key.encode(), VERP_SALT + b":" + ident.encode(), "sha256").digest()
-    # Lowercase base32: some servers lowercase local parts, so the token must survive it.
-    return base64.b32encode(digest).decode("ascii").lower()[:MAC_CHARS]
-
-
-def _base36(number: int) -> str:
-    digits = ""
-    while True:
-        number, rest = divmod(number, 36)
-        digits = _BASE36[rest] + digits
-        if not number:
-            return digits
-
-
-def verp_token(settings: Settings, delivery_id: int) -> str:
-    """Return the signed token naming one delivery: `<id in base 36>-<mac>`."""
-    if delivery_id < 0:
-        raise ValueError("delivery ids are not negative")
-    ident = _base36(delivery_id)
-    return f"{ident}-{_mac(settings.secret_key, ident)}"
-
-
-def verp_address(settings: Settings, delivery_id: int) -> str:
-    """Return the envelope sender of one delivery: `bounces+<token>@<bounce domain>`."""
-    return f"{verp_prefix(settings)}+{verp_token(settings, delivery_id)}@{bounce_domain(settings)}"
-
-
-def token_delivery_id(settings: Settings, token: str) -> int | None:
-    """Return the delivery id a token names, or None when it is malformed or forged."""
-    match = _TOKEN.match(token.strip().lower())
-    if match is None:
-        return None
-    ident, mac = match.groups()
-    if not hmac.compare_digest(mac, _mac(settings.secret_key, ident)):
-        return None
-    return int(ident, 36)
-
-
-def parse_verp(settings: Settings, address: str) -> int | None:
-    """Return the delivery id of a VERP return path, or None for any other or forged address."""
-    token = token_in_address(address, verp_prefix(settings))
-    return token_delivery_id(settings, token) if token else None
-
-
-def token_in_address(address: str, prefix: str = DEFAULT_VERP_PREFIX) -> str | None:
-    """Return the token of `<prefix>+<token>@...` (any domain), or None."""
-    bare = parseaddr(address)[1] or address.strip().strip("<>")
-    local, at, _ = bare.rpartition("@")
-    head, plus, token = local.partition("+")
-    if not at or not plus or head.lower() != prefix or not token:
-        return None
-    return token.lower()
 
 
 # --- parsing ---------------------------------------------------------------------------
@@ -169,7 +92,8 @@ def parse_bounce(data: bytes, *, prefix: str = DEFAULT_VERP_PREFIX) -> BounceRep
     """Classify one returned message; None when the bytes are not an email message at all."""
     if not _looks_like_message(data):
         return None
-    msg = message_from_bytes(_ascii_header_block(data[:MAX_PARSED_BYTES]), policy=policy.compat32)
+    data = data[:MAX_PARSED_BYTES]
+    msg = message_from_bytes(_ascii_header_block(data), policy=policy.compat32)
     report = _read_report(msg)
     if report is None and _arrival_token(msg, prefix) and not _from_a_person(msg):
         # It came back to one delivery's return path, so it is about that delivery.
@@ -185,6 +109,7 @@ def parse_bounce(data: bytes, *, prefix: str = DEFAULT_VERP_PREFIX) -> BounceRep
         verp_token=_find_token(msg, prefix),
         subject=_header(msg, "Subject")[:200],
         senders=_senders(msg),
+        message_tokens=quoted_message_tokens(data),
     )
 
 
