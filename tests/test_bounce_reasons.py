@@ -24,19 +24,28 @@ from newsletter.bounces.reasons import classify_failure, kind_of, reason_from_wo
          "soft", "mailbox-disabled"),
         ("5.2.3", "552 5.2.3 Message size exceeds fixed maximum", "soft", "too-large"),
         # Systems, network, protocol, media, delivery time: soft.
-        ("5.3.0", "553 5.3.0 Unknown user", "soft", "system"),  # the code's family wins
+        ("5.3.0", "553 5.3.0 Unknown user", "hard", "bad-mailbox"),  # a misused code
+        ("5.3.0", "553 5.3.0 mail system full", "soft", "system"),
         ("5.4.4", "554 5.4.4 Unable to route", "soft", "network"),
         ("5.4.7", "delivery time expired", "soft", "expired"),
         ("5.5.0", "554 5.5.0 syntax error", "soft", "protocol"),
         ("5.6.0", "554 5.6.0 corrupt message", "soft", "message-format"),
-        # Security and policy (5.7.x): blocked, never an address failure, whatever the words.
+        # Security and policy (5.7.x): blocked; only words naming the address alone, with no
+        # sign of a block, make one a dead address (as servers misuse 5.7.1 for "no such user").
         ("5.7.1", "554 5.7.1 Message rejected as spam", "blocked", "spam"),
         ("5.7.1", "550 5.7.1 Service unavailable, client host blocked using Spamhaus",
          "blocked", "reputation"),
         ("5.7.26", "550 5.7.26 Unauthenticated email is not accepted due to DMARC policy",
          "blocked", "authentication"),
         ("5.7.1", "554 5.7.1 Virus found in message", "blocked", "content"),
-        ("5.7.1", "550 5.7.1 user unknown", "blocked", "policy"),
+        ("5.7.1", "550 5.7.1 user unknown", "hard", "bad-mailbox"),
+        ("5.7.1", "550 5.7.1 <a@b>: Recipient address rejected: Access denied", "blocked",
+         "policy"),
+        ("5.7.1", "550 5.7.1 no such user, or blocked as spam", "blocked", "spam"),
+        # An address code with words of a full mailbox or a block: the words win.
+        ("5.1.1", "550 5.1.1 user over quota", "soft", "mailbox-full"),
+        ("5.1.1", "550 5.1.1 blocked using zen.spamhaus.org", "blocked", "reputation"),
+        ("5.1.7", "550 5.1.7 invalid address", "blocked", "policy"),  # our sender's
         # Every 4.x.x is soft, even with alarming words.
         ("4.2.2", "452 4.2.2 Over quota", "soft", "mailbox-full"),
         ("4.7.0", "421 4.7.0 Message blocked as spam", "soft", "deferred"),

@@ -23,7 +23,7 @@ from email.message import Message
 from email.utils import getaddresses, parseaddr
 
 from newsletter.bounces import reasons
-from newsletter.bounces.detectors import read_text_bounce, report_text, server_words
+from newsletter.bounces.detectors import read_text_bounces, report_text, server_words
 from newsletter.bounces.signing import DEFAULT_VERP_PREFIX, quoted_message_tokens, token_in_address
 
 # Re-exported: callers find the return path's signing where they always did.
@@ -64,8 +64,23 @@ class BounceKind(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class Failure:
+    """What a report says of one failed recipient: the kind, reason and code, and the words."""
+
+    recipient: str | None
+    kind: BounceKind
+    reason: str | None
+    status: str | None
+    diagnostic: str
+
+
+@dataclass(frozen=True)
 class BounceReport:
-    """What one returned message says: its kind and reason, whom it is about, the server's words."""
+    """What one returned message says: its kind and reason, whom it is about, the server's words.
+
+    A report about several recipients keeps each one's failure in `failures`; the top-level
+    fields are the first, the one a report about someone else's address stands for.
+    """
 
     kind: BounceKind
     recipient: str | None = None
@@ -79,10 +94,26 @@ class BounceReport:
     senders: tuple[str, ...] = ()
     # Tokens of the Message-IDs of ours the report quotes (unverified): which delivery it is.
     message_tokens: tuple[str, ...] = ()
+    failures: tuple[Failure, ...] = ()
 
     @property
     def understood(self) -> bool:
         return self.kind != BounceKind.UNKNOWN
+
+    def about(self, email: str) -> BounceReport:
+        """Return the report as it stands for one address: that recipient's own failure.
+
+        A report naming several recipients is read for the one a delivery was sent to; when
+        none is that address (a forward, a rewritten alias), the first failure stands.
+        """
+        key = email.strip().lower()
+        match = next((f for f in self.failures if (f.recipient or "").lower() == key), None)
+        if match is None:
+            return self
+        return replace(
+            self, kind=match.kind, recipient=match.recipient, status=match.status,
+            reason=match.reason, diagnostic=match.diagnostic,
+        )  # fmt: skip
 
 
 # --- parsing ---------------------------------------------------------------------------
@@ -180,23 +211,43 @@ def _from_dsn(msg: Message) -> BounceReport | None:
     parts = _parts(msg, "message/delivery-status")
     if not parts:
         return None
-    recipients = [b for b in _field_blocks(parts[0]) if b.get("Action") or b.get("Status")]
-    if not recipients:
+    blocks = [b for p in parts for b in _field_blocks(p) if b.get("Action") or b.get("Status")]
+    if not blocks:
         return None  # a malformed report: the text detectors may still read it
-    # One message, one recipient: report the worst state any recipient block states.
-    chosen = min(recipients, key=_dsn_rank)
-    # An X.400 or other non-Internet Final-Recipient: the Original-Recipient is ours.
-    recipient = _clean(_typed_value(_header(chosen, "Final-Recipient"))) or _typed_value(
-        _header(chosen, "Original-Recipient")
-    )
-    action = _header(chosen, "Action").lower()
-    if action in ("delivered", "relayed", "expanded"):
+    failed = [b for b in blocks if _header(b, "Action").lower() not in _NOT_FAILURES]
+    if not failed:
+        action = _header(blocks[0], "Action").lower()
         return BounceReport(BounceKind.UNKNOWN, diagnostic=f"a delivery notice ({action})")
-    diagnostic = _typed_value(_header(chosen, "Diagnostic-Code"))[:500]
-    words = diagnostic or server_words(msg, recipient)
+    others = [_block_recipient(b) for b in failed]
+    failures = [_dsn_failure(msg, b, others) for b in sorted(failed, key=_dsn_rank)]
+    return _with_failures(failures)
+
+
+# DSN actions that report no failure: the message was delivered, relayed or expanded.
+_NOT_FAILURES = ("delivered", "relayed", "expanded")
+
+
+def _block_recipient(block: Message) -> str:
+    # An X.400 or other non-Internet Final-Recipient: the Original-Recipient is ours.
+    return _clean(_typed_value(_header(block, "Final-Recipient"))) or _typed_value(
+        _header(block, "Original-Recipient")
+    )
+
+
+def _dsn_failure(msg: Message, block: Message, others: list[str]) -> Failure:
+    recipient = _block_recipient(block)
+    action = _header(block, "Action").lower()
+    diagnostic = _typed_value(_header(block, "Diagnostic-Code"))[:500]
+    status = _header(block, "Status")
     permanent = {"failed": True, "delayed": False}.get(action)
-    verdict = reasons.classify_failure(_header(chosen, "Status"), words, permanent=permanent)
-    return _failure_report(verdict, recipient, diagnostic or words[:500])
+    if diagnostic and (reasons.reason_from_wording(diagnostic) or reasons.specific_code(status)):
+        verdict = reasons.classify_failure(status, diagnostic, permanent=permanent)
+        return _failure(verdict, recipient, diagnostic)
+    # No reply, or one in no known words: some servers write it only in the human-readable
+    # part, beside the address (and there too the code, when the Status field has none).
+    words = f"{diagnostic} {server_words(msg, recipient, others)}" if recipient else diagnostic
+    verdict = reasons.classify_failure(status, words, permanent=permanent)
+    return _failure(verdict, recipient, diagnostic or words)
 
 
 def _dsn_rank(block: Message) -> int:
@@ -204,14 +255,22 @@ def _dsn_rank(block: Message) -> int:
     return {"failed": 0, "delayed": 1}.get(action, 2)
 
 
-def _failure_report(verdict: reasons.Verdict, recipient: str, diagnostic: str) -> BounceReport:
+def _failure(verdict: reasons.Verdict, recipient: str | None, diagnostic: str) -> Failure:
+    words = " ".join(diagnostic.split())[:500]
+    kind = BounceKind(verdict.kind)
+    return Failure(_clean(recipient), kind, verdict.reason, verdict.status, words)
+
+
+def _with_failures(failures: list[Failure]) -> BounceReport:
+    first = failures[0]
     return BounceReport(
-        BounceKind(verdict.kind),
-        _clean(recipient),
-        verdict.status,
-        diagnostic[:500],
-        reason=verdict.reason,
-    )
+        first.kind, first.recipient, first.status, first.diagnostic, reason=first.reason,
+        failures=tuple(failures),
+    )  # fmt: skip
+
+
+def _failure_report(verdict: reasons.Verdict, recipient: str, diagnostic: str) -> BounceReport:
+    return _with_failures([_failure(verdict, recipient, diagnostic)])
 
 
 def _from_feedback_report(msg: Message) -> BounceReport | None:
@@ -259,10 +318,14 @@ def _from_exim_text(msg: Message) -> BounceReport | None:
         permanent = False
     else:
         return None
-    reply = _exim_diagnostic(body)
-    words = f"{reply} {server_words(msg, recipients[0])}"
-    verdict = reasons.classify_failure(None, words, permanent=permanent)
-    return _failure_report(verdict, recipients[0], reply or words)
+    failures = []
+    single = len(set(recipients)) == 1
+    for recipient in dict.fromkeys(recipients):
+        words = server_words(msg, recipient, recipients)
+        reply = _exim_diagnostic(body if single else words)
+        verdict = reasons.classify_failure(None, f"{reply} {words}", permanent=permanent)
+        failures.append(_failure(verdict, recipient, reply or words))
+    return _with_failures(failures)
 
 
 def _indented_addresses(body: str) -> list[str]:
@@ -296,11 +359,14 @@ def _from_auto_reply(msg: Message) -> BounceReport | None:
 
 
 def _from_text_detectors(msg: Message) -> BounceReport | None:
-    found = read_text_bounce(msg)
-    if found is None:
+    found = read_text_bounces(msg)
+    if not found:
         return None
-    verdict = reasons.classify_failure(None, found.diagnostic, permanent=found.permanent)
-    return _failure_report(verdict, found.recipient, found.diagnostic)
+    failures = []
+    for bounce in found:
+        verdict = reasons.classify_failure(None, bounce.diagnostic, permanent=bounce.permanent)
+        failures.append(_failure(verdict, bounce.recipient, bounce.diagnostic))
+    return _with_failures(failures)
 
 
 def _from_a_mail_system(msg: Message) -> bool:

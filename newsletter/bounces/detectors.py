@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import Message
 
@@ -41,23 +42,42 @@ class TextBounce:
     diagnostic: str
 
 
-def read_text_bounce(msg: Message) -> TextBounce | None:
-    """Find the failed recipient of a text bounce with the flufl.bounce detectors, or None."""
-    temporary, permanent = all_failures(msg)
-    found = sorted(permanent) or sorted(temporary)
-    if not found:
-        return None
-    recipient = found[0].decode("ascii", errors="replace")
-    return TextBounce(recipient, bool(permanent), server_words(msg, recipient))
+def read_text_bounces(msg: Message) -> list[TextBounce]:
+    """Find every failed recipient of a text bounce with the flufl.bounce detectors.
+
+    Each gets the words written about it alone (up to the next failed recipient), so a
+    report about several addresses gives each its own reason. A detector that fails on an
+    odd message finds nothing, as if it did not know the format.
+    """
+    try:
+        temporary, permanent = all_failures(msg)
+    except Exception:  # a detector's own bug (a missing header, say) is not the message's
+        return []
+    found = [(a.decode("ascii", errors="replace"), True) for a in sorted(permanent)]
+    found += [(a.decode("ascii", errors="replace"), False) for a in sorted(temporary - permanent)]
+    others = [address for address, _ in found]
+    return [TextBounce(a, p, server_words(msg, a, others)) for a, p in found]
 
 
-def server_words(msg: Message, recipient: str) -> str:
-    """Return the report's words about one recipient, without the returned original."""
+def server_words(msg: Message, recipient: str, others: Sequence[str] = ()) -> str:
+    """Return the report's words about one recipient, without the returned original.
+
+    They run from a little before the address to the next other recipient named after it.
+    """
     text = report_text(msg)
-    at = text.lower().find(recipient.lower())
+    lowered = text.lower()
+    at = lowered.find(recipient.lower())
     if at < 0:
         return _squeeze(text)[:500]
-    return _squeeze(text[max(0, at - _BEFORE) : at + len(recipient) + _AFTER])[:800]
+    start, end = max(0, at - _BEFORE), at + len(recipient) + _AFTER
+    for other in {o.lower() for o in others} - {recipient.lower()}:
+        before = lowered.rfind(other, 0, at)
+        if before >= 0 and recipient.lower() not in other:
+            start = max(start, before + len(other))
+        later = lowered.find(other, at + len(recipient))
+        if later >= 0:
+            end = min(end, later)
+    return _squeeze(text[start:end])[:800]
 
 
 def report_text(msg: Message) -> str:

@@ -197,6 +197,7 @@ def _apply(
     if isinstance(target, str):
         return MessageOutcome(ref, report.kind, "kept", report.recipient, target)
     email, delivery_id = target
+    report = report.about(email)  # a report on several recipients: this one's own failure
     if report.kind == BounceKind.COMPLAINT and _sent_by_the_reader(report, email):
         report = replace(report, kind=BounceKind.READER_REPORT, reason=READER_REPORT_REASON)
     if _seen(conn, parsed.digest):
