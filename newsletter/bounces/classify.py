@@ -95,6 +95,8 @@ class BounceReport:
     # Tokens of the Message-IDs of ours the report quotes (unverified): which delivery it is.
     message_tokens: tuple[str, ...] = ()
     failures: tuple[Failure, ...] = ()
+    # The words of a report no reader understood, to be read for the address it came back for.
+    context: str = ""
 
     @property
     def understood(self) -> bool:
@@ -108,6 +110,8 @@ class BounceReport:
         """
         key = email.strip().lower()
         match = next((f for f in self.failures if (f.recipient or "").lower() == key), None)
+        if match is None and not self.failures and self.context:
+            match = _failure_in_words(self.context, key)
         if match is None:
             return self
         return replace(
@@ -132,6 +136,7 @@ def parse_bounce(data: bytes, *, prefix: str = DEFAULT_VERP_PREFIX) -> BounceRep
             BounceKind.SOFT,
             diagnostic="a report no detector reads, sent to a signed return path",
             reason=reasons.UNRECOGNIZED,
+            context=report_text(msg)[:MAX_CONTEXT_CHARS],
         )
     if report is None:
         report = BounceReport(BounceKind.UNKNOWN, diagnostic=NOT_UNDERSTOOD)
@@ -142,6 +147,30 @@ def parse_bounce(data: bytes, *, prefix: str = DEFAULT_VERP_PREFIX) -> BounceRep
         senders=_senders(msg),
         message_tokens=quoted_message_tokens(data),
     )
+
+
+# A mail system's notice that some failure will be retried: not a final word on the address.
+_STILL_TRYING = re.compile(
+    r"will (continue to |keep )?(re)?try|not yet been delivered|delayed|warning|temporar",
+    re.IGNORECASE,
+)
+MAX_CONTEXT_CHARS = 20_000
+
+
+def _failure_in_words(text: str, email: str) -> Failure | None:
+    """Read what a report no reader knows says beside one address, if it names the address.
+
+    Returns None when the address is not in it or the words say nothing known.
+    """
+    at = text.lower().find(email)
+    if at < 0:
+        return None
+    words = " ".join(text[max(0, at - 300) : at + len(email) + 600].split())
+    permanent = False if _STILL_TRYING.search(words) else None
+    verdict = reasons.classify_failure(None, words, permanent=permanent)
+    if verdict.reason in (reasons.UNCLASSIFIED, reasons.DEFERRED):
+        return None
+    return _failure(verdict, email, words)
 
 
 def _senders(msg: Message) -> tuple[str, ...]:
@@ -274,16 +303,55 @@ def _failure_report(verdict: reasons.Verdict, recipient: str, diagnostic: str) -
 
 
 def _from_feedback_report(msg: Message) -> BounceReport | None:
-    parts = _parts(msg, "message/feedback-report")
-    if not parts:
+    fields = _feedback_fields(msg)
+    if fields is None:
         return None
-    fields = _field_blocks(parts[0])
-    report = fields[0] if fields else Message()
-    feedback = _header(report, "Feedback-Type").lower()
-    kind = BounceKind.COMPLAINT if feedback == "abuse" else BounceKind.UNKNOWN
+    feedback = _header(fields, "Feedback-Type").lower() or _microsoft_feedback(msg)
+    # Every feedback type is a reader's complaint but these: "not-spam" takes one back, and
+    # an authentication failure report is about our signatures, not about the reader's wish.
+    complaint = feedback not in ("not-spam", "auth-failure", "dkim", "spf", "")
+    kind = BounceKind.COMPLAINT if complaint else BounceKind.UNKNOWN
     detail = f"feedback-type {feedback or 'missing'}"
-    reason = "complaint" if kind == BounceKind.COMPLAINT else None
-    return BounceReport(kind, _complainant(msg, report), None, detail, reason=reason)
+    reason = "complaint" if complaint else None
+    return BounceReport(kind, _complainant(msg, fields), None, detail, reason=reason)
+
+
+# Feedback loops that send their own format: Microsoft's JMRP, Amazon SES.
+_FEEDBACK_SENDERS = ("staff@hotmail.com", "complaints@email-abuse.amazonses.com")
+_FEEDBACK_SUBJECT = re.compile(r"complaint about message from", re.IGNORECASE)
+
+
+def _feedback_fields(msg: Message) -> Message | None:
+    """Return the fields of a feedback report, or None when the message is not one.
+
+    The RFC 5965 part first; else a report-type=feedback-report message whose fields stand
+    in a text part; else Microsoft's and Amazon's own formats, which carry no fields.
+    """
+    parts = _parts(msg, "message/feedback-report")
+    if parts:
+        blocks = _field_blocks(parts[0])
+        return blocks[0] if blocks else Message()
+    report_type = (msg.get_param("report-type") or "").lower() if msg.is_multipart() else ""
+    if report_type == "feedback-report":
+        for part in _parts(msg, "text/plain"):
+            text = (part.get_payload(decode=True) or b"")[:20_000]
+            if re.search(rb"(?im)^feedback-type:", text):
+                found = re.findall(rb"(?im)^([a-z-]+):[ \t]*(.*)$", text)
+                fields = Message()
+                for name, value in found:
+                    fields[name.decode("ascii", "replace")] = value.decode("ascii", "replace")
+                return fields
+        return Message()
+    if _microsoft_feedback(msg):
+        return Message()
+    return None
+
+
+def _microsoft_feedback(msg: Message) -> str:
+    sender = parseaddr(_header(msg, "From"))[1].lower()
+    if sender in _FEEDBACK_SENDERS and _FEEDBACK_SUBJECT.search(_header(msg, "Subject")):
+        return "abuse"
+    return ""
 
 
 def _complainant(msg: Message, report: Message) -> str | None:
@@ -291,13 +359,16 @@ def _complainant(msg: Message, report: Message) -> str | None:
 
     Providers that redact the address leave neither; the signed return path then decides.
     """
-    for name in ("Original-Rcpt-To", "Removal-Recipient"):
+    for name in ("Original-Rcpt-To", "Removal-Recipient", "Redacted-Address"):
         address = _clean(_typed_value(_header(report, name)))
-        if address:
+        if address and not address.endswith("@"):
             return address
     original = _enclosed_headers(msg)
     if original is None:
         return None
+    microsoft = _clean(_header(original, "X-HmXmrOriginalRecipient"))
+    if microsoft:
+        return microsoft
     addresses = [a for _, a in getaddresses(original.get_all("To", [])) if a]
     return _clean(addresses[0]) if len(addresses) == 1 else None
 

@@ -9,6 +9,7 @@ Text is decoded leniently: a charset Python does not know is read as Latin-1, ne
 from __future__ import annotations
 
 import codecs
+import html
 import logging
 import re
 from collections.abc import Sequence
@@ -81,12 +82,25 @@ def server_words(msg: Message, recipient: str, others: Sequence[str] = ()) -> st
 
 
 def report_text(msg: Message) -> str:
-    """Return the text parts written by the reporting server, cut where the original starts."""
-    texts = []
+    """Return the text parts written by the reporting server, cut where the original starts.
+
+    A report written only in HTML (GroupWise, some webmail) is read with its tags removed.
+    """
+    texts, html = [], []
     for part in _own_parts(msg):
-        if part.get_content_maintype() == "text" and part.get_content_subtype() in ("plain", ""):
+        if part.get_content_maintype() != "text":
+            continue
+        if part.get_content_subtype() in ("plain", ""):
             texts.append(_until_original(decoded_text(part)))
-    return "\n".join(texts)
+        elif part.get_content_subtype() == "html":
+            html.append(_until_original(_html_to_text(decoded_text(part))))
+    return "\n".join(texts or html)
+
+
+def _html_to_text(markup: str) -> str:
+    markup = re.sub(r"(?is)<(script|style)\b.*?</\1>", " ", markup)
+    markup = re.sub(r"(?i)<br\s*/?>|</p>|</div>|</tr>", "\n", markup)
+    return html.unescape(re.sub(r"<[^>]*>", " ", markup))
 
 
 def _own_parts(msg: Message) -> list[Message]:

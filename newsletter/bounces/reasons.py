@@ -71,7 +71,8 @@ _WORDING: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"mail ?box size limit", r"storage (space |allocation )?(limit|exceeded|full)",
         r"disk (quota|full)", r"mail ?(box|folder) (\w+ ){0,2}exceed", r"out of storage",
         r"too much mail", r"inbox is full", r"user is over", r"has exceeded (its|the|his|her)",
-        r"storage allocation", r"\bquota\b",
+        r"storage allocation", r"\bquota\b", r"mail ?folder is full",
+        r"(does not have|not) enough (storage |disk )?space", r"full mail ?box",
     )),
     (MAILBOX_DISABLED, _phrases(
         r"(mail ?box|account|user|address|recipient)( \S+){0,5} (is |has been |was )?"
