@@ -17,7 +17,7 @@ from newsletter.bounces.reasons import classify_failure, kind_of, reason_from_wo
         ("5.1.10", "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found",
          "hard", "bad-mailbox"),  # the words pick the reason within the address family
         # 5.1.7/5.1.8 are about our sender, not the reader's address.
-        ("5.1.8", "553 5.1.8 Sender address rejected: Domain not found", "blocked", "policy"),
+        ("5.1.8", "553 5.1.8 Sender address rejected: Domain not found", "blocked", "rejected"),
         # Mailbox status (5.2.x) is soft.
         ("5.2.2", "552 5.2.2 Mailbox full", "soft", "mailbox-full"),
         ("5.2.1", "550 5.2.1 The email account that you tried to reach is disabled",
@@ -46,6 +46,10 @@ from newsletter.bounces.reasons import classify_failure, kind_of, reason_from_wo
         ("5.1.1", "550 5.1.1 user over quota", "soft", "mailbox-full"),
         ("5.1.1", "550 5.1.1 blocked using zen.spamhaus.org", "blocked", "reputation"),
         ("5.1.7", "550 5.1.7 invalid address", "blocked", "policy"),  # our sender's
+        # Words about our sender, not the reader: "domain not found" is our domain's.
+        ("5.1.1", "550 5.1.1 Sender address rejected: Domain not found", "blocked",
+         "rejected"),
+        (None, "554 Relay access denied", "blocked", "rejected"),
         # Every 4.x.x is soft, even with alarming words.
         ("4.2.2", "452 4.2.2 Over quota", "soft", "mailbox-full"),
         ("4.7.0", "421 4.7.0 Message blocked as spam", "soft", "deferred"),
@@ -72,7 +76,7 @@ def test_codes_decide_the_family_and_words_the_reason(status, text, kind, reason
         ("554 Your message looks like spam", "spam"),
         ("553 Your IP is listed on a blacklist", "reputation"),
         ("550 Rejected by DMARC policy for example.org", "authentication"),
-        ("553 sorry, that domain isn't in my list of allowed rcpthosts", "policy"),
+        ("553 sorry, that domain isn't in my list of allowed rcpthosts", "rejected"),
         ("connect to mx.example.org: Connection refused", "network"),
     ],
 )

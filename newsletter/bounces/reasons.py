@@ -43,13 +43,15 @@ AUTHENTICATION = "authentication"
 REPUTATION = "reputation"
 CONTENT = "content"
 POLICY = "policy"
+# Our sender refused (its address, domain or host) or relaying denied: never the reader's.
+REJECTED = "rejected"
 
 ADDRESS_REASONS = (BAD_MAILBOX, BAD_DOMAIN, MOVED)
 MAILBOX_REASONS = (MAILBOX_FULL, MAILBOX_DISABLED, MAILBOX_ERROR, TOO_LARGE)
 TRANSIENT_REASONS = (
     SYSTEM, NETWORK, EXPIRED, PROTOCOL, MESSAGE_FORMAT, DEFERRED, UNCLASSIFIED, UNRECOGNIZED
 )  # fmt: skip
-BLOCKED_REASONS = (SPAM, AUTHENTICATION, REPUTATION, CONTENT, POLICY)
+BLOCKED_REASONS = (SPAM, AUTHENTICATION, REPUTATION, CONTENT, REJECTED, POLICY)
 SOFT_REASONS = MAILBOX_REASONS + TRANSIENT_REASONS
 
 _ENHANCED = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
@@ -102,6 +104,16 @@ _WORDING: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"(content|message) (was )?(rejected|not allowed|filtered|blocked) by content",
         r"content (policy|filter)",
     )),
+    (REJECTED, _phrases(
+        r"sender (address |domain |e-?mail )?(\S+ ){0,2}(rejected|refused|denied|blocked|"
+        r"not (allowed|accepted|permitted|authori[sz]ed)|verif\w* fail)", r"sender verify",
+        r"(mail from|envelope from|envelope sender|return.path) (\S+ ){0,3}(rejected|refused|"
+        r"denied|invalid|not accepted)", r"(your|sending|client) (domain|host|ip|server) "
+        r"(\S+ ){0,3}(rejected|refused|denied|blocked|not allowed)",
+        r"relay(ing)? (access )?(denied|not permitted|not allowed|prohibited)",
+        r"unable to relay", r"rcpthosts", r"not (authorized|authorised|permitted|allowed) to "
+        r"(send|relay)", r"we do not relay",
+    )),
     (MOVED, _phrases(
         r"(mail ?box|address|user|recipient) (has )?(been )?moved", r"no forwarding address",
         r"user not local",
@@ -112,6 +124,7 @@ _WORDING: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"no (mx|mail exchanger|such domain)", r"(unrouteable|unroutable) (mail )?domain",
         r"null mx", r"domain (\S+ ){0,2}does not accept mail", r"name or service not known",
         r"bad destination system address", r"domain (is not reachable|must exist)",
+        r"mx records? (\S+ ){0,3}non-?existent host", r"couldn'?t find any host",
         r"domain mentioned in (e-?mail )?address is unknown", r"account or domain may not exist",
     )),
     (BAD_MAILBOX, _phrases(
@@ -127,6 +140,7 @@ _WORDING: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"bad destination mail ?box", r"addressee unknown", r"recipient rejected",
         r"undeliverable address", r"no mailbox here", r"not our customer", r"unknown or illegal",
         r"account (\S+ ){0,2}(closed|deleted|removed|terminated|not found)",
+        r"(user|mail ?box) (is |has been |was )(terminated|deleted|removed|closed)",
         # Wording classes of the mature analysers and of real reports in other languages.
         r"user not known", r"not (a |an )?(known|active|valid) (user|address|mail ?box)",
         r"no matches to nameserver query", r"invalid (final )?(delivery )?user ?id",
@@ -163,9 +177,8 @@ _WORDING: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"line too long", r"too many recipients",
     )),
     (POLICY, _phrases(
-        r"\bblocked\b", r"\bpolic(y|ies)\b", r"not (authorized|authorised|permitted|allowed) "
-        r"to (send|relay)", r"relay(ing)? (access )?(denied|not permitted|not allowed|prohibited)",
-        r"unable to relay", r"access denied", r"administratively", r"prohibited", r"rcpthosts",
+        r"\bblocked\b", r"\bpolic(y|ies)\b", r"access denied", r"administratively",
+        r"prohibited",
         r"not accepting mail from", r"refused", r"denied", r"banned", r"not authori[sz]ed",
     )),
 )  # fmt: skip
@@ -287,7 +300,7 @@ def _permanent(code: str | None, text: str) -> tuple[str, str]:
 
 # Mailbox trouble and the sender's reputation are what servers most often misreport as a dead
 # address (a 5.1.1 "over quota", "blocked by Spamhaus"): such words win over an address code.
-_NOT_AN_ADDRESS = (MAILBOX_FULL, SPAM, REPUTATION, AUTHENTICATION)
+_NOT_AN_ADDRESS = (MAILBOX_FULL, SPAM, REPUTATION, AUTHENTICATION, REJECTED)
 # Codes servers misuse for a missing mailbox: 5.3.0 and 5.5.x "addressee unknown", 5.4.4
 # "no such domain", 5.7.1 "no such user". Subject 1 is not among them: 5.1.7 and 5.1.8 are
 # about our sender, and the 5.2 mailbox codes keep their family.
