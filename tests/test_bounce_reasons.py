@@ -50,6 +50,9 @@ from newsletter.bounces.reasons import classify_failure, kind_of, reason_from_wo
         ("5.1.1", "550 5.1.1 Sender address rejected: Domain not found", "blocked",
          "rejected"),
         (None, "554 Relay access denied", "blocked", "rejected"),
+        # A provider's own reply: Exchange Online's "access denied" for a recipient it lacks.
+        ("5.4.1", "550 5.4.1 Recipient address rejected: Access denied. AS(201806281)", "hard",
+         "bad-mailbox"),
         # Every 4.x.x is soft, even with alarming words.
         ("4.2.2", "452 4.2.2 Over quota", "soft", "mailbox-full"),
         ("4.7.0", "421 4.7.0 Message blocked as spam", "soft", "deferred"),

@@ -286,7 +286,24 @@ def _soft_reason(code: str | None, text: str) -> str:
     return coded if coded in SOFT_REASONS else DEFERRED
 
 
+# Replies of one provider whose code says something else than the family it belongs to (from
+# the providers' own lists of their replies, as mature analysers keep them).
+_PROVIDER_REPLIES = (
+    # Exchange Online's directory-based edge blocking: the recipient does not exist.
+    ("5.4.1", "recipient address rejected: access denied", BAD_MAILBOX),
+    ("5.2.1", "content filter agent quarantined", SPAM),  # Exchange
+)
+
+
+def _provider_reply(code: str | None, text: str) -> str | None:
+    lowered = " ".join(text.lower().split())
+    return next((r for c, words, r in _PROVIDER_REPLIES if c == code and words in lowered), None)
+
+
 def _permanent(code: str | None, text: str) -> tuple[str, str]:
+    provider = _provider_reply(code, text)
+    if provider is not None:
+        return kind_of(provider), provider
     coded = _code_reason(code)
     worded = _worded_reasons(text)
     if coded is None:  # no code, or x.0.x: the words alone decide
