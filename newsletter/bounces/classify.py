@@ -18,7 +18,7 @@ import enum
 import hashlib
 import re
 from dataclasses import dataclass, replace
-from email import message_from_bytes, policy
+from email import message_from_bytes, message_from_string, policy
 from email.message import Message
 from email.utils import getaddresses, parseaddr
 
@@ -238,9 +238,8 @@ def _typed_value(value: str) -> str:
 
 def _from_dsn(msg: Message) -> BounceReport | None:
     parts = _parts(msg, "message/delivery-status")
-    if not parts:
-        return None
-    blocks = [b for p in parts for b in _field_blocks(p) if b.get("Action") or b.get("Status")]
+    found = [b for p in parts for b in _field_blocks(p)] if parts else _fields_in_text(msg)
+    blocks = [b for b in found if b.get("Action") or b.get("Status")]
     if not blocks:
         return None  # a malformed report: the text detectors may still read it
     failed = [b for b in blocks if _header(b, "Action").lower() not in _NOT_FAILURES]
@@ -250,6 +249,27 @@ def _from_dsn(msg: Message) -> BounceReport | None:
     others = [_block_recipient(b) for b in failed]
     failures = [_dsn_failure(msg, b, others) for b in sorted(failed, key=_dsn_rank)]
     return _with_failures(failures)
+
+
+_DSN_FIELD = re.compile(r"(?im)^(final-recipient|original-recipient)\s*:")
+
+
+def _fields_in_text(msg: Message) -> list[Message]:
+    """Return DSN recipient blocks some mail systems write into a plain text part.
+
+    Only from a mail system: a person's message that quotes a report is not one.
+    """
+    if not _from_a_mail_system(msg):
+        return []
+    text = report_text(msg)
+    if not _DSN_FIELD.search(text):
+        return []
+    blocks = re.split(r"\n\s*\n", text.replace("\r\n", "\n"))
+    return [
+        message_from_string(block.strip() + "\n\n", policy=policy.compat32)
+        for block in blocks
+        if _DSN_FIELD.search(block)
+    ]
 
 
 # DSN actions that report no failure: the message was delivered, relayed or expanded.
