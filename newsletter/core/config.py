@@ -390,8 +390,7 @@ class Settings:
     )
     # A bounce comes back within days; a month also covers weekly digests and slow retries.
     bounce_recent_days: int = setting(
-        30, "a report with no signed return path must quote the signed Message-ID of a"
-        " message sent within this many days",
+        30, "an unsigned report must quote the Message-ID of a digest sent this many days ago",
         at_least=1,
     )  # fmt: skip
     soft_bounce_limit: int = setting(
