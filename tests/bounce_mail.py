@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import mailbox
+import re
 from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import select
 
 from newsletter.bounces.classify import verp_token
+from newsletter.bounces.signing import delivery_message_id
 from newsletter.core.app import App
 from newsletter.core.models import Delivery, Edition, Subscriber, Suppression, utcnow
 from tests import factories as f
@@ -66,7 +68,17 @@ def returned(app: App, name: str, delivery_id: int | None) -> bytes:
 def unsigned(name: str, about: str) -> bytes:
     """Read a sample sent to the bare bounce address, naming `about` instead of its reader."""
     data = (BOUNCES / name).read_bytes().replace(b"bounces+VERPTOKEN@", b"bounces@")
-    return data.replace(SAMPLES[name].encode(), about.encode())
+    return data.replace(SAMPLES[name].encode(), about.encode()) if name in SAMPLES else data
+
+
+def quoting(app: App, name: str, delivery_id: int, about: str | None = None) -> bytes:
+    """Read a sample sent to the bare bounce address, its original quoting the Message-ID
+    of one delivery (and naming `about` instead of its reader, if given)."""
+    data = unsigned(name, about) if about else unsigned(name, SAMPLES.get(name, ""))
+    message_id = delivery_message_id(app.settings, delivery_id).encode()
+    quoted = re.sub(rb"<[0-9a-f]{32}@news\.example\.test>", message_id, data)
+    assert quoted != data, f"{name} quotes no Message-ID"
+    return quoted
 
 
 def statuses(app: App) -> dict[str, str]:

@@ -145,3 +145,99 @@ class DovecotServer:
             imap.append(folder, None, None, data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
         finally:
             imap.logout()
+
+
+class ScriptedImapServer:
+    """A small IMAP server over TLS on loopback that answers as a test scripts it.
+
+    It holds `uids` messages, each `message`; a FETCH answers with a literal of
+    `literal_size` bytes when set (streamed until the client hangs up, whatever it asked
+    for), and `flood` answers a SEARCH with untagged lines that never end. It counts the
+    FETCHes it was asked.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        uids: int = 1,
+        message: bytes = b"Subject: hello\r\n\r\nhi\r\n",
+        literal_size: int | None = None,
+        flood: bool = False,
+    ) -> None:
+        self.folder = folder
+        self.uids, self.message = uids, message
+        self.literal_size, self.flood = literal_size, flood
+        self.fetches = 0
+        self.port = 0
+
+    def __enter__(self) -> ScriptedImapServer:
+        import threading
+
+        self.cafile, key = make_certificate(self.folder)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cafile, key)
+        listener = socket.create_server(("127.0.0.1", 0))
+        listener.settimeout(30)
+        self.port = listener.getsockname()[1]
+        self._listener = context.wrap_socket(listener, server_side=True)
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._listener.close()
+        self._thread.join(timeout=30)
+
+    def url(self, folder: str = "INBOX") -> str:
+        return f"imaps://reader:secret@localhost:{self.port}/{folder}"
+
+    def _serve(self) -> None:
+        try:
+            conn, _ = self._listener.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(30)
+            try:
+                self._session(conn, conn.makefile("rb"))
+            except OSError:
+                pass  # the client hung up: what the hostile answers are meant to cause
+
+    def _session(self, conn: ssl.SSLSocket, lines: object) -> None:
+        conn.sendall(b"* OK [CAPABILITY IMAP4rev1 UIDPLUS] ready\r\n")
+        for raw in iter(lines.readline, b""):  # type: ignore[attr-defined]
+            tag, _, rest = raw.decode().strip().partition(" ")
+            command = rest.split(" ", 2)
+            name = command[0].upper()
+            if name == "UID":
+                name = "UID " + command[1].upper()
+            if name == "LOGOUT":
+                conn.sendall(f"* BYE\r\n{tag} OK bye\r\n".encode())
+                return
+            conn.sendall(self._answer(conn, tag, name, rest))
+
+    def _answer(self, conn: ssl.SSLSocket, tag: str, name: str, rest: str) -> bytes:
+        if name == "CAPABILITY":
+            return f"* CAPABILITY IMAP4rev1 UIDPLUS\r\n{tag} OK done\r\n".encode()
+        if name == "SELECT":
+            return f"* {self.uids} EXISTS\r\n{tag} OK [READ-WRITE] done\r\n".encode()
+        if name == "UID SEARCH":
+            if self.flood:
+                while True:
+                    conn.sendall(b"* OK " + b"x" * 1000 + b"\r\n")
+            # Nothing carries the kept keyword: every message is new mail.
+            kept_only = "KEYWORD" in rest and "UNKEYWORD" not in rest
+            found = "" if kept_only else "".join(f" {n}" for n in range(1, self.uids + 1))
+            return f"* SEARCH{found}\r\n{tag} OK done\r\n".encode()
+        if name == "UID FETCH":
+            self.fetches += 1
+            uid = rest.split(" ")[2]
+            if self.literal_size is not None:
+                size = self.literal_size
+                conn.sendall(f"* {uid} FETCH (UID {uid} BODY[] {{{size}}}\r\n".encode())
+                while True:
+                    conn.sendall(b"x" * 65536)
+            head = f"* {uid} FETCH (UID {uid} BODY[]<0> {{{len(self.message)}}}\r\n".encode()
+            return head + self.message + f")\r\n{tag} OK done\r\n".encode()
+        return f"{tag} OK done\r\n".encode()

@@ -226,3 +226,35 @@ def test_health_and_status_count_by_reason(app, run, tmp_path):
     assert "by reason: bad-mailbox 2, authentication 1, mailbox-full 1" in text
     assert "1 blocked" in text
     assert "by reason: bad-mailbox 2, authentication 1, mailbox-full 1" in status_text
+
+
+TEXT_DSN = b"""Return-Path: <>
+From: MAILER-DAEMON@mx.example.org
+To: bounces+VERPTOKEN@news.example.test
+Subject: Delivery failure
+
+This message could not be delivered.
+
+Reporting-MTA: dns; mx.example.org
+
+Final-Recipient: rfc822; gone@example.org
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 no such user
+"""
+
+
+def test_report_fields_a_mail_system_writes_into_plain_text_are_read() -> None:
+    report = parse_bounce(TEXT_DSN)
+    assert report is not None
+    assert (report.kind, report.reason, report.recipient) == (
+        BounceKind.HARD,
+        "bad-mailbox",
+        "gone@example.org",
+    )
+    # The same text from a person (a reader quoting a report) is no report.
+    person = TEXT_DSN.replace(b"Return-Path: <>", b"Return-Path: <me@example.org>").replace(
+        b"MAILER-DAEMON@", b"me@"
+    )
+    quoted = parse_bounce(person)
+    assert quoted is not None and quoted.kind != BounceKind.HARD

@@ -216,37 +216,37 @@ def test_a_send_after_an_edition_with_too_many_complaints_needs_force(app, run, 
     from tests.factories import dump_database
 
     _readers(app)
-    _complaints_about_yesterday(app, run, tmp_path, complaints=1)  # 1% of 100, above 0.3%
+    _complaints_about_yesterday(app, run, tmp_path, complaints=3)  # 3% of 100, above 0.3%
     before = dump_database(app.engine)
     for command in ("send", "plan"):
         extra = ["--yes"] if command == "send" else []
         refused = run(command, *extra, "--date", DAY)
         assert refused.exit_code == 1 and refused.output.count("\n") == 1, refused.output
-        assert "1 complaints in 100 messages (1.00%)" in refused.output
+        assert "3 complaints in 100 messages (3.00%)" in refused.output
         assert "--force" in refused.output
     assert dump_database(app.engine) == before
 
     forced = run("send", "--yes", "--force", "--date", DAY)
     assert forced.exit_code == 0, forced.output
-    assert _statuses(app) == Counter({"sent": READERS - 1})  # the complainer unsubscribed
+    assert _statuses(app) == Counter({"sent": READERS - 3})  # the complainers unsubscribed
     # The forced edition is now the last one: the next needs no force.
     assert run("send", "--yes", "--date", DAY).exit_code == 0
 
 
 def test_complaints_at_the_limit_do_not_hold_the_next_edition(app, run, tmp_path):
     _readers(app)
-    _guard_config(tmp_path, complaint_rate_limit=0.01)
-    _complaints_about_yesterday(app, run, tmp_path, complaints=1)  # exactly 1%
+    _guard_config(tmp_path, complaint_rate_limit=0.03)
+    _complaints_about_yesterday(app, run, tmp_path, complaints=3)  # exactly 3%
     assert run("send", "--yes", "--date", DAY).exit_code == 0
 
 
 def test_the_scheduler_tick_logs_a_complaint_hold_and_starts_nothing(app, run, tmp_path, caplog):
     _readers(app)
-    _complaints_about_yesterday(app, run, tmp_path, complaints=2)
+    _complaints_about_yesterday(app, run, tmp_path, complaints=3)
     now = datetime.combine(f.DAY, datetime.min.time(), tzinfo=UTC) + timedelta(hours=9)
     with caplog.at_level(logging.WARNING, logger="newsletter.runners.tick"):
         report = tick.run_due(app, now, config=tick.ScheduleConfig(sources=()), fetch=False)
-    assert report.held and "2 complaints in 100 messages" in report.held
+    assert report.held and "3 complaints in 100 messages" in report.held
     assert report.planned == report.sent == 0 and report.ok
     assert "held:" in report.line()
     assert any("no new edition starts" in r.getMessage() for r in caplog.records)

@@ -1,4 +1,4 @@
-"""Read bounces, complaints and auto-replies, and sign the VERP return path they come back to.
+"""Read bounces, complaints and auto-replies, and find the signed tokens they carry back.
 
 The structured reports are read first: an RFC 5965 feedback report (a complaint), an RFC 3464
 delivery status notification (Postfix, Gmail, Microsoft, Exim with DSNs) and Exim's plain-text
@@ -8,34 +8,33 @@ report from a mail system that arrived at a valid signed return path counts as a
 of that delivery even when nothing reads it; everything else not understood is "unknown" and
 is left for a person to read.
 
-Each message goes out with the envelope sender `bounces+<token>@<bounce domain>`; the token
-names the delivery and is signed with the secret key, so a bounce maps to its row even when the
-reporting server rewrote the recipient, and a forged bounce cannot name someone else's row.
+Which delivery a report is about comes from what we signed (see `signing`): the return path it
+was sent to, or the Message-ID of the original it quotes.
 """
 
 from __future__ import annotations
 
-import base64
 import enum
 import hashlib
-import hmac
 import re
 from dataclasses import dataclass, replace
-from email import message_from_bytes, policy
+from email import message_from_bytes, message_from_string, policy
 from email.message import Message
 from email.utils import getaddresses, parseaddr
 
 from newsletter.bounces import reasons
-from newsletter.bounces.detectors import read_text_bounce, report_text, server_words
-from newsletter.content.mime import envelope_sender
-from newsletter.core.config import Settings
+from newsletter.bounces.detectors import read_text_bounces, report_text, server_words
+from newsletter.bounces.signing import DEFAULT_VERP_PREFIX, quoted_message_tokens, token_in_address
 
-DEFAULT_VERP_PREFIX = "bounces"
-VERP_SALT = b"newsletter.verp"
-# 60 bits of MAC: forging one address takes ~2^60 tries, each needing a bounce we read.
-MAC_CHARS = 12
-_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
-_TOKEN = re.compile(rf"^([0-9a-z]{{1,13}})-([a-z2-7]{{{MAC_CHARS}}})$")
+# Re-exported: callers find the return path's signing where they always did.
+from newsletter.bounces.signing import bounce_domain as bounce_domain
+from newsletter.bounces.signing import parse_verp as parse_verp
+from newsletter.bounces.signing import token_delivery_id as token_delivery_id
+from newsletter.bounces.signing import verp_address as verp_address
+from newsletter.bounces.signing import verp_enabled as verp_enabled
+from newsletter.bounces.signing import verp_prefix as verp_prefix
+from newsletter.bounces.signing import verp_token as verp_token
+
 # Reading stops here: a report is short, and a huge message is someone's attachment.
 MAX_PARSED_BYTES = 2_000_000
 _SMTP_CODE = re.compile(r"\b([245]\d\d)[ -]")
@@ -58,13 +57,30 @@ class BounceKind(enum.StrEnum):
     SOFT = "soft"
     BLOCKED = "blocked"
     COMPLAINT = "complaint"
+    # A feedback report the reader sent from their own address: their wish, not a feedback loop.
+    READER_REPORT = "reader-report"
     AUTO_REPLY = "auto-reply"
     UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
+class Failure:
+    """What a report says of one failed recipient: the kind, reason and code, and the words."""
+
+    recipient: str | None
+    kind: BounceKind
+    reason: str | None
+    status: str | None
+    diagnostic: str
+
+
+@dataclass(frozen=True)
 class BounceReport:
-    """What one returned message says: its kind and reason, whom it is about, the server's words."""
+    """What one returned message says: its kind and reason, whom it is about, the server's words.
+
+    A report about several recipients keeps each one's failure in `failures`; the top-level
+    fields are the first, the one a report about someone else's address stands for.
+    """
 
     kind: BounceKind
     recipient: str | None = None
@@ -73,88 +89,35 @@ class BounceReport:
     verp_token: str | None = None
     subject: str = ""
     reason: str | None = None
+    # Who sent the report itself (From, Sender, Return-Path): a reader's own address there
+    # makes a feedback report theirs, not a mail system's feedback loop.
+    senders: tuple[str, ...] = ()
+    # Tokens of the Message-IDs of ours the report quotes (unverified): which delivery it is.
+    message_tokens: tuple[str, ...] = ()
+    failures: tuple[Failure, ...] = ()
+    # The words of a report no reader understood, to be read for the address it came back for.
+    context: str = ""
 
     @property
     def understood(self) -> bool:
         return self.kind != BounceKind.UNKNOWN
 
+    def about(self, email: str) -> BounceReport:
+        """Return the report as it stands for one address: that recipient's own failure.
 
-# --- VERP ------------------------------------------------------------------------------
-
-
-def verp_prefix(settings: Settings) -> str:
-    """Return the local part before the "+" of return paths (setting `bounce_prefix`)."""
-    return settings.bounce_prefix.lower()
-
-
-def verp_enabled(settings: Settings) -> bool:
-    """Tell whether messages go out with signed return paths: only once `bounce_domain` is set."""
-    # The operator routes bounces back to us only when they name the domain; else the plain
-    # From address is the envelope sender (the same test as the message preparer's).
-    return bool(settings.bounce_domain)
-
-
-def bounce_domain(settings: Settings) -> str:
-    """Return the domain bounces come back to: setting `bounce_domain`, else the From domain."""
-    configured = settings.bounce_domain.lower()
-    return configured or envelope_sender(settings).rpartition("@")[2].lower()
-
-
-def _mac(secret_key: str, ident: str) -> str:
-    if not secret_key:
-        raise ValueError("settings.secret_key is empty: return paths cannot be signed")
-    digest = hmac.new(secret_key.encode(), VERP_SALT + b":" + ident.encode(), "sha256").digest()
-    # Lowercase base32: some servers lowercase local parts, so the token must survive it.
-    return base64.b32encode(digest).decode("ascii").lower()[:MAC_CHARS]
-
-
-def _base36(number: int) -> str:
-    digits = ""
-    while True:
-        number, rest = divmod(number, 36)
-        digits = _BASE36[rest] + digits
-        if not number:
-            return digits
-
-
-def verp_token(settings: Settings, delivery_id: int) -> str:
-    """Return the signed token naming one delivery: `<id in base 36>-<mac>`."""
-    if delivery_id < 0:
-        raise ValueError("delivery ids are not negative")
-    ident = _base36(delivery_id)
-    return f"{ident}-{_mac(settings.secret_key, ident)}"
-
-
-def verp_address(settings: Settings, delivery_id: int) -> str:
-    """Return the envelope sender of one delivery: `bounces+<token>@<bounce domain>`."""
-    return f"{verp_prefix(settings)}+{verp_token(settings, delivery_id)}@{bounce_domain(settings)}"
-
-
-def token_delivery_id(settings: Settings, token: str) -> int | None:
-    """Return the delivery id a token names, or None when it is malformed or forged."""
-    match = _TOKEN.match(token.strip().lower())
-    if match is None:
-        return None
-    ident, mac = match.groups()
-    if not hmac.compare_digest(mac, _mac(settings.secret_key, ident)):
-        return None
-    return int(ident, 36)
-
-
-def parse_verp(settings: Settings, address: str) -> int | None:
-    """Return the delivery id of a VERP return path, or None for any other or forged address."""
-    token = token_in_address(address, verp_prefix(settings))
-    return token_delivery_id(settings, token) if token else None
-
-
-def token_in_address(address: str, prefix: str = DEFAULT_VERP_PREFIX) -> str | None:
-    """Return the token of `<prefix>+<token>@...` (any domain), or None."""
-    bare = parseaddr(address)[1] or address.strip().strip("<>")
-    local, at, _ = bare.rpartition("@")
-    head, plus, token = local.partition("+")
-    if not at or not plus or head.lower() != prefix or not token:
-        return None
-    return token.lower()
+        A report naming several recipients is read for the one a delivery was sent to; when
+        none is that address (a forward, a rewritten alias), the first failure stands.
+        """
+        key = email.strip().lower()
+        match = next((f for f in self.failures if (f.recipient or "").lower() == key), None)
+        if match is None and not self.failures and self.context:
+            match = _failure_in_words(self.context, key)
+        if match is None:
+            return self
+        return replace(
+            self, kind=match.kind, recipient=match.recipient, status=match.status,
+            reason=match.reason, diagnostic=match.diagnostic,
+        )  # fmt: skip
 
 
 # --- parsing ---------------------------------------------------------------------------
@@ -164,7 +127,8 @@ def parse_bounce(data: bytes, *, prefix: str = DEFAULT_VERP_PREFIX) -> BounceRep
     """Classify one returned message; None when the bytes are not an email message at all."""
     if not _looks_like_message(data):
         return None
-    msg = message_from_bytes(_ascii_header_block(data[:MAX_PARSED_BYTES]), policy=policy.compat32)
+    data = data[:MAX_PARSED_BYTES]
+    msg = message_from_bytes(_ascii_header_block(data), policy=policy.compat32)
     report = _read_report(msg)
     if report is None and _arrival_token(msg, prefix) and not _from_a_person(msg):
         # It came back to one delivery's return path, so it is about that delivery.
@@ -172,12 +136,46 @@ def parse_bounce(data: bytes, *, prefix: str = DEFAULT_VERP_PREFIX) -> BounceRep
             BounceKind.SOFT,
             diagnostic="a report no detector reads, sent to a signed return path",
             reason=reasons.UNRECOGNIZED,
+            context=report_text(msg)[:MAX_CONTEXT_CHARS],
         )
     if report is None:
         report = BounceReport(BounceKind.UNKNOWN, diagnostic=NOT_UNDERSTOOD)
     return replace(
-        report, verp_token=_find_token(msg, prefix), subject=_header(msg, "Subject")[:200]
+        report,
+        verp_token=_find_token(msg, prefix),
+        subject=_header(msg, "Subject")[:200],
+        senders=_senders(msg),
+        message_tokens=quoted_message_tokens(data),
     )
+
+
+# A mail system's notice that some failure will be retried: not a final word on the address.
+_STILL_TRYING = re.compile(
+    r"will (continue to |keep )?(re)?try|not yet been delivered|delayed|warning|temporar",
+    re.IGNORECASE,
+)
+MAX_CONTEXT_CHARS = 20_000
+
+
+def _failure_in_words(text: str, email: str) -> Failure | None:
+    """Read what a report no reader knows says beside one address, if it names the address.
+
+    Returns None when the address is not in it or the words say nothing known.
+    """
+    at = text.lower().find(email)
+    if at < 0:
+        return None
+    words = " ".join(text[max(0, at - 300) : at + len(email) + 600].split())
+    permanent = False if _STILL_TRYING.search(words) else None
+    verdict = reasons.classify_failure(None, words, permanent=permanent)
+    if verdict.reason in (reasons.UNCLASSIFIED, reasons.DEFERRED):
+        return None
+    return _failure(verdict, email, words)
+
+
+def _senders(msg: Message) -> tuple[str, ...]:
+    values = [str(v) for name in ("From", "Sender", "Return-Path") for v in msg.get_all(name, [])]
+    return tuple(dict.fromkeys(a for _, a in getaddresses(values) if "@" in a))
 
 
 def _read_report(msg: Message) -> BounceReport | None:
@@ -240,25 +238,65 @@ def _typed_value(value: str) -> str:
 
 def _from_dsn(msg: Message) -> BounceReport | None:
     parts = _parts(msg, "message/delivery-status")
-    if not parts:
-        return None
-    recipients = [b for b in _field_blocks(parts[0]) if b.get("Action") or b.get("Status")]
-    if not recipients:
+    found = [b for p in parts for b in _field_blocks(p)] if parts else _fields_in_text(msg)
+    blocks = [b for b in found if b.get("Action") or b.get("Status")]
+    if not blocks:
         return None  # a malformed report: the text detectors may still read it
-    # One message, one recipient: report the worst state any recipient block states.
-    chosen = min(recipients, key=_dsn_rank)
-    # An X.400 or other non-Internet Final-Recipient: the Original-Recipient is ours.
-    recipient = _clean(_typed_value(_header(chosen, "Final-Recipient"))) or _typed_value(
-        _header(chosen, "Original-Recipient")
-    )
-    action = _header(chosen, "Action").lower()
-    if action in ("delivered", "relayed", "expanded"):
+    failed = [b for b in blocks if _header(b, "Action").lower() not in _NOT_FAILURES]
+    if not failed:
+        action = _header(blocks[0], "Action").lower()
         return BounceReport(BounceKind.UNKNOWN, diagnostic=f"a delivery notice ({action})")
-    diagnostic = _typed_value(_header(chosen, "Diagnostic-Code"))[:500]
-    words = diagnostic or server_words(msg, recipient)
+    others = [_block_recipient(b) for b in failed]
+    failures = [_dsn_failure(msg, b, others) for b in sorted(failed, key=_dsn_rank)]
+    return _with_failures(failures)
+
+
+_DSN_FIELD = re.compile(r"(?im)^(final-recipient|original-recipient)\s*:")
+
+
+def _fields_in_text(msg: Message) -> list[Message]:
+    """Return DSN recipient blocks some mail systems write into a plain text part.
+
+    Only from a mail system: a person's message that quotes a report is not one.
+    """
+    if not _from_a_mail_system(msg):
+        return []
+    text = report_text(msg)
+    if not _DSN_FIELD.search(text):
+        return []
+    blocks = re.split(r"\n\s*\n", text.replace("\r\n", "\n"))
+    return [
+        message_from_string(block.strip() + "\n\n", policy=policy.compat32)
+        for block in blocks
+        if _DSN_FIELD.search(block)
+    ]
+
+
+# DSN actions that report no failure: the message was delivered, relayed or expanded.
+_NOT_FAILURES = ("delivered", "relayed", "expanded")
+
+
+def _block_recipient(block: Message) -> str:
+    # An X.400 or other non-Internet Final-Recipient: the Original-Recipient is ours.
+    return _clean(_typed_value(_header(block, "Final-Recipient"))) or _typed_value(
+        _header(block, "Original-Recipient")
+    )
+
+
+def _dsn_failure(msg: Message, block: Message, others: list[str]) -> Failure:
+    recipient = _block_recipient(block)
+    action = _header(block, "Action").lower()
+    diagnostic = _typed_value(_header(block, "Diagnostic-Code"))[:500]
+    status = _header(block, "Status")
     permanent = {"failed": True, "delayed": False}.get(action)
-    verdict = reasons.classify_failure(_header(chosen, "Status"), words, permanent=permanent)
-    return _failure_report(verdict, recipient, diagnostic or words[:500])
+    if diagnostic and (reasons.reason_from_wording(diagnostic) or reasons.specific_code(status)):
+        verdict = reasons.classify_failure(status, diagnostic, permanent=permanent)
+        return _failure(verdict, recipient, diagnostic)
+    # No reply, or one in no known words: some servers write it only in the human-readable
+    # part, beside the address (and there too the code, when the Status field has none).
+    words = f"{diagnostic} {server_words(msg, recipient, others)}" if recipient else diagnostic
+    verdict = reasons.classify_failure(status, words, permanent=permanent)
+    return _failure(verdict, recipient, diagnostic or words)
 
 
 def _dsn_rank(block: Message) -> int:
@@ -266,27 +304,74 @@ def _dsn_rank(block: Message) -> int:
     return {"failed": 0, "delayed": 1}.get(action, 2)
 
 
-def _failure_report(verdict: reasons.Verdict, recipient: str, diagnostic: str) -> BounceReport:
+def _failure(verdict: reasons.Verdict, recipient: str | None, diagnostic: str) -> Failure:
+    words = " ".join(diagnostic.split())[:500]
+    kind = BounceKind(verdict.kind)
+    return Failure(_clean(recipient), kind, verdict.reason, verdict.status, words)
+
+
+def _with_failures(failures: list[Failure]) -> BounceReport:
+    first = failures[0]
     return BounceReport(
-        BounceKind(verdict.kind),
-        _clean(recipient),
-        verdict.status,
-        diagnostic[:500],
-        reason=verdict.reason,
-    )
+        first.kind, first.recipient, first.status, first.diagnostic, reason=first.reason,
+        failures=tuple(failures),
+    )  # fmt: skip
+
+
+def _failure_report(verdict: reasons.Verdict, recipient: str, diagnostic: str) -> BounceReport:
+    return _with_failures([_failure(verdict, recipient, diagnostic)])
 
 
 def _from_feedback_report(msg: Message) -> BounceReport | None:
-    parts = _parts(msg, "message/feedback-report")
-    if not parts:
+    fields = _feedback_fields(msg)
+    if fields is None:
         return None
-    fields = _field_blocks(parts[0])
-    report = fields[0] if fields else Message()
-    feedback = _header(report, "Feedback-Type").lower()
-    kind = BounceKind.COMPLAINT if feedback == "abuse" else BounceKind.UNKNOWN
+    feedback = _header(fields, "Feedback-Type").lower() or _microsoft_feedback(msg)
+    # Every feedback type is a reader's complaint but these: "not-spam" takes one back, and
+    # an authentication failure report is about our signatures, not about the reader's wish.
+    complaint = feedback not in ("not-spam", "auth-failure", "dkim", "spf", "")
+    kind = BounceKind.COMPLAINT if complaint else BounceKind.UNKNOWN
     detail = f"feedback-type {feedback or 'missing'}"
-    reason = "complaint" if kind == BounceKind.COMPLAINT else None
-    return BounceReport(kind, _complainant(msg, report), None, detail, reason=reason)
+    reason = "complaint" if complaint else None
+    return BounceReport(kind, _complainant(msg, fields), None, detail, reason=reason)
+
+
+# Feedback loops that send their own format: Microsoft's JMRP, Amazon SES.
+_FEEDBACK_SENDERS = ("staff@hotmail.com", "complaints@email-abuse.amazonses.com")
+_FEEDBACK_SUBJECT = re.compile(r"complaint about message from", re.IGNORECASE)
+
+
+def _feedback_fields(msg: Message) -> Message | None:
+    """Return the fields of a feedback report, or None when the message is not one.
+
+    The RFC 5965 part first; else a report-type=feedback-report message whose fields stand
+    in a text part; else Microsoft's and Amazon's own formats, which carry no fields.
+    """
+    parts = _parts(msg, "message/feedback-report")
+    if parts:
+        blocks = _field_blocks(parts[0])
+        return blocks[0] if blocks else Message()
+    report_type = (msg.get_param("report-type") or "").lower() if msg.is_multipart() else ""
+    if report_type == "feedback-report":
+        for part in _parts(msg, "text/plain"):
+            text = (part.get_payload(decode=True) or b"")[:20_000]
+            if re.search(rb"(?im)^feedback-type:", text):
+                found = re.findall(rb"(?im)^([a-z-]+):[ \t]*(.*)$", text)
+                fields = Message()
+                for name, value in found:
+                    fields[name.decode("ascii", "replace")] = value.decode("ascii", "replace")
+                return fields
+        return Message()
+    if _microsoft_feedback(msg):
+        return Message()
+    return None
+
+
+def _microsoft_feedback(msg: Message) -> str:
+    sender = parseaddr(_header(msg, "From"))[1].lower()
+    if sender in _FEEDBACK_SENDERS and _FEEDBACK_SUBJECT.search(_header(msg, "Subject")):
+        return "abuse"
+    return ""
 
 
 def _complainant(msg: Message, report: Message) -> str | None:
@@ -294,13 +379,16 @@ def _complainant(msg: Message, report: Message) -> str | None:
 
     Providers that redact the address leave neither; the signed return path then decides.
     """
-    for name in ("Original-Rcpt-To", "Removal-Recipient"):
+    for name in ("Original-Rcpt-To", "Removal-Recipient", "Redacted-Address"):
         address = _clean(_typed_value(_header(report, name)))
-        if address:
+        if address and not address.endswith("@"):
             return address
     original = _enclosed_headers(msg)
     if original is None:
         return None
+    microsoft = _clean(_header(original, "X-HmXmrOriginalRecipient"))
+    if microsoft:
+        return microsoft
     addresses = [a for _, a in getaddresses(original.get_all("To", [])) if a]
     return _clean(addresses[0]) if len(addresses) == 1 else None
 
@@ -321,10 +409,14 @@ def _from_exim_text(msg: Message) -> BounceReport | None:
         permanent = False
     else:
         return None
-    reply = _exim_diagnostic(body)
-    words = f"{reply} {server_words(msg, recipients[0])}"
-    verdict = reasons.classify_failure(None, words, permanent=permanent)
-    return _failure_report(verdict, recipients[0], reply or words)
+    failures = []
+    single = len(set(recipients)) == 1
+    for recipient in dict.fromkeys(recipients):
+        words = server_words(msg, recipient, recipients)
+        reply = _exim_diagnostic(body if single else words)
+        verdict = reasons.classify_failure(None, f"{reply} {words}", permanent=permanent)
+        failures.append(_failure(verdict, recipient, reply or words))
+    return _with_failures(failures)
 
 
 def _indented_addresses(body: str) -> list[str]:
@@ -358,11 +450,14 @@ def _from_auto_reply(msg: Message) -> BounceReport | None:
 
 
 def _from_text_detectors(msg: Message) -> BounceReport | None:
-    found = read_text_bounce(msg)
-    if found is None:
+    found = read_text_bounces(msg)
+    if not found:
         return None
-    verdict = reasons.classify_failure(None, found.diagnostic, permanent=found.permanent)
-    return _failure_report(verdict, found.recipient, found.diagnostic)
+    failures = []
+    for bounce in found:
+        verdict = reasons.classify_failure(None, bounce.diagnostic, permanent=bounce.permanent)
+        failures.append(_failure(verdict, bounce.recipient, bounce.diagnostic))
+    return _with_failures(failures)
 
 
 def _from_a_mail_system(msg: Message) -> bool:

@@ -9,8 +9,10 @@ Text is decoded leniently: a charset Python does not know is read as Latin-1, ne
 from __future__ import annotations
 
 import codecs
+import html
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import Message
 
@@ -41,32 +43,64 @@ class TextBounce:
     diagnostic: str
 
 
-def read_text_bounce(msg: Message) -> TextBounce | None:
-    """Find the failed recipient of a text bounce with the flufl.bounce detectors, or None."""
-    temporary, permanent = all_failures(msg)
-    found = sorted(permanent) or sorted(temporary)
-    if not found:
-        return None
-    recipient = found[0].decode("ascii", errors="replace")
-    return TextBounce(recipient, bool(permanent), server_words(msg, recipient))
+def read_text_bounces(msg: Message) -> list[TextBounce]:
+    """Find every failed recipient of a text bounce with the flufl.bounce detectors.
+
+    Each gets the words written about it alone (up to the next failed recipient), so a
+    report about several addresses gives each its own reason. A detector that fails on an
+    odd message finds nothing, as if it did not know the format.
+    """
+    try:
+        temporary, permanent = all_failures(msg)
+    except Exception:  # a detector's own bug (a missing header, say) is not the message's
+        return []
+    found = [(a.decode("ascii", errors="replace"), True) for a in sorted(permanent)]
+    found += [(a.decode("ascii", errors="replace"), False) for a in sorted(temporary - permanent)]
+    others = [address for address, _ in found]
+    return [TextBounce(a, p, server_words(msg, a, others)) for a, p in found]
 
 
-def server_words(msg: Message, recipient: str) -> str:
-    """Return the report's words about one recipient, without the returned original."""
+def server_words(msg: Message, recipient: str, others: Sequence[str] = ()) -> str:
+    """Return the report's words about one recipient, without the returned original.
+
+    They run from a little before the address to the next other recipient named after it.
+    """
     text = report_text(msg)
-    at = text.lower().find(recipient.lower())
+    lowered = text.lower()
+    at = lowered.find(recipient.lower())
     if at < 0:
         return _squeeze(text)[:500]
-    return _squeeze(text[max(0, at - _BEFORE) : at + len(recipient) + _AFTER])[:800]
+    others = {o.lower() for o in others} - {recipient.lower()}
+    # Alone, the words before the address may be its reason ("Unknown user: a@b"); among
+    # others, each one's reason follows it, and what comes before is the previous one's.
+    start, end = (at if others else max(0, at - _BEFORE)), at + len(recipient) + _AFTER
+    for other in others:
+        later = lowered.find(other, at + len(recipient))
+        if later >= 0:
+            end = min(end, later)
+    return _squeeze(text[start:end])[:800]
 
 
 def report_text(msg: Message) -> str:
-    """Return the text parts written by the reporting server, cut where the original starts."""
-    texts = []
+    """Return the text parts written by the reporting server, cut where the original starts.
+
+    A report written only in HTML (GroupWise, some webmail) is read with its tags removed.
+    """
+    texts, html = [], []
     for part in _own_parts(msg):
-        if part.get_content_maintype() == "text" and part.get_content_subtype() in ("plain", ""):
+        if part.get_content_maintype() != "text":
+            continue
+        if part.get_content_subtype() in ("plain", ""):
             texts.append(_until_original(decoded_text(part)))
-    return "\n".join(texts)
+        elif part.get_content_subtype() == "html":
+            html.append(_until_original(_html_to_text(decoded_text(part))))
+    return "\n".join(texts or html)
+
+
+def _html_to_text(markup: str) -> str:
+    markup = re.sub(r"(?is)<(script|style)\b.*?</\1>", " ", markup)
+    markup = re.sub(r"(?i)<br\s*/?>|</p>|</div>|</tr>", "\n", markup)
+    return html.unescape(re.sub(r"<[^>]*>", " ", markup))
 
 
 def _own_parts(msg: Message) -> list[Message]:

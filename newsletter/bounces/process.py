@@ -6,10 +6,11 @@ within `soft_bounce_days` (a disabled mailbox once it is reported again), a bloc
 recorded and suppresses nobody, a complaint unsubscribes and suppresses, and an unsubscribe
 request mailed to the List-Unsubscribe address unsubscribes the subscriber its token names.
 A message that cannot be read is kept and reported with the reason; the run goes on.
-A report is only believed when its signed return path names the delivery (required by default
-once a bounce domain is set), or else when it names a subscriber sent mail within
-`bounce_recent_days`. Only after the commit are the handled messages moved out of the way;
-the rest stay where they were and are reported.
+A report is only believed when what we signed names the delivery: the return path it came to,
+or the Message-ID of the original it quotes (of a message sent within `bounce_recent_days`).
+The address a report writes names nobody: anyone can mail the bounce address. Only after the
+commit are the handled messages moved out of the way; the rest stay where they were and are
+reported.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, distinct, func, select
 from sqlalchemy.orm import Session
 
+from newsletter.audience.signup import unsubscribe
 from newsletter.audience.subscribers import email_key
 from newsletter.audience.suppressions import COMPLAINT_REASON, suppress
 from newsletter.bounces import reasons
@@ -37,6 +39,7 @@ from newsletter.bounces.classify import (
 from newsletter.bounces.mailboxes import Returned, Source
 from newsletter.bounces.mailed_unsubscribe import unsubscribe_by_mail, unsubscribe_request
 from newsletter.bounces.refusals import count_events, repeatedly_disabled
+from newsletter.bounces.signing import message_id_delivery_id
 from newsletter.core.app import App
 from newsletter.core.config import Settings
 from newsletter.core.errors import NotFound
@@ -51,6 +54,7 @@ from newsletter.core.models import (
 )
 
 UNSUBSCRIBE_REQUEST = "unsubscribe-request"
+READER_REPORT_REASON = "reader-report"
 MAIL_UNSUBSCRIBED = "unsubscribed_by_mail"
 ACTIONS = (
     "suppressed", "unsubscribed", MAIL_UNSUBSCRIBED, "counted", "blocked", "ignored", "duplicate"
@@ -87,6 +91,8 @@ class BounceRun:
 
     source: str
     outcomes: list[MessageOutcome] = field(default_factory=list)
+    # Messages past the per-run limit (`bounce_max_messages`), left for the next run.
+    left: int = 0
 
     def count(self, action: str) -> int:
         return sum(1 for o in self.outcomes if o.action == action)
@@ -106,6 +112,7 @@ class BounceRun:
         return {
             "source": self.source,
             "messages": len(self.outcomes),
+            "left": self.left,
             **{action: self.count(action) for action in (*ACTIONS, "kept")},
             "suppressed_addresses": self.suppressed,
             "unsubscribed_by_mail_addresses": self.addresses(MAIL_UNSUBSCRIBED),
@@ -143,7 +150,7 @@ def process_bounces(
     processed = [o.ref for o in outcomes if not o.kept]
     where = source.finish(processed, [o.ref for o in outcomes if o.kept])
     outcomes = [_with_location(o, where) for o in outcomes]
-    return BounceRun(source.name, outcomes)
+    return BounceRun(source.name, outcomes, left=source.left)
 
 
 def _with_location(outcome: MessageOutcome, where: dict[str, str]) -> MessageOutcome:
@@ -190,6 +197,9 @@ def _apply(
     if isinstance(target, str):
         return MessageOutcome(ref, report.kind, "kept", report.recipient, target)
     email, delivery_id = target
+    report = report.about(email)  # a report on several recipients: this one's own failure
+    if report.kind == BounceKind.COMPLAINT and _sent_by_the_reader(report, email):
+        report = replace(report, kind=BounceKind.READER_REPORT, reason=READER_REPORT_REASON)
     if _seen(conn, parsed.digest):
         return MessageOutcome(ref, report.kind, "duplicate", email, "read before")
     conn.execute(
@@ -204,7 +214,40 @@ def _apply(
             created_at=now,
         )
     )
+    if report.kind == BounceKind.READER_REPORT:
+        return _reader_report(session, ref, report, email, now)
     return _act(conn, settings, ref, report, email, now)
+
+
+def _sent_by_the_reader(report: BounceReport, email: str) -> bool:
+    """Tell whether a feedback report came from the address it complains for."""
+    key = email_key(email)
+    return any(email_key(sender) == key for sender in report.senders)
+
+
+def _reader_report(
+    session: Session, ref: str, report: BounceReport, email: str, now: datetime
+) -> MessageOutcome:
+    """Unsubscribe a reader who reported their copy themselves; no complaint is counted.
+
+    Anyone who knows a return path can send such a report from the reader's address, so it
+    stops only their mail, as their own unsubscribe link would, and never holds an edition.
+    """
+    subscriber_id = _subscriber_id(session.connection(), email)
+    if subscriber_id is not None:
+        unsubscribe(subscriber_id, session=session, now=now, source="report")
+    detail = "a report from the reader's own address: unsubscribed, not counted as a complaint"
+    return _outcome(ref, report, MAIL_UNSUBSCRIBED, email, detail)
+
+
+def _subscriber_id(conn: Connection, email: str) -> int | None:
+    key = email_key(email)
+    rows = conn.execute(
+        select(Subscriber.id, Subscriber.email).where(
+            func.lower(Subscriber.email).in_({key, key.lower()})
+        )
+    )
+    return next((i for i, e in rows if email_key(e) == key), None)
 
 
 def _act(
@@ -260,7 +303,7 @@ def _unsubscribe(session: Session, settings: Settings, ref: str, token: str) -> 
 
 @dataclass(frozen=True)
 class TrustRules:
-    """Which reports are acted on: signed return paths only, or also recent recipients."""
+    """Which reports are acted on: signed return paths only, or also quoted Message-IDs."""
 
     require_verp: bool
     recent_days: int
@@ -278,20 +321,26 @@ def _resolve(
 ) -> tuple[str, int | None] | str:
     """Return (address, delivery id) the report is about, or why it cannot be trusted.
 
-    The bounce address is public, so anyone can send a report naming anyone: without a
-    signed return path, only someone we mailed lately can be named, never a stranger.
+    The bounce address is public, so anyone can send a report naming anyone: only what we
+    signed names a delivery, never the address a report writes. A report that came to a
+    signed return path names that delivery; unless `bounce_require_verp` (with a bounce
+    domain), one that quotes the Message-ID of an original we sent within
+    `bounce_recent_days` names the delivery it was sent for.
     """
     if report.verp_token:
         return _by_return_path(conn, settings, report.verp_token)
     if rules.require_verp:
         return "no valid return path (bounce_require_verp is on)"
-    if not report.recipient:
-        return "does not say which address failed"
+    quoted = _quoted_delivery(settings, report)
+    if quoted is None:
+        return "no signed return path, and it quotes no message of ours"
     since = now - timedelta(days=rules.recent_days)
-    email = _recent_recipient(conn, report.recipient, since)
-    if email is None:
-        return f"not a recent recipient (nothing sent to them within {rules.recent_days} days)"
-    return email, None
+    return _by_quoted_message(conn, quoted, since, rules.recent_days)
+
+
+def _quoted_delivery(settings: Settings, report: BounceReport) -> int | None:
+    found = (message_id_delivery_id(settings, t) for t in report.message_tokens)
+    return next((d for d in found if d is not None), None)
 
 
 def _by_return_path(conn: Connection, settings: Settings, token: str) -> tuple[str, int] | str:
@@ -308,19 +357,19 @@ def _by_return_path(conn: Connection, settings: Settings, token: str) -> tuple[s
     return row[0], delivery_id
 
 
-def _recent_recipient(conn: Connection, address: str, since: datetime) -> str | None:
-    """Return the stored address of the subscriber sent mail since `since`, or None."""
-    key = email_key(address)
-    rows = conn.execute(
-        select(Subscriber.email)
+def _by_quoted_message(
+    conn: Connection, delivery_id: int, since: datetime, days: int
+) -> tuple[str, int] | str:
+    row = conn.execute(
+        select(Subscriber.email, (Delivery.sent_at >= since).label("recent"))
         .join(Delivery, Delivery.subscriber_id == Subscriber.id)
-        .where(
-            func.lower(Subscriber.email).in_({key, key.lower()}),
-            Delivery.status == DeliveryStatus.SENT,
-            Delivery.sent_at >= since,
-        )
-    )
-    return next((e for (e,) in rows if email_key(e) == key), None)
+        .where(Delivery.id == delivery_id)
+    ).first()
+    if row is None:
+        return "quotes a message of a delivery no longer stored"
+    if not row.recent:  # an old leaked copy cannot be replayed for ever
+        return f"quotes a message of ours not sent within {days} days"
+    return row.email, delivery_id
 
 
 def _seen(conn: Connection, digest: str) -> bool:

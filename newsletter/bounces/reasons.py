@@ -43,13 +43,15 @@ AUTHENTICATION = "authentication"
 REPUTATION = "reputation"
 CONTENT = "content"
 POLICY = "policy"
+# Our sender refused (its address, domain or host) or relaying denied: never the reader's.
+REJECTED = "rejected"
 
 ADDRESS_REASONS = (BAD_MAILBOX, BAD_DOMAIN, MOVED)
 MAILBOX_REASONS = (MAILBOX_FULL, MAILBOX_DISABLED, MAILBOX_ERROR, TOO_LARGE)
 TRANSIENT_REASONS = (
     SYSTEM, NETWORK, EXPIRED, PROTOCOL, MESSAGE_FORMAT, DEFERRED, UNCLASSIFIED, UNRECOGNIZED
 )  # fmt: skip
-BLOCKED_REASONS = (SPAM, AUTHENTICATION, REPUTATION, CONTENT, POLICY)
+BLOCKED_REASONS = (SPAM, AUTHENTICATION, REPUTATION, CONTENT, REJECTED, POLICY)
 SOFT_REASONS = MAILBOX_REASONS + TRANSIENT_REASONS
 
 _ENHANCED = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
@@ -71,12 +73,15 @@ _WORDING: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"mail ?box size limit", r"storage (space |allocation )?(limit|exceeded|full)",
         r"disk (quota|full)", r"mail ?(box|folder) (\w+ ){0,2}exceed", r"out of storage",
         r"too much mail", r"inbox is full", r"user is over", r"has exceeded (its|the|his|her)",
-        r"storage allocation", r"\bquota\b",
+        r"storage allocation", r"\bquota\b", r"mail ?folder is full",
+        r"(does not have|not) enough (storage |disk )?space", r"full mail ?box",
     )),
     (MAILBOX_DISABLED, _phrases(
-        r"(mail ?box|account|user|address|recipient)( \S+){0,3} (is |has been |was )?"
+        r"(mail ?box|account|user|address|recipient)( \S+){0,5} (is |has been |was )?"
         r"(disabled|deactivated|suspended|inactive|locked|frozen|on hold)",
         r"(disabled|inactive|suspended|deactivated|expired) (mail ?box|account|user|recipient)",
+        r"invalid/inactive user", r"suspend(ed)? the service", r"disabled or discontinued",
+        r"mail ?box unavailable or access denied",
     )),
     (AUTHENTICATION, _phrases(
         r"\bdmarc\b", r"\bspf\b", r"\bdkim\b", r"sender policy framework", r"unauthenticated",
@@ -99,6 +104,16 @@ _WORDING: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"(content|message) (was )?(rejected|not allowed|filtered|blocked) by content",
         r"content (policy|filter)",
     )),
+    (REJECTED, _phrases(
+        r"sender (address |domain |e-?mail )?(\S+ ){0,2}(rejected|refused|denied|blocked|"
+        r"not (allowed|accepted|permitted|authori[sz]ed)|verif\w* fail)", r"sender verify",
+        r"(mail from|envelope from|envelope sender|return.path) (\S+ ){0,3}(rejected|refused|"
+        r"denied|invalid|not accepted)", r"(your|sending|client) (domain|host|ip|server) "
+        r"(\S+ ){0,3}(rejected|refused|denied|blocked|not allowed)",
+        r"relay(ing)? (access )?(denied|not permitted|not allowed|prohibited)",
+        r"unable to relay", r"rcpthosts", r"not (authorized|authorised|permitted|allowed) to "
+        r"(send|relay)", r"we do not relay",
+    )),
     (MOVED, _phrases(
         r"(mail ?box|address|user|recipient) (has )?(been )?moved", r"no forwarding address",
         r"user not local",
@@ -108,7 +123,9 @@ _WORDING: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"domain (name )?(not found|does ?n[o']t exist|unknown|is not valid)", r"nxdomain",
         r"no (mx|mail exchanger|such domain)", r"(unrouteable|unroutable) (mail )?domain",
         r"null mx", r"domain (\S+ ){0,2}does not accept mail", r"name or service not known",
-        r"bad destination system address",
+        r"bad destination system address", r"domain (is not reachable|must exist)",
+        r"mx records? (\S+ ){0,3}non-?existent host", r"couldn'?t find any host",
+        r"domain mentioned in (e-?mail )?address is unknown", r"account or domain may not exist",
     )),
     (BAD_MAILBOX, _phrases(
         r"user unknown", r"unknown (user|recipient|local[- ]?part|mail ?box|address|alias)",
@@ -123,6 +140,17 @@ _WORDING: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"bad destination mail ?box", r"addressee unknown", r"recipient rejected",
         r"undeliverable address", r"no mailbox here", r"not our customer", r"unknown or illegal",
         r"account (\S+ ){0,2}(closed|deleted|removed|terminated|not found)",
+        r"(user|mail ?box) (is |has been |was )(terminated|deleted|removed|closed)",
+        # Wording classes of the mature analysers and of real reports in other languages.
+        r"user not known", r"not (a |an )?(known|active|valid) (user|address|mail ?box)",
+        r"no matches to nameserver query", r"invalid (final )?(delivery )?user ?id",
+        r"does not have a final (e-?mail )?delivery point", r"n'existe pas", r"nie istnieje",
+        r"no existe", r"existiert nicht", r"non esiste", r"bad[-_ ]recipient",
+        r"archived recipient", r"no (mail ?box|mail box) (found|available)",
+        r"no longer accepts mail", r"non-?existent (user|address|mail ?box|recipient)",
+        r"destination addresses were unknown", r"recipient (\S+ ){0,3}(is not local|not ok)",
+        r"can'?t accept user", r"no valid recipients", r"badrcptto", r"no one at this address",
+        r"e-?mail address (is wrong|could not be found)", r"e-?mail name is not found",
     )),
     (TOO_LARGE, _phrases(
         r"message (size )?(is )?(too (large|big)|exceeds)", r"message length exceeds",
@@ -149,9 +177,8 @@ _WORDING: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"line too long", r"too many recipients",
     )),
     (POLICY, _phrases(
-        r"\bblocked\b", r"\bpolic(y|ies)\b", r"not (authorized|authorised|permitted|allowed) "
-        r"to (send|relay)", r"relay(ing)? (access )?(denied|not permitted|not allowed|prohibited)",
-        r"unable to relay", r"access denied", r"administratively", r"prohibited", r"rcpthosts",
+        r"\bblocked\b", r"\bpolic(y|ies)\b", r"access denied", r"administratively",
+        r"prohibited",
         r"not accepting mail from", r"refused", r"denied", r"banned", r"not authori[sz]ed",
     )),
 )  # fmt: skip
@@ -212,6 +239,11 @@ def enhanced_status(text: str) -> str | None:
     return ".".join(match.groups()) if match else None
 
 
+def specific_code(status: str | None) -> bool:
+    """Tell whether a status names a reason by itself (5.1.1 does; 5.0.0 and none do not)."""
+    return _code_reason(enhanced_status(status or "")) is not None
+
+
 def reason_from_wording(text: str) -> str | None:
     """Return the reason a server's words give, or None when they say nothing known."""
     matches = _worded_reasons(text)
@@ -254,7 +286,24 @@ def _soft_reason(code: str | None, text: str) -> str:
     return coded if coded in SOFT_REASONS else DEFERRED
 
 
+# Replies of one provider whose code says something else than the family it belongs to (from
+# the providers' own lists of their replies, as mature analysers keep them).
+_PROVIDER_REPLIES = (
+    # Exchange Online's directory-based edge blocking: the recipient does not exist.
+    ("5.4.1", "recipient address rejected: access denied", BAD_MAILBOX),
+    ("5.2.1", "content filter agent quarantined", SPAM),  # Exchange
+)
+
+
+def _provider_reply(code: str | None, text: str) -> str | None:
+    lowered = " ".join(text.lower().split())
+    return next((r for c, words, r in _PROVIDER_REPLIES if c == code and words in lowered), None)
+
+
 def _permanent(code: str | None, text: str) -> tuple[str, str]:
+    provider = _provider_reply(code, text)
+    if provider is not None:
+        return kind_of(provider), provider
     coded = _code_reason(code)
     worded = _worded_reasons(text)
     if coded is None:  # no code, or x.0.x: the words alone decide
@@ -262,7 +311,30 @@ def _permanent(code: str | None, text: str) -> tuple[str, str]:
         return kind_of(reason), reason
     family = next(f for f in _FAMILIES if coded in f)
     reason = next((r for r in worded if r in family), coded)
-    return kind_of(reason), reason
+    overruled = _overruling_words(code, family, worded)
+    return kind_of(overruled or reason), overruled or reason
+
+
+# Mailbox trouble and the sender's reputation are what servers most often misreport as a dead
+# address (a 5.1.1 "over quota", "blocked by Spamhaus"): such words win over an address code.
+_NOT_AN_ADDRESS = (MAILBOX_FULL, SPAM, REPUTATION, AUTHENTICATION, REJECTED)
+# Codes servers misuse for a missing mailbox: 5.3.0 and 5.5.x "addressee unknown", 5.4.4
+# "no such domain", 5.7.1 "no such user". Subject 1 is not among them: 5.1.7 and 5.1.8 are
+# about our sender, and the 5.2 mailbox codes keep their family.
+_LOOSE_SUBJECTS = ("3", "4", "5", "7")
+
+
+def _overruling_words(code: str | None, family: tuple[str, ...], worded: list[str]) -> str | None:
+    """Return the reason the words give against the code's family, where they may decide."""
+    if family == ADDRESS_REASONS:
+        return next((r for r in worded if r in _NOT_AN_ADDRESS), None)
+    subject = code.split(".")[1] if code else ""
+    if subject in _LOOSE_SUBJECTS and not any(r in BLOCKED_REASONS for r in worded):
+        # Only words naming the address itself; any sign of a block keeps the code's family.
+        address = [r for r in worded if r in ADDRESS_REASONS]
+        if address and not any(r in MAILBOX_REASONS for r in worded):
+            return address[0]
+    return None
 
 
 def _code_reason(code: str | None) -> str | None:

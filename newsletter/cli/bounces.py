@@ -43,7 +43,8 @@ def process(app: App, source: str | None, imap_url: str | None, as_json: bool) -
     subscriber mailed within bounce_recent_days. Messages not understood or not believed
     stay where they are (stdin: saved under var/bounces/kept/) and are listed. Handled
     ones move to the Maildir's .processed folder, to MBOX.processed, or are flagged
-    deleted on the IMAP server.
+    deleted on the IMAP server. A run reads at most bounce_max_messages messages, and the
+    first 2 MB of each; the next run takes the rest, new mail before mail kept earlier.
 
     \b
     Examples:
@@ -54,7 +55,7 @@ def process(app: App, source: str | None, imap_url: str | None, as_json: bool) -
     if (source is None) == (imap_url is None):
         raise click.UsageError("give one of MAILDIR, MBOX, - or --imap URL")
     opened: Source = (
-        ImapSource(imap_url)
+        ImapSource(imap_url, limit=app.settings.bounce_max_messages)
         if imap_url
         else open_source(source or "-", settings=app.settings, stdin=sys.stdin.buffer)
     )
@@ -64,8 +65,12 @@ def process(app: App, source: str | None, imap_url: str | None, as_json: bool) -
         opened.close()
     if as_json:
         echo_json(run.to_dict())
-        return
-    _print_run(run)
+    else:
+        _print_run(run)
+    if run.left:
+        click.echo(
+            f"{run.left} more messages left for the next run (bounce_max_messages)", err=True
+        )
 
 
 def _process(app: App, source: Source) -> BounceRun:

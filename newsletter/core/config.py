@@ -352,6 +352,12 @@ class Settings:
         0.003, "the last edition's complaint rate above which the next send needs --force",
         above=0, at_most=1,
     )  # fmt: skip
+    # On a small list one reader is a large share: 3 is the count that 0.3% stands for on
+    # 1000 messages, below which providers' own complaint rates are barely measured.
+    complaint_min_count: int = setting(
+        3, "complaints about the last edition needed, besides the rate, to hold the next",
+        at_least=1,
+    )  # fmt: skip
     # --- web pages -------------------------------------------------------------------------
     confirm_max_age_hours: int = setting(72, "hours a confirmation link works", at_least=1)
     pending_max_age_days: int = setting(
@@ -419,13 +425,18 @@ class Settings:
     )
     # A bounce comes back within days; a month also covers weekly digests and slow retries.
     bounce_recent_days: int = setting(
-        30, "an unsigned report may name only a reader sent mail this many days ago",
+        30, "an unsigned report must quote the Message-ID of a digest sent this many days ago",
         at_least=1,
     )  # fmt: skip
     soft_bounce_limit: int = setting(
         3, "soft bounces within soft_bounce_days that suppress an address", at_least=1
     )
     soft_bounce_days: int = setting(14, "days in which soft bounces count", at_least=1)
+    # One run is one transaction over what it read: this bounds its memory and its time.
+    bounce_max_messages: int = setting(
+        1000, "messages one `bounces process` run reads; the rest wait for the next run",
+        at_least=1,
+    )  # fmt: skip
     # Not a setting: the file the others were read from.
     config_file: str = ""
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from newsletter.bounces.classify import verp_address, verp_enabled
+from newsletter.bounces.signing import delivery_message_id
 from newsletter.content.headers import envelope_address
 from newsletter.content.mime import (
     build_message_data,
@@ -203,7 +204,10 @@ class MessagePreparer:
             rendered = self.renderer.render(self.edition, papers, recipient)
         else:
             rendered = self.renderer.render_empty(self.edition, recipient)
-        message_id = make_message_id(self.settings)
+        # A bounce that quotes the Message-ID names its delivery; a test copy (key 0) has none.
+        message_id = (
+            delivery_message_id(self.settings, key) if key else make_message_id(self.settings)
+        )
         data, dot_free = build_message_data(
             rendered,
             recipient=recipient,

@@ -10,7 +10,8 @@ the guard then judges only the answers that come after the resume. Once a window
 without a pause, the guard stops counting for that edition, so a long send pays nothing.
 
 Apart from pauses: an edition that has not started is held while the last edition sent drew
-more complaints than `complaint_rate_limit`; only an admin's --force starts it.
+more complaints than `complaint_rate_limit` and at least `complaint_min_count` of them; only
+an admin's --force starts it.
 """
 
 from __future__ import annotations
@@ -241,9 +242,13 @@ def edition_started(conn: Connection, edition_id: int) -> bool:
     return conn.execute(query.limit(1)).first() is not None
 
 
-def complaint_hold(conn: Connection, edition_id: int | None, limit: float) -> str | None:
+def complaint_hold(
+    conn: Connection, edition_id: int | None, limit: float, *, min_count: int = 1
+) -> str | None:
     """Return why starting an edition needs --force: the last edition drew too many complaints.
 
+    Too many is more than `limit` of its messages and at least `min_count`: on a small list
+    one reader alone is a large share, and must not stop every later edition.
     An edition that has started goes on; `edition_id` None asks about whichever comes next.
     """
     if edition_id is not None and edition_started(conn, edition_id):
@@ -256,16 +261,20 @@ def complaint_hold(conn: Connection, edition_id: int | None, limit: float) -> st
             Delivery.edition_id == last.id, Delivery.status.in_([SENT, FAILED])
         )
     )
-    complaints = conn.scalar(
-        select(func.count(distinct(BounceEvent.delivery_id)))
-        .join(Delivery, Delivery.id == BounceEvent.delivery_id)
-        .where(Delivery.edition_id == last.id, BounceEvent.kind == COMPLAINT)
+    complaints = (
+        conn.scalar(
+            select(func.count(distinct(BounceEvent.delivery_id)))
+            .join(Delivery, Delivery.id == BounceEvent.delivery_id)
+            .where(Delivery.edition_id == last.id, BounceEvent.kind == COMPLAINT)
+        )
+        or 0
     )
-    if not attempted or not _more_than(complaints or 0, limit, attempted):
+    if not attempted or complaints < min_count or not _more_than(complaints, limit, attempted):
         return None
     return (
         f"the {last.listing_date} edition drew {complaints} complaints in {attempted} messages "
-        f"({complaints / attempted:.2%}), above complaint_rate_limit {limit:.1%}"
+        f"({complaints / attempted:.2%}), above complaint_rate_limit {limit:.1%} "
+        f"(and at least complaint_min_count {min_count})"
     )
 
 

@@ -146,7 +146,7 @@ def check_complaints(app: App, listing_date: date | None = None) -> None:
         edition = find_edition(day, session=session)
         held = guard.complaint_hold(
             session.connection(), edition.id if edition else None,
-            app.settings.complaint_rate_limit,
+            app.settings.complaint_rate_limit, min_count=app.settings.complaint_min_count,
         )  # fmt: skip
     if held:
         raise SendingHeld(f"{held}: add --force to send the {day} edition anyway")

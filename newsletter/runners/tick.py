@@ -351,7 +351,10 @@ def editions_with_owed(*, session: Session) -> list[Edition]:
 def complaint_hold(app: App) -> str | None:
     """Return why no new edition may start: the last one sent drew too many complaints."""
     with app.engine.connect() as conn:
-        return guard.complaint_hold(conn, None, app.settings.complaint_rate_limit)
+        settings = app.settings
+        return guard.complaint_hold(
+            conn, None, settings.complaint_rate_limit, min_count=settings.complaint_min_count
+        )
 
 
 def send_owed(
