@@ -225,6 +225,11 @@ def test_an_unknown_key_is_one_line_naming_the_closest(run, app, tmp_path, typo,
         ('default_timezone = "Mars/Base"', "setting default_timezone: must be a time zone"),
         ('bounce_domain = "bounces@x.org"', "setting bounce_domain: must be a domain name"),
         ('bounce_prefix = "a+b"', "setting bounce_prefix: must be letters, digits"),
+        (
+            'scheduler_arxiv_categories = ["cond-mat", "cond-mat.superconductivity"]',
+            "setting scheduler_arxiv_categories: must be arXiv categories or archives, not "
+            "'cond-mat.superconductivity'; did you mean cond-mat.supr-con?",
+        ),
         ('unsubscribe_mailto = "u@x.org\\nBcc: v@y.org"', "setting unsubscribe_mailto: must be"),
     ],
 )

@@ -191,6 +191,21 @@ def test_arxiv_query_shape():
     )
 
 
+def test_arxiv_query_asks_for_each_subject_class_of_an_archive():
+    query = arxiv_query(date(2026, 1, 2), ["nlin", "hep-th", "nlin.CD", "cs.lg"])
+    assert query.startswith(
+        "(cat:nlin.AO OR cat:nlin.CD OR cat:nlin.CG OR cat:nlin.PS OR cat:nlin.SI OR "
+        "cat:hep-th OR cat:cs.LG) AND "
+    )
+
+
+def test_arxiv_query_suggests_the_closest_category():
+    with pytest.raises(
+        InputError, match=r"'cond-mat\.superconductivity' \(did you mean cond-mat\.supr-con\?\)"
+    ):
+        arxiv_query(date(2026, 1, 2), ["cond-mat.superconductivity"])
+
+
 @pytest.mark.parametrize("bad", ["cs.LG) OR (all:x", "", "cs LG"])
 def test_arxiv_query_refuses_what_is_not_a_category(bad):
     with pytest.raises(InputError, match="not an arXiv category"):

@@ -142,6 +142,38 @@ def test_categories_add_evidence_but_not_alone() -> None:
     assert score(robotics, "Grasping", "Hands.", categories=["cs.RO"]) < 1.0
 
 
+def test_an_archive_covers_its_subject_classes_and_their_aliases() -> None:
+    matter = topic("spinon", categories=("cond-mat",))
+    late = "We grow crystals. Their spectra show a spinon continuum."
+    for category in ("cond-mat.str-el", "cond-mat.supr-con", "cond-mat"):
+        assert score(matter, "Crystals", late, categories=[category]) >= 1.0, category
+    assert score(matter, "Crystals", late, categories=["physics.optics"]) < 1.0
+    info = topic("capacity", categories=("math.IT",))  # arXiv lists it as cs.IT too
+    assert score(info, "Capacity", "Hands.", categories=["cs.IT"]) > score(info, "Capacity")
+
+
+def test_a_whole_category_topic_takes_its_papers_at_any_threshold() -> None:
+    supercon = TopicMatcher.compile(
+        "sc", ["cuprate"], "", ["cond-mat.supr-con"], whole_categories=True
+    )
+    index = TopicIndex([supercon])
+    kagome = PaperText("A kagome metal", "A nodeless gap.", categories=["cond-mat.str-el",
+                       "cond-mat.supr-con"])  # fmt: skip
+    cuprate = PaperText("Cuprate phases", "Learned.", categories=["cs.LG"])
+    other = PaperText("A kagome magnet", "Spin ice.", categories=["cond-mat.str-el"])
+    assert supercon.score(kagome) == (1.0, ["category: cond-mat.supr-con"])
+    [[found], high, none] = index.score_listing([kagome, cuprate, other], 1.5)
+    assert found == (0, 1.5, ["category: cond-mat.supr-con"])
+    assert high == none == []  # a title keyword alone is 1.0
+    [_, [by_word], none] = index.score_listing([kagome, cuprate, other], 1.0)
+    assert by_word[2] == ['title: "Cuprate"'] and none == []
+    both = PaperText("Cuprate films", "", categories=["cond-mat.supr-con"])
+    assert supercon.score(both)[0] > supercon.score(kagome)[0]  # words still rank it
+    # A caller that keeps the weaker pairs too gives the threshold members are placed at.
+    [[weak]] = index.score_listing([kagome], 0.0, members_at=2.0)
+    assert weak[1] == 2.0
+
+
 def test_paper_keywords_count_as_evidence() -> None:
     rl = topic("policy gradient")
     with_kw = rl.score(PaperText("SG-OPD", "A method.", keywords=["policy gradient", "GRPO"]))

@@ -16,7 +16,8 @@ from newsletter.core.models import PaperEmbedding, PaperTopic, Topic
 from newsletter.matching import embeddings
 from newsletter.matching.embeddings import MODEL_ID, load_encoder
 from newsletter.matching.matches import embed_papers, match_papers
-from newsletter.matching.neighbours import NEIGHBOURS, admit_by_neighbours
+from newsletter.matching.neighbours import NEIGHBOURS, admit_by_neighbours, score_with_neighbours
+from newsletter.matching.scoring import PaperText, TopicIndex, TopicMatcher
 from newsletter.papers.fetch import store_records
 from newsletter.papers.sources import PaperRecord
 
@@ -66,6 +67,16 @@ def test_a_listing_smaller_than_the_neighbourhood_admits_nothing() -> None:
     vectors = _cluster(NEIGHBOURS, 4).astype(np.float32)
     scored = [[(0, 2.0, ["x"])] for _ in range(NEIGHBOURS - 1)] + [[(0, 0.5, ["y"])]]
     assert admit_by_neighbours(scored, vectors, 1.0)[-1] == []
+
+
+def test_a_paper_of_a_whole_category_topic_needs_no_neighbours() -> None:
+    members = TopicMatcher.compile("sc", [], "", ["cond-mat"], whole_categories=True)
+    papers = [PaperText(f"Paper {i}", "", categories=["cond-mat.str-el"]) for i in range(3)]
+    papers += [PaperText(f"Other {i}", "", categories=["cs.LG"]) for i in range(9)]
+    vectors = _cluster(12, 6).astype(np.float32)
+    out = score_with_neighbours(TopicIndex([members]), papers, vectors, threshold=1.5)
+    assert out[:3] == [[(0, 1.5, ["category: cond-mat.str-el"])]] * 3
+    assert out[3:] == [[]] * 9
 
 
 LLM_PAPERS = [

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from newsletter.core.app import App
 from newsletter.core.errors import InputError, NotFound
 from newsletter.core.models import Paper, PaperTopic, Subscriber, Subscription, Topic
+from newsletter.matching.examples_store import example_paper_ids
 from newsletter.matching.topics import (
     add_topic,
     import_topics,
@@ -60,14 +61,18 @@ def test_split_list_strips_and_drops_empties() -> None:
     assert split_list(None) == []
 
 
-@pytest.mark.parametrize("value", ["cs.LG", "stat.ML", "eess.AS", "q-bio.NC", "hep-th"])
+@pytest.mark.parametrize(
+    "value",
+    ["cs.LG", "stat.ML", "eess.AS", "q-bio.NC", "hep-th", "cs", "cond-mat", "math.IT", "nlin"],
+)
 def test_valid_categories(value: str) -> None:
     assert normalise_category(value) == value
 
 
 def test_category_case_is_normalised_and_bad_shapes_rejected() -> None:
     assert normalise_category("cs.lg") == "cs.LG"
-    for bad in ("cs", "LG", "cs.L G", "cs..LG", "computer science"):
+    assert normalise_category("Cond-Mat.Supr-Con") == "cond-mat.supr-con"
+    for bad in ("LG", "cs.L G", "cs..LG", "computer science", "cs.XY", "cond"):
         with pytest.raises(InputError, match="arXiv category"):
             normalise_category(bad)
 
@@ -216,3 +221,216 @@ def test_cli_match_rematches_by_date(run) -> None:
     result = run("topics", "match", "--date", "2026-11-27")
     assert result.exit_code == 0
     assert "matched 50 papers against 1 topics" in result.output
+
+
+# Papers of three fields; none of the condensed matter ones names "cuprate".
+FIELD_PAPERS = [
+    {
+        "title": "Pairing symmetry of a kagome metal under pressure",
+        "abstract": "Muon spin rotation shows a nodeless gap that closes near 2 GPa.",
+        "arxiv_id": "2507.01234",
+        "categories": ["cond-mat.supr-con", "cond-mat.str-el"],
+    },
+    {
+        "title": "Spinon continuum of a frustrated Heisenberg chain",
+        "abstract": "Neutron scattering on a spin-1/2 chain compound.",
+        "arxiv_id": "2507.02345",
+        "categories": ["cond-mat.str-el"],
+    },
+    {
+        "title": "Cuprate phase diagrams learned by a graph network",
+        "abstract": "A graph neural network predicts transition temperatures.",
+        "arxiv_id": "2507.03456",
+        "categories": ["cs.LG"],
+    },
+    {
+        "title": "Sum-free sets and a theorem of Kneser",
+        "abstract": "We bound the size of sum-free subsets of abelian groups.",
+        "arxiv_id": "math/0601001",
+        "categories": ["math.NT", "math.CO"],
+    },
+    {
+        "title": "Channel capacity of a quantum point contact",
+        "abstract": "Shannon capacity of a mesoscopic conductor.",
+        "arxiv_id": "2507.04567",
+        "categories": ["cs.IT"],
+    },
+    {
+        "title": "Dispersal kernels in a metapopulation",
+        "abstract": "Seed dispersal shapes persistence of fragmented plant populations.",
+        "url_abs": "https://www.biorxiv.org/content/10.1101/2024.05.01.592000v2",
+        "categories": ["Ecology"],
+    },
+]
+
+
+def _import_field_papers(run, tmp_path: Path) -> None:
+    papers = [{**p, "listing_date": "2026-11-27"} for p in FIELD_PAPERS]
+    path = tmp_path / "fields.json"
+    path.write_text(json.dumps(papers), encoding="utf-8")
+    result = run("papers", "import", str(path), "--format", "json")
+    assert result.exit_code == 0, result.output
+
+
+def _placed(run, slug: str) -> dict[str, list[str]]:
+    """Return the title and evidence of each paper the topic holds."""
+    rows = json.loads(run("papers", "list", "--topic", slug, "--json").stdout)
+    return {r["title"]: next(t["evidence"] for t in r["topics"] if t["slug"] == slug) for r in rows}
+
+
+def _listed(run) -> dict[str, dict]:
+    return {t["slug"]: t for t in json.loads(run("topics", "list", "--json").stdout)}
+
+
+def _one_line_refusal(result, message: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_examples_are_stored_listed_and_read_from_a_topics_file(run, app, tmp_path) -> None:
+    _import_field_papers(run, tmp_path)
+    added = run(
+        "topics", "add", "supercon", "--name", "Superconductivity",
+        "--examples", "arXiv:2507.01234v3, https://doi.org/10.1101/2024.05.01.592000",
+        "--not-examples", "math.NT/0601001",
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    listed = _listed(run)["supercon"]
+    assert listed["examples"] == ["2507.01234", "10.1101/2024.05.01.592000"]
+    assert listed["not_examples"] == ["math/0601001"]
+    assert listed["whole_categories"] is False
+    assert "(2 examples, 1 not)" in run("topics", "list").output
+    path = tmp_path / "topics.toml"
+    path.write_text(
+        '[[topic]]\nslug = "chains"\nname = "Spin chains"\nkeywords = ["spin chain"]\n'
+        'examples = ["2507.02345v1", "10.48550/arXiv.2507.01234"]\n'
+        'not_examples = ["10.1101/2024.05.01.592000"]\n'
+    )
+    assert run("topics", "import", str(path)).exit_code == 0
+    listed = _listed(run)["chains"]
+    assert listed["examples"] == ["2507.02345", "2507.01234"]
+    assert listed["not_examples"] == ["10.1101/2024.05.01.592000"]
+    again = json.loads(run("topics", "import", str(path), "--json").stdout)
+    assert (again["created"], again["updated"], again["unchanged"]) == (0, 0, 1)
+    with app.transaction() as s:
+        ids = dict(s.execute(select(Paper.arxiv_id, Paper.id)).all())
+        chains = s.scalar(select(Topic).where(Topic.slug == "chains"))
+        positives, negatives = example_paper_ids(chains, session=s)
+    assert positives == [ids["2507.02345"], ids["2507.01234"]]
+    assert negatives == [ids[None]]  # the bioRxiv paper, found by the DOI in its link
+
+
+def test_changing_examples_rematches_and_clearing_them_is_a_change(run, tmp_path) -> None:
+    _import_field_papers(run, tmp_path)
+    run("topics", "add", "chains", "--name", "Spin chains", "--keywords", "Heisenberg chain")
+    same = run("topics", "edit", "chains", "--keywords", "Heisenberg chain")
+    assert same.stdout.startswith("topic chains unchanged")
+    edited = run("topics", "edit", "chains", "--examples", "2507.02345")
+    assert edited.stdout == "updated topic chains: 1 papers match\n"
+    assert _listed(run)["chains"]["examples"] == ["2507.02345"]
+    cleared = run("topics", "edit", "chains", "--examples", "")
+    assert cleared.stdout.startswith("updated topic chains")
+    assert _listed(run)["chains"]["examples"] == []
+
+
+def test_an_example_the_store_does_not_hold_is_refused_and_nothing_changes(
+    run, app, tmp_path
+) -> None:
+    _import_field_papers(run, tmp_path)
+    unknown = run(
+        "topics", "add", "supercon", "--name", "Superconductivity",
+        "--examples", "2507.01234,2507.99999v2",
+    )  # fmt: skip
+    _one_line_refusal(unknown, "topic 'supercon': no stored paper has the arXiv id '2507.99999'")
+    assert _count(app, Topic) == 0
+    doi = run(
+        "topics", "add", "eco", "--name", "Ecology", "--not-examples", "10.1101/2024.05.01.59200"
+    )
+    _one_line_refusal(doi, "no stored paper has the DOI '10.1101/2024.05.01.59200'")
+    garbled = run("topics", "add", "eco", "--name", "Ecology", "--examples", "2507.1")
+    _one_line_refusal(garbled, "topic 'eco': not a paper identifier: '2507.1'")
+    both = run(
+        "topics", "add", "eco", "--name", "Ecology",
+        "--examples", "2507.01234", "--not-examples", "10.48550/arxiv.2507.01234",
+    )  # fmt: skip
+    _one_line_refusal(both, "'2507.01234' is both an example and a not-example")
+    assert _count(app, Topic) == 0
+    run("topics", "add", "chains", "--name", "Spin chains", "--examples", "2507.02345")
+    edit = run("topics", "edit", "chains", "--examples", "2507.02345,hep-th/9901001")
+    _one_line_refusal(edit, "no stored paper has the arXiv id 'hep-th/9901001'")
+    assert _listed(run)["chains"]["examples"] == ["2507.02345"]
+    path = tmp_path / "topics.toml"
+    path.write_text(
+        '[[topic]]\nslug = "a"\nname = "A"\n'
+        '[[topic]]\nslug = "b"\nname = "B"\nexamples = ["2507.99999"]\n'
+    )
+    imported = run("topics", "import", str(path))
+    _one_line_refusal(imported, "topics.toml: topic 'b': no stored paper has the arXiv id")
+    assert sorted(_listed(run)) == ["chains"]
+
+
+def test_a_whole_category_topic_takes_its_papers_whatever_their_words(run, tmp_path) -> None:
+    _import_field_papers(run, tmp_path)
+    plain = run(
+        "topics", "add", "plain", "--name", "Cuprates", "--keywords", "cuprate",
+        "--categories", "cond-mat.supr-con",
+    )  # fmt: skip
+    assert plain.exit_code == 0, plain.output
+    assert set(_placed(run, "plain")) == {"Cuprate phase diagrams learned by a graph network"}
+    added = run(
+        "topics", "add", "supercon", "--name", "Cuprates", "--keywords", "cuprate",
+        "--categories", "cond-mat.supr-con", "--whole-categories",
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    placed = _placed(run, "supercon")
+    assert placed == {
+        "Pairing symmetry of a kagome metal under pressure": ["category: cond-mat.supr-con"],
+        "Cuprate phase diagrams learned by a graph network": ['title: "Cuprate"'],
+    }
+    assert _listed(run)["supercon"]["whole_categories"] is True
+    assert "(every paper of cond-mat.supr-con)" in run("topics", "list").output
+    dropped = run("topics", "edit", "supercon", "--no-whole-categories")
+    assert dropped.stdout == "updated topic supercon: 1 papers match\n"
+
+
+def test_an_archive_takes_every_subject_class_and_alias_in_it(run, tmp_path) -> None:
+    _import_field_papers(run, tmp_path)
+    path = tmp_path / "topics.toml"
+    path.write_text(
+        '[[topic]]\nslug = "cm"\nname = "Condensed matter"\ncategories = ["cond-mat"]\n'
+        "whole_categories = true\n"
+        '[[topic]]\nslug = "maths"\nname = "Mathematics"\ncategories = ["MATH"]\n'
+        "whole_categories = true\n"
+    )
+    result = run("topics", "import", str(path))
+    assert result.exit_code == 0, result.output
+    assert _placed(run, "cm") == {
+        "Pairing symmetry of a kagome metal under pressure": ["category: cond-mat.supr-con"],
+        "Spinon continuum of a frustrated Heisenberg chain": ["category: cond-mat.str-el"],
+    }
+    # arXiv lists cs.IT papers under math.IT as well: the math archive takes them.
+    assert _placed(run, "maths") == {
+        "Sum-free sets and a theorem of Kneser": ["category: math.NT"],
+        "Channel capacity of a quantum point contact": ["category: cs.IT"],
+    }
+    assert _listed(run)["maths"]["categories"] == ["math"]
+
+
+def test_an_unknown_category_is_refused_with_the_closest_code(run, app, tmp_path) -> None:
+    result = run(
+        "topics", "add", "supercon", "--name", "Superconductivity",
+        "--categories", "cond-mat.superconductivity",
+    )  # fmt: skip
+    _one_line_refusal(
+        result,
+        "invalid arXiv category 'cond-mat.superconductivity': did you mean cond-mat.supr-con?",
+    )
+    alone = run("topics", "add", "supercon", "--name", "S", "--whole-categories")
+    _one_line_refusal(alone, "topic 'supercon': whole categories needs at least one category")
+    path = tmp_path / "topics.toml"
+    path.write_text('[[topic]]\nslug = "a"\nname = "A"\ncategories = ["astro-ph.GAL"]\n')
+    _one_line_refusal(run("topics", "import", str(path)), "did you mean astro-ph.GA?")
+    path.write_text('[[topic]]\nslug = "a"\nname = "A"\nwhole_categories = "yes"\n')
+    _one_line_refusal(run("topics", "import", str(path)), "whole_categories must be true or false")
+    assert _count(app, Topic) == 0

@@ -21,6 +21,7 @@ from newsletter.matching.check import (
 )
 from newsletter.matching.matches import match_papers, recent_papers
 from newsletter.matching.topics import (
+    TopicInfo,
     add_topic,
     count_subscribers,
     edit_topic,
@@ -41,20 +42,47 @@ def topics() -> None:
 @click.option("--name", required=True, help="Display name, e.g. 'Large language models'.")
 @click.option("--description", default="", help="One line; its words are weak evidence.")
 @click.option("--keywords", default="", help='Comma-separated: "LLM, large language model".')
-@click.option("--categories", default="", help="Comma-separated arXiv categories: cs.CL,cs.LG.")
+@click.option(
+    "--categories", default="",
+    help="Comma-separated arXiv categories or archives: cs.CL,cs.LG or cond-mat.",
+)  # fmt: skip
 @click.option(
     "--exclude", default="",
     help='Comma-separated phrases in which a keyword means something else: "dataset distillation".',
 )  # fmt: skip
+@click.option(
+    "--examples", default="",
+    help="Comma-separated arXiv ids or DOIs of stored papers the topic should take.",
+)  # fmt: skip
+@click.option(
+    "--not-examples", default="",
+    help="Comma-separated arXiv ids or DOIs of stored papers it should not take.",
+)  # fmt: skip
+@click.option(
+    "--whole-categories", is_flag=True,
+    help="Take every paper of the topic's categories, whatever its words.",
+)  # fmt: skip
 @pass_app
 def add_command(
-    app: App, slug: str, name: str, description: str, keywords: str, categories: str, exclude: str
+    app: App,
+    slug: str,
+    name: str,
+    description: str,
+    keywords: str,
+    categories: str,
+    exclude: str,
+    examples: str,
+    not_examples: str,
+    whole_categories: bool,
 ) -> None:
     """Add a topic and match it against the papers already stored.
 
     A keyword found only inside one of the --exclude phrases does not count: "distillation"
     in "dataset distillation" is not model compression, "corona" in "accretion disc corona"
-    is not the Sun's.
+    is not the Sun's. A category may be an archive (cond-mat, math, astro-ph): it stands
+    for all its subject classes. With --whole-categories every paper of the categories
+    belongs to the topic. --examples and --not-examples name papers the store holds (an
+    arXiv id, any version, or a DOI); one it does not hold is refused.
 
     \b
     Examples:
@@ -62,6 +90,10 @@ def add_command(
         --keywords "LLM, large language model, instruction tuning" --categories cs.CL
       newsletter topics add compression --name "Model compression" \\
         --keywords "pruning, quantization, distillation" --exclude "dataset distillation"
+      newsletter topics add supercon --name "Superconductivity" \\
+        --categories cond-mat.supr-con --whole-categories
+      newsletter topics add kneser --name "Additive combinatorics" --categories math \\
+        --examples 2507.01234,math/0601001 --not-examples 10.1101/2024.05.01.592000
     """
     with app.transaction() as session:
         topic = add_topic(
@@ -72,6 +104,9 @@ def add_command(
             keywords=keywords,
             categories=categories,
             exclude=exclude,
+            examples=examples,
+            not_examples=not_examples,
+            whole_categories=whole_categories,
             threshold=app.settings.match_threshold,
         )
         matched, warnings = _fit(app, session, topic)
@@ -93,8 +128,14 @@ def _fit(app: App, session: Session, topic: Topic) -> tuple[int, list[str]]:
 @click.option("--name", help="A new display name.")
 @click.option("--description", help="A new one-line description.")
 @click.option("--keywords", help="The new comma-separated keywords (replace the old ones).")
-@click.option("--categories", help="The new comma-separated arXiv categories.")
+@click.option("--categories", help="The new comma-separated arXiv categories or archives.")
 @click.option("--exclude", help='The new comma-separated excluded phrases ("" clears them).')
+@click.option("--examples", help='The new comma-separated example papers ("" clears them).')
+@click.option("--not-examples", help="The new comma-separated papers it should not take.")
+@click.option(
+    "--whole-categories/--no-whole-categories", default=None,
+    help="Take every paper of its categories, or only those its evidence places.",
+)  # fmt: skip
 @pass_app
 def edit_command(
     app: App,
@@ -104,8 +145,11 @@ def edit_command(
     keywords: str | None,
     categories: str | None,
     exclude: str | None,
+    examples: str | None,
+    not_examples: str | None,
+    whole_categories: bool | None,
 ) -> None:
-    """Change a topic's name, description, keywords, categories or excluded phrases.
+    """Change a topic's name, description, keywords, categories, excluded phrases or papers.
 
     Only the options given change; each replaces the old value whole. The topic's papers
     are matched again, and the same warnings as `topics add` are printed.
@@ -114,6 +158,8 @@ def edit_command(
     Examples:
       newsletter topics edit sun --exclude "accretion disc corona, disc corona"
       newsletter topics edit llm --keywords "LLM, large language model, instruction tuning"
+      newsletter topics edit supercon --categories cond-mat.supr-con,cond-mat.str-el
+      newsletter topics edit kneser --examples 2507.01234,2507.04321v2
     """
     with app.transaction() as session:
         topic, changed = edit_topic(
@@ -124,6 +170,9 @@ def edit_command(
             keywords=keywords,
             categories=categories,
             exclude=exclude,
+            examples=examples,
+            not_examples=not_examples,
+            whole_categories=whole_categories,
             threshold=app.settings.match_threshold,
         )
         if not changed:
@@ -149,8 +198,11 @@ def import_command(app: App, file: str, as_json: bool) -> None:
       name = "Large language models"
       description = "Training, prompting and evaluating LLMs."
       keywords = ["LLM", "large language model"]
-      categories = ["cs.CL"]
+      categories = ["cs.CL"]                # or archives: "cond-mat", "math"
       exclude = ["n-gram language model"]   # optional
+      examples = ["2507.01234"]             # optional: stored papers, arXiv ids or DOIs
+      not_examples = ["2507.04321"]         # optional
+      whole_categories = false              # true: every paper of the categories
     A keyword found only inside an excluded phrase does not count there.
     \b
     Example:
@@ -243,7 +295,18 @@ def list_command(app: App, as_json: bool) -> None:
     for i in infos:
         click.echo(
             f"{i.slug:<{width}}  {i.subscribers:>4} subscribers  {i.papers:>5} papers  {i.name}"
+            + _definition_note(i)
         )
+
+
+def _definition_note(info: TopicInfo) -> str:
+    """Say what of a topic's definition its name does not: whole categories, examples."""
+    notes = []
+    if info.whole_categories:
+        notes.append("every paper of " + ", ".join(info.categories))
+    if info.examples or info.not_examples:
+        notes.append(f"{len(info.examples)} examples, {len(info.not_examples)} not")
+    return f"  ({'; '.join(notes)})" if notes else ""
 
 
 @topics.command("remove")

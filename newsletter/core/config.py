@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from newsletter.core.errors import ConfigError, InputError
 from newsletter.core.secret_key import check_secret_key, stored_secret_key
+from newsletter.core.taxonomy import canonical_code, closest_code
 from newsletter.core.urls import mask_database_url, mask_transport_url, mask_url_password
 
 CONFIG_FILENAME = "newsletter.toml"
@@ -222,6 +223,15 @@ def _networks(value: tuple[str, ...]) -> str:
     return ""
 
 
+def _arxiv_categories(value: tuple[str, ...]) -> str:
+    for item in value:
+        if canonical_code(item) is None:
+            closest = closest_code(item)
+            hint = f"; did you mean {closest}?" if closest else " such as cs.LG or cond-mat"
+            return f"must be arXiv categories or archives, not {item!r}{hint}"
+    return ""
+
+
 def _local_part(value: str) -> str:
     if not _LOCAL_PART.fullmatch(value):
         return "must be letters, digits, '.', '_' or '-'"
@@ -393,7 +403,8 @@ class Settings:
         ("hf",), "sources the scheduler fetches", choices=("hf", "arxiv")
     )
     scheduler_arxiv_categories: tuple[str, ...] = setting(
-        (), "arXiv categories the scheduler fetches",
+        (), "arXiv categories or archives (all their subject classes) the scheduler fetches",
+        check=_arxiv_categories,
         shown_default="empty: the arXiv source's own, cs.AI, cs.CL, cs.CV, cs.LG",
     )  # fmt: skip
     scheduler_tick_seconds: float = setting(

@@ -184,7 +184,8 @@ class PaperEmbedding(Base):
 
 
 class Topic(Base):
-    """A subject subscribers choose, defined by keywords, categories and a description."""
+    """A subject subscribers choose, defined by keywords, categories, a description and
+    example papers."""
 
     __tablename__ = "topics"
 
@@ -196,6 +197,11 @@ class Topic(Base):
     categories: Mapped[list[str]] = mapped_column(SafeStrings, default=list)
     # Phrases in which a keyword means something else: a hit inside one does not count.
     exclude: Mapped[list[str]] = mapped_column(SafeStrings, default=list)
+    # Papers it should and should not take: arXiv ids without version, or lowercase DOIs.
+    examples: Mapped[list[str]] = mapped_column(SafeStrings, default=list)
+    not_examples: Mapped[list[str]] = mapped_column(SafeStrings, default=list)
+    # Every paper of its categories belongs to it, whatever its words.
+    whole_categories: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     papers: Mapped[list[PaperTopic]] = relationship(

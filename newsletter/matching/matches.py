@@ -62,6 +62,7 @@ def compile_topic(topic: Topic) -> TopicMatcher:
         topic.categories or (),
         name=topic.name or "",
         exclude=topic.exclude or (),
+        whole_categories=bool(topic.whole_categories),
     )
 
 

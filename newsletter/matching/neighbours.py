@@ -36,7 +36,7 @@ def score_with_neighbours(
 
     `vectors` holds one unit row per paper (a row of zeros for a paper without one).
     """
-    weak = index.score_listing(papers, 0.0, counted=counted)
+    weak = index.score_listing(papers, 0.0, counted=counted, members_at=threshold)
     return admit_by_neighbours(weak, vectors, threshold)
 
 

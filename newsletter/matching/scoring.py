@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import NamedTuple
 
+from newsletter.core.taxonomy import covered_categories
 from newsletter.matching.specificity import NO_PAPERS, DocumentFrequencies
 from newsletter.matching.text import (
     FUNCTION_WORDS,
@@ -53,6 +54,9 @@ SINGLE_WORD_FACTOR = 0.7  # outside a title, one ordinary word is vaguer than a 
 DECAY = 0.7  # the n-th distinct keyword adds DECAY**n of its weight: diminishing returns
 CATEGORY_PRIMARY = 0.6
 CATEGORY_CROSS = 0.3
+# A paper of a whole-category topic's categories is in it on that alone: at least the
+# threshold, and this much before its other evidence adds to its rank.
+CATEGORY_MEMBER = 1.0
 DESCRIPTION_WORD = 0.1
 DESCRIPTION_CAP = 0.3
 GAP_SHARE = 0.8  # a phrase with one extra word inside ("graph convolutional neural network")
@@ -304,10 +308,13 @@ class TopicMatcher:
     slug: str
     keywords: tuple[Keyword, ...]
     description: tuple[Keyword, ...] = ()
+    # Every category a paper may carry that the topic's take: an archive's subject classes,
+    # aliases (math.IT for cs.IT) included; see `taxonomy.covered_categories`.
     categories: frozenset[str] = field(default_factory=frozenset)
     # Phrases in which the topic's keywords mean something else ("accretion disc corona" for
     # a topic on the Sun): the admin's own false friends, for fields no built-in list knows.
     exclude: tuple[str, ...] = ()
+    whole_categories: bool = False  # every paper of its categories belongs to it
 
     @classmethod
     def compile(
@@ -319,6 +326,7 @@ class TopicMatcher:
         *,
         name: str = "",
         exclude: Iterable[str] = (),
+        whole_categories: bool = False,
     ) -> TopicMatcher:
         """Compile a topic's keywords (plus the parts of its name), description and categories."""
         compiled = compile_keywords(keywords, name=name)
@@ -326,8 +334,9 @@ class TopicMatcher:
             slug=slug,
             keywords=compiled,
             description=compile_description(description, compiled),
-            categories=frozenset(c.strip() for c in categories if c.strip()),
+            categories=covered_categories(c.strip() for c in categories if c.strip()),
             exclude=tuple(_unique(p for p in exclude if WORD.search(p))),
+            whole_categories=whole_categories,
         )
 
     @cached_property
@@ -384,6 +393,7 @@ class TopicIndex:
                     numbers[_key(phrase)] = len(phrases)
                     phrases.append(phrase)
         self._excluded = [frozenset(numbers[_key(p)] for p in t.exclude) for t in self.topics]
+        self._whole = [t for t, topic in enumerate(self.topics) if topic.whole_categories]
         if numbers or any(kw.friends for topic in self.topics for kw in topic.keywords):
             for n, phrase in enumerate(phrases):
                 plain = phrase.replace("[", "").replace("]", "")
@@ -402,7 +412,7 @@ class TopicIndex:
 
     def score(self, paper: PaperText, threshold: float = 1.0) -> list[Scored]:
         """Return (topic number, score, evidence) of each topic scoring at least threshold."""
-        return self._score_found(paper, self._find(paper), threshold)
+        return self._score_found(paper, self._find(paper), threshold, threshold)
 
     def score_listing(
         self,
@@ -411,12 +421,16 @@ class TopicIndex:
         *,
         background: Iterable[PaperText] = (),
         counted: Callable[[int], bool] | None = None,
+        members_at: float | None = None,
     ) -> list[list[Scored]]:
         """Score papers with keyword weights counted over the recent listings.
 
         Those are the papers scored (or those whose number `counted` accepts) and the
-        background: the rest of the recent listings, counted but not scored.
+        background: the rest of the recent listings, counted but not scored. A paper of a
+        whole-category topic's categories scores at least `members_at` for it (by default
+        the threshold; a caller that keeps weaker pairs gives the real one).
         """
+        floor = threshold if members_at is None else members_at
         found = [self._find(p) for p in papers]
         counts: Counter[str] = Counter()
         seen = 0
@@ -428,7 +442,9 @@ class TopicIndex:
             counts.update(self._keys_found(paper, self._find(paper)))
             seen += 1
         index = self.with_frequencies(DocumentFrequencies(seen, counts))
-        return [index._score_found(p, h, threshold) for p, h in zip(papers, found, strict=True)]
+        return [
+            index._score_found(p, h, threshold, floor) for p, h in zip(papers, found, strict=True)
+        ]
 
     def count_keywords(self, papers: Iterable[PaperText]) -> DocumentFrequencies:
         """Count the papers in which each keyword of the index is found."""
@@ -469,13 +485,19 @@ class TopicIndex:
             if _valid(self.topics[t].keywords[k], spans, friends, paper, self._excluded[t])
         }
 
-    def _score_found(self, paper: PaperText, hits: _Found, threshold: float) -> list[Scored]:
+    def _score_found(
+        self, paper: PaperText, hits: _Found, threshold: float, floor: float
+    ) -> list[Scored]:
         found, friends = hits
+        members = {t for t in self._whole if _in_categories(self.topics[t], paper)}
         out = []
-        for t in sorted(found):
+        for t in sorted(found.keys() | members):
             value, evidence = _score_topic(
-                self.topics[t], found[t], friends, paper, self._factors[t], self._excluded[t]
-            )
+                self.topics[t], found.get(t, {}), friends, paper, self._factors[t],
+                self._excluded[t],
+            )  # fmt: skip
+            if t in members:
+                value = max(value, floor)
             if value > 0 and value >= threshold:
                 out.append((t, value, evidence))
         return out
@@ -642,8 +664,14 @@ def _category_score(topic: TopicMatcher, paper: PaperText, evidence: list[str]) 
     for i, cat in enumerate(paper.categories):
         if cat in topic.categories:
             evidence.append(f"category: {cat}")
+            if topic.whole_categories:
+                return CATEGORY_MEMBER
             return CATEGORY_PRIMARY if i == 0 else CATEGORY_CROSS
     return 0.0
+
+
+def _in_categories(topic: TopicMatcher, paper: PaperText) -> bool:
+    return not topic.categories.isdisjoint(paper.categories)
 
 
 def _description_score(topic: TopicMatcher, paper: PaperText, evidence: list[str]) -> float:

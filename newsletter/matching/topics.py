@@ -14,18 +14,16 @@ from sqlalchemy.orm import Session
 from newsletter.core.config import parse_toml
 from newsletter.core.errors import InputError, NotFound, quoted
 from newsletter.core.models import PaperTopic, Subscription, Topic, xml_safe
+from newsletter.core.taxonomy import canonical_code, closest_code
+from newsletter.matching.examples_store import check_examples, normalise_paper_refs
 from newsletter.matching.matches import MatchStats, match_papers
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
-# arXiv categories: "cs.LG", "stat.ML", "eess.AS", "q-bio.NC", "physics.comp-ph", "hep-th".
-CATEGORY_RE = re.compile(r"^[a-z]+(?:-[a-z]+)?(?:\.(?:[A-Z]{2}|[a-z]+(?:-[a-z]+)?))?$")
-NO_SUBJECT_ARCHIVES = frozenset(
-    {"hep-th", "hep-ph", "hep-ex", "hep-lat", "gr-qc", "quant-ph", "nucl-th", "nucl-ex", "math-ph"}
-)
 MAX_NAME = 200
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_KEYWORD = 100
-TOPIC_FIELDS = frozenset({"slug", "name", "description", "keywords", "categories", "exclude"})
+LIST_FIELDS = ("keywords", "categories", "exclude", "examples", "not_examples")
+TOPIC_FIELDS = frozenset({"slug", "name", "description", "whole_categories", *LIST_FIELDS})
 
 
 @dataclass(frozen=True)
@@ -38,6 +36,9 @@ class TopicSpec:
     keywords: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()  # phrases in which a keyword means something else
+    examples: tuple[str, ...] = ()  # identifiers of papers it should take (examples_store)
+    not_examples: tuple[str, ...] = ()  # ... and of papers it should not
+    whole_categories: bool = False  # every paper of its categories belongs to it
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,9 @@ class TopicInfo:
     subscribers: int
     papers: int
     exclude: list[str] = field(default_factory=list)
+    examples: list[str] = field(default_factory=list)
+    not_examples: list[str] = field(default_factory=list)
+    whole_categories: bool = False
 
 
 def split_list(value: str | Iterable[str] | None, separator: str = ",") -> list[str]:
@@ -81,17 +85,18 @@ def validate_slug(slug: str) -> str:
 
 
 def normalise_category(value: str) -> str:
-    """Return an arXiv category in its canonical case ("cs.lg" -> "cs.LG"), or raise."""
-    text = value.strip()
-    archive, dot, subject = text.partition(".")
-    if dot and len(subject) == 2 and subject.isalpha():
-        text = f"{archive.lower()}.{subject.upper()}"
-    if not CATEGORY_RE.match(text) or ("." not in text and text not in NO_SUBJECT_ARCHIVES):
-        raise InputError(
-            f"invalid arXiv category {quoted(value)}: "
-            "expected a form like cs.LG, stat.ML or q-bio.NC"
-        )
-    return text
+    """Return an arXiv archive or category as arXiv spells it ("cs.lg" -> "cs.LG",
+    "COND-MAT" -> "cond-mat"), or raise InputError suggesting the closest code."""
+    code = canonical_code(value)
+    if code is not None:
+        return code
+    closest = closest_code(value)
+    hint = (
+        f"did you mean {closest}?"
+        if closest
+        else "expected a category like cs.LG or cond-mat.str-el, or an archive like math"
+    )
+    raise InputError(f"invalid arXiv category {quoted(value)}: {hint}")
 
 
 def make_spec(
@@ -101,8 +106,15 @@ def make_spec(
     keywords: str | Iterable[str] | None = (),
     categories: str | Iterable[str] | None = (),
     exclude: str | Iterable[str] | None = (),
+    *,
+    examples: str | Iterable[str] | None = (),
+    not_examples: str | Iterable[str] | None = (),
+    whole_categories: bool = False,
 ) -> TopicSpec:
-    """Validate the parts of a topic and return its spec."""
+    """Validate the parts of a topic and return its spec.
+
+    Example papers are checked for their form here and against the store on saving.
+    """
     validate_slug(slug)
     name = (name or "").strip()
     if _CONTROL.search(name):  # names reach web pages and emails: one line, no NUL
@@ -116,7 +128,24 @@ def make_spec(
     cats = _dedupe(normalise_category(c) for c in split_list(categories))
     description = xml_safe(description or "").strip()
     excluded = _phrases(slug, exclude, "excluded phrase")
-    return TopicSpec(slug, name, description, tuple(words), tuple(cats), tuple(excluded))
+    if whole_categories and not cats:
+        raise InputError(f"topic {quoted(slug)}: whole categories needs at least one category")
+    try:
+        liked = normalise_paper_refs(split_list(examples))
+        disliked = normalise_paper_refs(split_list(not_examples))
+    except InputError as exc:
+        raise InputError(f"topic {quoted(slug)}: {exc}") from exc
+    return TopicSpec(
+        slug,
+        name,
+        description,
+        tuple(words),
+        tuple(cats),
+        tuple(excluded),
+        tuple(liked),
+        tuple(disliked),
+        bool(whole_categories),
+    )
 
 
 def _phrases(slug: str, value: str | Iterable[str] | None, what: str) -> list[str]:
@@ -169,10 +198,12 @@ def _spec_from_entry(entry: Mapping[str, Any], label: str) -> TopicSpec:
     for key in ("slug", "name", "description"):
         if key in entry and not isinstance(entry[key], str):
             raise InputError(f"{label}: {key} must be a string")
-    for key in ("keywords", "categories", "exclude"):
+    for key in LIST_FIELDS:
         value = entry.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise InputError(f"{label}: {key} must be a list of strings")
+    if not isinstance(entry.get("whole_categories", False), bool):
+        raise InputError(f"{label}: whole_categories must be true or false")
     if "slug" not in entry:
         raise InputError(f"{label}: slug is required")
     try:
@@ -183,6 +214,9 @@ def _spec_from_entry(entry: Mapping[str, Any], label: str) -> TopicSpec:
             entry.get("keywords", []),
             entry.get("categories", []),
             entry.get("exclude", []),
+            examples=entry.get("examples", []),
+            not_examples=entry.get("not_examples", []),
+            whole_categories=entry.get("whole_categories", False),
         )
     except InputError as exc:
         raise InputError(f"{label}: {exc}") from exc
@@ -197,20 +231,31 @@ def add_topic(
     keywords: str | Iterable[str] = (),
     categories: str | Iterable[str] = (),
     exclude: str | Iterable[str] = (),
+    examples: str | Iterable[str] = (),
+    not_examples: str | Iterable[str] = (),
+    whole_categories: bool = False,
     threshold: float = 1.0,
 ) -> Topic:
-    """Create a topic and match it against the papers already stored."""
-    spec = make_spec(slug, name, description, keywords, categories, exclude)
+    """Create a topic and match it against the papers already stored.
+
+    Each example and not-example must name a stored paper (InputError otherwise).
+    """
+    spec = make_spec(
+        slug,
+        name,
+        description,
+        keywords,
+        categories,
+        exclude,
+        examples=examples,
+        not_examples=not_examples,
+        whole_categories=whole_categories,
+    )
     if session.scalar(select(Topic.id).where(Topic.slug == spec.slug)) is not None:
         raise InputError(f"topic {quoted(spec.slug)} already exists")
-    topic = Topic(
-        slug=spec.slug,
-        name=spec.name,
-        description=spec.description,
-        keywords=list(spec.keywords),
-        categories=list(spec.categories),
-        exclude=list(spec.exclude),
-    )
+    _check_papers(spec, session)
+    topic = Topic(slug=spec.slug)
+    _apply(topic, spec)
     session.add(topic)
     session.flush()
     match_papers(session=session, topic_ids=[topic.id], threshold=threshold)
@@ -226,6 +271,9 @@ def edit_topic(
     keywords: str | Iterable[str] | None = None,
     categories: str | Iterable[str] | None = None,
     exclude: str | Iterable[str] | None = None,
+    examples: str | Iterable[str] | None = None,
+    not_examples: str | Iterable[str] | None = None,
+    whole_categories: bool | None = None,
     threshold: float = 1.0,
 ) -> tuple[Topic, bool]:
     """Change the parts given of a topic; rematch its papers if anything changed.
@@ -241,9 +289,15 @@ def edit_topic(
         (topic.keywords or []) if keywords is None else keywords,
         (topic.categories or []) if categories is None else categories,
         (topic.exclude or []) if exclude is None else exclude,
+        examples=(topic.examples or []) if examples is None else examples,
+        not_examples=(topic.not_examples or []) if not_examples is None else not_examples,
+        whole_categories=(
+            bool(topic.whole_categories) if whole_categories is None else whole_categories
+        ),
     )
     if _same(topic, spec):
         return topic, False
+    _check_papers(spec, session)
     _apply(topic, spec)
     session.flush()
     match_papers(session=session, topic_ids=[topic.id], threshold=threshold)
@@ -262,6 +316,12 @@ def import_topics(path: str | Path, *, session: Session, threshold: float = 1.0)
     existing = {t.slug: t for t in session.scalars(select(Topic))}
     created = updated = unchanged = 0
     changed: list[Topic] = []
+    for spec in specs:  # every paper named is checked before the first change
+        if spec.slug not in existing or not _same(existing[spec.slug], spec):
+            try:
+                _check_papers(spec, session)
+            except InputError as exc:
+                raise InputError(f"{path}: {exc}") from exc
     for spec in specs:
         topic = existing.get(spec.slug)
         if topic is None:
@@ -291,7 +351,14 @@ def _same(topic: Topic, spec: TopicSpec) -> bool:
         and list(topic.keywords or []) == list(spec.keywords)
         and list(topic.categories or []) == list(spec.categories)
         and list(topic.exclude or []) == list(spec.exclude)
+        and list(topic.examples or []) == list(spec.examples)
+        and list(topic.not_examples or []) == list(spec.not_examples)
+        and bool(topic.whole_categories) == spec.whole_categories
     )
+
+
+def _check_papers(spec: TopicSpec, session: Session) -> None:
+    check_examples(spec.slug, spec.examples, spec.not_examples, session=session)
 
 
 def _apply(topic: Topic, spec: TopicSpec) -> None:
@@ -300,6 +367,9 @@ def _apply(topic: Topic, spec: TopicSpec) -> None:
     topic.keywords = list(spec.keywords)
     topic.categories = list(spec.categories)
     topic.exclude = list(spec.exclude)
+    topic.examples = list(spec.examples)
+    topic.not_examples = list(spec.not_examples)
+    topic.whole_categories = spec.whole_categories
 
 
 def list_topics(*, session: Session) -> list[TopicInfo]:
@@ -316,6 +386,9 @@ def list_topics(*, session: Session) -> list[TopicInfo]:
             subscribers=subs.get(t.id, 0),
             papers=papers.get(t.id, 0),
             exclude=list(t.exclude or []),
+            examples=list(t.examples or []),
+            not_examples=list(t.not_examples or []),
+            whole_categories=bool(t.whole_categories),
         )
         for t in session.scalars(select(Topic).order_by(Topic.slug))
     ]

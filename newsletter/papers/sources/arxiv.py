@@ -9,6 +9,7 @@ from datetime import date
 from xml.etree.ElementTree import Element
 
 from newsletter.core.errors import InputError, SourceError
+from newsletter.core.taxonomy import ARCHIVES, canonical_code, closest_code, subject_classes
 from newsletter.papers.sources import PaperRecord
 from newsletter.papers.sources.common import (
     arxiv_id_of,
@@ -37,7 +38,6 @@ SKIPPED_ANNOUNCEMENTS = frozenset({"replace", "replace-cross"})
 _ANNOUNCE = re.compile(r"Announce Type:\s*([\w-]+)", re.IGNORECASE)
 _ABSTRACT = re.compile(r"\bAbstract:\s*", re.IGNORECASE)
 _AUTHOR_SPLIT = re.compile(r",\s*|\s+and\s+")
-_CATEGORY = re.compile(r"[a-z][a-z-]*(\.[A-Za-z][A-Za-z-]*)?")  # cs.LG, math.CO, hep-th
 
 
 def parse_arxiv_atom(
@@ -182,15 +182,25 @@ def _unique(values: Iterable[str]) -> list[str]:
 
 
 def arxiv_query(day: date, categories: Sequence[str]) -> str:
-    """Build the search_query for papers in the categories submitted on the day."""
+    """Build the search_query for papers in the categories submitted on the day.
+
+    An archive ("cond-mat") asks for each of its subject classes.
+    """
     if not categories:
         raise InputError("give at least one arXiv category, e.g. cs.LG")
-    for category in categories:
-        if not _CATEGORY.fullmatch(category):
-            raise InputError(f"not an arXiv category: {category!r} (expected e.g. cs.LG)")
-    cats = " OR ".join(f"cat:{c}" for c in categories)
+    cats = " OR ".join(f"cat:{c}" for c in _unique(_query_codes(categories)))
     stamp = day.strftime("%Y%m%d")
     return f"({cats}) AND submittedDate:[{stamp}0000 TO {stamp}2359]"
+
+
+def _query_codes(categories: Sequence[str]) -> Iterable[str]:
+    for category in categories:
+        code = canonical_code(category)
+        if code is None:
+            closest = closest_code(category)
+            hint = f"did you mean {closest}?" if closest else "expected e.g. cs.LG or cond-mat"
+            raise InputError(f"not an arXiv category: {category!r} ({hint})")
+        yield from subject_classes(code) if code in ARCHIVES else (code,)
 
 
 def fetch_arxiv(
