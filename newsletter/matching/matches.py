@@ -2,10 +2,11 @@
 
 The text scoring itself (keywords, where they occur, what that is worth) lives in
 `scoring`; this module loads papers and topics, counts how common each keyword is among the
-recent listings (the last WINDOW_DAYS days of papers), and replaces PaperTopic rows. Papers
-stored with a sentence vector (`embed_papers`) may also join a topic their keyword evidence
-alone does not reach, when their nearest neighbours among the recent listings match it
-(`neighbours`).
+recent listings (the last WINDOW_DAYS days of papers), and replaces PaperTopic rows. Where
+papers are stored with a sentence vector (`embed_papers`) and the sentence model loads, every
+signal decides together (`combine`): keywords, the paper's meaning against the topic's among
+the recent listings (`meaning`), categories, its nearest papers and the topic's examples.
+Without the model, keywords and categories decide alone.
 """
 
 from __future__ import annotations
@@ -20,15 +21,18 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from newsletter.core.models import Paper, PaperEmbedding, PaperTopic, Topic
+from newsletter.matching import combine
 from newsletter.matching.embeddings import (
     MODEL_ID,
+    EmbeddingsUnavailable,
     Encoder,
     Precomputed,
     from_bytes,
+    load_encoder,
     paper_text,
     to_bytes,
 )
-from newsletter.matching.neighbours import score_with_neighbours
+from newsletter.matching.meaning import topic_text
 from newsletter.matching.scoring import PaperText, Scored, TopicIndex, TopicMatcher
 
 __all__ = [
@@ -76,17 +80,14 @@ def match_papers(
 ) -> MatchStats:
     """(Re)compute PaperTopic rows for the given papers (all papers when None) against all topics.
 
-    Stores the pairs scoring at least `threshold` (never a zero score) and, with `neighbours`,
-    the weaker ones that the neighbours of a paper with a stored vector confirm. Replaces the
-    existing PaperTopic rows of those papers (and only of `topic_ids` when given); does not
-    commit. `progress(n)` reports n more papers scored.
+    Stores the pairs scoring at least `threshold` (never a zero score) and, with `neighbours`
+    (meaning as well as words) and stored vectors, the pairs all signals together admit
+    (`combine`). Replaces the existing PaperTopic rows of those papers (and only of
+    `topic_ids` when given); does not commit. `progress(n)` reports n more papers scored.
     """
-    topic_query = select(Topic)
     tids = None if topic_ids is None else sorted(set(topic_ids))
-    if tids is not None:
-        topic_query = topic_query.where(Topic.id.in_(tids))
-    topics = list(session.scalars(topic_query))
-    index = TopicIndex([compile_topic(t) for t in topics])
+    every = list(session.scalars(select(Topic).order_by(Topic.id)))
+    topics = every if tids is None else [t for t in every if t.id in set(tids)]
     ids = None if paper_ids is None else sorted(set(paper_ids))
     rows = _load_papers(session, ids)
     removed = _delete_matches(session, ids, tids)
@@ -96,15 +97,22 @@ def match_papers(
     background = [r for r in recent if r[0] not in scored_ids]
     vectors = _vectors(session, [r[0] for r in rows + background]) if neighbours else None
     if vectors is None:
+        index = TopicIndex([compile_topic(t) for t in topics])
         results = index.score_listing(
             [row_text(r) for r in rows],
             threshold,
             background=[row_text(r) for r in background],
             counted=lambda n: rows[n][0] in recent_ids,
         )
-    else:  # the background is scored too: its keyword matches vote
+    else:  # the background is scored too: it is what standings and neighbours are judged on
+        # Every topic, whichever are stored: a paper's margin is over all of its topics.
         listing = rows + background
-        results = _with_neighbours(index, listing, vectors, threshold, recent_ids)[: len(rows)]
+        found_all = _by_all_signals(every, listing, vectors, threshold, recent_ids)[: len(rows)]
+        position = {t.id: n for n, t in enumerate(topics)}
+        results = [
+            [(position[every[t].id], v, e) for t, v, e in found if every[t].id in position]
+            for found in found_all
+        ]
     new_rows = []
     for done, (row, found) in enumerate(zip(rows, results, strict=True), start=1):
         if progress is not None and done % PROGRESS_EVERY == 0:
@@ -120,12 +128,33 @@ def match_papers(
     return MatchStats(papers=len(rows), topics=len(topics), matches=len(new_rows), removed=removed)
 
 
-def _with_neighbours(
-    index: TopicIndex, listing: list[Any], vectors: Any, threshold: float, recent_ids: set[int]
+def _by_all_signals(
+    topics: list[Topic],
+    listing: list[Any],
+    vectors: Any,
+    threshold: float,
+    recent_ids: set[int],
 ) -> list[list[Scored]]:
+    index = TopicIndex([compile_topic(t) for t in topics])
     texts = [row_text(r) for r in listing]
-    counted = [r[0] in recent_ids for r in listing]
-    return score_with_neighbours(index, texts, vectors, threshold, counted=counted.__getitem__)
+    counted = [r[0] in recent_ids for r in listing].__getitem__
+    topic_vectors = _topic_vectors(topics)
+    signals = None
+    if topic_vectors is not None:
+        signals = combine.measure(index, texts, vectors, topic_vectors, threshold, counted=counted)
+    if signals is None:  # no model to read the topics, or too few papers to judge against
+        return index.score_listing(texts, threshold, counted=counted)
+    return combine.decide(signals, threshold)
+
+
+def _topic_vectors(topics: list[Topic]) -> Any | None:
+    """Embed each topic's own text, or None when the sentence model does not load."""
+    try:
+        encoder = load_encoder()
+    except EmbeddingsUnavailable:
+        return None
+    return encoder.embed([topic_text(t.name or t.slug, t.description or "", t.keywords or ())
+                          for t in topics])  # fmt: skip
 
 
 def _vectors(session: Session, ids: list[int]) -> Any | None:
