@@ -2,13 +2,13 @@
 
 Every value is literal text. Control characters and line breaks of every kind (CR, LF, NEL,
 U+2028, U+2029) become spaces, and invisible format characters (Unicode category Cf: the
-bidirectional overrides and isolates, zero-width spaces, U+FEFF) are dropped, so a title
-cannot reorder or hide what a mail client shows (the zero-width joiner and non-joiner stay:
-Persian and Indic names and emoji sequences need them, and they can reorder nothing); non-ASCII text, and ASCII text that
-looks like an RFC 2047 encoded word, is encoded here as UTF-8 encoded words, so a mail client
-shows exactly the characters given and never decodes them into a line break. Folding (CRLF
-then a space) is the only line break a field can hold, and `_field` checks that of every field
-it returns.
+bidirectional overrides and isolates, zero-width spaces, U+FEFF) are dropped, so a title cannot
+reorder or hide what a mail client shows (the zero-width joiner and non-joiner stay: Persian
+and Indic names and emoji sequences need them, and they can reorder nothing); non-ASCII text,
+and ASCII text that looks like an RFC 2047 encoded word, is encoded here as UTF-8 encoded
+words, so a mail client shows exactly the characters given and never decodes them into a line
+break. Folding (CRLF then a space) is the only line break a field can hold, and `_field` checks
+that of every field it returns.
 Addresses are (display name, addr-spec) pairs; an addr-spec must pass `mailbox_address`.
 
 The validators of what people type ask this module too: `address_problem` says which
@@ -339,9 +339,9 @@ def hides_control(text: str) -> bool:
     """Tell whether text holds a control, line break or invisible character, plain or encoded.
 
     Invisible means a format character (category Cf: bidirectional overrides and isolates,
-    zero-width spaces, U+FEFF; not the joiners that spellings need). Decodes as leniently as mail readers do (any
-    charset, nested encodings), since a reader that decodes the name would otherwise see, and
-    may act on, the characters it hides.
+    zero-width spaces, U+FEFF; not the joiners that spellings need). Decodes as leniently as
+    mail readers do (any charset, nested encodings), since a reader that decodes the name would
+    otherwise see, and may act on, the characters it hides.
     """
     for _ in range(MAX_DECODING_ROUNDS):
         if _CONTROL_OR_NL.search(text) or has_format_character(text):
