@@ -26,8 +26,6 @@ from benchmarks import matching  # noqa: E402
 from newsletter.matching import combine  # noqa: E402
 
 L2 = 1.0
-import os
-NO_EX = bool(os.environ.get("NO_EX"))
 STEPS = 50
 CHANCES = np.arange(0.10, 0.80, 0.02)
 STANDINGS = np.arange(0.8, 3.0, 0.1)
@@ -38,7 +36,7 @@ def dev_pairs() -> tuple[Any, Any, Any]:
     xs, ys, zs = [], [], []
     for name in matching.FITTED_ON:
         topics, papers = matching.load_set(name)
-        for examples in (None,) if NO_EX else (None, matching.choose_examples(topics, papers)):
+        for examples in (None, matching.choose_examples(topics, papers)):
             measured = matching.signals(topics, papers, examples)
             if measured is None:
                 raise SystemExit("the sentence model is not installed: nothing to fit")

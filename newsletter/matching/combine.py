@@ -28,23 +28,26 @@ SIGNALS = (
     "margin",  # that z-score minus the paper's best one for another topic, capped
     "category",  # 1 when the paper is listed in one of the topic's categories
     "neighbours",  # share of the paper's nearest papers that the topic's keywords take
+    "neighbours_close",  # share of them the keywords take or that stand out in meaning
     "examples",  # z-score of the similarity to the topic's example papers (0 without any)
 )
 KEYWORDS_CAP = 3.0
 MARGIN_CAP = 3.0
 # Fitted by benchmarks/fit_matching.py (see there for the data and the figures).
 WEIGHTS = {
-    "keywords": 1.0,
-    "keywords_pass": 1.0,
-    "meaning": 0.9,
-    "margin": 0.7,
-    "category": 3.0,
-    "neighbours": 2.5,
-    "examples": 0.0,
+    "keywords": 1.04,
+    "keywords_pass": 0.94,
+    "meaning": 0.88,
+    "margin": 0.74,
+    "category": 3.7,
+    "neighbours": 0.63,
+    "neighbours_close": 3.05,
+    "examples": -0.02,
 }
-BIAS = -3.0
-ADMIT = 0.3  # the chance from which a pair is kept
+BIAS = -3.38
+ADMIT = 0.36  # the chance from which a pair is kept (the best F1 of the dev pairs)
 MEANING_NOTE = 1.5  # a standing from which the evidence says "close in meaning"
+CLOSE = 2.0  # a standing from which a neighbour counts as the topic's, without keywords
 
 
 @dataclass(frozen=True)
@@ -54,15 +57,16 @@ class Signals:
     values: Any
     keyword_results: list[list[Scored]]
     standing: Standing
+    categories: dict[tuple[int, int], str]  # (paper, topic) -> the topic's category it is in
 
 
-def chance(values: Any, weights: dict[str, float] | None = None, bias: float = BIAS) -> Any:
+def chance(values: Any, weights: dict[str, float] | None = None, bias: float | None = None) -> Any:
     """Return the logistic model's chance for each pair of a papers x topics x SIGNALS array."""
     import numpy as np
 
     w = weights or WEIGHTS
     vector = np.array([w[name] for name in SIGNALS])
-    return 1.0 / (1.0 + np.exp(-(values @ vector + bias)))
+    return 1.0 / (1.0 + np.exp(-(values @ vector + (BIAS if bias is None else bias))))
 
 
 def measure(
@@ -93,8 +97,13 @@ def measure(
     for i, found in enumerate(weak):
         for t, value, _ in found:
             keyword[i, t] = value
-    category = _category_flags(index, papers, shape)
+    listed = _listed(index, papers)
+    category = np.zeros(shape)
+    for pair in listed:
+        category[pair] = 1.0
     passed = keyword >= threshold
+    close = passed | (judged.z >= CLOSE)
+    near = _nearest_rows(vectors, reference)
     values = np.stack(
         [
             np.minimum(keyword, KEYWORDS_CAP),
@@ -102,12 +111,13 @@ def measure(
             judged.z,
             np.clip(judged.margin, -MARGIN_CAP, MARGIN_CAP),
             category,
-            _neighbour_share(passed, vectors, reference),
+            _neighbour_share(passed, near),
+            _neighbour_share(close, near),
             _examples_standing(vectors, reference, examples, shape),
         ],
         axis=-1,
     )
-    return Signals(values=values, keyword_results=weak, standing=judged)
+    return Signals(values=values, keyword_results=weak, standing=judged, categories=listed)
 
 
 def decide(signals: Signals, threshold: float = 1.0) -> list[list[Scored]]:
@@ -128,7 +138,7 @@ def decide(signals: Signals, threshold: float = 1.0) -> list[list[Scored]]:
             value, evidence = found.get((i, t), (0.0, []))
             if value < threshold:
                 value = min(round(float(row[t]), 3), threshold * 0.999)
-                evidence = [*evidence, *_why(signals, i, t)]
+                evidence = [*evidence, *_why(signals, i, t, evidence)]
             elif signals.standing.z[i, t] >= MEANING_NOTE:
                 evidence = [*evidence, _meaning_note(signals.standing.z[i, t])]
             kept.append((t, value, evidence))
@@ -136,12 +146,15 @@ def decide(signals: Signals, threshold: float = 1.0) -> list[list[Scored]]:
     return out
 
 
-def _why(signals: Signals, i: int, t: int) -> list[str]:
+def _why(signals: Signals, i: int, t: int, evidence: list[str]) -> list[str]:
     """Say what admitted a pair that the keywords alone did not."""
     z = signals.standing.z[i, t]
     share = signals.values[i, t, SIGNALS.index("neighbours")]
     notes = []
-    if z >= MEANING_NOTE or share < 0.5:
+    listed = signals.categories.get((i, t))
+    if listed is not None and not any(e.startswith("category: ") for e in evidence):
+        notes.append(f"category: {listed}")
+    if z >= MEANING_NOTE or (share < 0.5 and listed is None):
         notes.append(_meaning_note(z))
     if share >= 0.5:
         votes = round(share * NEIGHBOURS)
@@ -153,33 +166,40 @@ def _meaning_note(z: float) -> str:
     return f"meaning: close to the topic (standing {z:.1f})"
 
 
-def _category_flags(index: TopicIndex, papers: Sequence[PaperText], shape: tuple[int, int]) -> Any:
-    """Return 1 for each pair whose paper is listed in one of the topic's categories.
+def _listed(index: TopicIndex, papers: Sequence[PaperText]) -> dict[tuple[int, int], str]:
+    """Return the pairs whose paper is listed in one of the topic's categories, with it.
 
     A topic's archive (`cond-mat`) holds its subject classes (`cond-mat.supr-con`).
     """
-    import numpy as np
-
-    flags = np.zeros(shape)
+    found: dict[tuple[int, int], str] = {}
     wanted = [topic.categories for topic in index.topics]
     for i, paper in enumerate(papers):
         for c in paper.categories:
             archive = c.split(".", 1)[0]
             for t, categories in enumerate(wanted):
-                if c in categories or archive in categories:
-                    flags[i, t] = 1.0
-    return flags
+                if (c in categories or archive in categories) and (i, t) not in found:
+                    found[i, t] = c
+    return found
 
 
-def _neighbour_share(passed: Any, vectors: Any, reference: Any) -> Any:
-    """Return, per pair, the share of the paper's nearest papers that the topic's keywords take."""
+def _nearest_rows(vectors: Any, reference: Any) -> tuple[Any, Any] | None:
+    """Return the rows with a vector and, for each, its nearest such rows (None: too few)."""
     import numpy as np
 
-    share = np.zeros(passed.shape)
     pool = np.flatnonzero(reference)
     if len(pool) <= NEIGHBOURS:
-        return share
-    share[pool] = passed[nearest(vectors, pool.tolist(), pool)].mean(axis=1)
+        return None
+    return pool, nearest(vectors, pool.tolist(), pool)
+
+
+def _neighbour_share(members: Any, near: tuple[Any, Any] | None) -> Any:
+    """Return, per pair, the share of the paper's nearest papers that are the topic's members."""
+    import numpy as np
+
+    share = np.zeros(members.shape)
+    if near is not None:
+        pool, rows = near
+        share[pool] = members[rows].mean(axis=1)
     return share
 
 

@@ -32,7 +32,7 @@ from newsletter.matching.embeddings import (
     paper_text,
     to_bytes,
 )
-from newsletter.matching.meaning import topic_text
+from newsletter.matching.meaning import embed_topics, topic_parts
 from newsletter.matching.scoring import PaperText, Scored, TopicIndex, TopicMatcher
 
 __all__ = [
@@ -77,6 +77,7 @@ def match_papers(
     topic_ids: Iterable[int] | None = None,
     progress: Callable[[int], None] | None = None,
     neighbours: bool = True,
+    encoder: Encoder | Precomputed | None = None,
 ) -> MatchStats:
     """(Re)compute PaperTopic rows for the given papers (all papers when None) against all topics.
 
@@ -84,6 +85,8 @@ def match_papers(
     (meaning as well as words) and stored vectors, the pairs all signals together admit
     (`combine`). Replaces the existing PaperTopic rows of those papers (and only of
     `topic_ids` when given); does not commit. `progress(n)` reports n more papers scored.
+    `encoder` reads the topics' words (by default the sentence model, loaded here; pass one
+    that has them already, see `topic_texts`, to keep the model out of the transaction).
     """
     tids = None if topic_ids is None else sorted(set(topic_ids))
     every = list(session.scalars(select(Topic).order_by(Topic.id)))
@@ -107,7 +110,8 @@ def match_papers(
     else:  # the background is scored too: it is what standings and neighbours are judged on
         # Every topic, whichever are stored: a paper's margin is over all of its topics.
         listing = rows + background
-        found_all = _by_all_signals(every, listing, vectors, threshold, recent_ids)[: len(rows)]
+        found_all = _by_all_signals(every, listing, vectors, threshold, recent_ids, encoder)
+        found_all = found_all[: len(rows)]
         position = {t.id: n for n, t in enumerate(topics)}
         results = [
             [(position[every[t].id], v, e) for t, v, e in found if every[t].id in position]
@@ -134,11 +138,14 @@ def _by_all_signals(
     vectors: Any,
     threshold: float,
     recent_ids: set[int],
+    encoder: Encoder | Precomputed | None,
 ) -> list[list[Scored]]:
+    if not topics:
+        return [[] for _ in listing]
     index = TopicIndex([compile_topic(t) for t in topics])
     texts = [row_text(r) for r in listing]
     counted = [r[0] in recent_ids for r in listing].__getitem__
-    topic_vectors = _topic_vectors(topics)
+    topic_vectors = _topic_vectors(topics, encoder)
     signals = None
     if topic_vectors is not None:
         signals = combine.measure(index, texts, vectors, topic_vectors, threshold, counted=counted)
@@ -147,20 +154,41 @@ def _by_all_signals(
     return combine.decide(signals, threshold)
 
 
-def _topic_vectors(topics: list[Topic]) -> Any | None:
-    """Embed each topic's own text, or None when the sentence model does not load."""
+def _topic_vectors(topics: list[Topic], encoder: Encoder | Precomputed | None) -> Any | None:
+    """Embed each topic's prototype, or None when the sentence model does not load."""
+    if encoder is None:
+        try:
+            encoder = load_encoder()
+        except EmbeddingsUnavailable:
+            return None
+    return embed_topics(encoder.embed, [_described(t) for t in topics])
+
+
+def matching_mode(enabled: bool) -> tuple[bool, str]:
+    """Tell whether topics are matched by meaning here, and say how or why not."""
+    if not enabled:
+        return False, "by keywords alone: match_neighbours is false"
     try:
-        encoder = load_encoder()
-    except EmbeddingsUnavailable:
-        return None
-    return encoder.embed([topic_text(t.name or t.slug, t.description or "", t.keywords or ())
-                          for t in topics])  # fmt: skip
+        load_encoder()
+    except EmbeddingsUnavailable as exc:
+        return False, f"by keywords alone: {exc}"
+    return True, f"by meaning and keywords ({MODEL_ID})"
+
+
+def _described(topic: Topic) -> tuple[str, str, list[str]]:
+    return topic.name or topic.slug, topic.description or "", list(topic.keywords or ())
+
+
+def topic_texts(*, session: Session) -> list[str]:
+    """Return every text the topics' prototypes are embedded from (to embed them beforehand)."""
+    topics = session.scalars(select(Topic).order_by(Topic.id))
+    return [p for t in topics for p in topic_parts(*_described(t)) if p]
 
 
 def _vectors(session: Session, ids: list[int]) -> Any | None:
     """Return the stored vectors of the papers in order (zeros where none), or None if none."""
     if find_spec("numpy") is None:
-        return None  # the embeddings extra was removed: keywords alone
+        return None  # numpy could not be installed here: keywords alone
     found: dict[int, bytes] = {}
     for chunk in _chunks(sorted(set(ids))):
         query = select(PaperEmbedding.paper_id, PaperEmbedding.vector).where(

@@ -6,8 +6,9 @@ paper depends on how the topic is worded and on the model, and differs from topi
 carries across topics and fields is the paper's standing among recent papers for that topic
 (the z-score of its similarity over the listing window, `standing`) and whether the topic is
 the paper's closest one (its margin over the paper's next best topic). A topic's prototype is
-the vector of its own text ("name. description. keywords"); example papers move it toward
-them, and papers it must not take away from them (`prototypes`).
+the mean of the vectors of its own words: "name. description" and each keyword apart, which
+places it better than one text of them all (`topic_parts`, `embed_topics`); example papers move
+it toward them, and papers it must not take away from them (`prototypes`).
 """
 
 from __future__ import annotations
@@ -24,10 +25,27 @@ EXAMPLES_WEIGHT = 0.5
 NOT_EXAMPLES_WEIGHT = 0.25
 
 
-def topic_text(name: str, description: str, keywords: Sequence[str]) -> str:
-    """Return the text a topic's meaning is embedded from."""
-    parts = [name.strip(), description.strip(), ", ".join(k.strip() for k in keywords)]
-    return ". ".join(p.rstrip(".") for p in parts if p) + "."
+def topic_parts(name: str, description: str, keywords: Sequence[str]) -> list[str]:
+    """Return the texts a topic's prototype is the mean of: its line, then each keyword."""
+    line = ". ".join(p.strip().rstrip(".") for p in (name, description) if p.strip())
+    return [line + "." if line else "", *(k.strip() for k in keywords if k.strip())]
+
+
+def embed_topics(embed: Any, topics: Sequence[tuple[str, str, Sequence[str]]]) -> Any:
+    """Return one unit prototype per (name, description, keywords), embedding with `embed`."""
+    import numpy as np
+
+    parts = [[p for p in topic_parts(*t) if p] or ["topic"] for t in topics]
+    flat = [p for group in parts for p in group]
+    vectors = np.asarray(embed(flat), dtype=np.float32) if flat else np.zeros((0, 0))
+    out, start = [], 0
+    for group in parts:
+        out.append(vectors[start : start + len(group)].mean(axis=0))
+        start += len(group)
+    if not out:
+        return np.zeros((0, vectors.shape[1] if vectors.ndim == 2 else 0), dtype=np.float32)
+    stacked = np.stack(out)
+    return stacked / np.linalg.norm(stacked, axis=1, keepdims=True)
 
 
 @dataclass(frozen=True)
