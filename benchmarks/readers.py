@@ -199,9 +199,7 @@ def _add_voters(app: App, readers: list[Reader], topic_ids: dict[str, int]) -> d
     return voters
 
 
-def simulate(
-    world: World, *, vote: bool, share: float = 1.0
-) -> dict[tuple[str, int, int], Counts]:
+def simulate(world: World, *, vote: bool, share: float = 1.0) -> dict[tuple[str, int, int], Counts]:
     """Run every day; return counts per (reader kind, k, day index).
 
     With `share` below 1, readers vote on that share of the papers they get, chosen at

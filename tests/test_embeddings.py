@@ -10,10 +10,11 @@ import pytest
 from newsletter.matching import embeddings
 from newsletter.matching.embeddings import (
     DIMENSIONS,
+    MAX_TOKENS,
     EmbeddingsUnavailable,
-    WordPiece,
     from_bytes,
     load_encoder,
+    load_tokenizer,
     paper_text,
     to_bytes,
 )
@@ -35,18 +36,18 @@ from newsletter.matching.embeddings import (
     ],
 )  # fmt: skip
 def test_word_pieces_are_the_models_own(text: str, ids: list[int]) -> None:
-    assert WordPiece.load().encode(text) == ids
+    assert load_tokenizer().encode(text).ids == ids
 
 
 def test_long_texts_are_cut_to_the_models_length() -> None:
-    ids = WordPiece.load().encode("word " * 1000, max_tokens=32)
-    assert len(ids) == 32 and ids[0] == 101 and ids[-1] == 102
+    ids = load_tokenizer().encode("word " * 1000).ids
+    assert len(ids) == MAX_TOKENS and ids[0] == 101 and ids[-1] == 102
 
 
 def test_control_characters_and_overlong_words_do_not_break_the_tokenizer() -> None:
-    tokenizer = WordPiece.load()
-    assert tokenizer.encode("a\x00b\x07c") == tokenizer.encode("abc")
-    assert tokenizer.encode("x" * 150) == [101, tokenizer.unknown, 102]
+    tokenizer = load_tokenizer()
+    assert tokenizer.encode("a\x00b\x07c").ids == tokenizer.encode("abc").ids
+    assert tokenizer.encode("x" * 150).ids == [101, tokenizer.token_to_id("[UNK]"), 102]
 
 
 def test_similar_sentences_are_closer_than_unrelated_ones() -> None:
@@ -79,7 +80,7 @@ def test_stored_vectors_round_trip_as_float16() -> None:
 
 @pytest.fixture
 def no_model(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The sentence model's package as on a machine without the embeddings extra."""
+    """The sentence model's package as on a machine where it could not be installed."""
     monkeypatch.setattr(embeddings, "MODEL_PACKAGE", "a_model_package_that_is_not_installed")
     load_encoder.cache_clear()
     yield
@@ -87,5 +88,5 @@ def no_model(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_without_the_model_loading_says_what_to_install(no_model: None) -> None:
-    with pytest.raises(EmbeddingsUnavailable, match=r"daily-papers-newsletter\[embeddings\]"):
+    with pytest.raises(EmbeddingsUnavailable, match=r"pip install daily-papers-newsletter"):
         load_encoder()

@@ -1,10 +1,12 @@
-"""Weak matches that the nearest neighbours confirm: the rule, then stored papers end to end."""
+"""Matching by meaning: standings, neighbours and the combined decision, then stored papers."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,12 +14,15 @@ from sqlalchemy import func, select
 
 from newsletter.core.app import App
 from newsletter.core.config import Settings
-from newsletter.core.models import PaperEmbedding, PaperTopic, Topic
-from newsletter.matching import embeddings
+from newsletter.core.models import Paper, PaperEmbedding, PaperTopic, Topic
+from newsletter.editions.selection import why_from_evidence
+from newsletter.matching import combine, embeddings, neighbours
 from newsletter.matching.embeddings import MODEL_ID, load_encoder
 from newsletter.matching.matches import embed_papers, match_papers
-from newsletter.matching.neighbours import NEIGHBOURS, admit_by_neighbours, score_with_neighbours
+from newsletter.matching.meaning import MIN_REFERENCE, Examples, standing
+from newsletter.matching.neighbours import nearest
 from newsletter.matching.scoring import PaperText, TopicIndex, TopicMatcher
+from newsletter.matching.topics import parse_topics_toml
 from newsletter.papers.fetch import store_records
 from newsletter.papers.sources import PaperRecord
 
@@ -32,51 +37,91 @@ def _cluster(n: int, seed: int, spread: float = 0.05) -> np.ndarray:
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
-def test_a_weak_pair_joins_when_most_neighbours_match_and_only_then() -> None:
-    # Papers 0-8 are one kind, 9-17 another; topic 0 matched papers 1-8 on their keywords.
-    vectors = np.vstack([_cluster(9, 1), _cluster(9, 2)]).astype(np.float32)
-    scored: list[list] = [[] for _ in range(18)]
-    for i in range(1, 9):
-        scored[i] = [(0, 1.5, ['title: "LLM"'])]
-    scored[0] = [(0, 0.6, ["category: cs.CL"])]  # some evidence, below the threshold
-    scored[9] = [(0, 0.6, ["category: cs.CL"])]  # the same, among papers of another kind
-    out = admit_by_neighbours(scored, vectors, 1.0)
-    assert out[0] == [(0, 0.6, ["category: cs.CL", "neighbours: 8 of the 8 most similar papers"])]
-    assert out[9] == []
-    assert out[1:9] == scored[1:9]
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
-def test_no_evidence_or_no_vector_is_never_admitted() -> None:
-    # Papers 0-9 are one kind: 0-4 match topic 0, 5 and 6 have some evidence, 7-9 none.
-    vectors = np.vstack([_cluster(10, 3), _cluster(9, 5)]).astype(np.float32)
-    scored: list[list] = [[(0, 1.2, ["x"])] for _ in range(5)] + [[] for _ in range(14)]
-    scored[5] = [(0, 0.3, ["late mention"])]
-    scored[6] = [(0, 0.3, ["late mention"])]
-    vectors[6] = 0.0  # stored without a vector: neither admitted nor anyone's neighbour
-    out = admit_by_neighbours(scored, vectors, 1.0)
-    assert out[5] == [(0, 0.3, ["late mention", "neighbours: 5 of the 8 most similar papers"])]
-    assert out[6] == [] and all(out[i] == [] for i in range(7, 19))
-    # Four keyword matches among the eight are enough; three are not.
-    scored[4] = []
-    assert admit_by_neighbours(scored, vectors, 1.0)[5][0][2][-1].startswith("neighbours: 4 ")
-    scored[3] = []
-    assert admit_by_neighbours(scored, vectors, 1.0)[5] == []
+def test_standing_is_a_z_score_among_the_reference_papers_and_a_margin_over_the_next_topic():
+    sims = np.array([[0.9, 0.1], [0.5, 0.5], [0.1, 0.9]] * 10)
+    reference = np.ones(len(sims), dtype=bool)
+    reference[-1] = False  # a paper without a vector: judged as nothing
+    judged = standing(sims, reference)
+    assert judged is not None
+    z0 = (0.9 - sims[:-1, 0].mean()) / sims[:-1, 0].std()
+    assert judged.z[0, 0] == pytest.approx(z0)
+    assert judged.margin[0, 0] == pytest.approx(judged.z[0, 0] - judged.z[0, 1])
+    assert judged.margin[0, 1] == pytest.approx(judged.z[0, 1] - judged.z[0, 0])
+    assert (judged.z[-1] == 0).all()
+    assert standing(sims[: MIN_REFERENCE - 1], reference[: MIN_REFERENCE - 1]) is None
 
 
-def test_a_listing_smaller_than_the_neighbourhood_admits_nothing() -> None:
-    vectors = _cluster(NEIGHBOURS, 4).astype(np.float32)
-    scored = [[(0, 2.0, ["x"])] for _ in range(NEIGHBOURS - 1)] + [[(0, 0.5, ["y"])]]
-    assert admit_by_neighbours(scored, vectors, 1.0)[-1] == []
+def test_nearest_finds_the_most_similar_other_papers_in_chunks(monkeypatch) -> None:
+    vectors = np.vstack([_cluster(12, 1), _cluster(12, 2)]).astype(np.float32)
+    pool = np.arange(len(vectors))
+    monkeypatch.setattr(neighbours, "CHUNK", 5)  # several chunks, one of them short
+    near = nearest(vectors, pool.tolist(), pool)
+    for row, found in enumerate(near):
+        assert row not in found
+        assert set(found) <= (set(range(12)) if row < 12 else set(range(12, 24)))
 
 
-def test_a_paper_of_a_whole_category_topic_needs_no_neighbours() -> None:
+def _listing(with_word: int, without: int, others: int) -> tuple[list[PaperText], np.ndarray]:
+    """Papers of one kind (the first name the topic's keyword, the next do not) and others."""
+    papers = [PaperText(f"Graph colouring {i}", "We colour graphs.") for i in range(with_word)]
+    papers += [PaperText(f"Paper {i}", "We count paths in networks.") for i in range(without)]
+    papers += [PaperText(f"Other {i}", "We measure rainfall.") for i in range(others)]
+    kind = _cluster(with_word + without, 7, spread=0.3)
+    rest = _cluster(others, 8, spread=0.6)
+    return papers, np.vstack([kind, rest]).astype(np.float32)
+
+
+def test_a_paper_naming_no_keyword_joins_when_its_meaning_stands_out_and_others_do_not():
+    papers, vectors = _listing(with_word=6, without=6, others=40)
+    index = TopicIndex([TopicMatcher.compile("graphs", ["graph colouring"])])
+    topic = _unit(vectors[:12].mean(axis=0))[None, :]
+    signals = combine.measure(index, papers, vectors, topic)
+    assert signals is not None
+    found = combine.decide(signals)
+    assert all(f and f[0][1] >= 1.0 for f in found[:6])  # the keywords' own, as they were
+    joined = [i for i in range(6, 12) if found[i]]
+    assert joined, "papers of the topic's kind that name no keyword join by meaning"
+    for i in joined:
+        ((_, score, evidence),) = found[i]
+        assert score < 1.0 and any(e.startswith("meaning: close to the topic") for e in evidence)
+    assert not any(found[12:]), "papers of another kind never join"
+
+
+def test_a_category_of_the_topic_is_a_signal_and_an_archive_holds_its_classes():
+    papers, vectors = _listing(with_word=0, without=2, others=40)
+    papers[0] = PaperText("Paper A", "We count paths.", categories=("math.CO",))
+    papers[1] = PaperText("Paper B", "We count paths.", categories=("cs.DS",))
+    index = TopicIndex([TopicMatcher.compile("maths", ["unheard of"], categories=["math"])])
+    signals = combine.measure(index, papers, vectors, _unit(vectors[:2].mean(axis=0))[None, :])
+    assert signals is not None
+    assert signals.categories == {(0, 0): "math.CO"}
+    assert signals.values[0, 0, combine.SIGNALS.index("category")] == 1.0
+    assert signals.values[1, 0, combine.SIGNALS.index("category")] == 0.0
+
+
+def test_every_paper_of_a_whole_category_topic_is_taken_whatever_its_meaning():
+    papers, vectors = _listing(with_word=0, without=3, others=30)
+    for i in range(3):
+        papers[i] = PaperText(f"Paper {i}", "", categories=("cond-mat.str-el",))
     members = TopicMatcher.compile("sc", [], "", ["cond-mat"], whole_categories=True)
-    papers = [PaperText(f"Paper {i}", "", categories=["cond-mat.str-el"]) for i in range(3)]
-    papers += [PaperText(f"Other {i}", "", categories=["cs.LG"]) for i in range(9)]
-    vectors = _cluster(12, 6).astype(np.float32)
-    out = score_with_neighbours(TopicIndex([members]), papers, vectors, threshold=1.5)
-    assert out[:3] == [[(0, 1.5, ["category: cond-mat.str-el"])]] * 3
-    assert out[3:] == [[]] * 9
+    far = _unit(vectors[-1:])  # the topic's words are nothing like these papers
+    signals = combine.measure(TopicIndex([members]), papers, vectors, far, threshold=1.5)
+    assert signals is not None
+    found = combine.decide(signals, threshold=1.5)
+    assert [f[0][:2] for f in found[:3]] == [(0, 1.5)] * 3
+    assert all("category: cond-mat.str-el" in f[0][2] for f in found[:3])
+    assert found[3:] == [[]] * 30
+
+
+def test_too_few_papers_with_vectors_leave_the_decision_to_keywords():
+    papers, vectors = _listing(with_word=3, without=3, others=10)
+    vectors[: len(vectors) - MIN_REFERENCE + 1] = 0.0
+    index = TopicIndex([TopicMatcher.compile("graphs", ["graph colouring"])])
+    assert combine.measure(index, papers, vectors, _unit(vectors[-1:])) is None
 
 
 LLM_PAPERS = [
@@ -219,10 +264,83 @@ def test_the_model_runs_before_the_write_transaction_opens(
     assert calls == [False]  # once, for the whole batch, and outside any transaction
 
 
-def test_a_topic_most_of_the_listing_matches_admits_only_on_a_clear_majority() -> None:
-    # One kind of paper, and topic 0 matches 7 of its 12: any paper's neighbours are mostly
-    # topic 0 by chance alone, so a weak pair needs more than half of them to join.
-    vectors = _cluster(13, 6, spread=0.3).astype(np.float32)
-    scored: list[list] = [[(0, 1.5, ["x"])] for _ in range(7)] + [[] for _ in range(5)]
-    scored.append([(0, 0.6, ["weak"])])
-    assert admit_by_neighbours(scored, vectors, 1.0)[-1] == []
+FIELDS = Path(__file__).parent / "labelled" / "fields"
+
+
+def test_a_stored_paper_naming_none_of_a_topics_keywords_joins_it_by_meaning(
+    neighbours_app: App,
+) -> None:
+    # Real papers of several fields and a topic an admin wrote in words: the paper on spanning
+    # trees names none of the combinatorics topic's keywords, but that is what it is about.
+    app = neighbours_app
+    papers = json.loads((FIELDS / "papers.json").read_text(encoding="utf-8"))[:120]
+    (spec,) = [
+        t
+        for t in parse_topics_toml((FIELDS / "topics.toml").read_text(encoding="utf-8"))
+        if t.slug == "combinatorics"
+    ]
+    with app.transaction() as s:
+        s.add(Topic(slug=spec.slug, name=spec.name, description=spec.description,
+                    keywords=list(spec.keywords)))  # fmt: skip
+    records = [
+        PaperRecord(title=p["title"], abstract=p["abstract"], source="test",
+                    arxiv_id=p["key"], categories=p["categories"])
+        for p in papers
+    ]  # fmt: skip
+    store_records(app, records, DAY)
+    with app.reading() as s:
+        rows = s.execute(
+            select(Paper.title, PaperTopic.score, PaperTopic.evidence).join(PaperTopic)
+        ).all()
+    by_title = {title: (score, evidence) for title, score, evidence in rows}
+    score, evidence = by_title["Weighted spanning trees on some self-similar graphs"]
+    assert score < 1.0 and evidence[0].startswith("meaning: close to the topic")
+    assert why_from_evidence(evidence) == "close in meaning to the topic"
+    # Without the sentence model's signals, keywords alone leave it out.
+    with app.transaction() as s:
+        match_papers(session=s, neighbours=False)
+    with app.reading() as s:
+        titles = set(s.scalars(select(Paper.title).join(PaperTopic)))
+    assert "Weighted spanning trees on some self-similar graphs" not in titles
+
+
+def test_a_topic_learns_from_its_example_papers_what_its_words_do_not_say():
+    papers, vectors = _listing(with_word=0, without=10, others=40)
+    index = TopicIndex([TopicMatcher.compile("kind", ["a word nobody writes"])])
+    words = _unit(_cluster(1, 99))  # the topic's text says nothing about these papers
+    alone = combine.measure(index, papers, vectors, words)
+    assert alone is not None and not any(combine.decide(alone))
+    examples = [Examples(vectors[:3], vectors[:0])]
+    taught = combine.measure(index, papers, vectors, words, examples=examples)
+    assert taught is not None
+    found = combine.decide(taught)
+    assert all(found[i] for i in range(3, 10)), "papers like the examples join"
+    assert not any(found[10:]), "papers of another kind do not"
+
+
+def test_stored_example_papers_teach_a_topic_through_the_cli(neighbours_app: App, run) -> None:
+    # A topic whose words fit none of the papers: its three examples say what it is about.
+    app = neighbours_app
+    papers = json.loads((FIELDS / "papers.json").read_text(encoding="utf-8"))[:120]
+    records = [
+        PaperRecord(title=p["title"], abstract=p["abstract"], source="test",
+                    arxiv_id=p["key"], categories=p["categories"])
+        for p in papers
+    ]  # fmt: skip
+    store_records(app, records, DAY)
+    labels = json.loads((FIELDS / "labels.json").read_text(encoding="utf-8"))
+    kind = [p["key"] for p in papers if "combinatorics" in labels[p["key"]]]
+    run.env["NEWSLETTER_MATCH_NEIGHBOURS"] = "true"
+    examples = ",".join(kind[:3])
+    result = run("topics", "add", "kind", "--name", "Our reading group",
+                 "--keywords", "a word nobody writes", "--examples", examples)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    with app.reading() as s:
+        taken = set(s.scalars(select(Paper.arxiv_id).join(PaperTopic)))
+    assert set(kind[:3]) <= taken, "the examples themselves"
+    assert taken & set(kind[3:]), "a paper like them that names none of the topic's words"
+    # Without its examples the topic's words alone do not take it.
+    assert run("topics", "edit", "kind", "--examples", "").exit_code == 0
+    with app.reading() as s:
+        untaught = set(s.scalars(select(Paper.arxiv_id).join(PaperTopic)))
+    assert (taken & set(kind[3:])) - untaught

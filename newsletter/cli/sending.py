@@ -21,6 +21,7 @@ from newsletter.delivery import mail_queue
 from newsletter.delivery import service as sending
 from newsletter.delivery.engine import SendSummary
 from newsletter.matching.check import CHECK_DAYS, QUIET_DAYS, disliked_topics, quiet_topics
+from newsletter.matching.matches import matching_mode
 from newsletter.runners.send import SendRun
 
 DATE_HELP = "Listing date YYYY-MM-DD (default: the newest listing)."
@@ -223,6 +224,10 @@ def status(app: App, day: str | None, as_json: bool) -> None:
         data["quiet_topics"] = quiet_topics(session=session)
         data["disliked_topics"] = disliked_topics(session=session)
     data["mail_queue"] = queue
+    by_meaning, how = matching_mode(app.settings.match_neighbours)
+    data["matching"] = {"by_meaning": by_meaning, "how": how}
+    if not by_meaning:
+        click.echo(f"warning: topics are matched {how}", err=True)
     health = data.get("health") or {}
     for warning in health.get("warnings", []):
         click.echo(f"warning: {warning}", err=True)
@@ -247,7 +252,7 @@ def status(app: App, day: str | None, as_json: bool) -> None:
         click.echo(f"{data['date']}: not planned yet")
         return
     shown = ("date", "planned", "health", "votes", "quiet_topics", "disliked_topics", "guard",
-             "mail_queue")  # fmt: skip
+             "mail_queue", "matching")  # fmt: skip
     counts = ", ".join(f"{k} {v}" for k, v in data.items() if k not in shown)
     click.echo(f"{data['date']}: {counts}")
     for line in _guard_lines(data["date"], data.get("guard") or {}):

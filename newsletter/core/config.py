@@ -287,7 +287,7 @@ class Settings:
     match_threshold: float = setting(1.0, "score at which a paper enters a topic's digest", above=0)
     # The instance's: whether this machine spends ~0.1 s of CPU per new paper on the model.
     match_neighbours: bool = setting(
-        True, "embed new papers and let a weak match in when most of its 8 nearest papers match",
+        True, "embed new papers and match by meaning as well as words (false: keywords alone)",
         env="MATCH_NEIGHBOURS",
     )  # fmt: skip
     hf_url: str = setting("https://huggingface.co", "Hugging Face address the listing comes from")

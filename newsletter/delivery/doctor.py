@@ -27,6 +27,7 @@ from newsletter.core.app import App
 from newsletter.core.config import Settings
 from newsletter.core.secret_key import SECRET_KEY_FILE, exposed_to_others
 from newsletter.delivery.transports import SmtpTransport, make_transport
+from newsletter.matching.matches import matching_mode
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 SPF_LOOKUP_LIMIT = 10  # RFC 7208 section 4.6.4
@@ -87,6 +88,7 @@ def run_checks(app: App, resolver: Resolver, *, timeout: float = 10.0) -> list[C
         lambda: check_postal_address(settings),
         lambda: check_list_id(settings),
         lambda: check_schema(app),
+        lambda: check_matching(settings),
         lambda: check_base_url(settings, timeout),
         lambda: check_spf(settings, resolver),
         lambda: check_dkim(settings, resolver),
@@ -147,6 +149,14 @@ def check_list_id(settings: Settings) -> Check:
             "set list_id to 'Name <list.your-domain>' so filters can recognise the list",
         )
     return Check("list id", OK, settings.list_id)
+
+
+def check_matching(settings: Settings) -> Check:
+    """Say whether papers are matched by meaning, or why only by keywords."""
+    by_meaning, how = matching_mode(settings.match_neighbours)
+    if by_meaning:
+        return Check("matching", OK, how)
+    return Check("matching", WARN, how, "topics outside their keywords' words are missed")
 
 
 def check_schema(app: App) -> Check:

@@ -371,18 +371,22 @@ def _rank(cand: _Candidate, wanted: set[int]) -> tuple[int, float, str]:
     return (-(cand.paper.upvotes or 0), -best, cand.paper.title)
 
 
-_EVIDENCE = re.compile(r'^(title|abstract|keywords?|category): "?(.+?)"?(?: x(\d+))?(?: \(.*\))?$')
+_EVIDENCE = re.compile(
+    r'^(title|abstract|keywords?|category|meaning): "?(.+?)"?(?: x(\d+))?(?: \(.*\))?$'
+)
 
 
 def why_from_evidence(evidence: Iterable[str]) -> str | None:
     """Turn the matcher's strongest evidence into a short phrase ("title mentions LoRA")."""
     parsed = [m.groups() for m in map(_EVIDENCE.match, evidence) if m]
-    for field_name in ("title", "abstract", "keyword", "keywords", "category"):
+    for field_name in ("title", "abstract", "keyword", "keywords", "category", "meaning"):
         for where, what, times in parsed:
             if where != field_name:
                 continue
             if where == "category":
                 return f"listed in {what}"
+            if where == "meaning":
+                return "close in meaning to the topic"
             if where.startswith("keyword"):
                 return f"tagged {what}"
             count = f" {times} times" if times and int(times) > 1 else ""

@@ -2,10 +2,11 @@
 
 The text scoring itself (keywords, where they occur, what that is worth) lives in
 `scoring`; this module loads papers and topics, counts how common each keyword is among the
-recent listings (the last WINDOW_DAYS days of papers), and replaces PaperTopic rows. Papers
-stored with a sentence vector (`embed_papers`) may also join a topic their keyword evidence
-alone does not reach, when their nearest neighbours among the recent listings match it
-(`neighbours`).
+recent listings (the last WINDOW_DAYS days of papers), and replaces PaperTopic rows. Where
+papers are stored with a sentence vector (`embed_papers`) and the sentence model loads, every
+signal decides together (`combine`): keywords, the paper's meaning against the topic's among
+the recent listings (`meaning`), categories, its nearest papers and the topic's examples.
+Without the model, keywords and categories decide alone.
 """
 
 from __future__ import annotations
@@ -20,15 +21,19 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from newsletter.core.models import Paper, PaperEmbedding, PaperTopic, Topic
+from newsletter.matching import combine
 from newsletter.matching.embeddings import (
     MODEL_ID,
+    EmbeddingsUnavailable,
     Encoder,
     Precomputed,
     from_bytes,
+    load_encoder,
     paper_text,
     to_bytes,
 )
-from newsletter.matching.neighbours import score_with_neighbours
+from newsletter.matching.examples_store import example_paper_ids
+from newsletter.matching.meaning import Examples, embed_topics, topic_parts
 from newsletter.matching.scoring import PaperText, Scored, TopicIndex, TopicMatcher
 
 __all__ = [
@@ -74,20 +79,20 @@ def match_papers(
     topic_ids: Iterable[int] | None = None,
     progress: Callable[[int], None] | None = None,
     neighbours: bool = True,
+    encoder: Encoder | Precomputed | None = None,
 ) -> MatchStats:
     """(Re)compute PaperTopic rows for the given papers (all papers when None) against all topics.
 
-    Stores the pairs scoring at least `threshold` (never a zero score) and, with `neighbours`,
-    the weaker ones that the neighbours of a paper with a stored vector confirm. Replaces the
-    existing PaperTopic rows of those papers (and only of `topic_ids` when given); does not
-    commit. `progress(n)` reports n more papers scored.
+    Stores the pairs scoring at least `threshold` (never a zero score) and, with `neighbours`
+    (meaning as well as words) and stored vectors, the pairs all signals together admit
+    (`combine`). Replaces the existing PaperTopic rows of those papers (and only of
+    `topic_ids` when given); does not commit. `progress(n)` reports n more papers scored.
+    `encoder` reads the topics' words (by default the sentence model, loaded here; pass one
+    that has them already, see `topic_texts`, to keep the model out of the transaction).
     """
-    topic_query = select(Topic)
     tids = None if topic_ids is None else sorted(set(topic_ids))
-    if tids is not None:
-        topic_query = topic_query.where(Topic.id.in_(tids))
-    topics = list(session.scalars(topic_query))
-    index = TopicIndex([compile_topic(t) for t in topics])
+    every = list(session.scalars(select(Topic).order_by(Topic.id)))
+    topics = every if tids is None else [t for t in every if t.id in set(tids)]
     ids = None if paper_ids is None else sorted(set(paper_ids))
     rows = _load_papers(session, ids)
     removed = _delete_matches(session, ids, tids)
@@ -97,15 +102,26 @@ def match_papers(
     background = [r for r in recent if r[0] not in scored_ids]
     vectors = _vectors(session, [r[0] for r in rows + background]) if neighbours else None
     if vectors is None:
+        index = TopicIndex([compile_topic(t) for t in topics])
         results = index.score_listing(
             [row_text(r) for r in rows],
             threshold,
             background=[row_text(r) for r in background],
             counted=lambda n: rows[n][0] in recent_ids,
         )
-    else:  # the background is scored too: its keyword matches vote
+    else:  # the background is scored too: it is what standings and neighbours are judged on
+        # Every topic, whichever are stored: a paper's margin is over all of its topics.
         listing = rows + background
-        results = _with_neighbours(index, listing, vectors, threshold, recent_ids)[: len(rows)]
+        examples = _examples(session, every)
+        found_all = _by_all_signals(
+            every, listing, vectors, threshold, recent_ids, encoder, examples
+        )
+        found_all = found_all[: len(rows)]
+        position = {t.id: n for n, t in enumerate(topics)}
+        results = [
+            [(position[every[t].id], v, e) for t, v, e in found if every[t].id in position]
+            for found in found_all
+        ]
     new_rows = []
     for done, (row, found) in enumerate(zip(rows, results, strict=True), start=1):
         if progress is not None and done % PROGRESS_EVERY == 0:
@@ -121,18 +137,84 @@ def match_papers(
     return MatchStats(papers=len(rows), topics=len(topics), matches=len(new_rows), removed=removed)
 
 
-def _with_neighbours(
-    index: TopicIndex, listing: list[Any], vectors: Any, threshold: float, recent_ids: set[int]
+def _by_all_signals(
+    topics: list[Topic],
+    listing: list[Any],
+    vectors: Any,
+    threshold: float,
+    recent_ids: set[int],
+    encoder: Encoder | Precomputed | None,
+    examples: list[Examples | None],
 ) -> list[list[Scored]]:
+    if not topics:
+        return [[] for _ in listing]
+    index = TopicIndex([compile_topic(t) for t in topics])
     texts = [row_text(r) for r in listing]
-    counted = [r[0] in recent_ids for r in listing]
-    return score_with_neighbours(index, texts, vectors, threshold, counted=counted.__getitem__)
+    counted = [r[0] in recent_ids for r in listing].__getitem__
+    topic_vectors = _topic_vectors(topics, encoder)
+    signals = None
+    if topic_vectors is not None:
+        signals = combine.measure(
+            index, texts, vectors, topic_vectors, threshold, counted=counted, examples=examples
+        )
+    if signals is None:  # no model to read the topics, or too few papers to judge against
+        return index.score_listing(texts, threshold, counted=counted)
+    return combine.decide(signals, threshold)
+
+
+def _examples(session: Session, topics: list[Topic]) -> list[Examples | None]:
+    """Return each topic's example papers and not-examples as stored vectors (None: none)."""
+    out: list[Examples | None] = []
+    for topic in topics:
+        if not (topic.examples or topic.not_examples):
+            out.append(None)
+            continue
+        positive, negative = example_paper_ids(topic, session=session)
+        vectors = _vectors(session, positive + negative)
+        if vectors is None:
+            out.append(None)
+            continue
+        embedded = abs(vectors).max(axis=1) > 0  # an example stored without a vector: left out
+        cut = len(positive)
+        out.append(Examples(vectors[:cut][embedded[:cut]], vectors[cut:][embedded[cut:]]))
+    return out
+
+
+def _topic_vectors(topics: list[Topic], encoder: Encoder | Precomputed | None) -> Any | None:
+    """Embed each topic's prototype, or None when the sentence model does not load."""
+    if encoder is None:
+        try:
+            encoder = load_encoder()
+        except EmbeddingsUnavailable:
+            return None
+    return embed_topics(encoder.embed, [_described(t) for t in topics])
+
+
+def matching_mode(enabled: bool) -> tuple[bool, str]:
+    """Tell whether topics are matched by meaning here, and say how or why not."""
+    if not enabled:
+        return False, "by keywords alone: match_neighbours is false"
+    try:
+        load_encoder()
+    except EmbeddingsUnavailable as exc:
+        return False, f"by keywords alone: {exc}"
+    return True, f"by meaning and keywords ({MODEL_ID})"
+
+
+def _described(topic: Topic) -> tuple[str, str, list[str]]:
+    return topic.name or topic.slug, topic.description or "", list(topic.keywords or ())
+
+
+def topic_texts(*, session: Session) -> list[str]:
+    """Return every text the topics' prototypes are embedded from (to embed them beforehand)."""
+    topics = session.scalars(select(Topic).order_by(Topic.id))
+    return [p for t in topics for p in topic_parts(*_described(t)) if p]
 
 
 def _vectors(session: Session, ids: list[int]) -> Any | None:
     """Return the stored vectors of the papers in order (zeros where none), or None if none."""
     if find_spec("numpy") is None:
-        return None  # the embeddings extra was removed: keywords alone
+        return None  # numpy could not be installed here: keywords alone
     found: dict[int, bytes] = {}
     for chunk in _chunks(sorted(set(ids))):
         query = select(PaperEmbedding.paper_id, PaperEmbedding.vector).where(

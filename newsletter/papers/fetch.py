@@ -22,7 +22,7 @@ from newsletter.matching.embeddings import (
     load_encoder,
     paper_text,
 )
-from newsletter.matching.matches import embed_papers, match_papers
+from newsletter.matching.matches import embed_papers, match_papers, topic_texts
 from newsletter.papers.ingest import capped_record, ingest_records
 from newsletter.papers.sources import PaperRecord
 from newsletter.papers.sources.arxiv import DEFAULT_CATEGORIES, fetch_arxiv
@@ -89,7 +89,10 @@ def store_records(app: App, records: list[PaperRecord], listing_date: date) -> S
     neighbours = app.settings.match_neighbours
     encoder = _encoder() if neighbours else None
     if encoder is not None:
-        encoder = Precomputed(encoder, [paper_text(r.title, r.abstract) for r in records])
+        with app.reading() as session:  # the topics' words are embedded beforehand too
+            texts = topic_texts(session=session)
+        texts += [paper_text(r.title, r.abstract) for r in records]
+        encoder = Precomputed(encoder, texts)
     with app.transaction() as session:
         stats = ingest_records(records, session=session, listing_date=listing_date)
         embedded = None
@@ -100,6 +103,7 @@ def store_records(app: App, records: list[PaperRecord], listing_date: date) -> S
             paper_ids=stats.paper_ids,
             threshold=app.settings.match_threshold,
             neighbours=neighbours,
+            encoder=encoder,
         )
     return StoreReport(
         papers=stats.total,
@@ -114,7 +118,7 @@ def store_records(app: App, records: list[PaperRecord], listing_date: date) -> S
 
 
 def _encoder() -> Encoder | None:
-    """Return the sentence model, or None where the embeddings extra is not installed."""
+    """Return the sentence model, or None where it cannot load (keywords alone then)."""
     try:
         return load_encoder()
     except EmbeddingsUnavailable:
