@@ -20,7 +20,7 @@ from datetime import timedelta
 from urllib.parse import urlencode
 
 import pytest
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import make_url
 from werkzeug.serving import make_server
 
@@ -36,6 +36,7 @@ from newsletter.core.models import (
     Suppression,
     utcnow,
 )
+from newsletter.delivery import mail_queue
 from newsletter.delivery import service as sending
 from tests import factories as f
 from tests.html_forms import form_fields
@@ -310,6 +311,24 @@ def test_a_suppressed_address_rejoins_through_the_web_by_double_opt_in(client, a
         f.paper(s, "A paper of the next day", day=day, topics={llm: 2.0}, upvotes=5)
     sending.send(app, day)
     assert len(_digests(app)) == 1
+
+
+def test_a_retried_confirmation_for_a_suppressed_reader_is_sent_not_dropped(client, app):
+    # A confirmed reader the admin suppressed signs up to rejoin; the first send fails.
+    with app.transaction() as s:
+        llm = s.scalar(select(f.Topic).where(f.Topic.slug == "llm"))
+        f.subscriber(s, OWNER, [llm])
+        s.add(Suppression(email=OWNER, reason="asked by phone"))
+    assert _sign_up(client, name="Owner").status_code == 303
+    assert len(_mails(app)) == 1
+    with app.transaction() as s:  # as after a refused send: the row waits for its retry
+        s.execute(update(QueuedMail).values(done_at=None, attempts=0, claimed_by=None))
+    mail_queue.drain(app)
+    retried = _mails(app)
+    assert len(retried) == 2 and all(m["Subject"].startswith("Confirm") for m in retried)
+    assert _press_confirm(client, _link(retried[-1], "confirm")).status_code == 303
+    with app.sessions() as s:
+        assert s.scalar(select(func.count(Suppression.id))) == 0
 
 
 # --- a database lock never loses a sign-up ----------------------------------------------

@@ -20,6 +20,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
 
@@ -197,13 +198,24 @@ def _notice(app: App, queued_id: int) -> Notice | None:
         if subscriber is None:
             return None
         confirmed = subscriber.status == SubscriberStatus.CONFIRMED
-        if queued.kind == "confirm" and confirmed:
-            return None  # confirmed meanwhile: the link has nothing left to do
-        name = subscriber.name if confirmed else ""
         signup_id = int(queued.payload.get("signup", 0))
+        if queued.kind == "confirm" and not _still_to_confirm(subscriber, signup_id, session):
+            return None  # confirmed or closed meanwhile: the link has nothing left to do
+        name = subscriber.name if confirmed else ""
         return Notice(
             queued.kind, subscriber.id, subscriber.email, name, subscriber.link_key, signup_id
         )
+
+
+def _still_to_confirm(subscriber: Subscriber, signup_id: int, session: Any) -> bool:
+    """Tell whether the sign-up a confirmation was sent for can still be confirmed.
+
+    A confirmed reader whose address was suppressed can: they signed up to rejoin.
+    """
+    try:
+        return service.signup_to_confirm(subscriber, signup_id or None, session=session) is not None
+    except InputError:
+        return False
 
 
 def _held(claimed: Claimed) -> ColumnElement[bool]:
