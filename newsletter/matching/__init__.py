@@ -3,9 +3,11 @@
 Owns: `text` (a paper's words as tokens, stems and acronym forms), `wordlists` (the
 machine-learning prior: generic words, false friends, synonyms, named models), `scoring`
 (keyword compilation and the pure scoring), `specificity` (keyword weights from document
-frequencies), `embeddings` (the optional sentence model and
-stored vectors), `neighbours` (weak matches that the nearest papers confirm), `matches`
+frequencies), `embeddings` (the sentence model and stored vectors), `meaning` (topic
+prototypes and papers' standings among recent papers), `neighbours` (a paper's nearest
+papers), `combine` (every signal into one decision, with the fitted weights), `matches`
 (scoring stored papers against the recent listings, storing the matches and the vectors),
+`examples_store` (a topic's example papers),
 `check` (how topics and keywords fit recent papers), `topics` (topic definitions and their
 admin), `examples_store` (a topic's example papers: identifiers checked against the store and
 resolved to paper ids), and readers' signals: `feedback` (votes on papers), `profiles`
