@@ -14,17 +14,18 @@ from sqlalchemy import func, select
 
 from newsletter.core.app import App
 from newsletter.core.config import Settings
-from newsletter.core.models import Paper, PaperEmbedding, PaperTopic, Topic
+from newsletter.core.models import FeedbackVote, Paper, PaperEmbedding, PaperTopic, Topic
 from newsletter.editions.selection import why_from_evidence
-from newsletter.matching import combine, embeddings, neighbours
+from newsletter.matching import combine, embeddings, matches, neighbours
 from newsletter.matching.embeddings import MODEL_ID, load_encoder
 from newsletter.matching.matches import embed_papers, match_papers
-from newsletter.matching.meaning import MIN_REFERENCE, Examples, standing
+from newsletter.matching.meaning import MIN_REFERENCE, MIN_VOTED, Examples, prototypes, standing
 from newsletter.matching.neighbours import nearest
 from newsletter.matching.scoring import PaperText, TopicIndex, TopicMatcher
 from newsletter.matching.topics import parse_topics_toml
 from newsletter.papers.fetch import store_records
 from newsletter.papers.sources import PaperRecord
+from tests import factories as f
 
 DAY = date(2026, 11, 27)
 
@@ -344,3 +345,32 @@ def test_stored_example_papers_teach_a_topic_through_the_cli(neighbours_app: App
     with app.reading() as s:
         untaught = set(s.scalars(select(Paper.arxiv_id).join(PaperTopic)))
     assert (taken & set(kind[3:])) - untaught
+
+
+def test_readers_likes_move_a_topics_meaning_toward_them_once_there_are_enough():
+    words = _unit(_cluster(1, 11))
+    liked = _cluster(MIN_VOTED, 12)
+    few = prototypes(words, [Examples(words[:0], words[:0], liked[:-1], ())])
+    assert np.allclose(few, words)  # fewer than MIN_VOTED likes: the words alone
+    moved = prototypes(words, [Examples(words[:0], words[:0], liked, ())])
+    centre = _unit(liked.mean(axis=0))
+    assert moved[0] @ centre > words[0] @ centre
+
+
+def test_only_a_topics_own_readers_votes_on_its_papers_teach_it(app: App) -> None:
+    with app.transaction() as s:
+        llm, rl = f.topic(s, "llm"), f.topic(s, "rl")
+        liked = f.paper(s, "Liked", topics={llm: 2.0})
+        disliked = f.paper(s, "Disliked", topics={llm: 2.0})
+        other = f.paper(s, "Of another topic", topics={rl: 2.0})
+        reader = f.subscriber(s, "reader@example.org", [llm])
+        stranger = f.subscriber(s, "stranger@example.org", [rl])
+        s.add_all([
+            FeedbackVote(subscriber_id=reader.id, paper_id=liked.id, vote=1),
+            FeedbackVote(subscriber_id=reader.id, paper_id=disliked.id, vote=-1),
+            FeedbackVote(subscriber_id=stranger.id, paper_id=disliked.id, vote=1),  # not llm's
+            FeedbackVote(subscriber_id=reader.id, paper_id=other.id, vote=1),  # not rl's reader
+        ])  # fmt: skip
+    with app.reading() as s:
+        votes = matches._readers_votes(s)
+    assert votes == {llm.id: ([liked.id], [disliked.id])}

@@ -20,7 +20,15 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from newsletter.core.models import Paper, PaperEmbedding, PaperTopic, Topic
+from newsletter.core.models import (
+    FeedbackVote,
+    Paper,
+    PaperEmbedding,
+    PaperTopic,
+    Subscription,
+    Topic,
+    utcnow,
+)
 from newsletter.matching import combine
 from newsletter.matching.embeddings import (
     MODEL_ID,
@@ -34,6 +42,7 @@ from newsletter.matching.embeddings import (
 )
 from newsletter.matching.examples_store import example_paper_ids
 from newsletter.matching.meaning import Examples, embed_topics, topic_parts
+from newsletter.matching.profiles import PROFILE_DAYS
 from newsletter.matching.scoring import PaperText, Scored, TopicIndex, TopicMatcher
 
 __all__ = [
@@ -95,6 +104,7 @@ def match_papers(
     topics = every if tids is None else [t for t in every if t.id in set(tids)]
     ids = None if paper_ids is None else sorted(set(paper_ids))
     rows = _load_papers(session, ids)
+    votes = _readers_votes(session) if neighbours else {}  # before the matches they join go
     removed = _delete_matches(session, ids, tids)
     recent = recent_paper_rows(session=session)
     recent_ids = {r[0] for r in recent}
@@ -112,7 +122,7 @@ def match_papers(
     else:  # the background is scored too: it is what standings and neighbours are judged on
         # Every topic, whichever are stored: a paper's margin is over all of its topics.
         listing = rows + background
-        examples = _examples(session, every)
+        examples = _examples(session, every, votes)
         found_all = _by_all_signals(
             every, listing, vectors, threshold, recent_ids, encoder, examples
         )
@@ -162,21 +172,57 @@ def _by_all_signals(
     return combine.decide(signals, threshold)
 
 
-def _examples(session: Session, topics: list[Topic]) -> list[Examples | None]:
-    """Return each topic's example papers and not-examples as stored vectors (None: none)."""
+def _examples(
+    session: Session, topics: list[Topic], votes: dict[int, tuple[list[int], list[int]]]
+) -> list[Examples | None]:
+    """Return each topic's examples, not-examples and its readers' votes as stored vectors."""
     out: list[Examples | None] = []
     for topic in topics:
-        if not (topic.examples or topic.not_examples):
+        liked, disliked = votes.get(topic.id, ([], []))
+        positive, negative = [], []
+        if topic.examples or topic.not_examples:
+            positive, negative = example_paper_ids(topic, session=session)
+        groups = [positive, negative, liked, disliked]
+        if not any(groups):
             out.append(None)
             continue
-        positive, negative = example_paper_ids(topic, session=session)
-        vectors = _vectors(session, positive + negative)
+        vectors = _vectors(session, [i for group in groups for i in group])
         if vectors is None:
             out.append(None)
             continue
-        embedded = abs(vectors).max(axis=1) > 0  # an example stored without a vector: left out
-        cut = len(positive)
-        out.append(Examples(vectors[:cut][embedded[:cut]], vectors[cut:][embedded[cut:]]))
+        parts, start = [], 0
+        for group in groups:
+            rows = vectors[start : start + len(group)]
+            parts.append(rows[abs(rows).max(axis=1) > 0])  # a paper without a vector: left out
+            start += len(group)
+        out.append(Examples(*parts))
+    return out
+
+
+def _readers_votes(session: Session) -> dict[int, tuple[list[int], list[int]]]:
+    """Return, per topic, the papers it placed that its readers liked on balance, and disliked.
+
+    Only a topic's own subscribers' votes count, over the days readers' profiles read.
+    """
+    since = utcnow() - timedelta(days=PROFILE_DAYS)
+    rows = session.execute(
+        select(PaperTopic.topic_id, FeedbackVote.paper_id, func.sum(FeedbackVote.vote))
+        .join(PaperTopic, PaperTopic.paper_id == FeedbackVote.paper_id)
+        .join(
+            Subscription,
+            (Subscription.subscriber_id == FeedbackVote.subscriber_id)
+            & (Subscription.topic_id == PaperTopic.topic_id),
+        )
+        .where(FeedbackVote.updated_at >= since)
+        .group_by(PaperTopic.topic_id, FeedbackVote.paper_id)
+    )
+    out: dict[int, tuple[list[int], list[int]]] = {}
+    for topic_id, paper_id, total in rows:
+        liked, disliked = out.setdefault(topic_id, ([], []))
+        if total > 0:
+            liked.append(paper_id)
+        elif total < 0:
+            disliked.append(paper_id)
     return out
 
 

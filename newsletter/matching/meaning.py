@@ -8,7 +8,8 @@ carries across topics and fields is the paper's standing among recent papers for
 the paper's closest one (its margin over the paper's next best topic). A topic's prototype is
 the mean of the vectors of its own words: "name. description" and each keyword apart, which
 places it better than one text of them all (`topic_parts`, `embed_topics`); example papers move
-it toward them, and papers it must not take away from them (`prototypes`).
+it toward them, and papers it must not take away from them; its readers' votes on its papers,
+weaker, do the same (`prototypes`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ MIN_REFERENCE = 20  # fewer recent papers with vectors: no standing can be judge
 # its definition, so they refine the text rather than replace it.
 EXAMPLES_WEIGHT = 0.5
 NOT_EXAMPLES_WEIGHT = 0.25
+# Readers' votes on a topic's papers are weak examples: many readers, each with a taste.
+VOTES_WEIGHT = 0.25
+MIN_VOTED = 3  # papers a topic's readers must have liked (or disliked) before they count
 
 
 def topic_parts(name: str, description: str, keywords: Sequence[str]) -> list[str]:
@@ -54,10 +58,13 @@ class Examples:
 
     positive: Any  # k x dimensions, possibly 0 rows
     negative: Any
+    liked: Any = ()  # papers the topic placed that its readers voted "more like this" on
+    disliked: Any = ()
 
     @property
     def empty(self) -> bool:
-        return len(self.positive) == 0 and len(self.negative) == 0
+        return not (len(self.positive) or len(self.negative) or len(self.liked)
+                    or len(self.disliked))  # fmt: skip
 
 
 def prototypes(text_vectors: Any, examples: Sequence[Examples | None] = ()) -> Any:
@@ -72,6 +79,10 @@ def prototypes(text_vectors: Any, examples: Sequence[Examples | None] = ()) -> A
             out[t] += EXAMPLES_WEIGHT * np.asarray(found.positive).mean(axis=0)
         if len(found.negative):
             out[t] -= NOT_EXAMPLES_WEIGHT * np.asarray(found.negative).mean(axis=0)
+        if len(found.liked) >= MIN_VOTED:
+            out[t] += VOTES_WEIGHT * np.asarray(found.liked).mean(axis=0)
+        if len(found.disliked) >= MIN_VOTED:
+            out[t] -= VOTES_WEIGHT / 2 * np.asarray(found.disliked).mean(axis=0)
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     return out / np.where(norms > 0, norms, 1.0)
 
