@@ -250,6 +250,8 @@ def test_a_confirmation_in_flight_when_the_web_process_is_killed_is_sent_by_the_
             second = _start_serving(env, tmp_path, relay.url, port)
             # Far sooner than the old five-minute claim plus a one-minute poll.
             _wait(lambda: relay.messages, "the next process to send it", timeout=120)
+            # The relay has the message a moment before the process records it as sent.
+            _wait(lambda: _queued(app)[1] is not None, "the sent email to be recorded")
         finally:
             for server in (first, second):
                 if server is not None and server.poll() is None:
@@ -257,6 +259,12 @@ def test_a_confirmation_in_flight_when_the_web_process_is_killed_is_sent_by_the_
                     server.wait(timeout=30)
     assert [m.recipients for m in relay.messages] == [(ADDRESS,)]
     _confirm_link(relay.messages[0].data, f"http://127.0.0.1:{port}")
-    with app.sessions() as s:
-        [(claimant, done_at)] = s.execute(select(QueuedMail.claimed_by, QueuedMail.done_at))
+    claimant, done_at = _queued(app)
     assert claimant == f"{HOST}:{second.pid}" and done_at is not None
+
+
+def _queued(app):  # noqa: ANN001, ANN202
+    """Return the one queued email's claimant and when it was done."""
+    with app.reading() as s:
+        [(claimant, done_at)] = s.execute(select(QueuedMail.claimed_by, QueuedMail.done_at))
+    return claimant, done_at
