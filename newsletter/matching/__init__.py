@@ -6,10 +6,11 @@ machine-learning prior: generic words, false friends, synonyms, named models), `
 frequencies), `embeddings` (the optional sentence model and
 stored vectors), `neighbours` (weak matches that the nearest papers confirm), `matches`
 (scoring stored papers against the recent listings, storing the matches and the vectors),
-`check` (how topics and keywords fit recent papers), `topics` (topic definitions and their
-admin), `examples_store` (a topic's example papers: identifiers checked against the store and
-resolved to paper ids), and readers' signals: `feedback` (votes on papers), `profiles`
-(tf-idf profiles of liked and disliked papers), `personal` (followed authors, muted words,
-personal keywords).
+`check` (how topics and keywords fit recent papers, and which signal placed their matches),
+`suggestions` (papers to teach a topic with: close ones it leaves out, weak ones it takes),
+`topics` (topic definitions and their admin), `examples_store` (a topic's example papers:
+identifiers checked against the store and resolved to paper ids), and readers' signals:
+`feedback` (votes on papers), `profiles` (tf-idf profiles of liked and disliked papers),
+`personal` (followed authors, muted words, personal keywords).
 May import `core` only.
 """
