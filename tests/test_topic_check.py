@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from newsletter.core.app import App
+from newsletter.core.config import Settings
 from newsletter.core.models import Paper, PaperTopic, Topic
-from newsletter.matching import feedback
+from newsletter.matching import embeddings, feedback
+from newsletter.matching.embeddings import load_encoder
+from newsletter.matching.matches import match_papers
+from newsletter.matching.topics import parse_topics_toml
+from newsletter.papers.fetch import store_records
+from newsletter.papers.sources import PaperRecord
 from tests import factories as f
 
 REPO = Path(__file__).resolve().parent.parent
@@ -287,3 +297,162 @@ def test_edit_refuses_bad_input_in_one_line_and_changes_nothing(run, app, tmp_pa
     assert (listed["name"], listed["keywords"], listed["exclude"]) == ("Sun", ["corona"], [])
     with app.sessions() as s:
         assert s.scalar(select(func.count()).select_from(PaperTopic)) == before
+
+
+# -- which signal placed each match, and the papers to teach a topic with -----------------------
+
+FIELDS = REPO / "tests" / "labelled" / "fields"
+DAY = date(2026, 11, 27)
+SPANNING_TREES = "Weighted spanning trees on some self-similar graphs"
+
+
+def _field_records(count: int = 120) -> list[PaperRecord]:
+    papers = json.loads((FIELDS / "papers.json").read_text(encoding="utf-8"))[:count]
+    return [
+        PaperRecord(title=p["title"], abstract=p["abstract"], source="test",
+                    arxiv_id=p["key"], categories=p["categories"])
+        for p in papers
+    ]  # fmt: skip
+
+
+def _field_topic(slug: str) -> Topic:
+    topics = parse_topics_toml((FIELDS / "topics.toml").read_text(encoding="utf-8"))
+    (spec,) = [t for t in topics if t.slug == slug]
+    return Topic(slug=spec.slug, name=spec.name, description=spec.description,
+                 keywords=list(spec.keywords))  # fmt: skip
+
+
+@pytest.fixture
+def meaning_app(settings: Settings, run) -> Iterator[App]:
+    """Real papers of several fields, stored with the sentence model, and a topic in words."""
+    application = App(dataclasses.replace(settings, match_neighbours=True))
+    application.ensure_schema()
+    with application.transaction() as s:
+        s.add(_field_topic("combinatorics"))
+    store_records(application, _field_records(), DAY)
+    run.env["NEWSLETTER_MATCH_NEIGHBOURS"] = "true"
+    yield application
+    application.close()
+
+
+def _stored(app: App, slug: str) -> dict[str, tuple[float, list[str]]]:
+    with app.reading() as s:
+        rows = s.execute(
+            select(Paper.arxiv_id, PaperTopic.score, PaperTopic.evidence)
+            .join(PaperTopic).join(Topic).where(Topic.slug == slug)
+        ).all()  # fmt: skip
+    return {arxiv_id: (score, evidence) for arxiv_id, score, evidence in rows}
+
+
+def _check(run, slug: str) -> tuple[dict, str]:
+    result = run("topics", "check", slug, "--json")
+    assert result.exit_code == 0, result.output
+    [check] = json.loads(result.stdout)
+    return check, run("topics", "check", slug).output
+
+
+def test_check_counts_the_stored_matches_by_the_signal_that_placed_them(meaning_app, run):
+    stored = _stored(meaning_app, "combinatorics")
+    check, text = _check(run, "combinatorics")
+    placed = check["placed_by"]
+    assert list(placed) == ["keywords", "category", "meaning", "neighbours"]
+    # One definition of matched: the stored rows, as `topics list` counts them.
+    [listed] = json.loads(run("topics", "list", "--json").stdout)
+    assert check["matched"] == sum(placed.values()) == len(stored) == listed["papers"]
+    assert placed["keywords"] == sum(1 for score, _ in stored.values() if score >= 1.0)
+    # The paper on spanning trees names none of the topic's keywords: meaning placed it.
+    score, evidence = stored["1007.0021"]
+    assert score < 1.0 and evidence[0].startswith("meaning: ")
+    assert placed["meaning"] >= 1 and placed["category"] == 0
+    shown = ", ".join(f"{signal} {n}" for signal, n in placed.items())
+    assert f"  placed by {shown}\n" in text
+    # The ones it takes by the weakest margin: taken, the least likely first.
+    weakest = check["suggestions"]["weakest"]
+    assert 0 < len(weakest) <= 5
+    assert {s["arxiv_id"] for s in weakest} <= set(stored)
+    assert [s["chance"] for s in weakest] == sorted(s["chance"] for s in weakest)
+    assert "the papers it takes by the weakest margin: newsletter topics edit combinatorics " \
+        "--not-examples ID,..." in text  # fmt: skip
+    assert f"    {weakest[0]['arxiv_id']}  standing " in text
+
+
+def test_check_suggests_the_closest_papers_a_topic_does_not_take(meaning_app, run) -> None:
+    # Matched by its words alone, the topic leaves out the paper closest to it in meaning.
+    with meaning_app.transaction() as s:
+        match_papers(session=s, neighbours=False)
+    stored = _stored(meaning_app, "combinatorics")
+    assert "1007.0021" not in stored
+    check, text = _check(run, "combinatorics")
+    assert check["placed_by"] == {"keywords": len(stored), "category": 0, "meaning": 0,
+                                  "neighbours": 0}  # fmt: skip
+    closest = check["suggestions"]["not_taken"]
+    assert len(closest) == 5 and not {s["arxiv_id"] for s in closest} & set(stored)
+    assert closest[0]["arxiv_id"] == "1007.0021" and closest[0]["title"] == SPANNING_TREES
+    assert closest[0]["standing"] >= 2.0
+    standings = [s["standing"] for s in closest]
+    assert standings == sorted(standings, reverse=True)
+    assert check["suggestions_note"] is None
+    hint = "suggested examples, the closest papers it does not take: newsletter topics edit " \
+        "combinatorics --examples ID,..."  # fmt: skip
+    assert hint in text
+    assert f"    1007.0021  standing {closest[0]['standing']:.1f}  {SPANNING_TREES}" in text
+    # Taken as an example, it is no longer suggested, and the hint keeps it in the list.
+    assert run("topics", "edit", "combinatorics", "--examples", "1007.0021").exit_code == 0
+    check, text = _check(run, "combinatorics")
+    suggested = check["suggestions"]["not_taken"] + check["suggestions"]["weakest"]
+    assert "1007.0021" not in {s["arxiv_id"] for s in suggested}
+    assert "newsletter topics edit combinatorics --examples 1007.0021,ID,..." in text
+
+
+def _store_sun_papers(app: App) -> None:
+    records = [
+        PaperRecord(title=p["title"], abstract=p["abstract"], source="test", categories=[c])
+        for p, c in zip(CORONA_PAPERS, ["astro-ph.SR", "astro-ph.SR", "astro-ph.HE"], strict=True)
+    ]
+    store_records(app, records, DAY)
+
+
+def test_a_whole_category_topic_counts_its_members_and_is_not_called_broad(run, app) -> None:
+    _store_sun_papers(app)
+    result = run("topics", "add", "sun", "--name", "The Sun", "--keywords", "corona",
+                 "--categories", "astro-ph.SR", "--whole-categories")  # fmt: skip
+    assert result.exit_code == 0 and "filters little" not in result.output, result.output
+    _add(run, "corona", "corona")
+    sun, text = _check(run, "sun")
+    assert sun["matched"] == 3 and sun["warnings"] == []
+    assert sun["placed_by"] == {"keywords": 1, "category": 2, "meaning": 0, "neighbours": 0}
+    assert "  placed by keywords 1, category 2, meaning 0, neighbours 0" in text
+    assert "filters little" not in text
+    corona, _ = _check(run, "corona")  # the same papers by keywords: a filter that takes all
+    assert corona["placed_by"]["keywords"] == 3
+    assert any("it filters little" in w for w in corona["warnings"])
+
+
+def test_without_meaning_check_says_once_that_it_has_no_suggestions(run, app) -> None:
+    _store_sun_papers(app)
+    _add(run, "sun", "corona")
+    _add(run, "flares", "flares")
+    result = run("topics", "check")
+    line = "no suggestions: matching by keywords alone: match_neighbours is false"
+    assert result.output.count("no suggestions") == 1
+    assert result.output.endswith(line + "\n")
+    checks = json.loads(run("topics", "check", "--json").stdout)
+    assert [(c["suggestions"], c["suggestions_note"]) for c in checks] == [(None, line)] * 2
+
+
+def test_without_the_model_check_says_it_matches_by_keywords_alone(
+    run, app, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _store_sun_papers(app)
+    _add(run, "sun", "corona")
+    run.env["NEWSLETTER_MATCH_NEIGHBOURS"] = "true"
+    monkeypatch.setattr(embeddings, "MODEL_PACKAGE", "a_model_package_that_is_not_installed")
+    load_encoder.cache_clear()
+    try:
+        check, text = _check(run, "sun")
+    finally:
+        load_encoder.cache_clear()
+    assert check["suggestions"] is None
+    assert check["suggestions_note"].startswith("no suggestions: matching by keywords alone: ")
+    assert text.splitlines()[-1] == check["suggestions_note"]
+    assert check["placed_by"]["keywords"] == check["matched"] == 3

@@ -15,11 +15,11 @@ from newsletter.core.models import Paper, Topic
 from newsletter.matching.check import (
     CHECK_DAYS,
     TopicCheck,
-    check_topic,
     check_topics,
     warnings_of,
 )
-from newsletter.matching.matches import match_papers, recent_papers
+from newsletter.matching.matches import match_papers
+from newsletter.matching.suggestions import Suggestion, Suggestions
 from newsletter.matching.topics import (
     TopicInfo,
     add_topic,
@@ -117,9 +117,7 @@ def add_command(
 
 def _fit(app: App, session: Session, topic: Topic) -> tuple[int, list[str]]:
     """Return how many papers a topic matches and what `topics check` warns about it."""
-    check = check_topic(
-        topic, recent_papers(session=session), threshold=app.settings.match_threshold
-    )
+    [check] = check_topics(session=session, slug=topic.slug, threshold=app.settings.match_threshold)
     return len(topic.papers), warnings_of(check)
 
 
@@ -230,22 +228,32 @@ def import_command(app: App, file: str, as_json: bool) -> None:
 def check_command(app: App, slug: str | None, days: int, as_json: bool) -> None:
     """Show how many recent papers each topic and keyword matches; warn about weak ones.
 
-    A keyword in most papers places none of them; one in no paper is likely misspelt; a
-    topic that matches nothing leaves its subscribers without a digest. The "more/less like
-    this" votes of a topic's subscribers on the papers it placed are counted for the topic
-    and for each keyword found in them: a keyword most of whose voted papers were marked
-    "less like this" is flagged.
+    A topic's matched papers are those stored for it (what `topics list` counts and the
+    digests send), counted by the signal that placed each: keywords, category, meaning or
+    neighbours. A keyword in most papers places none of them; one in no paper is likely
+    misspelt; a topic that matches nothing leaves its subscribers without a digest. The
+    "more/less like this" votes of a topic's subscribers on the papers it placed are counted
+    for the topic and for each keyword found in them: a keyword most of whose voted papers
+    were marked "less like this" is flagged. Where topics are matched by meaning, each topic
+    also suggests examples: the recent papers closest to it that it does not take (add the
+    right ones with `topics edit SLUG --examples`), and those it takes by the weakest margin
+    (set the wrong ones aside with `--not-examples`).
 
     \b
     Examples:
       newsletter topics check
       newsletter topics check llm --days 7 --json
     """
-    with app.transaction() as session:
+    with app.reading() as session:  # the sentence model runs here: no write lock is held
         if slug is not None:
             get_topic(slug, session=session)  # an unknown slug is one line and exit 2
         checks = check_topics(
-            session=session, slug=slug, days=days, threshold=app.settings.match_threshold
+            session=session,
+            slug=slug,
+            days=days,
+            threshold=app.settings.match_threshold,
+            suggest=True,
+            neighbours=app.settings.match_neighbours,
         )
     if as_json:
         echo_json([dataclasses.asdict(c) for c in checks])
@@ -254,6 +262,8 @@ def check_command(app: App, slug: str | None, days: int, as_json: bool) -> None:
         click.echo("no topics yet: add one with `newsletter topics add` or `topics import`")
     for check in checks:
         _print_check(check)
+    if checks and checks[0].suggestions_note:  # the same for every topic: said once
+        click.echo(checks[0].suggestions_note)
 
 
 def _print_check(check: TopicCheck) -> None:
@@ -261,12 +271,47 @@ def _print_check(check: TopicCheck) -> None:
         f"{check.slug}: {check.matched} of {check.papers} papers of the last {check.days} days "
         f"({check.share:.0%}){_votes(check.likes, check.dislikes)}"
     )
+    if check.matched:
+        placed = ", ".join(f"{signal} {n}" for signal, n in check.placed_by.items())
+        click.echo(f"  placed by {placed}")
     for k in check.keywords:
         click.echo(f"  {k.keyword}: {k.papers} papers ({k.share:.0%}){_votes(k.likes, k.dislikes)}")
     for x in check.exclude:
         click.echo(f"  excluded {x.phrase!r}: in {x.papers} papers")
     for warning in warnings_of(check):
         click.echo(f"  warning: {warning}")
+    if check.suggestions is not None:
+        _print_suggestions(check.slug, check.suggestions)
+
+
+def _print_suggestions(slug: str, found: Suggestions) -> None:
+    if found.not_taken:
+        hint = _edit_hint(slug, "--examples", found.examples)
+        click.echo(f"  suggested examples, the closest papers it does not take: {hint}")
+        for s in found.not_taken:
+            click.echo(f"    {_paper_ref(s)}  standing {s.standing:.1f}  {_short(s.title)}")
+    if found.weakest:
+        hint = _edit_hint(slug, "--not-examples", found.not_examples)
+        click.echo(f"  suggested not-examples, the papers it takes by the weakest margin: {hint}")
+        for s in found.weakest:
+            click.echo(
+                f"    {_paper_ref(s)}  standing {s.standing:.1f}, chance {s.chance:.2f}  "
+                f"{_short(s.title)}"
+            )
+
+
+def _edit_hint(slug: str, option: str, current: list[str]) -> str:
+    """The command that adds papers to a list it replaces whole: the current ones first."""
+    return f"newsletter topics edit {slug} {option} {','.join([*current, 'ID,...'])}"
+
+
+def _paper_ref(s: Suggestion) -> str:
+    return s.arxiv_id or f"(paper {s.paper_id}, no arXiv id)"
+
+
+def _short(title: str, width: int = 80) -> str:
+    title = " ".join(title.split())
+    return title if len(title) <= width else title[: width - 1].rstrip() + "…"
 
 
 def _votes(likes: int, dislikes: int) -> str:

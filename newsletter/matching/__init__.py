@@ -7,11 +7,11 @@ frequencies), `embeddings` (the sentence model and stored vectors), `meaning` (t
 prototypes and papers' standings among recent papers), `neighbours` (a paper's nearest
 papers), `combine` (every signal into one decision, with the fitted weights), `matches`
 (scoring stored papers against the recent listings, storing the matches and the vectors),
-`examples_store` (a topic's example papers),
-`check` (how topics and keywords fit recent papers), `topics` (topic definitions and their
-admin), `examples_store` (a topic's example papers: identifiers checked against the store and
-resolved to paper ids), and readers' signals: `feedback` (votes on papers), `profiles`
-(tf-idf profiles of liked and disliked papers), `personal` (followed authors, muted words,
-personal keywords).
+`check` (how topics and keywords fit recent papers, and which signal placed their matches),
+`suggestions` (papers to teach a topic with: close ones it leaves out, weak ones it takes),
+`topics` (topic definitions and their admin), `examples_store` (a topic's example papers:
+identifiers checked against the store and resolved to paper ids), and readers' signals:
+`feedback` (votes on papers), `profiles` (tf-idf profiles of liked and disliked papers),
+`personal` (followed authors, muted words, personal keywords).
 May import `core` only.
 """

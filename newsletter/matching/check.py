@@ -5,8 +5,11 @@ is probably misspelt or from another field; a topic that matches nothing leaves 
 subscribers without a digest. Readers say the rest: the "more/less like this" votes that a
 topic's subscribers cast on the papers it placed, counted for the topic and for each keyword
 found in them, show which keyword brings papers its readers do not want. `check_topics`
-measures this over the recent listings; `quiet_topics` names the topics that matched no
-paper lately and `disliked_topics` those whose readers mostly vote "less like this".
+measures this over the recent listings, with the stored matches as the papers a topic
+matched (what `topics list` counts and the digests send) and the signal that placed each
+(`combine.placed_by`), and on request the papers to teach it with (`suggestions`);
+`quiet_topics` names the topics that matched no paper lately and `disliked_topics` those
+whose readers mostly vote "less like this".
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session
 
 from newsletter.core.models import FeedbackVote, Paper, PaperTopic, Subscription, Topic
+from newsletter.matching.combine import PLACERS, placed_by
 from newsletter.matching.matches import (
     compile_topic,
     recent_paper_rows,
@@ -29,6 +33,7 @@ from newsletter.matching.matches import (
 )
 from newsletter.matching.scoring import PaperText, TopicIndex, TopicMatcher, compile_keyword
 from newsletter.matching.specificity import WARN_COMMON_SHARE
+from newsletter.matching.suggestions import Suggestions, suggest_examples
 from newsletter.matching.text import WORD, stem
 
 CHECK_DAYS = 30
@@ -41,6 +46,7 @@ PHRASES_SHOWN = 3  # a warned keyword names the phrases it is most often in
 MIN_PHRASE_PAPERS = 2  # ... found in at least this many papers
 
 Vote = tuple[PaperText, int]  # a voted paper and the vote: +1 more, -1 less like this
+Placed = tuple[float, Sequence[str]]  # a stored match's score and evidence
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,10 @@ class TopicCheck:
     likes: int = 0  # its subscribers' votes on the papers it placed
     dislikes: int = 0
     exclude: list[PhraseCheck] = field(default_factory=list)
+    # How many of the matched papers each signal placed (combine.PLACERS, in that order).
+    placed_by: dict[str, int] = field(default_factory=dict)
+    suggestions: Suggestions | None = None  # papers to teach it with, when asked for
+    suggestions_note: str | None = None  # ... or why there are none
 
 
 def check_topics(
@@ -89,24 +99,72 @@ def check_topics(
     slug: str | None = None,
     days: int = CHECK_DAYS,
     threshold: float = 1.0,
+    suggest: bool = False,
+    neighbours: bool = True,
 ) -> list[TopicCheck]:
-    """Measure each topic (or the one named) against the papers of the last `days` days."""
+    """Measure each topic (or the one named) against the papers of the last `days` days.
+
+    With `suggest`, each check also names papers to teach the topic with, judged by meaning
+    where `neighbours` (the instance's match_neighbours) lets matching read it: this runs the
+    sentence model, so call it outside a write transaction.
+    """
     query = select(Topic).order_by(Topic.slug)
     if slug is not None:
         query = query.where(Topic.slug == slug)
+    topics = list(session.scalars(query))
     papers = {row[0]: row_text(row) for row in recent_paper_rows(session=session, days=days)}
     start = recent_window(session=session, days=days)
+    placed = _stored_matches(start, [t.id for t in topics], session=session)
     checks = []
-    for topic in session.scalars(query):
+    for topic in topics:
         votes = [
             (papers[paper_id], vote)
             for paper_id, vote in (topic_votes(topic.id, start, session=session) if start else ())
             if paper_id in papers  # the window keeps at most its newest papers
         ]
+        matched = [p for paper_id, p in placed[topic.id] if paper_id in papers]
         checks.append(
-            check_topic(topic, list(papers.values()), days=days, threshold=threshold, votes=votes)
+            check_topic(
+                topic, list(papers.values()), matched, days=days, threshold=threshold, votes=votes
+            )
         )
+    if suggest and topics:
+        checks = _with_suggestions(checks, topics, session, days, threshold, neighbours)
     return checks
+
+
+def _stored_matches(
+    start: date | None, topic_ids: list[int], *, session: Session
+) -> dict[int, list[tuple[int, Placed]]]:
+    """Return, per topic, (paper id, (score, evidence)) of its matches listed since `start`."""
+    found: dict[int, list[tuple[int, Placed]]] = {tid: [] for tid in topic_ids}
+    if start is None or not topic_ids:
+        return found
+    query = (
+        select(PaperTopic.topic_id, PaperTopic.paper_id, PaperTopic.score, PaperTopic.evidence)
+        .join(Paper, Paper.id == PaperTopic.paper_id)
+        .where(Paper.listing_date >= start, PaperTopic.topic_id.in_(topic_ids))
+    )
+    for tid, pid, score, evidence in session.execute(query):
+        found[tid].append((pid, (score, evidence or [])))
+    return found
+
+
+def _with_suggestions(
+    checks: list[TopicCheck],
+    topics: list[Topic],
+    session: Session,
+    days: int,
+    threshold: float,
+    neighbours: bool,
+) -> list[TopicCheck]:
+    found = suggest_examples(
+        session=session, topics=topics, days=days, threshold=threshold, neighbours=neighbours
+    )
+    if isinstance(found, str):
+        return [replace(c, suggestions_note=found) for c in checks]
+    by_slug = {t.slug: found[t.id] for t in topics}
+    return [replace(c, suggestions=by_slug[c.slug]) for c in checks]
 
 
 def topic_votes(topic_id: int, start: date, *, session: Session) -> list[tuple[int, int]]:
@@ -136,16 +194,21 @@ def _readers_votes(*columns: Any, start: date) -> Select[Any]:
 def check_topic(
     topic: Topic,
     papers: list[PaperText],
+    matched: Sequence[Placed],
     *,
     days: int = CHECK_DAYS,
     threshold: float = 1.0,
     votes: Sequence[Vote] = (),
 ) -> TopicCheck:
-    """Measure one topic against a list of recent papers and its readers' votes on them."""
+    """Measure one topic against a list of recent papers, its stored matches among them and
+    its readers' votes on them."""
     index = TopicIndex([compile_topic(topic)])
     mentions = [index.mentions(paper) for paper in papers]
     found = Counter(key for keys in mentions for key in keys)
-    matched = sum(1 for hits in index.score_listing(papers, threshold) if hits)
+    whole = bool(topic.whole_categories)
+    signals = Counter(
+        placed_by(score, evidence, threshold, whole_categories=whole) for score, evidence in matched
+    )
     total = len(papers)
     voted = [(index.mentions(paper).keys(), vote) for paper, vote in votes]
     contexts = _phrase_counts(mentions)
@@ -169,10 +232,10 @@ def check_topic(
         name=topic.name,
         days=days,
         papers=total,
-        matched=matched,
-        share=_share(matched, total),
+        matched=len(matched),
+        share=_share(len(matched), total),
         keywords=keywords,
-        warnings=_topic_warnings(topic.slug, matched, total, days)
+        warnings=_topic_warnings(topic.slug, len(matched), total, days, whole=whole)
         + _readers_warnings(topic.slug, likes, dislikes),
         likes=likes,
         dislikes=dislikes,
@@ -180,6 +243,7 @@ def check_topic(
             PhraseCheck(p, excluded.counts.get(compile_keyword(p).key, 0))
             for p in topic.exclude or ()
         ],
+        placed_by={signal: signals[signal] for signal in PLACERS},
     )
 
 
@@ -259,7 +323,9 @@ def _keyword_check(word: str, count: int, total: int) -> KeywordCheck:
     return KeywordCheck(word, count, share, warning)
 
 
-def _topic_warnings(slug: str, matched: int, total: int, days: int) -> list[str]:
+def _topic_warnings(
+    slug: str, matched: int, total: int, days: int, *, whole: bool = False
+) -> list[str]:
     if not total:
         return [f"no papers in the last {days} days: nothing to check {slug!r} against"]
     if matched == 0:
@@ -267,7 +333,8 @@ def _topic_warnings(slug: str, matched: int, total: int, days: int) -> list[str]
             f"topic {slug!r} matched none of the {total} papers of the last {days} days: "
             "its subscribers get nothing; add keywords papers use"
         ]
-    if matched / total >= BROAD_TOPIC_SHARE:
+    # A topic that takes whole categories filters by them, as its admin asked.
+    if matched / total >= BROAD_TOPIC_SHARE and not whole:
         return [
             f"topic {slug!r} matched {matched / total:.0%} of recent papers: "
             "it filters little; use more specific keywords"

@@ -49,6 +49,7 @@ ADMIT = 0.36  # the chance from which a pair is kept (the best F1 of the dev pai
 MEANING_NOTE = 1.5  # a standing from which the evidence says "close in meaning"
 WORDS_PLACE_EXAMPLES = 1.0  # the examples' mean standing under the words that shows they fit
 CLOSE = 2.0  # a standing from which a neighbour counts as the topic's, without keywords
+PLACERS = ("keywords", "category", "meaning", "neighbours")  # what a stored pair is placed by
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,26 @@ def decide(signals: Signals, threshold: float = 1.0) -> list[list[Scored]]:
             kept.append((t, value, evidence))
         out.append(kept)
     return out
+
+
+def placed_by(
+    score: float, evidence: Sequence[str], threshold: float = 1.0, *, whole_categories: bool = False
+) -> str:
+    """Name the one signal of PLACERS that placed a stored pair, from its score and evidence.
+
+    A whole-category topic's paper of its categories is the category's; a pair at the
+    threshold is the keywords' (their score holds the category's and the description's
+    share); one under it was admitted by the note `decide` gave it: a category, else meaning,
+    else its neighbours. One under it with no note was stored under a lower threshold.
+    """
+    notes = {e.split(": ", 1)[0] for e in evidence}
+    if whole_categories and "category" in notes:
+        return "category"
+    if score < threshold:
+        for signal in ("category", "meaning", "neighbours"):
+            if signal in notes:
+                return signal
+    return "keywords"
 
 
 def _why(signals: Signals, i: int, t: int, evidence: list[str]) -> list[str]:

@@ -48,10 +48,12 @@ from newsletter.matching.scoring import PaperText, Scored, TopicIndex, TopicMatc
 __all__ = [
     "MatchStats",
     "PaperText",
+    "RecentSignals",
     "TopicIndex",
     "TopicMatcher",
     "embed_papers",
     "match_papers",
+    "signals_of_recent",
 ]
 
 PROGRESS_EVERY = 200  # papers between progress reports
@@ -161,15 +163,62 @@ def _by_all_signals(
     index = TopicIndex([compile_topic(t) for t in topics])
     texts = [row_text(r) for r in listing]
     counted = [r[0] in recent_ids for r in listing].__getitem__
-    topic_vectors = _topic_vectors(topics, encoder)
-    signals = None
-    if topic_vectors is not None:
-        signals = combine.measure(
-            index, texts, vectors, topic_vectors, threshold, counted=counted, examples=examples
-        )
+    signals = _measure(index, texts, vectors, threshold, topics, encoder, examples, counted)
     if signals is None:  # no model to read the topics, or too few papers to judge against
         return index.score_listing(texts, threshold, counted=counted)
     return combine.decide(signals, threshold)
+
+
+def _measure(
+    index: TopicIndex,
+    texts: list[PaperText],
+    vectors: Any,
+    threshold: float,
+    topics: list[Topic],
+    encoder: Encoder | Precomputed | None,
+    examples: list[Examples | None],
+    counted: Callable[[int], bool] | None = None,
+) -> combine.Signals | None:
+    """Measure every signal of a listing, or None when the model or the vectors fall short."""
+    topic_vectors = _topic_vectors(topics, encoder)
+    if topic_vectors is None:
+        return None
+    return combine.measure(
+        index, texts, vectors, topic_vectors, threshold, counted=counted, examples=examples
+    )
+
+
+@dataclass(frozen=True)
+class RecentSignals:
+    """Every signal of the recent listings against every topic, as matching measures them."""
+
+    topics: list[Topic]  # in the order of the signals' topic axis
+    rows: list[Any]  # (id, title, abstract, keywords, categories), newest first
+    signals: combine.Signals
+    embedded: Any  # per row: whether the paper has a vector (one without stands nowhere)
+
+
+def signals_of_recent(
+    *, session: Session, threshold: float = 1.0, encoder: Encoder | Precomputed | None = None
+) -> RecentSignals | None:
+    """Measure every signal of the recent listings' papers against every topic.
+
+    The same standings, chances and category memberships as `match_papers` judges a full
+    listing by. None where keywords decide alone: no topic, no stored vectors, the sentence
+    model does not load, or too few recent papers have a vector to judge against. Reads only.
+    """
+    topics = list(session.scalars(select(Topic).order_by(Topic.id)))
+    rows = recent_paper_rows(session=session)
+    vectors = _vectors(session, [r[0] for r in rows]) if topics and rows else None
+    if vectors is None:
+        return None
+    index = TopicIndex([compile_topic(t) for t in topics])
+    texts = [row_text(r) for r in rows]
+    examples = _examples(session, topics, _readers_votes(session))
+    signals = _measure(index, texts, vectors, threshold, topics, encoder, examples)
+    if signals is None:
+        return None
+    return RecentSignals(topics, rows, signals, abs(vectors).max(axis=1) > 0)
 
 
 def _examples(
