@@ -115,7 +115,7 @@ def test_headers_and_parts(settings: Settings) -> None:
     assert message["Date"].datetime == SENT_AT
     assert message["Message-ID"] == "<abc123@news.example.test>"
     assert message["MIME-Version"] == "1.0"
-    assert message["List-Id"] == "Daily Papers <daily-papers.localhost>"
+    assert message["List-Id"] == "Daily Papers <daily-papers.news.example.test>"
     assert re.sub(r"\s+", " ", message["List-Unsubscribe"]) == f"<{unsubscribe}>, <{MAILTO}>"
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert message["Precedence"] == "bulk"

@@ -14,7 +14,6 @@ import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.utils import parseaddr
 from typing import Any
 
 from sqlalchemy import and_, delete, func, select, update
@@ -34,7 +33,7 @@ from newsletter.audience.subscribers import (
 )
 from newsletter.audience.suppressions import remove_suppression, suppression_reason
 from newsletter.content.notices import Notice
-from newsletter.content.rendering import DEFAULT_LIST_NAME
+from newsletter.core import identity
 from newsletter.core.config import Settings
 from newsletter.core.errors import InputError, NotFound
 from newsletter.core.models import (
@@ -110,14 +109,9 @@ class ConsentRecord:
         }
 
 
-def list_name(settings: Settings) -> str:
-    """Return the newsletter's display name (the From header's name)."""
-    return parseaddr(settings.from_address)[0] or DEFAULT_LIST_NAME
-
-
 def consent_text(settings: Settings) -> str:
     """Return the consent sentence shown beside the subscribe button."""
-    return CONSENT_TEXT.format(list_name=list_name(settings))
+    return CONSENT_TEXT.format(list_name=identity.list_name(settings))
 
 
 # --- subscribe and confirm --------------------------------------------------------------

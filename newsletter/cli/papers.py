@@ -167,9 +167,11 @@ def _report(summary: dict[str, Any], as_json: bool) -> None:
 def list_(
     app: App, day: str | None, topic_slug: str | None, limit: int | None, as_json: bool
 ) -> None:
-    """List the papers of a listing date, most upvoted first, with their topics.
+    """List the papers of a listing date with their topics.
 
-    Each line: upvotes, arXiv id, title, [topic score], and readers' votes (+likes/-dislikes).
+    Most upvoted first where the source counts upvotes (Hugging Face), else in the order
+    the source listed them. Each line: upvotes (where counted), arXiv id, title, [topic
+    score], and readers' votes (+likes/-dislikes).
 
     \b
     Examples:
@@ -196,16 +198,20 @@ def list_(
     if not rows:
         click.echo(f"no papers for {listing_date}" if listing_date else "no papers yet")
         return
-    click.echo(f"{len(rows)} papers listed on {listing_date}:")
+    upvoted = any(row["upvotes"] is not None for row in rows)
+    order = "most upvoted first" if upvoted else "in the order listed"
+    noun = "paper" if len(rows) == 1 else "papers"
+    click.echo(f"{len(rows)} {noun} listed on {listing_date}, {order}:")
     for row in rows:
-        click.echo(_line(row))
+        click.echo(_line(row, upvoted=upvoted))
 
 
-def _line(row: dict[str, Any]) -> str:
-    votes = "-" if row["upvotes"] is None else str(row["upvotes"])
+def _line(row: dict[str, Any], *, upvoted: bool) -> str:
+    votes = ("-" if row["upvotes"] is None else str(row["upvotes"])).rjust(4) + "  "
     ref = row["arxiv_id"] or f"#{row['id']}"
     topics = ", ".join(f"{t['slug']} {t['score']:.2f}" for t in row["topics"])
-    line = f"{votes:>4}  {ref:<12} {row['title']}" + (f"  [{topics}]" if topics else "")
+    line = (votes if upvoted else "") + f"{ref:<12} {row['title']}"
+    line += f"  [{topics}]" if topics else ""
     if row["likes"] or row["dislikes"]:
         line += f"  readers +{row['likes']}/-{row['dislikes']}"
     return line

@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 from newsletter.content import headers
 from newsletter.content.rendering import Filled, Recipient, RenderedDigest
+from newsletter.core import identity
 from newsletter.core.config import Settings
 from newsletter.core.errors import ConfigError
 from newsletter.core.secret_key import warn_if_exposed
@@ -128,7 +129,7 @@ def build_message_data(
         _date_field(date),
         headers.message_id_field(message_id),
         MIME_VERSION,
-        headers.list_id_field(settings.list_id),
+        headers.list_id_field(identity.list_id(settings)),
         headers.list_unsubscribe_field(list_unsubscribe_url, list_unsubscribe_mailto),
         ONE_CLICK,
         PRECEDENCE_BULK,

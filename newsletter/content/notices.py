@@ -9,10 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from newsletter.content.headers import parse_from
 from newsletter.content.mime import build_transactional, make_message_id
-from newsletter.content.rendering import DEFAULT_LIST_NAME, make_jinja_env
-from newsletter.core import tokens
+from newsletter.content.rendering import make_jinja_env
+from newsletter.core import identity, tokens
 from newsletter.core.config import Settings
 from newsletter.core.models import utcnow
 
@@ -36,7 +35,7 @@ def build_notice(settings: Settings, notice: Notice, *, now: datetime | None = N
     if notice.kind not in KINDS:
         raise ValueError(f"unknown notice kind: {notice.kind!r}")
     context = {
-        "list_name": parse_from(settings.from_address)[0] or DEFAULT_LIST_NAME,
+        "list_name": identity.list_name(settings),
         "name": notice.name,
         "email": notice.email,
         "confirm_url": tokens.confirm_url(

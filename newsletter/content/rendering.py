@@ -11,7 +11,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from email.utils import parseaddr
 from functools import lru_cache
 from typing import ClassVar, Literal
 from urllib.parse import urlsplit
@@ -21,7 +20,7 @@ from markupsafe import Markup, escape
 from premailer import Premailer
 
 from newsletter.content.layouts import Layout, LayoutPart, NoLayout, SlotRecorder, StandIns
-from newsletter.core import tokens
+from newsletter.core import identity, tokens
 from newsletter.core.config import Settings
 from newsletter.core.resources import shipped_dir
 
@@ -41,7 +40,6 @@ ABSTRACT_UNDER_SUMMARY_CHARS = 200
 AUTHORS_SHOWN = 3
 SUBJECT_MAX = 100
 DISPLAY_MAX = 120  # longest name or topic list shown back to a reader
-DEFAULT_LIST_NAME = "Daily Papers"
 # Per-recipient values: the body is rendered and inlined once with placeholders in their place.
 SLOTS = ("name", "greeting", "email", "topics", "unsubscribe_url", "manage_url")
 VOTE_SLOT = "vote"  # followed by a paper id: the recipient's signed vote link for that paper
@@ -484,7 +482,7 @@ class DigestRenderer:
         self._cards = _Lru(CARD_CACHE_SIZE, CARD_CACHE_BYTES)
         self._broken: set[str] = set()  # skeletons whose markers did not survive inlining
         self._lock = threading.RLock()
-        self._list_name = parseaddr(self.settings.from_address)[0] or DEFAULT_LIST_NAME
+        self._list_name = identity.list_name(self.settings)
         # Vote links are the base URL and a token of URL-safe characters: unless the base
         # holds a character HTML escapes, they need no escaping in the html part either.
         sample = tokens.feedback_url(self.settings, 1, "k", 1) if self.settings.secret_key else ""
@@ -553,6 +551,8 @@ class DigestRenderer:
 
     def _draft(self, name: str, edition: EditionInfo, papers: tuple[DigestPaper, ...]) -> _Draft:
         context = self._context(edition, papers, self._fragment)
+        if papers:
+            context["subject_line"] = self._subject_line(edition, papers)
         subject = self.text_env.get_template(f"email/{name}.subject.txt").render(context)
         subject = shorten(subject, SUBJECT_MAX)
         layout = self._layout(name, edition, len(papers))
@@ -566,6 +566,15 @@ class DigestRenderer:
         html = self.html_env.get_template(f"email/{name}.html").render(context)
         self.stats.whole += 1
         return _Draft(subject, self._cut(text), self._cut(html))
+
+    def _subject_line(self, edition: EditionInfo, papers: tuple[DigestPaper, ...]) -> str:
+        fields = identity.SubjectFields(
+            kind=edition.kind,
+            date=short_date(edition.listing_date),
+            top_title=papers[0].title,
+            count=len(papers),
+        )
+        return fields.line(self.settings)
 
     def _layout(self, name: str, edition: EditionInfo, count: int) -> Layout | None:
         """Return the template laid out for this many papers, or None if it cannot be."""

@@ -14,6 +14,7 @@ import math
 import os
 import re
 import tomllib
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, time
@@ -22,6 +23,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from newsletter.core.errors import ConfigError, InputError
+from newsletter.core.identity import check_subject
 from newsletter.core.secret_key import check_secret_key, stored_secret_key
 from newsletter.core.taxonomy import canonical_code, closest_code
 from newsletter.core.urls import mask_database_url, mask_transport_url, mask_url_password
@@ -232,6 +234,17 @@ def _arxiv_categories(value: tuple[str, ...]) -> str:
     return ""
 
 
+def _one_line(value: str) -> str:
+    # Names end up in headers (List-Id, Subject): a control character there splits a field.
+    if any(unicodedata.category(ch)[0] == "C" for ch in value):
+        return "must be one line of text, without control characters"
+    return ""
+
+
+def _subject(value: str) -> str:
+    return _one_line(value) or check_subject(value)
+
+
 def _local_part(value: str) -> str:
     if not _LOCAL_PART.fullmatch(value):
         return "must be letters, digits, '.', '_' or '-'"
@@ -269,12 +282,26 @@ class Settings:
         "var", "folder of the generated secret key and of kept bounce messages", env="VAR_DIR"
     )
     templates_dir: str = setting(
-        "", "folder whose email/*.html and *.txt override the shipped templates",
+        "", "folder whose email/* and web/* files override the shipped templates of that name",
         env="TEMPLATES_DIR",
     )  # fmt: skip
+    list_name: str = setting(
+        "", "the list's name on pages and in emails", check=_one_line,
+        shown_default='the From name, else "Daily Papers"',
+    )  # fmt: skip
+    list_tagline: str = setting(
+        "research papers on the topics you choose, by email",
+        "one line under the list's name on its pages", check=_one_line,
+    )  # fmt: skip
+    subject: str = setting(
+        "Your {kind} papers — {date}: {top_title}{more}",
+        "a digest's subject; fields {list_name} {kind} {date} {top_title} {more} {count}",
+        check=_subject,
+    )  # fmt: skip
     list_id: str = setting(
-        "Daily Papers <daily-papers.localhost>", "the List-Id header", env="LIST_ID"
-    )
+        "", "the List-Id header ('Name <id.example.org>')", env="LIST_ID", check=_one_line,
+        shown_default="the list's name <name.from-domain>",
+    )  # fmt: skip
     empty_policy: str = setting(
         "skip", "a reader with no matching paper is skipped, or (note) gets a short note",
         env="EMPTY_POLICY", choices=("skip", "note"),

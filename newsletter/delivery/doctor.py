@@ -22,7 +22,7 @@ import httpx
 
 from newsletter.bounces.classify import bounce_domain, verp_enabled
 from newsletter.content.headers import parse_from
-from newsletter.core import db
+from newsletter.core import db, identity
 from newsletter.core.app import App
 from newsletter.core.config import Settings
 from newsletter.core.secret_key import SECRET_KEY_FILE, exposed_to_others
@@ -141,14 +141,15 @@ def check_postal_address(settings: Settings) -> Check:
 
 
 def check_list_id(settings: Settings) -> Check:
-    if settings.list_id.rstrip(">").endswith("." + DEFAULT_LIST_ID_DOMAIN):
+    value = identity.list_id(settings)
+    if value.rstrip(">").endswith("." + DEFAULT_LIST_ID_DOMAIN):
         return Check(
             "list id",
             WARN,
-            f"still the default {settings.list_id!r}",
-            "set list_id to 'Name <list.your-domain>' so filters can recognise the list",
+            f"{value!r} is under {DEFAULT_LIST_ID_DOMAIN}",
+            "set from_address, or list_id ('Name <list.your-domain>'), so filters know the list",
         )
-    return Check("list id", OK, settings.list_id)
+    return Check("list id", OK, value)
 
 
 def check_matching(settings: Settings) -> Check:

@@ -30,12 +30,15 @@ def list_papers(
     topic_slug: str | None = None,
     limit: int | None = None,
 ) -> list[Paper]:
-    """Return the papers listed on a day, most upvoted first, with their topic matches loaded."""
+    """Return the papers listed on a day, with their topic matches loaded.
+
+    Most upvoted first where the source counts upvotes, then in the order they were listed.
+    """
     query = (
         select(Paper)
         .where(Paper.listing_date == listing_date)
         .options(selectinload(Paper.topics).selectinload(PaperTopic.topic))
-        .order_by(Paper.upvotes.desc().nulls_last(), Paper.title, Paper.id)
+        .order_by(Paper.upvotes.desc().nulls_last(), Paper.id)
     )
     if topic_slug is not None:
         topic = get_topic(topic_slug, session=session)

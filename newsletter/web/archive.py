@@ -27,12 +27,17 @@ class EditionSummary:
 
 @dataclass(frozen=True)
 class TopicSection:
-    """The papers of one topic in one edition, most upvoted first."""
+    """The papers of one topic in one edition: most upvoted first, then the closest match."""
 
     slug: str
     name: str
     description: str
     papers: tuple[Paper, ...]
+
+    @property
+    def upvoted(self) -> bool:
+        """Whether the source counted upvotes for these papers (so they lead the order)."""
+        return any(p.upvotes is not None for p in self.papers)
 
 
 def list_editions(*, session: Session, limit: int = MAX_LISTED) -> list[EditionSummary]:

@@ -27,7 +27,7 @@ from werkzeug.exceptions import HTTPException
 from newsletter.audience import signup as service
 from newsletter.audience.limits import Limits, RateLimited, take_vote
 from newsletter.audience.signup import ConsentRecord
-from newsletter.core import tokens
+from newsletter.core import identity, tokens
 from newsletter.core.app import App
 from newsletter.core.config import Settings
 from newsletter.core.errors import InputError, NotFound, TransportError
@@ -546,7 +546,9 @@ def init_views(app: Flask) -> None:
     def _common() -> dict[str, Any]:
         settings = _settings()
         return {
-            "list_name": service.list_name(settings),
+            "list_name": identity.list_name(settings),
+            "list_tagline": settings.list_tagline,
+            "ranked_by_upvotes": identity.ranks_by_upvotes(settings),
             "postal_address": settings.postal_address,
             "time_zones": time_zones(),
         }
