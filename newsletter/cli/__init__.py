@@ -33,7 +33,7 @@ from newsletter.cli.common import NewsletterGroup, pass_app  # noqa: F401 - re-e
 @click.version_option(package_name="daily-papers-newsletter")
 @click.pass_context
 def cli(ctx: click.Context, config_file: str | None, verbose: int) -> None:
-    """Daily Papers Newsletter: trending research papers by topic, by email.
+    """Daily Papers Newsletter: new research papers by topic, by email.
 
     \b
     Start with the demo, then explore:
