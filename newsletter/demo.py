@@ -19,6 +19,10 @@ from newsletter.papers.fetch import store_records
 from newsletter.papers.ingest import today_utc
 from newsletter.papers.sources.files import read_paper_file
 
+# A real Hugging Face listing: ids, authors, upvotes, code links and TL;DRs, so the demo's
+# cards show everything a card can. (The text of the web page, hf-daily-papers-page.txt,
+# has titles and abstracts only; it stays importable with `papers import`.)
+SEED_LISTING = "hf-daily-papers.json"
 SEED_PAGE = "hf-daily-papers-page.txt"
 SEED_TOPICS = "topics.toml"
 # (email, name, topic slugs, time zone): people with different interests.
@@ -49,12 +53,15 @@ def run_demo(
     day = day or today_utc()
     app.ensure_schema()
     seeds = shipped_dir("seeds")
-    records = read_paper_file(seeds / SEED_PAGE, fmt="seed-text", listing_date=day)
+    records = read_paper_file(seeds / SEED_LISTING, fmt="hf-json", listing_date=day)
     with app.transaction() as session:
         topics = import_topics(seeds / SEED_TOPICS, session=session)
         _add_demo_subscribers(session)
     stored = store_records(app, records, day)
-    echo(f"imported {stored.papers} seed papers for {day}; {stored.topic_matches} topic matches")
+    echo(
+        f"imported {stored.papers} papers of a real Hugging Face listing for {day}; "
+        f"{stored.topic_matches} topic matches"
+    )
     report = DemoReport(day, stored.papers, len(topics.slugs), stored.topic_matches)
     report.send = send(app, day)
     report.digests = _digests(app, day)

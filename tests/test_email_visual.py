@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
+import mailbox
 import os
 from datetime import date
 from pathlib import Path
@@ -95,3 +98,33 @@ def test_digest_fits_phone_and_desktop(settings: Settings, tmp_path: Path) -> No
     for width in WIDTHS:
         assert (shots / f"digest-{width}.png").stat().st_size > 10_000
     assert html.count('class="tldr"') == 3  # the cards under test carry a TL;DR
+
+
+def test_the_demo_digest_shows_the_full_card_at_phone_and_desktop_widths(run, settings, tmp_path):
+    assert run("demo", "--date", "2026-11-27").exit_code == 0
+    box = mailbox.Maildir(settings.transport.removeprefix("maildir:"), create=False)
+    ada = next(m for m in box if "ada@example.org" in m["To"])
+    message = email.message_from_bytes(ada.as_bytes(), policy=email.policy.default)
+    html = message.get_body(("html",)).get_content()
+    shots = Path(os.environ.get("NEWSLETTER_SCREENSHOTS") or tmp_path / "screenshots")
+    shots.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            for width in WIDTHS:
+                page = browser.new_page(viewport={"width": width, "height": 900})
+                page.set_content(html, wait_until="load")
+                first = page.locator("td.title").first.locator("xpath=ancestor::table[1]")
+                card = first.inner_text()
+                buttons = [b.strip() for b in first.locator("a.button").all_inner_texts()]
+                scroll = page.evaluate("document.documentElement.scrollWidth")
+                page.screenshot(path=str(shots / f"demo-{width}.png"), full_page=False)
+                page.close()
+                # The first card as a reader sees it: votes, authors, why, TL;DR, every link.
+                assert scroll <= width
+                assert "▲" in card and "Jundong Xu" in card and "Why:" in card, card
+                assert "TL;DR" in card
+                assert buttons == ["Abstract", "PDF", "Code", "Discussion"], buttons
+                assert "More like this" in card and "Less like this" in card
+        finally:
+            browser.close()

@@ -106,7 +106,7 @@ def demo(app: App, day: str | None) -> None:
     report = run_demo(app, day=parse_date(day), echo=click.echo)
     summary = report.send.summary if report.send else None
     for email, titles in report.digests.items():
-        click.echo(f"\n{email} ({len(titles)} papers)")
+        click.echo(f"\n{email} ({len(titles)} {'paper' if len(titles) == 1 else 'papers'})")
         for title in titles:
             click.echo(f"  - {shorten(title, 90)}")
     click.echo("")
