@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench docs clean
 
 $(BIN)/newsletter: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ test: $(BIN)/newsletter
 
 lint: $(BIN)/newsletter
 	$(BIN)/ruff check newsletter tests benchmarks
+
+# The settings reference in docs/ is generated from the registry.
+docs: $(BIN)/newsletter
+	$(BIN)/python -m newsletter.core.settings_reference docs/configuration.md
 
 bench: $(BIN)/newsletter
 	$(BIN)/python benchmarks/matching.py

@@ -10,6 +10,7 @@ from newsletter.content.rendering import shorten
 from newsletter.core import db
 from newsletter.core.app import App
 from newsletter.core.config import SETTINGS_BY_NAME, Setting, describe_settings, toml_value
+from newsletter.core.settings_reference import settings_reference
 from newsletter.demo import run_demo
 
 
@@ -54,18 +55,26 @@ def health(app: App) -> None:
 
 @click.command("config")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.option(
+    "--reference", is_flag=True, help="Print the reference of every setting (Markdown tables)."
+)
 @pass_app
-def show_config(app: App, as_json: bool) -> None:
+def show_config(app: App, as_json: bool, reference: bool) -> None:
     """Print every setting with its value, its default and what it does; secrets masked.
 
     The text form is itself a newsletter.toml: each setting is preceded by a comment
     with its help, its default and the environment variable that overrides it.
+    `--reference` prints the tables of docs/configuration.md instead.
 
     \b
     Example:
       NEWSLETTER_TRANSPORT=smtp://user:pw@mail.example.org:587 newsletter config
       newsletter config --json | jq .settings.transport.value
+      newsletter config --reference > docs/configuration-tables.md
     """
+    if reference:
+        click.echo(settings_reference(), nl=False)
+        return
     described = describe_settings(app.settings)
     source = app.settings.config_file or None
     if as_json:
