@@ -65,6 +65,8 @@ class DigestPaper:
     url_discussion: str | None = None  # the paper's Hugging Face page, with its comments
     reason: str | None = None  # why a paper outside the reader's topics is in their digest
     why: str | None = None  # why the matcher put it on the reader's topics, in a few words
+    venue: str | None = None  # the journal (or preprint server) it appeared in
+    url_journal: str | None = None  # the journal version, beside the preprint
 
     def __hash__(self) -> int:
         # Hashed once: a paper is part of the key of every card and digest it is in.

@@ -2,8 +2,9 @@
 
 Owns: `App` (settings plus engine and sessions), the typed settings (one registry, each
 with its default, help and checks, and the reference made from it), what the list calls
-itself (`identity`: its name, List-Id, subject line) and the secret key, the parse and masking of URLs that
-carry passwords, engine and migrations, the SQLAlchemy models, the typed errors, named
+itself (`identity`: its name, List-Id, subject line), paper identifiers (`identifiers`:
+DOIs, arXiv's DOIs) and the secret key, the parse and masking of URLs that carry passwords,
+engine and migrations, the SQLAlchemy models, the typed errors, named
 leases (with process identity and the heartbeat that renews them), signed link tokens,
 arXiv's category taxonomy (`taxonomy`) and the location of shipped files. Imports nothing
 from the other packages.

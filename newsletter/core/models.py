@@ -163,6 +163,11 @@ class Paper(Base):
     keywords: Mapped[list[str]] = mapped_column(SafeStrings, default=list)
     categories: Mapped[list[str]] = mapped_column(SafeStrings, default=list)
     source: Mapped[str] = mapped_column(SafeString(32))
+    # The work's DOI in lowercase (a journal's or a preprint server's; arXiv's own DOI is its
+    # arXiv id), where it was published or posted, and the journal version's page.
+    doi: Mapped[str | None] = mapped_column(String(255), unique=True)
+    venue: Mapped[str | None] = mapped_column(SafeString(300))
+    url_journal: Mapped[str | None] = mapped_column(SafeString(2048))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

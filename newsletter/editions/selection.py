@@ -312,6 +312,8 @@ class EditionPapers:
             summary=p.summary or None,
             url_discussion=self._discussion_url(p),
             why=self._why(cand, wanted),
+            venue=p.venue or None,
+            url_journal=p.url_journal if p.url_journal != p.url_abs else None,
         )
         return shared
 

@@ -18,6 +18,9 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from newsletter.core.errors import InputError, quoted
+from newsletter.core.identifiers import ARXIV_DOI
+from newsletter.core.identifiers import DOI as _DOI
+from newsletter.core.identifiers import DOI_PREFIX as _DOI_PREFIX
 from newsletter.core.models import Paper, Topic
 
 MAX_EXAMPLES = 200  # per list: a topic is taught by a few papers, not a whole listing
@@ -27,9 +30,6 @@ _ARXIV = re.compile(rf"(?:arxiv:)?({_ARXIV_NEW}|{_ARXIV_OLD})(?:v\d+)?", re.IGNO
 _ARXIV_URL = re.compile(
     r"(?:https?://)?(?:www\.|export\.)?arxiv\.org/(?:abs|pdf)/(.+?)(?:\.pdf)?/?", re.IGNORECASE
 )
-_DOI = re.compile(r"10\.\d{4,9}/[^\s\"<>]+")
-_DOI_PREFIX = re.compile(r"(?:doi:\s*|(?:https?://)?(?:dx\.)?doi\.org/)", re.IGNORECASE)
-ARXIV_DOI = "10.48550/arxiv."
 # What may follow a DOI inside a link that holds it: a bioRxiv version, a page suffix, the
 # end, or the start of a path or query. Not a digit: 10.1101/2024.01.01.1234 is not ...12345.
 _AFTER_DOI = re.compile(r"(?:v\d+)?(?:\.full(?:\.pdf|-text)?|\.pdf|\.abstract)?(?:$|[/?#&])")
@@ -84,7 +84,10 @@ def resolve_paper_refs(refs: Sequence[str], *, session: Session) -> dict[str, in
 
 
 def _paper_with_doi(doi: str, *, session: Session) -> int | None:
-    """Return the id of the paper whose abstract or PDF link holds the DOI, if one does."""
+    """Return the id of the paper of that DOI, or whose abstract or PDF link holds it."""
+    stored = session.scalar(select(Paper.id).where(Paper.doi == doi))
+    if stored is not None:
+        return int(stored)
     links = (func.lower(Paper.url_abs), func.lower(Paper.url_pdf))
     query = (
         select(Paper.id, Paper.url_abs, Paper.url_pdf)

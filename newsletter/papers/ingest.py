@@ -1,4 +1,9 @@
-"""Store paper records as papers: idempotent, keyed by arXiv id, else by normalised title."""
+"""Store paper records as papers: idempotent, one paper per work wherever it comes from.
+
+A record is the stored paper of the same arXiv id (arXiv's own DOI included), else of the
+same DOI, else of the same normalised title and first author: the same work from arXiv,
+bioRxiv, a journal's feed and Hugging Face is one paper, filled in by each.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,9 @@ from datetime import UTC, date, datetime
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from newsletter.core.identifiers import arxiv_id_of_doi, doi_of
 from newsletter.core.models import Paper
+from newsletter.matching.personal import author_key, same_author
 from newsletter.papers.sources import PaperRecord
 from newsletter.papers.sources.common import TITLE_KEY_MAX, normalise_title, trim_text
 
@@ -25,7 +32,9 @@ __all__ = [
 
 # Bound the IN lists: SQLite and PostgreSQL both cap the parameters of one statement.
 KEY_CHUNK = 500
-FILL_FIELDS = ("url_abs", "url_pdf", "url_code", "published_on", "summary")
+FILL_FIELDS = (
+    "url_abs", "url_pdf", "url_code", "published_on", "summary", "doi", "venue", "url_journal",
+)  # fmt: skip
 UNION_FIELDS = ("keywords", "categories")
 # What one paper may store, whatever its source says: roomy for real papers (arXiv caps an
 # abstract at 1,920 characters, a TL;DR is a sentence), small enough that no source can
@@ -38,6 +47,7 @@ AUTHOR_MAX = 200
 URL_MAX = 2_000
 TERMS_MAX = 50  # keywords, categories
 TERM_MAX = 100
+VENUE_MAX = 300
 
 
 @dataclass
@@ -68,7 +78,7 @@ def ingest_records(
     listing_date defaults to today in UTC. Does not commit.
     """
     batch = merge_records(records)
-    index = _Index(_load_existing(session, batch))
+    index = _Index(_load_existing(session, batch), session)
     stats = IngestStats()
     papers = []
     for record in batch:
@@ -91,8 +101,16 @@ def ingest_records(
 
 def capped_record(record: PaperRecord) -> PaperRecord:
     """Cut each field to what a paper may store: text at a word with "…", lists by count."""
+    doi = doi_of(record.doi)
+    arxiv_id = record.arxiv_id or arxiv_id_of_doi(doi)
+    if arxiv_id_of_doi(doi):
+        doi = None  # arXiv's DOI is its id: the paper's DOI is a journal's or a server's
     return dataclasses.replace(
         record,
+        arxiv_id=arxiv_id,
+        doi=doi,
+        venue=trim_text(record.venue, VENUE_MAX) if record.venue else None,
+        url_journal=_capped_url(record.url_journal),
         title=trim_text(record.title, TITLE_MAX),
         abstract=trim_text(record.abstract, ABSTRACT_MAX),
         summary=trim_text(record.summary, SUMMARY_MAX) if record.summary else record.summary,
@@ -116,6 +134,7 @@ def merge_records(records: Iterable[PaperRecord]) -> list[PaperRecord]:
     Every record is capped first (capped_record): whatever the source, nothing longer is stored.
     """
     by_key: dict[str, PaperRecord] = {}
+    doi_owner: dict[str, str] = {}
     title_owner: dict[str, str] = {}
     pending = []
     for record in map(capped_record, records):
@@ -125,11 +144,42 @@ def merge_records(records: Iterable[PaperRecord]) -> list[PaperRecord]:
         key = "id:" + record.arxiv_id
         by_key[key] = _combine(by_key[key], record) if key in by_key else record
         title_owner.setdefault(normalise_title(record.title), key)
+        if record.doi:
+            doi_owner.setdefault(record.doi, key)
     for record in pending:
         title = normalise_title(record.title)
-        key = title_owner.setdefault(title, "title:" + title)
+        key = doi_owner.get(record.doi or "") or title_owner.get(title)
+        if key is not None and not _same_work(by_key[key], record):
+            key = None
+        if key is None:
+            key = "doi:" + record.doi if record.doi else "title:" + title
+            if key in by_key:  # the title of another work: this one is told apart by author
+                key += "|" + "|".join(record.authors[:1])
         by_key[key] = _combine(by_key[key], record) if key in by_key else record
+        title_owner.setdefault(title, key)
+        if record.doi:
+            doi_owner.setdefault(record.doi, key)
     return list(by_key.values())
+
+
+def _same_work(known: PaperRecord | Paper, record: PaperRecord) -> bool:
+    """Tell whether a record found by DOI or title is the known paper, not another work.
+
+    Another arXiv id or another DOI is another work; found by title alone, the first
+    authors must agree too ("Introduction" by two people is two papers).
+    """
+    if record.arxiv_id and known.arxiv_id and record.arxiv_id != known.arxiv_id:
+        return False
+    if record.doi and known.doi:
+        return record.doi == known.doi
+    return _same_first_author(known.authors or [], record.authors)
+
+
+def _same_first_author(first: Sequence[str], other: Sequence[str]) -> bool:
+    keys = [author_key(names[0]) if names else None for names in (first, other)]
+    if keys[0] is None or keys[1] is None:
+        return True  # a source without authors (the seed page) cannot say otherwise
+    return same_author(keys[0], keys[1])
 
 
 def _combine(first: PaperRecord, later: PaperRecord) -> PaperRecord:
@@ -152,20 +202,29 @@ def _union(first: Sequence[str], later: Sequence[str]) -> list[str]:
 def _load_existing(session: Session, batch: Sequence[PaperRecord]) -> list[Paper]:
     """Load, in a few queries, every stored paper that shares an arXiv id or title key."""
     ids = sorted({r.arxiv_id for r in batch if r.arxiv_id})
+    dois = sorted({r.doi for r in batch if r.doi})
     keys = sorted({normalise_title(r.title) for r in batch})
     found: dict[int, Paper] = {}
-    for start in range(0, max(len(ids), len(keys)), KEY_CHUNK):
-        id_part, key_part = ids[start : start + KEY_CHUNK], keys[start : start + KEY_CHUNK]
-        query = select(Paper).where(or_(Paper.arxiv_id.in_(id_part), Paper.title_key.in_(key_part)))
+    for start in range(0, max(len(ids), len(dois), len(keys)), KEY_CHUNK):
+        part = slice(start, start + KEY_CHUNK)
+        query = select(Paper).where(
+            or_(
+                Paper.arxiv_id.in_(ids[part]),
+                Paper.doi.in_(dois[part]),
+                Paper.title_key.in_(keys[part]),
+            )
+        )
         found.update((p.id, p) for p in session.scalars(query))
     return list(found.values())
 
 
 class _Index:
-    """Stored and new papers of a batch by arXiv id and by title key."""
+    """Stored and new papers of a batch by arXiv id, by DOI and by title key."""
 
-    def __init__(self, papers: Iterable[Paper]) -> None:
+    def __init__(self, papers: Iterable[Paper], session: Session | None = None) -> None:
+        self._session = session
         self.by_id: dict[str, Paper] = {}
+        self.by_doi: dict[str, Paper] = {}
         self.by_title: dict[str, Paper] = {}
         for paper in papers:
             self.add(paper)
@@ -173,24 +232,43 @@ class _Index:
     def add(self, paper: Paper) -> None:
         if paper.arxiv_id:
             self.by_id[paper.arxiv_id] = paper
+        if paper.doi:
+            self.by_doi[paper.doi] = paper
         self.by_title[paper.title_key] = paper
 
     def find(self, record: PaperRecord) -> Paper | None:
         if record.arxiv_id and record.arxiv_id in self.by_id:
             return self.by_id[record.arxiv_id]
-        paper = self.by_title.get(normalise_title(record.title))
-        # The same title under another arXiv id is another paper, not this one.
-        if paper is not None and record.arxiv_id and paper.arxiv_id not in (None, record.arxiv_id):
-            return None
-        return paper
+        for paper in (
+            self.by_doi.get(record.doi or ""),
+            self.by_title.get(normalise_title(record.title)),
+        ):
+            if paper is not None and _same_work(paper, record):
+                return paper
+        if normalise_title(record.title) in self.by_title:  # another work has the title
+            return self._by_alternate_key(record)
+        return None
+
+    def _by_alternate_key(self, record: PaperRecord) -> Paper | None:
+        # Rare (two works, one title): looked up one at a time, not loaded with the batch.
+        key = _alternate_key(record)
+        if key not in self.by_title and self._session is not None:
+            stored = self._session.scalar(select(Paper).where(Paper.title_key == key))
+            if stored is not None:
+                self.add(stored)
+        return self.by_title.get(key)
 
     def free_key(self, record: PaperRecord) -> str:
-        """Return the record's title key, made unique with its arXiv id when the title is taken."""
+        """Return the record's title key, made unique when another work has the title."""
         key = normalise_title(record.title)
-        if key in self.by_title and record.arxiv_id:
-            suffix = f" arxiv {record.arxiv_id}"
-            key = key[: TITLE_KEY_MAX - len(suffix)] + suffix
-        return key
+        return _alternate_key(record) if key in self.by_title else key
+
+
+def _alternate_key(record: PaperRecord) -> str:
+    """Return the title key of a work whose title another work has: told apart by its id."""
+    own = record.arxiv_id or record.doi or "|".join(record.authors[:1]) or record.source
+    suffix = f" {'arxiv' if record.arxiv_id else 'other'} {own}"[:100]
+    return normalise_title(record.title)[: TITLE_KEY_MAX - len(suffix)] + suffix
 
 
 def _new_paper(record: PaperRecord, title_key: str, default_date: date) -> Paper:
@@ -210,6 +288,9 @@ def _new_paper(record: PaperRecord, title_key: str, default_date: date) -> Paper
         keywords=list(record.keywords),
         categories=list(record.categories),
         source=record.source,
+        doi=record.doi,
+        venue=record.venue,
+        url_journal=record.url_journal,
     )
 
 

@@ -24,3 +24,6 @@ class PaperRecord:
     keywords: list[str] = field(default_factory=list)
     categories: list[str] = field(default_factory=list)
     summary: str | None = None
+    doi: str | None = None
+    venue: str | None = None
+    url_journal: str | None = None  # the journal version's page, beside the preprint's

@@ -23,7 +23,7 @@ RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(PaperRecord))
 # Written by `papers list --json` next to the record fields; read back and ignored.
 OUTPUT_ONLY_FIELDS = frozenset({"id", "topics", "created_at", "updated_at", "likes", "dislikes"})
 LIST_FIELDS = ("authors", "keywords", "categories")
-TEXT_FIELDS = ("url_abs", "url_pdf", "url_code", "summary")
+TEXT_FIELDS = ("url_abs", "url_pdf", "url_code", "summary", "doi", "venue", "url_journal")
 DATE_FIELDS = ("published_on", "listing_date")
 
 

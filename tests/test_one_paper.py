@@ -1,0 +1,142 @@
+"""One paper per work, wherever it comes from: arXiv, a preprint server, a journal, Hugging Face."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import mailbox
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from newsletter.core.models import Paper
+from newsletter.papers.ingest import ingest_records
+from newsletter.papers.sources import PaperRecord
+from tests import factories as f
+from tests.factories import dump_database
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TITLE = "Nematic order in a kagome superconductor"
+PRB = "https://journals.aps.org/prb/abstract/10.1103/PhysRevB.110.L180501"
+
+
+def _import(run, tmp_path: Path, name: str, rows: list[dict]) -> dict:
+    path = tmp_path / name
+    path.write_text(json.dumps(rows), encoding="utf-8")
+    result = run("papers", "import", str(path), "--date", "2026-12-04", "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def _papers(run) -> list[dict]:
+    return json.loads(run("papers", "list", "--date", "2026-12-04", "--json").stdout)
+
+
+def test_the_same_work_from_arxiv_a_journal_and_hugging_face_is_one_paper(run, tmp_path):
+    arxiv = {"title": TITLE, "source": "arxiv", "arxiv_id": "2412.01234",
+             "authors": ["Jane Q. Doe", "R. Roe"], "doi": "10.48550/arXiv.2412.01234",
+             "url_abs": "https://arxiv.org/abs/2412.01234"}  # fmt: skip
+    journal = {"title": TITLE.upper(), "source": "feed", "authors": ["Doe, J.", "Roe, R."],
+               "doi": "https://doi.org/10.1103/PhysRevB.110.L180501",
+               "venue": "Physical Review B",
+               "url_journal": PRB}  # fmt: skip
+    hf = {"title": TITLE, "source": "hf", "arxiv_id": "2412.01234", "upvotes": 7}
+
+    for name, row in (("arxiv.json", arxiv), ("journal.json", journal), ("hf.json", hf)):
+        _import(run, tmp_path, name, [row])
+    again = _import(run, tmp_path, "journal-again.json", [journal])
+
+    (paper,) = _papers(run)
+    assert paper["arxiv_id"] == "2412.01234" and paper["source"] == "arxiv"
+    assert paper["doi"] == "10.1103/physrevb.110.l180501"  # the journal's, not arXiv's own
+    assert paper["venue"] == "Physical Review B" and paper["upvotes"] == 7
+    assert paper["url_journal"].startswith("https://journals.aps.org/")
+    assert (again["new"], again["updated"]) == (0, 0)
+
+
+def test_a_doi_finds_the_paper_whatever_its_title_says(run, tmp_path):
+    preprint = {"title": "Spike timing in cortex", "source": "biorxiv", "authors": ["A. Ng"],
+                "doi": "10.1101/2024.05.01.592000", "venue": "bioRxiv"}  # fmt: skip
+    published = {"title": "Spike-timing in the cortex of mice", "source": "feed",
+                 "authors": ["Ng, Ada"], "doi": "doi:10.1101/2024.05.01.592000"}  # fmt: skip
+    _import(run, tmp_path, "a.json", [preprint])
+    _import(run, tmp_path, "b.json", [published])
+
+    (paper,) = _papers(run)
+    assert paper["doi"] == "10.1101/2024.05.01.592000" and paper["venue"] == "bioRxiv"
+
+
+def test_one_title_by_other_first_authors_or_under_other_dois_is_other_papers(run, tmp_path):
+    rows = [
+        {"title": "Introduction", "source": "feed", "authors": ["Ada Lovelace"]},
+        {"title": "Introduction", "source": "feed", "authors": ["Alan Turing"]},
+        {"title": "Editorial", "source": "feed", "doi": "10.1000/one"},
+        {"title": "Editorial", "source": "feed", "doi": "10.1000/two"},
+    ]
+    _import(run, tmp_path, "same-titles.json", rows)
+    _import(run, tmp_path, "same-titles-again.json", rows)
+
+    papers = _papers(run)
+    assert sorted((p["title"], tuple(p["authors"]), p["doi"]) for p in papers) == [
+        ("Editorial", (), "10.1000/one"),
+        ("Editorial", (), "10.1000/two"),
+        ("Introduction", ("Ada Lovelace",), None),
+        ("Introduction", ("Alan Turing",), None),
+    ]
+
+
+def test_an_arxiv_doi_alone_names_the_arxiv_paper(app):
+    with app.transaction() as s:
+        ingest_records([PaperRecord(title="A", source="feed", doi="10.48550/ARXIV.2412.00001")],
+                       session=s)  # fmt: skip
+        ingest_records([PaperRecord(title="A paper", source="arxiv", arxiv_id="2412.00001")],
+                       session=s)  # fmt: skip
+    with app.sessions() as s:
+        (paper,) = s.scalars(select(Paper)).all()
+        assert (paper.arxiv_id, paper.doi) == ("2412.00001", None)
+
+
+def test_a_bad_doi_is_dropped_not_stored(app):
+    with app.transaction() as s:
+        ingest_records([PaperRecord(title="B", source="feed", doi="not a doi"),
+                        PaperRecord(title="C", source="feed", doi="10.1/" + "x" * 400)],
+                       session=s)  # fmt: skip
+    with app.sessions() as s:
+        assert s.scalar(select(func.count()).where(Paper.doi.is_not(None))) == 0
+
+
+def test_papers_list_json_round_trips_doi_venue_and_journal_link(run, app, tmp_path):
+    row = {"title": "Ordered phases", "source": "feed", "doi": "10.1103/x.1", "venue": "PRL",
+           "url_journal": "https://journals.aps.org/prl/x.1"}  # fmt: skip
+    _import(run, tmp_path, "one.json", [row])
+    listed = tmp_path / "listed.json"
+    listed.write_text(run("papers", "list", "--json").stdout, encoding="utf-8")
+    before = dump_database(app.engine)
+
+    again = run("papers", "import", str(listed), "--json")
+
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["unchanged"] == 1
+    assert dump_database(app.engine) == before
+
+
+def test_the_card_names_the_journal_and_links_its_version_beside_the_preprint(app, run, tmp_path):
+    with app.transaction() as s:
+        f.subscriber(s, "vera@example.org", [f.topic(s, "kagome", ["kagome"])])
+    arxiv = {"title": TITLE, "source": "arxiv", "arxiv_id": "2412.01234",
+             "authors": ["Jane Q. Doe"], "abstract": "Kagome metals order.",
+             "url_abs": "https://arxiv.org/abs/2412.01234"}  # fmt: skip
+    journal = {"title": TITLE, "source": "feed", "authors": ["Doe, J."],
+               "doi": "10.1103/PhysRevB.110.L180501", "venue": "Physical Review B",
+               "url_journal": PRB}  # fmt: skip
+    _import(run, tmp_path, "both.json", [arxiv, journal])
+
+    assert run("send", "--yes", "--date", "2026-12-04").exit_code == 0
+    (raw,) = mailbox.Maildir(app.settings.transport.removeprefix("maildir:"), create=False)
+    message = email.message_from_bytes(raw.as_bytes(), policy=email.policy.default)
+    html = message.get_body(("html",)).get_content()
+    text = message.get_body(("plain",)).get_content()
+    assert "Physical Review B" in html and "Physical Review B" in text
+    assert f'href="{PRB}"' in html and f"Journal:  {PRB}" in text
+    assert 'href="https://arxiv.org/abs/2412.01234"' in html
