@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from pylatexenc import latex2text, latexwalker
 from pylatexenc.latex2text import LatexNodes2Text, MacroTextSpec, SpecialsTextSpec
@@ -33,7 +33,7 @@ _TOKEN = re.compile(
       (?P<url>(?:https?|ftp)://[^\s{}<>"\\$]+)
     | (?P<escape>\\(?:[A-Za-z]+|[^A-Za-z]))   # a macro, or an escaped character
     | (?P<lone>\\)                             # a backslash ending the text
-    | (?P<dollar>\$\$?)
+    | (?P<dollar>\$)
     | (?P<literal>[%&\#])                      # a comment, a table cell, a parameter: not here
     | (?P<tilde>~)
     | (?P<dashes>-{2,})
@@ -47,7 +47,8 @@ _TOKEN = re.compile(
 _MATH_OPENERS = ("\\(", "\\[")
 _MATH_DELIMITERS = ("\\(", "\\[", "\\)", "\\]")
 _MATH_CHARS = re.compile(r"[\\^_{}=<>+*/|]")
-_MACRO_OR_SCRIPT = re.compile(r"\\[A-Za-z]|[\^_{]")
+_MACRO = re.compile(r"\\[A-Za-z]")
+_SCRIPT = re.compile(r"[\^_{]")
 _SPACES = re.compile(r"\s+")
 # Plain words between the LaTeX: pylatexenc reads a text character by character, so long runs
 # go past it as one sentinel each (a tenth of the time on an abstract). Short ones stay, for
@@ -102,51 +103,61 @@ def _convert(text: str) -> str:
     return _SPACES.sub(" ", converter.restore(converted)).strip()
 
 
+class _Token(NamedTuple):
+    kind: str
+    text: str
+    start: int
+    end: int
+
+
+def _tokens(text: str) -> list[_Token]:
+    return [_Token(m.lastgroup or "", m[0], m.start(), m.end()) for m in _TOKEN.finditer(text)]
+
+
 def _protect(text: str) -> tuple[str, list[str]]:
     """Put a sentinel in place of every span pylatexenc must not read as LaTeX."""
-    tokens = list(_TOKEN.finditer(text))
-    math = _math_dollars(text, tokens)
-    latexish = bool(math) or any(t.lastgroup == "escape" and t[0][1:2].isalpha() for t in tokens)
-    literal: set[int] = set()  # indexes of tokens kept as they are
+    tokens = _tokens(text)
+    opening, closing = _math_dollars(text, tokens)
+    latexish = bool(opening) or any(t.kind == "escape" and t.text[1:2].isalpha() for t in tokens)
+    literal = _literal_tokens(text, tokens, (opening, closing), latexish)
+    return _with_sentinels(text, tokens, literal)
+
+
+def _literal_tokens(
+    text: str, tokens: list[_Token], math: tuple[set[int], set[int]], latexish: bool
+) -> set[int]:
+    """Return the indexes of the tokens that mean themselves here, not LaTeX."""
+    opening, closing = math
+    literal: set[int] = set()
     opened: list[int] = []
     in_math = False
     for i, token in enumerate(tokens):
-        kind = token.lastgroup
-        if i in math:
-            in_math = not in_math
-        elif token[0] in _MATH_DELIMITERS:
-            in_math = token[0] in _MATH_OPENERS
-        if kind in ("url", "lone", "literal"):
-            literal.add(i)
-        elif kind == "dollar" and i not in math:
-            literal.add(i)
-        elif kind == "script" and not in_math:  # snake_case, x^y in prose
-            literal.add(i)
-        elif kind == "tilde" and not _is_tie(text, token):
-            literal.add(i)
-        elif kind == "dashes" and not _is_dash(text, token):
-            literal.add(i)
-        elif kind == "quote" and not latexish:
+        kind = token.kind
+        if i in opening or i in closing:
+            in_math = i in opening
+        elif token.text in _MATH_DELIMITERS:
+            in_math = token.text in _MATH_OPENERS
+        if (
+            kind in ("url", "lone", "literal")
+            or (kind == "dollar" and i not in opening and i not in closing)
+            or (kind == "script" and not in_math)  # snake_case, x^y in prose
+            or (kind == "tilde" and not _is_tie(text, token))
+            or (kind == "dashes" and not _is_dash(text, token))
+            or (kind in ("quote", "open", "close") and not latexish)  # {"a": 1}
+            or (kind == "close" and not opened)
+        ):
             literal.add(i)
         elif kind == "open":
-            if not latexish:
-                literal.add(i)
-                continue
             opened.append(i)
             if len(opened) > MAX_DEPTH:
                 raise _Unreadable(text[:40])
         elif kind == "close":
-            if not latexish or not opened:
-                literal.add(i)
-            else:
-                opened.pop()
+            opened.pop()
     literal.update(opened)  # braces never closed
-    return _with_sentinels(text, tokens, literal)
+    return literal
 
 
-def _with_sentinels(
-    text: str, tokens: list[re.Match[str]], literal: set[int]
-) -> tuple[str, list[str]]:
+def _with_sentinels(text: str, tokens: list[_Token], literal: set[int]) -> tuple[str, list[str]]:
     """Replace the literal tokens and the long plain runs between tokens with sentinels."""
     kept: list[str] = []
 
@@ -159,7 +170,7 @@ def _with_sentinels(
     out: list[str] = []
     last, argument_next = 0, False
     for i, token in enumerate([*tokens, None]):
-        gap = text[last : token.start() if token is not None else len(text)]
+        gap = text[last : token.start if token is not None else len(text)]
         if argument_next:  # the character after \" or ^ (spaces between) is its argument
             head = _ARGUMENT.match(gap)[0]  # type: ignore[index]
             out.append(head)
@@ -167,9 +178,9 @@ def _with_sentinels(
         out.append(_PLAIN_RUN.sub(lambda m: _run(m[0], sentinel), gap))
         if token is None:
             break
-        out.append(sentinel(token[0]) if i in literal else token[0])
-        argument_next = token.lastgroup in ("escape", "script")
-        last = token.end()
+        out.append(sentinel(token.text) if i in literal else token.text)
+        argument_next = token.kind in ("escape", "script")
+        last = token.end
     return "".join(out), kept
 
 
@@ -177,39 +188,66 @@ def _run(run: str, sentinel: Callable[[str], str]) -> str:
     return sentinel(run) if len(run) >= PLAIN_RUN_MIN else run
 
 
-def _math_dollars(text: str, tokens: list[re.Match[str]]) -> set[int]:
-    """Return the indexes of the dollar tokens that open or close math.
+def _math_dollars(text: str, tokens: list[_Token]) -> tuple[set[int], set[int]]:
+    """Return the indexes of the dollar tokens that open math and of those that close it.
 
-    A `$` opens math when a non-space follows it, and the next dollar of its kind closes it
-    unless a digit follows that one (a formula can: "$\\sim$5"); what lies between must look
-    like math or hold no space ("costs $5 and $10" is no formula, "$z\\sim 2$" and "$K$" are).
+    `$$` opens display math that the next `$$` closes; inside inline math a `$` closes, so
+    "$\\sim$$10$" is two formulas. See `_is_formula` for what may lie between.
     """
-    dollars = [i for i, t in enumerate(tokens) if t.lastgroup == "dollar"]
-    found: set[int] = set()
+    dollars = [i for i, t in enumerate(tokens) if t.kind == "dollar"]
+
+    def adjacent(n: int) -> bool:
+        return n + 1 < len(dollars) and tokens[dollars[n]].end == tokens[dollars[n + 1]].start
+
+    opening: set[int] = set()
+    closing: set[int] = set()
     n = 0
     while n < len(dollars) - 1:
-        i, j = dollars[n], dollars[n + 1]
-        opener, closer = tokens[i], tokens[j]
-        inside = text[opener.end() : closer.start()]
-        after = text[closer.end() : closer.end() + 1]
-        if (
-            opener[0] == closer[0]
-            and inside.strip()
-            and not inside[0].isspace()
-            and (not after.isdigit() or _MACRO_OR_SCRIPT.search(inside))  # "$5-$10", "$\sim$5"
-            and (_MATH_CHARS.search(inside) or not any(c.isspace() for c in inside))
-        ):
-            found.update((i, j))
+        if adjacent(n):  # $$ ... $$
+            close = next((m for m in range(n + 2, len(dollars)) if adjacent(m)), None)
+            if close is not None and _is_formula(
+                text, tokens[dollars[n + 1]], tokens[dollars[close]], tokens[dollars[close + 1]]
+            ):
+                opening.update(dollars[n : n + 2])
+                closing.update(dollars[close : close + 2])
+                n = close + 2
+            else:
+                n += 2
+        elif _is_formula(text, tokens[dollars[n]], tokens[dollars[n + 1]], tokens[dollars[n + 1]]):
+            opening.add(dollars[n])
+            closing.add(dollars[n + 1])
             n += 2
         else:
             n += 1
-    return found
+    return opening, closing
 
 
-def _is_tie(text: str, token: re.Match[str]) -> bool:
+def _is_formula(text: str, opener: _Token, closer: _Token, last: _Token) -> bool:
+    """Return True when the dollars around a span are math delimiters, not prices.
+
+    What lies between must not start or end with a space, nor be followed by a digit, and
+    must look like math or hold no space; a formula with a macro may break the first two
+    ("$m < 5\\times10^{-21} $", "$\\sim$5"). "costs $5 and $10" is no formula, "$z\\sim 2$",
+    "$K$", "$<$0.1" are.
+    """
+    inside = text[opener.end : closer.start]
+    after = text[last.end : last.end + 1]
+    if not inside.strip():
+        return False
+    macro = _MACRO.search(inside) is not None
+    if (inside[0].isspace() or inside[-1].isspace()) and not macro:
+        return False
+    if after.isdigit() and not (
+        macro or _SCRIPT.search(inside) or not any(c.isalnum() for c in inside)
+    ):
+        return False
+    return _MATH_CHARS.search(inside) is not None or not any(c.isspace() for c in inside)
+
+
+def _is_tie(text: str, token: _Token) -> bool:
     """Return True for LaTeX's unbreakable space ("Fig.~3", "et~al."), not "~100"."""
-    before = text[token.start() - 1 : token.start()]
-    after = text[token.end() : token.end() + 1]
+    before = text[token.start - 1 : token.start]
+    after = text[token.end : token.end + 1]
     return (
         bool(before)
         and (before.isalpha() or before in ".,;:)}$")
@@ -217,12 +255,12 @@ def _is_tie(text: str, token: re.Match[str]) -> bool:
     )
 
 
-def _is_dash(text: str, token: re.Match[str]) -> bool:
+def _is_dash(text: str, token: _Token) -> bool:
     """Return True for LaTeX's en and em dashes, not "--help", "i--" or "-->"."""
-    if len(token[0]) > 3:
+    if len(token.text) > 3:
         return False
-    before = text[token.start() - 1 : token.start()]
-    after = text[token.end() : token.end() + 1]
+    before = text[token.start - 1 : token.start]
+    after = text[token.end : token.end + 1]
     if after == ">" or before == "<":
         return False
     if before.isspace() or not before:
@@ -265,8 +303,11 @@ def _script_macro(table: dict[str, str], mark: str) -> Any:
 
 
 # Macros pylatexenc does not know (or drops) that titles and abstracts use.
-_ONE_ARGUMENT = ("boldsymbol", "bm", "operatorname", "textsuperscript", "textsubscript", "pmod")
-_TWO_ARGUMENTS = ("dfrac", "tfrac")
+_ONE_ARGUMENT = (
+    "boldsymbol", "bm", "operatorname", "textsuperscript", "textsubscript", "pmod", "underbar",
+    "Bbb",
+)  # fmt: skip
+_TWO_ARGUMENTS = ("dfrac", "tfrac", "binom", "stackrel")
 _FONT_SWITCHES = "rm it em bf sc tt sl sf cal bfseries itshape normalfont left right big Big "
 _FONT_SWITCHES += "bigg Bigg bigl bigr Bigl Bigr thanks"
 _AS_TEXT = {
@@ -275,7 +316,8 @@ _AS_TEXT = {
     "dfrac": "%s/%s", "tfrac": "%s/%s", "pmod": " (mod %s)", "mod": " mod ", "bmod": " mod ",
     "LaTeX": "LaTeX", "TeX": "TeX", "degree": "°", "micro": "µ", "ne": "≠", "S": "§",
     "P": "¶", "ddag": "‡", "checkmark": "✓", "copyright": "©", "TM": "™", "cdotp": "·",
-    "colon": ":", "newline": " ", "triangle": "△",
+    "colon": ":", "newline": " ", "triangle": "△", "underbar": "%s", "lq": "‘", "rq": "’",
+    "binom": "(%s choose %s)", "stackrel": "%(2)s",
     **{name: name for name in "det arg dim ker deg gcd Pr tr Re Im".split()},
     **{name: "" for name in _FONT_SWITCHES.split()},
 }  # fmt: skip
@@ -306,6 +348,7 @@ def _text_context() -> Any:
         "newsletter",
         macros=[MacroTextSpec(name, text) for name, text in _AS_TEXT.items()]
         + [
+            MacroTextSpec("Bbb", db.get_macro_spec("mathbb").simplify_repl),  # plain TeX's
             MacroTextSpec("textsuperscript", _script_macro(_SUP, "^")),
             MacroTextSpec("textsubscript", _script_macro(_SUB, "_")),
         ],
