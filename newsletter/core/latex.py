@@ -49,7 +49,7 @@ _MATH_DELIMITERS = ("\\(", "\\[", "\\)", "\\]")
 _MATH_CHARS = re.compile(r"[\\^_{}=<>+*/|]")
 _MACRO = re.compile(r"\\[A-Za-z]")
 _SCRIPT = re.compile(r"[\^_{]")
-_SPACES = re.compile(r"\s+")
+_LINE_BREAKS = re.compile(r"\s*\n\s*")
 # Plain words between the LaTeX: pylatexenc reads a text character by character, so long runs
 # go past it as one sentinel each (a tenth of the time on an abstract). Short ones stay, for
 # \mathbb{R} and the like.
@@ -100,7 +100,9 @@ def _convert(text: str) -> str:
     protected, kept = _protect(text)
     converter = _Converter(kept)
     converted = converter.nodelist_to_text(_walker(protected).get_latex_nodes()[0])
-    return _SPACES.sub(" ", converter.restore(converted)).strip()
+    # Line breaks come from display math and \\: stored texts are one line of single spaces.
+    shown = _LINE_BREAKS.sub(" ", converter.restore(converted))
+    return shown.strip() if text == text.strip() else shown
 
 
 class _Token(NamedTuple):
@@ -248,11 +250,9 @@ def _is_tie(text: str, token: _Token) -> bool:
     """Return True for LaTeX's unbreakable space ("Fig.~3", "et~al."), not "~100"."""
     before = text[token.start - 1 : token.start]
     after = text[token.end : token.end + 1]
-    return (
-        bool(before)
-        and (before.isalpha() or before in ".,;:)}$")
-        and (after.isalnum() or after in "(\\$")
-    )
+    if not before or not after:
+        return False
+    return (before.isalpha() or before in ".,;:)}$") and (after.isalnum() or after in "(\\$")
 
 
 def _is_dash(text: str, token: _Token) -> bool:
@@ -263,11 +263,11 @@ def _is_dash(text: str, token: _Token) -> bool:
     after = text[token.end : token.end + 1]
     if after == ">" or before == "<":
         return False
+    if not after:
+        return False  # "i--", "C--"
     if before.isspace() or not before:
         return after.isspace() or after.isdigit() or after in "$\\"  # " -- ", "--3"
-    if after.isspace() or not after:
-        return False  # "i-- ", "C--"
-    return True  # "Bose--Einstein", "1--3", "$K$--theory"
+    return after.isalnum() or after in "$\\({"  # "Bose--Einstein", "1--3"; not "C--,"
 
 
 def _scripted(content: str, table: dict[str, str], mark: str) -> str:
