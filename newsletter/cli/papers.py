@@ -14,6 +14,7 @@ import click
 from newsletter.cli.common import echo_json, pass_app
 from newsletter.cli.common import parse_date as _parse_date
 from newsletter.core.app import App
+from newsletter.core.latex import readable
 from newsletter.matching import feedback
 from newsletter.papers.fetch import fetch_records, store_records
 from newsletter.papers.ingest import today_utc
@@ -171,7 +172,8 @@ def list_(
 
     Most upvoted first where the source counts upvotes (Hugging Face), else in the order
     the source listed them. Each line: upvotes (where counted), arXiv id, title, [topic
-    score], and readers' votes (+likes/-dislikes).
+    score], and readers' votes (+likes/-dislikes). Titles are shown as text
+    ($\\Lambda$CDM as ΛCDM); --json gives them as stored.
 
     \b
     Examples:
@@ -210,7 +212,7 @@ def _line(row: dict[str, Any], *, upvoted: bool) -> str:
     votes = ("-" if row["upvotes"] is None else str(row["upvotes"])).rjust(4) + "  "
     ref = row["arxiv_id"] or f"#{row['id']}"
     topics = ", ".join(f"{t['slug']} {t['score']:.2f}" for t in row["topics"])
-    line = (votes if upvoted else "") + f"{ref:<12} {row['title']}"
+    line = (votes if upvoted else "") + f"{ref:<12} {readable(row['title'])}"
     line += f"  [{topics}]" if topics else ""
     if row["likes"] or row["dislikes"]:
         line += f"  readers +{row['likes']}/-{row['dislikes']}"
@@ -224,6 +226,8 @@ def _line(row: dict[str, Any], *, upvoted: bool) -> str:
 def show(app: App, ref: str, as_json: bool) -> None:
     """Show one paper by database id or arXiv id, with its topic matches and evidence.
 
+    LaTeX in the title, authors and abstract is shown as text; --json gives them as stored.
+
     \b
     Examples:
       newsletter papers show 2606.13392
@@ -234,7 +238,7 @@ def show(app: App, ref: str, as_json: bool) -> None:
     if as_json:
         echo_json(row)
         return
-    click.echo(row["title"])
+    click.echo(readable(row["title"]))
     for label, key in (
         ("arXiv", "arxiv_id"),
         ("listed", "listing_date"),
@@ -246,13 +250,13 @@ def show(app: App, ref: str, as_json: bool) -> None:
         if row[key] is not None:
             click.echo(f"  {label}: {row[key]}")
     if row["authors"]:
-        click.echo(f"  authors: {', '.join(row['authors'])}")
+        click.echo(f"  authors: {', '.join(readable(a) for a in row['authors'])}")
     for topic in row["topics"]:
         click.echo(
             f"  topic {topic['slug']} ({topic['score']:.2f}): {'; '.join(topic['evidence'])}"
         )
     click.echo("")
-    click.echo(textwrap.fill(row["abstract"], width=88))
+    click.echo(textwrap.fill(readable(row["abstract"]), width=88))
 
 
 def register(group: click.Group) -> None:

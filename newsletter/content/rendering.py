@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import re
@@ -22,6 +23,7 @@ from premailer import Premailer
 from newsletter.content.layouts import Layout, LayoutPart, NoLayout, SlotRecorder, StandIns
 from newsletter.core import identity, tokens
 from newsletter.core.config import Settings
+from newsletter.core.latex import readable
 from newsletter.core.resources import shipped_dir
 
 Kind = Literal["html", "text"]
@@ -75,6 +77,17 @@ class DigestPaper:
             cached = hash((self.paper_id, self.title, self.topics, self.reason, self.why))
             object.__setattr__(self, "_hash", cached)
         return cached
+
+
+def readable_paper(paper: DigestPaper) -> DigestPaper:
+    """Return the paper with its title, authors, TL;DR and abstract as text, without LaTeX."""
+    return dataclasses.replace(
+        paper,
+        title=readable(paper.title),
+        authors=tuple([readable(a) for a in paper.authors]),
+        abstract=readable(paper.abstract),
+        summary=readable(paper.summary) if paper.summary else paper.summary,
+    )
 
 
 @dataclass(frozen=True)
@@ -552,6 +565,8 @@ class DigestRenderer:
         return built
 
     def _draft(self, name: str, edition: EditionInfo, papers: tuple[DigestPaper, ...]) -> _Draft:
+        # Subject, preheader, cards, both parts: each reads the papers as text from here on.
+        papers = tuple([readable_paper(p) for p in papers])
         context = self._context(edition, papers, self._fragment)
         if papers:
             context["subject_line"] = self._subject_line(edition, papers)

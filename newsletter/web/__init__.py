@@ -6,6 +6,7 @@ Serve it with a WSGI server (`newsletter serve` runs waitress), e.g.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +18,7 @@ from werkzeug.routing import RequestRedirect
 from newsletter.content import rendering
 from newsletter.core.app import App
 from newsletter.core.config import Settings, load_settings
+from newsletter.core.latex import readable
 from newsletter.delivery.mail_queue import MailQueue
 from newsletter.web import security, views
 from newsletter.web.proxies import TrustedProxies
@@ -72,6 +74,7 @@ def create_app(settings: Settings, *, app: App | None = None) -> Flask:
         trim_abstract=rendering.shorten,
         safe_url=rendering.safe_url,
         atom_date=atom_date,
+        readable=readable_text,
     )
     security.init_security(web)
     views.init_views(web)
@@ -89,6 +92,13 @@ def atom_date(value: datetime | None) -> str:
     """Format a timestamp for Atom (RFC 3339, UTC); None is the Unix epoch."""
     moment = value or datetime(1970, 1, 1, tzinfo=UTC)
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def readable_text(value: str | Sequence[str] | None) -> str | list[str] | None:
+    """Show a paper's text (or each of its authors) without LaTeX: papers keep it as given."""
+    if value is None or isinstance(value, str):
+        return value and readable(value)
+    return [readable(item) for item in value]
 
 
 def create_app_from_env() -> Flask:
