@@ -455,7 +455,6 @@ def export_my_data(subscriber_id: int, *, session: Session) -> dict[str, Any]:
     """Return everything stored about a subscriber, JSON-ready (GDPR article 15)."""
     subscriber = load_subscriber(subscriber_id, session=session)
     data = subscriber_to_dict(subscriber, consent=True)
-    data.update(paused=subscriber.paused, weekly_day=subscriber.weekly_day)
     data["confirmation_sent_at"] = subscriber.confirmation_sent_at
     data["feedback"] = feedback.votes_of_subscriber(subscriber_id, session=session)
     data["consent_history"] = [

@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import click
 
@@ -16,7 +16,7 @@ from newsletter.audience import subscribers as service
 from newsletter.cli.common import check_output_folder, echo_json, pass_app
 from newsletter.core.app import App
 from newsletter.core.errors import InputError
-from newsletter.core.models import Subscriber, SubscriberStatus
+from newsletter.core.models import Frequency, Subscriber, SubscriberStatus
 
 SHOWN_ERRORS = 20
 # Below this size an import takes well under a second: a progress bar would only flicker.
@@ -24,6 +24,24 @@ PROGRESS_MIN_BYTES = 1 << 20
 STATUSES = [s.value for s in SubscriberStatus]
 LIST_ROW = "{:<40} {:<12} {:<20} {:>4} {:>3}  {}"
 LIST_HEADER = LIST_ROW.format("EMAIL", "STATUS", "TIMEZONE", "HOUR", "MAX", "TOPICS")
+
+
+def _delivery_options(f: Callable[..., object]) -> Callable[..., object]:
+    """Add the web form's frequency, weekly day and pause to a command."""
+    f = click.option(
+        "--pause/--resume",
+        "paused",
+        default=None,
+        help="Stop digests but keep the preferences, or start them again.",
+    )(f)
+    f = click.option(
+        "--weekly-day",
+        metavar="DAY",
+        help="Day of a weekly digest: Monday-Sunday, mon-sun or 0-6 (0 is Monday).",
+    )(f)
+    return click.option(
+        "--frequency", metavar="daily|weekly", help="How often digests come [default: daily]."
+    )(f)
 
 
 @click.group()
@@ -40,6 +58,17 @@ def _echo_subscriber_line(sub: Subscriber) -> None:
     )
 
 
+def _delivery(data: dict[str, Any]) -> str:
+    """Say when a subscriber's digests come: "weekly on Friday at 7:00 Europe/Paris, paused"."""
+    when = "daily"
+    if data["frequency"] == Frequency.WEEKLY:
+        when = f"weekly on {service.WEEKDAYS[data['weekly_day']].capitalize()}"
+    count = data["max_papers"]
+    papers = f"at most {count} paper{'' if count == 1 else 's'}"
+    paused = ", paused" if data["paused"] else ""
+    return f"{when} at {data['hour']}:00 {data['timezone']}, {papers}{paused}"
+
+
 @subscribers.command("add")
 @click.argument("email")
 @click.option("--name", default="", help="Display name used in the greeting.")
@@ -48,6 +77,7 @@ def _echo_subscriber_line(sub: Subscriber) -> None:
 @click.option("--timezone", "tz", metavar="AREA/CITY", help="IANA time zone [default: setting].")
 @click.option("--hour", type=int, metavar="0-23", help="Local delivery hour [default: setting].")
 @click.option("--max-papers", type=int, metavar="N", help="Papers per digest, 1-50.")
+@_delivery_options
 @click.option("--json", "as_json", is_flag=True, help="Print the subscriber as JSON.")
 @pass_app
 def add(
@@ -59,14 +89,18 @@ def add(
     tz: str | None,
     hour: int | None,
     max_papers: int | None,
+    frequency: str | None,
+    weekly_day: str | None,
+    paused: bool | None,
     as_json: bool,
 ) -> None:
     """Add one subscriber. Without --confirmed they stay pending until they confirm.
 
     \b
-    Example:
+    Examples:
       newsletter subscribers add ada@example.org --name Ada --topics ml,nlp \\
           --confirmed --timezone Europe/London --hour 7
+      newsletter subscribers add bo@example.org --topics ml --frequency weekly --weekly-day fri
     """
     with app.transaction() as session:
         sub = service.add_subscriber(
@@ -78,6 +112,9 @@ def add(
             timezone=tz,
             hour=hour,
             max_papers=max_papers,
+            frequency=frequency or Frequency.DAILY,
+            weekly_day=weekly_day or 0,
+            paused=bool(paused),
             defaults=service.Defaults.from_settings(app.settings),
         )
         data = service.subscriber_to_dict(sub)
@@ -85,6 +122,8 @@ def add(
         echo_json(data)
     else:
         click.echo(f"added {data['email']} ({data['status']}; topics: {', '.join(data['topics'])})")
+        if data["frequency"] != Frequency.DAILY or data["paused"]:
+            click.echo(f"  delivery: {_delivery(data)}")
 
 
 @subscribers.command("edit")
@@ -94,6 +133,7 @@ def add(
 @click.option("--timezone", "tz", metavar="AREA/CITY", help="IANA time zone.")
 @click.option("--hour", type=int, metavar="0-23", help="Local delivery hour.")
 @click.option("--max-papers", type=int, metavar="N", help="Papers per digest, 1-50.")
+@_delivery_options
 @click.option(
     "--follow-authors",
     metavar="'A;B'",
@@ -113,6 +153,9 @@ def edit(
     tz: str | None,
     hour: int | None,
     max_papers: int | None,
+    frequency: str | None,
+    weekly_day: str | None,
+    paused: bool | None,
     follow_authors: str | None,
     mute: str | None,
     keywords: str | None,
@@ -128,6 +171,8 @@ def edit(
       newsletter subscribers edit ada@example.org --follow-authors "Jane Doe;Yoshua Bengio"
       newsletter subscribers edit ada@example.org --mute "benchmark;survey" --keywords "LoRA"
       newsletter subscribers edit ada@example.org --topics ml,nlp --hour 7 --max-papers 5
+      newsletter subscribers edit ada@example.org --frequency weekly --weekly-day monday
+      newsletter subscribers edit ada@example.org --pause
     """
     with app.transaction() as session:
         sub = service.edit_subscriber(
@@ -138,6 +183,9 @@ def edit(
             timezone=tz,
             hour=hour,
             max_papers=max_papers,
+            frequency=frequency,
+            weekly_day=weekly_day,
+            paused=paused,
             follow_authors=follow_authors,
             muted_words=mute,
             personal_keywords=keywords,
@@ -147,6 +195,7 @@ def edit(
         echo_json(data)
         return
     click.echo(f"updated {data['email']}")
+    click.echo(f"  delivery: {_delivery(data)}")
     for label, key in (
         ("topics", "topics"),
         ("follows", "follow_authors"),
