@@ -12,15 +12,19 @@ from typing import IO, Any
 
 import click
 
+from newsletter.audience import invitations
 from newsletter.audience import subscribers as service
 from newsletter.cli.common import check_output_folder, echo_json, pass_app
 from newsletter.core.app import App
-from newsletter.core.errors import InputError
+from newsletter.core.errors import InputError, TransportError
 from newsletter.core.models import Frequency, Subscriber, SubscriberStatus
+from newsletter.delivery import mail_queue
 
 SHOWN_ERRORS = 20
 # Below this size an import takes well under a second: a progress bar would only flicker.
 PROGRESS_MIN_BYTES = 1 << 20
+# Fewer confirmation emails than this go out in a moment, even through a remote relay.
+PROGRESS_MIN_EMAILS = 20
 STATUSES = [s.value for s in SubscriberStatus]
 LIST_ROW = "{:<40} {:<12} {:<20} {:>4} {:>3}  {}"
 LIST_HEADER = LIST_ROW.format("EMAIL", "STATUS", "TIMEZONE", "HOUR", "MAX", "TOPICS")
@@ -46,7 +50,7 @@ def _delivery_options(f: Callable[..., object]) -> Callable[..., object]:
 
 @click.group()
 def subscribers() -> None:
-    """Manage subscribers: add, edit, import, export, list, show and remove them."""
+    """Manage subscribers: add, edit, invite, import, export, list, show and remove them."""
 
 
 def _echo_subscriber_line(sub: Subscriber) -> None:
@@ -74,6 +78,11 @@ def _delivery(data: dict[str, Any]) -> str:
 @click.option("--name", default="", help="Display name used in the greeting.")
 @click.option("--topics", required=True, help="Comma-separated topic slugs, e.g. ml,nlp.")
 @click.option("--confirmed", is_flag=True, help="Mark as confirmed (you vouch for consent).")
+@click.option(
+    "--send-confirmation",
+    is_flag=True,
+    help="Email them the sign-up form's confirmation link (double opt-in).",
+)
 @click.option("--timezone", "tz", metavar="AREA/CITY", help="IANA time zone [default: setting].")
 @click.option("--hour", type=int, metavar="0-23", help="Local delivery hour [default: setting].")
 @click.option("--max-papers", type=int, metavar="N", help="Papers per digest, 1-50.")
@@ -86,6 +95,7 @@ def add(
     name: str,
     topics: str,
     confirmed: bool,
+    send_confirmation: bool,
     tz: str | None,
     hour: int | None,
     max_papers: int | None,
@@ -96,12 +106,19 @@ def add(
 ) -> None:
     """Add one subscriber. Without --confirmed they stay pending until they confirm.
 
+    With --send-confirmation they get the email a sign-up on the web gets; its link
+    confirms them (see `invite`).
+
     \b
     Examples:
       newsletter subscribers add ada@example.org --name Ada --topics ml,nlp \\
           --confirmed --timezone Europe/London --hour 7
       newsletter subscribers add bo@example.org --topics ml --frequency weekly --weekly-day fri
+      newsletter subscribers add cy@example.org --topics ml --send-confirmation
     """
+    if confirmed and send_confirmation:
+        raise click.UsageError("--send-confirmation is for pending subscribers: drop --confirmed")
+    asked = invitations.Invitations()
     with app.transaction() as session:
         sub = service.add_subscriber(
             session=session,
@@ -117,13 +134,19 @@ def add(
             paused=bool(paused),
             defaults=service.Defaults.from_settings(app.settings),
         )
+        if send_confirmation:
+            asked = invitations.invite([sub.email], session=session, settings=app.settings)
         data = service.subscriber_to_dict(sub)
+    drained = _send_invitations(app, asked)
     if as_json:
-        echo_json(data)
+        echo_json(data | ({"invitation": _invitation_data(asked, drained)} if asked.queued else {}))
     else:
         click.echo(f"added {data['email']} ({data['status']}; topics: {', '.join(data['topics'])})")
         if data["frequency"] != Frequency.DAILY or data["paused"]:
             click.echo(f"  delivery: {_delivery(data)}")
+        if asked.queued:
+            _echo_invitations(asked, drained)
+    _fail_if_unsent(drained)
 
 
 @subscribers.command("edit")
@@ -206,6 +229,91 @@ def edit(
             click.echo(f"  {label}: {'; '.join(data[key])}")
 
 
+@subscribers.command("invite")
+@click.argument("emails", nargs=-1, metavar="[EMAIL]...")
+@click.option("--all-pending", is_flag=True, help="Every pending subscriber who may be asked now.")
+@click.option("--json", "as_json", is_flag=True, help="Print who was asked and who not as JSON.")
+@pass_app
+def invite(app: App, emails: tuple[str, ...], all_pending: bool, as_json: bool) -> None:
+    """Email pending subscribers the sign-up confirmation (double opt-in), or again.
+
+    The email and its link are those of a sign-up on the web: the link confirms this
+    request only, and an address gets at most one such email per mail_interval_minutes.
+    Suppressed addresses are never asked. Named addresses are all asked or, when one
+    cannot be (unknown, confirmed, suppressed, asked minutes ago), none; --all-pending
+    asks everyone it may and lists the others. A relay that refuses leaves the email
+    waiting: `newsletter subscribers send-mail` sends it again (exit 1).
+
+    \b
+    Examples:
+      newsletter subscribers invite ada@example.org
+      newsletter subscribers import people.csv --status pending
+      newsletter subscribers invite --all-pending --json
+    """
+    if bool(emails) == all_pending:
+        raise click.UsageError("give the addresses to invite, or --all-pending (not both)")
+    with app.transaction() as session:
+        if all_pending:
+            asked = invitations.invite_pending(session=session, settings=app.settings)
+        else:
+            asked = invitations.invite(emails, session=session, settings=app.settings)
+    drained = _send_invitations(app, asked)
+    if as_json:
+        echo_json(_invitation_data(asked, drained))
+    elif not asked.invited and not asked.skipped:
+        click.echo("no pending subscribers to invite")
+    else:
+        _echo_invitations(asked, drained)
+    _fail_if_unsent(drained)
+
+
+def _send_invitations(app: App, asked: invitations.Invitations) -> mail_queue.Drained:
+    """Send the queued confirmation emails, drawing a progress bar on stderr for many."""
+    if not asked.queued:
+        return mail_queue.Drained()
+    if len(asked.queued) < PROGRESS_MIN_EMAILS:
+        return mail_queue.send_queued(app, asked.queued)
+    bar = click.progressbar(
+        length=len(asked.queued), label="sending confirmations", file=sys.stderr
+    )
+    with bar:
+        return mail_queue.send_queued(app, asked.queued, on_each=bar.update)
+
+
+def _invitation_data(asked: invitations.Invitations, drained: mail_queue.Drained) -> dict:
+    unsent = drained.retrying + drained.failed
+    return asked.to_dict() | {
+        "sent": drained.sent,
+        "unsent": unsent,
+        "last_error": drained.last_error,
+    }
+
+
+def _echo_invitations(asked: invitations.Invitations, drained: mail_queue.Drained) -> None:
+    if len(asked.invited) == 1 and drained.sent == 1 and not asked.skipped:
+        click.echo(f"sent a confirmation email to {asked.invited[0]}")
+    else:
+        unsent = drained.retrying + drained.failed
+        sent = f"{drained.sent} of {len(asked.invited)}" if unsent else str(drained.sent)
+        skipped = f"; {len(asked.skipped)} not invited" if asked.skipped else ""
+        plural = "" if drained.sent == 1 and not unsent else "s"
+        click.echo(f"sent {sent} confirmation email{plural}{skipped}")
+    for email, reason in asked.skipped[:SHOWN_ERRORS]:
+        click.echo(f"not invited: {email} {reason}", err=True)
+    hidden = len(asked.skipped) - SHOWN_ERRORS
+    if hidden > 0:
+        click.echo(f"... and {hidden} more not invited (--json lists them)", err=True)
+
+
+def _fail_if_unsent(drained: mail_queue.Drained) -> None:
+    unsent = drained.retrying + drained.failed
+    if unsent:
+        raise TransportError(
+            f"{unsent} confirmation email(s) not sent: {drained.last_error}; "
+            "`newsletter subscribers send-mail` sends them again"
+        )
+
+
 @subscribers.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option(
@@ -215,9 +323,14 @@ def edit(
     show_default=True,
     help="Status of new subscribers whose row has no status column.",
 )
+@click.option(
+    "--send-confirmation",
+    is_flag=True,
+    help="Email the file's pending subscribers the confirmation link (see `invite`).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_app
-def import_(app: App, file: str, status: str, as_json: bool) -> None:
+def import_(app: App, file: str, status: str, send_confirmation: bool, as_json: bool) -> None:
     """Import subscribers from a UTF-8 CSV file (or - for stdin).
 
     The header line is required and names columns from: email, name, topics, timezone,
@@ -228,6 +341,10 @@ def import_(app: App, file: str, status: str, as_json: bool) -> None:
     by an import. Importing the same file twice changes nothing.
     The ' that `export` puts before a cell starting with = + - @, a tab or a CR is removed.
 
+    With --send-confirmation, the file's subscribers who are pending afterwards get the
+    email a sign-up on the web gets (see `invite`); those who cannot be asked now are
+    listed.
+
     Exit status: 0 when every row was imported, 1 when some rows were skipped (the good
     rows are saved; the bad ones are listed with their line numbers), 2 when the file
     itself is unusable (then nothing is saved).
@@ -235,19 +352,30 @@ def import_(app: App, file: str, status: str, as_json: bool) -> None:
     \b
     Example:
       printf 'email,name,topics\\nada@example.org,Ada,ml;nlp\\n' > people.csv
-      newsletter subscribers import people.csv --status pending
+      newsletter subscribers import people.csv --status pending --send-confirmation
     """
     source: str | IO[bytes] = sys.stdin.buffer if file == "-" else file
     size = 0 if file == "-" else _file_size(file)
     defaults = service.Defaults.from_settings(app.settings)
-    with app.transaction() as session, _progress(size) as advance:
-        report = service.import_csv(
-            source, session=session, status=status, defaults=defaults, on_progress=advance
-        )
+    asked = invitations.Invitations()
+    with app.transaction() as session:
+        with _progress(size) as advance:
+            report = service.import_csv(
+                source, session=session, status=status, defaults=defaults, on_progress=advance
+            )
+        if send_confirmation:
+            asked = invitations.invite_pending(
+                session=session, settings=app.settings, among=report.subscriber_ids
+            )
+    drained = _send_invitations(app, asked)
     if as_json:
-        echo_json(report.to_dict())
+        invited = {"invitations": _invitation_data(asked, drained)} if send_confirmation else {}
+        echo_json(report.to_dict() | invited)
     else:
         _echo_report(report)
+        if send_confirmation:
+            _echo_invitations(asked, drained)
+    _fail_if_unsent(drained)
     if report.skipped:
         click.get_current_context().exit(1)
 
