@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import re
 from array import array
@@ -410,6 +409,15 @@ def suppressed(session: Session, addresses: Sequence[str]) -> dict[str, str]:
     sql = f"SELECT email, reason FROM {Suppression.__tablename__} WHERE lower(email) IN ({{}})"
     rows = _select_in(session, sql, _lookup_values(keys)) if keys else []
     return {email_key(e): r for e, r in rows if email_key(e) in keys}
+
+
+def stored_ids(session: Session, addresses: Sequence[str]) -> dict[str, int]:
+    """Return the id of each of these addresses already a subscriber, by email_key()."""
+    keys = {email_key(a) for a in addresses}
+    sql = "SELECT email, id FROM subscribers WHERE lower(email) IN ({}) ORDER BY id DESC"
+    rows = _select_in(session, sql, _lookup_values(keys)) if keys else []
+    # Descending, so that the first row of one address (the one _find returns) wins.
+    return {email_key(e): i for e, i in rows if email_key(e) in keys}
 
 
 def get_subscriber(email: str, *, session: Session) -> Subscriber:
@@ -941,13 +949,19 @@ def _import_rows(
 # --- export -----------------------------------------------------------------------------
 
 
-def _export_pages(session: Session, page_size: int = 1000) -> Iterator[list[Subscriber]]:
+def subscriber_pages(
+    session: Session, *, page_size: int = 1000, history: bool = False
+) -> Iterator[list[Subscriber]]:
+    """Yield every subscriber by id, a page at a time, with their topics (and history)."""
+    options = [selectinload(Subscriber.subscriptions).selectinload(Subscription.topic)]
+    if history:
+        options.append(selectinload(Subscriber.consent_events))
     last_id = 0
     while True:
         query = (
             select(Subscriber)
             .where(Subscriber.id > last_id)
-            .options(selectinload(Subscriber.subscriptions).selectinload(Subscription.topic))
+            .options(*options)
             .order_by(Subscriber.id)
             .limit(page_size)
         )
@@ -959,31 +973,23 @@ def _export_pages(session: Session, page_size: int = 1000) -> Iterator[list[Subs
         session.expunge_all()  # keep memory flat however many subscribers there are
 
 
-def export_subscribers(out: IO[str], *, session: Session, fmt: str = "csv") -> int:
-    """Write every subscriber to `out` as CSV (the import format) or JSON; return the count."""
-    if fmt not in ("csv", "json"):
-        raise InputError(f"unknown export format {quoted(fmt)} (known: csv, json)")
+def export_csv(out: IO[str], *, session: Session) -> int:
+    """Write every subscriber to `out` as CSV, the import format; return the count."""
     count = 0
     writer = csv.writer(out, lineterminator="\n")
-    if fmt == "csv":
-        writer.writerow(CSV_COLUMNS)
-    else:
-        out.write("[")
-    for page in _export_pages(session):
+    writer.writerow(CSV_COLUMNS)
+    for page in subscriber_pages(session):
         for subscriber in page:
-            if fmt == "csv":
-                writer.writerow(_csv_row(subscriber))
-            else:
-                text = json.dumps(subscriber_to_dict(subscriber), ensure_ascii=False, default=_iso)
-                out.write(("," if count else "") + "\n  " + text)
+            writer.writerow(_csv_row(subscriber))
             count += 1
-    if fmt == "json":
-        out.write("\n]\n" if count else "]\n")
     return count
 
 
-def _iso(value: datetime) -> str:
-    return value.isoformat()
+def iso_time(value: object) -> str:
+    """Write a timestamp as JSON text (for json.dumps' default=)."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def _csv_row(subscriber: Subscriber) -> list[Any]:

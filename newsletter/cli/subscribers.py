@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import IO, Any
 
 import click
+from sqlalchemy.orm import Session
 
-from newsletter.audience import invitations
+from newsletter.audience import backup, invitations
 from newsletter.audience import subscribers as service
 from newsletter.cli.common import check_output_folder, echo_json, pass_app
 from newsletter.core.app import App
@@ -317,11 +318,22 @@ def _fail_if_unsent(drained: mail_queue.Drained) -> None:
 @subscribers.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "json"]),
+    help="The file's format [default: json for a .json file, else csv].",
+)
+@click.option(
     "--status",
     type=click.Choice(["confirmed", "pending"]),
     default="confirmed",
     show_default=True,
-    help="Status of new subscribers whose row has no status column.",
+    help="CSV: status of new subscribers whose row has no status column.",
+)
+@click.option(
+    "--skip-missing-papers",
+    is_flag=True,
+    help="JSON: leave out votes on papers this instance does not hold, instead of stopping.",
 )
 @click.option(
     "--send-confirmation",
@@ -329,40 +341,65 @@ def _fail_if_unsent(drained: mail_queue.Drained) -> None:
     help="Email the file's pending subscribers the confirmation link (see `invite`).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
 @pass_app
-def import_(app: App, file: str, status: str, send_confirmation: bool, as_json: bool) -> None:
-    """Import subscribers from a UTF-8 CSV file (or - for stdin).
+def import_(
+    app: App,
+    ctx: click.Context,
+    file: str,
+    fmt: str | None,
+    status: str,
+    skip_missing_papers: bool,
+    send_confirmation: bool,
+    as_json: bool,
+) -> None:
+    """Import subscribers from a UTF-8 CSV file, or a JSON file from `export` (- for stdin).
 
-    The header line is required and names columns from: email, name, topics, timezone,
+    CSV: the header line is required and names columns from: email, name, topics, timezone,
     hour, max_papers, status. email and topics are required; topics are slugs separated
     by ";" or by "," (a cell with commas is quoted: "ml,nlp"). Empty cells take the
     defaults for new subscribers and keep the current value for existing ones. Existing
     subscribers keep their status, so an unsubscribed address is never subscribed again
     by an import. Importing the same file twice changes nothing.
     The ' that `export` puts before a cell starting with = + - @, a tab or a CR is removed.
+    Exit status: 0 when every row was imported, 1 when some rows were skipped (the good
+    rows are saved; the bad ones are listed with their line numbers), 2 when the file
+    itself is unusable (then nothing is saved).
+
+    JSON (`export --format json`): every subscriber is restored whole, with their status,
+    choices, rules, consent history and votes; addresses already stored are left as they
+    are. A bad row stops the import with one line naming it, exit 2, and nothing is saved.
 
     With --send-confirmation, the file's subscribers who are pending afterwards get the
     email a sign-up on the web gets (see `invite`); those who cannot be asked now are
     listed.
 
-    Exit status: 0 when every row was imported, 1 when some rows were skipped (the good
-    rows are saved; the bad ones are listed with their line numbers), 2 when the file
-    itself is unusable (then nothing is saved).
-
     \b
-    Example:
+    Examples:
       printf 'email,name,topics\\nada@example.org,Ada,ml;nlp\\n' > people.csv
       newsletter subscribers import people.csv --status pending --send-confirmation
+      newsletter subscribers import backup.json
     """
+    fmt = fmt or ("json" if file.lower().endswith(".json") else "csv")
+    if fmt == "json" and ctx.get_parameter_source("status") != click.core.ParameterSource.DEFAULT:
+        raise click.UsageError("--status is for CSV files: a JSON file gives each one's status")
+    if fmt == "csv" and skip_missing_papers:
+        raise click.UsageError("--skip-missing-papers is for JSON files: CSV holds no votes")
     source: str | IO[bytes] = sys.stdin.buffer if file == "-" else file
     size = 0 if file == "-" else _file_size(file)
-    defaults = service.Defaults.from_settings(app.settings)
     asked = invitations.Invitations()
     with app.transaction() as session:
         with _progress(size) as advance:
-            report = service.import_csv(
-                source, session=session, status=status, defaults=defaults, on_progress=advance
-            )
+            if fmt == "json":
+                report: Any = backup.import_json(
+                    source, session=session, skip_missing_papers=skip_missing_papers,
+                    on_progress=advance,
+                )  # fmt: skip
+            else:
+                report = service.import_csv(
+                    source, session=session, status=status, on_progress=advance,
+                    defaults=service.Defaults.from_settings(app.settings),
+                )  # fmt: skip
         if send_confirmation:
             asked = invitations.invite_pending(
                 session=session, settings=app.settings, among=report.subscriber_ids
@@ -376,8 +413,8 @@ def import_(app: App, file: str, status: str, send_confirmation: bool, as_json: 
         if send_confirmation:
             _echo_invitations(asked, drained)
     _fail_if_unsent(drained)
-    if report.skipped:
-        click.get_current_context().exit(1)
+    if getattr(report, "skipped", 0):
+        ctx.exit(1)
 
 
 def _file_size(file: str) -> int:
@@ -397,7 +434,15 @@ def _progress(size: int) -> Iterator[Callable[[int], None] | None]:
         yield bar.update
 
 
-def _echo_report(report: service.ImportReport) -> None:
+def _echo_report(report: service.ImportReport | backup.JsonImportReport) -> None:
+    if isinstance(report, backup.JsonImportReport):
+        left_out = report.votes_left_out
+        votes = f", {left_out} vote(s) on missing papers left out" if left_out else ""
+        click.echo(
+            f"{report.source}: {report.new} new, {report.present} already stored "
+            f"(left as they are){votes}"
+        )
+        return
     click.echo(
         f"{report.source}: {report.new} new, {report.updated} updated, "
         f"{report.unchanged} unchanged, {report.skipped} skipped"
@@ -418,28 +463,37 @@ def _echo_report(report: service.ImportReport) -> None:
 )
 @pass_app
 def export(app: App, fmt: str, output: str | None) -> None:
-    """Write every subscriber as CSV (the format `import` reads) or JSON.
+    """Write every subscriber as JSON (everything they have) or CSV (a spreadsheet's share).
 
-    The topics cell lists slugs separated by ";"; `import` reads ";" and "," alike.
+    JSON is the backup: `import` restores from it each subscriber's status, name, topics,
+    delivery choices (frequency, weekly day, pause), followed authors, muted words and
+    keywords, consent record and history, votes on papers and timestamps. Links in emails
+    sent earlier name this instance's ids: after a restore elsewhere they stop working.
 
-    A CSV cell that starts with = + - @, a tab or a CR (after any ' of its own) gets a '
-    in front, so that a spreadsheet shows it as text instead of running it as a formula;
-    `import` removes that one quote.
+    CSV holds only the columns `import` reads for a list of people (email, name, topics,
+    timezone, hour, max_papers, status): it drops the frequency, weekly day, pause,
+    followed authors, muted words, keywords, consent records, votes and timestamps, so it
+    is not a backup. The topics cell lists slugs separated by ";"; `import` reads ";" and
+    "," alike. A CSV cell that starts with = + - @, a tab or a CR (after any ' of its own)
+    gets a ' in front, so that a spreadsheet shows it as text instead of running it as a
+    formula; `import` removes that one quote.
 
     \b
-    Example:
-      newsletter subscribers export --output backup.csv
-      newsletter subscribers import backup.csv
+    Examples:
+      newsletter subscribers export --format json --output backup.json
+      newsletter subscribers import backup.json
+      newsletter subscribers export --output people.csv
     """
+    write = backup.export_json if fmt == "json" else service.export_csv
     with app.transaction() as session:
         if output is None:
-            service.export_subscribers(sys.stdout, session=session, fmt=fmt)
+            write(sys.stdout, session=session)
             return
-        count = _export_to_file(Path(output), session=session, fmt=fmt)
+        count = _export_to_file(Path(output), write, session=session)
     click.echo(f"exported {count} subscribers to {output}", err=True)
 
 
-def _export_to_file(path: Path, **kwargs: object) -> int:
+def _export_to_file(path: Path, write: Callable[..., int], *, session: Session) -> int:
     """Export into a temporary file renamed over `path` at the end: no half-written files."""
     check_output_folder(path)
     folder = path.parent
@@ -449,7 +503,7 @@ def _export_to_file(path: Path, **kwargs: object) -> int:
         raise InputError(f"--output: cannot write in {str(folder)!r}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-            count = service.export_subscribers(out, **kwargs)  # type: ignore[arg-type]
+            count = write(out, session=session)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
