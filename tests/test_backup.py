@@ -235,11 +235,22 @@ def test_an_unusable_json_file_is_one_line(app, run, tmp_path, text, message):
     assert f.dump_database(app.engine) == before
 
 
+def test_a_json_file_that_is_not_utf8_is_one_line(app, run, tmp_path):
+    path = tmp_path / "people.json"
+    path.write_bytes(b'[{"email": "a@x.org", "topics": [], "name": "Ren\xe9"}]')
+    result = run("subscribers", "import", str(path))
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "Error: people.json: not UTF-8 text (byte 0xe9 at offset 48); save the file as UTF-8\n"
+    )
+    assert json.loads(run("subscribers", "list", "--json").stdout) == []
+
+
 def test_json_is_read_from_stdin_in_any_layout(app, run, monkeypatch):
-    from newsletter.audience import backup
+    from newsletter.audience import json_list
 
     _library(app)
-    monkeypatch.setattr(backup, "CHUNK_BYTES", 999)  # chunks end inside a record and an "é"
+    monkeypatch.setattr(json_list, "CHUNK_BYTES", 999)  # chunks end inside a record and an "é"
     rows = [{**GOOD, "email": f"r{i}@x.org", "name": "é" * 50, "hour": 10} for i in range(30)]
     compact = json.dumps(rows, separators=(",", ":"), ensure_ascii=False)  # one long line
     result = run("subscribers", "import", "-", "--format", "json", input=compact)

@@ -196,6 +196,13 @@ def test_a_confirmed_or_unknown_address_gets_one_line(run, app, topics, setup, m
     assert f.dump_database(app.engine) == before and outbox(app) == []
 
 
+def test_an_address_named_twice_is_asked_once(run, app, topics):
+    run("subscribers", "add", ADA, "--topics", "ml")
+    result = run("subscribers", "invite", ADA, ADA.upper())
+    assert result.exit_code == 0 and result.stdout == f"sent a confirmation email to {ADA}\n"
+    assert recipients(app) == [ADA]
+
+
 def test_named_addresses_are_all_invited_or_none(run, app, topics):
     for address in ("a@x.org", "b@x.org"):
         run("subscribers", "add", address, "--topics", "ml")

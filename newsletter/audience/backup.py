@@ -15,21 +15,18 @@ file never subscribes again someone who left since; suppressed addresses stay su
 
 from __future__ import annotations
 
-import codecs
 import json
 import os
-import re
 from array import array
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import IO, Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from newsletter.audience.json_list import json_list
 from newsletter.audience.subscribers import (
     email_key,
     iso_time,
@@ -72,10 +69,6 @@ VOTE_FIELDS = frozenset({"arxiv_id", "title_key", "vote", "created_at", "updated
 # The widths of the columns a record's texts go into.
 WIDTHS = {"consent_source": 64, "kind": 32, "source": 64, "ip": 64, "user_agent": 500}
 BATCH_SIZE = 500
-CHUNK_BYTES = 1 << 16
-MAX_RECORD_CHARS = 1 << 20  # a record is a few kB: more is not a subscriber
-_SPACE = re.compile(r"[ \t\n\r]*")
-_DECODER = json.JSONDecoder()
 
 
 # --- export -------------------------------------------------------------------------------
@@ -155,7 +148,7 @@ def _votes_of(session: Session, ids: list[int]) -> dict[int, list[dict[str, Any]
     return found
 
 
-# --- import: reading ----------------------------------------------------------------------
+# --- import ----------------------------------------------------------------------
 
 
 @dataclass
@@ -175,116 +168,6 @@ class JsonImportReport:
             "already_stored": self.present,
             "votes_left_out": self.votes_left_out,
         }
-
-
-class _JsonList:
-    """Read a JSON list one element at a time, whatever its size and layout."""
-
-    def __init__(self, chunks: Iterator[str], name: str) -> None:
-        self.chunks = chunks
-        self.name = name
-        self.buf = ""
-        self.pos = 0
-        self.line = 1  # the line buf[0] is on
-        self.eof = False
-
-    def __iter__(self) -> Iterator[tuple[int, Any]]:
-        if self._next_char() != "[":
-            raise InputError(f"{self.name}: not a JSON list of subscribers (it must start with [)")
-        self.pos += 1
-        row = 0
-        if self._next_char() == "]":
-            self.pos += 1
-        else:
-            while True:
-                row += 1
-                yield row, self._value(row)
-                char = self._next_char()
-                self.pos += 1
-                if char == "]":
-                    break
-                if char != ",":
-                    raise self._error(row, "expected , or ] after it", self.pos - 1)
-        if self._next_char() != "":
-            raise self._error(row, "text after the list's closing ]", self.pos)
-
-    def _fill(self) -> bool:
-        chunk = "" if self.eof else next(self.chunks, "")
-        if not chunk:
-            self.eof = True
-            return False
-        self.line += self.buf.count("\n", 0, self.pos)
-        self.buf = self.buf[self.pos :] + chunk
-        self.pos = 0
-        return True
-
-    def _next_char(self) -> str:
-        """Skip white space; return the next character, or "" at the end."""
-        while True:
-            self.pos = _SPACE.match(self.buf, self.pos).end()  # type: ignore[union-attr]
-            if self.pos < len(self.buf):
-                return self.buf[self.pos]
-            if not self._fill():
-                return ""
-
-    def _value(self, row: int) -> Any:
-        self._next_char()
-        while True:
-            try:
-                value, end = _DECODER.raw_decode(self.buf, self.pos)
-            except json.JSONDecodeError as exc:
-                # Most likely cut off at the buffer's end: read on, up to a record's size.
-                if len(self.buf) - self.pos <= MAX_RECORD_CHARS and self._fill():
-                    continue
-                raise self._error(row, f"not valid JSON: {exc.msg}", exc.pos) from None
-            # A number at the very end may go on in the next chunk.
-            if end < len(self.buf) or not self._fill():
-                self.pos = end
-                return value
-
-    def _error(self, row: int, what: str, pos: int) -> InputError:
-        line = self.line + self.buf.count("\n", 0, pos)
-        return InputError(f"{self.name}, row {row} (line {line}): {what}")
-
-
-def _chunks(stream: IO[Any], name: str, on_progress: Callable[[int], None] | None) -> Iterator[str]:
-    """Yield the stream's text in chunks, checking that it is UTF-8."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    offset, first = 0, True
-    while True:
-        raw = stream.read(CHUNK_BYTES)
-        if isinstance(raw, str):  # an open text stream
-            raw = raw.encode()
-        try:
-            text = decoder.decode(raw, final=not raw)
-        except UnicodeDecodeError as exc:
-            raise InputError(
-                f"{name}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
-                f"{offset + exc.start}); save the file as UTF-8"
-            ) from None
-        offset += len(raw)
-        if on_progress is not None and raw:
-            on_progress(len(raw))
-        if first and text:
-            text, first = text.removeprefix("\ufeff"), False
-        if text:
-            yield text
-        if not raw:
-            return
-
-
-@contextmanager
-def _opened(source: str | os.PathLike[str] | IO[Any]) -> Iterator[tuple[IO[Any], str]]:
-    if not isinstance(source, str | os.PathLike):
-        yield source, Path(str(getattr(source, "name", "<stream>"))).name
-        return
-    path = Path(source)
-    try:
-        stream = path.open("rb")
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}") from None
-    with stream:
-        yield stream, path.name
 
 
 # --- import: checking a record ------------------------------------------------------------
@@ -589,10 +472,11 @@ def import_json(
     A vote on a paper this store does not hold is such an error, unless
     `skip_missing_papers`. `on_progress` receives the number of bytes read since its last call.
     """
-    with _opened(source) as (stream, name):
+    reading = json_list(source, what="list of subscribers", on_progress=on_progress)
+    with reading as (name, rows):
         report = JsonImportReport(source=name)
         writer = _Writer(session, report, skip_missing_papers)
-        for row, data in _JsonList(_chunks(stream, name, on_progress), name):
+        for row, data in rows:
             try:
                 record = _record(row, data, writer.known_topics)
             except InputError as exc:

@@ -59,13 +59,16 @@ def invite(
 
     All or none: on an error nothing is recorded, and the caller's transaction rolls back.
     """
-    invitations, problems = Invitations(), []
+    invitations, problems, seen = Invitations(), [], set()
     for email in emails:
         try:
             subscriber = get_subscriber(email, session=session)
         except NotFound as exc:
             problems.append(str(exc))
             continue
+        if subscriber.id in seen:  # named twice, perhaps in other capitals: asked once
+            continue
+        seen.add(subscriber.id)
         reason = _invite(subscriber, invitations, session=session, settings=settings, now=now)
         if reason is not None:
             problems.append(f"{subscriber.email} {reason}")
