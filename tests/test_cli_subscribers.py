@@ -355,7 +355,9 @@ def test_remove_yes_and_unknown(run, app: App, topics: None) -> None:
     assert missing.exit_code == 2 and missing.stderr == "Error: no subscriber 'a@x.org'\n"
 
 
-@pytest.mark.parametrize("command", ["add", "import", "export", "list", "show", "remove"])
+@pytest.mark.parametrize(
+    "command", ["add", "edit", "invite", "import", "export", "list", "show", "remove"]
+)
 def test_every_command_has_help_with_an_example(run, command: str) -> None:
     result = run("subscribers", command, "--help")
     assert result.exit_code == 0 and re.search(r"Examples?:", result.stdout)

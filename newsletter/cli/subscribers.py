@@ -236,19 +236,21 @@ def edit(
 @click.option("--json", "as_json", is_flag=True, help="Print who was asked and who not as JSON.")
 @pass_app
 def invite(app: App, emails: tuple[str, ...], all_pending: bool, as_json: bool) -> None:
-    """Email pending subscribers the sign-up confirmation (double opt-in), or again.
+    """Send pending subscribers the sign-up confirmation email (double opt-in), or resend it.
 
     The email and its link are those of a sign-up on the web: the link confirms this
     request only, and an address gets at most one such email per mail_interval_minutes.
     Suppressed addresses are never asked. Named addresses are all asked or, when one
     cannot be (unknown, confirmed, suppressed, asked minutes ago), none; --all-pending
-    asks everyone it may and lists the others. A relay that refuses leaves the email
-    waiting: `newsletter subscribers send-mail` sends it again (exit 1).
+    asks everyone it may and lists the others. An email the relay refuses waits (exit 1)
+    for the web process or for this to send it again:
+
+    \b
+      newsletter subscribers send-mail
 
     \b
     Examples:
-      newsletter subscribers invite ada@example.org
-      newsletter subscribers import people.csv --status pending
+      newsletter subscribers invite ada@example.org bo@example.org
       newsletter subscribers invite --all-pending --json
     """
     if bool(emails) == all_pending:
@@ -370,9 +372,9 @@ def import_(
     choices, rules, consent history and votes; addresses already stored are left as they
     are. A bad row stops the import with one line naming it, exit 2, and nothing is saved.
 
-    With --send-confirmation, the file's subscribers who are pending afterwards get the
-    email a sign-up on the web gets (see `invite`); those who cannot be asked now are
-    listed.
+    With --send-confirmation, the file's subscribers who are pending afterwards (of a JSON
+    file, those it added) get the email a sign-up on the web gets (see `invite`); those
+    who cannot be asked now are listed.
 
     \b
     Examples:
