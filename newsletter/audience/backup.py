@@ -159,7 +159,7 @@ class JsonImportReport:
     new: int = 0
     present: int = 0  # already stored: left as they are
     votes_left_out: int = 0  # on papers this store does not hold (skip_missing_papers)
-    subscriber_ids: list[int] = field(default_factory=list, repr=False)
+    subscriber_ids: array[int] = field(default_factory=lambda: array("I"), repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -399,7 +399,7 @@ class _Writer:
             self.session.add_all(self._votes(record, subscriber.id, papers))
         self.session.flush()
         self.report.new += len(records)
-        self.report.subscriber_ids += [s.id for s in subscribers]
+        self.report.subscriber_ids.extend(s.id for s in subscribers)
         self.session.expunge_all()  # keep memory flat however long the file is
 
     def _subscriber(self, record: _Record) -> Subscriber:
