@@ -230,7 +230,7 @@ def test_a_suppressed_address_is_never_invited(run, app, topics):
 
 
 def test_all_pending_with_a_progress_bar_and_json(run, app, topics, monkeypatch):
-    from newsletter.cli import subscribers as cli_module
+    from newsletter.cli import invitations as cli_module
 
     monkeypatch.setattr(cli_module, "PROGRESS_MIN_EMAILS", 2)
     for address in ("c@x.org", "a@x.org", "b@x.org"):

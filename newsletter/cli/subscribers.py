@@ -15,17 +15,15 @@ from sqlalchemy.orm import Session
 
 from newsletter.audience import backup, invitations
 from newsletter.audience import subscribers as service
+from newsletter.cli import invitations as invited
 from newsletter.cli.common import check_output_folder, echo_json, pass_app
 from newsletter.core.app import App
-from newsletter.core.errors import InputError, TransportError
+from newsletter.core.errors import InputError
 from newsletter.core.models import Frequency, Subscriber, SubscriberStatus
-from newsletter.delivery import mail_queue
 
 SHOWN_ERRORS = 20
 # Below this size an import takes well under a second: a progress bar would only flicker.
 PROGRESS_MIN_BYTES = 1 << 20
-# Fewer confirmation emails than this go out in a moment, even through a remote relay.
-PROGRESS_MIN_EMAILS = 20
 STATUSES = [s.value for s in SubscriberStatus]
 LIST_ROW = "{:<40} {:<12} {:<20} {:>4} {:>3}  {}"
 LIST_HEADER = LIST_ROW.format("EMAIL", "STATUS", "TIMEZONE", "HOUR", "MAX", "TOPICS")
@@ -138,16 +136,17 @@ def add(
         if send_confirmation:
             asked = invitations.invite([sub.email], session=session, settings=app.settings)
         data = service.subscriber_to_dict(sub)
-    drained = _send_invitations(app, asked)
+    drained = invited.send_invitations(app, asked)
     if as_json:
-        echo_json(data | ({"invitation": _invitation_data(asked, drained)} if asked.queued else {}))
+        sent = {"invitation": invited.invitation_data(asked, drained)} if asked.queued else {}
+        echo_json(data | sent)
     else:
         click.echo(f"added {data['email']} ({data['status']}; topics: {', '.join(data['topics'])})")
         if data["frequency"] != Frequency.DAILY or data["paused"]:
             click.echo(f"  delivery: {_delivery(data)}")
         if asked.queued:
-            _echo_invitations(asked, drained)
-    _fail_if_unsent(drained)
+            invited.echo_invitations(asked, drained)
+    invited.fail_if_unsent(drained)
 
 
 @subscribers.command("edit")
@@ -228,93 +227,6 @@ def edit(
     ):
         if data[key]:
             click.echo(f"  {label}: {'; '.join(data[key])}")
-
-
-@subscribers.command("invite")
-@click.argument("emails", nargs=-1, metavar="[EMAIL]...")
-@click.option("--all-pending", is_flag=True, help="Every pending subscriber who may be asked now.")
-@click.option("--json", "as_json", is_flag=True, help="Print who was asked and who not as JSON.")
-@pass_app
-def invite(app: App, emails: tuple[str, ...], all_pending: bool, as_json: bool) -> None:
-    """Send pending subscribers the sign-up confirmation email (double opt-in), or resend it.
-
-    The email and its link are those of a sign-up on the web: the link confirms this
-    request only, and an address gets at most one such email per mail_interval_minutes.
-    Suppressed addresses are never asked. Named addresses are all asked or, when one
-    cannot be (unknown, confirmed, suppressed, asked minutes ago), none; --all-pending
-    asks everyone it may and lists the others. An email the relay refuses waits (exit 1)
-    for the web process or for this to send it again:
-
-    \b
-      newsletter subscribers send-mail
-
-    \b
-    Examples:
-      newsletter subscribers invite ada@example.org bo@example.org
-      newsletter subscribers invite --all-pending --json
-    """
-    if bool(emails) == all_pending:
-        raise click.UsageError("give the addresses to invite, or --all-pending (not both)")
-    with app.transaction() as session:
-        if all_pending:
-            asked = invitations.invite_pending(session=session, settings=app.settings)
-        else:
-            asked = invitations.invite(emails, session=session, settings=app.settings)
-    drained = _send_invitations(app, asked)
-    if as_json:
-        echo_json(_invitation_data(asked, drained))
-    elif not asked.invited and not asked.skipped:
-        click.echo("no pending subscribers to invite")
-    else:
-        _echo_invitations(asked, drained)
-    _fail_if_unsent(drained)
-
-
-def _send_invitations(app: App, asked: invitations.Invitations) -> mail_queue.Drained:
-    """Send the queued confirmation emails, drawing a progress bar on stderr for many."""
-    if not asked.queued:
-        return mail_queue.Drained()
-    if len(asked.queued) < PROGRESS_MIN_EMAILS:
-        return mail_queue.send_queued(app, asked.queued)
-    bar = click.progressbar(
-        length=len(asked.queued), label="sending confirmations", file=sys.stderr
-    )
-    with bar:
-        return mail_queue.send_queued(app, asked.queued, on_each=bar.update)
-
-
-def _invitation_data(asked: invitations.Invitations, drained: mail_queue.Drained) -> dict:
-    unsent = drained.retrying + drained.failed
-    return asked.to_dict() | {
-        "sent": drained.sent,
-        "unsent": unsent,
-        "last_error": drained.last_error,
-    }
-
-
-def _echo_invitations(asked: invitations.Invitations, drained: mail_queue.Drained) -> None:
-    if len(asked.invited) == 1 and drained.sent == 1 and not asked.skipped:
-        click.echo(f"sent a confirmation email to {asked.invited[0]}")
-    else:
-        unsent = drained.retrying + drained.failed
-        sent = f"{drained.sent} of {len(asked.invited)}" if unsent else str(drained.sent)
-        skipped = f"; {len(asked.skipped)} not invited" if asked.skipped else ""
-        plural = "" if drained.sent == 1 and not unsent else "s"
-        click.echo(f"sent {sent} confirmation email{plural}{skipped}")
-    for email, reason in asked.skipped[:SHOWN_ERRORS]:
-        click.echo(f"not invited: {email} {reason}", err=True)
-    hidden = len(asked.skipped) - SHOWN_ERRORS
-    if hidden > 0:
-        click.echo(f"... and {hidden} more not invited (--json lists them)", err=True)
-
-
-def _fail_if_unsent(drained: mail_queue.Drained) -> None:
-    unsent = drained.retrying + drained.failed
-    if unsent:
-        raise TransportError(
-            f"{unsent} confirmation email(s) not sent: {drained.last_error}; "
-            "`newsletter subscribers send-mail` sends them again"
-        )
 
 
 @subscribers.command("import")
@@ -406,15 +318,15 @@ def import_(
             asked = invitations.invite_pending(
                 session=session, settings=app.settings, among=report.subscriber_ids
             )
-    drained = _send_invitations(app, asked)
+    drained = invited.send_invitations(app, asked)
     if as_json:
-        invited = {"invitations": _invitation_data(asked, drained)} if send_confirmation else {}
-        echo_json(report.to_dict() | invited)
+        sent = {"invitations": invited.invitation_data(asked, drained)}
+        echo_json(report.to_dict() | (sent if send_confirmation else {}))
     else:
         _echo_report(report)
         if send_confirmation:
-            _echo_invitations(asked, drained)
-    _fail_if_unsent(drained)
+            invited.echo_invitations(asked, drained)
+    invited.fail_if_unsent(drained)
     if getattr(report, "skipped", 0):
         ctx.exit(1)
 
@@ -585,6 +497,9 @@ def remove(app: App, email: str, yes: bool) -> None:
     with app.transaction() as session:
         address = service.remove_subscriber(email, session=session).email
     click.echo(f"removed {address}")
+
+
+subscribers.add_command(invited.invite)
 
 
 def register(group: click.Group) -> None:
