@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from newsletter.audience import subscribers as svc
 from newsletter.core.app import App
 from newsletter.core.models import Topic
+from tests.factories import dump_database
 
 
 @pytest.fixture
@@ -74,6 +76,48 @@ def test_add_refuses_a_duplicate_with_exit_2(run, app: App, topics: None) -> Non
     assert result.exit_code == 2
     assert result.stderr == "Error: subscriber 'ADA@example.org' already exists\n"
     assert emails(app) == ["ada@example.org"]
+
+
+# --- frequency, weekly day, pause ----------------------------------------------------------
+
+
+def test_add_and_edit_set_frequency_weekday_and_pause(run, app: App, topics: None) -> None:
+    added = add(run, "a@x.org", "--frequency", "weekly", "--weekly-day", "Fri", "--pause")
+    assert added.exit_code == 0, added.output
+    assert added.stdout.splitlines()[1] == (
+        "  delivery: weekly on Friday at 8:00 UTC, at most 10 papers, paused"
+    )
+    shown = json.loads(run("subscribers", "show", "a@x.org", "--json").stdout)
+    assert (shown["frequency"], shown["weekly_day"], shown["paused"]) == ("weekly", 4, True)
+
+    edited = run("subscribers", "edit", "a@x.org", "--resume", "--weekly-day", "0", "--json")
+    data = json.loads(edited.stdout)
+    assert (data["frequency"], data["weekly_day"], data["paused"]) == ("weekly", 0, False)
+    daily = run("subscribers", "edit", "a@x.org", "--frequency", "daily", "--max-papers", "1")
+    assert daily.stdout.splitlines()[1] == "  delivery: daily at 8:00 UTC, at most 1 paper"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--frequency", "hourly"], "Error: frequency must be daily or weekly, got 'hourly'"),
+        (["--weekly-day", "7"], "Error: weekly day must be a day of the week, Monday to Sunday"),
+        (["--weekly-day", "funday"], "Error: weekly day must be a day of the week"),
+        (["--weekly-day", "t"], "Error: weekly day must be a day of the week"),  # Tue or Thu?
+        (["--pause", "--hour", "24"], "Error: hour must be a whole number 0-23"),
+    ],
+)
+def test_bad_frequency_or_weekday_is_one_line_and_changes_nothing(
+    run, app: App, topics: None, args: list[str], message: str
+) -> None:
+    add(run, "a@x.org")
+    before = dump_database(app.engine)
+    edited = run("subscribers", "edit", "a@x.org", *args)
+    added = add(run, "b@x.org", *args)
+    for result in (edited, added):
+        assert result.exit_code == 2
+        assert result.stderr.startswith(message) and result.stderr.count("\n") == 1
+    assert dump_database(app.engine) == before
 
 
 # --- import -----------------------------------------------------------------------------
@@ -311,10 +355,12 @@ def test_remove_yes_and_unknown(run, app: App, topics: None) -> None:
     assert missing.exit_code == 2 and missing.stderr == "Error: no subscriber 'a@x.org'\n"
 
 
-@pytest.mark.parametrize("command", ["add", "import", "export", "list", "show", "remove"])
+@pytest.mark.parametrize(
+    "command", ["add", "edit", "invite", "import", "export", "list", "show", "remove"]
+)
 def test_every_command_has_help_with_an_example(run, command: str) -> None:
     result = run("subscribers", command, "--help")
-    assert result.exit_code == 0 and "Example:" in result.stdout
+    assert result.exit_code == 0 and re.search(r"Examples?:", result.stdout)
     assert f"newsletter subscribers {command}" in result.stdout
 
 

@@ -139,7 +139,7 @@ def request_signup(
         ip_key, limit=limits.subscribe_per_ip_per_hour, window=hour, session=session, now=now
     ):
         raise RateLimited("too many sign-ups from your network: please try again in an hour")
-    payload = {"prefs": _prefs_to_dict(prefs), "consent": consent.to_dict(now)}
+    payload = {"prefs": prefs_to_dict(prefs), "consent": consent.to_dict(now)}
     queued = QueuedMail(kind=SIGNUP, email=email, payload=payload, created_at=now)
     queued.next_attempt_at = now
     session.add(queued)
@@ -176,18 +176,35 @@ def subscribe(
     confirmed = subscriber.status == SubscriberStatus.CONFIRMED and not lifted
     signup = None
     if not confirmed:
-        details = {"prefs": _prefs_to_dict(prefs), "consent": consent.to_dict(now)}
+        details = {"prefs": prefs_to_dict(prefs), "consent": consent.to_dict(now)}
         signup = record_event(subscriber, SIGNUP, consent.ip, consent.user_agent, details, now=now)
     session.flush()
-    limits = Limits.from_settings(settings)
-    mail_key = rate_key(settings, "mail", email_key(email))
-    interval = timedelta(minutes=limits.mail_interval_minutes)
-    if not take_rate_limit(mail_key, limit=1, window=interval, session=session, now=now):
+    if not take_mail_limit(email, session=session, settings=settings, now=now):
         return None
     if signup is None:
         name, key = subscriber.name, subscriber.link_key
         return Notice("manage", subscriber.id, subscriber.email, name, key)
-    subscriber.confirmation_sent_at = now
+    return confirmation_notice(subscriber, signup, now=now)
+
+
+def take_mail_limit(
+    email: str, *, session: Session, settings: Settings, now: datetime | None = None
+) -> bool:
+    """Count one email to an address; False when one went there under the interval ago.
+
+    However often a form is sent or an admin asks, a mailbox gets at most one sign-up
+    email per `mail_interval_minutes`.
+    """
+    interval = timedelta(minutes=Limits.from_settings(settings).mail_interval_minutes)
+    key = rate_key(settings, "mail", email_key(email))
+    return take_rate_limit(key, limit=1, window=interval, session=session, now=now)
+
+
+def confirmation_notice(
+    subscriber: Subscriber, signup: ConsentEvent, *, now: datetime | None = None
+) -> Notice:
+    """Return the email whose link confirms this sign-up, and note when it was sent."""
+    subscriber.confirmation_sent_at = now or utcnow()
     # An unconfirmed name is never echoed: it is whatever a stranger typed.
     return Notice("confirm", subscriber.id, subscriber.email, "", subscriber.link_key, signup.id)
 
@@ -215,7 +232,22 @@ def record_event(
     return event
 
 
-def _prefs_to_dict(prefs: Preferences) -> dict[str, Any]:
+def preferences_of(subscriber: Subscriber) -> Preferences:
+    """Return a subscriber's stored choices as a sign-up would hold them (without rules)."""
+    return Preferences(
+        topic_ids=tuple(sorted(s.topic_id for s in subscriber.subscriptions)),
+        frequency=subscriber.frequency,
+        weekly_day=subscriber.weekly_day,
+        hour=subscriber.delivery_hour,
+        timezone=subscriber.timezone,
+        max_papers=subscriber.max_papers,
+        name=subscriber.name,
+        paused=subscriber.paused,
+    )
+
+
+def prefs_to_dict(prefs: Preferences) -> dict[str, Any]:
+    """Return Preferences as the JSON a queued sign-up or a consent event stores."""
     return {**dataclasses.asdict(prefs), "frequency": prefs.frequency.value}
 
 
@@ -331,7 +363,7 @@ def confirm(
     subscriber.confirmed_at = now
     subscriber.consent_source = "web"
     subscriber.consent = {**signup.details.get("consent", {}), "confirmed_at": now.isoformat()}
-    details = {"signup": signup.id, "prefs": _prefs_to_dict(applied)} if signup.id else {}
+    details = {"signup": signup.id, "prefs": prefs_to_dict(applied)} if signup.id else {}
     record_event(subscriber, "confirm", details=details, now=now)
     _lift_suppression(subscriber, signup, session=session, now=now)
     session.flush()
@@ -449,7 +481,6 @@ def export_my_data(subscriber_id: int, *, session: Session) -> dict[str, Any]:
     """Return everything stored about a subscriber, JSON-ready (GDPR article 15)."""
     subscriber = load_subscriber(subscriber_id, session=session)
     data = subscriber_to_dict(subscriber, consent=True)
-    data.update(paused=subscriber.paused, weekly_day=subscriber.weekly_day)
     data["confirmation_sent_at"] = subscriber.confirmation_sent_at
     data["feedback"] = feedback.votes_of_subscriber(subscriber_id, session=session)
     data["consent_history"] = [

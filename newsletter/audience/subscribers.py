@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import re
 from array import array
@@ -70,6 +69,7 @@ MAX_LINE_BYTES = 1 << 20
 MAX_NAME_LENGTH = 200
 HOURS = range(0, 24)
 MAX_PAPERS = range(1, 51)
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 IMPORT_STATUSES = (SubscriberStatus.CONFIRMED, SubscriberStatus.PENDING)
 FORBIDDEN_CHARS = re.compile(r"[\r\n\x00]")
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
@@ -193,6 +193,33 @@ def validate_max_papers(value: int | str) -> int:
     return _whole_number(value, "max papers", MAX_PAPERS)
 
 
+def validate_frequency(value: Frequency | str) -> Frequency:
+    """Return the digest frequency, daily or weekly, or raise InputError."""
+    text = str(value).strip().lower()
+    try:
+        return Frequency(text)
+    except ValueError:
+        known = " or ".join(f.value for f in Frequency)
+        raise InputError(f"frequency must be {known}, got {quoted(str(value))}") from None
+
+
+def validate_weekday(value: int | str) -> int:
+    """Return the weekly digest's day, 0 (Monday) to 6, from a number or a day's name.
+
+    A name may be shortened to its first three letters: "fri" is Friday.
+    """
+    text = str(value).strip().lower()
+    if text.isascii() and text.isdigit() and len(text) == 1 and int(text) < len(WEEKDAYS):
+        return int(text)
+    matches = [i for i, day in enumerate(WEEKDAYS) if len(text) >= 3 and day.startswith(text)]
+    if len(matches) != 1:
+        raise InputError(
+            f"weekly day must be a day of the week, Monday to Sunday (or 0-6), "
+            f"got {quoted(str(value))}"
+        )
+    return matches[0]
+
+
 def validate_name(value: str) -> str:
     """Return the display name stripped, or raise InputError for one unsafe in a header.
 
@@ -250,6 +277,9 @@ def add_subscriber(
     timezone: str | None = None,
     hour: int | None = None,
     max_papers: int | None = None,
+    frequency: Frequency | str = Frequency.DAILY,
+    weekly_day: int | str = 0,
+    paused: bool = False,
     consent_source: str = "admin",
     defaults: Defaults | None = None,
 ) -> Subscriber:
@@ -262,6 +292,9 @@ def add_subscriber(
         timezone=validate_timezone(timezone or defaults.timezone),
         delivery_hour=validate_hour(defaults.hour if hour is None else hour),
         max_papers=validate_max_papers(defaults.max_papers if max_papers is None else max_papers),
+        frequency=validate_frequency(frequency),
+        weekly_day=validate_weekday(weekly_day),
+        paused=paused,
         consent_source=consent_source[:64],
     )
     ids = resolve_topics(split_list(topics), topic_ids(session=session))
@@ -305,32 +338,54 @@ def edit_subscriber(
     timezone: str | None = None,
     hour: int | None = None,
     max_papers: int | None = None,
+    frequency: Frequency | str | None = None,
+    weekly_day: int | str | None = None,
+    paused: bool | None = None,
     follow_authors: str | None = None,
     muted_words: str | None = None,
     personal_keywords: str | None = None,
 ) -> Subscriber:
-    """Change what is given of a subscriber's preferences; None leaves a field as it is."""
+    """Change what is given of a subscriber's preferences; None leaves a field as it is.
+
+    Every value is checked before any is set: on an error the subscriber is as before.
+    """
     subscriber = get_subscriber(email, session=session)
-    if name is not None:
-        subscriber.name = validate_name(name)
-    if topics is not None:
-        ids = resolve_topics(split_list(topics), topic_ids(session=session))
+    given = {
+        "name": name,
+        "timezone": timezone,
+        "delivery_hour": hour,
+        "max_papers": max_papers,
+        "frequency": frequency,
+        "weekly_day": weekly_day,
+        "follow_authors": follow_authors,
+        "muted_words": muted_words,
+        "personal_keywords": personal_keywords,
+    }
+    checked = {k: _FIELD_CHECKS[k](v) for k, v in given.items() if v is not None}
+    if paused is not None:
+        checked["paused"] = paused
+    ids = None if topics is None else resolve_topics(split_list(topics), topic_ids(session=session))
+    for column, value in checked.items():
+        setattr(subscriber, column, value)
+    if ids is not None:
         current = {s.topic_id: s for s in subscriber.subscriptions}
         subscriber.subscriptions = [current.get(i) or Subscription(topic_id=i) for i in ids]
-    if timezone is not None:
-        subscriber.timezone = validate_timezone(timezone)
-    if hour is not None:
-        subscriber.delivery_hour = validate_hour(hour)
-    if max_papers is not None:
-        subscriber.max_papers = validate_max_papers(max_papers)
-    if follow_authors is not None:
-        subscriber.follow_authors = split_rules(follow_authors, "followed authors")
-    if muted_words is not None:
-        subscriber.muted_words = split_rules(muted_words, "muted words")
-    if personal_keywords is not None:
-        subscriber.personal_keywords = split_rules(personal_keywords, "keywords")
     session.flush()
     return subscriber
+
+
+# How edit_subscriber() checks each column it is given.
+_FIELD_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "name": validate_name,
+    "timezone": validate_timezone,
+    "delivery_hour": validate_hour,
+    "max_papers": validate_max_papers,
+    "frequency": validate_frequency,
+    "weekly_day": validate_weekday,
+    "follow_authors": lambda v: split_rules(v, "followed authors"),
+    "muted_words": lambda v: split_rules(v, "muted words"),
+    "personal_keywords": lambda v: split_rules(v, "keywords"),
+}
 
 
 def _lookup_values(keys: Iterable[str]) -> list[str]:
@@ -354,6 +409,15 @@ def suppressed(session: Session, addresses: Sequence[str]) -> dict[str, str]:
     sql = f"SELECT email, reason FROM {Suppression.__tablename__} WHERE lower(email) IN ({{}})"
     rows = _select_in(session, sql, _lookup_values(keys)) if keys else []
     return {email_key(e): r for e, r in rows if email_key(e) in keys}
+
+
+def stored_ids(session: Session, addresses: Sequence[str]) -> dict[str, int]:
+    """Return the id of each of these addresses already a subscriber, by email_key()."""
+    keys = {email_key(a) for a in addresses}
+    sql = "SELECT email, id FROM subscribers WHERE lower(email) IN ({}) ORDER BY id DESC"
+    rows = _select_in(session, sql, _lookup_values(keys)) if keys else []
+    # Descending, so that the first row of one address (the one _find returns) wins.
+    return {email_key(e): i for e, i in rows if email_key(e) in keys}
 
 
 def get_subscriber(email: str, *, session: Session) -> Subscriber:
@@ -407,6 +471,8 @@ def subscriber_to_dict(subscriber: Subscriber, *, consent: bool = False) -> dict
         "hour": subscriber.delivery_hour,
         "max_papers": subscriber.max_papers,
         "frequency": subscriber.frequency.value,
+        "weekly_day": subscriber.weekly_day,
+        "paused": subscriber.paused,
         "consent_source": subscriber.consent_source,
         "created_at": subscriber.created_at,
         "confirmed_at": subscriber.confirmed_at,
@@ -434,6 +500,9 @@ class ImportReport:
     skipped: int = 0
     errors: list[tuple[int, str]] = field(default_factory=list)
     max_errors: int = MAX_REPORTED_ERRORS
+    # Who the file's rows are, new or not (for the confirmation emails of pending ones),
+    # 4 bytes each however long the file.
+    subscriber_ids: array[int] = field(default_factory=lambda: array("I"), repr=False)
 
     def add_error(self, line: int, reason: str) -> None:
         self.skipped += 1
@@ -852,6 +921,7 @@ def import_csv(
         importer.flush()
         progress()
     report.errors.sort()
+    report.subscriber_ids = array("I", (i for i, line in enumerate(importer.written_by) if line))
     return report
 
 
@@ -880,13 +950,19 @@ def _import_rows(
 # --- export -----------------------------------------------------------------------------
 
 
-def _export_pages(session: Session, page_size: int = 1000) -> Iterator[list[Subscriber]]:
+def subscriber_pages(
+    session: Session, *, page_size: int = 1000, history: bool = False
+) -> Iterator[list[Subscriber]]:
+    """Yield every subscriber by id, a page at a time, with their topics (and history)."""
+    options = [selectinload(Subscriber.subscriptions).selectinload(Subscription.topic)]
+    if history:
+        options.append(selectinload(Subscriber.consent_events))
     last_id = 0
     while True:
         query = (
             select(Subscriber)
             .where(Subscriber.id > last_id)
-            .options(selectinload(Subscriber.subscriptions).selectinload(Subscription.topic))
+            .options(*options)
             .order_by(Subscriber.id)
             .limit(page_size)
         )
@@ -898,31 +974,23 @@ def _export_pages(session: Session, page_size: int = 1000) -> Iterator[list[Subs
         session.expunge_all()  # keep memory flat however many subscribers there are
 
 
-def export_subscribers(out: IO[str], *, session: Session, fmt: str = "csv") -> int:
-    """Write every subscriber to `out` as CSV (the import format) or JSON; return the count."""
-    if fmt not in ("csv", "json"):
-        raise InputError(f"unknown export format {quoted(fmt)} (known: csv, json)")
+def export_csv(out: IO[str], *, session: Session) -> int:
+    """Write every subscriber to `out` as CSV, the import format; return the count."""
     count = 0
     writer = csv.writer(out, lineterminator="\n")
-    if fmt == "csv":
-        writer.writerow(CSV_COLUMNS)
-    else:
-        out.write("[")
-    for page in _export_pages(session):
+    writer.writerow(CSV_COLUMNS)
+    for page in subscriber_pages(session):
         for subscriber in page:
-            if fmt == "csv":
-                writer.writerow(_csv_row(subscriber))
-            else:
-                text = json.dumps(subscriber_to_dict(subscriber), ensure_ascii=False, default=_iso)
-                out.write(("," if count else "") + "\n  " + text)
+            writer.writerow(_csv_row(subscriber))
             count += 1
-    if fmt == "json":
-        out.write("\n]\n" if count else "]\n")
     return count
 
 
-def _iso(value: datetime) -> str:
-    return value.isoformat()
+def iso_time(value: object) -> str:
+    """Write a timestamp as JSON text (for json.dumps' default=)."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def _csv_row(subscriber: Subscriber) -> list[Any]:

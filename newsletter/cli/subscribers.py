@@ -8,15 +8,18 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import click
+from sqlalchemy.orm import Session
 
+from newsletter.audience import backup, invitations
 from newsletter.audience import subscribers as service
+from newsletter.cli import invitations as invited
 from newsletter.cli.common import check_output_folder, echo_json, pass_app
 from newsletter.core.app import App
 from newsletter.core.errors import InputError
-from newsletter.core.models import Subscriber, SubscriberStatus
+from newsletter.core.models import Frequency, Subscriber, SubscriberStatus
 
 SHOWN_ERRORS = 20
 # Below this size an import takes well under a second: a progress bar would only flicker.
@@ -26,9 +29,27 @@ LIST_ROW = "{:<40} {:<12} {:<20} {:>4} {:>3}  {}"
 LIST_HEADER = LIST_ROW.format("EMAIL", "STATUS", "TIMEZONE", "HOUR", "MAX", "TOPICS")
 
 
+def _delivery_options(f: Callable[..., object]) -> Callable[..., object]:
+    """Add the web form's frequency, weekly day and pause to a command."""
+    f = click.option(
+        "--pause/--resume",
+        "paused",
+        default=None,
+        help="Stop digests but keep the preferences, or start them again.",
+    )(f)
+    f = click.option(
+        "--weekly-day",
+        metavar="DAY",
+        help="Day of a weekly digest: Monday-Sunday, mon-sun or 0-6 (0 is Monday).",
+    )(f)
+    return click.option(
+        "--frequency", metavar="daily|weekly", help="How often digests come [default: daily]."
+    )(f)
+
+
 @click.group()
 def subscribers() -> None:
-    """Manage subscribers: add, edit, import, export, list, show and remove them."""
+    """Manage subscribers: add, edit, invite, import, export, list, show and remove them."""
 
 
 def _echo_subscriber_line(sub: Subscriber) -> None:
@@ -40,14 +61,31 @@ def _echo_subscriber_line(sub: Subscriber) -> None:
     )
 
 
+def _delivery(data: dict[str, Any]) -> str:
+    """Say when a subscriber's digests come: "weekly on Friday at 7:00 Europe/Paris, paused"."""
+    when = "daily"
+    if data["frequency"] == Frequency.WEEKLY:
+        when = f"weekly on {service.WEEKDAYS[data['weekly_day']].capitalize()}"
+    count = data["max_papers"]
+    papers = f"at most {count} paper{'' if count == 1 else 's'}"
+    paused = ", paused" if data["paused"] else ""
+    return f"{when} at {data['hour']}:00 {data['timezone']}, {papers}{paused}"
+
+
 @subscribers.command("add")
 @click.argument("email")
 @click.option("--name", default="", help="Display name used in the greeting.")
 @click.option("--topics", required=True, help="Comma-separated topic slugs, e.g. ml,nlp.")
 @click.option("--confirmed", is_flag=True, help="Mark as confirmed (you vouch for consent).")
+@click.option(
+    "--send-confirmation",
+    is_flag=True,
+    help="Email them the sign-up form's confirmation link (double opt-in).",
+)
 @click.option("--timezone", "tz", metavar="AREA/CITY", help="IANA time zone [default: setting].")
 @click.option("--hour", type=int, metavar="0-23", help="Local delivery hour [default: setting].")
 @click.option("--max-papers", type=int, metavar="N", help="Papers per digest, 1-50.")
+@_delivery_options
 @click.option("--json", "as_json", is_flag=True, help="Print the subscriber as JSON.")
 @pass_app
 def add(
@@ -56,18 +94,30 @@ def add(
     name: str,
     topics: str,
     confirmed: bool,
+    send_confirmation: bool,
     tz: str | None,
     hour: int | None,
     max_papers: int | None,
+    frequency: str | None,
+    weekly_day: str | None,
+    paused: bool | None,
     as_json: bool,
 ) -> None:
     """Add one subscriber. Without --confirmed they stay pending until they confirm.
 
+    With --send-confirmation they get the email a sign-up on the web gets; its link
+    confirms them (see `invite`).
+
     \b
-    Example:
+    Examples:
       newsletter subscribers add ada@example.org --name Ada --topics ml,nlp \\
           --confirmed --timezone Europe/London --hour 7
+      newsletter subscribers add bo@example.org --topics ml --frequency weekly --weekly-day fri
+      newsletter subscribers add cy@example.org --topics ml --send-confirmation
     """
+    if confirmed and send_confirmation:
+        raise click.UsageError("--send-confirmation is for pending subscribers: drop --confirmed")
+    asked = invitations.Invitations()
     with app.transaction() as session:
         sub = service.add_subscriber(
             session=session,
@@ -78,13 +128,25 @@ def add(
             timezone=tz,
             hour=hour,
             max_papers=max_papers,
+            frequency=frequency or Frequency.DAILY,
+            weekly_day=weekly_day or 0,
+            paused=bool(paused),
             defaults=service.Defaults.from_settings(app.settings),
         )
+        if send_confirmation:
+            asked = invitations.invite([sub.email], session=session, settings=app.settings)
         data = service.subscriber_to_dict(sub)
+    drained = invited.send_invitations(app, asked)
     if as_json:
-        echo_json(data)
+        sent = {"invitation": invited.invitation_data(asked, drained)} if asked.queued else {}
+        echo_json(data | sent)
     else:
         click.echo(f"added {data['email']} ({data['status']}; topics: {', '.join(data['topics'])})")
+        if data["frequency"] != Frequency.DAILY or data["paused"]:
+            click.echo(f"  delivery: {_delivery(data)}")
+        if asked.queued:
+            invited.echo_invitations(asked, drained)
+    invited.fail_if_unsent(drained)
 
 
 @subscribers.command("edit")
@@ -94,6 +156,7 @@ def add(
 @click.option("--timezone", "tz", metavar="AREA/CITY", help="IANA time zone.")
 @click.option("--hour", type=int, metavar="0-23", help="Local delivery hour.")
 @click.option("--max-papers", type=int, metavar="N", help="Papers per digest, 1-50.")
+@_delivery_options
 @click.option(
     "--follow-authors",
     metavar="'A;B'",
@@ -113,6 +176,9 @@ def edit(
     tz: str | None,
     hour: int | None,
     max_papers: int | None,
+    frequency: str | None,
+    weekly_day: str | None,
+    paused: bool | None,
     follow_authors: str | None,
     mute: str | None,
     keywords: str | None,
@@ -128,6 +194,8 @@ def edit(
       newsletter subscribers edit ada@example.org --follow-authors "Jane Doe;Yoshua Bengio"
       newsletter subscribers edit ada@example.org --mute "benchmark;survey" --keywords "LoRA"
       newsletter subscribers edit ada@example.org --topics ml,nlp --hour 7 --max-papers 5
+      newsletter subscribers edit ada@example.org --frequency weekly --weekly-day monday
+      newsletter subscribers edit ada@example.org --pause
     """
     with app.transaction() as session:
         sub = service.edit_subscriber(
@@ -138,6 +206,9 @@ def edit(
             timezone=tz,
             hour=hour,
             max_papers=max_papers,
+            frequency=frequency,
+            weekly_day=weekly_day,
+            paused=paused,
             follow_authors=follow_authors,
             muted_words=mute,
             personal_keywords=keywords,
@@ -147,6 +218,7 @@ def edit(
         echo_json(data)
         return
     click.echo(f"updated {data['email']}")
+    click.echo(f"  delivery: {_delivery(data)}")
     for label, key in (
         ("topics", "topics"),
         ("follows", "follow_authors"),
@@ -160,47 +232,103 @@ def edit(
 @subscribers.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "json"]),
+    help="The file's format [default: json for a .json file, else csv].",
+)
+@click.option(
     "--status",
     type=click.Choice(["confirmed", "pending"]),
     default="confirmed",
     show_default=True,
-    help="Status of new subscribers whose row has no status column.",
+    help="CSV: status of new subscribers whose row has no status column.",
+)
+@click.option(
+    "--skip-missing-papers",
+    is_flag=True,
+    help="JSON: leave out votes on papers this instance does not hold, instead of stopping.",
+)
+@click.option(
+    "--send-confirmation",
+    is_flag=True,
+    help="Email the file's pending subscribers the confirmation link (see `invite`).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
 @pass_app
-def import_(app: App, file: str, status: str, as_json: bool) -> None:
-    """Import subscribers from a UTF-8 CSV file (or - for stdin).
+def import_(
+    app: App,
+    ctx: click.Context,
+    file: str,
+    fmt: str | None,
+    status: str,
+    skip_missing_papers: bool,
+    send_confirmation: bool,
+    as_json: bool,
+) -> None:
+    """Import subscribers from a UTF-8 CSV file, or a JSON file from `export` (- for stdin).
 
-    The header line is required and names columns from: email, name, topics, timezone,
+    CSV: the header line is required and names columns from: email, name, topics, timezone,
     hour, max_papers, status. email and topics are required; topics are slugs separated
     by ";" or by "," (a cell with commas is quoted: "ml,nlp"). Empty cells take the
     defaults for new subscribers and keep the current value for existing ones. Existing
     subscribers keep their status, so an unsubscribed address is never subscribed again
     by an import. Importing the same file twice changes nothing.
     The ' that `export` puts before a cell starting with = + - @, a tab or a CR is removed.
-
     Exit status: 0 when every row was imported, 1 when some rows were skipped (the good
     rows are saved; the bad ones are listed with their line numbers), 2 when the file
     itself is unusable (then nothing is saved).
 
+    JSON (`export --format json`): every subscriber is restored whole, with their status,
+    choices, rules, consent history and votes; addresses already stored are left as they
+    are. A bad row stops the import with one line naming it, exit 2, and nothing is saved.
+
+    With --send-confirmation, the file's subscribers who are pending afterwards (of a JSON
+    file, those it added) get the email a sign-up on the web gets (see `invite`); those
+    who cannot be asked now are listed.
+
     \b
-    Example:
+    Examples:
       printf 'email,name,topics\\nada@example.org,Ada,ml;nlp\\n' > people.csv
-      newsletter subscribers import people.csv --status pending
+      newsletter subscribers import people.csv --status pending --send-confirmation
+      newsletter subscribers import backup.json
     """
+    fmt = fmt or ("json" if file.lower().endswith(".json") else "csv")
+    if fmt == "json" and ctx.get_parameter_source("status") != click.core.ParameterSource.DEFAULT:
+        raise click.UsageError("--status is for CSV files: a JSON file gives each one's status")
+    if fmt == "csv" and skip_missing_papers:
+        raise click.UsageError("--skip-missing-papers is for JSON files: CSV holds no votes")
     source: str | IO[bytes] = sys.stdin.buffer if file == "-" else file
     size = 0 if file == "-" else _file_size(file)
-    defaults = service.Defaults.from_settings(app.settings)
-    with app.transaction() as session, _progress(size) as advance:
-        report = service.import_csv(
-            source, session=session, status=status, defaults=defaults, on_progress=advance
-        )
+    asked = invitations.Invitations()
+    with app.transaction() as session:
+        with _progress(size) as advance:
+            if fmt == "json":
+                report: Any = backup.import_json(
+                    source, session=session, skip_missing_papers=skip_missing_papers,
+                    on_progress=advance,
+                )  # fmt: skip
+            else:
+                report = service.import_csv(
+                    source, session=session, status=status, on_progress=advance,
+                    defaults=service.Defaults.from_settings(app.settings),
+                )  # fmt: skip
+        if send_confirmation:
+            asked = invitations.invite_pending(
+                session=session, settings=app.settings, among=report.subscriber_ids
+            )
+    drained = invited.send_invitations(app, asked)
     if as_json:
-        echo_json(report.to_dict())
+        sent = {"invitations": invited.invitation_data(asked, drained)}
+        echo_json(report.to_dict() | (sent if send_confirmation else {}))
     else:
         _echo_report(report)
-    if report.skipped:
-        click.get_current_context().exit(1)
+        if send_confirmation:
+            invited.echo_invitations(asked, drained)
+    invited.fail_if_unsent(drained)
+    if getattr(report, "skipped", 0):
+        ctx.exit(1)
 
 
 def _file_size(file: str) -> int:
@@ -220,7 +348,15 @@ def _progress(size: int) -> Iterator[Callable[[int], None] | None]:
         yield bar.update
 
 
-def _echo_report(report: service.ImportReport) -> None:
+def _echo_report(report: service.ImportReport | backup.JsonImportReport) -> None:
+    if isinstance(report, backup.JsonImportReport):
+        left_out = report.votes_left_out
+        votes = f", {left_out} vote(s) on missing papers left out" if left_out else ""
+        click.echo(
+            f"{report.source}: {report.new} new, {report.present} already stored "
+            f"(left as they are){votes}"
+        )
+        return
     click.echo(
         f"{report.source}: {report.new} new, {report.updated} updated, "
         f"{report.unchanged} unchanged, {report.skipped} skipped"
@@ -241,28 +377,37 @@ def _echo_report(report: service.ImportReport) -> None:
 )
 @pass_app
 def export(app: App, fmt: str, output: str | None) -> None:
-    """Write every subscriber as CSV (the format `import` reads) or JSON.
+    """Write every subscriber as JSON (everything they have) or CSV (a spreadsheet's share).
 
-    The topics cell lists slugs separated by ";"; `import` reads ";" and "," alike.
+    JSON is the backup: `import` restores from it each subscriber's status, name, topics,
+    delivery choices (frequency, weekly day, pause), followed authors, muted words and
+    keywords, consent record and history, votes on papers and timestamps. Links in emails
+    sent earlier name this instance's ids: after a restore elsewhere they stop working.
 
-    A CSV cell that starts with = + - @, a tab or a CR (after any ' of its own) gets a '
-    in front, so that a spreadsheet shows it as text instead of running it as a formula;
-    `import` removes that one quote.
+    CSV holds only the columns `import` reads for a list of people (email, name, topics,
+    timezone, hour, max_papers, status): it drops the frequency, weekly day, pause,
+    followed authors, muted words, keywords, consent records, votes and timestamps, so it
+    is not a backup. The topics cell lists slugs separated by ";"; `import` reads ";" and
+    "," alike. A CSV cell that starts with = + - @, a tab or a CR (after any ' of its own)
+    gets a ' in front, so that a spreadsheet shows it as text instead of running it as a
+    formula; `import` removes that one quote.
 
     \b
-    Example:
-      newsletter subscribers export --output backup.csv
-      newsletter subscribers import backup.csv
+    Examples:
+      newsletter subscribers export --format json --output backup.json
+      newsletter subscribers import backup.json
+      newsletter subscribers export --output people.csv
     """
+    write = backup.export_json if fmt == "json" else service.export_csv
     with app.transaction() as session:
         if output is None:
-            service.export_subscribers(sys.stdout, session=session, fmt=fmt)
+            write(sys.stdout, session=session)
             return
-        count = _export_to_file(Path(output), session=session, fmt=fmt)
+        count = _export_to_file(Path(output), write, session=session)
     click.echo(f"exported {count} subscribers to {output}", err=True)
 
 
-def _export_to_file(path: Path, **kwargs: object) -> int:
+def _export_to_file(path: Path, write: Callable[..., int], *, session: Session) -> int:
     """Export into a temporary file renamed over `path` at the end: no half-written files."""
     check_output_folder(path)
     folder = path.parent
@@ -272,7 +417,7 @@ def _export_to_file(path: Path, **kwargs: object) -> int:
         raise InputError(f"--output: cannot write in {str(folder)!r}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-            count = service.export_subscribers(out, **kwargs)  # type: ignore[arg-type]
+            count = write(out, session=session)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -352,6 +497,9 @@ def remove(app: App, email: str, yes: bool) -> None:
     with app.transaction() as session:
         address = service.remove_subscriber(email, session=session).email
     click.echo(f"removed {address}")
+
+
+subscribers.add_command(invited.invite)
 
 
 def register(group: click.Group) -> None:

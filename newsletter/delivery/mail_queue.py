@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -90,12 +91,26 @@ def claim_next(app: App, worker: str, *, skip: frozenset[int] = frozenset()) -> 
         row = session.execute(query.order_by(QueuedMail.id).limit(1)).first()
         if row is None:
             return None
-        # Only the process whose update matched the old state owns the row.
-        taken = session.execute(
-            update(QueuedMail)
-            .where(QueuedMail.id == row.id, _owed(now))
-            .values(claimed_by=worker, lease_until=now + lease, attempts=QueuedMail.attempts + 1)
-        ).rowcount
+        return _take(session, row, worker, now, lease)
+
+
+def claim_row(app: App, worker: str, queued_id: int) -> Claimed | None:
+    """Claim this row if it is still owed, or return None (handled or held elsewhere)."""
+    lease = timedelta(seconds=app.settings.claim_lease_seconds)
+    with app.transaction() as session:
+        now = db_now(session)
+        query = select(QueuedMail.id, QueuedMail.kind, QueuedMail.attempts)
+        row = session.execute(query.where(QueuedMail.id == queued_id, _owed(now))).first()
+        return None if row is None else _take(session, row, worker, now, lease)
+
+
+def _take(session: Any, row: Any, worker: str, now: datetime, lease: timedelta) -> Claimed | None:
+    # Only the process whose update matched the old state owns the row.
+    taken = session.execute(
+        update(QueuedMail)
+        .where(QueuedMail.id == row.id, _owed(now))
+        .values(claimed_by=worker, lease_until=now + lease, attempts=QueuedMail.attempts + 1)
+    ).rowcount
     return Claimed(row.id, row.kind, row.attempts + 1, worker) if taken else None
 
 
@@ -279,13 +294,38 @@ def drain_report(app: App) -> Drained:
     with Heartbeat(f"mail-{worker}", app.settings.claim_lease_seconds / 3, beat):
         while claimed is not None:
             tried.add(claimed.id)
-            try:
-                handle(app, claimed, drained)
-            except NotFound:
-                _finish(app, claimed)
-                drained.unsent += 1
+            _handle_claimed(app, claimed, drained)
             claimed = claim_next(app, worker, skip=frozenset(tried))
     return drained
+
+
+def send_queued(
+    app: App, queued_ids: Sequence[int], *, on_each: Callable[[int], None] | None = None
+) -> Drained:
+    """Send these queued emails now, each as the web's sender would; say what happened.
+
+    A row another process already holds or handled is left to it. `on_each` receives 1
+    after each row.
+    """
+    worker = default_worker_id(app.settings.host_name)
+    drained = Drained()
+    beat = partial(renew_claims, app, worker)
+    with Heartbeat(f"mail-{worker}", app.settings.claim_lease_seconds / 3, beat):
+        for queued_id in queued_ids:
+            claimed = claim_row(app, worker, queued_id)
+            if claimed is not None:
+                _handle_claimed(app, claimed, drained)
+            if on_each is not None:
+                on_each(1)
+    return drained
+
+
+def _handle_claimed(app: App, claimed: Claimed, drained: Drained) -> None:
+    try:
+        handle(app, claimed, drained)
+    except NotFound:
+        _finish(app, claimed)
+        drained.unsent += 1
 
 
 def seconds_to_next_due(app: App) -> float | None:

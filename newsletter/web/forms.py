@@ -12,10 +12,12 @@ from newsletter.audience.signup import Preferences
 from newsletter.audience.subscribers import (
     mailable_email,
     split_rules,
+    validate_frequency,
     validate_hour,
     validate_max_papers,
     validate_name,
     validate_timezone,
+    validate_weekday,
 )
 from newsletter.core.config import Settings
 from newsletter.core.errors import InputError
@@ -158,9 +160,13 @@ def _prefs(result: FormResult, topics: Mapping[str, int], *, with_pause: bool) -
     return Preferences(
         topic_ids=tuple(chosen),
         name=_check(result, "name", validate_name, _name_message) or "",
-        frequency=_check(result, "frequency", Frequency, lambda _: "Choose daily or weekly.")
+        frequency=_check(
+            result, "frequency", validate_frequency, lambda _: "Choose daily or weekly."
+        )
         or Frequency.DAILY,
-        weekly_day=_check(result, "weekly_day", _weekday, lambda _: "Choose a day of the week.")
+        weekly_day=_check(
+            result, "weekly_day", validate_weekday, lambda _: "Choose a day of the week."
+        )
         or 0,
         hour=_check(result, "hour", validate_hour, lambda _: "Choose an hour from 0 to 23.") or 0,
         timezone=_check(result, "timezone", validate_timezone, _timezone_message) or "UTC",
@@ -191,13 +197,6 @@ def _check(
     except (InputError, ValueError) as exc:
         result.errors[name] = message(str(exc))
         return None
-
-
-def _weekday(value: str) -> int:
-    day = int(value)
-    if day not in range(7):
-        raise ValueError(value)
-    return day
 
 
 def _email(value: str) -> str:
