@@ -200,6 +200,11 @@ def test_two_schedulers_send_nothing_twice_and_the_standby_takes_over(app, env, 
         }
         procs = [_start_scheduler(run_env, tmp_path, tmp_path / f"s{i}.log") for i in range(2)]
         _wait_for(lambda: len(_lines(count_file)) >= 20, "the first 20 digests")
+        # Kill the leader only once the other one waits as a standby: on a loaded machine
+        # it may still be starting, and would then take a free lease, never a standby.
+        logs = [tmp_path / f"s{i}.log" for i in range(2)]
+        _wait_for(lambda: any("standby" in p.read_text() for p in logs if p.exists()),
+                  "the second scheduler to wait as a standby")  # fmt: skip
         active_pid = int(_holder(app).rpartition(":")[2])
         [active] = [p for p in procs if p.pid == active_pid]
         [standby] = [p for p in procs if p.pid != active_pid]
