@@ -12,11 +12,14 @@ import html
 import json
 import mailbox
 import re
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 
+from newsletter.core.models import Delivery, Edition, EditionKind, Frequency, Paper
 from newsletter.matching import feedback
+from newsletter.runners import tick
 from tests import factories as f
 from tests.factories import dump_database
 
@@ -237,3 +240,44 @@ def test_subscribers_show_separates_followed_authors_unambiguously(run, world):
     assert "follow_authors:  Jane Doe; García, M.\n" in shown.stdout
     data = json.loads(run("subscribers", "show", "ada@example.org", "--json").stdout)
     assert data["follow_authors"] == ["Jane Doe", "García, M."]
+
+
+def test_a_weekly_readers_preview_and_test_copy_are_the_digest_the_scheduler_sends(
+    app, run, tmp_path
+):
+    week = [date(2026, 3, 23) + timedelta(days=i) for i in range(5)]  # Monday to Friday
+    with app.transaction() as s:
+        llm, bio = f.topic(s, "llm"), f.topic(s, "bio")
+        for i, day in enumerate(week):
+            f.paper(s, f"Language paper {i}", day=day, topics={llm: 2.0}, upvotes=10 * i)
+        f.paper(s, "Language paper on tokenizers", day=week[1], topics={llm: 2.0}, upvotes=99)
+        followed = f.paper(s, "Protein paper", day=week[0], topics={bio: 2.0}, upvotes=1)
+        followed.authors = FOLLOWED_AUTHORS
+        reader = f.subscriber(s, "weekly@example.org", [llm], max_papers=4)
+        reader.frequency, reader.weekly_day = Frequency.WEEKLY, 4  # Friday, 08:00 UTC
+        # Wednesday's paper reached them in a daily digest before they switched.
+        daily = Edition(kind=EditionKind.DAILY, listing_date=week[2])
+        s.add(daily)
+        s.flush()
+        wednesday = s.scalar(select(Paper.id).where(Paper.title == "Language paper 2"))
+        s.add(Delivery(edition_id=daily.id, subscriber_id=reader.id, status="sent",
+                       paper_ids=[wednesday]))  # fmt: skip
+    for args in (["--follow-authors", "María García"], ["--mute", "tokenizers"]):
+        assert run("subscribers", "edit", "weekly@example.org", *args).exit_code == 0
+    friday = week[-1].isoformat()
+    page = tmp_path / "weekly.html"
+    shown = run("preview", "weekly@example.org", "--date", friday, "--output", str(page))
+    assert shown.exit_code == 0, shown.output
+    assert run("send", "--date", friday, "--to", "weekly@example.org").exit_code == 0
+    (test_copy,) = _digests_to(app, "weekly@example.org")
+    report = tick.run_due(app, datetime(2026, 3, 27, 8, tzinfo=UTC),
+                          config=tick.ScheduleConfig(sources=()), fetch=False)  # fmt: skip
+    assert report.sent == 1
+    (digest,) = [
+        m for m in _digests_to(app, "weekly@example.org")
+        if m["Message-ID"] != test_copy["Message-ID"]
+    ]  # fmt: skip
+
+    titles = _html_titles(page.read_text(encoding="utf-8"))
+    assert titles == ["Protein paper", "Language paper 4", "Language paper 3", "Language paper 1"]
+    assert _parts(digest) == (titles, titles) and _parts(test_copy) == (titles, titles)

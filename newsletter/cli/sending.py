@@ -175,7 +175,8 @@ def _print_plan(stats: sending.PlanStats, as_json: bool, *, dry_run: bool = Fals
         return
     verb = "would plan" if dry_run else "planned"
     click.echo(
-        f"{stats.listing_date}: {verb} {stats.planned} new deliveries; "
+        f"{stats.listing_date}: {verb} {stats.planned} new "
+        f"{'delivery' if stats.planned == 1 else 'deliveries'}; "
         f"{stats.pending} owed, {stats.skipped} skipped (no matching paper)"
     )
 
@@ -378,7 +379,8 @@ def preview(app: App, email: str, day: str | None, output: Path | None) -> None:
     """Show the email one subscriber gets for an edition; nothing is sent.
 
     Without --output, prints its subject and text part. Its papers and their order are
-    the ones `send` gives this subscriber: chosen by the same selection.
+    the ones the send gives this subscriber: chosen by the same selection. A weekly
+    subscriber's is their week's digest up to the date, as the scheduler sends it.
 
     \b
     Examples:

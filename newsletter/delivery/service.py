@@ -16,7 +16,14 @@ from newsletter.content.rendering import DigestPaper, EditionInfo, Recipient, ma
 from newsletter.core.app import App
 from newsletter.core.errors import InputError, NotFound, SendingHeld, TransportError
 from newsletter.core.leases import LeaseTaken, default_worker_id, hold_lease
-from newsletter.core.models import Delivery, DeliveryStatus, Edition, EditionKind
+from newsletter.core.models import (
+    Delivery,
+    DeliveryStatus,
+    Edition,
+    EditionKind,
+    Frequency,
+    Subscriber,
+)
 from newsletter.delivery import guard
 from newsletter.delivery.compose import MessagePreparer, Prepared
 from newsletter.delivery.engine import EditionSender, ProgressCallback, SendOptions, SendSummary
@@ -274,19 +281,28 @@ class PlannedDigest:
     papers: tuple[DigestPaper, ...]
 
 
-def _edition_of(day: date, *, session: Session) -> Edition:
-    """Return the day's daily edition as saved (an unsaved one before it is planned), detached."""
-    found = find_edition(day, session=session)
-    return Edition(id=found.id if found else None, listing_date=day, kind=EditionKind.DAILY)
+def _edition_of(
+    day: date, *, session: Session, kind: EditionKind = EditionKind.DAILY
+) -> Edition:
+    """Return the day's edition of a kind as saved (unsaved before it is planned), detached."""
+    found = find_edition(day, session=session, kind=kind)
+    return Edition(id=found.id if found else None, listing_date=day, kind=kind)
+
+
+def _kind_for(subscriber: Subscriber) -> EditionKind:
+    """Return the kind of edition the scheduler sends a subscriber."""
+    weekly = subscriber.frequency == Frequency.WEEKLY
+    return EditionKind.WEEKLY if weekly else EditionKind.DAILY
 
 
 def _reader_message(app: App, email: str, listing_date: date | None) -> Preview:
-    """Build one reader's message from the edition's selection; NotFound for a non-subscriber."""
+    """Build one reader's message from their edition's selection (a weekly reader's: the
+    week up to the date); NotFound for a non-subscriber."""
     with app.sessions() as session:
         day = require_listing(listing_date, session=session)
         sub = get_subscriber(email, session=session)
         reader = load_reader(sub, session=session)
-        edition = _edition_of(day, session=session)
+        edition = _edition_of(day, session=session, kind=_kind_for(sub))
         person = (sub.id, sub.email, sub.name or "", sub.link_key)
     selection = make_selection(app, edition, [reader.subscriber_id])
     papers = selection.papers_for(reader)
