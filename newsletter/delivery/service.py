@@ -112,14 +112,20 @@ def make_selection(
     Votes are read per batch of readers as they are asked for: memory flat in readers.
     """
     with app.sessions() as session:
-        return ReaderSelection.load(
-            edition,
-            session=session,
-            threshold=app.settings.match_threshold,
-            hf_url=app.settings.hf_url,
-            subscriber_ids=subscriber_ids,
-            load_votes=_votes_loader(app),
-        )
+        return _load_selection(app, edition, session=session, subscriber_ids=subscriber_ids)
+
+
+def _load_selection(
+    app: App, edition: Edition, *, session: Session, subscriber_ids: Iterable[int] | None = None
+) -> ReaderSelection:
+    return ReaderSelection.load(
+        edition,
+        session=session,
+        threshold=app.settings.match_threshold,
+        hf_url=app.settings.hf_url,
+        subscriber_ids=subscriber_ids,
+        load_votes=_votes_loader(app),
+    )
 
 
 def _votes_loader(app: App) -> Callable[[ReaderSignals, Iterable[int]], None]:
@@ -295,9 +301,12 @@ def _kind_for(subscriber: Subscriber) -> EditionKind:
     return EditionKind.WEEKLY if weekly else EditionKind.DAILY
 
 
-def _reader_message(app: App, email: str, listing_date: date | None) -> Preview:
-    """Build one reader's message from their edition's selection (a weekly reader's: the
-    week up to the date); NotFound for a non-subscriber."""
+def build_preview(app: App, email: str, listing_date: date | None = None) -> Preview:
+    """Build the message one subscriber gets for the edition, without touching any state.
+
+    Their papers come from their edition's selection (a weekly reader's: the week up to the
+    date), as the send chooses them. NotFound for an address that is no subscriber.
+    """
     with app.sessions() as session:
         day = require_listing(listing_date, session=session)
         sub = get_subscriber(email, session=session)
@@ -318,11 +327,6 @@ def _one_off_preparer(app: App, selection: ReaderSelection, edition: Edition) ->
                            empty_policy="note")  # fmt: skip
 
 
-def build_preview(app: App, email: str, listing_date: date | None = None) -> Preview:
-    """Build the message one subscriber gets for the edition, without touching any state."""
-    return _reader_message(app, email, listing_date)
-
-
 def send_test_copy(
     app: App, to: str, listing_date: date | None = None, *, force: bool = False
 ) -> SendResult:
@@ -336,7 +340,7 @@ def send_test_copy(
     with app.sessions() as session:
         check_test_recipient(to, session=session, force=force)
     try:
-        prepared = _reader_message(app, to, listing_date).prepared
+        prepared = build_preview(app, to, listing_date).prepared
     except NotFound:
         prepared = _anyone_message(app, to, listing_date)
     result = send_one(app.settings.transport, prepared.message)
@@ -372,10 +376,7 @@ def dry_run(app: App, listing_date: date | None = None) -> tuple[PlanStats, list
                 .order_by(Delivery.id)
             ))  # fmt: skip
             # Read while the planned rows are there: who had which of these papers already.
-            selection = ReaderSelection.load(
-                edition, session=session, threshold=app.settings.match_threshold,
-                hf_url=app.settings.hf_url, load_votes=_votes_loader(app),
-            )  # fmt: skip
+            selection = _load_selection(app, edition, session=session)
         finally:
             session.rollback()
     return stats, list(_planned_digests(app, selection, owed))
