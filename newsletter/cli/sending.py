@@ -48,7 +48,9 @@ DATE_HELP = "Listing date YYYY-MM-DD (default: the newest listing)."
     "with --to: send even to a suppressed address.",
 )
 @click.option("--resume", is_flag=True, help="Lift the guard's pause of the edition and send.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the summary (or the --dry-run list) as JSON."
+)
 @pass_app
 def send(
     app: App,
@@ -69,7 +71,8 @@ def send(
 
     \b
     Examples:
-      newsletter send --date 2026-11-27 --dry-run
+      newsletter send --date 2026-11-27 --dry-run  # each reader and their papers, in order
+      newsletter send --dry-run --json             # the same as JSON
       newsletter send --to me@example.org          # a test copy, state untouched
       newsletter send --yes                        # the newest listing, no prompt
       newsletter send --resume --date 2026-11-27   # after the guard paused it
