@@ -281,3 +281,19 @@ def test_a_weekly_readers_preview_and_test_copy_are_the_digest_the_scheduler_sen
     titles = _html_titles(page.read_text(encoding="utf-8"))
     assert titles == ["Protein paper", "Language paper 4", "Language paper 3", "Language paper 1"]
     assert _parts(digest) == (titles, titles) and _parts(test_copy) == (titles, titles)
+
+
+def test_a_reader_whose_likes_bring_papers_from_outside_their_topics_gets_a_digest(
+    app, run, world
+):
+    with app.transaction() as s:
+        astro = s.query(f.Topic).filter_by(slug="astro").one()
+        fay = f.subscriber(s, "fay@example.org", [astro])
+        liked = s.scalars(select(Paper.id).where(Paper.listing_date == DAY1)).all()[:3]
+        for paper_id in liked:  # three robot papers: enough likes for discoveries
+            feedback.record_vote(fay.id, paper_id, feedback.MORE, session=s)
+    assert run("send", "--date", DAY2.isoformat(), "--yes").exit_code == 0
+    (digest,) = _digests_to(app, "fay@example.org")
+    text = digest.get_body(("plain",)).get_content()
+    assert "Because you liked" in text
+    assert set(_text_titles(text)) <= {_dated(t, DAY2) for t, _ in ROBOTS}
