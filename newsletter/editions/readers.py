@@ -1,9 +1,10 @@
 """Each reader's papers of one edition: the one selection behind every digest.
 
-The send, the workers, `preview`, `send --to`, `send --dry-run` and planning all ask
+The send, the workers, the scheduler, `preview`, `send --to` and `send --dry-run` all ask
 `ReaderSelection.papers_for`, so a reader's papers and their order are the same wherever they
 are shown: shaped by their votes, followed authors, muted words and keywords, and never one
-they already received.
+they already received. An empty answer is what skips a reader (or sends them the note);
+planning skips ahead of it only readers it can give nothing (see `plan_edition`).
 """
 
 from __future__ import annotations
