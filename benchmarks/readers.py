@@ -4,7 +4,7 @@ Simulated readers have interests drawn from the labelled set (tests/labelled/): 
 their interest when it carries the labels they want. The 105 labelled papers become a run of
 listing days (paper i on day i mod DAYS, or consecutive runs with --contiguous), matched to
 the labelled topics by the real matcher. Every day each reader gets their digest through the
-real selection path (EditionPapers, ReaderSignals, for_reader, as `send` chooses papers) and,
+real selection path (ReaderSelection.papers_for, as `send` chooses papers) and,
 with feedback, votes on every paper in it: "more like this" when it is in their interest,
 "less like this" otherwise. Three kinds of reader: one wants a topic and subscribed to it; one
 wants a topic and subscribed to it and one other (the digest is half noise to them); one
@@ -44,6 +44,7 @@ sys.path.insert(0, str(REPO))
 from newsletter.core.app import App  # noqa: E402
 from newsletter.core.config import load_settings  # noqa: E402
 from newsletter.core.models import FeedbackVote, Paper, Subscriber, Subscription, Topic  # noqa: E402
+from newsletter.editions import readers as digests  # noqa: E402
 from newsletter.editions import selection  # noqa: E402
 from newsletter.editions.selection import EditionPapers  # noqa: E402
 from newsletter.matching import feedback  # noqa: E402
@@ -213,10 +214,11 @@ def simulate(world: World, *, vote: bool, share: float = 1.0) -> dict[tuple[str,
         with world.app.reading() as s:
             papers = EditionPapers.load(day, session=s)
             signals = ReaderSignals.load(papers.paper_ids(), session=s) if vote else None
+        chooser = digests.ReaderSelection(papers, signals)
         votes = []
         for (reader, k), sid in world.voters.items():
-            topics = [world.topic_ids[t] for t in reader.topics]
-            shown = [p.paper_id for p in _digest(papers, signals, sid, topics, k)]
+            topics = tuple(sorted(world.topic_ids[t] for t in reader.topics))
+            shown = [p.paper_id for p in chooser.papers_for(digests.Reader(sid, topics, k))]
             liked = {pid for pid in shown if reader.wants(world.labels[pid])}
             wanted = [pid for pid in papers.paper_ids() if reader.wants(world.labels[pid])]
             counts[(reader.kind, k, day_index)].add(Counts(len(shown), len(liked), len(wanted)))
@@ -228,14 +230,6 @@ def simulate(world: World, *, vote: bool, share: float = 1.0) -> dict[tuple[str,
         if vote:
             _record(world.app, votes)
     return counts
-
-
-def _digest(papers: EditionPapers, signals: ReaderSignals | None, sid: int, topics, k: int):  # noqa: ANN001
-    """Choose a reader's papers as the sender does (MessagePreparer._choose)."""
-    profile = signals.profile(sid) if signals is not None else None
-    if profile is None:
-        return papers.for_topics(topics, k)
-    return papers.for_reader(topics, k, frozenset(), profile, signals, signals.rules(sid))
 
 
 def _record(app: App, votes: list[tuple[int, int, int]]) -> None:

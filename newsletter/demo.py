@@ -12,8 +12,7 @@ from sqlalchemy import select
 from newsletter.core.app import App
 from newsletter.core.models import Subscriber, SubscriberStatus, Subscription, Topic, utcnow
 from newsletter.core.resources import shipped_dir
-from newsletter.delivery.service import SendReport, send
-from newsletter.editions.selection import EditionPapers
+from newsletter.delivery.service import SendReport, build_preview, send
 from newsletter.matching.topics import import_topics
 from newsletter.papers.fetch import store_records
 from newsletter.papers.ingest import today_utc
@@ -90,16 +89,10 @@ def _add_demo_subscribers(session) -> None:  # noqa: ANN001
 
 
 def _digests(app: App, day: date) -> dict[str, list[str]]:
-    """Return the titles each demo subscriber receives."""
-    with app.sessions() as session:
-        papers = EditionPapers.load(day, session=session)
-        topics = {t.slug: t.id for t in session.scalars(select(Topic))}
+    """Return the titles each demo subscriber receives, as the send chose them."""
     return {
-        email: [
-            p.title
-            for p in papers.for_topics([topics[s] for s in slugs], app.settings.default_max_papers)
-        ]
-        for email, _, slugs, _ in DEMO_SUBSCRIBERS
+        email: [p.title for p in build_preview(app, email, day).papers]
+        for email, _, _, _ in DEMO_SUBSCRIBERS
     }
 
 

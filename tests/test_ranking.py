@@ -10,9 +10,11 @@ from datetime import timedelta
 import pytest
 
 from newsletter.core.models import Edition, FeedbackVote
-from newsletter.delivery import compose
 from newsletter.delivery import service as sending
-from newsletter.editions.selection import why_from_evidence
+from newsletter.delivery.store import ClaimedDelivery
+from newsletter.editions import readers as readers_module
+from newsletter.editions.readers import Reader
+from newsletter.editions.selection import EditionPapers, why_from_evidence
 from newsletter.matching import feedback, profiles
 from tests import factories as f
 
@@ -71,10 +73,10 @@ def world(app):
 
 
 def _day2_titles(app, subscriber_id, topics=("ml",)):
-    preparer = sending.make_preparer(app, Edition(listing_date=DAY2, kind="daily"), "skip")
+    selection = sending.make_selection(app, Edition(listing_date=DAY2, kind="daily"))
     with app.sessions() as s:
         topic_ids = tuple(t.id for t in s.query(f.Topic).filter(f.Topic.slug.in_(topics)))
-    papers = preparer._choose(subscriber_id, topic_ids, 6)
+    papers = selection.papers_for(Reader(subscriber_id, tuple(sorted(topic_ids)), 6))
     return [p.title.rsplit(" (", 1)[0] for p in papers], papers
 
 
@@ -169,18 +171,18 @@ def test_personal_selections_are_kept_for_a_few_batches_only(app, world, monkeyp
     for sid in (voter, *readers):
         _vote(app, sid, ids[(DAY1, ROBOTS[0][0])], feedback.LESS)
     expected = {sid: _day2_titles(app, sid)[0] for sid in (voter, *readers)}
-    monkeypatch.setattr(compose, "PERSONAL_MEMO", 2)
+    monkeypatch.setattr(readers_module, "PERSONAL_MEMO", 2)
     monkeypatch.setattr(profiles, "PROFILES_KEPT", 2)
-    preparer = sending.make_preparer(app, Edition(listing_date=DAY2, kind="daily"), "skip")
+    selection = sending.make_selection(app, Edition(listing_date=DAY2, kind="daily"))
     with app.sessions() as s:
         topic_ids = (s.query(f.Topic).filter_by(slug="ml").one().id,)
     for _ in range(2):  # asked again after eviction: chosen again, the same
         for sid in (voter, *readers):
-            papers = preparer._choose(sid, topic_ids, 6)
+            papers = selection.papers_for(Reader(sid, topic_ids, 6))
             assert [p.title.rsplit(" (", 1)[0] for p in papers] == expected[sid]
-    assert len(preparer._personal) == 2 and len(preparer.signals._profiles) == 2
-    first = preparer._choose(readers[-1], topic_ids, 6)
-    assert preparer._choose(readers[-1], topic_ids, 6) is first  # kept: not chosen twice
+    assert len(selection._personal) == 2 and len(selection.signals._profiles) == 2
+    first = selection.papers_for(Reader(readers[-1], topic_ids, 6))
+    assert selection.papers_for(Reader(readers[-1], topic_ids, 6)) is first  # not chosen twice
 
 
 WORDS = (
@@ -259,14 +261,14 @@ def test_votes_are_read_per_batch_of_readers_with_the_same_digests(app, world):
         for title, _ in (GRAPHS + ROBOTS)[n : n + 3]:
             _vote(app, sid, ids[(DAY1, title)], feedback.MORE if n % 2 else feedback.LESS)
     with app.sessions() as s:
-        papers = sending.EditionPapers.load(DAY2, session=s)
+        papers = EditionPapers.load(DAY2, session=s)
         everyone = profiles.ReaderSignals.load(papers.paper_ids(), session=s)
     preparer = sending.make_preparer(app, Edition(listing_date=DAY2, kind="daily"), "skip")
-    signals = preparer.signals
+    signals = preparer.selection.signals
     assert signals is not None and not signals._votes  # nothing read before a batch
     topic_ids = (ml.id,)
     for batch in ((voter, quiet, readers[0]), tuple(readers[1:])):
-        rows = [compose.ClaimedDelivery(sid, 1, sid, f"{sid}@x.org", "", 6, topic_ids, "k")
+        rows = [ClaimedDelivery(sid, 1, sid, f"{sid}@x.org", "", 6, topic_ids, "k")
                 for sid in batch]  # fmt: skip
         preparer.warm(rows)
         assert set(signals._votes) <= set(batch)  # this batch's votes only
@@ -274,7 +276,7 @@ def test_votes_are_read_per_batch_of_readers_with_the_same_digests(app, world):
             expected = papers.for_reader(
                 topic_ids, 6, frozenset(), everyone.profile(sid), everyone, everyone.rules(sid)
             ) if everyone.profile(sid) else papers.for_topics(topic_ids, 6)  # fmt: skip
-            assert preparer._choose(sid, topic_ids, 6) == expected
+            assert preparer.selection.papers_for(Reader(sid, topic_ids, 6)) == expected
     with pytest.raises(LookupError):  # never a reader's digest without their votes
         signals.profile(quiet)  # of the batch before, and not kept
 

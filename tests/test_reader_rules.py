@@ -14,6 +14,7 @@ from sqlalchemy import select
 from newsletter.core import tokens
 from newsletter.core.models import Edition, Subscriber
 from newsletter.delivery import service as sending
+from newsletter.editions.readers import load_reader
 from newsletter.matching.personal import FOLLOWED_KEPT, EditionText, author_key, same_author
 from newsletter.matching.scoring import PaperText
 from tests import factories as f
@@ -79,11 +80,11 @@ def day(app):
 
 
 def _titles(app, address):
-    preparer = sending.make_preparer(app, Edition(listing_date=f.DAY, kind="daily"), "skip")
+    selection = sending.make_selection(app, Edition(listing_date=f.DAY, kind="daily"))
     with app.sessions() as s:
         sub = s.scalar(select(Subscriber).where(Subscriber.email == address))
-        topic_ids = tuple(x.topic_id for x in sub.subscriptions)
-    papers = preparer._choose(sub.id, topic_ids, 10)
+        reader = load_reader(sub, session=s)
+    papers = selection.papers_for(reader)
     return [p.title for p in papers], papers
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import sys
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default as email_policy
 from pathlib import Path
 
 import click
@@ -15,6 +18,7 @@ from newsletter.cli.common import (
     pass_app,
     write_output,
 )
+from newsletter.content.rendering import DigestPaper, one_line
 from newsletter.core.app import App
 from newsletter.core.errors import InputError, SendingHeld
 from newsletter.delivery import mail_queue
@@ -29,7 +33,11 @@ DATE_HELP = "Listing date YYYY-MM-DD (default: the newest listing)."
 
 @click.command()
 @click.option("--date", "day", metavar="D", help=DATE_HELP)
-@click.option("--dry-run", is_flag=True, help="Show what would be sent; send and write nothing.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="List each owed reader and their papers, in order; send and write nothing.",
+)
 @click.option("--to", "to", metavar="EMAIL", help="Send one test copy to this address only.")
 @click.option("--limit", type=click.IntRange(min=1), help="Send at most N messages in this run.")
 @click.option("--yes", is_flag=True, help="Do not ask before a large send.")
@@ -40,7 +48,9 @@ DATE_HELP = "Listing date YYYY-MM-DD (default: the newest listing)."
     "with --to: send even to a suppressed address.",
 )
 @click.option("--resume", is_flag=True, help="Lift the guard's pause of the edition and send.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the summary (or the --dry-run list) as JSON."
+)
 @pass_app
 def send(
     app: App,
@@ -61,7 +71,8 @@ def send(
 
     \b
     Examples:
-      newsletter send --date 2026-11-27 --dry-run
+      newsletter send --date 2026-11-27 --dry-run  # each reader and their papers, in order
+      newsletter send --dry-run --json             # the same as JSON
       newsletter send --to me@example.org          # a test copy, state untouched
       newsletter send --yes                        # the newest listing, no prompt
       newsletter send --resume --date 2026-11-27   # after the guard paused it
@@ -71,10 +82,10 @@ def send(
         result = sending.send_test_copy(app, to, listing_date, force=force)
         click.echo(f"test copy sent to {to}: {result.reply}")
         return
-    preview = sending.preview_plan(app, listing_date)  # what planning would owe; writes nothing
     if dry_run:
-        _print_plan(preview, as_json, dry_run=True)
+        _print_dry_run(*sending.dry_run(app, listing_date), app.settings.empty_policy, as_json)
         return
+    preview = sending.preview_plan(app, listing_date)  # what planning would owe; writes nothing
     sending.check_send(app, listing_date, force=force, resume=resume)  # before asking
     owed = preview.pending
     _confirm_large_send(min(owed, limit or owed), app.settings.confirm_above, yes)
@@ -151,22 +162,62 @@ def _progress_printer(total: int):
     return show
 
 
-def _print_plan(stats: sending.PlanStats, as_json: bool, *, dry_run: bool = False) -> None:
-    data = {
+def _plan_dict(stats: sending.PlanStats) -> dict[str, object]:
+    return {
         "date": stats.listing_date,
         "edition": stats.edition_id,
         "newly_planned": stats.planned,
         "pending": stats.pending,
         "skipped": stats.skipped,
     }
+
+
+def _print_plan(stats: sending.PlanStats, as_json: bool, *, dry_run: bool = False) -> None:
     if as_json:
-        echo_json(data)
+        echo_json(_plan_dict(stats))
         return
     verb = "would plan" if dry_run else "planned"
     click.echo(
-        f"{stats.listing_date}: {verb} {stats.planned} new deliveries; "
+        f"{stats.listing_date}: {verb} {stats.planned} new "
+        f"{'delivery' if stats.planned == 1 else 'deliveries'}; "
         f"{stats.pending} owed, {stats.skipped} skipped (no matching paper)"
     )
+
+
+def _print_dry_run(
+    stats: sending.PlanStats,
+    digests: list[sending.PlannedDigest],
+    empty_policy: str,
+    as_json: bool,
+) -> None:
+    """Print the plan, then each owed reader's papers in the order their digest shows them."""
+    empty = "note" if empty_policy == "note" else "nothing"
+    if as_json:
+        readers = [
+            {
+                "email": d.email,
+                "gets": "digest" if d.papers else empty,
+                "papers": [_paper_dict(p) for p in d.papers],
+            }
+            for d in digests
+        ]
+        echo_json({**_plan_dict(stats), "readers": readers})
+        return
+    _print_plan(stats, False, dry_run=True)
+    for digest in digests:
+        n = len(digest.papers)
+        if not n:
+            what = "the nothing-new note" if empty == "note" else "nothing (skipped)"
+            click.echo(f"{digest.email}: {what}")
+            continue
+        click.echo(f"{digest.email}: {n} paper{'' if n == 1 else 's'}")
+        for number, paper in enumerate(digest.papers, 1):
+            click.echo(f"  {number}. {one_line(paper.title)} (id {paper.paper_id})")
+
+
+def _paper_dict(paper: DigestPaper) -> dict[str, object]:
+    return {"id": paper.paper_id, "title": paper.title, "url": paper.url_abs,
+            "why": paper.reason or paper.why}  # fmt: skip
 
 
 @click.command()
@@ -330,6 +381,10 @@ def _health_line(health: dict) -> str:
 def preview(app: App, email: str, day: str | None, output: Path | None) -> None:
     """Show the email one subscriber gets for an edition; nothing is sent.
 
+    Without --output, prints its subject and text part. Its papers and their order are
+    the ones the send gives this subscriber: chosen by the same selection. A weekly
+    subscriber's is their week's digest up to the date, as the scheduler sends it.
+
     \b
     Examples:
       newsletter preview ada@example.org
@@ -338,12 +393,20 @@ def preview(app: App, email: str, day: str | None, output: Path | None) -> None:
     """
     if output is not None:
         _check_preview_file(output)  # before the work, which a bad name would waste
-    data = sending.build_preview(app, email, parse_date(day)).message.data
+    shown = sending.build_preview(app, email, parse_date(day))
+    if shown.skipped:
+        click.echo(
+            f"warning: {email} gets nothing this day (empty_policy = skip): this is the note "
+            "that empty_policy = note would send",
+            err=True,
+        )
+    data = shown.prepared.message.data
     if output is None:
-        click.echo(data.decode("utf-8", "replace"))
+        message = _parsed(data)
+        click.echo(f"Subject: {message['Subject']}\n\n{_part(message, 'plain')}", nl=False)
         return
     html = output.suffix.lower() == ".html"
-    write_output(output, _html_part(data).encode() if html else data)
+    write_output(output, _part(_parsed(data), "html").encode() if html else data)
     click.echo(f"wrote {output}")
 
 
@@ -353,12 +416,13 @@ def _check_preview_file(path: Path) -> None:
     check_output_folder(path)
 
 
-def _html_part(data: bytes) -> str:
-    import email
-    import email.policy
+def _parsed(data: bytes) -> EmailMessage:
+    return message_from_bytes(data, policy=email_policy)  # type: ignore[return-value]
 
-    msg = email.message_from_bytes(data, policy=email.policy.default)
-    part = msg.get_body(preferencelist=("html",))
+
+def _part(message: EmailMessage, kind: str) -> str:
+    """Return the decoded text of a message's html or plain part ("" when it has none)."""
+    part = message.get_body(preferencelist=(kind,))
     return part.get_content() if part is not None else ""
 
 

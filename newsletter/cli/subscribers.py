@@ -27,6 +27,8 @@ PROGRESS_MIN_BYTES = 1 << 20
 STATUSES = [s.value for s in SubscriberStatus]
 LIST_ROW = "{:<40} {:<12} {:<20} {:>4} {:>3}  {}"
 LIST_HEADER = LIST_ROW.format("EMAIL", "STATUS", "TIMEZONE", "HOUR", "MAX", "TOPICS")
+# Lists of what readers write themselves, shown as they are entered: separated by ";".
+RULE_LISTS = ("follow_authors", "muted_words", "personal_keywords")
 
 
 def _delivery_options(f: Callable[..., object]) -> Callable[..., object]:
@@ -469,7 +471,8 @@ def show(app: App, email: str, as_json: bool) -> None:
         return
     for key, value in data.items():
         if isinstance(value, list):
-            value = ", ".join(value)
+            # As --follow-authors, --mute and --keywords take them: a name may hold a comma.
+            value = ("; " if key in RULE_LISTS else ", ").join(value)
         elif isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items())
         click.echo(f"{key + ':':<16} {'' if value is None else value}")

@@ -1,6 +1,6 @@
 """Sending: compose each owed delivery, hand it to a transport, record every reply.
 
-Owns: `service` (plan and deliver an edition, previews, test copies, status), `compose` (a
+Owns: `service` (plan and deliver an edition, previews, test copies, dry runs, status), `compose` (a
 claimed delivery to message bytes), `store` (every claiming, renewing, releasing and
 recording statement, and what "owed" means), `claims` (what a sender still holds, and until
 when it may trust its lease), `engine` (the asyncio send loop, the claims' heartbeat,

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -21,10 +20,7 @@ from newsletter.core.config import Settings
 from newsletter.core.tokens import make_token, unsubscribe_url
 from newsletter.delivery.store import ClaimedDelivery
 from newsletter.delivery.transports import OutgoingMessage
-from newsletter.editions.selection import EditionPapers
-from newsletter.matching.profiles import ReaderSignals
-
-PERSONAL_MEMO = 2048  # personal selections kept: the batches in flight (send_batch_size 500)
+from newsletter.editions.readers import Reader, ReaderSelection
 
 
 @dataclass(frozen=True)
@@ -41,6 +37,10 @@ class Prepared:
         return self.message.key
 
 
+def _reader_of(row: ClaimedDelivery) -> Reader:
+    return Reader(row.subscriber_id, row.topic_ids, row.max_papers)
+
+
 def unsubscribe_mailto(settings: Settings, subscriber_id: int, link_key: str) -> str:
     """Return the mailto: form of List-Unsubscribe, carrying the same signed token."""
     sender = envelope_sender(settings)
@@ -52,29 +52,20 @@ def unsubscribe_mailto(settings: Settings, subscriber_id: int, link_key: str) ->
 
 
 class MessagePreparer:
-    """Builds each subscriber's message for one edition."""
+    """Builds each subscriber's message for one edition, with the papers its selection gives."""
 
     def __init__(
         self,
         settings: Settings,
         renderer: DigestRenderer,
-        papers: EditionPapers,
+        selection: ReaderSelection,
         edition: EditionInfo,
         *,
         empty_policy: str = "skip",
-        exclude: Mapping[int, frozenset[int]] | None = None,
-        signals: ReaderSignals | None = None,
-        load_votes: Callable[[Iterable[int]], None] | None = None,
     ) -> None:
         self.settings = settings
-        # Readers' votes: a reader who voted gets their own ranking; None when nobody did.
-        self.signals = signals
-        # Loads the votes of a batch's readers into signals, when they come per batch.
-        self._load_votes = load_votes
-        # Per subscriber, papers already sent to them: never repeated.
-        self.exclude = exclude or {}
+        self.selection = selection
         self.renderer = renderer
-        self.papers = papers
         self.edition = edition
         self.empty_policy = empty_policy
         # VERP: a return path per delivery, so a bounce names its row; on when the
@@ -82,11 +73,6 @@ class MessagePreparer:
         self.verp = verp_enabled(settings)
         self.sender = envelope_sender(settings)
         self.dkim = make_dkim_signer(settings)
-        # Topic ids to sorted names: a few thousand distinct sets among many readers.
-        self._topic_names: dict[tuple[int, ...], tuple[str, ...]] = {}
-        # Personal selections of recent rows: warm() and prepare_many() see each batch twice.
-        self._personal: dict[tuple[int, tuple[int, ...], int], tuple[DigestPaper, ...]] = {}
-        self._personal_lock = threading.Lock()
 
     def prepare(
         self,
@@ -100,7 +86,7 @@ class MessagePreparer:
         link_key: str,
     ) -> Prepared | None:
         """Build the message, or None when there is nothing to send and no note is wanted."""
-        papers = self._choose(subscriber_id, topic_ids, max_papers)
+        papers = self.selection.papers_for(Reader(subscriber_id, topic_ids, max_papers))
         return self._prepare(
             key, attempts, subscriber_id, email, name, max_papers, topic_ids, link_key, papers
         )
@@ -108,8 +94,8 @@ class MessagePreparer:
     def warm(self, rows: Sequence[ClaimedDelivery]) -> list[tuple[DigestPaper, ...]]:
         """Render the digests new among these rows together, in few premailer runs; return
         each row's papers."""
-        self._have_votes_of(row.subscriber_id for row in rows)
-        chosen = [self._choose_for(row) for row in rows]
+        self.selection.have_votes_of(row.subscriber_id for row in rows)
+        chosen = [self.selection.papers_for(_reader_of(row)) for row in rows]
         self.renderer.warm(
             self.edition, chosen if self.empty_policy != "skip" else [p for p in chosen if p]
         )
@@ -134,64 +120,9 @@ class MessagePreparer:
     ) -> Prepared | None:
         if not papers and self.empty_policy == "skip":
             return None
-        names = self._topic_names.get(topic_ids)
-        if names is None:
-            names = tuple(sorted(self.papers.topic_names[t] for t in topic_ids))
-            self._topic_names[topic_ids] = names
+        names = self.selection.topic_names(topic_ids)
         recipient = Recipient(subscriber_id, email, name, names, link_key)
         return self.build(key, attempts, recipient, papers)
-
-    def _have_votes_of(self, subscriber_ids: Iterable[int]) -> None:
-        """Load the votes of these readers unless they are at hand (a batch's, one by one)."""
-        if self.signals is None or self._load_votes is None:
-            return
-        wanted = set(subscriber_ids)
-        if not self.signals.has_votes_of(wanted):
-            self._load_votes(wanted)
-
-    def _choose_for(self, row: ClaimedDelivery) -> tuple[DigestPaper, ...]:
-        return self._choose(row.subscriber_id, row.topic_ids, row.max_papers)
-
-    def _choose(
-        self, subscriber_id: int, topic_ids: tuple[int, ...], max_papers: int
-    ) -> tuple[DigestPaper, ...]:
-        exclude = self.exclude.get(subscriber_id, frozenset())
-        if self.signals is not None:
-            self._have_votes_of((subscriber_id,))  # loaded with its batch, unless asked alone
-            profile = self.signals.profile(subscriber_id)
-            rules = self.signals.rules(subscriber_id)
-            if profile is not None or rules:
-                return self._personal_choice(
-                    self.signals, subscriber_id, topic_ids, max_papers, exclude
-                )
-        return self.papers.for_topics(topic_ids, max_papers, exclude)
-
-    def _personal_choice(
-        self,
-        signals: ReaderSignals,
-        subscriber_id: int,
-        topic_ids: tuple[int, ...],
-        max_papers: int,
-        exclude: frozenset[int],
-    ) -> tuple[DigestPaper, ...]:
-        """Choose a reader's papers by their signals, once per row however often asked."""
-        key = (subscriber_id, topic_ids, max_papers)
-        with self._personal_lock:
-            papers = self._personal.get(key)
-        if papers is None:
-            papers = self.papers.for_reader(
-                topic_ids,
-                max_papers,
-                exclude,
-                signals.profile(subscriber_id),
-                signals,
-                signals.rules(subscriber_id),
-            )
-            with self._personal_lock:
-                if len(self._personal) >= PERSONAL_MEMO:  # bounded: memory flat in readers
-                    del self._personal[next(iter(self._personal))]
-                self._personal[key] = papers
-        return papers
 
     def _envelope_sender(self, key: int) -> str:
         return verp_address(self.settings, key) if self.verp and key else self.sender

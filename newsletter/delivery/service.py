@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from newsletter.audience.subscribers import get_subscriber, mailable_email
 from newsletter.audience.suppressions import check_test_recipient
 from newsletter.bounces.process import edition_health
-from newsletter.content.rendering import EditionInfo, Recipient, make_renderer
+from newsletter.content.rendering import DigestPaper, EditionInfo, Recipient, make_renderer
 from newsletter.core.app import App
 from newsletter.core.errors import InputError, NotFound, SendingHeld, TransportError
 from newsletter.core.leases import LeaseTaken, default_worker_id, hold_lease
-from newsletter.core.models import DeliveryStatus, Edition, Subscription
+from newsletter.core.models import (
+    Delivery,
+    DeliveryStatus,
+    Edition,
+    EditionKind,
+    Frequency,
+    Subscriber,
+)
 from newsletter.delivery import guard
 from newsletter.delivery.compose import MessagePreparer, Prepared
 from newsletter.delivery.engine import EditionSender, ProgressCallback, SendOptions, SendSummary
 from newsletter.delivery.guard import GuardLimits
+from newsletter.delivery.store import load_recipients
 from newsletter.delivery.transports import (
     Outcome,
     SendResult,
@@ -30,14 +39,13 @@ from newsletter.delivery.transports import (
 from newsletter.editions.planning import (
     PlanStats,
     count_by_status,
-    edition_first_day,
     find_edition,
     get_or_create_edition,
     plan_edition,
+    require_listing,
     resolve_listing_date,
-    sent_paper_ids,
 )
-from newsletter.editions.selection import EditionPapers
+from newsletter.editions.readers import Reader, ReaderSelection, load_reader
 from newsletter.matching import feedback
 from newsletter.matching.profiles import ReaderSignals
 
@@ -69,7 +77,7 @@ def options_from_settings(app: App, **overrides: object) -> SendOptions:
 def plan(app: App, listing_date: date | None = None) -> PlanStats:
     """Create the edition for the date (default: newest listing) and plan its deliveries."""
     with app.transaction() as session:
-        day = resolve_listing_date(listing_date, session=session)
+        day = require_listing(listing_date, session=session)
         edition = get_or_create_edition(day, session=session)
         return plan_edition(edition, session=session, empty_policy=app.settings.empty_policy)
 
@@ -78,7 +86,7 @@ def preview_plan(app: App, listing_date: date | None = None) -> PlanStats:
     """Plan as `plan` would, then roll back: nothing is written."""
     with app.sessions() as session:
         try:
-            day = resolve_listing_date(listing_date, session=session)
+            day = require_listing(listing_date, session=session)
             edition = get_or_create_edition(day, session=session)
             return plan_edition(edition, session=session, empty_policy=app.settings.empty_policy)
         finally:
@@ -86,36 +94,44 @@ def preview_plan(app: App, listing_date: date | None = None) -> PlanStats:
 
 
 def make_preparer(app: App, edition: Edition, empty_policy: str) -> MessagePreparer:
-    """Load the edition's papers (a week's for weekly) and what its readers already had."""
-    with app.sessions() as session:
-        since = edition_first_day(edition.kind, edition.listing_date)
-        papers = EditionPapers.load(
-            edition.listing_date, session=session, since=since, hf_url=app.settings.hf_url
-        )
-        sent = sent_paper_ids(edition, session=session) if edition.id else {}
-        # Votes are read per batch of readers as they are sent: memory flat in readers.
-        signals = ReaderSignals.load(
-            papers.paper_ids(),
-            session=session,
-            threshold=app.settings.match_threshold,
-            votes_per_batch=True,
-        )
+    """Build what composes the edition's messages, with the papers its selection gives."""
     return MessagePreparer(
         app.settings,
         make_renderer(app.settings),
-        papers,
+        make_selection(app, edition),
         EditionInfo(listing_date=edition.listing_date, kind=str(edition.kind)),
         empty_policy=empty_policy,
-        exclude=sent,
-        signals=signals,
-        load_votes=_votes_loader(app, signals) if signals is not None else None,
     )
 
 
-def _votes_loader(app: App, signals: ReaderSignals) -> Callable[[Iterable[int]], None]:
+def make_selection(
+    app: App, edition: Edition, subscriber_ids: Iterable[int] | None = None
+) -> ReaderSelection:
+    """Load the edition's selection: its papers, readers' signals and what they already had.
+
+    Votes are read per batch of readers as they are asked for: memory flat in readers.
+    """
+    with app.sessions() as session:
+        return _load_selection(app, edition, session=session, subscriber_ids=subscriber_ids)
+
+
+def _load_selection(
+    app: App, edition: Edition, *, session: Session, subscriber_ids: Iterable[int] | None = None
+) -> ReaderSelection:
+    return ReaderSelection.load(
+        edition,
+        session=session,
+        threshold=app.settings.match_threshold,
+        hf_url=app.settings.hf_url,
+        subscriber_ids=subscriber_ids,
+        load_votes=_votes_loader(app),
+    )
+
+
+def _votes_loader(app: App) -> Callable[[ReaderSignals, Iterable[int]], None]:
     """Return what loads a batch of readers' votes into signals, each time in a session."""
 
-    def load(subscriber_ids: Iterable[int]) -> None:
+    def load(signals: ReaderSignals, subscriber_ids: Iterable[int]) -> None:
         with app.sessions() as session:
             signals.load_votes(subscriber_ids, session=session)
 
@@ -254,29 +270,61 @@ def edition_status(app: App, listing_date: date | None = None) -> dict[str, obje
     }
 
 
-def _recipient_for(app: App, email: str, papers: EditionPapers) -> tuple[Recipient, tuple, int]:
-    """Return the subscriber's recipient, topic ids and max papers; NotFound when unknown."""
+@dataclass(frozen=True)
+class Preview:
+    """One reader's message for an edition, and the papers their selection gave."""
+
+    prepared: Prepared
+    papers: tuple[DigestPaper, ...]
+    skipped: bool  # the send gives this reader nothing (empty_policy "skip"): this is the note
+
+
+@dataclass(frozen=True)
+class PlannedDigest:
+    """What one owed reader would get: their papers, best first (none: a note or nothing)."""
+
+    email: str
+    papers: tuple[DigestPaper, ...]
+
+
+def _edition_of(
+    day: date, *, session: Session, kind: EditionKind = EditionKind.DAILY
+) -> Edition:
+    """Return the day's edition of a kind as saved (unsaved before it is planned), detached."""
+    found = find_edition(day, session=session, kind=kind)
+    return Edition(id=found.id if found else None, listing_date=day, kind=kind)
+
+
+def _kind_for(subscriber: Subscriber) -> EditionKind:
+    """Return the kind of edition the scheduler sends a subscriber."""
+    weekly = subscriber.frequency == Frequency.WEEKLY
+    return EditionKind.WEEKLY if weekly else EditionKind.DAILY
+
+
+def build_preview(app: App, email: str, listing_date: date | None = None) -> Preview:
+    """Build the message one subscriber gets for the edition, without touching any state.
+
+    Their papers come from their edition's selection (a weekly reader's: the week up to the
+    date), as the send chooses them. NotFound for an address that is no subscriber.
+    """
     with app.sessions() as session:
+        day = require_listing(listing_date, session=session)
         sub = get_subscriber(email, session=session)
-        topic_ids = tuple(
-            session.scalars(
-                select(Subscription.topic_id).where(Subscription.subscriber_id == sub.id)
-            )
-        )
-    names = tuple(sorted(papers.topic_names[t] for t in topic_ids))
-    recipient = Recipient(sub.id, sub.email, sub.name, names, sub.link_key)
-    return recipient, topic_ids, sub.max_papers
+        reader = load_reader(sub, session=session)
+        edition = _edition_of(day, session=session, kind=_kind_for(sub))
+        person = (sub.id, sub.email, sub.name or "", sub.link_key)
+    selection = make_selection(app, edition, [reader.subscriber_id])
+    papers = selection.papers_for(reader)
+    recipient = Recipient(*person[:3], selection.topic_names(reader.topic_ids), person[3])
+    prepared = _one_off_preparer(app, selection, edition).build(0, 1, recipient, papers)
+    return Preview(prepared, papers, skipped=not papers and app.settings.empty_policy == "skip")
 
 
-def build_preview(app: App, email: str, listing_date: date | None = None) -> Prepared:
-    """Build the message one subscriber gets for the edition, without touching any state."""
-    with app.sessions() as session:
-        day = resolve_listing_date(listing_date, session=session)
-    edition = Edition(listing_date=day, kind="daily")
-    preparer = make_preparer(app, edition, "note")
-    recipient, topic_ids, max_papers = _recipient_for(app, email, preparer.papers)
-    papers = preparer.papers.for_topics(topic_ids, max_papers)
-    return preparer.build(0, 1, recipient, papers)
+def _one_off_preparer(app: App, selection: ReaderSelection, edition: Edition) -> MessagePreparer:
+    # "note": a reader the selection finds nothing for is shown the note, not an error.
+    info = EditionInfo(listing_date=edition.listing_date, kind=str(edition.kind))
+    return MessagePreparer(app.settings, make_renderer(app.settings), selection, info,
+                           empty_policy="note")  # fmt: skip
 
 
 def send_test_copy(
@@ -284,24 +332,66 @@ def send_test_copy(
 ) -> SendResult:
     """Send one copy of the edition to any address; the edition's state is untouched.
 
-    A subscriber's address gets their own digest; any other address gets the day's best papers.
-    An address the product cannot mail (see mailable_email) is refused, and a suppressed one
-    unless forced.
+    A subscriber's address gets their own digest, as the send chooses it; any other address
+    gets the day's best papers of every topic. An address the product cannot mail (see
+    mailable_email) is refused, and a suppressed one unless forced.
     """
     to = mailable_email(to)
     with app.sessions() as session:
         check_test_recipient(to, session=session, force=force)
-    with app.sessions() as session:
-        day = resolve_listing_date(listing_date, session=session)
-    preparer = make_preparer(app, Edition(listing_date=day, kind="daily"), "note")
     try:
-        recipient, topic_ids, max_papers = _recipient_for(app, to, preparer.papers)
-        papers = preparer.papers.for_topics(topic_ids, max_papers)
+        prepared = build_preview(app, to, listing_date).prepared
     except NotFound:
-        recipient = Recipient(subscriber_id=0, email=to, name="", topics=())
-        papers = preparer.papers.all_papers(app.settings.default_max_papers)
-    prepared = preparer.build(0, 1, recipient, papers)
+        prepared = _anyone_message(app, to, listing_date)
     result = send_one(app.settings.transport, prepared.message)
     if result.outcome != Outcome.SENT:
         raise TransportError(f"test copy to {to} not sent: {result.reply}")
     return result
+
+
+def _anyone_message(app: App, to: str, listing_date: date | None) -> Prepared:
+    """Build the digest of every topic's best papers for an address that is no subscriber."""
+    with app.sessions() as session:
+        edition = _edition_of(require_listing(listing_date, session=session), session=session)
+    selection = make_selection(app, edition, [])
+    topic_ids = tuple(sorted(selection.papers.topic_names))
+    papers = selection.papers_for(Reader(0, topic_ids, app.settings.default_max_papers))
+    recipient = Recipient(subscriber_id=0, email=to, name="", topics=())
+    return _one_off_preparer(app, selection, edition).build(0, 1, recipient, papers)
+
+
+def dry_run(app: App, listing_date: date | None = None) -> tuple[PlanStats, list[PlannedDigest]]:
+    """Plan as `plan` would and roll back; return the plan and what each owed reader gets.
+
+    Each reader's papers come from the selection the send runs; nothing is written.
+    """
+    with app.sessions() as session:
+        try:
+            day = require_listing(listing_date, session=session)
+            edition = get_or_create_edition(day, session=session)
+            stats = plan_edition(edition, session=session, empty_policy=app.settings.empty_policy)
+            owed = list(session.scalars(
+                select(Delivery.subscriber_id)
+                .where(Delivery.edition_id == edition.id, Delivery.status == DeliveryStatus.PENDING)
+                .order_by(Delivery.id)
+            ))  # fmt: skip
+            # Read while the planned rows are there: who had which of these papers already.
+            selection = _load_selection(app, edition, session=session)
+        finally:
+            session.rollback()
+    return stats, list(_planned_digests(app, selection, owed))
+
+
+def _planned_digests(
+    app: App, selection: ReaderSelection, subscriber_ids: list[int]
+) -> Iterator[PlannedDigest]:
+    size = app.settings.send_batch_size
+    for start in range(0, len(subscriber_ids), size):
+        chunk = subscriber_ids[start : start + size]
+        with app.engine.connect() as conn:
+            people = load_recipients(conn, chunk)
+        selection.have_votes_of(chunk)
+        for sid in chunk:
+            if sid in people:
+                email, _, max_papers, topic_ids, _ = people[sid]
+                yield PlannedDigest(email, selection.papers_for(Reader(sid, topic_ids, max_papers)))

@@ -148,7 +148,7 @@ def load_claimed(
     conn: Connection, claimed: Sequence[tuple[int, int, int]]
 ) -> tuple[list[ClaimedDelivery], list[int]]:
     """Join claimed rows to their subscribers; also return the ids of rows whose reader is gone."""
-    people = _load_recipients(conn, [c[1] for c in claimed])
+    people = load_recipients(conn, [c[1] for c in claimed])
     rows = [
         ClaimedDelivery(delivery_id, attempts, subscriber_id, *people[subscriber_id])
         for delivery_id, subscriber_id, attempts in claimed
@@ -158,7 +158,7 @@ def load_claimed(
     return rows, missing
 
 
-def _load_recipients(
+def load_recipients(
     conn: Connection, subscriber_ids: list[int]
 ) -> dict[int, tuple[str, str, int, tuple[int, ...], str]]:
     """Load (email, name, max papers, topic ids, link key) for each subscriber id."""

@@ -2,6 +2,7 @@
 
 Owns: `planning` (editions and set-based planning of deliveries), `selection` (which of
 the day's papers each reader gets, best first, shaped by their votes and rules, and why
-each is there). May import `core`, `matching`, `papers` and `content` (the paper cards it
-hands to rendering).
+each is there), `readers` (the one selection every digest, preview, test copy and dry run
+asks for a reader's papers, with what they already had). May import `core`, `matching`,
+`papers` and `content` (the paper cards it hands to rendering).
 """

@@ -6,15 +6,28 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import ColumnElement, case, exists, func, insert, literal, select, true
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    union,
+)
 from sqlalchemy.orm import Session
 
-from newsletter.core.errors import NotFound
+from newsletter.core.errors import NoListing, NotFound
 from newsletter.core.models import (
     Delivery,
     DeliveryStatus,
     Edition,
     EditionKind,
+    FeedbackVote,
     Paper,
     PaperTopic,
     Subscriber,
@@ -23,9 +36,14 @@ from newsletter.core.models import (
     Suppression,
     utcnow,
 )
+from newsletter.editions.selection import MIN_LIKES_FOR_DISCOVERY
+from newsletter.matching.profiles import PROFILE_DAYS
 from newsletter.papers.queries import latest_listing_date
 
-NO_MATCH_REASON = "no paper matched the subscriber's topics"
+NO_MATCH_REASON = (
+    "no paper matched the subscriber's topics, and no followed author, keyword or like "
+    "could bring one"
+)
 WEEK = 7
 _OWED = (DeliveryStatus.PENDING.value, DeliveryStatus.SENDING.value)
 EMPTY_POLICIES = ("skip", "note")
@@ -48,6 +66,19 @@ def resolve_listing_date(listing_date: date | None, *, session: Session) -> date
     if latest is None:
         raise NotFound("no papers in the database: import or fetch a listing first")
     return latest
+
+
+def require_listing(listing_date: date | None, *, session: Session) -> date:
+    """Return the date to make an edition of (default: the newest listing); NoListing when
+    the database holds no paper listed that day."""
+    day = resolve_listing_date(listing_date, session=session)
+    if session.scalar(select(Paper.id).where(Paper.listing_date == day).limit(1)) is None:
+        latest = latest_listing_date(session=session)
+        raise NoListing(
+            f"no papers listed on {day}: fetch or import that day's listing first "
+            f"(the newest is {latest})"
+        )
+    return day
 
 
 def get_or_create_edition(
@@ -81,6 +112,27 @@ def _matched_topic_ids(listing_date: date):
     )
 
 
+def _may_get_papers(listing_date: date, now: datetime) -> CompoundSelect:
+    """Subscribers a paper of the day matched, and those whose likes bring papers from
+    outside their topics (see selection.DISCOVERIES)."""
+    matched = select(Subscription.subscriber_id).where(
+        Subscription.topic_id.in_(_matched_topic_ids(listing_date))
+    )
+    likers = (
+        select(FeedbackVote.subscriber_id)
+        .where(FeedbackVote.vote > 0, FeedbackVote.updated_at >= now - timedelta(PROFILE_DAYS))
+        .group_by(FeedbackVote.subscriber_id)
+        .having(func.count() >= MIN_LIKES_FOR_DISCOVERY)
+    )
+    return union(matched, likers)
+
+
+def _has_own_rules() -> ColumnElement[bool]:
+    """A subscriber follows an author or set a keyword: either may bring a paper on any day."""
+    own = (Subscriber.follow_authors, Subscriber.personal_keywords)
+    return or_(*(func.coalesce(func.json_array_length(c), 0) > 0 for c in own))
+
+
 def plan_edition(
     edition: Edition,
     *,
@@ -91,20 +143,19 @@ def plan_edition(
 ) -> PlanStats:
     """Plan one delivery per confirmed, unsuppressed, not yet planned subscriber, in one go.
 
-    `only` narrows the subscribers further (e.g. those whose local delivery hour has come).
+    Under "skip", a subscriber the selection can find nothing for is planned as skipped:
+    no paper matched their topics, they follow no author, set no keyword and liked too few
+    papers for discoveries. Whether the others get a digest is the selection's to say when
+    it is composed (a muted word may leave nothing). `only` narrows the subscribers further
+    (e.g. those whose local delivery hour has come).
     """
     if empty_policy not in EMPTY_POLICIES:
         raise ValueError(f"empty_policy must be one of {EMPTY_POLICIES}")
     now = now or utcnow()
     # A join to the set of subscribers with a match, not a correlated EXISTS per subscriber:
     # with fresh statistics PostgreSQL ran the latter as a scan per row (quadratic).
-    matched = (
-        select(Subscription.subscriber_id)
-        .where(Subscription.topic_id.in_(_matched_topic_ids(edition.listing_date)))
-        .distinct()
-        .subquery("matched")
-    )
-    has_match = matched.c.subscriber_id.is_not(None)
+    matched = _may_get_papers(edition.listing_date, now).subquery("matched")
+    has_match = or_(matched.c.subscriber_id.is_not(None), _has_own_rules())
     skip = has_match if empty_policy == "skip" else literal(True)
     source = (
         select(
@@ -166,16 +217,24 @@ def edition_first_day(kind: EditionKind, listing_date: date) -> date:
     return listing_date
 
 
-def sent_paper_ids(edition: Edition, *, session: Session) -> dict[int, frozenset[int]]:
-    """Return, per subscriber owed this edition, the papers of its dates they already received.
+def sent_paper_ids(
+    edition: Edition, *, session: Session, subscriber_ids: list[int] | None = None
+) -> dict[int, frozenset[int]]:
+    """Return, per subscriber owed this edition (or per one of subscriber_ids), the papers of
+    its dates they already received in other editions.
 
     Only editions that may hold the same papers are read: a paper has one listing date, and an
-    edition covers dates up to its own.
+    edition covers dates up to its own. An edition not saved yet is owed to no one.
     """
     first = edition_first_day(edition.kind, edition.listing_date)
-    owed = select(Delivery.subscriber_id).where(
-        Delivery.edition_id == edition.id, Delivery.status.in_(_OWED)
-    )
+    if subscriber_ids is not None:
+        owed = subscriber_ids
+    elif edition.id is None:
+        return {}
+    else:
+        owed = select(Delivery.subscriber_id).where(
+            Delivery.edition_id == edition.id, Delivery.status.in_(_OWED)
+        )
     rows = session.execute(
         select(Delivery.subscriber_id, Delivery.paper_ids)
         .join(Edition, Edition.id == Delivery.edition_id)

@@ -238,12 +238,7 @@ class EditionPapers:
             (by_id[pid] for pid in found if pid in by_id and pid not in skip),
             key=lambda c: _rank(c, wanted),
         )
-        return [
-            dataclasses.replace(
-                self._digest_paper(c, wanted), reason=f"You follow {one_line(found[c.paper.id])}"
-            )
-            for c in chosen
-        ]
+        return [_followed_paper(self._digest_paper(c, wanted), found[c.paper.id]) for c in chosen]
 
     def _shown(self, cand: _Candidate, wanted: set[int], own: dict[_Candidate, str]) -> DigestPaper:
         paper = self._digest_paper(cand, wanted)
@@ -365,6 +360,14 @@ class _Similarities:
             found = self._seen[paper_id] = self._profile.similarities(vector)
         return found
 
+
+
+def _followed_paper(paper: DigestPaper, name: str) -> DigestPaper:
+    """Label a followed author's paper and name them first: a card shows the first few."""
+    others = tuple(a for a in paper.authors if a != name)
+    return dataclasses.replace(
+        paper, authors=(name, *others), reason=f"You follow {one_line(name)}"
+    )
 
 
 def _rank(cand: _Candidate, wanted: set[int]) -> tuple[int, float, str]:
