@@ -1,4 +1,4 @@
-"""Shared CLI plumbing: error mapping, the lazy App, JSON output, counted nouns."""
+"""Shared CLI plumbing: error mapping, the lazy App, JSON output."""
 
 from __future__ import annotations
 
@@ -95,11 +95,6 @@ def _json_default(value: Any) -> Any:
 def echo_json(data: Any) -> None:
     """Print data as indented JSON on stdout."""
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=_json_default))
-
-
-def plural(count: int, singular: str, plural_form: str | None = None) -> str:
-    """Return the count with its noun in the number it takes: "1 paper", "2 papers"."""
-    return f"{count} {singular if count == 1 else plural_form or singular + 's'}"
 
 
 def parse_date(value: str | None, *, param: str = "--date") -> date | None:

@@ -14,6 +14,7 @@ import click
 from newsletter.cli.common import echo_json, pass_app
 from newsletter.cli.common import parse_date as _parse_date
 from newsletter.core.app import App
+from newsletter.core.wording import plural
 from newsletter.matching import feedback
 from newsletter.papers.fetch import fetch_records, store_records
 from newsletter.papers.ingest import today_utc
@@ -152,9 +153,9 @@ def _report(summary: dict[str, Any], as_json: bool) -> None:
     if len(dates) > 3:
         when = f"{len(dates)} dates ({dates[0].isoformat()} to {dates[-1].isoformat()})"
     click.echo(
-        f"imported {summary['papers']} papers for {when}: {summary['new']} new, "
+        f"imported {plural(summary['papers'], 'paper')} for {when}: {summary['new']} new, "
         f"{summary['updated']} updated, {summary['unchanged']} unchanged; "
-        f"{summary['topic_matches']} topic matches"
+        f"{plural(summary['topic_matches'], 'topic match', 'topic matches')}"
     )
 
 
@@ -196,7 +197,7 @@ def list_(
     if not rows:
         click.echo(f"no papers for {listing_date}" if listing_date else "no papers yet")
         return
-    click.echo(f"{len(rows)} papers listed on {listing_date}:")
+    click.echo(f"{plural(len(rows), 'paper')} listed on {listing_date}:")
     for row in rows:
         click.echo(_line(row))
 

@@ -9,10 +9,11 @@ import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter.cli.common import echo_json, parse_date, pass_app, plural
+from newsletter.cli.common import echo_json, parse_date, pass_app
 from newsletter.core.app import App
 from newsletter.core.errors import InputError
 from newsletter.core.models import Paper, Topic
+from newsletter.core.wording import plural
 from newsletter.editions.selection import why_from_evidence
 from newsletter.matching.check import (
     CHECK_DAYS,

@@ -4,6 +4,6 @@ Owns: `App` (settings plus engine and sessions), the typed settings (one registr
 with its default, help and checks) and the secret key, the parse and masking of URLs that
 carry passwords, engine and migrations, the SQLAlchemy models, the typed errors, named
 leases (with process identity and the heartbeat that renews them), signed link tokens,
-arXiv's category taxonomy (`taxonomy`) and the location of shipped files. Imports nothing
-from the other packages.
+arXiv's category taxonomy (`taxonomy`), the location of shipped files and how counts read
+(`wording`: "1 paper", "2 papers"). Imports nothing from the other packages.
 """
