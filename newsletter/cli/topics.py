@@ -373,22 +373,20 @@ def _print_unmatched(found: Unmatched) -> None:
         f"{plural(found.days, 'day')} matched no topic ({share:.0%})"
     )
     if found.terms:
-        click.echo(
-            "terms that set many of them apart (a keyword to add with `topics edit SLUG "
-            '--keywords`, or a topic: `topics add SLUG --name NAME --keywords "TERM"`):'
-        )
+        click.echo("terms many of them share that the other papers rarely have:")
         for t in found.terms:
-            click.echo(
-                f"  {t.term}: in {plural(t.unmatched, 'unmatched paper')}, {t.listed} of all"
-            )
+            held = plural(t.unmatched, "unmatched paper")
+            click.echo(f"  {t.term}: in {held}, {t.listed} of all")
     if found.categories:
-        click.echo(
-            "categories they are listed in (`topics add SLUG --name NAME --categories CODE`):"
-        )
+        click.echo("categories many of them are listed in:")
         for c in found.categories:
-            click.echo(
-                f"  {c.category}: {plural(c.unmatched, 'unmatched paper')}, {c.listed} of all"
-            )
+            held = plural(c.unmatched, "unmatched paper")
+            click.echo(f"  {c.category}: {held}, {c.listed} of all")
+    if found.terms or found.categories:
+        click.echo(
+            "  (a term or category to add: `newsletter topics edit SLUG --keywords ...` or "
+            "`--categories ...`, which replace the lists, or a new topic: `topics add`)"
+        )
     if found.unmatched:
         click.echo("the papers, newest first, with the terms that set each apart:")
     for p in found.unmatched[:UNMATCHED_SHOWN]:
