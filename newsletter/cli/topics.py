@@ -10,20 +10,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.cli.common import echo_json, parse_date, pass_app
+from newsletter.cli.topic_check import check_json, print_check, print_unmatched
 from newsletter.core.app import App
 from newsletter.core.errors import InputError
 from newsletter.core.models import Paper, Topic
 from newsletter.core.wording import plural
-from newsletter.editions.selection import why_from_evidence
 from newsletter.matching.check import (
     CHECK_DAYS,
-    TopicCheck,
     check_topics,
     warnings_of,
 )
-from newsletter.matching.matched import MATCH_DAYS, MatchedPaper, matched_count
+from newsletter.matching.matched import MATCH_DAYS, matched_count
 from newsletter.matching.matches import match_papers
-from newsletter.matching.suggestions import Suggestion, Suggestions
 from newsletter.matching.topics import (
     TopicInfo,
     add_topic,
@@ -34,9 +32,7 @@ from newsletter.matching.topics import (
     list_topics,
     remove_topic,
 )
-from newsletter.matching.unmatched import Unmatched, unmatched_papers
-
-UNMATCHED_SHOWN = 50  # papers `topics check --unmatched` prints; --json lists them all
+from newsletter.matching.unmatched import unmatched_papers
 
 
 @click.group()
@@ -300,61 +296,14 @@ def check_command(
             papers=with_papers,
         )
     if as_json:
-        echo_json([_check_json(c) for c in checks])
+        echo_json([check_json(c) for c in checks])
         return
     if not checks:
         click.echo("no topics yet: add one with `newsletter topics add` or `topics import`")
     for check in checks:
-        _print_check(check)
+        print_check(check)
     if checks and checks[0].suggestions_note:  # the same for every topic: said once
         click.echo(checks[0].suggestions_note)
-
-
-def _check_json(check: TopicCheck) -> dict:
-    data = dataclasses.asdict(check)
-    if check.matched_papers is not None:
-        data["matched_papers"] = [_paper_json(p) for p in check.matched_papers]
-    else:
-        del data["matched_papers"]
-    return data
-
-
-def _paper_json(paper: MatchedPaper) -> dict:
-    """A matched paper with the line its card gives as why (None where the card says none)."""
-    return {**dataclasses.asdict(paper), "why": why_from_evidence(paper.evidence)}
-
-
-def _print_check(check: TopicCheck) -> None:
-    click.echo(
-        f"{check.slug}: {check.matched} of {plural(check.papers, 'paper')} of the last "
-        f"{plural(check.days, 'day')} ({check.share:.0%}){_votes(check.likes, check.dislikes)}"
-    )
-    if check.matched:
-        placed = ", ".join(f"{signal} {n}" for signal, n in check.placed_by.items())
-        click.echo(f"  placed by {placed}")
-    for k in check.keywords:
-        click.echo(
-            f"  {k.keyword}: {plural(k.papers, 'paper')} ({k.share:.0%})"
-            f"{_votes(k.likes, k.dislikes)}"
-        )
-    for x in check.exclude:
-        click.echo(f"  excluded {x.phrase!r}: in {plural(x.papers, 'paper')}")
-    for warning in warnings_of(check):
-        click.echo(f"  warning: {warning}")
-    if check.matched_papers:
-        _print_matched(check.matched_papers)
-    if check.suggestions is not None:
-        _print_suggestions(check.slug, check.suggestions)
-
-
-def _print_matched(papers: list[MatchedPaper]) -> None:
-    click.echo("  matched papers, newest first:")
-    for p in papers:
-        ref = p.arxiv_id or f"(paper {p.paper_id})"
-        click.echo(f"    {ref}  {p.listing_date}  {p.placed_by:<10}  {_short(p.title, 70)}")
-        why = why_from_evidence(p.evidence)
-        card = f'card says "{why}"; ' if why else ""
-        click.echo(f"      {card}evidence: {'; '.join(p.evidence) or 'none stored'}")
 
 
 def _check_unmatched(app: App, days: int, as_json: bool) -> None:
@@ -363,73 +312,7 @@ def _check_unmatched(app: App, days: int, as_json: bool) -> None:
     if as_json:
         echo_json(dataclasses.asdict(found))
         return
-    _print_unmatched(found)
-
-
-def _print_unmatched(found: Unmatched) -> None:
-    share = len(found.unmatched) / found.papers if found.papers else 0.0
-    click.echo(
-        f"{len(found.unmatched)} of {plural(found.papers, 'paper')} of the last "
-        f"{plural(found.days, 'day')} matched no topic ({share:.0%})"
-    )
-    if found.terms:
-        click.echo("terms many of them share that the other papers rarely have:")
-        for t in found.terms:
-            held = plural(t.unmatched, "unmatched paper")
-            click.echo(f"  {t.term}: in {held}, {t.listed} of all")
-    if found.categories:
-        click.echo("categories many of them are listed in:")
-        for c in found.categories:
-            held = plural(c.unmatched, "unmatched paper")
-            click.echo(f"  {c.category}: {held}, {c.listed} of all")
-    if found.terms or found.categories:
-        click.echo(
-            "  (a term or category to add: `newsletter topics edit SLUG --keywords ...` or "
-            "`--categories ...`, which replace the lists, or a new topic: `topics add`)"
-        )
-    if found.unmatched:
-        click.echo("the papers, newest first, with the terms that set each apart:")
-    for p in found.unmatched[:UNMATCHED_SHOWN]:
-        ref = p.arxiv_id or f"(paper {p.paper_id})"
-        click.echo(f"  {ref}  {p.listing_date}  {_short(p.title, 70)}")
-        click.echo(f"      {', '.join(p.terms) or '(no distinctive terms)'}")
-    hidden = len(found.unmatched) - UNMATCHED_SHOWN
-    if hidden > 0:
-        click.echo(f"  ... and {plural(hidden, 'more paper')}: --json lists them all")
-
-
-def _print_suggestions(slug: str, found: Suggestions) -> None:
-    if found.not_taken:
-        hint = _edit_hint(slug, "--examples", found.examples)
-        click.echo(f"  suggested examples, the closest papers it does not take: {hint}")
-        for s in found.not_taken:
-            click.echo(f"    {_paper_ref(s)}  standing {s.standing:.1f}  {_short(s.title)}")
-    if found.weakest:
-        hint = _edit_hint(slug, "--not-examples", found.not_examples)
-        click.echo(f"  suggested not-examples, the papers it takes by the weakest margin: {hint}")
-        for s in found.weakest:
-            click.echo(
-                f"    {_paper_ref(s)}  standing {s.standing:.1f}, chance {s.chance:.2f}  "
-                f"{_short(s.title)}"
-            )
-
-
-def _edit_hint(slug: str, option: str, current: list[str]) -> str:
-    """The command that adds papers to a list it replaces whole: the current ones first."""
-    return f"newsletter topics edit {slug} {option} {','.join([*current, 'ID,...'])}"
-
-
-def _paper_ref(s: Suggestion) -> str:
-    return s.arxiv_id or f"(paper {s.paper_id}, no arXiv id)"
-
-
-def _short(title: str, width: int = 80) -> str:
-    title = " ".join(title.split())
-    return title if len(title) <= width else title[: width - 1].rstrip() + "…"
-
-
-def _votes(likes: int, dislikes: int) -> str:
-    return f"; readers voted {likes} more, {dislikes} less" if likes or dislikes else ""
+    print_unmatched(found)
 
 
 @topics.command("list")
