@@ -135,10 +135,10 @@ def unmatched_ids(*, session: Session, days: int = MATCH_DAYS) -> list[int]:
     start = window_start(session=session, days=days)
     if start is None:
         return []
-    taken = select(PaperTopic.paper_id)
+    taken = select(PaperTopic.paper_id).where(PaperTopic.paper_id == Paper.id).exists()
     query = (
         select(Paper.id)
-        .where(Paper.listing_date >= start, Paper.id.not_in(taken))
+        .where(Paper.listing_date >= start, ~taken)  # an anti-join, on either database
         .order_by(Paper.listing_date.desc(), Paper.id.desc())
     )
     return list(session.scalars(query))
