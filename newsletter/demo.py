@@ -12,6 +12,7 @@ from sqlalchemy import select
 from newsletter.core.app import App
 from newsletter.core.models import Subscriber, SubscriberStatus, Subscription, Topic, utcnow
 from newsletter.core.resources import shipped_dir
+from newsletter.core.wording import plural
 from newsletter.delivery.service import SendReport, build_preview, send
 from newsletter.matching.topics import import_topics
 from newsletter.papers.fetch import store_records
@@ -57,10 +58,9 @@ def run_demo(
         topics = import_topics(seeds / SEED_TOPICS, session=session)
         _add_demo_subscribers(session)
     stored = store_records(app, records, day)
-    echo(
-        f"imported {stored.papers} papers of a real Hugging Face listing for {day}; "
-        f"{stored.topic_matches} topic matches"
-    )
+    matches = plural(stored.topic_matches, "topic match", "topic matches")
+    papers = plural(stored.papers, "paper")
+    echo(f"imported {papers} of a real Hugging Face listing for {day}; {matches}")
     report = DemoReport(day, stored.papers, len(topics.slugs), stored.topic_matches)
     report.send = send(app, day)
     report.digests = _digests(app, day)

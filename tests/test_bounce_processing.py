@@ -108,7 +108,7 @@ def test_a_second_run_only_reports_what_is_still_kept(app, deliveries, run, tmp_
     run("bounces", "process", str(tmp_path / "box"))
     again = run("bounces", "process", str(tmp_path / "box"))
     assert again.exit_code == 0
-    assert "2 messages" not in again.stdout and "1 messages" in again.stdout
+    assert "2 messages" not in again.stdout and "1 message:" in again.stdout
     assert "0 suppressed" in again.stdout and "1 kept" in again.stdout
     assert "kept " in again.stderr
 
@@ -497,7 +497,7 @@ def test_health_command_prints_rates(app, deliveries, run):
         f.paper(s, "A language model")
     result = run("bounces", "health", "--date", f.DAY.isoformat())
     assert result.exit_code == 0, result.output
-    assert "11 sent, 1 hard bounces (9.09%)" in result.stdout
+    assert "11 sent, 1 hard bounce (9.09%)" in result.stdout
     assert "warning: hard bounce rate 9.09% is above 2%" in result.stderr
     assert run("bounces", "health", "--date", "2026-01-01").exit_code == 2
 

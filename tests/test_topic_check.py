@@ -92,7 +92,7 @@ def test_check_bad_input_exits_2_and_changes_nothing(run, app: App) -> None:
 def test_add_prints_the_same_warnings(run) -> None:
     _import_seeds(run)
     result = _add(run, "fm", "pre-training, zebrafish")
-    assert "added topic fm: 0 papers match" in result.output
+    assert "added topic fm: it matches 0 papers of the last 30 days" in result.output
     warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 3
     assert "'pre-training' is in" in warnings[0] and "'zebrafish'" in warnings[1]
@@ -268,15 +268,15 @@ def test_edit_changes_only_what_it_is_given_and_rematches(run, app, tmp_path) ->
     assert len(_matched_titles(run, "sun")) == 3
     result = run("topics", "edit", "sun", "--exclude", "accretion disc corona")
     assert result.exit_code == 0, result.output
-    assert result.stdout == "updated topic sun: 2 papers match\n"
+    assert result.stdout == "updated topic sun: it matches 2 papers of the last 30 days\n"
     assert "The accretion disc corona of a Seyfert nucleus" not in _matched_titles(run, "sun")
     [listed] = json.loads(run("topics", "list", "--json").stdout)
     assert (listed["name"], listed["keywords"]) == ("Sun", ["corona"])  # kept
     assert listed["exclude"] == ["accretion disc corona"]
     again = run("topics", "edit", "sun", "--exclude", "accretion disc corona")
-    assert again.stdout == "topic sun unchanged: 2 papers match\n"
+    assert again.stdout == "topic sun unchanged: it matches 2 papers of the last 30 days\n"
     cleared = run("topics", "edit", "sun", "--exclude", "")
-    assert cleared.stdout == "updated topic sun: 3 papers match\n"
+    assert cleared.stdout == "updated topic sun: it matches 3 papers of the last 30 days\n"
 
 
 def test_edit_refuses_bad_input_in_one_line_and_changes_nothing(run, app, tmp_path) -> None:

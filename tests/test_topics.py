@@ -220,7 +220,7 @@ def test_cli_match_rematches_by_date(run) -> None:
     assert other_day.exit_code == 0 and "matched 0 papers" in other_day.output
     result = run("topics", "match", "--date", "2026-11-27")
     assert result.exit_code == 0
-    assert "matched 50 papers against 1 topics" in result.output
+    assert "matched 50 papers against 1 topic: " in result.output
 
 
 # Papers of three fields; none of the condensed matter ones names "cuprate".
@@ -327,7 +327,7 @@ def test_changing_examples_rematches_and_clearing_them_is_a_change(run, tmp_path
     same = run("topics", "edit", "chains", "--keywords", "Heisenberg chain")
     assert same.stdout.startswith("topic chains unchanged")
     edited = run("topics", "edit", "chains", "--examples", "2507.02345")
-    assert edited.stdout == "updated topic chains: 1 papers match\n"
+    assert edited.stdout == "updated topic chains: it matches 1 paper of the last 30 days\n"
     assert _listed(run)["chains"]["examples"] == ["2507.02345"]
     cleared = run("topics", "edit", "chains", "--examples", "")
     assert cleared.stdout.startswith("updated topic chains")
@@ -391,7 +391,7 @@ def test_a_whole_category_topic_takes_its_papers_whatever_their_words(run, tmp_p
     assert _listed(run)["supercon"]["whole_categories"] is True
     assert "(every paper of cond-mat.supr-con)" in run("topics", "list").output
     dropped = run("topics", "edit", "supercon", "--no-whole-categories")
-    assert dropped.stdout == "updated topic supercon: 1 papers match\n"
+    assert dropped.stdout == "updated topic supercon: it matches 1 paper of the last 30 days\n"
 
 
 def test_an_archive_takes_every_subject_class_and_alias_in_it(run, tmp_path) -> None:

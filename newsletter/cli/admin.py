@@ -11,6 +11,7 @@ from newsletter.core import db
 from newsletter.core.app import App
 from newsletter.core.config import SETTINGS_BY_NAME, Setting, describe_settings, toml_value
 from newsletter.core.settings_reference import settings_reference
+from newsletter.core.wording import plural
 from newsletter.demo import run_demo
 
 
@@ -115,7 +116,7 @@ def demo(app: App, day: str | None) -> None:
     report = run_demo(app, day=parse_date(day), echo=click.echo)
     summary = report.send.summary if report.send else None
     for email, titles in report.digests.items():
-        click.echo(f"\n{email} ({len(titles)} {'paper' if len(titles) == 1 else 'papers'})")
+        click.echo(f"\n{email} ({plural(len(titles), 'paper')})")
         for title in titles:
             click.echo(f"  - {shorten(title, 90)}")
     click.echo("")

@@ -15,6 +15,7 @@ from newsletter.bounces.process import BounceRun, format_reasons
 from newsletter.cli.common import echo_json, parse_date, pass_app
 from newsletter.core.app import App
 from newsletter.core.errors import InputError, NotFound
+from newsletter.core.wording import plural
 from newsletter.editions.planning import find_edition, resolve_listing_date
 
 
@@ -85,7 +86,7 @@ def _print_run(run: BounceRun) -> None:
     counts = ", ".join(
         f"{data[k]} {k.replace('_', ' ')}" for k in (*bounce_processing.ACTIONS, "kept")
     )
-    click.echo(f"{run.source}: {data['messages']} messages: {counts}")
+    click.echo(f"{run.source}: {plural(data['messages'], 'message')}: {counts}")
     for address in run.suppressed:
         click.echo(f"  suppressed {address}")
     for address in run.addresses(bounce_processing.MAIL_UNSUBSCRIBED):
@@ -114,8 +115,9 @@ def health(app: App, day: str | None, as_json: bool) -> None:
         return
     click.echo(
         f"edition {data['edition_id']}: {data['attempted']} sent, "
-        f"{data['hard_bounces']} hard bounces ({data['hard_bounce_rate']:.2%}), "
-        f"{data['soft_bounces']} soft, {data['blocked']} blocked, {data['complaints']} complaints "
+        f"{plural(data['hard_bounces'], 'hard bounce')} ({data['hard_bounce_rate']:.2%}), "
+        f"{data['soft_bounces']} soft, {data['blocked']} blocked, "
+        f"{plural(data['complaints'], 'complaint')} "
         f"({data['complaint_rate']:.2%})"
     )
     if data["by_reason"]:

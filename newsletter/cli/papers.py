@@ -15,6 +15,7 @@ from newsletter.cli.common import echo_json, pass_app
 from newsletter.cli.common import parse_date as _parse_date
 from newsletter.core.app import App
 from newsletter.core.latex import readable
+from newsletter.core.wording import plural
 from newsletter.matching import feedback
 from newsletter.papers.fetch import fetch_records, store_records
 from newsletter.papers.ingest import today_utc
@@ -153,9 +154,9 @@ def _report(summary: dict[str, Any], as_json: bool) -> None:
     if len(dates) > 3:
         when = f"{len(dates)} dates ({dates[0].isoformat()} to {dates[-1].isoformat()})"
     click.echo(
-        f"imported {summary['papers']} papers for {when}: {summary['new']} new, "
+        f"imported {plural(summary['papers'], 'paper')} for {when}: {summary['new']} new, "
         f"{summary['updated']} updated, {summary['unchanged']} unchanged; "
-        f"{summary['topic_matches']} topic matches"
+        f"{plural(summary['topic_matches'], 'topic match', 'topic matches')}"
     )
 
 
@@ -202,8 +203,7 @@ def list_(
         return
     upvoted = any(row["upvotes"] is not None for row in rows)
     order = "most upvoted first" if upvoted else "in the order listed"
-    noun = "paper" if len(rows) == 1 else "papers"
-    click.echo(f"{len(rows)} {noun} listed on {listing_date}, {order}:")
+    click.echo(f"{plural(len(rows), 'paper')} listed on {listing_date}, {order}:")
     for row in rows:
         click.echo(_line(row, upvoted=upvoted))
 

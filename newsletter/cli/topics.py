@@ -10,16 +10,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.cli.common import echo_json, parse_date, pass_app
+from newsletter.cli.topic_check import check_json, print_check, print_unmatched
 from newsletter.core.app import App
+from newsletter.core.errors import InputError
 from newsletter.core.models import Paper, Topic
+from newsletter.core.wording import plural
 from newsletter.matching.check import (
     CHECK_DAYS,
-    TopicCheck,
     check_topics,
     warnings_of,
 )
+from newsletter.matching.matched import MATCH_DAYS, matched_count
 from newsletter.matching.matches import match_papers
-from newsletter.matching.suggestions import Suggestion, Suggestions
 from newsletter.matching.topics import (
     TopicInfo,
     add_topic,
@@ -30,6 +32,7 @@ from newsletter.matching.topics import (
     list_topics,
     remove_topic,
 )
+from newsletter.matching.unmatched import unmatched_papers
 
 
 @click.group()
@@ -108,17 +111,25 @@ def add_command(
             not_examples=not_examples,
             whole_categories=whole_categories,
             threshold=app.settings.match_threshold,
+            neighbours=app.settings.match_neighbours,
         )
         matched, warnings = _fit(app, session, topic)
-    click.echo(f"added topic {slug}: {matched} papers match")
+    click.echo(f"added topic {slug}: {_matches(matched, MATCH_DAYS)}")
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
 
 
 def _fit(app: App, session: Session, topic: Topic) -> tuple[int, list[str]]:
-    """Return how many papers a topic matches and what `topics check` warns about it."""
-    [check] = check_topics(session=session, slug=topic.slug, threshold=app.settings.match_threshold)
-    return len(topic.papers), warnings_of(check)
+    """Return how many papers a topic matches, as `topics check` counts them, and what it
+    warns about."""
+    [check] = check_topics(
+        session=session, slug=topic.slug, days=MATCH_DAYS, threshold=app.settings.match_threshold
+    )
+    return check.matched, warnings_of(check)
+
+
+def _matches(matched: int, days: int) -> str:
+    return f"it matches {plural(matched, 'paper')} of the last {plural(days, 'day')}"
 
 
 @topics.command("edit")
@@ -172,12 +183,14 @@ def edit_command(
             not_examples=not_examples,
             whole_categories=whole_categories,
             threshold=app.settings.match_threshold,
+            neighbours=app.settings.match_neighbours,
         )
         if not changed:
-            click.echo(f"topic {slug} unchanged: {len(topic.papers)} papers match")
+            matched = matched_count(topic.id, session=session, days=MATCH_DAYS)
+            click.echo(f"topic {slug} unchanged: {_matches(matched, MATCH_DAYS)}")
             return
         matched, warnings = _fit(app, session, topic)
-    click.echo(f"updated topic {slug}: {matched} papers match")
+    click.echo(f"updated topic {slug}: {_matches(matched, MATCH_DAYS)}")
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
 
@@ -207,13 +220,19 @@ def import_command(app: App, file: str, as_json: bool) -> None:
       newsletter topics import seeds/topics.toml
     """
     with app.transaction() as session:
-        stats = import_topics(file, session=session, threshold=app.settings.match_threshold)
+        stats = import_topics(
+            file,
+            session=session,
+            threshold=app.settings.match_threshold,
+            neighbours=app.settings.match_neighbours,
+        )
     if as_json:
         echo_json(dataclasses.asdict(stats))
         return
     click.echo(
         f"{stats.created} created, {stats.updated} updated, {stats.unchanged} unchanged; "
-        f"{stats.matches} paper matches"
+        f"{plural(stats.matches, 'match', 'matches')} of the changed topics among the papers "
+        f"of the last {plural(stats.days, 'day')}"
     )
 
 
@@ -223,27 +242,47 @@ def import_command(app: App, file: str, as_json: bool) -> None:
     "--days", type=click.IntRange(min=1), default=CHECK_DAYS, show_default=True,
     help="Check against the papers of this many listing days back from the newest.",
 )  # fmt: skip
+@click.option("--papers", "with_papers", is_flag=True, help="List each matched paper with why.")
+@click.option(
+    "--unmatched", is_flag=True,
+    help="List the papers no topic matched, with the terms and categories that set them apart.",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
-def check_command(app: App, slug: str | None, days: int, as_json: bool) -> None:
+def check_command(
+    app: App, slug: str | None, days: int, with_papers: bool, unmatched: bool, as_json: bool
+) -> None:
     """Show how many recent papers each topic and keyword matches; warn about weak ones.
 
-    A topic's matched papers are those stored for it (what `topics list` counts and the
-    digests send), counted by the signal that placed each: keywords, category, meaning or
-    neighbours. A keyword in most papers places none of them; one in no paper is likely
-    misspelt; a topic that matches nothing leaves its subscribers without a digest. The
-    "more/less like this" votes of a topic's subscribers on the papers it placed are counted
-    for the topic and for each keyword found in them: a keyword most of whose voted papers
-    were marked "less like this" is flagged. Where topics are matched by meaning, each topic
-    also suggests examples: the recent papers closest to it that it does not take (add the
-    right ones with `topics edit SLUG --examples`), and those it takes by the weakest margin
-    (set the wrong ones aside with `--not-examples`).
+    A topic's matched papers are those stored for it among the papers of the last --days
+    listing days: what `topics list` counts and the digests send, counted by the signal
+    that placed each: keywords, category, meaning or neighbours. With --papers each of them
+    is listed, newest first, with that signal, the line its card says why with, and the
+    evidence. With --unmatched, the papers no topic matched are listed instead, each with
+    the terms that set it apart from the other papers, after the terms and arXiv categories
+    many of them share: the keyword, category or topic to add.
+
+    A keyword in most papers places none of them; one in no paper is likely misspelt; a
+    topic that matches nothing leaves its subscribers without a digest. The "more/less like
+    this" votes of a topic's subscribers on the papers it placed are counted for the topic
+    and for each keyword found in them: a keyword most of whose voted papers were marked
+    "less like this" is flagged. Where topics are matched by meaning, each topic also
+    suggests examples: the recent papers closest to it that it does not take (add the right
+    ones with `topics edit SLUG --examples`), and those it takes by the weakest margin (set
+    the wrong ones aside with `--not-examples`).
 
     \b
     Examples:
       newsletter topics check
       newsletter topics check llm --days 7 --json
+      newsletter topics check llm --papers
+      newsletter topics check --unmatched --days 7
     """
+    if unmatched:
+        if slug is not None or with_papers:
+            raise InputError("--unmatched lists the papers of no topic: give no SLUG or --papers")
+        _check_unmatched(app, days, as_json)
+        return
     with app.reading() as session:  # the sentence model runs here: no write lock is held
         if slug is not None:
             get_topic(slug, session=session)  # an unknown slug is one line and exit 2
@@ -254,82 +293,48 @@ def check_command(app: App, slug: str | None, days: int, as_json: bool) -> None:
             threshold=app.settings.match_threshold,
             suggest=True,
             neighbours=app.settings.match_neighbours,
+            papers=with_papers,
         )
     if as_json:
-        echo_json([dataclasses.asdict(c) for c in checks])
+        echo_json([check_json(c) for c in checks])
         return
     if not checks:
         click.echo("no topics yet: add one with `newsletter topics add` or `topics import`")
     for check in checks:
-        _print_check(check)
+        print_check(check)
     if checks and checks[0].suggestions_note:  # the same for every topic: said once
         click.echo(checks[0].suggestions_note)
 
 
-def _print_check(check: TopicCheck) -> None:
-    click.echo(
-        f"{check.slug}: {check.matched} of {check.papers} papers of the last {check.days} days "
-        f"({check.share:.0%}){_votes(check.likes, check.dislikes)}"
-    )
-    if check.matched:
-        placed = ", ".join(f"{signal} {n}" for signal, n in check.placed_by.items())
-        click.echo(f"  placed by {placed}")
-    for k in check.keywords:
-        click.echo(f"  {k.keyword}: {k.papers} papers ({k.share:.0%}){_votes(k.likes, k.dislikes)}")
-    for x in check.exclude:
-        click.echo(f"  excluded {x.phrase!r}: in {x.papers} papers")
-    for warning in warnings_of(check):
-        click.echo(f"  warning: {warning}")
-    if check.suggestions is not None:
-        _print_suggestions(check.slug, check.suggestions)
-
-
-def _print_suggestions(slug: str, found: Suggestions) -> None:
-    if found.not_taken:
-        hint = _edit_hint(slug, "--examples", found.examples)
-        click.echo(f"  suggested examples, the closest papers it does not take: {hint}")
-        for s in found.not_taken:
-            click.echo(f"    {_paper_ref(s)}  standing {s.standing:.1f}  {_short(s.title)}")
-    if found.weakest:
-        hint = _edit_hint(slug, "--not-examples", found.not_examples)
-        click.echo(f"  suggested not-examples, the papers it takes by the weakest margin: {hint}")
-        for s in found.weakest:
-            click.echo(
-                f"    {_paper_ref(s)}  standing {s.standing:.1f}, chance {s.chance:.2f}  "
-                f"{_short(s.title)}"
-            )
-
-
-def _edit_hint(slug: str, option: str, current: list[str]) -> str:
-    """The command that adds papers to a list it replaces whole: the current ones first."""
-    return f"newsletter topics edit {slug} {option} {','.join([*current, 'ID,...'])}"
-
-
-def _paper_ref(s: Suggestion) -> str:
-    return s.arxiv_id or f"(paper {s.paper_id}, no arXiv id)"
-
-
-def _short(title: str, width: int = 80) -> str:
-    title = " ".join(title.split())
-    return title if len(title) <= width else title[: width - 1].rstrip() + "…"
-
-
-def _votes(likes: int, dislikes: int) -> str:
-    return f"; readers voted {likes} more, {dislikes} less" if likes or dislikes else ""
+def _check_unmatched(app: App, days: int, as_json: bool) -> None:
+    with app.reading() as session:
+        found = unmatched_papers(session=session, days=days)
+    if as_json:
+        echo_json(dataclasses.asdict(found))
+        return
+    print_unmatched(found)
 
 
 @topics.command("list")
+@click.option(
+    "--days", type=click.IntRange(min=1), default=MATCH_DAYS, show_default=True,
+    help="Count the matched papers of this many listing days back from the newest.",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
-def list_command(app: App, as_json: bool) -> None:
+def list_command(app: App, days: int, as_json: bool) -> None:
     """List topics with their subscriber and matched-paper counts.
 
+    A topic's papers are those it matched among the last --days listing days, as `topics
+    check` counts them (`topics check SLUG --papers` lists them).
+
     \b
-    Example:
-      newsletter topics list --json
+    Examples:
+      newsletter topics list
+      newsletter topics list --days 7 --json
     """
-    with app.transaction() as session:
-        infos = list_topics(session=session)
+    with app.reading() as session:
+        infos = list_topics(session=session, days=days)
     if as_json:
         echo_json([dataclasses.asdict(i) for i in infos])
         return
@@ -337,11 +342,15 @@ def list_command(app: App, as_json: bool) -> None:
         click.echo("no topics yet: add one with `newsletter topics add` or `topics import`")
         return
     width = max(len(i.slug) for i in infos)
-    for i in infos:
+    subscribers = [plural(i.subscribers, "subscriber") for i in infos]
+    papers = [plural(i.papers, "paper") for i in infos]
+    wide = max(map(len, subscribers)), max(map(len, papers))
+    for i, readers, matched in zip(infos, subscribers, papers, strict=True):
         click.echo(
-            f"{i.slug:<{width}}  {i.subscribers:>4} subscribers  {i.papers:>5} papers  {i.name}"
+            f"{i.slug:<{width}}  {readers:<{wide[0]}}  {matched:<{wide[1]}}  {i.name}"
             + _definition_note(i)
         )
+    click.echo(f"papers: matched among the listings of the last {plural(days, 'day')}")
 
 
 def _definition_note(info: TopicInfo) -> str:
@@ -350,7 +359,7 @@ def _definition_note(info: TopicInfo) -> str:
     if info.whole_categories:
         notes.append("every paper of " + ", ".join(info.categories))
     if info.examples or info.not_examples:
-        notes.append(f"{len(info.examples)} examples, {len(info.not_examples)} not")
+        notes.append(f"{plural(len(info.examples), 'example')}, {len(info.not_examples)} not")
     return f"  ({'; '.join(notes)})" if notes else ""
 
 
@@ -368,11 +377,11 @@ def remove_command(app: App, slug: str, yes: bool) -> None:
     with app.transaction() as session:
         subscribers = count_subscribers(slug, session=session)
     if not yes:
-        lose = f" {subscribers} subscribers will lose it." if subscribers else ""
+        lose = f" {plural(subscribers, 'subscriber')} will lose it." if subscribers else ""
         click.confirm(f"Remove topic {slug}?{lose}", abort=True, err=True)
     with app.transaction() as session:
         subscribers = remove_topic(slug, session=session)
-    click.echo(f"removed topic {slug}; {subscribers} subscribers lost it")
+    click.echo(f"removed topic {slug}; {plural(subscribers, 'subscriber')} lost it")
 
 
 @topics.command("match")
@@ -398,10 +407,11 @@ def match_command(app: App, day: str | None) -> None:
                 paper_ids=None if listing is None else ids,
                 threshold=app.settings.match_threshold,
                 progress=bar.update,
+                neighbours=app.settings.match_neighbours,
             )
     click.echo(
-        f"matched {stats.papers} papers against {stats.topics} topics: "
-        f"{stats.matches} matches (replacing {stats.removed})"
+        f"matched {plural(stats.papers, 'paper')} against {plural(stats.topics, 'topic')}: "
+        f"{plural(stats.matches, 'match', 'matches')} (replacing {stats.removed})"
     )
 
 

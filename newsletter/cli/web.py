@@ -10,6 +10,7 @@ from newsletter.audience import signup as service
 from newsletter.cli.common import echo_json, pass_app
 from newsletter.core.app import App
 from newsletter.core.errors import TransportError
+from newsletter.core.wording import plural
 from newsletter.delivery import mail_queue
 
 DEFAULT_THREADS = 8
@@ -88,7 +89,9 @@ def purge_pending(app: App, days: int | None, as_json: bool) -> None:
     if as_json:
         echo_json({"deleted": deleted, "older_than_days": days})
     else:
-        click.echo(f"Deleted {deleted} unconfirmed subscriber(s) older than {days} day(s).")
+        click.echo(
+            f"Deleted {plural(deleted, 'unconfirmed subscriber')} older than {plural(days, 'day')}."
+        )
 
 
 @click.command("send-mail")
@@ -116,12 +119,12 @@ def send_mail(app: App, as_json: bool) -> None:
                    "last_error": drained.last_error})  # fmt: skip
     else:
         click.echo(
-            f"sent {drained.sent} email(s), {drained.unsent} no longer needed; "
+            f"sent {plural(drained.sent, 'email')}, {drained.unsent} no longer needed; "
             f"{left['waiting']} waiting, {left['failed']} given up"
         )
     if drained.retrying or drained.failed:
         raise TransportError(
-            f"{drained.retrying + drained.failed} email(s) not sent: {drained.last_error}"
+            f"{plural(drained.retrying + drained.failed, 'email')} not sent: {drained.last_error}"
         )
 
 

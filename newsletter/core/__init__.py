@@ -6,7 +6,7 @@ itself (`identity`: its name, List-Id, subject line), paper identifiers (`identi
 DOIs, arXiv's DOIs) and the secret key, the parse and masking of URLs that carry passwords,
 engine and migrations, the SQLAlchemy models, the typed errors, named
 leases (with process identity and the heartbeat that renews them), signed link tokens,
-arXiv's category taxonomy (`taxonomy`), papers' LaTeX shown as text (`latex`) and the
-location of shipped files. Imports nothing
+arXiv's category taxonomy (`taxonomy`), papers' LaTeX shown as text (`latex`), the location
+of shipped files and how counts read (`wording`: "1 paper", "2 papers"). Imports nothing
 from the other packages.
 """

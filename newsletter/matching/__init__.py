@@ -7,7 +7,9 @@ frequencies), `embeddings` (the sentence model and stored vectors), `meaning` (t
 prototypes and papers' standings among recent papers), `neighbours` (a paper's nearest
 papers), `combine` (every signal into one decision, with the fitted weights), `matches`
 (scoring stored papers against the recent listings, storing the matches and the vectors),
-`check` (how topics and keywords fit recent papers, and which signal placed their matches),
+`matched` (the one definition of a topic's matched papers and their count over the window of
+days), `check` (how topics and keywords fit recent papers, and which signal placed their
+matches), `unmatched` (the recent papers no topic took, with the terms that set them apart),
 `suggestions` (papers to teach a topic with: close ones it leaves out, weak ones it takes),
 `topics` (topic definitions and their admin), `examples_store` (a topic's example papers:
 identifiers checked against the store and resolved to paper ids), and readers' signals:

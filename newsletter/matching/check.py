@@ -25,18 +25,22 @@ from sqlalchemy.orm import Session
 
 from newsletter.core.models import FeedbackVote, Paper, PaperTopic, Subscription, Topic
 from newsletter.matching.combine import PLACERS, placed_by
-from newsletter.matching.matches import (
-    compile_topic,
-    recent_paper_rows,
-    recent_window,
-    row_text,
+from newsletter.matching.matched import (
+    MATCH_DAYS,
+    MatchedPaper,
+    listed_count,
+    matched_counts,
+    matched_papers,
+    stored_matches,
+    window_start,
 )
+from newsletter.matching.matches import compile_topic, recent_paper_rows, row_text
 from newsletter.matching.scoring import PaperText, TopicIndex, TopicMatcher, compile_keyword
 from newsletter.matching.specificity import WARN_COMMON_SHARE
 from newsletter.matching.suggestions import Suggestions, suggest_examples
 from newsletter.matching.text import WORD, stem
 
-CHECK_DAYS = 30
+CHECK_DAYS = MATCH_DAYS
 QUIET_DAYS = 7  # `newsletter status` flags topics that matched nothing in this many days
 MIN_PAPERS_FOR_NONE = 20  # below this, a keyword found nowhere proves little
 BROAD_TOPIC_SHARE = 0.5  # a topic matching this share of the listing is hardly a filter
@@ -91,6 +95,7 @@ class TopicCheck:
     placed_by: dict[str, int] = field(default_factory=dict)
     suggestions: Suggestions | None = None  # papers to teach it with, when asked for
     suggestions_note: str | None = None  # ... or why there are none
+    matched_papers: list[MatchedPaper] | None = None  # each with why, when asked for
 
 
 def check_topics(
@@ -101,53 +106,44 @@ def check_topics(
     threshold: float = 1.0,
     suggest: bool = False,
     neighbours: bool = True,
+    papers: bool = False,
 ) -> list[TopicCheck]:
     """Measure each topic (or the one named) against the papers of the last `days` days.
 
-    With `suggest`, each check also names papers to teach the topic with, judged by meaning
-    where `neighbours` (the instance's match_neighbours) lets matching read it: this runs the
-    sentence model, so call it outside a write transaction.
+    Its matched papers are those `matched` counts for the same window. With `papers`, each
+    check also lists them with the signal that placed each. With `suggest`, it also names
+    papers to teach the topic with, judged by meaning where `neighbours` (the instance's
+    match_neighbours) lets matching read it: this runs the sentence model, so call it outside
+    a write transaction.
     """
     query = select(Topic).order_by(Topic.slug)
     if slug is not None:
         query = query.where(Topic.slug == slug)
     topics = list(session.scalars(query))
-    papers = {row[0]: row_text(row) for row in recent_paper_rows(session=session, days=days)}
-    start = recent_window(session=session, days=days)
-    placed = _stored_matches(start, [t.id for t in topics], session=session)
+    # The words are read in at most the window's newest papers; the counts are over all.
+    texts = {row[0]: row_text(row) for row in recent_paper_rows(session=session, days=days)}
+    listed = listed_count(session=session, days=days)
+    start = window_start(session=session, days=days)
+    placed = stored_matches([t.id for t in topics], session=session, days=days)
     checks = []
     for topic in topics:
         votes = [
-            (papers[paper_id], vote)
+            (texts[paper_id], vote)
             for paper_id, vote in (topic_votes(topic.id, start, session=session) if start else ())
-            if paper_id in papers  # the window keeps at most its newest papers
+            if paper_id in texts
         ]
-        matched = [p for paper_id, p in placed[topic.id] if paper_id in papers]
-        checks.append(
-            check_topic(
-                topic, list(papers.values()), matched, days=days, threshold=threshold, votes=votes
-            )
-        )
+        matched = [(score, evidence) for _, score, evidence in placed[topic.id]]
+        check = check_topic(
+            topic, list(texts.values()), matched, days=days, threshold=threshold, votes=votes,
+            listed=listed,
+        )  # fmt: skip
+        if papers:
+            found = matched_papers(topic, session=session, days=days, threshold=threshold)
+            check = replace(check, matched_papers=found)
+        checks.append(check)
     if suggest and topics:
         checks = _with_suggestions(checks, topics, session, days, threshold, neighbours)
     return checks
-
-
-def _stored_matches(
-    start: date | None, topic_ids: list[int], *, session: Session
-) -> dict[int, list[tuple[int, Placed]]]:
-    """Return, per topic, (paper id, (score, evidence)) of its matches listed since `start`."""
-    found: dict[int, list[tuple[int, Placed]]] = {tid: [] for tid in topic_ids}
-    if start is None or not topic_ids:
-        return found
-    query = (
-        select(PaperTopic.topic_id, PaperTopic.paper_id, PaperTopic.score, PaperTopic.evidence)
-        .join(Paper, Paper.id == PaperTopic.paper_id)
-        .where(Paper.listing_date >= start, PaperTopic.topic_id.in_(topic_ids))
-    )
-    for tid, pid, score, evidence in session.execute(query):
-        found[tid].append((pid, (score, evidence or [])))
-    return found
 
 
 def _with_suggestions(
@@ -199,9 +195,13 @@ def check_topic(
     days: int = CHECK_DAYS,
     threshold: float = 1.0,
     votes: Sequence[Vote] = (),
+    listed: int | None = None,
 ) -> TopicCheck:
     """Measure one topic against a list of recent papers, its stored matches among them and
-    its readers' votes on them."""
+    its readers' votes on them.
+
+    `listed` is how many papers the window holds, when `papers` are only its newest.
+    """
     index = TopicIndex([compile_topic(topic)])
     mentions = [index.mentions(paper) for paper in papers]
     found = Counter(key for keys in mentions for key in keys)
@@ -210,6 +210,7 @@ def check_topic(
         placed_by(score, evidence, threshold, whole_categories=whole) for score, evidence in matched
     )
     total = len(papers)
+    listed = total if listed is None else listed
     voted = [(index.mentions(paper).keys(), vote) for paper, vote in votes]
     contexts = _phrase_counts(mentions)
     disliked = _phrase_counts(
@@ -231,11 +232,11 @@ def check_topic(
         slug=topic.slug,
         name=topic.name,
         days=days,
-        papers=total,
+        papers=listed,
         matched=len(matched),
-        share=_share(len(matched), total),
+        share=_share(len(matched), listed),
         keywords=keywords,
-        warnings=_topic_warnings(topic.slug, len(matched), total, days, whole=whole)
+        warnings=_topic_warnings(topic.slug, len(matched), listed, days, whole=whole)
         + _readers_warnings(topic.slug, likes, dislikes),
         likes=likes,
         dislikes=dislikes,
@@ -349,16 +350,12 @@ def warnings_of(check: TopicCheck) -> list[str]:
 
 def quiet_topics(*, session: Session, days: int = QUIET_DAYS) -> list[str]:
     """Return the slugs of topics that matched no paper in the last `days` days of listings."""
-    start = recent_window(session=session, days=days)
-    if start is None:
+    if window_start(session=session, days=days) is None:
         return []
-    matched = (
-        select(PaperTopic.topic_id)
-        .join(Paper, Paper.id == PaperTopic.paper_id)
-        .where(Paper.listing_date >= start)
-    )
-    query = select(Topic.slug).where(Topic.id.not_in(matched)).order_by(Topic.slug)
-    return list(session.scalars(query))
+    counts = matched_counts(session=session, days=days)
+    quiet = [tid for tid, n in counts.items() if n == 0]
+    query = select(Topic.slug).where(Topic.id.in_(quiet)).order_by(Topic.slug)
+    return list(session.scalars(query)) if quiet else []
 
 
 def disliked_topics(*, session: Session, days: int = CHECK_DAYS) -> list[dict[str, Any]]:
@@ -367,7 +364,7 @@ def disliked_topics(*, session: Session, days: int = CHECK_DAYS) -> list[dict[st
     Counted as `topics check` counts them (votes of a topic's subscribers on the papers it
     placed, listed in the last `days` days of listings), in one query for all topics.
     """
-    start = recent_window(session=session, days=days)
+    start = window_start(session=session, days=days)
     if start is None:
         return []
     less = case((FeedbackVote.vote < 0, 1), else_=0)

@@ -16,7 +16,8 @@ from newsletter.core.errors import InputError, NotFound, quoted
 from newsletter.core.models import PaperTopic, Subscription, Topic, xml_safe
 from newsletter.core.taxonomy import canonical_code, closest_code
 from newsletter.matching.examples_store import check_examples, normalise_paper_refs
-from newsletter.matching.matches import MatchStats, match_papers
+from newsletter.matching.matched import MATCH_DAYS, matched_counts
+from newsletter.matching.matches import match_papers
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 MAX_NAME = 200
@@ -46,13 +47,15 @@ class ImportStats:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
-    matches: int = 0
+    matches: int = 0  # the changed topics' matches among the papers of the last `days` days
     slugs: tuple[str, ...] = field(default_factory=tuple)
+    days: int = MATCH_DAYS
 
 
 @dataclass(frozen=True)
 class TopicInfo:
-    """A topic with how many subscribers chose it and how many papers it matched."""
+    """A topic with how many subscribers chose it and how many papers of the last `days`
+    days of listings it matched (`papers`, as `matched` counts them)."""
 
     slug: str
     name: str
@@ -65,6 +68,7 @@ class TopicInfo:
     examples: list[str] = field(default_factory=list)
     not_examples: list[str] = field(default_factory=list)
     whole_categories: bool = False
+    days: int = MATCH_DAYS
 
 
 def split_list(value: str | Iterable[str] | None, separator: str = ",") -> list[str]:
@@ -235,8 +239,10 @@ def add_topic(
     not_examples: str | Iterable[str] = (),
     whole_categories: bool = False,
     threshold: float = 1.0,
+    neighbours: bool = True,
 ) -> Topic:
-    """Create a topic and match it against the papers already stored.
+    """Create a topic and match it against the papers already stored, as ingest would
+    (`threshold` and `neighbours`: the instance's match settings).
 
     Each example and not-example must name a stored paper (InputError otherwise).
     """
@@ -258,7 +264,7 @@ def add_topic(
     _apply(topic, spec)
     session.add(topic)
     session.flush()
-    match_papers(session=session, topic_ids=[topic.id], threshold=threshold)
+    match_papers(session=session, topic_ids=[topic.id], threshold=threshold, neighbours=neighbours)
     return topic
 
 
@@ -275,6 +281,7 @@ def edit_topic(
     not_examples: str | Iterable[str] | None = None,
     whole_categories: bool | None = None,
     threshold: float = 1.0,
+    neighbours: bool = True,
 ) -> tuple[Topic, bool]:
     """Change the parts given of a topic; rematch its papers if anything changed.
 
@@ -300,12 +307,14 @@ def edit_topic(
     _check_papers(spec, session)
     _apply(topic, spec)
     session.flush()
-    match_papers(session=session, topic_ids=[topic.id], threshold=threshold)
+    match_papers(session=session, topic_ids=[topic.id], threshold=threshold, neighbours=neighbours)
     session.expire(topic, ["papers"])  # matched again outside the ORM
     return topic, True
 
 
-def import_topics(path: str | Path, *, session: Session, threshold: float = 1.0) -> ImportStats:
+def import_topics(
+    path: str | Path, *, session: Session, threshold: float = 1.0, neighbours: bool = True
+) -> ImportStats:
     """Create or update the topics of a TOML file by slug, then match the changed ones."""
     path = Path(path)
     try:
@@ -336,12 +345,13 @@ def import_topics(path: str | Path, *, session: Session, threshold: float = 1.0)
         _apply(topic, spec)
         changed.append(topic)
     session.flush()
-    stats = MatchStats(papers=0, topics=0, matches=0)
+    matches = 0
     if changed:
         ids = [t.id for t in changed]
-        stats = match_papers(session=session, topic_ids=ids, threshold=threshold)
+        match_papers(session=session, topic_ids=ids, threshold=threshold, neighbours=neighbours)
+        matches = sum(matched_counts(session=session, topic_ids=ids).values())
     slugs = tuple(s.slug for s in specs)
-    return ImportStats(created, updated, unchanged, stats.matches, slugs)
+    return ImportStats(created, updated, unchanged, matches, slugs)
 
 
 def _same(topic: Topic, spec: TopicSpec) -> bool:
@@ -372,10 +382,11 @@ def _apply(topic: Topic, spec: TopicSpec) -> None:
     topic.whole_categories = spec.whole_categories
 
 
-def list_topics(*, session: Session) -> list[TopicInfo]:
-    """Return every topic with its subscriber and matched-paper counts, by slug."""
+def list_topics(*, session: Session, days: int = MATCH_DAYS) -> list[TopicInfo]:
+    """Return every topic with its subscriber count and how many papers of the last `days`
+    days of listings it matched, by slug."""
     subs = _counts(session, Subscription.topic_id)
-    papers = _counts(session, PaperTopic.topic_id)
+    papers = matched_counts(session=session, days=days)
     return [
         TopicInfo(
             slug=t.slug,
@@ -389,6 +400,7 @@ def list_topics(*, session: Session) -> list[TopicInfo]:
             examples=list(t.examples or []),
             not_examples=list(t.not_examples or []),
             whole_categories=bool(t.whole_categories),
+            days=days,
         )
         for t in session.scalars(select(Topic).order_by(Topic.slug))
     ]

@@ -15,6 +15,7 @@ from newsletter.core.app import App
 from newsletter.core.errors import ConfigError, InputError, NewsletterError, NoListing
 from newsletter.core.leases import acquire_lease
 from newsletter.core.models import Lease
+from newsletter.core.wording import plural
 from newsletter.matching.embeddings import (
     EmbeddingsUnavailable,
     Encoder,
@@ -229,7 +230,8 @@ def _attempt(
         )
         outcome = FetchOutcome(source, day, "failed", str(exc), retry_at)
     else:
-        detail = f"{report.papers} papers ({report.new} new), {report.topic_matches} topic matches"
+        matches = plural(report.topic_matches, "topic match", "topic matches")
+        detail = f"{plural(report.papers, 'paper')} ({report.new} new), {matches}"
         log.info("fetch %s %s: %s", source, day, detail)
         outcome = FetchOutcome(source, day, "stored", detail)
     with app.transaction() as session:
