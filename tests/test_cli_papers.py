@@ -223,7 +223,7 @@ def test_fetch_server_failure_is_exit_1(run, tmp_path):
     assert "expected application/json, got text/html" in result.stderr
 
 
-@pytest.mark.parametrize("command", ["import", "fetch", "list", "show"])
+@pytest.mark.parametrize("command", ["import", "fetch", "list", "show", "sources"])
 def test_help_has_an_example(run, command):
     result = run("papers", command, "--help")
     assert result.exit_code == 0
