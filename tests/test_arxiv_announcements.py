@@ -112,3 +112,26 @@ def test_the_feed_url_takes_every_archive_and_category_of_the_taxonomy():
     assert url == "https://rss.arxiv.org/rss/astro-ph+econ.EM+eess.SP+hep-th"
     with pytest.raises(InputError, match="give at least one arXiv category"):
         announcement_url("https://rss.arxiv.org", [])
+
+
+@pytest.mark.parametrize(
+    ("config", "reply", "message"),
+    [
+        ("", Reply.file(FIXTURES / "arxiv_api_2026.xml"), "/rss/astro-ph: expected an RSS"),
+        ("source_max_bytes = 2048\n", Reply.file(FEED, content_type=RSS), "larger than 2,048"),
+        ("", Reply(body=b"<html>busy</html>", content_type="text/html"), "got text/html"),
+    ],
+    ids=["not-a-listing", "too-big", "error-page"],
+)
+def test_a_bad_answer_is_one_line_naming_the_feed_and_stores_nothing(
+    run, app, tmp_path, config, reply, message
+):
+    (tmp_path / "newsletter.toml").write_text("http_retries = 1\n" + config)
+    before = dump_database(app.engine)
+    with FeedServer() as server:
+        server.add("/rss/astro-ph", reply)
+        result = fetch(run, server, "--category", "astro-ph", "--date", DAY)
+    assert result.exit_code == 1
+    [line] = result.stderr.splitlines()
+    assert message in line and server.url in line, line
+    assert dump_database(app.engine) == before

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.core.config import SETTINGS_BY_NAME, Settings
+from newsletter.core.db import insert_or_ignore
 from newsletter.core.models import SourceFetch
 from newsletter.papers.sources import Source
 from newsletter.papers.sources.registry import SOURCES, check_source_names
@@ -39,10 +40,10 @@ class Attempt:
 
 def record_attempt(attempt: Attempt, *, session: Session) -> None:
     """Record the attempt as the source's last; a stored or failed one also as the last such."""
-    row = session.get(SourceFetch, attempt.source, populate_existing=True)
-    if row is None:
-        row = SourceFetch(source=attempt.source)
-        session.add(row)
+    # Two first fetches of a source at once both insert: the later one updates instead.
+    first = {"attempted_at": attempt.at, "day": attempt.day, "status": attempt.status}
+    session.execute(insert_or_ignore(session, SourceFetch).values(source=attempt.source, **first))
+    row = session.get_one(SourceFetch, attempt.source, populate_existing=True)
     row.attempted_at, row.day, row.status = attempt.at, attempt.day, attempt.status
     if attempt.status == STORED:
         row.stored_at, row.stored_day = attempt.at, attempt.day
