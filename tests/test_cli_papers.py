@@ -195,7 +195,7 @@ def test_fetch_weekend_is_one_line_exit_1(run, app, settings):
     assert dump(settings) == before
 
 
-def test_fetch_arxiv_with_settings_from_the_config_file(run, tmp_path):
+def test_fetch_arxiv_api_with_settings_from_the_config_file(run, tmp_path):
     # run() works in tmp_path, where the CLI finds newsletter.toml.
     (tmp_path / "newsletter.toml").write_text("arxiv_request_interval = 0\nhttp_backoff = 0.01\n")
     with FeedServer() as server:
@@ -205,7 +205,7 @@ def test_fetch_arxiv_with_settings_from_the_config_file(run, tmp_path):
             Reply.file(FIXTURES / "arxiv_api_legacy.xml", content_type="application/atom+xml"),
         )
         result = run(
-            "papers", "fetch", "--source", "arxiv", "--category", "cs.RO",
+            "papers", "fetch", "--source", "arxiv-api", "--category", "cs.RO",
             "--url", server.url, "--date", "2025-10-16", "--json",
         )  # fmt: skip
         query = server.requests[-1].param("search_query")
@@ -223,7 +223,7 @@ def test_fetch_server_failure_is_exit_1(run, tmp_path):
     assert "expected application/json, got text/html" in result.stderr
 
 
-@pytest.mark.parametrize("command", ["import", "fetch", "list", "show"])
+@pytest.mark.parametrize("command", ["import", "fetch", "list", "show", "sources"])
 def test_help_has_an_example(run, command):
     result = run("papers", command, "--help")
     assert result.exit_code == 0

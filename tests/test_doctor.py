@@ -189,7 +189,7 @@ def test_the_cli_prints_one_line_per_check_and_exits_1_on_a_failure(app, run, zo
     result = run("doctor", "--dns-server", server, "--timeout", "2")
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
-    assert len(lines) == 12
+    assert len(lines) == 13
     assert all(line.split()[0] in ("ok", "warn", "fail", "skip") for line in lines)
     assert any(line.startswith("fail") and "base url" in line for line in lines)
     as_json = run("doctor", "--dns-server", server, "--timeout", "2", "--json")

@@ -12,6 +12,7 @@ from tests.factories import dump_database
 from tests.feed_server import FeedServer, Reply
 
 HF = "/api/daily_papers"
+PATHS = {"hf": HF, "arxiv-api": "/api/query", "arxiv": "/rss/cs.CL"}
 GOOD = Reply.file(FIXTURES / "hf_daily_papers_5.json")
 BOMB = (
     b'<?xml version="1.0"?>\n<!DOCTYPE feed [<!ENTITY a "aaaaaaaaaa">'
@@ -27,11 +28,11 @@ def fetch(run, tmp_path):
     )
 
     def go(source: str, *replies: Reply):
-        path = HF if source == "hf" else "/api/query"
         with FeedServer() as server:
-            server.add(path, *replies)
+            server.add(PATHS[source], *replies)
+            category = [] if source == "hf" else ["--category", "cs.CL"]  # hf takes none
             result = run("papers", "fetch", "--source", source, "--url", server.url,
-                         "--date", "2026-07-31", "--category", "cs.CL")  # fmt: skip
+                         "--date", "2026-07-31", *category)  # fmt: skip
             return result, len(server.requests)
 
     return go
@@ -42,7 +43,8 @@ def fetch(run, tmp_path):
     [
         ("hf", Reply(body=GOOD.body[: len(GOOD.body) // 2]), "truncated or invalid JSON"),
         ("hf", Reply(body=b"<html>sorry</html>", content_type="text/html"), "got text/html"),
-        ("arxiv", Reply(body=BOMB, content_type="application/atom+xml"), "entities"),
+        ("arxiv-api", Reply(body=BOMB, content_type="application/atom+xml"), "entities"),
+        ("arxiv", Reply(body=BOMB, content_type="application/rss+xml"), "entities"),
         ("hf", Reply(body=b"[" * 50_000 + b"]" * 50_000), "nested too deeply"),
         ("hf", Reply(status=500, headers={"Retry-After": "0"}), "HTTP 500"),
         ("hf", Reply(status=429, headers={"Retry-After": "3600"}), "retry after 3600"),
@@ -91,7 +93,9 @@ def test_counts_of_thousands_of_digits_in_a_feed_are_left_out(fetch, app):
     arxiv_body = arxiv_body.replace(">214881<", ">" + "9" * 5000 + "<")
 
     hf, _ = fetch("hf", Reply(body=hf_body.encode()))
-    arxiv, _ = fetch("arxiv", Reply(body=arxiv_body.encode(), content_type="application/atom+xml"))
+    arxiv, _ = fetch(
+        "arxiv-api", Reply(body=arxiv_body.encode(), content_type="application/atom+xml")
+    )
 
     assert hf.exit_code == 0 and "imported 5 papers" in hf.stdout, hf.output
     assert arxiv.exit_code == 0 and "imported" in arxiv.stdout, arxiv.output

@@ -1,4 +1,4 @@
-"""`newsletter papers` commands: import files, fetch a day's listing, list and show papers."""
+"""`newsletter papers`: import files, fetch a day's listing, list papers, show one, sources."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import dataclasses
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import click
@@ -14,15 +14,19 @@ import click
 from newsletter.cli.common import echo_json, pass_app
 from newsletter.cli.common import parse_date as _parse_date
 from newsletter.core.app import App
+from newsletter.core.config import toml_value
+from newsletter.core.errors import InputError
 from newsletter.core.latex import readable
 from newsletter.core.wording import plural
 from newsletter.matching import feedback
 from newsletter.papers.fetch import fetch_records, store_records
+from newsletter.papers.fetch_log import describe_sources
 from newsletter.papers.ingest import today_utc
 from newsletter.papers.queries import find_paper, latest_listing_date, list_papers, paper_as_dict
 from newsletter.papers.sources import PaperRecord
 from newsletter.papers.sources.arxiv import DEFAULT_CATEGORIES
 from newsletter.papers.sources.files import FORMATS, read_paper_file
+from newsletter.papers.sources.registry import SOURCES, get_source, source_names
 
 PROGRESS_MIN_FILES = 5  # fewer files parse in well under a second
 
@@ -79,42 +83,62 @@ def _read_files(files: Sequence[str], fmt: str, listing_date: date | None) -> li
     return records
 
 
+def _sources_help() -> str:
+    return "; ".join(f"{s.name}: {s.label}" for s in SOURCES)
+
+
 @papers.command("fetch")
-@click.option("--source", type=click.Choice(["hf", "arxiv"]), default="hf", show_default=True)
+@click.option(
+    "--source",
+    metavar="NAME",
+    help=f"Where from (default: the first of scheduler_sources). {_sources_help()}.",
+)
 @click.option("--date", "day", metavar="YYYY-MM-DD", help="Listing date (default: today UTC).")
 @click.option(
     "--category",
     "categories",
     multiple=True,
     metavar="CAT",
-    help=f"arXiv category, repeatable (default: {' '.join(DEFAULT_CATEGORIES)}).",
+    help="arXiv category or archive, repeatable (default: scheduler_arxiv_categories, else "
+    f"{' '.join(DEFAULT_CATEGORIES)}).",
 )
 @click.option("--url", "base_url", help="Base URL of the source (default: from settings).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_app
 def fetch(
     app: App,
-    source: str,
+    source: str | None,
     day: str | None,
     categories: Sequence[str],
     base_url: str | None,
     as_json: bool,
 ) -> None:
-    """Fetch a day's listing from Hugging Face or arXiv, store it and match it to topics.
+    """Fetch a day's listing from a source, store it and match it to topics.
 
-    A day without a listing (weekends, holidays) prints one line and exits 1.
+    A day without a listing (weekends, holidays) prints one line and exits 1. arXiv's
+    announcement feed (`arxiv`) holds only the latest day: for past days use `arxiv-api`.
 
     \b
     Examples:
       newsletter papers fetch --source hf --date 2026-11-27
-      newsletter papers fetch --source arxiv --category cs.LG --category cs.CL
+      newsletter papers fetch --source arxiv --category astro-ph --category cond-mat.supr-con
+      newsletter papers fetch --source arxiv-api --category math.NT --date 2026-11-20
     """
     listing_date = _parse_date(day) or today_utc()
+    name = source or _default_source(app)
     with _PageProgress() as progress:
         records = fetch_records(
-            app, source, listing_date, categories=categories, base_url=base_url, on_page=progress
+            app, name, listing_date, categories=categories, base_url=base_url, on_page=progress
         )
-    _report(_store(app, records, listing_date), as_json)
+    summary = store_records(app, records, listing_date, source=get_source(name).name)
+    _report(dataclasses.asdict(summary), as_json)
+
+
+def _default_source(app: App) -> str:
+    configured = app.settings.scheduler_sources
+    if not configured:
+        raise InputError(f"give --source: one of {', '.join(source_names())}")
+    return configured[0]
 
 
 class _PageProgress:
@@ -257,6 +281,55 @@ def show(app: App, ref: str, as_json: bool) -> None:
         )
     click.echo("")
     click.echo(textwrap.fill(readable(row["abstract"]), width=88))
+
+
+@papers.command("sources")
+@click.option("--json", "as_json", is_flag=True, help="Print the sources as JSON.")
+@pass_app
+def sources(app: App, as_json: bool) -> None:
+    """List the sources: what each offers, the settings it reads, and its last fetch.
+
+    The ones the scheduler fetches (scheduler_sources) come first. Each shows its last
+    fetch (when, which day, what came of it), the last that stored a listing (papers, new)
+    and its last error. An unknown name in scheduler_sources is an error (exit 2).
+
+    \b
+    Examples:
+      newsletter papers sources
+      newsletter papers sources --json
+    """
+    with app.reading() as session:
+        rows = describe_sources(app.settings, session=session)
+    if as_json:
+        echo_json(rows)
+        return
+    for row in rows:
+        click.echo("\n".join(_source_lines(row)))
+
+
+def _source_lines(row: dict[str, Any]) -> list[str]:
+    scheduled = " (scheduled)" if row["scheduled"] else ""
+    lines = [f"{row['name']}{scheduled}: {row['label']}"]
+    if row["offers"]:
+        lines.append(f"  offers: {', '.join(row['offers'])}")
+    for name, value in row["settings"].items():
+        lines.append(f"  {name} = {toml_value(value)}")
+    last, stored, error = row["last_fetch"], row["last_stored"], row["last_error"]
+    if last is None:
+        return [*lines, "  never fetched"]
+    lines.append(f"  last fetch: {_when(last['at'])}, listing of {last['day']}: {last['status']}")
+    if stored is not None:
+        lines.append(
+            f"  last stored: {_when(stored['at'])}, listing of {stored['day']}: "
+            f"{stored['papers']} papers ({stored['new']} new)"
+        )
+    if error is not None:
+        lines.append(f"  last error: {_when(error['at'])}: {error['error']}")
+    return lines
+
+
+def _when(moment: datetime) -> str:
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
 
 def register(group: click.Group) -> None:

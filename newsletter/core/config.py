@@ -40,6 +40,7 @@ _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
 _DOMAIN = re.compile(rf"{_LABEL}(\.{_LABEL})*")
 _ADDRESS = re.compile(r"[^@\s\x00-\x1f\x7f?&<>\"]+@[^@\s\x00-\x1f\x7f?&<>\"]+")
 _LOCAL_PART = re.compile(r"[A-Za-z0-9._-]+")
+_SOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")  # a fetch marker holds one in 64
 
 
 @dataclass(frozen=True)
@@ -234,6 +235,13 @@ def _arxiv_categories(value: tuple[str, ...]) -> str:
     return ""
 
 
+def _source_names(value: tuple[str, ...]) -> str:
+    for item in value:
+        if not _SOURCE_NAME.fullmatch(item):
+            return f"must be source names such as hf or arxiv, not {item!r}"
+    return ""
+
+
 def _one_line(value: str) -> str:
     # Names end up in headers (List-Id, Subject): a control character there splits a field.
     if any(unicodedata.category(ch)[0] == "C" for ch in value):
@@ -319,6 +327,9 @@ class Settings:
     )  # fmt: skip
     hf_url: str = setting("https://huggingface.co", "Hugging Face address the listing comes from")
     arxiv_api_url: str = setting("https://export.arxiv.org", "arXiv API address")
+    arxiv_rss_url: str = setting(
+        "https://rss.arxiv.org", "address of arXiv's announcement feeds (/rss/CATEGORIES)"
+    )
     http_timeout: float = setting(20.0, "seconds to wait for a source's answer", above=0)
     http_retries: int = setting(3, "tries of one source request before a fetch fails", at_least=1)
     http_backoff: float = setting(
@@ -426,9 +437,12 @@ class Settings:
     scheduler_fetch_cron: str = setting(
         DEFAULT_FETCH_CRON, "when the sources are fetched (cron line, UTC)", check=_cron_line
     )
+    # Which names are sources is the papers registry's to say: core cannot import it, so it
+    # checks the spelling here, and the names where they are used (scheduler, doctor).
     scheduler_sources: tuple[str, ...] = setting(
-        ("hf",), "sources the scheduler fetches", choices=("hf", "arxiv")
-    )
+        ("hf",), "sources the scheduler fetches (`newsletter papers sources` lists them)",
+        check=_source_names,
+    )  # fmt: skip
     scheduler_arxiv_categories: tuple[str, ...] = setting(
         (), "arXiv categories or archives (all their subject classes) the scheduler fetches",
         check=_arxiv_categories,

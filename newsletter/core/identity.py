@@ -60,11 +60,6 @@ def _quoted(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def ranks_by_upvotes(settings: Settings) -> bool:
-    """Say whether the instance's sources count upvotes, so digests lead with the most upvoted."""
-    return "hf" in settings.scheduler_sources
-
-
 def check_subject(template: str) -> str:
     """Return what is wrong with a `subject` setting, or "" (for the settings registry)."""
     try:

@@ -470,6 +470,23 @@ class Lease(Base):
     acquired_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class SourceFetch(Base):
+    """A source's last fetch, the last one that stored its listing, and its last failure."""
+
+    __tablename__ = "source_fetches"
+
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    attempted_at: Mapped[datetime] = mapped_column()
+    day: Mapped[date] = mapped_column(Date)  # the listing asked for
+    status: Mapped[str] = mapped_column(String(16))  # "stored", "no listing" or "failed"
+    stored_at: Mapped[datetime | None] = mapped_column()
+    stored_day: Mapped[date | None] = mapped_column(Date)
+    papers: Mapped[int | None] = mapped_column(Integer)  # in the stored listing
+    new_papers: Mapped[int | None] = mapped_column(Integer)
+    failed_at: Mapped[datetime | None] = mapped_column()
+    error: Mapped[str | None] = mapped_column(Text)  # the last failure's one line
+
+
 class RateLimit(Base):
     """A fixed-window counter shared by every web process (per IP, per address)."""
 
@@ -512,6 +529,7 @@ __all__ = [
     "QueuedMail",
     "Lease",
     "RateLimit",
+    "SourceFetch",
     "Delivery",
     "DeliveryStatus",
     "Edition",

@@ -79,7 +79,8 @@ REFERENCE_TEXT: dict[str, str] = {
         'matching); `false`: keywords and categories alone'
     ),
     "hf_url": 'where the Hugging Face daily listing is fetched',
-    "arxiv_api_url": 'where the arXiv API is queried',
+    "arxiv_api_url": 'where the arXiv API is queried (the `arxiv-api` source)',
+    "arxiv_rss_url": "where arXiv's daily announcement feeds are read (the `arxiv` source)",
     "http_retries": 'tries of one source request before the fetch fails',
     "http_backoff": 'seconds before retrying a source request, doubling each time',
     "source_max_bytes": (
@@ -150,8 +151,14 @@ REFERENCE_TEXT: dict[str, str] = {
         '`X-Forwarded-*` is ignored'
     ),
     "scheduler_fetch_cron": 'when the sources are fetched (a cron line, UTC)',
-    "scheduler_sources": 'the sources fetched: `"hf"`, `"arxiv"`',
-    "scheduler_arxiv_categories": 'the arXiv categories fetched',
+    "scheduler_sources": (
+        'the sources fetched, by name: `newsletter papers sources` lists them and their last '
+        'fetch (docs/sources.md); an unknown name stops the scheduler and `doctor` fails it'
+    ),
+    "scheduler_arxiv_categories": (
+        'the arXiv categories and archives fetched, by `papers fetch` too when it is given '
+        'no `--category`'
+    ),
     "scheduler_staleness_hours": (
         'a digest this many hours late is recorded as skipped instead of sent'
     ),

@@ -25,9 +25,11 @@ from newsletter.content.headers import parse_from
 from newsletter.core import db, identity
 from newsletter.core.app import App
 from newsletter.core.config import Settings
+from newsletter.core.errors import ConfigError
 from newsletter.core.secret_key import SECRET_KEY_FILE, exposed_to_others
 from newsletter.delivery.transports import SmtpTransport, make_transport
 from newsletter.matching.matches import matching_mode
+from newsletter.papers.sources.registry import configured_sources
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 SPF_LOOKUP_LIMIT = 10  # RFC 7208 section 4.6.4
@@ -89,6 +91,7 @@ def run_checks(app: App, resolver: Resolver, *, timeout: float = 10.0) -> list[C
         lambda: check_list_id(settings),
         lambda: check_schema(app),
         lambda: check_matching(settings),
+        lambda: check_sources(settings),
         lambda: check_base_url(settings, timeout),
         lambda: check_spf(settings, resolver),
         lambda: check_dkim(settings, resolver),
@@ -158,6 +161,17 @@ def check_matching(settings: Settings) -> Check:
     if by_meaning:
         return Check("matching", OK, how)
     return Check("matching", WARN, how, "topics outside their keywords' words are missed")
+
+
+def check_sources(settings: Settings) -> Check:
+    """Say which sources the scheduler fetches, or which configured name is no source."""
+    try:
+        sources = configured_sources(settings)
+    except ConfigError as exc:
+        return Check("sources", FAIL, str(exc), "`newsletter papers sources` lists the names")
+    if not sources:
+        return Check("sources", WARN, "scheduler_sources is empty: nothing is fetched")
+    return Check("sources", OK, "scheduled: " + ", ".join(s.name for s in sources))
 
 
 def check_schema(app: App) -> Check:

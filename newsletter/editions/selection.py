@@ -16,6 +16,7 @@ from newsletter.content.rendering import DigestPaper, one_line
 from newsletter.core.models import Paper, PaperTopic, Topic
 from newsletter.matching.personal import ReaderRules
 from newsletter.matching.profiles import ReaderProfile, ReaderSignals
+from newsletter.papers.sources.registry import has_discussion_pages
 
 DEFAULT_HF_URL = "https://huggingface.co"
 # A reader's votes: how far they move a paper, when one drops out, when others join.
@@ -327,7 +328,7 @@ class EditionPapers:
     def _discussion_url(self, paper: _PaperRow) -> str | None:
         # Upvotes and summaries come only from Hugging Face: such a paper has a page there,
         # whichever source listed it first.
-        on_hf = paper.source == "hf" or paper.upvotes is not None
+        on_hf = has_discussion_pages(paper.source) or paper.upvotes is not None
         return self._hf_papers + paper.arxiv_id if on_hf and paper.arxiv_id else None
 
 

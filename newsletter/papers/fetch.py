@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from newsletter.core.app import App
 from newsletter.core.errors import ConfigError, InputError, NewsletterError, NoListing
 from newsletter.core.leases import acquire_lease
-from newsletter.core.models import Lease
+from newsletter.core.models import Lease, utcnow
 from newsletter.core.wording import plural
 from newsletter.matching.embeddings import (
     EmbeddingsUnavailable,
@@ -24,15 +24,14 @@ from newsletter.matching.embeddings import (
     paper_text,
 )
 from newsletter.matching.matches import embed_papers, match_papers, topic_texts
+from newsletter.papers.fetch_log import FAILED, NO_LISTING, STORED, Attempt, record_attempt
 from newsletter.papers.ingest import capped_record, ingest_records
-from newsletter.papers.sources import PaperRecord
-from newsletter.papers.sources.arxiv import DEFAULT_CATEGORIES, fetch_arxiv
-from newsletter.papers.sources.hf import fetch_hf
+from newsletter.papers.sources import FetchOptions, PaperRecord
 from newsletter.papers.sources.http import RetryPolicy, make_source_client
+from newsletter.papers.sources.registry import SOURCES, get_source
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("hf", "arxiv")
 MARKER_KEEP = timedelta(days=7)  # how long a fetched day stays marked done
 PageProgress = Callable[..., None]
 
@@ -61,30 +60,30 @@ def fetch_records(
     on_page: PageProgress | None = None,
 ) -> list[PaperRecord]:
     """Fetch the day's listing of one source; NoListing when the day has none."""
-    if source not in SOURCES:
-        raise InputError(f"unknown source {source!r}: expected one of {', '.join(SOURCES)}")
+    found = get_source(source)
+    if categories and not found.takes_categories:
+        takers = ", ".join(s.name for s in SOURCES if s.takes_categories)
+        raise InputError(f"{found.name} takes no --category (sources that do: {takers})")
     settings = app.settings
+    options = FetchOptions(settings, tuple(categories), url=base_url, on_page=on_page)
     retry = RetryPolicy(tries=settings.http_retries, backoff=settings.http_backoff)
     with make_source_client(settings, retry=retry) as client:
-        if source == "hf":
-            return fetch_hf(
-                day, base_url=base_url or settings.hf_url, client=client, on_page=on_page
-            )
-        return fetch_arxiv(
-            day,
-            list(categories) or DEFAULT_CATEGORIES,
-            base_url=base_url or settings.arxiv_api_url,
-            client=client,
-            spacing=settings.arxiv_request_interval,
-            on_page=on_page,
-        )
+        return found.fetch(day, options, client)
 
 
-def store_records(app: App, records: list[PaperRecord], listing_date: date) -> StoreReport:
+def store_records(
+    app: App,
+    records: list[PaperRecord],
+    listing_date: date,
+    *,
+    source: str | None = None,
+    now: datetime | None = None,
+) -> StoreReport:
     """Ingest the records and match them to topics in one transaction.
 
     Their sentence vectors are computed first, outside the transaction: the model's CPU time
-    never holds the write lock the web pages and the sender need.
+    never holds the write lock the web pages and the sender need. Records fetched from a
+    source (`source` given) are recorded as its last fetch in the same transaction.
     """
     records = [capped_record(r) for r in records]  # the model reads what will be stored
     neighbours = app.settings.match_neighbours
@@ -106,6 +105,11 @@ def store_records(app: App, records: list[PaperRecord], listing_date: date) -> S
             neighbours=neighbours,
             encoder=encoder,
         )
+        if source is not None:
+            stored = Attempt(
+                source, listing_date, now or utcnow(), STORED, stats.total, stats.inserted
+            )
+            record_attempt(stored, session=session)
     return StoreReport(
         papers=stats.total,
         new=stats.inserted,
@@ -134,12 +138,13 @@ def fetch_listing(
     categories: Sequence[str] = (),
     base_url: str | None = None,
     on_page: PageProgress | None = None,
+    now: datetime | None = None,
 ) -> StoreReport:
-    """Fetch, store and match one source's listing of the day."""
+    """Fetch, store and match one source's listing of the day, recorded as its last fetch."""
     records = fetch_records(
         app, source, day, categories=categories, base_url=base_url, on_page=on_page
     )
-    return store_records(app, records, day)
+    return store_records(app, records, day, source=source, now=now)
 
 
 # -- on a schedule: each source's listing of a day once, failures retried with a backoff ------
@@ -217,26 +222,48 @@ def _attempt(
     categories: Sequence[str],
     backoff_seconds: float,
 ) -> FetchOutcome:
+    """Fetch one source's day; whatever goes wrong is its outcome, never the other sources'."""
     try:
-        report = fetch_listing(app, source, day, categories=categories)
+        asked = categories if get_source(source).takes_categories else ()
+        report = fetch_listing(app, source, day, categories=asked, now=now)
     except NoListing as exc:
         log.info("fetch %s %s: %s", source, day, exc)
-        outcome = FetchOutcome(source, day, "no listing", str(exc))
-    except NewsletterError as exc:
-        with app.sessions() as session:
-            retry_at = _backoff(name, now, backoff_seconds, session=session)
-        log.error(
-            "fetch %s %s failed: %s; next try at %s UTC", source, day, exc, f"{retry_at:%H:%M}"
-        )
-        outcome = FetchOutcome(source, day, "failed", str(exc), retry_at)
+        outcome = FetchOutcome(source, day, NO_LISTING, str(exc))
+    except Exception as exc:  # recorded as this source's failure and logged: the others go on
+        outcome = _failed(app, name, source, day, now, exc, backoff_seconds)
     else:
         matches = plural(report.topic_matches, "topic match", "topic matches")
         detail = f"{plural(report.papers, 'paper')} ({report.new} new), {matches}"
         log.info("fetch %s %s: %s", source, day, detail)
-        outcome = FetchOutcome(source, day, "stored", detail)
+        outcome = FetchOutcome(source, day, STORED, detail)
     with app.transaction() as session:
         _finish(name, now, outcome.retry_at, session=session)
+        if outcome.status != STORED:  # a stored listing was recorded with its papers
+            attempt = Attempt(source, day, now, outcome.status, error=outcome.detail)
+            record_attempt(attempt, session=session)
     return outcome
+
+
+def _failed(
+    app: App,
+    name: str,
+    source: str,
+    day: date,
+    now: datetime,
+    exc: Exception,
+    backoff_seconds: float,
+) -> FetchOutcome:
+    with app.sessions() as session:
+        retry_at = _backoff(name, now, backoff_seconds, session=session)
+    if isinstance(exc, NewsletterError):
+        detail = str(exc)
+        log.error(
+            "fetch %s %s failed: %s; next try at %s UTC", source, day, exc, f"{retry_at:%H:%M}"
+        )
+    else:  # a fault of the source's code: the trace, for whoever fixes it
+        detail = f"{type(exc).__name__}: {exc}"
+        log.exception("fetch %s %s failed; next try at %s UTC", source, day, f"{retry_at:%H:%M}")
+    return FetchOutcome(source, day, FAILED, detail, retry_at)
 
 
 def _claim(name: str, holder: str, now: datetime, *, session: Session) -> bool:

@@ -56,6 +56,7 @@ from newsletter.delivery.transports import Transport
 from newsletter.editions.planning import get_or_create_edition, plan_edition
 from newsletter.papers.fetch import FetchOutcome, run_scheduled_fetch
 from newsletter.papers.sources.arxiv import DEFAULT_CATEGORIES
+from newsletter.papers.sources.registry import check_source_names
 from newsletter.runners.base import StopControl
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,8 @@ class ScheduleConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ScheduleConfig:
-        """Read the scheduler settings (checked when the settings were loaded)."""
+        """Read the scheduler settings; ConfigError names a source that does not exist."""
+        check_source_names(settings.scheduler_sources)
         cron = settings.scheduler_fetch_cron
         ready = settings.scheduler_listing_ready
         return cls(

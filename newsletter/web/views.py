@@ -35,6 +35,7 @@ from newsletter.core.models import ConsentEvent, Subscriber, SubscriberStatus
 from newsletter.core.tokens import LinkClaim
 from newsletter.delivery.mail_queue import MailQueue
 from newsletter.matching import feedback
+from newsletter.papers.sources import registry
 from newsletter.web import archive, forms
 from newsletter.web.security import csrf_exempt
 
@@ -548,7 +549,7 @@ def init_views(app: Flask) -> None:
         return {
             "list_name": identity.list_name(settings),
             "list_tagline": settings.list_tagline,
-            "ranked_by_upvotes": identity.ranks_by_upvotes(settings),
+            "ranked_by_upvotes": registry.ranks_by_upvotes(settings),
             "postal_address": settings.postal_address,
             "time_zones": time_zones(),
         }

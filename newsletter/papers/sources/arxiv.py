@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import date
 from xml.etree.ElementTree import Element
 
-from newsletter.core.errors import InputError, SourceError
+from newsletter.core.errors import InputError, SourceError, quoted
 from newsletter.core.taxonomy import ARCHIVES, canonical_code, closest_code, subject_classes
-from newsletter.papers.sources import PaperRecord
+from newsletter.papers.sources import FetchOptions, PaperRecord, Source
 from newsletter.papers.sources.common import (
     arxiv_id_of,
     arxiv_urls,
@@ -120,6 +120,22 @@ def parse_arxiv_rss(
     include_replacements: bool = False,
 ) -> list[PaperRecord]:
     """Parse the arXiv RSS listing; replacement announcements are skipped unless asked for."""
+    day, records = read_arxiv_rss(
+        data, name=name, listing_date=listing_date, include_replacements=include_replacements
+    )
+    if not records:
+        raise no_listing(name, day)
+    return records
+
+
+def read_arxiv_rss(
+    data: bytes,
+    *,
+    name: str,
+    listing_date: date | None = None,
+    include_replacements: bool = False,
+) -> tuple[date | None, list[PaperRecord]]:
+    """Return the listing's announcement day (None if it gives none) and its records."""
     root = load_xml(data, name)
     channel = root.find("channel")
     if root.tag != "rss" or channel is None:
@@ -130,9 +146,7 @@ def parse_arxiv_rss(
         record, kind = _rss_record(item, f"{name}: item {n}", day)
         if include_replacements or kind not in SKIPPED_ANNOUNCEMENTS:
             records.append(record)
-    if not records:
-        raise no_listing(name, day)
-    return records
+    return day, records
 
 
 def _rss_record(item: Element, where: str, day: date | None) -> tuple[PaperRecord, str]:
@@ -186,21 +200,38 @@ def arxiv_query(day: date, categories: Sequence[str]) -> str:
 
     An archive ("cond-mat") asks for each of its subject classes.
     """
-    if not categories:
-        raise InputError("give at least one arXiv category, e.g. cs.LG")
-    cats = " OR ".join(f"cat:{c}" for c in _unique(_query_codes(categories)))
+    expanded = [
+        category
+        for code in arxiv_codes(categories)
+        for category in (subject_classes(code) if code in ARCHIVES else (code,))
+    ]
+    cats = " OR ".join(f"cat:{c}" for c in _unique(expanded))
     stamp = day.strftime("%Y%m%d")
     return f"({cats}) AND submittedDate:[{stamp}0000 TO {stamp}2359]"
 
 
-def _query_codes(categories: Sequence[str]) -> Iterable[str]:
+def arxiv_codes(categories: Sequence[str]) -> list[str]:
+    """Return the categories and archives in arXiv's spelling, each once.
+
+    Raise InputError on none, or on a name that is not in arXiv's taxonomy.
+    """
+    if not categories:
+        raise InputError("give at least one arXiv category, e.g. cs.LG")
+    codes = []
     for category in categories:
         code = canonical_code(category)
         if code is None:
             closest = closest_code(category)
             hint = f"did you mean {closest}?" if closest else "expected e.g. cs.LG or cond-mat"
-            raise InputError(f"not an arXiv category: {category!r} ({hint})")
-        yield from subject_classes(code) if code in ARCHIVES else (code,)
+            raise InputError(f"not an arXiv category: {quoted(category)} ({hint})")
+        codes.append(code)
+    return _unique(codes)
+
+
+def categories_to_fetch(options: FetchOptions) -> list[str]:
+    """Return the categories asked for, else the configured ones, else the default, checked."""
+    asked = options.categories or options.settings.scheduler_arxiv_categories
+    return arxiv_codes(asked or DEFAULT_CATEGORIES)
 
 
 def fetch_arxiv(
@@ -238,18 +269,45 @@ def fetch_arxiv(
             break
     if not records:
         raise no_listing(None, day)
-    return _unique_records(records)
+    return unique_records(records)
 
 
-def _unique_records(records: list[PaperRecord]) -> list[PaperRecord]:
+def unique_records(records: list[PaperRecord]) -> list[PaperRecord]:
     by_id = {r.arxiv_id: r for r in reversed(records)}
     return [r for r in records if by_id.get(r.arxiv_id) is r]
 
 
+def fetch_day(day: date, options: FetchOptions, client: SourceClient) -> list[PaperRecord]:
+    """Fetch from the arXiv API the papers of the categories submitted on the day."""
+    return fetch_arxiv(
+        day,
+        categories_to_fetch(options),
+        base_url=options.url or options.settings.arxiv_api_url,
+        client=client,
+        spacing=options.settings.arxiv_request_interval,
+        on_page=options.on_page,
+    )
+
+
+# Listed by submission day, not as announced: for past days and look-ups, not the daily list.
+API_SOURCE = Source(
+    name="arxiv-api",
+    label="arXiv API: the papers submitted on the day (for past days)",
+    fetch=fetch_day,
+    settings=("arxiv_api_url", "arxiv_request_interval", "scheduler_arxiv_categories"),
+    takes_categories=True,
+)
+
+
 __all__ = [
+    "API_SOURCE",
     "DEFAULT_CATEGORIES",
+    "arxiv_codes",
     "arxiv_query",
+    "categories_to_fetch",
     "fetch_arxiv",
     "parse_arxiv_atom",
     "parse_arxiv_rss",
+    "read_arxiv_rss",
+    "unique_records",
 ]

@@ -7,7 +7,7 @@ from datetime import date
 from typing import Any
 
 from newsletter.core.errors import InputError, NoListing, SourceError
-from newsletter.papers.sources import PaperRecord
+from newsletter.papers.sources import FetchOptions, PaperRecord, Source
 from newsletter.papers.sources.common import (
     arxiv_id_of,
     arxiv_urls,
@@ -19,7 +19,7 @@ from newsletter.papers.sources.common import (
 )
 from newsletter.papers.sources.http import SourceClient
 
-SOURCE = "hf"
+NAME = "hf"
 PAGE_SIZE = 100
 MAX_PAGES = 20  # a day has well under 2,000 papers; stop a server that pages forever
 JSON_TYPES = ("application/json",)
@@ -44,7 +44,7 @@ def _record(item: Any, where: str, listing_date: date | None) -> PaperRecord:
     url_abs, url_pdf = arxiv_urls(arxiv_id)
     return PaperRecord(
         title=title,
-        source=SOURCE,
+        source=NAME,
         abstract=clean_text(paper.get("summary") or item.get("summary")),
         arxiv_id=arxiv_id,
         authors=[clean_text(a.get("name")) for a in _dicts(paper.get("authors"))],
@@ -110,3 +110,20 @@ def _unique(records: list[PaperRecord]) -> list[PaperRecord]:
             seen.add(record.arxiv_id)
             out.append(record)
     return out
+
+
+def fetch_day(day: date, options: FetchOptions, client: SourceClient) -> list[PaperRecord]:
+    """Fetch the day's Hugging Face listing from the `hf_url` address (or the one given)."""
+    base_url = options.url or options.settings.hf_url
+    return fetch_hf(day, base_url=base_url, client=client, on_page=options.on_page)
+
+
+SOURCE = Source(
+    name=NAME,
+    label="Hugging Face Daily Papers (machine learning, ranked by readers' upvotes)",
+    fetch=fetch_day,
+    settings=("hf_url",),
+    counts_upvotes=True,
+    summaries=True,
+    discussion_pages=True,
+)
