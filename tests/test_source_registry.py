@@ -24,11 +24,11 @@ from tests.factories import dump_database
 from tests.feed_server import FeedServer, Reply
 
 THURSDAY = datetime(2026, 9, 24, 6, 5, tzinfo=UTC)  # the real RSS fixture's announcement day
-KNOWN = "hf, arxiv, arxiv-api"
+KNOWN = "hf, arxiv, arxiv-api, feed"
 
 
 def test_every_source_is_named_once_and_documented():
-    assert source_names() == ("hf", "arxiv", "arxiv-api")
+    assert source_names() == ("hf", "arxiv", "arxiv-api", "feed")
     docs = (REPO / "docs" / "sources.md").read_text(encoding="utf-8")
     for source in SOURCES:
         assert f"`{source.name}`" in docs, source.name
@@ -109,7 +109,7 @@ def test_the_scheduler_fetches_each_source_and_one_failing_does_not_stop_the_nex
     assert len(listed) == 3 and {p["source"] for p in listed} == {"arxiv"}
 
     shown = {row["name"]: row for row in json.loads(run("papers", "sources", "--json").stdout)}
-    assert [row["name"] for row in shown.values()] == ["hf", "arxiv", "arxiv-api"]
+    assert [row["name"] for row in shown.values()] == ["hf", "arxiv", "arxiv-api", "feed"]
     hf, arxiv, api = shown["hf"], shown["arxiv"], shown["arxiv-api"]
     assert hf["last_fetch"]["status"] == "failed" and hf["last_stored"] is None
     assert "HTTP 503" in hf["last_error"]["error"]
@@ -139,7 +139,7 @@ def test_papers_sources_prints_the_last_fetch_stored_listing_and_error(app, run,
     assert [o.status for o in friday] == ["failed", "no listing"]
     result = run("papers", "sources")
     assert result.exit_code == 0, result.output
-    hf_block, arxiv_block, api_block = _blocks(result.stdout)
+    hf_block, arxiv_block, api_block, feed_block = _blocks(result.stdout)
     assert hf_block[0].startswith("hf (scheduled): Hugging Face Daily Papers")
     assert "  last fetch: 2026-09-25 06:05 UTC, listing of 2026-09-25: failed" in hf_block
     assert "  last stored: 2026-09-24 06:05 UTC, listing of 2026-09-24: 5 papers (5 new)" in (
@@ -151,6 +151,7 @@ def test_papers_sources_prints_the_last_fetch_stored_listing_and_error(app, run,
         arxiv_block
     )
     assert api_block[0].startswith("arxiv-api: arXiv API") and api_block[-1] == "  never fetched"
+    assert feed_block[0].startswith("feed: A journal")
 
 
 def _blocks(text: str) -> list[list[str]]:

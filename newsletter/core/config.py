@@ -226,6 +226,13 @@ def _networks(value: tuple[str, ...]) -> str:
     return ""
 
 
+def _feed_urls(value: tuple[str, ...]) -> str:
+    for item in value:
+        if not re.fullmatch(r"https?://[^\s/]+\S*", item):
+            return f"must be http(s) addresses of feeds, not {item!r}"
+    return ""
+
+
 def _arxiv_categories(value: tuple[str, ...]) -> str:
     for item in value:
         if canonical_code(item) is None:
@@ -442,6 +449,10 @@ class Settings:
     scheduler_sources: tuple[str, ...] = setting(
         ("hf",), "sources the scheduler fetches (`newsletter papers sources` lists them)",
         check=_source_names,
+    )  # fmt: skip
+    scheduler_feed_urls: tuple[str, ...] = setting(
+        (), "journals' feed addresses the feed source fetches (RSS, Atom, JSON Feed)",
+        check=_feed_urls,
     )  # fmt: skip
     scheduler_arxiv_categories: tuple[str, ...] = setting(
         (), "arXiv categories or archives (all their subject classes) the scheduler fetches",
