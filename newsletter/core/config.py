@@ -292,6 +292,9 @@ class Settings:
     )  # fmt: skip
     hf_url: str = setting("https://huggingface.co", "Hugging Face address the listing comes from")
     arxiv_api_url: str = setting("https://export.arxiv.org", "arXiv API address")
+    biorxiv_api_url: str = setting(
+        "https://api.biorxiv.org", "bioRxiv and medRxiv API address (one API serves both)"
+    )
     http_timeout: float = setting(20.0, "seconds to wait for a source's answer", above=0)
     http_retries: int = setting(3, "tries of one source request before a fetch fails", at_least=1)
     http_backoff: float = setting(

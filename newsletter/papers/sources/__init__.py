@@ -24,3 +24,5 @@ class PaperRecord:
     keywords: list[str] = field(default_factory=list)
     categories: list[str] = field(default_factory=list)
     summary: str | None = None
+    doi: str | None = None
+    venue: str | None = None
