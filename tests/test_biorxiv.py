@@ -197,6 +197,16 @@ def test_a_server_that_pages_forever_is_stopped_at_the_page_cap(server, client):
     assert len(server.requests) == 2 and len(records) == 40
 
 
+def test_more_rows_than_a_day_holds_are_refused(server, client):
+    rows = [{"doi": f"10.1101/{n:06d}", "title": f"Preprint {n}"} for n in range(4000)]
+    body = json.dumps({"messages": [{"status": "ok", "total": "900000"}], "collection": rows})
+    for cursor in (0, 4000, 8000):
+        server.add(f"{PAGE}/{cursor}", Reply(body=body.encode()))
+    with pytest.raises(SourceError, match=f"{PAGE}/8000: more than 10,000 rows for one day"):
+        _fetch(server, client)
+    assert len(server.requests) == 3
+
+
 def test_an_answer_without_a_total_is_one_page(server, client):
     doc = json.loads(MEDRXIV.read_bytes())
     del doc["messages"][0]["total"]

@@ -21,6 +21,7 @@ from newsletter.core.taxonomy import PREPRINT_SUBJECTS, closest_subject, subject
 from newsletter.papers.ingest import capped_record
 from newsletter.papers.sources import PaperRecord
 from newsletter.papers.sources.common import (
+    MAX_ITEMS,
     bounded_int,
     capped_items,
     clean_text,
@@ -114,11 +115,19 @@ def _count(value: Any) -> int | None:
 
 def _records(rows: Iterable[_Row], server: str, listing_date: date | None) -> list[PaperRecord]:
     """Build one record per DOI from its highest version, where the DOI first appears."""
-    latest: dict[str, _Row] = {}
+    latest: _Latest = {}
+    _keep_latest(latest, rows, server, listing_date)
+    return [record for _, record in latest.values()]
+
+
+_Latest = dict[str, tuple[int, PaperRecord]]  # DOI -> (version, record)
+
+
+def _keep_latest(latest: _Latest, rows: Iterable[_Row], server: str, day: date | None) -> None:
     for row in rows:
-        if row.doi not in latest or row.version >= latest[row.doi].version:
-            latest[row.doi] = row  # a DOI seen before keeps its place in the dict
-    return [_record(row, server, listing_date) for row in latest.values()]
+        held = latest.get(row.doi)
+        if held is None or row.version >= held[0]:
+            latest[row.doi] = (row.version, _record(row, server, day))  # keeps its place
 
 
 def _record(row: _Row, server: str, day: date | None) -> PaperRecord:
@@ -222,24 +231,25 @@ def fetch_biorxiv(
     wanted = subject_codes(categories, server)
     params = {"category": _api_category(wanted[0], server)} if len(wanted) == 1 else None
     start = f"{base_url.rstrip('/')}/details/{server}/{day.isoformat()}/{day.isoformat()}"
-    rows: list[_Row] = []
+    latest: _Latest = {}
+    fetched = 0  # rows so far: the cursor of the next page
     for _ in range(max_pages):
-        url = f"{start}/{len(rows)}"  # the cursor: how many rows came before
+        url = f"{start}/{fetched}"
         response = client.get(url, params=params, accept=JSON_TYPES, min_interval=spacing)
         try:
             page = _parse_page(response.content, url)
+            # Rows become capped records at once: a hostile server cannot pile up raw pages.
+            _keep_latest(latest, page.rows, server, day)
         except InputError as exc:  # the network, not the user, sent a bad document
             raise SourceError(str(exc)) from exc
-        rows.extend(page.rows)
+        fetched += len(page.rows)
+        if fetched > MAX_ITEMS:
+            raise SourceError(f"{url}: more than {MAX_ITEMS:,} rows for one day")
         if on_page:
-            on_page(len(rows), page.total)
-        if not page.rows or page.total is None or len(rows) >= page.total:
+            on_page(fetched, page.total)
+        if not page.rows or page.total is None or fetched >= page.total:
             break
-    try:
-        records = _records(rows, server, day)
-    except InputError as exc:  # a row without a title; its message names the page's URL
-        raise SourceError(str(exc)) from exc
-    records = [r for r in records if not wanted or set(r.categories) & set(wanted)]
+    records = [r for _, r in latest.values() if not wanted or set(r.categories) & set(wanted)]
     if not records:
         raise no_listing(None, day)
     return records
