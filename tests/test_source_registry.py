@@ -24,11 +24,11 @@ from tests.factories import dump_database
 from tests.feed_server import FeedServer, Reply
 
 THURSDAY = datetime(2026, 9, 24, 6, 5, tzinfo=UTC)  # the real RSS fixture's announcement day
-KNOWN = "hf, arxiv, arxiv-api, feed"
+KNOWN = "hf, arxiv, arxiv-api, biorxiv, medrxiv, feed"
 
 
 def test_every_source_is_named_once_and_documented():
-    assert source_names() == ("hf", "arxiv", "arxiv-api", "feed")
+    assert source_names() == ("hf", "arxiv", "arxiv-api", "biorxiv", "medrxiv", "feed")
     docs = (REPO / "docs" / "sources.md").read_text(encoding="utf-8")
     for source in SOURCES:
         assert f"`{source.name}`" in docs, source.name
@@ -56,14 +56,15 @@ def test_an_unknown_source_is_one_line_exit_2_and_changes_nothing(run, app):
     assert result.stderr == f"Error: unknown source 'rss': known sources are {KNOWN}\n"
     hf = run("papers", "fetch", "--source", "hf", "--category", "cs.LG")
     assert hf.exit_code == 2
-    assert hf.stderr == "Error: hf takes no --category (sources that do: arxiv, arxiv-api)\n"
+    takers = "arxiv, arxiv-api, biorxiv, medrxiv"
+    assert hf.stderr == f"Error: hf takes no --category (sources that do: {takers})\n"
     assert dump_database(app.engine) == before
 
 
 def test_an_unknown_configured_source_stops_what_uses_it_in_one_line(run, app, tmp_path):
-    (tmp_path / "newsletter.toml").write_text('scheduler_sources = ["hf", "biorxiv"]\n')
+    (tmp_path / "newsletter.toml").write_text('scheduler_sources = ["hf", "chemrxiv"]\n')
     before = dump_database(app.engine)
-    expected = f"Error: setting scheduler_sources: unknown source 'biorxiv' (known: {KNOWN})\n"
+    expected = f"Error: setting scheduler_sources: unknown source 'chemrxiv' (known: {KNOWN})\n"
 
     assert run("subscribers", "list").exit_code == 0  # the settings themselves load
     for command in (["scheduler", "--once"], ["scheduler", "--dry-run"], ["papers", "sources"]):
@@ -73,8 +74,8 @@ def test_an_unknown_configured_source_stops_what_uses_it_in_one_line(run, app, t
 
 
 def test_doctor_fails_an_unknown_configured_source(settings):
-    bad = check_sources(dataclasses.replace(settings, scheduler_sources=("hf", "biorxiv")))
-    assert bad.status == FAIL and "unknown source 'biorxiv'" in bad.message
+    bad = check_sources(dataclasses.replace(settings, scheduler_sources=("hf", "chemrxiv")))
+    assert bad.status == FAIL and "unknown source 'chemrxiv'" in bad.message
     good = check_sources(dataclasses.replace(settings, scheduler_sources=("arxiv", "hf")))
     assert (good.status, good.message) == (OK, "scheduled: arxiv, hf")
     with pytest.raises(ConfigError):
@@ -109,7 +110,9 @@ def test_the_scheduler_fetches_each_source_and_one_failing_does_not_stop_the_nex
     assert len(listed) == 3 and {p["source"] for p in listed} == {"arxiv"}
 
     shown = {row["name"]: row for row in json.loads(run("papers", "sources", "--json").stdout)}
-    assert [row["name"] for row in shown.values()] == ["hf", "arxiv", "arxiv-api", "feed"]
+    assert [row["name"] for row in shown.values()] == [
+        "hf", "arxiv", "arxiv-api", "biorxiv", "medrxiv", "feed"
+    ]  # fmt: skip
     hf, arxiv, api = shown["hf"], shown["arxiv"], shown["arxiv-api"]
     assert hf["last_fetch"]["status"] == "failed" and hf["last_stored"] is None
     assert "HTTP 503" in hf["last_error"]["error"]
@@ -139,7 +142,7 @@ def test_papers_sources_prints_the_last_fetch_stored_listing_and_error(app, run,
     assert [o.status for o in friday] == ["failed", "no listing"]
     result = run("papers", "sources")
     assert result.exit_code == 0, result.output
-    hf_block, arxiv_block, api_block, feed_block = _blocks(result.stdout)
+    hf_block, arxiv_block, api_block, bio_block, med_block, feed_block = _blocks(result.stdout)
     assert hf_block[0].startswith("hf (scheduled): Hugging Face Daily Papers")
     assert "  last fetch: 2026-09-25 06:05 UTC, listing of 2026-09-25: failed" in hf_block
     assert "  last stored: 2026-09-24 06:05 UTC, listing of 2026-09-24: 5 papers (5 new)" in (

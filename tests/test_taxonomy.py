@@ -8,14 +8,19 @@ from newsletter.core.taxonomy import (
     ALIASES,
     ARCHIVES,
     CATEGORIES,
+    CODES,
+    PREPRINT_SUBJECTS,
     SINGLE_CATEGORY_ARCHIVES,
     SUBJECT_CLASSES,
     SUBSUMED,
     canonical_code,
+    category_code,
     category_name,
+    closest_category,
     closest_code,
     covered_categories,
     subject_classes,
+    subject_code,
 )
 
 
@@ -62,3 +67,34 @@ def test_an_archive_covers_its_classes_their_aliases_and_its_old_names() -> None
     assert covered_categories(["eess.SY"]) == {"cs.SY", "eess.SY"}
     assert covered_categories(["cond-mat.supr-con"]) == {"cond-mat.supr-con", "supr-con"}
     assert covered_categories(["Ecology"]) == {"Ecology"}  # another source's subject name
+
+
+def test_preprint_subjects_are_shipped_and_apart_from_arxivs_codes() -> None:
+    biorxiv, medrxiv = PREPRINT_SUBJECTS["biorxiv"], PREPRINT_SUBJECTS["medrxiv"]
+    assert (len(biorxiv), len(medrxiv)) == (27, 51)
+    assert {"neuroscience", "cell-biology", "animal-behavior-and-cognition"} <= set(biorxiv)
+    assert {"epidemiology", "infectious-diseases", "hiv-aids"} <= set(medrxiv)
+    assert set(biorxiv) & set(medrxiv) == {"epidemiology", "pathology"}
+    assert not {code.lower() for code in CODES} & (set(biorxiv) | set(medrxiv))
+    assert biorxiv["cell-biology"] == "cell biology"  # the API's own spelling, for ?category=
+
+
+@pytest.mark.parametrize(
+    ("written", "code"),
+    [("neuroscience", "neuroscience"), ("Cell Biology", "cell-biology"),
+     ("cell_biology", "cell-biology"), (" Epidemiology ", "epidemiology"),
+     ("HIV/AIDS", "hiv-aids"), ("cs.lg", "cs.LG"), ("cond-mat", "cond-mat"),
+     ("neurosciense", None), ("biology", None)],
+)  # fmt: skip
+def test_a_category_is_arxivs_code_or_a_preprint_subject(written: str, code: str | None) -> None:
+    assert category_code(written) == code
+
+
+def test_a_subject_belongs_to_its_server_and_typos_are_answered() -> None:
+    assert subject_code("neuroscience", "biorxiv") == "neuroscience"
+    assert subject_code("neuroscience", "medrxiv") is None
+    assert closest_category("neurosciense") == "neuroscience"
+    assert closest_category("epidemology") == "epidemiology"
+    assert closest_category("cond-mat.superconductivity") == "cond-mat.supr-con"
+    assert closest_category("condmat") == "cond-mat"
+    assert closest_category("zzzz") is None

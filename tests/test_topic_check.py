@@ -287,7 +287,7 @@ def test_edit_refuses_bad_input_in_one_line_and_changes_nothing(run, app, tmp_pa
     for args, message in (
         (("nope", "--name", "X"), "unknown topic 'nope'"),
         (("sun", "--exclude", "--"), "invalid excluded phrase '--'"),
-        (("sun", "--categories", "not a category"), "invalid arXiv category"),
+        (("sun", "--categories", "not a category"), "invalid category 'not a category'"),
         (("sun", "--name", "two\nlines"), "name must be one line"),
     ):
         result = run("topics", "edit", *args)

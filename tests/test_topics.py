@@ -23,8 +23,11 @@ from newsletter.matching.topics import (
     remove_topic,
     split_list,
 )
+from newsletter.papers.ingest import ingest_records
+from newsletter.papers.sources.biorxiv import parse_biorxiv_json
 
 REPO = Path(__file__).resolve().parent.parent
+PREPRINTS = REPO / "tests" / "fixtures" / "biorxiv"
 
 GOOD_TOML = """
 [[topic]]
@@ -75,6 +78,26 @@ def test_category_case_is_normalised_and_bad_shapes_rejected() -> None:
     for bad in ("LG", "cs.L G", "cs..LG", "computer science", "cs.XY", "cond"):
         with pytest.raises(InputError, match="arXiv category"):
             normalise_category(bad)
+
+
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [("neuroscience", "neuroscience"), ("Epidemiology", "epidemiology"),
+     ("cell biology", "cell-biology"), ("Animal_Behavior_and_Cognition",
+     "animal-behavior-and-cognition"), ("psychiatry-and-clinical-psychology",
+     "psychiatry-and-clinical-psychology")],
+)  # fmt: skip
+def test_biorxiv_and_medrxiv_subjects_are_categories(value: str, code: str) -> None:
+    assert normalise_category(value) == code
+
+
+def test_a_category_of_no_source_is_one_line_with_the_closest() -> None:
+    with pytest.raises(InputError) as caught:
+        normalise_category("neurosciense")
+    assert str(caught.value) == (
+        "invalid category 'neurosciense': not an arXiv category or bioRxiv/medRxiv subject; "
+        "did you mean neuroscience?"
+    )
 
 
 @pytest.mark.parametrize("slug", ["", "Big", "a_b", "-a", "a-", "x" * 65, "a b"])
@@ -424,7 +447,8 @@ def test_an_unknown_category_is_refused_with_the_closest_code(run, app, tmp_path
     )  # fmt: skip
     _one_line_refusal(
         result,
-        "invalid arXiv category 'cond-mat.superconductivity': did you mean cond-mat.supr-con?",
+        "invalid category 'cond-mat.superconductivity': not an arXiv category or bioRxiv/medRxiv "
+        "subject; did you mean cond-mat.supr-con?",
     )
     alone = run("topics", "add", "supercon", "--name", "S", "--whole-categories")
     _one_line_refusal(alone, "topic 'supercon': whole categories needs at least one category")
@@ -434,3 +458,24 @@ def test_an_unknown_category_is_refused_with_the_closest_code(run, app, tmp_path
     path.write_text('[[topic]]\nslug = "a"\nname = "A"\nwhole_categories = "yes"\n')
     _one_line_refusal(run("topics", "import", str(path)), "whole_categories must be true or false")
     assert _count(app, Topic) == 0
+
+
+def test_a_topic_of_preprint_subjects_takes_the_preprints_of_them(run, app) -> None:
+    with app.transaction() as session:
+        for server in ("biorxiv", "medrxiv"):
+            path = PREPRINTS / f"{server}_details.json"
+            records = parse_biorxiv_json(path.read_bytes(), name=path.name, server=server)
+            ingest_records(records, session=session)
+    added = run(
+        "topics", "add", "brain", "--name", "The brain",
+        "--categories", "Neuroscience, neurology", "--whole-categories",
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    # The fixtures' preprints were posted over three years: count every listing day.
+    listed = json.loads(run("topics", "list", "--days", "5000", "--json").stdout)
+    brain = {t["slug"]: t for t in listed}["brain"]
+    assert brain["categories"] == ["neuroscience", "neurology"]
+    assert brain["papers"] == 9 + 5  # bioRxiv's neuroscience preprints, medRxiv's neurology
+    refused = run("topics", "add", "mind", "--name", "Mind", "--categories", "neurosciense")
+    _one_line_refusal(refused, "did you mean neuroscience?")
+    assert set(_listed(run)) == {"brain"}

@@ -99,10 +99,13 @@ def _sources_help() -> str:
     "categories",
     multiple=True,
     metavar="CAT",
-    help="arXiv category or archive, repeatable (default: scheduler_arxiv_categories, else "
-    f"{' '.join(DEFAULT_CATEGORIES)}).",
+    help="arXiv category or archive, or a bioRxiv/medRxiv subject (neuroscience), repeatable "
+    f"(arXiv's default: scheduler_arxiv_categories, else {' '.join(DEFAULT_CATEGORIES)}; "
+    "bioRxiv's: every subject).",
 )
-@click.option("--url", "base_url", help="Base URL of the source (default: from settings).")
+@click.option(
+    "--url", "base_url", help="Address of the source, or of the feed (default: from settings)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_app
 def fetch(
@@ -123,6 +126,8 @@ def fetch(
       newsletter papers fetch --source hf --date 2026-11-27
       newsletter papers fetch --source arxiv --category astro-ph --category cond-mat.supr-con
       newsletter papers fetch --source arxiv-api --category math.NT --date 2026-11-20
+      newsletter papers fetch --source biorxiv --category neuroscience --date 2026-11-20
+      newsletter papers fetch --source feed --url https://www.nature.com/nature.rss
     """
     listing_date = _parse_date(day) or today_utc()
     name = source or _default_source(app)

@@ -47,7 +47,8 @@ def topics() -> None:
 @click.option("--keywords", default="", help='Comma-separated: "LLM, large language model".')
 @click.option(
     "--categories", default="",
-    help="Comma-separated arXiv categories or archives: cs.CL,cs.LG or cond-mat.",
+    help="Comma-separated arXiv categories or archives (cs.CL,cs.LG or cond-mat) or "
+    "bioRxiv/medRxiv subjects (neuroscience, cell-biology, epidemiology).",
 )  # fmt: skip
 @click.option(
     "--exclude", default="",
@@ -83,9 +84,10 @@ def add_command(
     A keyword found only inside one of the --exclude phrases does not count: "distillation"
     in "dataset distillation" is not model compression, "corona" in "accretion disc corona"
     is not the Sun's. A category may be an archive (cond-mat, math, astro-ph): it stands
-    for all its subject classes. With --whole-categories every paper of the categories
-    belongs to the topic. --examples and --not-examples name papers the store holds (an
-    arXiv id, any version, or a DOI); one it does not hold is refused.
+    for all its subject classes; or a bioRxiv or medRxiv subject collection, written as
+    it reads or with hyphens ("cell biology", cell-biology). With --whole-categories every
+    paper of the categories belongs to the topic. --examples and --not-examples name papers
+    the store holds (an arXiv id, any version, or a DOI); one it does not hold is refused.
 
     \b
     Examples:
@@ -95,6 +97,8 @@ def add_command(
         --keywords "pruning, quantization, distillation" --exclude "dataset distillation"
       newsletter topics add supercon --name "Superconductivity" \\
         --categories cond-mat.supr-con --whole-categories
+      newsletter topics add neuro --name "Neural circuits" --categories neuroscience \\
+        --keywords "optogenetics, circuit"
       newsletter topics add kneser --name "Additive combinatorics" --categories math \\
         --examples 2507.01234,math/0601001 --not-examples 10.1101/2024.05.01.592000
     """
@@ -137,7 +141,7 @@ def _matches(matched: int, days: int) -> str:
 @click.option("--name", help="A new display name.")
 @click.option("--description", help="A new one-line description.")
 @click.option("--keywords", help="The new comma-separated keywords (replace the old ones).")
-@click.option("--categories", help="The new comma-separated arXiv categories or archives.")
+@click.option("--categories", help="The new comma-separated categories or preprint subjects.")
 @click.option("--exclude", help='The new comma-separated excluded phrases ("" clears them).')
 @click.option("--examples", help='The new comma-separated example papers ("" clears them).')
 @click.option("--not-examples", help="The new comma-separated papers it should not take.")

@@ -337,6 +337,9 @@ class Settings:
     arxiv_rss_url: str = setting(
         "https://rss.arxiv.org", "address of arXiv's announcement feeds (/rss/CATEGORIES)"
     )
+    biorxiv_api_url: str = setting(
+        "https://api.biorxiv.org", "bioRxiv and medRxiv API address (one API serves both)"
+    )
     http_timeout: float = setting(20.0, "seconds to wait for a source's answer", above=0)
     http_retries: int = setting(3, "tries of one source request before a fetch fails", at_least=1)
     http_backoff: float = setting(

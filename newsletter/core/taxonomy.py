@@ -1,17 +1,19 @@
-"""arXiv's category taxonomy: every archive and subject class with its name, and their aliases.
+"""The categories papers carry: arXiv's taxonomy, and bioRxiv's and medRxiv's subjects.
 
 An archive ("cond-mat", "math", "cs") stands for itself and every subject class in it
 ("cond-mat.supr-con", "math.NT"); a one-category archive ("hep-th", "quant-ph") is its own
 only category. arXiv lists a paper of an aliased pair under both codes (a cs.IT paper is a
 math.IT paper too), so either code covers both. Written from arXiv's public category
-taxonomy; it lives in `core` because settings, topics and the arXiv source all check
+taxonomy. A bioRxiv or medRxiv subject collection ("Cell Biology") is the category code
+"cell-biology". It lives in `core` because settings, topics and the sources all check
 categories against it.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+import re
+from collections.abc import Collection, Iterable
 
 ARCHIVES: dict[str, str] = {
     "astro-ph": "Astrophysics",
@@ -292,3 +294,82 @@ def covered_categories(codes: Iterable[str]) -> frozenset[str]:
     covered.update(alias for alias, canonical in ALIASES.items() if canonical in covered)
     covered.update(old for old, new in SUBSUMED.items() if new in covered)
     return frozenset(covered)
+
+
+# bioRxiv's and medRxiv's subject collections, as their API's `category` field names them.
+BIORXIV_SUBJECTS: tuple[str, ...] = (
+    "animal behavior and cognition", "biochemistry", "bioengineering", "bioinformatics",
+    "biophysics", "cancer biology", "cell biology", "clinical trials", "developmental biology",
+    "ecology", "epidemiology", "evolutionary biology", "genetics", "genomics", "immunology",
+    "microbiology", "molecular biology", "neuroscience", "paleontology", "pathology",
+    "pharmacology and toxicology", "physiology", "plant biology",
+    "scientific communication and education", "synthetic biology", "systems biology", "zoology",
+)  # fmt: skip
+MEDRXIV_SUBJECTS: tuple[str, ...] = (
+    "addiction medicine", "allergy and immunology", "anesthesia", "cardiovascular medicine",
+    "dentistry and oral medicine", "dermatology", "emergency medicine", "endocrinology",
+    "epidemiology", "forensic medicine", "gastroenterology", "genetic and genomic medicine",
+    "geriatric medicine", "health economics", "health informatics", "health policy",
+    "health systems and quality improvement", "hematology", "hiv aids", "infectious diseases",
+    "intensive care and critical care medicine", "medical education", "medical ethics",
+    "nephrology", "neurology", "nursing", "nutrition", "obstetrics and gynecology",
+    "occupational and environmental health", "oncology", "ophthalmology", "orthopedics",
+    "otolaryngology", "pain medicine", "palliative medicine", "pathology", "pediatrics",
+    "pharmacology and therapeutics", "primary care research",
+    "psychiatry and clinical psychology", "public and global health", "radiology and imaging",
+    "rehabilitation medicine and physical therapy", "respiratory medicine", "rheumatology",
+    "sexual and reproductive health", "sports medicine", "surgery", "toxicology",
+    "transplantation", "urology",
+)  # fmt: skip
+_NOT_ALNUM = re.compile(r"[^a-z0-9]+")
+SUBJECT_CUTOFF = 0.75  # subjects are words: a looser match suggests an unrelated one
+
+
+def subject_slug(name: str) -> str:
+    """Spell a subject collection as a category code: "Cell Biology" -> "cell-biology"."""
+    return _NOT_ALNUM.sub("-", name.casefold()).strip("-")
+
+
+# Each server's subjects by code, with the name its API spells.
+PREPRINT_SUBJECTS: dict[str, dict[str, str]] = {
+    "biorxiv": {subject_slug(name): name for name in BIORXIV_SUBJECTS},
+    "medrxiv": {subject_slug(name): name for name in MEDRXIV_SUBJECTS},
+}
+SUBJECT_CODES: frozenset[str] = frozenset().union(*PREPRINT_SUBJECTS.values())
+
+
+def subject_code(value: str, server: str | None = None) -> str | None:
+    """Return the code of a bioRxiv or medRxiv subject in any spelling ("Cell_Biology" ->
+    "cell-biology"), of that server's when one is named, or None when it has no such subject."""
+    code = subject_slug(value)
+    return code if code in _subjects(server) else None
+
+
+def closest_subject(value: str, server: str | None = None) -> str | None:
+    """Return the subject code most like a mistyped one ("neurosciense" -> "neuroscience")."""
+    known = sorted(_subjects(server))
+    close = difflib.get_close_matches(subject_slug(value), known, n=1, cutoff=SUBJECT_CUTOFF)
+    return close[0] if close else None
+
+
+def _subjects(server: str | None) -> Collection[str]:
+    return PREPRINT_SUBJECTS[server] if server else SUBJECT_CODES
+
+
+def category_code(value: str) -> str | None:
+    """Return an arXiv code in arXiv's spelling or a preprint subject's code, else None."""
+    return canonical_code(value) or subject_code(value)
+
+
+def closest_category(value: str) -> str | None:
+    """Return the arXiv code or preprint subject most like a mistyped category."""
+    subject = closest_subject(value)
+    code = closest_code(value)
+    if subject and code:  # both near: the one whose spelling is nearer
+        text = value.strip().lower()
+        return max((code, subject), key=lambda c: _likeness(text, c.lower()))
+    return subject or code
+
+
+def _likeness(a: str, b: str) -> float:
+    return difflib.SequenceMatcher(None, a, b).ratio()

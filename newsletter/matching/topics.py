@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from newsletter.core.config import parse_toml
 from newsletter.core.errors import InputError, NotFound, quoted
 from newsletter.core.models import PaperTopic, Subscription, Topic, xml_safe
-from newsletter.core.taxonomy import canonical_code, closest_code
+from newsletter.core.taxonomy import category_code, closest_category
 from newsletter.matching.examples_store import check_examples, normalise_paper_refs
 from newsletter.matching.matched import MATCH_DAYS, matched_counts
 from newsletter.matching.matches import match_papers
@@ -90,17 +90,22 @@ def validate_slug(slug: str) -> str:
 
 def normalise_category(value: str) -> str:
     """Return an arXiv archive or category as arXiv spells it ("cs.lg" -> "cs.LG",
-    "COND-MAT" -> "cond-mat"), or raise InputError suggesting the closest code."""
-    code = canonical_code(value)
+    "COND-MAT" -> "cond-mat") or a bioRxiv/medRxiv subject's code ("Cell Biology" ->
+    "cell-biology"), or raise InputError suggesting the closest one."""
+    code = category_code(value)
     if code is not None:
         return code
-    closest = closest_code(value)
+    closest = closest_category(value)
     hint = (
         f"did you mean {closest}?"
         if closest
-        else "expected a category like cs.LG or cond-mat.str-el, or an archive like math"
+        else "expected an arXiv category like cs.LG or cond-mat.str-el, an archive like math, "
+        "or a bioRxiv/medRxiv subject like neuroscience"
     )
-    raise InputError(f"invalid arXiv category {quoted(value)}: {hint}")
+    raise InputError(
+        f"invalid category {quoted(value)}: not an arXiv category or bioRxiv/medRxiv subject; "
+        f"{hint}"
+    )
 
 
 def make_spec(

@@ -224,7 +224,8 @@ def _attempt(
 ) -> FetchOutcome:
     """Fetch one source's day; whatever goes wrong is its outcome, never the other sources'."""
     try:
-        asked = categories if get_source(source).takes_categories else ()
+        # scheduler_arxiv_categories are arXiv's codes: other sources take their own default.
+        asked = categories if get_source(source).arxiv_categories else ()
         report = fetch_listing(app, source, day, categories=asked, now=now)
     except NoListing as exc:
         log.info("fetch %s %s: %s", source, day, exc)

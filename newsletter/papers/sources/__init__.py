@@ -60,7 +60,8 @@ class Source:
     label: str  # as people call it: "Hugging Face Daily Papers"
     fetch: FetchDay  # the day's records; NoListing when the day has none
     settings: tuple[str, ...] = ()  # the settings it reads
-    takes_categories: bool = False  # `--category` and `scheduler_arxiv_categories` apply
+    takes_categories: bool = False  # `--category` applies
+    arxiv_categories: bool = False  # its categories are arXiv's: scheduler_arxiv_categories
     counts_upvotes: bool = False  # its papers carry readers' upvotes: digests rank by them
     summaries: bool = False  # it gives one-line TL;DRs
     discussion_pages: bool = False  # its papers have a page where readers discuss them

@@ -296,6 +296,7 @@ API_SOURCE = Source(
     fetch=fetch_day,
     settings=("arxiv_api_url", "arxiv_request_interval", "scheduler_arxiv_categories"),
     takes_categories=True,
+    arxiv_categories=True,
 )
 
 

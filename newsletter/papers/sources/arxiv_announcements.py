@@ -78,4 +78,5 @@ SOURCE = Source(
     fetch=fetch_day,
     settings=("arxiv_rss_url", "scheduler_arxiv_categories"),
     takes_categories=True,
+    arxiv_categories=True,
 )

@@ -30,12 +30,14 @@ from collections.abc import Iterable
 
 from newsletter.core.config import Settings
 from newsletter.core.errors import ConfigError, InputError, quoted
-from newsletter.papers.sources import Source, arxiv, arxiv_announcements, feeds, hf
+from newsletter.papers.sources import Source, arxiv, arxiv_announcements, biorxiv, feeds, hf
 
 SOURCES: tuple[Source, ...] = (
     hf.SOURCE,
     arxiv_announcements.SOURCE,
     arxiv.API_SOURCE,
+    biorxiv.BIORXIV_SOURCE,
+    biorxiv.MEDRXIV_SOURCE,
     feeds.SOURCE,
 )
 _BY_NAME = {source.name: source for source in SOURCES}
