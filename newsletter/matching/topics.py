@@ -99,8 +99,8 @@ def normalise_category(value: str) -> str:
     hint = (
         f"did you mean {closest}?"
         if closest
-        else "expected an arXiv category like cs.LG or cond-mat.str-el, an archive like math, "
-        "or a bioRxiv/medRxiv subject like neuroscience"
+        else "expected an arXiv category (cs.LG), an archive (math) or a bioRxiv subject "
+        "(neuroscience)"
     )
     raise InputError(
         f"invalid category {quoted(value)}: not an arXiv category or bioRxiv/medRxiv subject; "
