@@ -56,6 +56,9 @@ def test_biorxiv_rows_become_one_record_per_preprint_at_its_latest_version():
     assert first.url_pdf == "https://www.biorxiv.org/content/10.1101/001768v2.full.pdf"
     assert first.authors[:2] == ["L. Durrieu", "A. Bush"] and len(first.authors) == 9
     assert first.categories == ["systems-biology"] and first.arxiv_id is None
+    # The row says where it was published: the card links the journal version.
+    assert first.url_journal == "https://doi.org/10.1016/j.isci.2022.105906"
+    assert sum(1 for r in records if r.url_journal is None) > 0  # "NA": not yet published
     assert (first.published_on, first.listing_date) == (date(2022, 6, 24), DAY)
     papers = _by_doi(records)
     # v10 outranks v9 (numbers, not strings); the later version's title and date win.

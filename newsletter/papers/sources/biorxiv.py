@@ -151,8 +151,15 @@ def _record(row: _Row, server: str, day: date | None) -> PaperRecord:
             categories=[category] if category else [],
             doi=row.doi,
             venue=SERVERS[server],
+            url_journal=_journal_link(fields.get("published")),
         )
     )
+
+
+def _journal_link(value: Any) -> str | None:
+    """Return the doi.org link of the journal version a row says was published ("NA": none)."""
+    doi = _doi(value)
+    return f"https://doi.org/{doi}" if doi else None
 
 
 def _doi(value: Any) -> str | None:
