@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
+from newsletter.content import headers
 from newsletter.core import identity
 from newsletter.core.config import load_settings
 from newsletter.core.errors import ConfigError
@@ -180,3 +181,11 @@ def test_a_derived_list_id_is_a_valid_header_for_any_name(name, expected):
         env={}, list_name=name, from_address="x@lab.example.org", secret_key="k" * 32
     )
     assert identity.list_id(settings) == expected
+
+
+def test_a_derived_list_id_under_an_internationalised_from_domain_is_ascii():
+    settings = load_settings(
+        env={}, from_address="Bücher <papers@bücher.example>", secret_key="k" * 32
+    )
+    assert identity.list_id(settings) == '"Bücher" <bucher.xn--bcher-kva.example>'
+    headers.list_id_field(identity.list_id(settings))  # a valid header, not a ConfigError

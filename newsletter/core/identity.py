@@ -35,8 +35,13 @@ def from_name(settings: Settings) -> str:
 
 
 def from_domain(settings: Settings) -> str:
-    """Return the domain of the From address, lower-cased ("" when it has none)."""
-    return parseaddr(settings.from_address)[1].rpartition("@")[2].lower()
+    """Return the From address's domain as headers carry it: lower case, an internationalised
+    one as its A-label ("" when it has none, or none that can be written in ASCII)."""
+    domain = parseaddr(settings.from_address)[1].rpartition("@")[2].lower()
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return ""
 
 
 def list_id(settings: Settings) -> str:
