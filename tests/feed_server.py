@@ -9,13 +9,18 @@ with FeedServer() as server:
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
+
+from newsletter.core.config import Settings
+from newsletter.papers.sources.http import RetryPolicy, SourceClient, make_http_client
 
 CONTENT_TYPES = {".json": "application/json", ".xml": "application/atom+xml", ".txt": "text/plain"}
 
@@ -141,3 +146,14 @@ class FeedServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+@contextmanager
+def quick_source_client(
+    settings: Settings, *, timeout: float = 0.5, tries: int = 2
+) -> Iterator[SourceClient]:
+    """A source client that gives up fast: tests of faults must not wait on real delays."""
+    quick = dataclasses.replace(settings, http_timeout=timeout)
+    retry = RetryPolicy(tries=tries, backoff=0.01, max_wait=5)
+    with SourceClient(make_http_client(quick), retry=retry) as client:
+        yield client

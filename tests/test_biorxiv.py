@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import dataclasses
 import json
 import re
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from newsletter.papers.sources.biorxiv import (
 )
 from newsletter.papers.sources.http import RetryPolicy, SourceClient, make_http_client
 from tests.conftest import FIXTURES
-from tests.feed_server import FeedServer, Reply, Request
+from tests.feed_server import FeedServer, Reply, Request, quick_source_client
 
 BIORXIV = FIXTURES / "biorxiv" / "biorxiv_details.json"
 MEDRXIV = FIXTURES / "biorxiv" / "medrxiv_details.json"
@@ -162,8 +161,7 @@ def server() -> Iterator[FeedServer]:
 
 @pytest.fixture
 def client(settings) -> Iterator[SourceClient]:
-    quick = dataclasses.replace(settings, http_timeout=0.5)
-    with SourceClient(make_http_client(quick), retry=FAST_RETRY) as source_client:
+    with quick_source_client(settings, timeout=0.5) as source_client:
         yield source_client
 
 

@@ -3,7 +3,6 @@ fetcher against the local HTTP server, and hostile feeds refused in one line."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import tracemalloc
@@ -24,7 +23,7 @@ from newsletter.papers.sources.feeds import (
 )
 from newsletter.papers.sources.http import RetryPolicy, SourceClient, make_http_client
 from tests.conftest import FIXTURES
-from tests.feed_server import FeedServer, Reply
+from tests.feed_server import FeedServer, Reply, quick_source_client
 
 FEEDS = FIXTURES / "feeds"
 NATURE = (FEEDS / "nature_rss10.rdf").read_bytes()
@@ -52,8 +51,7 @@ def server() -> Iterator[FeedServer]:
 
 @pytest.fixture
 def client(settings) -> Iterator[SourceClient]:
-    quick = dataclasses.replace(settings, http_timeout=2.0)
-    with SourceClient(make_http_client(quick), retry=FAST_RETRY) as source_client:
+    with quick_source_client(settings, timeout=2.0) as source_client:
         yield source_client
 
 

@@ -15,7 +15,7 @@ from newsletter.papers.sources.arxiv import arxiv_query, fetch_arxiv
 from newsletter.papers.sources.hf import fetch_hf
 from newsletter.papers.sources.http import RetryPolicy, SourceClient, make_http_client
 from tests.conftest import FIXTURES
-from tests.feed_server import FeedServer, Reply, Request
+from tests.feed_server import FeedServer, Reply, Request, quick_source_client
 
 DAY = date(2026, 6, 12)
 HF_PATH = "/api/daily_papers"
@@ -31,8 +31,7 @@ def server() -> Iterator[FeedServer]:
 
 @pytest.fixture
 def client(settings) -> Iterator[SourceClient]:
-    quick = dataclasses.replace(settings, http_timeout=0.5)
-    with SourceClient(make_http_client(quick), retry=FAST_RETRY) as source_client:
+    with quick_source_client(settings, timeout=0.5, tries=3) as source_client:
         yield source_client
 
 
