@@ -140,3 +140,13 @@ def test_the_card_names_the_journal_and_links_its_version_beside_the_preprint(ap
     assert "Physical Review B" in html and "Physical Review B" in text
     assert f'href="{PRB}"' in html and f"Journal:  {PRB}" in text
     assert 'href="https://arxiv.org/abs/2412.01234"' in html
+
+
+def test_a_doi_never_holds_a_control_character(app):
+    with app.transaction() as s:
+        ingest_records([PaperRecord(title="D", source="feed", doi="10.1000/ab\x00c\x1bd"),
+                        PaperRecord(title="E", source="feed", doi="doi:\x0010.1000/x")],
+                       session=s)  # fmt: skip
+    with app.sessions() as s:
+        dois = sorted(d for d in s.scalars(select(Paper.doi)) if d)
+        assert dois == ["10.1000/ab", "10.1000/x"]  # the DOI after the junk is still found

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 
-DOI = re.compile(r"10\.\d{4,9}/[^\s\"<>]+")
+# No control character ends up in a stored DOI: a NUL would fail the whole batch on PostgreSQL.
+DOI = re.compile(r"10\.\d{4,9}/[^\s\"<>\x00-\x1f\x7f]+")
 DOI_PREFIX = re.compile(r"(?:doi:\s*|(?:https?://)?(?:dx\.)?doi\.org/)", re.IGNORECASE)
 ARXIV_DOI = "10.48550/arxiv."
 DOI_MAX = 255
