@@ -112,8 +112,9 @@ def test_unbalanced_braces_are_kept_and_the_rest_converted():
     assert readable(r"unclosed {\bf group") == "unclosed {group"
 
 
-def test_unknown_macros_stay_as_written():
-    assert readable(r"in \Euclid (CLOE) with $\alpha$") == r"in \Euclid (CLOE) with α"
+def test_unknown_macros_stay_as_written_but_a_papers_macro_for_a_name_reads_as_the_name():
+    assert readable(r"in \Euclid (CLOE) with $\alpha$") == "in Euclid (CLOE) with α"
+    assert readable(r"\JWST{} and \Planck data") == "JWST and Planck data"
     assert readable(r"\foo{bar} and \n") == r"\foo{bar} and \n"
 
 

@@ -380,9 +380,15 @@ class _Converter(LatexNodes2Text):
     def nodelist_to_text(self, nodelist: list[Any]) -> str:
         out: list[str] = []
         previous = None
-        for node in nodelist:
+        for at, node in enumerate(nodelist):
+            following = nodelist[at + 1] if at + 1 < len(nodelist) else None
+            if self._names_a_thing(node, following):  # an author's macro: \Euclid, \JWST
+                out.append(node.macroname + node.macro_post_space)
+                previous = None  # its {} (if any) is empty and goes
+                continue
             text = self.node_to_text(node)
-            if self._unknown(previous) and node.isNodeType(latexwalker.LatexGroupNode):
+            grouped = node.isNodeType(latexwalker.LatexGroupNode)
+            if self._unknown(previous) and grouped:
                 text = "{" + text + "}"  # \foo{bar} as written, not \foobar
             out.append(text)
             previous = node
@@ -391,7 +397,16 @@ class _Converter(LatexNodes2Text):
     def macro_node_to_text(self, node: Any) -> str:
         if not self._unknown(node):
             return super().macro_node_to_text(node)
-        return "\\" + node.macroname + node.macro_post_space  # \Euclid, \n: as written
+        return "\\" + node.macroname + node.macro_post_space  # \foo, \n: as written
+
+    def _names_a_thing(self, node: Any, following: Any) -> bool:
+        """Tell whether an unknown macro is a capitalised word not followed by another macro:
+        a paper's macro for a name (Euclid, Planck), not part of a Windows path."""
+        return (
+            self._unknown(node)
+            and _NAME_MACRO.fullmatch(node.macroname) is not None
+            and not (following is not None and following.isNodeType(latexwalker.LatexMacroNode))
+        )
 
     def _unknown(self, node: Any) -> bool:
         return (
@@ -399,3 +414,7 @@ class _Converter(LatexNodes2Text):
             and node.isNodeType(latexwalker.LatexMacroNode)
             and self.latex_context.get_macro_spec(node.macroname) is None
         )
+
+
+_NAME_MACRO = re.compile(r"[A-Z][A-Za-z]{2,}")
+
