@@ -25,7 +25,7 @@ from newsletter.core.models import (
     Topic,
 )
 from newsletter.delivery.transports import make_transport
-from newsletter.papers.sources.arxiv import DEFAULT_CATEGORIES
+from newsletter.papers.sources.registry import ScheduledSource
 from newsletter.runners import tick as sch
 from tests import factories as f
 from tests.conftest import FIXTURES
@@ -82,8 +82,9 @@ def test_the_schedule_comes_from_the_settings_with_defaults(settings):
         settings, scheduler_fetch_cron="30 7 * * *", scheduler_sources="hf, arxiv"
     )
     config = sch.ScheduleConfig.from_settings(settings)
-    assert config.sources == ("hf", "arxiv")
-    assert config.arxiv_categories == DEFAULT_CATEGORIES  # empty means the source's own
+    assert [(s.name, s.source.name, s.categories) for s in config.sources] == [
+        ("hf", "hf", ()), ("arxiv", "arxiv", ())  # no categories: the source's own
+    ]  # fmt: skip
     assert config.listing_ready == time(7, 30)  # follows the fetch time
     assert config.staleness == timedelta(hours=12)
     ready = dataclasses.replace(settings, scheduler_listing_ready="05:45")
@@ -296,7 +297,7 @@ def test_dry_run_lists_the_next_24_hours_and_writes_nothing(app):
 
 
 def test_the_morning_fetch_stores_the_listing_once_and_a_holiday_is_normal(app):
-    config = sch.ScheduleConfig(sources=("hf",), fetch_backoff_seconds=600)
+    config = sch.ScheduleConfig(sources=(ScheduledSource.of("hf"),), fetch_backoff_seconds=600)
     with FeedServer() as feed:
         feed.add("/api/daily_papers", Reply.file(FIXTURES / "hf_daily_papers_5.json"))
         app.settings = dataclasses.replace(app.settings, hf_url=feed.url, http_retries=1)
@@ -317,7 +318,7 @@ def test_the_morning_fetch_stores_the_listing_once_and_a_holiday_is_normal(app):
 
 
 def test_a_failed_fetch_is_retried_with_a_growing_backoff(app):
-    config = sch.ScheduleConfig(sources=("hf",), fetch_backoff_seconds=600)
+    config = sch.ScheduleConfig(sources=(ScheduledSource.of("hf"),), fetch_backoff_seconds=600)
     t0 = utc(2026, 3, 23, 6)
     with FeedServer() as feed:
         feed.add(
@@ -340,7 +341,7 @@ def test_a_failed_fetch_is_retried_with_a_growing_backoff(app):
 
 
 def test_a_tick_fetches_the_owed_listing_before_it_plans(app):
-    config = sch.ScheduleConfig(sources=("hf",))
+    config = sch.ScheduleConfig(sources=(ScheduledSource.of("hf"),))
     with FeedServer() as feed:
         feed.add("/api/daily_papers", Reply.file(FIXTURES / "hf_daily_papers_5.json"))
         app.settings = dataclasses.replace(app.settings, hf_url=feed.url, http_retries=1)

@@ -13,9 +13,10 @@ from newsletter.core.errors import ConfigError
 from newsletter.delivery.doctor import FAIL, OK, check_sources
 from newsletter.papers.sources.registry import (
     SOURCES,
-    configured_sources,
+    ScheduledSource,
     has_discussion_pages,
     ranks_by_upvotes,
+    scheduled_sources,
     source_names,
 )
 from newsletter.runners import tick as sch
@@ -25,6 +26,7 @@ from tests.feed_server import FeedServer, Reply
 
 THURSDAY = datetime(2026, 9, 24, 6, 5, tzinfo=UTC)  # the real RSS fixture's announcement day
 KNOWN = "hf, arxiv, arxiv-api, biorxiv, medrxiv, feed"
+ASTRO_CATEGORIES = ("astro-ph", "cond-mat.supr-con")
 
 
 def test_every_source_is_named_once_and_documented():
@@ -79,7 +81,7 @@ def test_doctor_fails_an_unknown_configured_source(settings):
     good = check_sources(dataclasses.replace(settings, scheduler_sources=("arxiv", "hf")))
     assert (good.status, good.message) == (OK, "scheduled: arxiv, hf")
     with pytest.raises(ConfigError):
-        configured_sources(dataclasses.replace(settings, scheduler_sources=("rss",)))
+        scheduled_sources(dataclasses.replace(settings, scheduler_sources=("rss",)))
 
 
 def _scheduled_fetch(app, feed: FeedServer, *, hf: Reply, arxiv: Reply) -> list:
@@ -89,7 +91,7 @@ def _scheduled_fetch(app, feed: FeedServer, *, hf: Reply, arxiv: Reply) -> list:
         app.settings, hf_url=feed.url, arxiv_rss_url=feed.url, http_retries=1
     )
     config = sch.ScheduleConfig(
-        sources=("hf", "arxiv"), arxiv_categories=("astro-ph", "cond-mat.supr-con")
+        sources=(ScheduledSource.of("hf"), ScheduledSource.of("arxiv", ASTRO_CATEGORIES))
     )
     return sch.run_fetch(app, THURSDAY, config=config, holder="a")
 
@@ -135,7 +137,7 @@ def test_papers_sources_prints_the_last_fetch_stored_listing_and_error(app, run,
         feed.add("/rss/astro-ph+cond-mat.supr-con", rss)
         app.settings = dataclasses.replace(app.settings, hf_url=feed.url, arxiv_rss_url=feed.url)
         config = sch.ScheduleConfig(
-            sources=("hf", "arxiv"), arxiv_categories=("astro-ph", "cond-mat.supr-con")
+            sources=(ScheduledSource.of("hf"), ScheduledSource.of("arxiv", ASTRO_CATEGORIES))
         )
         friday = sch.run_fetch(app, THURSDAY.replace(day=25), config=config, holder="a")
 

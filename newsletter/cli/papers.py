@@ -26,7 +26,13 @@ from newsletter.papers.queries import find_paper, latest_listing_date, list_pape
 from newsletter.papers.sources import PaperRecord
 from newsletter.papers.sources.arxiv import DEFAULT_CATEGORIES
 from newsletter.papers.sources.files import FORMATS, read_paper_file
-from newsletter.papers.sources.registry import SOURCES, get_source, source_names
+from newsletter.papers.sources.registry import (
+    SOURCES,
+    ScheduledSource,
+    find_scheduled,
+    scheduled_sources,
+    source_names,
+)
 
 PROGRESS_MIN_FILES = 5  # fewer files parse in well under a second
 
@@ -91,7 +97,8 @@ def _sources_help() -> str:
 @click.option(
     "--source",
     metavar="NAME",
-    help=f"Where from (default: the first of scheduler_sources). {_sources_help()}.",
+    help="Where from: a source, or the name of a [[sources]] table (default: the first "
+    f"scheduled source). {_sources_help()}.",
 )
 @click.option("--date", "day", metavar="YYYY-MM-DD", help="Listing date (default: today UTC).")
 @click.option(
@@ -128,22 +135,26 @@ def fetch(
       newsletter papers fetch --source arxiv-api --category math.NT --date 2026-11-20
       newsletter papers fetch --source biorxiv --category neuroscience --date 2026-11-20
       newsletter papers fetch --source feed --url https://www.nature.com/nature.rss
+      newsletter papers fetch --source nature-neuroscience   # a [[sources]] table's name
     """
     listing_date = _parse_date(day) or today_utc()
-    name = source or _default_source(app)
+    chosen = find_scheduled(app.settings, source) if source else _default_source(app)
+    kind = chosen.source.name
+    asked = tuple(categories) or chosen.categories
     with _PageProgress() as progress:
         records = fetch_records(
-            app, name, listing_date, categories=categories, base_url=base_url, on_page=progress
-        )
-    summary = store_records(app, records, listing_date, source=get_source(name).name)
+            app, kind, listing_date, categories=asked, base_url=base_url or chosen.url,
+            on_page=progress,
+        )  # fmt: skip
+    summary = store_records(app, records, listing_date, source=chosen.name)
     _report(dataclasses.asdict(summary), as_json)
 
 
-def _default_source(app: App) -> str:
-    configured = app.settings.scheduler_sources
-    if not configured:
+def _default_source(app: App) -> ScheduledSource:
+    scheduled = scheduled_sources(app.settings)
+    if not scheduled:
         raise InputError(f"give --source: one of {', '.join(source_names())}")
-    return configured[0]
+    return scheduled[0]
 
 
 class _PageProgress:
@@ -294,9 +305,10 @@ def show(app: App, ref: str, as_json: bool) -> None:
 def sources(app: App, as_json: bool) -> None:
     """List the sources: what each offers, the settings it reads, and its last fetch.
 
-    The ones the scheduler fetches (scheduler_sources) come first. Each shows its last
-    fetch (when, which day, what came of it), the last that stored a listing (papers, new)
-    and its last error. An unknown name in scheduler_sources is an error (exit 2).
+    The ones the scheduler fetches ([[sources]] tables, else scheduler_sources) come first,
+    with what each asks for. Each shows its last fetch (when, which day, what came of it),
+    the last that stored a listing (papers, new) and its last error. A source the
+    configuration names wrongly is an error (exit 2).
 
     \b
     Examples:
@@ -314,7 +326,10 @@ def sources(app: App, as_json: bool) -> None:
 
 def _source_lines(row: dict[str, Any]) -> list[str]:
     scheduled = " (scheduled)" if row["scheduled"] else ""
-    lines = [f"{row['name']}{scheduled}: {row['label']}"]
+    kind = f" [{row['kind']}]" if row["kind"] != row["name"] else ""
+    lines = [f"{row['name']}{kind}{scheduled}: {row['label']}"]
+    for key, value in row["asks"].items():
+        lines.append(f"  {key} = {toml_value(value)}")
     if row["offers"]:
         lines.append(f"  offers: {', '.join(row['offers'])}")
     for name, value in row["settings"].items():

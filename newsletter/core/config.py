@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from newsletter.core.errors import ConfigError, InputError
 from newsletter.core.identity import check_subject
 from newsletter.core.secret_key import check_secret_key, stored_secret_key
+from newsletter.core.source_tables import SourceTable, parse_source_tables
 from newsletter.core.taxonomy import canonical_code, closest_code
 from newsletter.core.urls import mask_database_url, mask_transport_url, mask_url_password
 
@@ -503,7 +504,8 @@ class Settings:
         1000, "messages one `bounces process` run reads; the rest wait for the next run",
         at_least=1,
     )  # fmt: skip
-    # Not a setting: the file the others were read from.
+    # Not settings: the `[[sources]]` tables of the file, and the file the others were read from.
+    sources: tuple[SourceTable, ...] = ()
     config_file: str = ""
 
     def __post_init__(self) -> None:
@@ -550,7 +552,12 @@ def load_settings(
     path = _find_config_file(config_file, env)
     # Each layer is checked on its own, so that an error names the file or the variable, and
     # a wrong value in the file is reported even while the environment overrides it.
-    values = _parsed(_read_toml(path), f"{path}: ") if path else {}
+    data = _read_toml(path) if path else {}
+    tables = data.pop("sources", None)
+    values = _parsed(data, f"{path}: ")
+    if tables is not None:
+        values["sources"] = parse_source_tables(tables, f"{path}: ", check_cron=_cron_line)
+        _check_one_source_list(values, f"{path}: ")
     for item in SETTINGS:
         if item.env and ENV_PREFIX + item.env in env:
             raw = env[ENV_PREFIX + item.env]
@@ -562,6 +569,14 @@ def load_settings(
     else:
         settings = dataclasses.replace(settings, secret_key=stored_secret_key(settings.var_dir))
     return settings
+
+
+def _check_one_source_list(values: Mapping[str, Any], where: str) -> None:
+    if values["sources"] and "scheduler_sources" in values:
+        raise ConfigError(
+            f"{where}scheduler_sources is set beside [[sources]] tables: the tables list "
+            "the sources"
+        )
 
 
 def _find_config_file(
@@ -582,14 +597,16 @@ def _read_toml(path: Path) -> dict[str, Any]:
         data = parse_toml(path.read_text(encoding="utf-8"), str(path), error=ConfigError)
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    # Accept both a flat file and one with a [newsletter] table.
+    # Accept both a flat file and one with a [newsletter] table ([[sources]] beside it or in it).
     table = data.get("newsletter")
     if not isinstance(table, dict):
         return data
-    outside = [key for key in data if key != "newsletter"]
+    outside = [key for key in data if key not in ("newsletter", "sources")]
     if outside:
         raise ConfigError(f"{path}: setting {outside[0]} is outside the [newsletter] table")
-    return dict(table)
+    if "sources" in data and "sources" in table:
+        raise ConfigError(f"{path}: [[sources]] tables both inside and outside [newsletter]")
+    return dict(table) | ({"sources": data["sources"]} if "sources" in data else {})
 
 
 def parse_toml(text: str, source: str, *, error: type[InputError] = InputError) -> dict[str, Any]:

@@ -150,10 +150,15 @@ REFERENCE_TEXT: dict[str, str] = {
         'addresses or networks (`10.0.0.0/8`) of those proxies; from any other peer '
         '`X-Forwarded-*` is ignored'
     ),
-    "scheduler_fetch_cron": 'when the sources are fetched (a cron line, UTC)',
+    "scheduler_fetch_cron": (
+        'when the sources are fetched (a cron line, UTC); a `[[sources]]` table\'s `cron` '
+        'replaces it for that source'
+    ),
     "scheduler_sources": (
         'the sources fetched, by name: `newsletter papers sources` lists them and their last '
-        'fetch (docs/sources.md); an unknown name stops the scheduler and `doctor` fails it'
+        'fetch (docs/sources.md); an unknown name stops the scheduler and `doctor` fails it. '
+        '`[[sources]]` tables, each with its own name, categories, address and schedule, '
+        'replace it (docs/sources.md)'
     ),
     "scheduler_arxiv_categories": (
         'the arXiv categories and archives fetched, by `papers fetch` too when it is given '

@@ -29,7 +29,7 @@ from newsletter.core.errors import ConfigError
 from newsletter.core.secret_key import SECRET_KEY_FILE, exposed_to_others
 from newsletter.delivery.transports import SmtpTransport, make_transport
 from newsletter.matching.matches import matching_mode
-from newsletter.papers.sources.registry import configured_sources
+from newsletter.papers.sources.registry import scheduled_sources
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 SPF_LOOKUP_LIMIT = 10  # RFC 7208 section 4.6.4
@@ -166,11 +166,11 @@ def check_matching(settings: Settings) -> Check:
 def check_sources(settings: Settings) -> Check:
     """Say which sources the scheduler fetches, or which configured name is no source."""
     try:
-        sources = configured_sources(settings)
+        sources = scheduled_sources(settings)
     except ConfigError as exc:
         return Check("sources", FAIL, str(exc), "`newsletter papers sources` lists the names")
     if not sources:
-        return Check("sources", WARN, "scheduler_sources is empty: nothing is fetched")
+        return Check("sources", WARN, "no source is scheduled: nothing is fetched")
     return Check("sources", OK, "scheduled: " + ", ".join(s.name for s in sources))
 
 

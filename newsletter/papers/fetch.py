@@ -28,7 +28,7 @@ from newsletter.papers.fetch_log import FAILED, NO_LISTING, STORED, Attempt, rec
 from newsletter.papers.ingest import capped_record, ingest_records
 from newsletter.papers.sources import FetchOptions, PaperRecord
 from newsletter.papers.sources.http import RetryPolicy, make_source_client
-from newsletter.papers.sources.registry import SOURCES, get_source
+from newsletter.papers.sources.registry import SOURCES, ScheduledSource, get_source
 
 log = logging.getLogger(__name__)
 
@@ -139,12 +139,17 @@ def fetch_listing(
     base_url: str | None = None,
     on_page: PageProgress | None = None,
     now: datetime | None = None,
+    record_as: str | None = None,
 ) -> StoreReport:
-    """Fetch, store and match one source's listing of the day, recorded as its last fetch."""
+    """Fetch, store and match one source's listing of the day, recorded as its last fetch.
+
+    `record_as` is the name the fetch is recorded under (a `[[sources]]` table's), by
+    default the source's own.
+    """
     records = fetch_records(
         app, source, day, categories=categories, base_url=base_url, on_page=on_page
     )
-    return store_records(app, records, day, source=source, now=now)
+    return store_records(app, records, day, source=record_as or source, now=now)
 
 
 # -- on a schedule: each source's listing of a day once, failures retried with a backoff ------
@@ -188,45 +193,51 @@ def run_scheduled_fetch(
     app: App,
     now: datetime,
     *,
+    sources: Sequence[ScheduledSource],
     cron: str,
     window: timedelta,
-    sources: Sequence[str],
-    categories: Sequence[str],
     backoff_seconds: float,
     holder: str,
 ) -> list[FetchOutcome]:
-    """Fetch each source's listing of the day the cron line last fired (within the window).
+    """Fetch each source's listing of the day its cron line (else `cron`) last fired.
 
-    A row in `leases` per source and day records the attempts, so that whichever process
-    runs this, a day is fetched once, and a failed fetch is retried with a doubling delay.
+    Only a firing within the window before now counts. A row in `leases` per source and
+    day records the attempts, so that whichever process runs this, a day is fetched once,
+    and a failed fetch is retried with a doubling delay.
     """
-    fire = last_fire_time(cron, now, window)
-    if fire is None:
-        return []
     outcomes = []
-    for source in sources:
-        name = f"{MARKER_PREFIX}{source}:{fire.date().isoformat()}"
+    for scheduled in sources:
+        fire = last_fire_time(scheduled.cron or cron, now, window)
+        if fire is None:
+            continue
+        name = f"{MARKER_PREFIX}{scheduled.name}:{fire.date().isoformat()}"
         with app.transaction() as session:
             if not _claim(name, holder, now, session=session):
                 continue
-        outcomes.append(_attempt(app, name, source, fire.date(), now, categories, backoff_seconds))
+        outcomes.append(_attempt(app, name, scheduled, fire.date(), now, backoff_seconds))
     return outcomes
 
 
 def _attempt(
     app: App,
     name: str,
-    source: str,
+    scheduled: ScheduledSource,
     day: date,
     now: datetime,
-    categories: Sequence[str],
     backoff_seconds: float,
 ) -> FetchOutcome:
     """Fetch one source's day; whatever goes wrong is its outcome, never the other sources'."""
+    source = scheduled.name
     try:
-        # scheduler_arxiv_categories are arXiv's codes: other sources take their own default.
-        asked = categories if get_source(source).arxiv_categories else ()
-        report = fetch_listing(app, source, day, categories=asked, now=now)
+        report = fetch_listing(
+            app,
+            scheduled.source.name,
+            day,
+            categories=scheduled.categories,
+            base_url=scheduled.url,
+            now=now,
+            record_as=source,
+        )
     except NoListing as exc:
         log.info("fetch %s %s: %s", source, day, exc)
         outcome = FetchOutcome(source, day, NO_LISTING, str(exc))

@@ -18,8 +18,7 @@ from sqlalchemy.orm import Session
 from newsletter.core.config import SETTINGS_BY_NAME, Settings
 from newsletter.core.db import insert_or_ignore
 from newsletter.core.models import SourceFetch
-from newsletter.papers.sources import Source
-from newsletter.papers.sources.registry import SOURCES, check_source_names
+from newsletter.papers.sources.registry import SOURCES, ScheduledSource, scheduled_sources
 
 STORED, NO_LISTING, FAILED = "stored", "no listing", "failed"
 ERROR_MAX = 1000  # characters of an error kept: its one line, not a page a server sent
@@ -53,24 +52,31 @@ def record_attempt(attempt: Attempt, *, session: Session) -> None:
 
 
 def describe_sources(settings: Settings, *, session: Session) -> list[dict[str, Any]]:
-    """Describe every source: scheduled ones first, each with its last fetch.
+    """Describe every source: scheduled ones first (with what each asks), each with its last fetch.
 
-    Raises ConfigError when `scheduler_sources` names a source that does not exist.
+    Raises ConfigError when the configuration names a source wrongly.
     """
-    check_source_names(settings.scheduler_sources)
     rows = {row.source: row for row in session.scalars(select(SourceFetch))}
-    scheduled = list(settings.scheduler_sources)
-    order = sorted(SOURCES, key=lambda s: scheduled.index(s.name) if s.name in scheduled else 99)
-    return [_describe(s, s.name in scheduled, settings, rows.get(s.name)) for s in order]
+    scheduled = scheduled_sources(settings)
+    names = {s.name for s in scheduled}
+    unscheduled = [ScheduledSource(s, s.name) for s in SOURCES if s.name not in names]
+    return [
+        _describe(s, s.name in names, settings, rows.get(s.name))
+        for s in [*scheduled, *unscheduled]
+    ]
 
 
 def _describe(
-    source: Source, scheduled: bool, settings: Settings, row: SourceFetch | None
+    scheduled: ScheduledSource, is_scheduled: bool, settings: Settings, row: SourceFetch | None
 ) -> dict[str, Any]:
+    source = scheduled.source
+    asks = {"categories": scheduled.categories, "url": scheduled.url, "cron": scheduled.cron}
     return {
-        "name": source.name,
+        "name": scheduled.name,
+        "kind": source.name,
         "label": source.label,
-        "scheduled": scheduled,
+        "scheduled": is_scheduled,
+        "asks": {key: value for key, value in asks.items() if value},
         "offers": source.offers(),
         "settings": {
             name: SETTINGS_BY_NAME[name].masked(getattr(settings, name))

@@ -44,7 +44,8 @@ class Scheduler(Runner):
     ) -> None:
         self.app = app
         self.config = config or ScheduleConfig.from_settings(app.settings)
-        check_cron(self.config.fetch_cron)
+        for cron in self.config.fetch_crons:
+            check_cron(cron)
         super().__init__(poll=self.renew_seconds)
         self.holder = holder or default_worker_id(app.settings.host_name)
         self.transport = transport
@@ -107,12 +108,15 @@ class Scheduler(Runner):
             name="deliver",
             next_run_time=now,  # catch up on start
         )
-        aps.add_job(
-            self._fetch,
-            CronTrigger.from_crontab(self.config.fetch_cron, timezone="UTC"),
-            id="fetch",
-            name="fetch",
-        )
+        # One job per cron line: each fetch checks every source, and the ones whose line
+        # did not fire (or whose day is fetched) are left alone.
+        for number, cron in enumerate(self.config.fetch_crons):
+            aps.add_job(
+                self._fetch,
+                CronTrigger.from_crontab(cron, timezone="UTC"),
+                id=f"fetch-{number}",
+                name="fetch",
+            )
         self._aps = aps
         if self.stopping:
             return

@@ -55,8 +55,7 @@ from newsletter.delivery.service import edition_sender, options_from_settings
 from newsletter.delivery.transports import Transport
 from newsletter.editions.planning import get_or_create_edition, plan_edition
 from newsletter.papers.fetch import FetchOutcome, run_scheduled_fetch
-from newsletter.papers.sources.arxiv import DEFAULT_CATEGORIES
-from newsletter.papers.sources.registry import check_source_names
+from newsletter.papers.sources.registry import ScheduledSource, scheduled_sources
 from newsletter.runners.base import StopControl
 
 log = logging.getLogger(__name__)
@@ -69,9 +68,8 @@ STALE_REASON = "not sent within {hours:g} h of its delivery time (due {due})"
 class ScheduleConfig:
     """The scheduler's settings (`scheduler_*`)."""
 
-    fetch_cron: str = "0 6 * * mon-fri"
-    sources: tuple[str, ...] = ("hf",)
-    arxiv_categories: tuple[str, ...] = tuple(DEFAULT_CATEGORIES)
+    fetch_cron: str = "0 6 * * mon-fri"  # of the sources without a cron line of their own
+    sources: tuple[ScheduledSource, ...] = ()
     tick_seconds: float = 300.0
     staleness: timedelta = timedelta(hours=12)
     lease_seconds: float = 30.0
@@ -79,16 +77,20 @@ class ScheduleConfig:
     # The UTC time of day by which a day's listing is expected (default: the fetch time).
     listing_ready: time = time(6, 0)
 
+    @property
+    def fetch_crons(self) -> tuple[str, ...]:
+        """Return the distinct cron lines the sources are fetched on, the default's first."""
+        lines = [self.fetch_cron, *(s.cron for s in self.sources if s.cron)]
+        return tuple(dict.fromkeys(lines))
+
     @classmethod
     def from_settings(cls, settings: Settings) -> ScheduleConfig:
         """Read the scheduler settings; ConfigError names a source that does not exist."""
-        check_source_names(settings.scheduler_sources)
         cron = settings.scheduler_fetch_cron
         ready = settings.scheduler_listing_ready
         return cls(
             fetch_cron=cron,
-            sources=settings.scheduler_sources,
-            arxiv_categories=settings.scheduler_arxiv_categories or cls.arxiv_categories,
+            sources=tuple(scheduled_sources(settings)),
             tick_seconds=settings.scheduler_tick_seconds,
             staleness=timedelta(hours=settings.scheduler_staleness_hours),
             lease_seconds=settings.scheduler_lease_seconds,
@@ -435,14 +437,13 @@ ONCE_LEASE_SECONDS = 900.0
 def run_fetch(
     app: App, now: datetime, *, config: ScheduleConfig, holder: str
 ) -> list[FetchOutcome]:
-    """Fetch each configured source's listing of the day the fetch schedule last fired, once."""
+    """Fetch each scheduled source's listing of the day its schedule last fired, once."""
     return run_scheduled_fetch(
         app,
         now,
+        sources=config.sources,
         cron=config.fetch_cron,
         window=config.staleness,
-        sources=config.sources,
-        categories=config.arxiv_categories,
         backoff_seconds=config.fetch_backoff_seconds,
         holder=holder,
     )

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING
@@ -65,6 +65,9 @@ class Source:
     counts_upvotes: bool = False  # its papers carry readers' upvotes: digests rank by them
     summaries: bool = False  # it gives one-line TL;DRs
     discussion_pages: bool = False  # its papers have a page where readers discuss them
+    # Raises InputError on a category it does not know, before any request.
+    check_categories: Callable[[Sequence[str]], object] | None = None
+    needs_url: bool = False  # a `[[sources]]` table of this kind must give its url
 
     def offers(self) -> list[str]:
         """Name what the source gives besides titles and abstracts."""

@@ -297,6 +297,7 @@ API_SOURCE = Source(
     settings=("arxiv_api_url", "arxiv_request_interval", "scheduler_arxiv_categories"),
     takes_categories=True,
     arxiv_categories=True,
+    check_categories=arxiv_codes,
 )
 
 

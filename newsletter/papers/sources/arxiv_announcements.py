@@ -79,4 +79,5 @@ SOURCE = Source(
     settings=("arxiv_rss_url", "scheduler_arxiv_categories"),
     takes_categories=True,
     arxiv_categories=True,
+    check_categories=arxiv_codes,
 )

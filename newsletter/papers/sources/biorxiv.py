@@ -292,6 +292,7 @@ BIORXIV_SOURCE = Source(
     fetch=_fetch_day_of("biorxiv"),
     settings=("biorxiv_api_url",),
     takes_categories=True,
+    check_categories=lambda categories: subject_codes(categories, "biorxiv"),
 )
 MEDRXIV_SOURCE = Source(
     name="medrxiv",
@@ -299,4 +300,5 @@ MEDRXIV_SOURCE = Source(
     fetch=_fetch_day_of("medrxiv"),
     settings=("biorxiv_api_url",),
     takes_categories=True,
+    check_categories=lambda categories: subject_codes(categories, "medrxiv"),
 )

@@ -148,6 +148,7 @@ SOURCE = Source(
     label="A journal's table-of-contents feed (RSS, Atom, JSON Feed), with DOIs",
     fetch=fetch_day,
     settings=("scheduler_feed_urls",),
+    needs_url=True,
 )
 
 
