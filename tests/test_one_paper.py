@@ -150,3 +150,78 @@ def test_a_doi_never_holds_a_control_character(app):
     with app.sessions() as s:
         dois = sorted(d for d in s.scalars(select(Paper.doi)) if d)
         assert dois == ["10.1000/ab", "10.1000/x"]  # the DOI after the junk is still found
+
+
+ISCIENCE_DOI = "10.1016/j.isci.2022.105906"  # where the real bioRxiv row 10.1101/001768 went
+
+
+def _iscience_record() -> PaperRecord:
+    """The journal's record of that work: its own title and DOI, its journal's name."""
+    return PaperRecord(title="Cell-to-cell variation in nuclear transport in yeast",
+                       source="feed", authors=["Lucía Durrieu", "Alan Bush"],
+                       doi=f"https://doi.org/{ISCIENCE_DOI.upper()}", venue="iScience",
+                       url_journal="https://www.cell.com/iscience/fulltext/S2589-0042(22)01978-5")  # fmt: skip
+
+
+def _biorxiv_records(day) -> list[PaperRecord]:
+    from newsletter.papers.sources.biorxiv import parse_biorxiv_json
+
+    path = FIXTURES / "biorxiv" / "biorxiv_details.json"
+    return parse_biorxiv_json(path.read_bytes(), name=path.name, server="biorxiv",
+                              listing_date=day)  # fmt: skip
+
+
+def _one_work(app) -> Paper:
+    with app.sessions() as s:
+        found = s.scalars(select(Paper).where(Paper.authors.is_not(None))).all()
+        papers = [p for p in found if p.title_key.startswith(("characterization of cell",
+                                                               "cell to cell"))]  # fmt: skip
+        assert len(papers) == 1, [p.title for p in papers]
+        s.expunge(papers[0])
+        return papers[0]
+
+
+def test_a_journal_record_joins_the_preprint_that_says_it_was_published_there(app):
+    from datetime import date
+
+    day = date(2020, 1, 8)
+    with app.transaction() as s:
+        ingest_records(_biorxiv_records(day), session=s)
+    with app.transaction() as s:
+        stats = ingest_records([_iscience_record()], session=s)
+    assert (stats.inserted, stats.updated) == (0, 1)
+
+    paper = _one_work(app)
+    assert paper.doi == "10.1101/001768" and paper.venue == "iScience"
+    assert paper.url_journal == f"https://doi.org/{ISCIENCE_DOI}"
+    before = dump_database(app.engine)
+    with app.transaction() as s:  # both again, in one batch: nothing new, nothing changed
+        again = ingest_records([*_biorxiv_records(day), _iscience_record()], session=s)
+    assert again.inserted == 0 and dump_database(app.engine) == before
+
+
+def test_a_preprint_joins_the_journal_record_it_was_published_as(app):
+    from datetime import date
+
+    with app.transaction() as s:
+        ingest_records([_iscience_record()], session=s)
+    with app.transaction() as s:
+        stats = ingest_records(_biorxiv_records(date(2020, 1, 8)), session=s)
+    assert stats.inserted == len(stats.paper_ids) - 1  # every preprint but the one published
+
+    paper = _one_work(app)
+    assert (paper.doi, paper.venue) == (ISCIENCE_DOI, "iScience")
+    assert paper.url_abs == "https://www.biorxiv.org/content/10.1101/001768"
+
+
+def test_a_journal_record_of_another_doi_stays_another_paper(app):
+    from datetime import date
+
+    preprints = _biorxiv_records(date(2020, 1, 8))
+    (preprint,) = [r for r in preprints if r.doi == "10.1101/001768"]
+    other = PaperRecord(title=preprint.title, source="feed", authors=["L. Durrieu"],
+                        doi="10.1016/j.isci.2099.000001", venue="iScience")  # fmt: skip
+    with app.transaction() as s:
+        ingest_records(preprints, session=s)
+        stats = ingest_records([other], session=s)
+    assert stats.inserted == 1  # the same title and first author, but another work's DOI

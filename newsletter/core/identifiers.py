@@ -30,6 +30,18 @@ def doi_of(value: str | None) -> str | None:
     return doi if len(doi) <= DOI_MAX else None
 
 
+def doi_link(doi: str) -> str:
+    """Return the doi.org link of a DOI, as the cards and the papers' journal links write it."""
+    return f"https://doi.org/{doi}"
+
+
+def doi_of_link(url: str | None) -> str | None:
+    """Return the DOI a doi.org link names (`https://doi.org/10.1016/j.x`), else None."""
+    if not url or not re.match(r"(?:https?://)?(?:dx\.)?doi\.org/", url.strip(), re.IGNORECASE):
+        return None
+    return doi_of(url)
+
+
 def arxiv_id_of_doi(doi: str | None) -> str | None:
     """Return the arXiv id an arXiv DOI names (`10.48550/arxiv.2507.01234`), else None."""
     if doi and doi.lower().startswith(ARXIV_DOI):

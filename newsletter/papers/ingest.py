@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from newsletter.core.identifiers import arxiv_id_of_doi, doi_of
+from newsletter.core.identifiers import arxiv_id_of_doi, doi_link, doi_of, doi_of_link
 from newsletter.core.models import Paper
 from newsletter.matching.personal import author_key, same_author
 from newsletter.papers.sources import PaperRecord
@@ -144,11 +144,12 @@ def merge_records(records: Iterable[PaperRecord]) -> list[PaperRecord]:
         key = "id:" + record.arxiv_id
         by_key[key] = _combine(by_key[key], record) if key in by_key else record
         title_owner.setdefault(normalise_title(record.title), key)
-        if record.doi:
-            doi_owner.setdefault(record.doi, key)
+        for doi in _dois(record):
+            doi_owner.setdefault(doi, key)
     for record in pending:
         title = normalise_title(record.title)
-        key = doi_owner.get(record.doi or "") or title_owner.get(title)
+        owners = [doi_owner.get(doi) for doi in _dois(record)]
+        key = next((k for k in owners if k), None) or title_owner.get(title)
         if key is not None and not _same_work(by_key[key], record):
             key = None
         if key is None:
@@ -157,9 +158,31 @@ def merge_records(records: Iterable[PaperRecord]) -> list[PaperRecord]:
                 key += "|" + "|".join(record.authors[:1])
         by_key[key] = _combine(by_key[key], record) if key in by_key else record
         title_owner.setdefault(title, key)
-        if record.doi:
-            doi_owner.setdefault(record.doi, key)
+        for doi in _dois(record):
+            doi_owner.setdefault(doi, key)
     return list(by_key.values())
+
+
+def journal_doi(item: PaperRecord | Paper) -> str | None:
+    """Return the DOI of the journal version a preprint links to (a doi.org link), else None."""
+    return doi_of_link(item.url_journal)
+
+
+def _dois(item: PaperRecord | Paper) -> list[str]:
+    """Return the DOIs that name the item: its own, and its journal version's."""
+    return [doi for doi in (item.doi, journal_doi(item)) if doi]
+
+
+def _is_journal_version_of(record: PaperRecord, paper: Paper) -> bool:
+    return record.doi is not None and record.doi == journal_doi(paper)
+
+
+def _journal_version(one: PaperRecord | Paper, other: PaperRecord | Paper) -> bool:
+    """Tell whether one is the journal version the other, a preprint, links to (or back)."""
+    linked = (journal_doi(one), journal_doi(other))
+    return (linked[0] is not None and linked[0] == other.doi) or (
+        linked[1] is not None and linked[1] == one.doi
+    )
 
 
 def _same_work(known: PaperRecord | Paper, record: PaperRecord) -> bool:
@@ -171,7 +194,7 @@ def _same_work(known: PaperRecord | Paper, record: PaperRecord) -> bool:
     if record.arxiv_id and known.arxiv_id and record.arxiv_id != known.arxiv_id:
         return False
     if record.doi and known.doi:
-        return record.doi == known.doi
+        return record.doi == known.doi or _journal_version(known, record)
     return _same_first_author(known.authors or [], record.authors)
 
 
@@ -202,7 +225,8 @@ def _union(first: Sequence[str], later: Sequence[str]) -> list[str]:
 def _load_existing(session: Session, batch: Sequence[PaperRecord]) -> list[Paper]:
     """Load, in a few queries, every stored paper that shares an arXiv id or title key."""
     ids = sorted({r.arxiv_id for r in batch if r.arxiv_id})
-    dois = sorted({r.doi for r in batch if r.doi})
+    dois = sorted({doi for r in batch for doi in _dois(r)})
+    links = [doi_link(doi) for doi in dois]  # a preprint's journal version, stored as its link
     keys = sorted({normalise_title(r.title) for r in batch})
     found: dict[int, Paper] = {}
     for start in range(0, max(len(ids), len(dois), len(keys)), KEY_CHUNK):
@@ -211,6 +235,7 @@ def _load_existing(session: Session, batch: Sequence[PaperRecord]) -> list[Paper
             or_(
                 Paper.arxiv_id.in_(ids[part]),
                 Paper.doi.in_(dois[part]),
+                Paper.url_journal.in_(links[part]),
                 Paper.title_key.in_(keys[part]),
             )
         )
@@ -224,7 +249,7 @@ class _Index:
     def __init__(self, papers: Iterable[Paper], session: Session | None = None) -> None:
         self._session = session
         self.by_id: dict[str, Paper] = {}
-        self.by_doi: dict[str, Paper] = {}
+        self.by_doi: dict[str, Paper] = {}  # by its own DOI and its journal version's
         self.by_title: dict[str, Paper] = {}
         for paper in papers:
             self.add(paper)
@@ -234,13 +259,15 @@ class _Index:
             self.by_id[paper.arxiv_id] = paper
         if paper.doi:
             self.by_doi[paper.doi] = paper
+        if (linked := journal_doi(paper)) is not None:
+            self.by_doi.setdefault(linked, paper)  # a paper's own DOI comes first
         self.by_title[paper.title_key] = paper
 
     def find(self, record: PaperRecord) -> Paper | None:
         if record.arxiv_id and record.arxiv_id in self.by_id:
             return self.by_id[record.arxiv_id]
         for paper in (
-            self.by_doi.get(record.doi or ""),
+            *(self.by_doi.get(doi) for doi in _dois(record)),
             self.by_title.get(normalise_title(record.title)),
         ):
             if paper is not None and _same_work(paper, record):
@@ -303,6 +330,8 @@ def _apply(paper: Paper, record: PaperRecord) -> bool:
             changes[name] = list(new) if isinstance(new, list) else new
     if record.upvotes is not None and record.upvotes != paper.upvotes:
         changes["upvotes"] = record.upvotes
+    if record.venue and record.venue != paper.venue and _is_journal_version_of(record, paper):
+        changes["venue"] = record.venue  # the journal version names its journal, not the server
     for name in UNION_FIELDS:
         merged = _union(getattr(paper, name) or [], getattr(record, name))
         if len(merged) != len(getattr(paper, name) or []):

@@ -17,6 +17,7 @@ from datetime import date
 from typing import Any
 
 from newsletter.core.errors import InputError, SourceError
+from newsletter.core.identifiers import doi_link, doi_of
 from newsletter.core.taxonomy import PREPRINT_SUBJECTS, closest_subject, subject_code, subject_slug
 from newsletter.papers.ingest import capped_record
 from newsletter.papers.sources import FetchDay, FetchOptions, PaperRecord, Source
@@ -158,8 +159,8 @@ def _record(row: _Row, server: str, day: date | None) -> PaperRecord:
 
 def _journal_link(value: Any) -> str | None:
     """Return the doi.org link of the journal version a row says was published ("NA": none)."""
-    doi = _doi(value)
-    return f"https://doi.org/{doi}" if doi else None
+    doi = doi_of(_doi(value))  # lowercase, as a journal's record of it is stored
+    return doi_link(doi) if doi else None
 
 
 def _doi(value: Any) -> str | None:
