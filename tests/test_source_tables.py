@@ -213,3 +213,21 @@ def test_a_table_its_kind_refuses_fails_the_commands_that_read_it(run, env, tabl
         assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr
     check = check_sources(load_settings(env=env))
     assert check.status == FAIL and message in check.message
+
+
+def test_newsletter_config_prints_the_tables_as_a_file_that_loads_again(run, env, configured):
+    result = run("config")
+    assert result.exit_code == 0, result.output
+    assert "\n# (the [[sources]] tables below replace it) scheduler_sources = " in result.stdout
+    again = Path("again.toml")
+    again.write_text(result.stdout.replace('secret_key = "****"', ""), encoding="utf-8")
+    assert load_settings(again, env=env).sources == load_settings(configured, env=env).sources
+
+    data = json.loads(run("config", "--json").stdout)
+    assert [t["name"] for t in data["sources"]] == ["hf", "magnets", "nature", "neuro"]
+    magnets = data["sources"][1]
+    assert magnets["url"].startswith("http://127.0.0.1:")
+    assert {k: v for k, v in magnets.items() if k != "url"} == {
+        "kind": "arxiv", "name": "magnets", "categories": ["astro-ph", "cond-mat.supr-con"],
+        "cron": None,
+    }  # fmt: skip

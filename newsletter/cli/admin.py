@@ -11,6 +11,7 @@ from newsletter.core import db
 from newsletter.core.app import App
 from newsletter.core.config import SETTINGS_BY_NAME, Setting, describe_settings, toml_value
 from newsletter.core.settings_reference import settings_reference
+from newsletter.core.source_tables import as_dicts, as_toml
 from newsletter.core.wording import plural
 from newsletter.demo import run_demo
 
@@ -71,6 +72,7 @@ def show_config(app: App, as_json: bool, reference: bool) -> None:
     Example:
       NEWSLETTER_TRANSPORT=smtp://user:pw@mail.example.org:587 newsletter config
       newsletter config --json | jq .settings.transport.value
+      newsletter config --json | jq '.sources[].name'      # the [[sources]] tables
       newsletter config --reference > docs/configuration-tables.md
     """
     if reference:
@@ -78,13 +80,20 @@ def show_config(app: App, as_json: bool, reference: bool) -> None:
         return
     described = describe_settings(app.settings)
     source = app.settings.config_file or None
+    tables = app.settings.sources
     if as_json:
-        echo_json({"config_file": source, "settings": described})
+        echo_json({"config_file": source, "settings": described, "sources": as_dicts(tables)})
         return
     click.echo(f"# read from {source}, then the environment" if source else NO_CONFIG_FILE)
     for name, item in described.items():
         click.echo(f"\n# {item['help']}\n# {_origin(SETTINGS_BY_NAME[name], item['environment'])}")
-        click.echo(f"{name} = {toml_value(item['value'])}")
+        # The tables replace the list of names: both in one file are refused.
+        replaced = tables and name == "scheduler_sources"
+        unread = "# (the [[sources]] tables below replace it) " if replaced else ""
+        click.echo(f"{unread}{name} = {toml_value(item['value'])}")
+    if tables:
+        click.echo("\n# the sources the scheduler fetches (docs/sources.md)")
+        click.echo(as_toml(tables))
 
 
 NO_CONFIG_FILE = "# no newsletter.toml: defaults, then the environment"

@@ -18,6 +18,8 @@ those categories is the registry's to say (`papers.sources.registry.scheduled_so
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +43,26 @@ class SourceTable:
     url: str | None = None
     categories: tuple[str, ...] = ()
     cron: str | None = None  # None: scheduler_fetch_cron
+
+
+def as_toml(tables: tuple[SourceTable, ...]) -> str:
+    """Write the tables back as `[[sources]]` TOML, as `newsletter config` prints them."""
+    blocks = []
+    for table in tables:
+        lines = ["[[sources]]"]
+        for key in KEYS:
+            value = getattr(table, key)
+            if value:
+                shown = ", ".join(json.dumps(v) for v in value) if key == "categories" else None
+                lines.append(f"{key} = [{shown}]" if shown is not None else f"{key} = "
+                             f"{json.dumps(value, ensure_ascii=False)}")  # fmt: skip
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def as_dicts(tables: tuple[SourceTable, ...]) -> list[dict[str, Any]]:
+    """Return the tables as plain values, each key given (for `newsletter config --json`)."""
+    return [dataclasses.asdict(table) | {"categories": list(table.categories)} for table in tables]
 
 
 def parse_source_tables(
