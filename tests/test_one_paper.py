@@ -153,6 +153,7 @@ def test_a_doi_never_holds_a_control_character(app):
 
 
 ISCIENCE_DOI = "10.1016/j.isci.2022.105906"  # where the real bioRxiv row 10.1101/001768 went
+ISCIENCE_PAGE = "https://www.cell.com/iscience/fulltext/S2589-0042(22)01978-5"
 
 
 def _iscience_record() -> PaperRecord:
@@ -160,7 +161,7 @@ def _iscience_record() -> PaperRecord:
     return PaperRecord(title="Cell-to-cell variation in nuclear transport in yeast",
                        source="feed", authors=["Lucía Durrieu", "Alan Bush"],
                        doi=f"https://doi.org/{ISCIENCE_DOI.upper()}", venue="iScience",
-                       url_journal="https://www.cell.com/iscience/fulltext/S2589-0042(22)01978-5")  # fmt: skip
+                       url_journal=ISCIENCE_PAGE)  # fmt: skip
 
 
 def _biorxiv_records(day) -> list[PaperRecord]:

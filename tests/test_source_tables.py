@@ -147,9 +147,8 @@ def test_papers_fetch_takes_a_tables_name(app, run, feed, configured):
 
     unknown = run("papers", "fetch", "--source", "neurons")
     assert unknown.exit_code == 2
-    assert "unknown source 'neurons'" in unknown.stderr and "configured: magnets, nature, neuro" in (
-        unknown.stderr
-    )
+    assert "unknown source 'neurons'" in unknown.stderr
+    assert "configured: magnets, nature, neuro" in unknown.stderr
 
 
 def test_tables_beside_or_inside_a_newsletter_table_are_read(tmp_path):
