@@ -311,3 +311,24 @@ def test_config_json_has_value_default_help_and_variable(run, env, tmp_path):
 def test_the_documented_arxiv_default_is_the_sources_own():
     shown = SETTINGS_BY_NAME["scheduler_arxiv_categories"].default_text()
     assert shown.endswith(", ".join(DEFAULT_CATEGORIES))
+
+
+def test_option_classes_take_their_defaults_from_the_settings():
+    from newsletter.audience.limits import Limits
+    from newsletter.delivery.engine import SendOptions
+    from newsletter.delivery.guard import GuardLimits
+    from newsletter.runners.tick import ScheduleConfig
+
+    settings = Settings()
+    assert Limits() == Limits.from_settings(settings)
+    assert GuardLimits() == GuardLimits.from_settings(settings)
+    plain = ScheduleConfig.from_settings(dataclasses.replace(settings, scheduler_sources=()))
+    assert plain == ScheduleConfig()
+    options = SendOptions()
+    assert (options.batch_size, options.lease_seconds, options.max_attempts) == (
+        settings.send_batch_size, settings.claim_lease_seconds, settings.max_attempts
+    )  # fmt: skip
+    assert (options.backoff_base, options.backoff_max, options.max_wait, options.empty_policy) == (
+        settings.retry_base_seconds, settings.retry_max_seconds, settings.retry_wait_seconds,
+        settings.empty_policy,
+    )  # fmt: skip

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter.core.config import Settings
+from newsletter.core.config import Settings, default
 from newsletter.core.db import insert_or_ignore
 from newsletter.core.errors import InputError
 from newsletter.core.models import RateLimit, utcnow
@@ -31,13 +31,13 @@ class RateLimited(InputError):
 class Limits:
     """The web's timing rules, from the settings."""
 
-    confirm_max_age_hours: int = 72
-    pending_max_age_days: int = 7
-    mail_interval_minutes: int = 10
-    subscribe_per_ip_per_hour: int = 20
-    resubscribe_window_hours: int = 24
-    votes_per_link_per_hour: int = 10
-    votes_per_ip_per_hour: int = 300
+    confirm_max_age_hours: int = default("confirm_max_age_hours")
+    pending_max_age_days: int = default("pending_max_age_days")
+    mail_interval_minutes: int = default("mail_interval_minutes")
+    subscribe_per_ip_per_hour: int = default("subscribe_per_ip_per_hour")
+    resubscribe_window_hours: int = default("resubscribe_window_hours")
+    votes_per_link_per_hour: int = default("votes_per_link_per_hour")
+    votes_per_ip_per_hour: int = default("votes_per_ip_per_hour")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:

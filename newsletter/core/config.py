@@ -529,6 +529,11 @@ SETTINGS = _registry()
 SETTINGS_BY_NAME = {item.name: item for item in SETTINGS}
 
 
+def default(name: str) -> Any:
+    """Return a setting's default: the option classes take theirs from here, never a copy."""
+    return SETTINGS_BY_NAME[name].default
+
+
 def describe_settings(settings: Settings) -> dict[str, dict[str, Any]]:
     """Return each setting's value (secrets masked), default, help and environment variable."""
     return {

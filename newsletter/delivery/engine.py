@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from newsletter.bounces.refusals import suppress_after_permanent_failure
-from newsletter.core.config import Settings
+from newsletter.core.config import Settings, default
 from newsletter.core.db import database_error, db_now, read_only_engine
 from newsletter.core.errors import ConfigError, InputError, NewsletterError, TransportError
 from newsletter.core.leases import Heartbeat, default_worker_id, host_of
@@ -46,20 +46,20 @@ NOTHING_MATCHED = "no new paper matched the topics"
 
 # How long a claim lasts unless its sender renews it: the rows of a sender that died come
 # back this long after its last heartbeat.
-CLAIM_LEASE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
 class SendOptions:
     worker_id: str = field(default_factory=default_worker_id)
-    batch_size: int = 500
-    lease_seconds: float = CLAIM_LEASE_SECONDS  # renewed every third of it while the run lasts
-    max_attempts: int = 5
-    backoff_base: float = 60.0  # seconds before the first retry; doubles per attempt
-    backoff_max: float = 3600.0
-    max_wait: float = 0.0  # how long one run may wait for retries that are not yet due
+    batch_size: int = default("send_batch_size")
+    # Renewed every third of it while the run lasts.
+    lease_seconds: float = default("claim_lease_seconds")
+    max_attempts: int = default("max_attempts")
+    backoff_base: float = default("retry_base_seconds")  # before the first retry; doubles
+    backoff_max: float = default("retry_max_seconds")
+    max_wait: float = default("retry_wait_seconds")  # a run's wait for retries not yet due
     limit: int | None = None
-    empty_policy: str = "skip"
+    empty_policy: str = default("empty_policy")
     guard: GuardLimits | None = None  # None: no deliverability guard (previews, tests)
 
 

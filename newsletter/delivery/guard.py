@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import Connection, distinct, exists, func, select, update
 
 from newsletter.bounces import reasons
-from newsletter.core.config import Settings
+from newsletter.core.config import Settings, default
 from newsletter.core.models import BounceEvent, Delivery, DeliveryStatus, Edition, utcnow
 
 SENT, FAILED = DeliveryStatus.SENT.value, DeliveryStatus.FAILED.value
@@ -38,9 +38,9 @@ REASON_MAX = 300  # characters of Edition.pause_reason
 class GuardLimits:
     """The guard's thresholds (`guard_*` settings)."""
 
-    window: int = 1000
-    address_failure_rate: float = 0.05
-    block_rate: float = 0.02
+    window: int = default("guard_window")
+    address_failure_rate: float = default("guard_address_failure_rate")
+    block_rate: float = default("guard_block_rate")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GuardLimits:

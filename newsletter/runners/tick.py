@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from newsletter.core.app import App
-from newsletter.core.config import Settings
+from newsletter.core.config import Settings, default
 from newsletter.core.errors import TransportError
 from newsletter.core.leases import (
     default_worker_id,
@@ -68,12 +68,12 @@ STALE_REASON = "not sent within {hours:g} h of its delivery time (due {due})"
 class ScheduleConfig:
     """The scheduler's settings (`scheduler_*`)."""
 
-    fetch_cron: str = "0 6 * * mon-fri"  # of the sources without a cron line of their own
+    fetch_cron: str = default("scheduler_fetch_cron")  # of sources without a line of their own
     sources: tuple[ScheduledSource, ...] = ()
-    tick_seconds: float = 300.0
-    staleness: timedelta = timedelta(hours=12)
-    lease_seconds: float = 30.0
-    fetch_backoff_seconds: float = 300.0
+    tick_seconds: float = default("scheduler_tick_seconds")
+    staleness: timedelta = timedelta(hours=default("scheduler_staleness_hours"))
+    lease_seconds: float = default("scheduler_lease_seconds")
+    fetch_backoff_seconds: float = default("scheduler_fetch_backoff_seconds")
     # The UTC time of day by which a day's listing is expected (default: the fetch time).
     listing_ready: time = time(6, 0)
 
