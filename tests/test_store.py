@@ -16,8 +16,7 @@ from sqlalchemy import select, update
 from newsletter.core.models import Delivery, DeliveryStatus, utcnow
 from newsletter.delivery import service as sending
 from newsletter.delivery import store
-from newsletter.runners.tick import editions_with_owed
-from newsletter.runners.worker import editions_with_owed_rows
+from newsletter.delivery.drain import owed_editions
 from tests import factories as f
 
 HOST = socket.gethostname()
@@ -98,18 +97,14 @@ def test_a_claim_takes_exactly_the_owed_rows(app):
     assert all(utcnow() < d.lease_until <= utcnow() + timedelta(seconds=61) for d in mine)
 
 
-def test_the_runners_and_the_tick_see_the_same_owed_editions(app):
+def test_an_edition_owes_rows_once_a_live_claim_runs_out(app):
     ids = _in_states(app)
     for name in OWED:  # leave only the row being sent under a live claim
         _set(app, ids[name], status="sent", lease_until=None)
-    with app.sessions() as s:
-        assert editions_with_owed(session=s) == []
-    assert editions_with_owed_rows(app) == []
+    assert owed_editions(app) == []
 
     _set(app, ids["sending-live"], lease_until=utcnow() - timedelta(seconds=1))
-    with app.sessions() as s:
-        assert [e.id for e in editions_with_owed(session=s)] == [1]
-    assert editions_with_owed_rows(app) == [1]
+    assert owed_editions(app) == [1]
 
 
 def test_claimed_rows_are_named_and_carry_their_subscriber(app):

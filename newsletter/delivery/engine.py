@@ -78,6 +78,16 @@ class SendSummary:
     def rate(self) -> float:
         return self.sent / self.elapsed if self.elapsed > 0 else 0.0
 
+    def add(self, part: SendSummary) -> None:
+        """Count another run's figures into these (editions sent one after another)."""
+        self.sent += part.sent
+        self.failed += part.failed
+        self.retried += part.retried
+        self.skipped += part.skipped
+        self.owed += part.owed
+        self.elapsed += part.elapsed
+        self.stopped = self.stopped or part.stopped
+
     def line(self) -> str:
         return (
             f"sent {self.sent}, failed {self.failed}, skipped {self.skipped}, owed {self.owed} "

@@ -30,11 +30,9 @@ from sqlalchemy.orm import Session
 
 from newsletter.core.app import App
 from newsletter.core.config import Settings, default
-from newsletter.core.errors import TransportError
 from newsletter.core.leases import (
     default_worker_id,
     give_up_lease,
-    host_of,
     lease_holder,
     take_lease,
 )
@@ -49,9 +47,9 @@ from newsletter.core.models import (
     SubscriberStatus,
     Suppression,
 )
-from newsletter.delivery import guard, store
-from newsletter.delivery.engine import SendOptions, SendSummary
-from newsletter.delivery.service import edition_sender, options_from_settings
+from newsletter.delivery import guard
+from newsletter.delivery.drain import drain_owed, paused_editions
+from newsletter.delivery.service import options_from_settings
 from newsletter.delivery.transports import Transport
 from newsletter.editions.planning import get_or_create_edition, plan_edition
 from newsletter.papers.fetch import FetchOutcome, run_scheduled_fetch
@@ -342,16 +340,6 @@ def _skip_stale(edition: Edition, item: Due, now: datetime, *, session: Session)
 # -- sending what is owed ---------------------------------------------------------------------
 
 
-def editions_with_owed(*, session: Session) -> list[Edition]:
-    """Return the editions with rows owed now (see `store.owed_clause`), oldest first."""
-    ids = store.editions_with_owed(session.connection())
-    return list(
-        session.scalars(
-            select(Edition).where(Edition.id.in_(ids)).order_by(Edition.listing_date, Edition.id)
-        )
-    )
-
-
 def complaint_hold(app: App) -> str | None:
     """Return why no new edition may start: the last one sent drew too many complaints."""
     with app.engine.connect() as conn:
@@ -361,67 +349,12 @@ def complaint_hold(app: App) -> str | None:
         )
 
 
-def send_owed(
-    app: App,
-    *,
-    options: SendOptions | None = None,
-    transport: Transport | None = None,
-    control: StopControl | None = None,
-    started_only: bool = False,
-) -> tuple[SendSummary, str | None]:
-    """Send every owed delivery of every edition (paused ones excepted, and, with
-    started_only, those not yet started); return the totals and a transport error."""
-    options = options or options_from_settings(app)
-    control = control or StopControl()
-    with app.engine.begin() as conn:  # rows of a sender of this host that died: owed at once
-        store.release_dead_claims(conn, here=host_of(options.worker_id))
-    with app.sessions() as session:
-        editions = editions_with_owed(session=session)
-        if started_only:
-            conn = session.connection()
-            editions = [e for e in editions if guard.edition_started(conn, e.id)]
-    total = SendSummary()
-    for edition in editions:
-        if control.stopped:
-            break
-        sender = edition_sender(app, edition.id, options=options, transport=transport)
-        control.attach(sender)
-        try:
-            summary = sender.run()
-        except TransportError as exc:
-            log.error(
-                "sending the %s edition of %s failed: %s", edition.kind, edition.listing_date, exc
-            )
-            return total, str(exc)
-        finally:
-            control.attach(None)
-        _add(total, summary)
-    return total, None
-
-
 def log_paused(app: App) -> list[str]:
     """Log each paused edition that still owes rows; return them as lines."""
-    with app.engine.connect() as conn:
-        ids = store.editions_with_owed(conn, paused=True)
-        rows = conn.execute(
-            select(Edition.kind, Edition.listing_date, Edition.pause_reason)
-            .where(Edition.id.in_(ids))
-            .order_by(Edition.listing_date)
-        ).all()
-    lines = [f"the {kind} edition of {day} is paused: {why}" for kind, day, why in rows]
+    lines = [edition.line() for edition in paused_editions(app)]
     for line in lines:
         log.warning("%s; `newsletter resume --date` lifts it", line)
     return lines
-
-
-def _add(total: SendSummary, part: SendSummary) -> None:
-    total.sent += part.sent
-    total.failed += part.failed
-    total.retried += part.retried
-    total.skipped += part.skipped
-    total.owed += part.owed
-    total.elapsed += part.elapsed
-    total.stopped = total.stopped or part.stopped
 
 
 # -- leases -----------------------------------------------------------------------------------
@@ -520,10 +453,12 @@ def run_due(
             planned = plan_due(due, now, session=session, empty_policy=options.empty_policy)
         report.planned, report.stale = planned.planned, planned.stale
     report.paused = log_paused(app)
-    summary, report.error = send_owed(
-        app, options=options, transport=transport, control=control,
-        started_only=report.held is not None,
+    control = control or StopControl()
+    drained = drain_owed(
+        app, options=options, transport=transport, attach=control.attach,
+        stopped=lambda: control.stopped, started_only=report.held is not None,
     )  # fmt: skip
+    summary, report.error = drained.total, drained.error
     report.sent, report.failed, report.skipped = summary.sent, summary.failed, summary.skipped
     report.owed = summary.owed
     return report

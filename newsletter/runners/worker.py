@@ -13,15 +13,10 @@ import logging
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from sqlalchemy import select
-
 from newsletter.core.app import App
-from newsletter.core.errors import TransportError
-from newsletter.core.leases import host_of
-from newsletter.core.models import Edition
-from newsletter.delivery import store
-from newsletter.delivery.engine import SendOptions, SendSummary
-from newsletter.delivery.service import edition_sender, options_from_settings
+from newsletter.delivery.drain import PausedEdition, drain_owed, paused_editions
+from newsletter.delivery.engine import SendSummary
+from newsletter.delivery.service import options_from_settings
 from newsletter.delivery.transports import make_transport
 from newsletter.runners.base import Runner
 
@@ -40,7 +35,6 @@ class WorkerReport:
     paused: dict[str, str] = field(default_factory=dict)
 
     def add(self, summary: SendSummary) -> None:
-        self.runs += 1
         self.sent += summary.sent
         self.failed += summary.failed
 
@@ -53,28 +47,6 @@ def with_connections(spec: str, connections: int) -> str:
     query = [(k, v) for k, v in parse_qsl(parts.query) if k != "connections"]
     query.append(("connections", str(connections)))
     return urlunsplit(parts._replace(query=urlencode(query)))
-
-
-def editions_with_owed_rows(app: App) -> list[int]:
-    """Return the ids of editions that have rows owed now (see `store.owed_clause`)."""
-    with app.engine.connect() as conn:
-        return store.editions_with_owed(conn)
-
-
-def paused_editions_with_owed_rows(app: App) -> dict[str, str]:
-    """Return the listing date and pause reason of each paused edition that still owes rows."""
-    with app.engine.connect() as conn:
-        ids = store.editions_with_owed(conn, paused=True)
-        rows = conn.execute(
-            select(Edition.listing_date, Edition.pause_reason).where(Edition.id.in_(ids))
-        )
-        return {day.isoformat(): reason or "paused" for day, reason in rows}
-
-
-def recover_dead_local_claims(app: App, here: str) -> int:
-    """Hand back rows held by senders of host `here` that died (no need to wait for the lease)."""
-    with app.engine.begin() as conn:
-        return store.release_dead_claims(conn, here=here)
 
 
 class Worker(Runner):
@@ -96,41 +68,27 @@ class Worker(Runner):
         return self.report
 
     def work(self) -> bool:
-        progressed = recover_dead_local_claims(self.app, host_of(self._options.worker_id)) > 0
-        self._note_paused(paused_editions_with_owed_rows(self.app))
-        for edition_id in editions_with_owed_rows(self.app):
-            if self.stopping:
-                break
-            progressed |= self._send(edition_id, self._options)
-        return progressed
+        self._note_paused(paused_editions(self.app))
+        drained = drain_owed(
+            self.app, options=self._options, transport=make_transport(self._spec),
+            attach=self.control.attach, stopped=lambda: self.stopping,
+        )  # fmt: skip
+        self.report.runs += drained.editions
+        self.report.add(drained.total)
+        if drained.error is not None:
+            # The relay is down: everything stays owed; try again after a pause.
+            self.report.errors.append(drained.error)
+            return False
+        total = drained.total
+        return bool(drained.released or total.sent or total.failed or total.skipped)
 
     def finished(self, busy: bool) -> bool:
         return self.once and not busy
 
-    def _note_paused(self, paused: dict[str, str]) -> None:
+    def _note_paused(self, paused: list[PausedEdition]) -> None:
         """Log each edition the guard paused, once per worker."""
-        for day, reason in paused.items():
+        for edition in paused:
+            day = edition.listing_date.isoformat()
             if day not in self.report.paused:
-                log.warning("the %s edition is paused, not sent: %s", day, reason)
-        self.report.paused.update(paused)
-
-    def _send(self, edition_id: int, options: SendOptions) -> bool:
-        """Deliver what one edition owes; True when any row got a final answer."""
-        sender = edition_sender(self.app, edition_id, options=options,
-                                transport=make_transport(self._spec))  # fmt: skip
-        self.control.attach(sender)
-        try:
-            summary = sender.run()
-        except TransportError as exc:
-            # The relay is down: everything stays owed; try again after a pause.
-            log.error("edition %s: %s", edition_id, exc)
-            self.report.errors.append(str(exc))
-            return False
-        finally:
-            self.control.attach(None)
-        self.report.add(summary)
-        if summary.paused:
-            self.report.paused[sender.edition.listing_date.isoformat()] = summary.paused
-        if summary.sent or summary.failed:
-            log.info("edition %s: %s", edition_id, summary.line())
-        return bool(summary.sent or summary.failed or summary.skipped)
+                log.warning("%s", edition.line())
+            self.report.paused[day] = edition.reason
