@@ -49,3 +49,32 @@ def test_every_package_is_placed_and_documents_what_it_may_import():
     for package in ALLOWED:
         doc = (ROOT / package / "__init__.py").read_text(encoding="utf-8")
         assert "Owns:" in doc and ("May import" in doc or "Imports nothing" in doc), package
+
+
+def _threads() -> list[tuple[str, str, str]]:
+    """Return (module, class or "", target) of every thread the package starts."""
+    import ast
+
+    found = []
+    for path in ROOT.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        owner = {id(node): cls.name for cls in ast.walk(tree) if isinstance(cls, ast.ClassDef)
+                 for node in ast.walk(cls)}  # fmt: skip
+        for call in ast.walk(tree):
+            if isinstance(call, ast.Call) and ast.unparse(call.func) == "threading.Thread":
+                target = next(ast.unparse(k.value) for k in call.keywords if k.arg == "target")
+                found.append((path.relative_to(ROOT).as_posix(), owner.get(id(call), ""), target))
+    return sorted(found)
+
+
+def test_one_runner_base_runs_every_loop():
+    """Every thread the package starts runs a Runner's loop: one stop, one sleep, one hand-back."""
+    import importlib
+
+    from newsletter.core.runner import Runner
+
+    threads = [t for t in _threads() if t[1]]  # a class's thread; a module-level one is a fault
+    assert len(threads) == len(_threads()) and threads, _threads()
+    for module, name, target in threads:
+        cls = getattr(importlib.import_module("newsletter." + module[:-3].replace("/", ".")), name)
+        assert issubclass(cls, Runner) and target == "self.run", (module, name, target)

@@ -7,7 +7,7 @@ import signal
 import threading
 import time
 
-from newsletter.runners.base import Runner, StopControl
+from newsletter.core.runner import Runner, StopControl
 
 
 class Counting(Runner):

@@ -9,8 +9,8 @@ import click
 from newsletter.cli.common import echo_json, pass_app
 from newsletter.core.app import App
 from newsletter.core.models import utcnow
+from newsletter.core.runner import StopControl, stop_on_signals
 from newsletter.runners import tick as scheduling
-from newsletter.runners.base import StopControl, stop_on_signals
 from newsletter.runners.scheduler import Scheduler
 
 

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from newsletter.core.db import database_error, db_now
 from newsletter.core.errors import NewsletterError
 from newsletter.core.models import Lease
+from newsletter.core.runner import Runner
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +176,7 @@ def give_up_lease(sessions: sessionmaker[Session], name: str, holder: str) -> bo
         return release_lease(name, holder, session=session)
 
 
-class Heartbeat:
+class Heartbeat(Runner):
     """Calls `beat` every `interval` seconds on a thread of its own until stopped.
 
     A beat that meets a busy database is logged and tried again at the next one: the lease it
@@ -183,10 +184,9 @@ class Heartbeat:
     """
 
     def __init__(self, name: str, interval: float, beat: Callable[[], object]) -> None:
+        super().__init__(poll=interval)
         self._beat = beat
-        self._interval = interval
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{name}", daemon=True)
+        self._thread = threading.Thread(target=self.run, name=f"heartbeat-{name}", daemon=True)
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()
@@ -195,18 +195,22 @@ class Heartbeat:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def stop(self) -> None:
+    def stop(self, *_: object) -> None:
         """Stop beating; returns once no beat is running."""
-        self._stopped.set()
-        if self._thread.is_alive():
+        super().stop()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join()
 
-    def _loop(self) -> None:
-        while not self._stopped.wait(self._interval):
-            try:
-                self._beat()
-            except OperationalError as exc:
-                log.warning("%s: missed a beat: %s", self._thread.name, database_error(exc))
+    def run(self) -> None:
+        self.snooze(self.poll_seconds)  # what it renews was just taken: the first beat waits
+        super().run()
+
+    def work(self) -> bool:
+        try:
+            self._beat()
+        except OperationalError as exc:
+            log.warning("%s: missed a beat: %s", self._thread.name, database_error(exc))
+        return False
 
 
 @contextmanager

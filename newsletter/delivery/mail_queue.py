@@ -35,6 +35,7 @@ from newsletter.core.db import db_now
 from newsletter.core.errors import InputError, NotFound, TransportError
 from newsletter.core.leases import Heartbeat, default_worker_id, holder_is_dead_here, host_of
 from newsletter.core.models import QueuedMail, Subscriber, SubscriberStatus
+from newsletter.core.runner import Runner
 from newsletter.delivery.engine import capped_backoff
 from newsletter.delivery.transports import Outcome, OutgoingMessage, send_one
 
@@ -379,47 +380,49 @@ def send_waiting(app: App) -> Drained:
     return drain_report(app)
 
 
-class MailQueue:
-    """The web process's sender: one thread, woken after each sign-up and when a retry is due."""
+class MailQueue(Runner):
+    """The web process's sender: a runner on its own thread, woken after each sign-up and when
+    a retry is due; it first sends whatever an earlier process left."""
 
     def __init__(self, app: App, poll_seconds: float = POLL_SECONDS) -> None:
+        super().__init__(poll=poll_seconds)
         self.app = app
-        self.poll_seconds = poll_seconds
         self._wake = threading.Event()
-        self._idle = threading.Event()
-        self._idle.set()
+        self._wake.set()  # the first round looks at once
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Start the thread (once); it first sends whatever an earlier process left."""
+        """Start the thread (once)."""
         with self._lock:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="mail-queue", daemon=True)
+                self._thread = threading.Thread(target=self.run, name="mail-queue", daemon=True)
                 self._thread.start()
 
     def wake(self) -> None:
         """Ask the thread to look for due rows now."""
-        self._idle.clear()
         self._wake.set()
         self.start()
 
-    def _run(self) -> None:
-        self._wake.set()
-        while True:
-            self._wake.wait(self._sleep())
-            self._wake.clear()
-            try:
-                drain(self.app)
-            except Exception:  # the thread must outlive a database hiccup
-                log.exception("the mail queue could not be drained")
-            if not self._wake.is_set():
-                self._idle.set()
+    def work(self) -> bool:
+        self._wake.clear()
+        try:
+            drain(self.app)
+        except Exception:  # the web's sender must outlive a database hiccup: next round
+            log.exception("the mail queue could not be drained")
+        return False  # every round sleeps until a wake or the next due row
 
-    def _sleep(self) -> float:
-        """Return how long to wait for the next due row, at most poll_seconds."""
+    def snooze(self, seconds: float) -> None:
+        """Sleep until woken, stopped, or the next row falls due (at most `seconds`)."""
+        self._wake.wait(self._sleep(seconds))
+
+    def interrupt(self) -> None:
+        self._wake.set()  # a stop wakes the sleep; the email in flight finishes
+
+    def _sleep(self, longest: float) -> float:
+        """Return how long to wait for the next due row, at most `longest`."""
         try:
             due = seconds_to_next_due(self.app)
         except Exception:  # the database is busy or away: look again at the next poll
-            return self.poll_seconds
-        return self.poll_seconds if due is None else min(max(due, 0.05), self.poll_seconds)
+            return longest
+        return longest if due is None else min(max(due, 0.05), longest)

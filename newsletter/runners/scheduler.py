@@ -19,9 +19,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 from newsletter.core.app import App
 from newsletter.core.leases import default_worker_id, give_up_lease, lease_holder, take_lease
 from newsletter.core.models import utcnow
+from newsletter.core.runner import Runner, StopControl
 from newsletter.delivery.transports import Transport
 from newsletter.papers.fetch import check_cron
-from newsletter.runners.base import Runner, StopControl
 from newsletter.runners.tick import SCHEDULER_LEASE, ScheduleConfig, run_due
 
 log = logging.getLogger(__name__)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import date
 
 from newsletter.core.app import App
+from newsletter.core.runner import Runner
 from newsletter.delivery import service as sending
 from newsletter.delivery.engine import ProgressCallback, SendOptions
-from newsletter.runners.base import Runner
 
 
 class SendRun(Runner):

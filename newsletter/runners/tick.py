@@ -47,6 +47,7 @@ from newsletter.core.models import (
     SubscriberStatus,
     Suppression,
 )
+from newsletter.core.runner import StopControl
 from newsletter.delivery import guard
 from newsletter.delivery.drain import drain_owed, paused_editions
 from newsletter.delivery.service import options_from_settings
@@ -54,7 +55,6 @@ from newsletter.delivery.transports import Transport
 from newsletter.editions.planning import get_or_create_edition, plan_edition
 from newsletter.papers.fetch import FetchOutcome, run_scheduled_fetch
 from newsletter.papers.sources.registry import ScheduledSource, scheduled_sources
-from newsletter.runners.base import StopControl
 
 log = logging.getLogger(__name__)
 
