@@ -15,7 +15,7 @@ ALLOWED = {
     "papers": {"core", "matching"},
     "content": {"core"},
     "audience": {"core", "matching", "content"},
-    "editions": {"core", "matching", "papers", "content"},
+    "editions": {"core", "matching", "papers", "content", "audience"},
     "bounces": {"core", "content", "audience"},
     "delivery": {"core", "matching", "papers", "content", "audience", "editions", "bounces"},
     "runners": {"core", "matching", "papers", "content", "audience", "editions", "bounces",

@@ -4,5 +4,6 @@ Owns: `planning` (editions and set-based planning of deliveries), `selection` (w
 the day's papers each reader gets, best first, shaped by their votes and rules, and why
 each is there), `readers` (the one selection every digest, preview, test copy and dry run
 asks for a reader's papers, with what they already had). May import `core`, `matching`,
-`papers` and `content` (the paper cards it hands to rendering).
+`papers`, `content` (the paper cards it hands to rendering) and `audience` (who receives
+digests).
 """

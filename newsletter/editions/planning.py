@@ -10,7 +10,6 @@ from sqlalchemy import (
     ColumnElement,
     CompoundSelect,
     case,
-    exists,
     func,
     insert,
     literal,
@@ -21,6 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from newsletter.audience.eligibility import receives_digests
 from newsletter.core.errors import NoListing, NotFound
 from newsletter.core.models import (
     Delivery,
@@ -31,9 +31,7 @@ from newsletter.core.models import (
     Paper,
     PaperTopic,
     Subscriber,
-    SubscriberStatus,
     Subscription,
-    Suppression,
     utcnow,
 )
 from newsletter.editions.selection import MIN_LIKES_FOR_DISCOVERY
@@ -170,10 +168,8 @@ def plan_edition(
             Subscriber.__table__.outerjoin(matched, matched.c.subscriber_id == Subscriber.id)
         )
         .where(
-            Subscriber.status == SubscriberStatus.CONFIRMED,
-            Subscriber.paused.is_(False),
+            receives_digests(),
             only if only is not None else true(),
-            ~exists().where(func.lower(Suppression.email) == func.lower(Subscriber.email)),
             # NOT IN, evaluated once: a correlated NOT EXISTS let PostgreSQL rescan the rows
             # this very statement inserts, once per subscriber.
             Subscriber.id.not_in(

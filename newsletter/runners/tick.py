@@ -19,7 +19,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import (
     ColumnElement,
     and_,
-    exists,
     func,
     insert,
     literal,
@@ -28,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from newsletter.audience.eligibility import receives_digests
 from newsletter.core.app import App
 from newsletter.core.config import Settings, default
 from newsletter.core.leases import (
@@ -44,8 +44,6 @@ from newsletter.core.models import (
     Frequency,
     Paper,
     Subscriber,
-    SubscriberStatus,
-    Suppression,
 )
 from newsletter.core.runner import StopControl
 from newsletter.delivery import guard
@@ -133,15 +131,6 @@ class Group:
         return and_(*parts)
 
 
-def eligible() -> ColumnElement[bool]:
-    """Subscribers who receive digests: confirmed, not paused, not suppressed."""
-    return and_(
-        Subscriber.status == SubscriberStatus.CONFIRMED,
-        Subscriber.paused.is_(False),
-        ~exists().where(func.lower(Suppression.email) == func.lower(Subscriber.email)),
-    )
-
-
 def delivery_groups(*, session: Session) -> list[Group]:
     """Return the distinct delivery moments of the eligible subscribers."""
     rows = session.execute(
@@ -151,7 +140,7 @@ def delivery_groups(*, session: Session) -> list[Group]:
             Subscriber.frequency,
             Subscriber.weekly_day,
         )
-        .where(eligible())
+        .where(receives_digests())
         .distinct()
     )
     groups = set()
@@ -251,7 +240,7 @@ def _unplanned(group: Group, kind: EditionKind, day: date):  # noqa: ANN202 - a 
             Edition.listing_date == day,
         )
     )
-    return and_(eligible(), group.clause(), ~planned.exists())
+    return and_(receives_digests(), group.clause(), ~planned.exists())
 
 
 def due_now(
@@ -525,7 +514,7 @@ def _upcoming(
     elif available == cutoff:  # the newest listing it may carry is in: only who lacks it
         who = _unplanned(group, group.kind, available)
     else:  # a newer listing may be fetched by then
-        who = and_(eligible(), group.clause())
+        who = and_(receives_digests(), group.clause())
     emails = tuple(session.scalars(select(Subscriber.email).where(who).order_by(Subscriber.email)))
     if not emails:
         return None
