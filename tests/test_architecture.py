@@ -78,3 +78,20 @@ def test_one_runner_base_runs_every_loop():
     for module, name, target in threads:
         cls = getattr(importlib.import_module("newsletter." + module[:-3].replace("/", ".")), name)
         assert issubclass(cls, Runner) and target == "self.run", (module, name, target)
+
+
+def test_reads_go_through_reading_and_writes_through_a_transaction():
+    """A plain session (on SQLite it takes the write lock) is left only to the previews that
+    plan and roll back."""
+    import ast
+
+    plain = []
+    for path in ROOT.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for func in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)):
+            for node in ast.walk(func):
+                if isinstance(node, ast.withitem) and ast.unparse(node.context_expr).endswith(
+                    "app.sessions()"
+                ):
+                    plain.append(f"{path.relative_to(ROOT).as_posix()}:{func.name}")
+    assert sorted(plain) == ["delivery/service.py:dry_run", "delivery/service.py:preview_plan"]

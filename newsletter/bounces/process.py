@@ -382,7 +382,7 @@ def _seen(conn: Connection, digest: str) -> bool:
 
 def edition_health(app: App, edition_id: int) -> dict[str, Any]:
     """Return an edition's bounce and complaint counts and rates, with warnings above limits."""
-    with app.sessions() as session:
+    with app.reading() as session:
         if session.get(Edition, edition_id) is None:
             raise NotFound(f"no edition with id {edition_id}")
         attempted = session.scalar(

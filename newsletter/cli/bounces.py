@@ -127,7 +127,7 @@ def health(app: App, day: str | None, as_json: bool) -> None:
 
 
 def _edition_id(app: App, day: date | None) -> int:
-    with app.sessions() as session:
+    with app.reading() as session:
         listing = resolve_listing_date(day, session=session)
         edition = find_edition(listing, session=session)
     if edition is None:
@@ -171,7 +171,7 @@ def list_(app: App, reason: str | None, as_json: bool) -> None:
     Example:
       newsletter suppressions list --reason complaint
     """
-    with app.sessions() as session:
+    with app.reading() as session:
         rows = [
             suppressions.suppression_to_dict(r)
             for r in suppressions.list_suppressions(session=session, reason=reason)

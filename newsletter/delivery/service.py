@@ -111,7 +111,7 @@ def make_selection(
 
     Votes are read per batch of readers as they are asked for: memory flat in readers.
     """
-    with app.sessions() as session:
+    with app.reading() as session:
         return _load_selection(app, edition, session=session, subscriber_ids=subscriber_ids)
 
 
@@ -132,7 +132,7 @@ def _votes_loader(app: App) -> Callable[[ReaderSignals, Iterable[int]], None]:
     """Return what loads a batch of readers' votes into signals, each time in a session."""
 
     def load(signals: ReaderSignals, subscriber_ids: Iterable[int]) -> None:
-        with app.sessions() as session:
+        with app.reading() as session:
             signals.load_votes(subscriber_ids, session=session)
 
     return load
@@ -142,7 +142,7 @@ def check_send(
     app: App, listing_date: date | None = None, *, force: bool = False, resume: bool = False
 ) -> None:
     """Raise SendingHeld when the edition is paused (unless resumed) or held by complaints."""
-    with app.sessions() as session:
+    with app.reading() as session:
         day = resolve_listing_date(listing_date, session=session)
         edition = find_edition(day, session=session)
         paused = guard.pause_reason(session.connection(), edition.id) if edition else None
@@ -157,7 +157,7 @@ def check_send(
 
 def check_complaints(app: App, listing_date: date | None = None) -> None:
     """Raise SendingHeld when the edition has not started and the last one drew complaints."""
-    with app.sessions() as session:
+    with app.reading() as session:
         day = resolve_listing_date(listing_date, session=session)
         edition = find_edition(day, session=session)
         held = guard.complaint_hold(
@@ -235,7 +235,7 @@ def edition_sender(
     progress: ProgressCallback | None = None,
 ) -> EditionSender:
     """Build the sender that delivers what an edition still owes (run it with `.run()`)."""
-    with app.sessions() as session:
+    with app.reading() as session:
         edition = session.get(Edition, edition_id)
     if edition is None:
         raise NotFound(f"no edition with id {edition_id}")
@@ -252,7 +252,7 @@ def edition_sender(
 
 def edition_status(app: App, listing_date: date | None = None) -> dict[str, object]:
     """Return the edition's delivery counts per status."""
-    with app.sessions() as session:
+    with app.reading() as session:
         day = resolve_listing_date(listing_date, session=session)
         edition = find_edition(day, session=session)
         counts = count_by_status(edition.id, session=session) if edition else {}
@@ -307,7 +307,7 @@ def build_preview(app: App, email: str, listing_date: date | None = None) -> Pre
     Their papers come from their edition's selection (a weekly reader's: the week up to the
     date), as the send chooses them. NotFound for an address that is no subscriber.
     """
-    with app.sessions() as session:
+    with app.reading() as session:
         day = require_listing(listing_date, session=session)
         sub = get_subscriber(email, session=session)
         reader = load_reader(sub, session=session)
@@ -337,7 +337,7 @@ def send_test_copy(
     mailable_email) is refused, and a suppressed one unless forced.
     """
     to = mailable_email(to)
-    with app.sessions() as session:
+    with app.reading() as session:
         check_test_recipient(to, session=session, force=force)
     try:
         prepared = build_preview(app, to, listing_date).prepared
@@ -351,7 +351,7 @@ def send_test_copy(
 
 def _anyone_message(app: App, to: str, listing_date: date | None) -> Prepared:
     """Build the digest of every topic's best papers for an address that is no subscriber."""
-    with app.sessions() as session:
+    with app.reading() as session:
         edition = _edition_of(require_listing(listing_date, session=session), session=session)
     selection = make_selection(app, edition, [])
     topic_ids = tuple(sorted(selection.papers.topic_names))

@@ -265,7 +265,7 @@ def _failed(
     exc: Exception,
     backoff_seconds: float,
 ) -> FetchOutcome:
-    with app.sessions() as session:
+    with app.reading() as session:
         retry_at = _backoff(name, now, backoff_seconds, session=session)
     if isinstance(exc, NewsletterError):
         detail = str(exc)

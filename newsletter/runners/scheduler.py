@@ -166,7 +166,7 @@ class Scheduler(Runner):
         )
 
     def _holder(self) -> str | None:
-        with self.app.sessions() as session:
+        with self.app.reading() as session:
             return lease_holder(SCHEDULER_LEASE, session=session)
 
     def _log_job(self, event: JobExecutionEvent) -> None:

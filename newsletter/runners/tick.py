@@ -480,7 +480,7 @@ def plan_next_24h(
     config = config or ScheduleConfig.from_settings(app.settings)
     default_tz = app.settings.default_timezone
     out = []
-    with app.sessions() as session:
+    with app.reading() as session:
         listings = listing_dates(session=session)
         for group in delivery_groups(session=session):
             zone = zone_of(group.timezone, default_tz)
@@ -551,5 +551,5 @@ def run_once(
 
 def active_holder(app: App) -> str | None:
     """Return who holds the scheduler lease now, if anyone."""
-    with app.sessions() as session:
+    with app.reading() as session:
         return lease_holder(SCHEDULER_LEASE, session=session)
