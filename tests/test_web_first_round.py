@@ -30,6 +30,7 @@ from newsletter.editions.readers import load_reader
 from newsletter.matching import feedback
 from newsletter.matching.combine import ADMIT, boundary_margin
 from tests import factories as f
+from tests import test_web_e2e as e2e
 from tests.html_forms import form_fields
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -327,6 +328,18 @@ def test_the_boundary_margin_meets_at_the_threshold_and_grows_inward():
     assert boundary_margin(2.0, threshold=2.0) == 1.0 and boundary_margin(0.2, 0.3) == 0.0
 
 
+def test_each_paper_shows_its_title_authors_and_abstract_without_latex(app, client, listing):
+    with app.transaction() as s:
+        paper = s.get(Paper, _paper_id(app, "llm paper at 0.4"))
+        paper.title = r"Bounds for $\alpha$-divergences in $\mathbb{R}^n$"
+        paper.abstract = r"We show $O(n^2)$ \textbf{bold} results. " + "Long words here. " * 60
+        paper.authors = ["Ada Lovelace", "Alan Turing", "Grace Hopper", "Edsger Dijkstra"]
+    page = client.get(_start(app, listing["ada"])).get_data(as_text=True)
+    assert "Bounds for α-divergences in ℝⁿ" in page and "$" not in page
+    assert "We show O(n²) bold results." in page and "textbf" not in page
+    assert "Ada Lovelace" in page and page.count("Long words here.") < 60  # shortened
+
+
 def test_no_paper_stored_gives_an_empty_round_with_the_way_on(app, client):
     with app.transaction() as s:
         sid = f.subscriber(s, ADA, []).id
@@ -334,3 +347,57 @@ def test_no_paper_stored_gives_an_empty_round_with_the_way_on(app, client):
     assert "no recent papers to rate yet" in page and 'href="/manage/' in page
     with app.sessions() as s:
         assert s.scalar(select(func.count(FeedbackVote.id))) == 0
+
+
+# --- in a real browser ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def chromium():
+    if not e2e.CHROMIUM.exists():
+        pytest.skip("needs /usr/bin/chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(e2e.CHROMIUM), args=e2e.CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def test_in_a_browser_confirm_then_rate_the_first_round(app, listing, chromium):
+    with e2e._served(app) as site:
+        # Without scripts: every press is a form's POST and a redirect back.
+        page = chromium.new_context(java_script_enabled=False).new_page()
+        page.goto(site + "/")
+        page.get_by_label("Email address").fill("new@example.org")
+        page.get_by_label("Llm").check()
+        page.get_by_label("Rl").check()
+        page.get_by_role("button", name="Subscribe").click()
+        page.get_by_role("heading", name="Check your inbox").wait_for()
+        (confirmation,) = e2e._messages(app)
+        page.goto(e2e._link(confirmation, "confirm"))
+        page.get_by_role("button", name="Confirm my subscription").click()
+        page.get_by_role("link", name="rate a few papers to start").click()
+        page.get_by_role("heading", name="Rate a few papers to start").wait_for()
+        cards = page.locator("article.rate")
+        assert cards.count() == 10
+        ids = [int(cards.nth(n).get_attribute("id").removeprefix("paper-")) for n in range(3)]
+        presses = [(ids[0], "More like this"), (ids[1], "Less like this"),
+                   (ids[2], "More like this"), (ids[2], "Less like this")]  # fmt: skip
+        for paper_id, button in presses:
+            card = page.locator(f"#paper-{paper_id}")
+            card.get_by_role("button", name=button).click()
+            page.locator(f"#paper-{paper_id}").get_by_role("status").filter(
+                has_text=f"Noted: {button.lower()}"
+            ).wait_for()
+        e2e._shoot(page, "first-round")
+        assert page.locator("article.rate").count() == 10  # the same page, papers marked
+        page.get_by_role("link", name="Done").click()
+        page.get_by_role("heading", name="Your preferences").wait_for()
+        page.context.close()
+    with app.sessions() as s:
+        sid = s.scalar(select(Subscriber.id).where(Subscriber.email == "new@example.org"))
+    assert _votes(app) == {
+        (sid, ids[0]): feedback.MORE,
+        (sid, ids[1]): feedback.LESS,
+        (sid, ids[2]): feedback.LESS,  # changed, not doubled
+    }
