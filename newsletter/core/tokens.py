@@ -7,6 +7,8 @@ turns every earlier link into an invalid one, whatever id a later row gets.
 What each purpose can do, and for how long:
 - "unsubscribe": unsubscribe, and undo that; no expiry (RFC 8058: old emails must work).
 - "manage": change preferences, download or delete the data; no expiry.
+- "start": vote on the papers of the reader's first round (the page after confirming); no
+  expiry.
 - "confirm": confirm the one sign-up it was sent for (its consent event's id is signed in
   it); valid for `confirm_max_age_hours`.
 """
@@ -29,7 +31,7 @@ from itsdangerous.signer import HMACAlgorithm
 from newsletter.core.config import Settings
 from newsletter.core.errors import InputError
 
-UNTIMED_PURPOSES = frozenset({"unsubscribe", "manage", "feedback"})
+UNTIMED_PURPOSES = frozenset({"unsubscribe", "manage", "feedback", "start"})
 TIMED_PURPOSES = frozenset({"confirm"})
 PURPOSES = UNTIMED_PURPOSES | TIMED_PURPOSES
 INVALID_LINK = "invalid or expired link"

@@ -159,6 +159,21 @@ def decide(signals: Signals, threshold: float = 1.0) -> list[list[Scored]]:
     return out
 
 
+def boundary_margin(score: float, threshold: float = 1.0) -> float:
+    """Return how far inside the admit boundary a stored pair stands: 0 at ADMIT, 1 at the
+    threshold, more the further its keywords pass it.
+
+    A stored score is a keyword score (at or above the threshold) or, for a pair the other
+    signals admitted, its chance (from ADMIT to just under the threshold, see `decide`): each
+    is measured over its own range, so the two sides meet at the threshold.
+    """
+    if score >= threshold:
+        return 1.0 + (score - threshold) / threshold
+    if threshold <= ADMIT:  # no chance range under the threshold: at the boundary
+        return 0.0
+    return max(0.0, (score - ADMIT) / (threshold - ADMIT))
+
+
 def placed_by(
     score: float, evidence: Sequence[str], threshold: float = 1.0, *, whole_categories: bool = False
 ) -> str:

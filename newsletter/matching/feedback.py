@@ -75,6 +75,18 @@ def vote_of(subscriber_id: int, paper_id: int, *, session: Session) -> int | Non
     )
 
 
+def votes_on(subscriber_id: int, paper_ids: list[int], *, session: Session) -> dict[int, int]:
+    """Return a reader's current votes on these papers, by paper id (none: left out)."""
+    if not paper_ids:
+        return {}
+    rows = session.execute(
+        select(FeedbackVote.paper_id, FeedbackVote.vote).where(
+            FeedbackVote.subscriber_id == subscriber_id, FeedbackVote.paper_id.in_(paper_ids)
+        )
+    )
+    return {pid: vote for pid, vote in rows}
+
+
 def votes_of_subscriber(subscriber_id: int, *, session: Session) -> list[dict[str, object]]:
     """Return a reader's votes with the papers' titles, oldest first (for their export)."""
     rows = session.execute(

@@ -20,7 +20,7 @@ from newsletter.core.app import App
 from newsletter.core.config import Settings, load_settings
 from newsletter.core.latex import readable
 from newsletter.delivery.mail_queue import MailQueue
-from newsletter.web import security, views
+from newsletter.web import first_round, security, views
 from newsletter.web.proxies import TrustedProxies
 
 STATIC_MAX_AGE = 3600
@@ -78,6 +78,7 @@ def create_app(settings: Settings, *, app: App | None = None) -> Flask:
     )
     security.init_security(web)
     views.init_views(web)
+    web.register_blueprint(first_round.bp)
     # Behind a reverse proxy the client's address is in X-Forwarded-For; without one,
     # whatever a client writes there is dropped.
     web.wsgi_app = TrustedProxies(  # type: ignore[method-assign]

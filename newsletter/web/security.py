@@ -47,7 +47,7 @@ HEADERS = {
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
 }
 HSTS = "max-age=31536000"
-_TOKEN_PATH = re.compile(r"/(confirm|manage|unsubscribe|resubscribe|feedback)/[^\s/?\"]+")
+_TOKEN_PATH = re.compile(r"/(confirm|manage|unsubscribe|resubscribe|feedback|start)/[^\s/?\"]+")
 CSRF_EXEMPT = "csrf_exempt"
 
 

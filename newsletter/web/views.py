@@ -241,6 +241,8 @@ def _manage_page(
         values=values or forms.subscriber_values(subscriber),
         errors=errors or {},
         banner=BANNERS.get(banner or ""),
+        # Just confirmed: the first round of ratings is offered once, here.
+        start_token=_token("start", subscriber) if banner == "confirmed" else None,
         manage_token=_token("manage", subscriber),
         unsubscribe_token=_token("unsubscribe", subscriber),
         can_resume=_can_resume(subscriber),
@@ -369,10 +371,23 @@ def _vote_target(token: str) -> tuple[Subscriber, Any]:
         )
 
 
-def _not_counted() -> Any:
-    # The same page whatever the reason: the link says nothing about its reader.
+def not_counted() -> Any:
+    """Return the page of a vote that does not count, the same whatever the reason."""
+    # The link says nothing about its reader.
     message = "Votes count only from current subscribers, with the links of their digests."
     return _error_page(403, "Vote not counted", message)
+
+
+def record_vote(subscriber: Subscriber, paper: Any, vote: int) -> bool:
+    """Record a reader's vote under the rules of every vote: only from a confirmed reader
+    (False otherwise), within the link's and the network's limits (else RateLimited), a later
+    vote replacing an earlier one."""
+    if subscriber.status != SubscriberStatus.CONFIRMED:
+        return False
+    with _core().transaction() as session:
+        _take_vote(subscriber, paper, session)
+        feedback.record_vote(subscriber.id, paper.id, vote, session=session)
+    return True
 
 
 @bp.get("/feedback/<token>/<any(more, less):direction>")
@@ -389,13 +404,8 @@ def feedback_page(token: str, direction: str) -> Any:
 def feedback_vote(token: str, direction: str) -> Any:
     # Like RFC 8058's one-click POST: the signed link is the authority, no form or cookie.
     subscriber, paper = _vote_target(token)
-    if subscriber.status != SubscriberStatus.CONFIRMED:
-        return _not_counted()
-    with _core().transaction() as session:
-        _take_vote(subscriber, paper, session)
-        feedback.record_vote(
-            subscriber.id, paper.id, feedback.DIRECTIONS[direction], session=session
-        )
+    if not record_vote(subscriber, paper, feedback.DIRECTIONS[direction]):
+        return not_counted()
     return render_template(
         "web/feedback.html", paper=paper, direction=direction, token=token, done=True
     )
@@ -406,7 +416,7 @@ def feedback_vote(token: str, direction: str) -> Any:
 def feedback_undo(token: str) -> Any:
     subscriber, paper = _vote_target(token)
     if subscriber.status != SubscriberStatus.CONFIRMED:
-        return _not_counted()
+        return not_counted()
     with _core().transaction() as session:
         _take_vote(subscriber, paper, session)
         feedback.undo_vote(subscriber.id, paper.id, session=session)
