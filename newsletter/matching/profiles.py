@@ -77,7 +77,6 @@ class TextVectors:
             df.update(counts.keys())
         n = len(self._counts)
         self._idf = {t: math.log((n + 1) / (d + 1)) + 1.0 for t, d in df.items()}
-        self._unseen_idf = math.log(n + 1) + 1.0  # a term none of the set's papers has
         self._vectors: dict[int, Vector] = {}
         self._postings: dict[str, list[tuple[int, float]]] = {}
         self._postings_of: frozenset[int] | None = None
@@ -90,12 +89,14 @@ class TextVectors:
         return vec
 
     def text_vector(self, title: str, abstract: str) -> Vector:
-        """Return the vector of a text outside the set (a reader's own paper), on its idf."""
-        return self._weighted(_terms(title, abstract))
+        """Return the vector of a text outside the set (a reader's own paper) on the set's
+        idf, made of the words it shares with the set: the others can match no paper of it,
+        and would only dilute the ones that do."""
+        counts = _terms(title, abstract)
+        return self._weighted({t: c for t, c in counts.items() if t in self._idf})
 
     def _weighted(self, counts: Mapping[str, int]) -> Vector:
-        idf = self._idf.get
-        weights = {t: (1 + math.log(c)) * idf(t, self._unseen_idf) for t, c in counts.items()}
+        weights = {t: (1 + math.log(c)) * self._idf[t] for t, c in counts.items()}
         return _normalised(weights, PAPER_TERMS)
 
     def products(self, vector: Vector, paper_ids: Iterable[int]) -> dict[int, float]:

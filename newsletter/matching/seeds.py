@@ -38,6 +38,7 @@ class Seed:
         return self.arxiv_id or self.doi or " ".join(self.title.casefold().split())
 
     def to_dict(self) -> dict[str, str | None]:
+        """Return the seed as JSON-ready data (and the columns of its row)."""
         return {
             "arxiv_id": self.arxiv_id,
             "doi": self.doi,
@@ -64,16 +65,7 @@ def replace_seeds(subscriber_id: int, seeds: Sequence[Seed], *, session: Session
     count."""
     chosen = checked_seeds(seeds)
     clear_seeds(subscriber_id, session=session)
-    session.add_all(
-        ReaderSeed(
-            subscriber_id=subscriber_id,
-            arxiv_id=s.arxiv_id,
-            doi=s.doi,
-            title=s.title,
-            abstract=s.abstract,
-        )
-        for s in chosen
-    )
+    session.add_all(ReaderSeed(subscriber_id=subscriber_id, **s.to_dict()) for s in chosen)
     session.flush()
     return len(chosen)
 

@@ -4,6 +4,6 @@ Owns: `sources/` (the registry of sources, Hugging Face JSON, arXiv's announceme
 API, the seed page, our JSON, readers' BibTeX, RIS and CSL-JSON libraries, HTTP), `ingest`
 (storing records), `fetch` (the fetching service and its job), `fetch_log` (each source's
 last fetch), `queries` (listing dates and paper look-ups), `seeds` (a reader's own papers
-from identifiers or a library file: the store, else arXiv's API). May import `core` and `matching` (papers are matched as they
-arrive).
+from identifiers or a library file: the store, else arXiv's API). May import `core` and
+`matching` (papers are matched as they arrive).
 """

@@ -30,7 +30,7 @@ from newsletter.matching.seeds import ABSTRACT_MAX, MAX_SEEDS, TITLE_MAX, Seed
 from newsletter.papers.sources import PaperRecord
 from newsletter.papers.sources.arxiv import lookup_arxiv
 from newsletter.papers.sources.common import trim_text
-from newsletter.papers.sources.http import make_source_client
+from newsletter.papers.sources.http import RetryPolicy, make_source_client
 from newsletter.papers.sources.library import LibraryEntry, read_library
 
 # Looks papers up by arXiv id: the ids arXiv knows, each with its record.
@@ -49,7 +49,8 @@ class SeedChoice:
 @contextmanager
 def arxiv_lookup(settings: Settings) -> Iterator[Lookup]:
     """Yield a look-up through the arXiv API at `arxiv_api_url`, polite as the fetcher is."""
-    with make_source_client(settings) as client:
+    retry = RetryPolicy(tries=settings.http_retries, backoff=settings.http_backoff)
+    with make_source_client(settings, retry=retry) as client:
         yield lambda ids: lookup_arxiv(
             ids,
             base_url=settings.arxiv_api_url,
