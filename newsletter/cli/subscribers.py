@@ -75,15 +75,18 @@ def _own_papers(
         raise click.UsageError("give --seed-papers or --seed-file, not both")
     if seed_papers is None and seed_file is None:
         return None
+    meaning = app.settings.match_neighbours  # their vectors, as papers get them
     with app.reading() as session, own_papers.arxiv_lookup(app.settings) as lookup:
         if seed_papers is not None:
             refs = own_papers.split_refs(seed_papers)
-            seeds = own_papers.resolve_refs(refs, session=session, lookup=lookup)
+            seeds = own_papers.resolve_refs(refs, session=session, lookup=lookup, meaning=meaning)
             return own_papers.SeedChoice(seeds)
         path = Path(seed_file or "")
         with path.open("rb") as stream:
             data = stream.read(MAX_BYTES + 1)  # read_library refuses more, without reading it all
-        choice = own_papers.seeds_from_library(data, path.name, session=session, lookup=lookup)
+        choice = own_papers.seeds_from_library(
+            data, path.name, session=session, lookup=lookup, meaning=meaning
+        )
     for reason in choice.left_out:
         click.echo(f"left out: {reason}", err=True)
     return choice

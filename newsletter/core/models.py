@@ -308,6 +308,9 @@ class ReaderSeed(Base):
     doi: Mapped[str | None] = mapped_column(String(255))  # lowercase
     title: Mapped[str] = mapped_column(SafeText)
     abstract: Mapped[str] = mapped_column(SafeText, default="")
+    # Its sentence vector, as papers' (see PaperEmbedding); none without the sentence model.
+    model: Mapped[str | None] = mapped_column(String(64))
+    vector: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

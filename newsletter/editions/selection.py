@@ -294,7 +294,8 @@ class EditionPapers:
         for cand in self._candidates:
             if cand.paper.id in taken or cand.paper.id in profile.disliked_ids:
                 continue
-            if near.get(cand.paper.id, 0.0) < DISCOVERY_SIMILARITY - ROUNDING:
+            words_far = near.get(cand.paper.id, 0.0) < DISCOVERY_SIMILARITY - ROUNDING
+            if words_far and similar.meaning(cand.paper.id) < DISCOVERY_SIMILARITY:
                 continue
             like, dislike = similar(cand.paper.id)
             # Closer to a like than to any dislike: never unwanted.
@@ -359,6 +360,12 @@ class _Similarities:
         self._signals = signals
         self._seen: dict[int, tuple[float, float]] = {}
         self._judge_topics = profile.votes >= MIN_VOTES_TO_DROP
+        # Cosines in meaning to the reader's own papers, all of the edition's at once.
+        self._meaning = signals.meaning_likes(profile)
+
+    def meaning(self, paper_id: int) -> float:
+        """Return a paper's cosine in meaning to the reader's own papers (0 without)."""
+        return self._meaning.get(paper_id, 0.0)
 
     def chance_of_like(self, cand: _Candidate) -> float:
         """Return the chance of a like from the paper's topics (0.5 on too few votes)."""
@@ -373,11 +380,12 @@ class _Similarities:
         return dislike >= DROP_SIMILARITY or chance < DROP_CHANCE
 
     def __call__(self, paper_id: int) -> tuple[float, float]:
-        """Return (like, dislike) similarities of a paper to the reader's profile."""
+        """Return (like, dislike) similarities of a paper to the reader's profile: a like in
+        words, or in meaning to their own papers, whichever is closer."""
         found = self._seen.get(paper_id)
         if found is None:
-            vector = self._signals.vectors.vector(paper_id)
-            found = self._seen[paper_id] = self._profile.similarities(vector)
+            like, dislike = self._profile.similarities(self._signals.vectors.vector(paper_id))
+            found = self._seen[paper_id] = (max(like, self.meaning(paper_id)), dislike)
         return found
 
 

@@ -10,8 +10,10 @@ that the reader likes a new paper from its topics, so a reader who keeps saying 
 this" to one of their topics sees that topic's papers sink and, when sure, go. Both are counts
 and sums over the votes: building a profile is one pass over them, once per reader and
 edition, from the votes as they are when the edition is composed. A reader's own papers
-(`matching.seeds`) count as papers they liked in the centroid of words; they are no paper of
-the store, so they have no topics and say nothing about them.
+(`matching.seeds`) count as papers they liked in the centroid of words, and by meaning: a
+paper's likeness to them is the larger of its words' and its sentence vector's cosine to
+theirs (their mean, where the model is on). They are no paper of the store, so they have no
+topics and say nothing about them.
 """
 
 from __future__ import annotations
@@ -20,17 +22,27 @@ import math
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import repeat
 from operator import itemgetter, mul
+from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from newsletter.core.models import FeedbackVote, Paper, PaperTopic, ReaderSeed, Subscriber, utcnow
+from newsletter.core.models import (
+    FeedbackVote,
+    Paper,
+    PaperEmbedding,
+    PaperTopic,
+    ReaderSeed,
+    Subscriber,
+    utcnow,
+)
+from newsletter.matching.embeddings import MODEL_ID, from_bytes
 from newsletter.matching.personal import EditionText, ReaderRules, clean_rules
-from newsletter.matching.seeds import Seed, seeds_of
+from newsletter.matching.seeds import Seed, anyone_has_vectors, seeds_of
 from newsletter.matching.text import STOPWORDS, PaperText, stem
 
 PAPER_TERMS = 40  # the strongest terms kept per paper: enough to compare, cheap to score
@@ -178,6 +190,7 @@ class ReaderProfile:
     topics: TopicLean = TopicLean({}, {})
     seed_titles: tuple[str, ...] = ()
     seed_vectors: tuple[Vector, ...] = ()
+    meaning: Any = field(default=None, compare=False)  # unit mean of their own papers' vectors
 
     def similarities(self, vector: Vector) -> tuple[float, float]:
         """Return (similarity to liked papers, similarity to disliked papers)."""
@@ -224,6 +237,9 @@ class ReaderSignals:
         self.titles = {pid: title for pid, (title, _) in texts.items()}
         self.vectors = TextVectors(texts)
         self._profiles: dict[int, ReaderProfile] = {}
+        # The sentence vectors of the edition's papers, for readers' own papers to meet.
+        self._meaning_ids: list[int] = []
+        self._meaning: Any = None
 
     @classmethod
     def load(
@@ -285,6 +301,8 @@ class ReaderSignals:
                 threshold,
             )
         signals = cls(votes, texts, rules, edition, _topics_of(voted, session=session), seeds)
+        if seeded and anyone_has_vectors(session=session):
+            signals._meaning_ids, signals._meaning = _paper_vectors(candidates, session=session)
         signals._since = since
         if votes_per_batch:
             signals._batch = frozenset()
@@ -309,6 +327,14 @@ class ReaderSignals:
     def rules(self, subscriber_id: int) -> ReaderRules | None:
         """Return a reader's followed authors, muted words and keywords, if they set any."""
         return self._rules.get(subscriber_id)
+
+    def meaning_likes(self, profile: ReaderProfile) -> dict[int, float]:
+        """Return each edition paper's cosine in meaning to the reader's own papers ({}
+        without vectors on either side)."""
+        if profile.meaning is None or self._meaning is None:
+            return {}
+        cosines = self._meaning @ profile.meaning
+        return dict(zip(self._meaning_ids, cosines.tolist(), strict=True))
 
     def seeds(self, subscriber_id: int) -> list[Seed]:
         """Return a reader's own papers (loaded with their votes)."""
@@ -350,11 +376,36 @@ class ReaderSignals:
                 TopicLean.from_votes((self._paper_topics.get(p, ()), v > 0) for p, v in pairs),
                 tuple(s.title for s in seeds),
                 seed_vectors,
+                _mean_direction([s.vector for s in seeds if s.vector is not None]),
             )
             if len(self._profiles) >= PROFILES_KEPT:
                 self._profiles.pop(next(iter(self._profiles)), None)
             self._profiles[subscriber_id] = profile
         return profile
+
+
+def _mean_direction(blobs: list[bytes]) -> Any:
+    """Return the unit mean of stored sentence vectors, or None for none."""
+    if not blobs:
+        return None
+    mean = from_bytes(blobs).mean(axis=0)
+    norm = float((mean @ mean) ** 0.5)
+    return mean / norm if norm > 0 else None
+
+
+def _paper_vectors(paper_ids: set[int], *, session: Session) -> tuple[list[int], Any]:
+    """Return the papers that have a sentence vector of the current model, and their vectors."""
+    found: dict[int, bytes] = {}
+    ids = sorted(paper_ids)
+    for start in range(0, len(ids), 5000):  # bound the IN list
+        query = select(PaperEmbedding.paper_id, PaperEmbedding.vector).where(
+            PaperEmbedding.model == MODEL_ID, PaperEmbedding.paper_id.in_(ids[start : start + 5000])
+        )
+        found.update((pid, blob) for pid, blob in session.execute(query))
+    if not found:
+        return [], None
+    kept = sorted(found)
+    return kept, from_bytes([found[pid] for pid in kept])
 
 
 def _topics_of(paper_ids: set[int], *, session: Session) -> dict[int, tuple[int, ...]]:

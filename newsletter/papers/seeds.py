@@ -5,6 +5,7 @@ when the store holds it (by arXiv id, whatever version, or DOI), else arXiv's an
 `id_list` look-up for the arXiv ids it lacks, else the entry's own title and abstract. An
 identifier given alone that nothing finds is an error (`resolve_refs`); a library entry that
 nothing finds and that has no title of its own is left out and named (`seeds_from_library`).
+With `meaning`, each seed comes with its sentence vector (`matching.seeds.embedded`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,14 @@ from newsletter.matching.examples_store import (
     normalise_paper_refs,
     resolve_paper_refs,
 )
-from newsletter.matching.seeds import ABSTRACT_MAX, MAX_SEEDS, TITLE_MAX, Seed
+from newsletter.matching.seeds import (
+    ABSTRACT_MAX,
+    MAX_SEEDS,
+    TITLE_MAX,
+    Seed,
+    checked_seeds,
+    embedded,
+)
 from newsletter.papers.sources import PaperRecord
 from newsletter.papers.sources.arxiv import lookup_arxiv
 from newsletter.papers.sources.common import trim_text
@@ -67,7 +75,9 @@ def split_refs(value: str) -> list[str]:
     return refs
 
 
-def resolve_refs(refs: Sequence[str], *, session: Session, lookup: Lookup) -> list[Seed]:
+def resolve_refs(
+    refs: Sequence[str], *, session: Session, lookup: Lookup, meaning: bool = False
+) -> list[Seed]:
     """Return a seed per identifier, or raise InputError naming the first nothing finds."""
     where = "--seed-papers"
     entries = [
@@ -77,11 +87,11 @@ def resolve_refs(refs: Sequence[str], *, session: Session, lookup: Lookup) -> li
     choice = _choose(entries, session=session, lookup=lookup)
     if choice.left_out:
         raise InputError(choice.left_out[0])
-    return choice.seeds
+    return embedded(choice.seeds, enabled=meaning)
 
 
 def seeds_from_library(
-    data: bytes, name: str, *, session: Session, lookup: Lookup | None
+    data: bytes, name: str, *, session: Session, lookup: Lookup | None, meaning: bool = False
 ) -> SeedChoice:
     """Read a library file into seeds; raise InputError when the file gives none.
 
@@ -92,6 +102,7 @@ def seeds_from_library(
     choice = _choose(entries, session=session, lookup=lookup, quiet=True)
     if not choice.seeds:
         raise InputError(f"{name}: no entry with a title or an identifier that names a paper")
+    choice.seeds = embedded(checked_seeds(choice.seeds), enabled=meaning)
     return choice
 
 

@@ -307,7 +307,10 @@ def upload_papers(token: str) -> Any:
         try:
             # arXiv's look-up is outside the write transaction: it may take seconds.
             with own_papers.arxiv_lookup(_settings()) as lookup:
-                choice = own_papers.seeds_from_library(data, name, session=session, lookup=lookup)
+                choice = own_papers.seeds_from_library(
+                    data, name, session=session, lookup=lookup,
+                    meaning=_settings().match_neighbours,
+                )  # fmt: skip
         except InputError as exc:
             errors = {"library": _sentence(str(exc))}
             return _manage_page(subscriber, session, errors=errors, status=400)

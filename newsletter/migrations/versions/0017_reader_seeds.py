@@ -25,6 +25,8 @@ def upgrade() -> None:
         sa.Column("doi", sa.String(length=255), nullable=True),
         sa.Column("title", sa.Text(), nullable=False),
         sa.Column("abstract", sa.Text(), nullable=False),
+        sa.Column("model", sa.String(length=64), nullable=True),
+        sa.Column("vector", sa.LargeBinary(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["subscriber_id"],
