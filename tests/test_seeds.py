@@ -338,3 +338,14 @@ def test_three_seeds_count_as_likes_and_bring_papers_beyond_the_readers_topics(
         text = text.replace(f"Like your paper \u201c{title}\u201d", "")
         assert title not in text
     assert _quantum_shown(text) == (2, 0)  # two discoveries, both like their papers
+
+
+def test_the_json_backup_restores_a_readers_own_papers(app, run, day, tmp_path):
+    library = str(LIBRARIES / "zotero_microbiome.ris")
+    assert run("subscribers", "edit", ADDRESS, "--seed-file", library).exit_code == 0
+    before = _seeds(app)
+    backup = tmp_path / "backup.json"
+    assert run("subscribers", "export", "--format", "json", "--output", str(backup)).exit_code == 0
+    assert run("subscribers", "remove", ADDRESS, "--yes").exit_code == 0
+    assert run("subscribers", "import", str(backup)).exit_code == 0
+    assert _seeds(app) == before and len(before) == 5

@@ -80,6 +80,8 @@ def test_an_uploaded_library_becomes_the_readers_papers(app, page, name, count):
     assert f"{count} {'paper' if count == 1 else 'papers'} of yours" in shown
     stored = _stored(app)
     assert len(stored) == count and all(title in shown for _, title in stored)
+    mine = client.post(f"{path}/export", data={"csrf_token": _csrf(client, path)}).json()
+    assert [p["title"] for p in mine["seed_papers"]] == [title for _, title in stored]
 
 
 def test_an_upload_without_the_form_token_is_refused_and_stores_nothing(app, page):

@@ -81,6 +81,9 @@ class EditionPapers:
     def papers_named(self, seeds: Iterable[Seed]) -> frozenset[int]:
         """Return the edition's papers that are these seeds: the same arXiv id, DOI or title
         (as ingest tells one work from another)."""
+        seeds = list(seeds)
+        if not seeds:
+            return frozenset()
         if self._identities is None:
             self._identities = {}
             for cand in self._candidates:
