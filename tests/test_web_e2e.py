@@ -1,6 +1,6 @@
 """End to end in a real browser: subscribe, confirm by email, change topics, get the digest,
 unsubscribe with the digest's RFC 8058 one-click POST; vote on papers and get digests
-ranked by the votes.
+ranked by the votes; upload one's own papers and get papers like them, never them.
 
 Set NEWSLETTER_SCREENSHOTS=DIR to also save full-page screenshots at 375 and 1200 px.
 """
@@ -25,10 +25,14 @@ import pytest
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
-from newsletter.core.models import Subscriber, SubscriberStatus
+from newsletter.core import tokens
+from newsletter.core.models import Paper, Subscriber, SubscriberStatus
 from newsletter.delivery import service as sending
+from newsletter.matching.embeddings import load_encoder
+from newsletter.matching.matches import embed_papers
 from newsletter.web import create_app
 from tests import factories as f
+from tests import test_seeds as seeds_test
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -352,4 +356,48 @@ def test_votes_in_the_browser_rank_the_next_digests(voting_site, browser, app):
     assert quiet[-1] == graphs[2]  # without votes the graph paper comes last
     assert voter.index(graphs[2]) < quiet.index(graphs[2])
     assert robots[2] not in voter or voter.index(robots[2]) > quiet.index(robots[2])
+    page.context.close()
+
+
+@pytest.fixture
+def seeded_site(app) -> Iterator[str]:
+    """The served app, matching by meaning, with a day of real quantum-physics and mathematics
+    papers in one topic (the quantum paper of the reader's library among them) and a reader."""
+    app.settings = dataclasses.replace(app.settings, match_neighbours=True)
+    with _served(app) as base:
+        with app.transaction() as s:
+            physics = f.topic(s, "physics")
+            for p in seeds_test.QUANTUM + seeds_test.MATHS:
+                seeds_test._paper(s, physics, title=p["title"], abstract=p["abstract"],
+                                  arxiv_id=p["key"])  # fmt: skip
+            own = seeds_test._csl_paper()
+            seeds_test._paper(s, physics, title=own["title"], abstract=own["abstract"],
+                              arxiv_id="2410.00917")  # fmt: skip
+            embed_papers(session=s, paper_ids=s.scalars(select(Paper.id)), encoder=load_encoder())
+            f.subscriber(s, ADDRESS, [physics], max_papers=5)
+        yield base
+
+
+def test_a_reader_seeded_with_their_papers_gets_papers_like_them_never_their_own(
+    seeded_site, browser, app
+):
+    with app.sessions() as s:
+        sub = s.scalar(select(Subscriber).where(Subscriber.email == ADDRESS))
+        token = tokens.make_token(app.settings, "manage", sub.id, sub.link_key)
+    page = browser.new_context().new_page()
+    page.goto(f"{seeded_site}/manage/{token}")
+    page.get_by_role("button", name="Upload my papers").click()
+    page.locator("#error-summary").wait_for()  # no file chosen: a message, not a crash
+    page.set_input_files("#field-library-file", str(seeds_test.LIBRARIES / "zotero_quantum.json"))
+    page.get_by_role("button", name="Upload my papers").click()
+    page.get_by_text("Your papers are saved").wait_for()
+    own = seeds_test._csl_paper()["title"]
+    assert page.get_by_text(own).is_visible()
+    _shoot(page, "own-papers")
+
+    digest = _send_day(app, f.DAY)[ADDRESS]
+    text = " ".join(digest.get_body(("plain",)).get_content().split())
+    assert own not in text  # their own paper, though the day's closest to it, never comes
+    quantum, maths = seeds_test._quantum_shown(text)
+    assert quantum >= 3 and quantum + maths == 5  # by title alone, mathematics came first
     page.context.close()

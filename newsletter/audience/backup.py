@@ -49,6 +49,7 @@ from newsletter.core.models import (
     ConsentEvent,
     FeedbackVote,
     Paper,
+    ReaderSeed,
     Subscriber,
     SubscriberStatus,
     Subscription,
@@ -56,6 +57,7 @@ from newsletter.core.models import (
     utcnow,
 )
 from newsletter.matching.feedback import LESS, MORE
+from newsletter.matching.seeds import Seed, checked_seeds
 
 VOTES = {"more": MORE, "less": LESS}
 RULES = {"follow_authors": "followed authors", "muted_words": "muted words",
@@ -63,11 +65,13 @@ RULES = {"follow_authors": "followed authors", "muted_words": "muted words",
 TIMES = ("created_at", "confirmed_at", "unsubscribed_at", "confirmation_sent_at")
 FIELDS = frozenset({"email", "name", "status", "topics", "timezone", "hour", "max_papers",
                     "frequency", "weekly_day", "paused", "consent_source", "consent",
-                    "consent_history", "votes", *RULES, *TIMES})  # fmt: skip
+                    "consent_history", "votes", "seed_papers", *RULES, *TIMES})  # fmt: skip
 EVENT_FIELDS = frozenset({"kind", "source", "at", "ip", "user_agent", "details"})
 VOTE_FIELDS = frozenset({"arxiv_id", "title_key", "vote", "created_at", "updated_at"})
+SEED_FIELDS = frozenset({"arxiv_id", "doi", "title", "abstract"})
 # The widths of the columns a record's texts go into.
-WIDTHS = {"consent_source": 64, "kind": 32, "source": 64, "ip": 64, "user_agent": 500}
+WIDTHS = {"consent_source": 64, "kind": 32, "source": 64, "ip": 64, "user_agent": 500,
+          "arxiv_id": 32, "doi": 255}  # fmt: skip
 BATCH_SIZE = 500
 
 
@@ -181,6 +185,7 @@ class _Record:
     topic_ids: list[int]
     history: list[dict[str, Any]]  # ConsentEvent columns; "signup_event" still a position
     votes: list[dict[str, Any]]  # "paper" is (arxiv_id, title_key)
+    seeds: list[Seed] = field(default_factory=list)
 
 
 _KINDS = {str: "a text", int: "a whole number", bool: "true or false", list: "a list",
@@ -330,6 +335,22 @@ def _votes(data: dict[str, Any]) -> list[dict[str, Any]]:
     return votes
 
 
+def _seeds(data: dict[str, Any]) -> list[Seed]:
+    """Return the reader's own papers, checked as an upload is."""
+    seeds = []
+    for number, entry in enumerate(_typed(data, "seed_papers", list, []), 1):
+        entry = _check_fields(entry, SEED_FIELDS, f"seed paper {number}")
+        try:
+            arxiv_id, doi = (
+                _text(entry, key) if entry.get(key) is not None else None
+                for key in ("arxiv_id", "doi")
+            )
+            seeds.append(Seed(_text(entry, "title"), _text(entry, "abstract", ""), arxiv_id, doi))
+        except InputError as exc:
+            raise InputError(f"seed paper {number}: {exc}") from None
+    return checked_seeds(seeds)
+
+
 def _record(row: int, data: Any, known_topics: dict[str, int]) -> _Record:
     data = _check_fields(data, FIELDS, "a subscriber")
     columns = _columns(data)
@@ -338,7 +359,9 @@ def _record(row: int, data: Any, known_topics: dict[str, int]) -> _Record:
         raise InputError("topics must be a list of topic slugs")
     ids = resolve_topics(slugs, known_topics) if slugs else []
     history = _history(data, known_topics)
-    return _Record(row, email_key(columns["email"]), columns, ids, history, _votes(data))
+    record = _Record(row, email_key(columns["email"]), columns, ids, history, _votes(data))
+    record.seeds = _seeds(data)
+    return record
 
 
 # --- import: writing ----------------------------------------------------------------------
@@ -408,6 +431,7 @@ class _Writer:
             link_key=new_link_key(),
             subscriptions=[Subscription(topic_id=t) for t in record.topic_ids],
             consent_events=[ConsentEvent(**event) for event in record.history],
+            seeds=[ReaderSeed(**seed.to_dict()) for seed in record.seeds],
         )
 
     def _votes(

@@ -50,6 +50,7 @@ from newsletter.core.models import (
     xml_safe,
 )
 from newsletter.matching.personal import MAX_RULE_LENGTH, MAX_RULES
+from newsletter.matching.seeds import seed_of
 from newsletter.matching.topics import split_list
 
 # The CSV format, shared by import and export. Export separates topics by ";" inside their
@@ -437,7 +438,8 @@ def list_subscribers(
 ) -> list[Subscriber]:
     """Return subscribers by address, optionally only those with a status or topic."""
     query = select(Subscriber).options(
-        selectinload(Subscriber.subscriptions).selectinload(Subscription.topic)
+        selectinload(Subscriber.subscriptions).selectinload(Subscription.topic),
+        selectinload(Subscriber.seeds),
     )
     if status is not None:
         query = query.where(Subscriber.status == SubscriberStatus(status))
@@ -480,6 +482,7 @@ def subscriber_to_dict(subscriber: Subscriber, *, consent: bool = False) -> dict
         "follow_authors": list(subscriber.follow_authors or ()),
         "muted_words": list(subscriber.muted_words or ()),
         "personal_keywords": list(subscriber.personal_keywords or ()),
+        "seed_papers": [seed_of(row).to_dict() for row in subscriber.seeds],
     }
     if consent:
         data["consent"] = subscriber.consent
@@ -956,7 +959,7 @@ def subscriber_pages(
     """Yield every subscriber by id, a page at a time, with their topics (and history)."""
     options = [selectinload(Subscriber.subscriptions).selectinload(Subscription.topic)]
     if history:
-        options.append(selectinload(Subscriber.consent_events))
+        options += [selectinload(Subscriber.consent_events), selectinload(Subscriber.seeds)]
     last_id = 0
     while True:
         query = (

@@ -20,6 +20,9 @@ from newsletter.cli.common import check_output_folder, echo_json, pass_app
 from newsletter.core.app import App
 from newsletter.core.errors import InputError
 from newsletter.core.models import Frequency, Subscriber, SubscriberStatus
+from newsletter.matching.seeds import replace_seeds
+from newsletter.papers import seeds as own_papers
+from newsletter.papers.sources.library import MAX_BYTES
 
 SHOWN_ERRORS = 20
 # Below this size an import takes well under a second: a progress bar would only flicker.
@@ -47,6 +50,46 @@ def _delivery_options(f: Callable[..., object]) -> Callable[..., object]:
     return click.option(
         "--frequency", metavar="daily|weekly", help="How often digests come [default: daily]."
     )(f)
+
+
+def _seed_options(f: Callable[..., object]) -> Callable[..., object]:
+    """Add a reader's own papers, by identifier or from a library file, to a command."""
+    f = click.option(
+        "--seed-file",
+        type=click.Path(exists=True, dir_okay=False),
+        help="Their papers from a BibTeX, RIS or CSL-JSON file (a Zotero or Mendeley export).",
+    )(f)
+    return click.option(
+        "--seed-papers",
+        metavar="ID,ID",
+        help="Their own papers: arXiv ids (any version) or DOIs. They count as liked, and "
+        "never come in their digests. Replaces the ones before.",
+    )(f)
+
+
+def _own_papers(
+    app: App, seed_papers: str | None, seed_file: str | None
+) -> own_papers.SeedChoice | None:
+    """Turn --seed-papers or --seed-file into seeds, before any write (look-ups take time)."""
+    if seed_papers is not None and seed_file is not None:
+        raise click.UsageError("give --seed-papers or --seed-file, not both")
+    if seed_papers is None and seed_file is None:
+        return None
+    meaning = app.settings.match_neighbours  # their vectors, as papers get them
+    with app.reading() as session, own_papers.arxiv_lookup(app.settings) as lookup:
+        if seed_papers is not None:
+            refs = own_papers.split_refs(seed_papers)
+            seeds = own_papers.resolve_refs(refs, session=session, lookup=lookup, meaning=meaning)
+            return own_papers.SeedChoice(seeds)
+        path = Path(seed_file or "")
+        with path.open("rb") as stream:
+            data = stream.read(MAX_BYTES + 1)  # read_library refuses more, without reading it all
+        choice = own_papers.seeds_from_library(
+            data, path.name, session=session, lookup=lookup, meaning=meaning
+        )
+    for reason in choice.left_out:
+        click.echo(f"left out: {reason}", err=True)
+    return choice
 
 
 @click.group()
@@ -88,6 +131,7 @@ def _delivery(data: dict[str, Any]) -> str:
 @click.option("--hour", type=int, metavar="0-23", help="Local delivery hour [default: setting].")
 @click.option("--max-papers", type=int, metavar="N", help="Papers per digest, 1-50.")
 @_delivery_options
+@_seed_options
 @click.option("--json", "as_json", is_flag=True, help="Print the subscriber as JSON.")
 @pass_app
 def add(
@@ -103,6 +147,8 @@ def add(
     frequency: str | None,
     weekly_day: str | None,
     paused: bool | None,
+    seed_papers: str | None,
+    seed_file: str | None,
     as_json: bool,
 ) -> None:
     """Add one subscriber. Without --confirmed they stay pending until they confirm.
@@ -116,9 +162,12 @@ def add(
           --confirmed --timezone Europe/London --hour 7
       newsletter subscribers add bo@example.org --topics ml --frequency weekly --weekly-day fri
       newsletter subscribers add cy@example.org --topics ml --send-confirmation
+      newsletter subscribers add di@example.org --topics ml --confirmed \\
+          --seed-papers 2306.06918v2,10.1371/journal.pcbi.1003531
     """
     if confirmed and send_confirmation:
         raise click.UsageError("--send-confirmation is for pending subscribers: drop --confirmed")
+    seeds = _own_papers(app, seed_papers, seed_file)
     asked = invitations.Invitations()
     with app.transaction() as session:
         sub = service.add_subscriber(
@@ -135,6 +184,9 @@ def add(
             paused=bool(paused),
             defaults=service.Defaults.from_settings(app.settings),
         )
+        if seeds is not None:
+            replace_seeds(sub.id, seeds.seeds, session=session)
+            session.refresh(sub)
         if send_confirmation:
             asked = invitations.invite([sub.email], session=session, settings=app.settings)
         data = service.subscriber_to_dict(sub)
@@ -146,6 +198,8 @@ def add(
         click.echo(f"added {data['email']} ({data['status']}; topics: {', '.join(data['topics'])})")
         if data["frequency"] != Frequency.DAILY or data["paused"]:
             click.echo(f"  delivery: {_delivery(data)}")
+        if data["seed_papers"]:
+            click.echo(f"  own papers: {len(data['seed_papers'])}")
         if asked.queued:
             invited.echo_invitations(asked, drained)
     invited.fail_if_unsent(drained)
@@ -168,6 +222,10 @@ def add(
 @click.option(
     "--keywords", metavar="'K1;K2'", help="Keywords that match like a private topic ('' clears)."
 )
+@_seed_options
+@click.option(
+    "--clear-seeds", "clear_seeds_", is_flag=True, help="Forget the papers they gave as their own."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the subscriber as JSON.")
 @pass_app
 def edit(
@@ -184,12 +242,17 @@ def edit(
     follow_authors: str | None,
     mute: str | None,
     keywords: str | None,
+    seed_papers: str | None,
+    seed_file: str | None,
+    clear_seeds_: bool,
     as_json: bool,
 ) -> None:
     """Change a subscriber's preferences; what is not given stays as it is.
 
     Authors match however a source spells them ("Doe, Jane", "J. Doe", "Jané Doe");
     muted words and keywords match whole words and their inflections, like topics.
+    Their own papers (--seed-papers, --seed-file) count as papers they liked and are never
+    sent to them; arXiv ids the store lacks are looked up on arXiv.
 
     \b
     Examples:
@@ -198,7 +261,13 @@ def edit(
       newsletter subscribers edit ada@example.org --topics ml,nlp --hour 7 --max-papers 5
       newsletter subscribers edit ada@example.org --frequency weekly --weekly-day monday
       newsletter subscribers edit ada@example.org --pause
+      newsletter subscribers edit ada@example.org --seed-papers 2306.06918,hep-th/9901001
+      newsletter subscribers edit ada@example.org --seed-file "My Library.bib"
+      newsletter subscribers edit ada@example.org --clear-seeds
     """
+    if clear_seeds_ and (seed_papers is not None or seed_file is not None):
+        raise click.UsageError("--clear-seeds forgets their papers: drop --seed-papers/--seed-file")
+    seeds = _own_papers(app, seed_papers, seed_file)
     with app.transaction() as session:
         sub = service.edit_subscriber(
             email,
@@ -215,6 +284,9 @@ def edit(
             muted_words=mute,
             personal_keywords=keywords,
         )
+        if seeds is not None or clear_seeds_:
+            replace_seeds(sub.id, seeds.seeds if seeds else [], session=session)
+            session.refresh(sub)
         data = service.subscriber_to_dict(sub)
     if as_json:
         echo_json(data)
@@ -229,6 +301,8 @@ def edit(
     ):
         if data[key]:
             click.echo(f"  {label}: {'; '.join(data[key])}")
+    if data["seed_papers"]:
+        click.echo(f"  own papers: {len(data['seed_papers'])}")
 
 
 @subscribers.command("import")
@@ -470,9 +544,12 @@ def show(app: App, email: str, as_json: bool) -> None:
         echo_json(data)
         return
     for key, value in data.items():
+        if key == "seed_papers":  # titles only: abstracts are for --json
+            value = [paper["title"] for paper in value]
+            key = "own papers"
         if isinstance(value, list):
             # As --follow-authors, --mute and --keywords take them: a name may hold a comma.
-            value = ("; " if key in RULE_LISTS else ", ").join(value)
+            value = ("; " if key in (*RULE_LISTS, "own papers") else ", ").join(value)
         elif isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items())
         click.echo(f"{key + ':':<16} {'' if value is None else value}")

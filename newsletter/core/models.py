@@ -284,6 +284,34 @@ class Subscriber(Base):
         passive_deletes=True,
         order_by="ConsentEvent.id",
     )
+    seeds: Mapped[list[ReaderSeed]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="ReaderSeed.id"
+    )
+
+
+class ReaderSeed(Base):
+    """One of a reader's own papers: it counts as a like and is never sent to them.
+
+    Kept as text (title and abstract) with the identifiers it goes by, not as a paper of the
+    store: a paper from a reader's library belongs to no listing, so no query of papers
+    (archive, feeds, matching) can ever show it.
+    """
+
+    __tablename__ = "reader_seeds"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    arxiv_id: Mapped[str | None] = mapped_column(String(32))  # without version
+    doi: Mapped[str | None] = mapped_column(String(255))  # lowercase
+    title: Mapped[str] = mapped_column(SafeText)
+    abstract: Mapped[str] = mapped_column(SafeText, default="")
+    # Its sentence vector, as papers' (see PaperEmbedding); none without the sentence model.
+    model: Mapped[str | None] = mapped_column(String(64))
+    vector: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class QueuedMail(Base):

@@ -17,6 +17,7 @@ from sqlalchemy import (
     select,
     true,
     union,
+    union_all,
 )
 from sqlalchemy.orm import Session
 
@@ -30,6 +31,7 @@ from newsletter.core.models import (
     FeedbackVote,
     Paper,
     PaperTopic,
+    ReaderSeed,
     Subscriber,
     Subscription,
     utcnow,
@@ -39,8 +41,8 @@ from newsletter.matching.profiles import PROFILE_DAYS
 from newsletter.papers.queries import latest_listing_date
 
 NO_MATCH_REASON = (
-    "no paper matched the subscriber's topics, and no followed author, keyword or like "
-    "could bring one"
+    "no paper matched the subscriber's topics, and no followed author, keyword, like or "
+    "paper of their own could bring one"
 )
 WEEK = 7
 _OWED = (DeliveryStatus.PENDING.value, DeliveryStatus.SENDING.value)
@@ -111,16 +113,19 @@ def _matched_topic_ids(listing_date: date):
 
 
 def _may_get_papers(listing_date: date, now: datetime) -> CompoundSelect:
-    """Subscribers a paper of the day matched, and those whose likes bring papers from
-    outside their topics (see selection.DISCOVERIES)."""
+    """Subscribers a paper of the day matched, and those whose likes (their own papers
+    count as likes) bring papers from outside their topics (see selection.DISCOVERIES)."""
     matched = select(Subscription.subscriber_id).where(
         Subscription.topic_id.in_(_matched_topic_ids(listing_date))
     )
+    likes = union_all(
+        select(FeedbackVote.subscriber_id.label("sid")).where(
+            FeedbackVote.vote > 0, FeedbackVote.updated_at >= now - timedelta(PROFILE_DAYS)
+        ),
+        select(ReaderSeed.subscriber_id.label("sid")),
+    ).subquery("likes")
     likers = (
-        select(FeedbackVote.subscriber_id)
-        .where(FeedbackVote.vote > 0, FeedbackVote.updated_at >= now - timedelta(PROFILE_DAYS))
-        .group_by(FeedbackVote.subscriber_id)
-        .having(func.count() >= MIN_LIKES_FOR_DISCOVERY)
+        select(likes.c.sid).group_by(likes.c.sid).having(func.count() >= MIN_LIKES_FOR_DISCOVERY)
     )
     return union(matched, likers)
 

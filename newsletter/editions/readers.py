@@ -2,9 +2,10 @@
 
 The send, the workers, the scheduler, `preview`, `send --to` and `send --dry-run` all ask
 `ReaderSelection.papers_for`, so a reader's papers and their order are the same wherever they
-are shown: shaped by their votes, followed authors, muted words and keywords, and never one
-they already received. An empty answer is what skips a reader (or sends them the note);
-planning skips ahead of it only readers it can give nothing (see `plan_edition`).
+are shown: shaped by their votes, their own papers, followed authors, muted words and
+keywords, and never one they already received nor one of their own. An empty answer is what
+skips a reader (or sends them the note); planning skips ahead of it only readers it can give
+nothing (see `plan_edition`).
 """
 
 from __future__ import annotations
@@ -124,7 +125,8 @@ class ReaderSelection:
             if signals.profile(reader.subscriber_id) is not None or signals.rules(
                 reader.subscriber_id
             ):
-                return self._personal_choice(signals, reader, sent)
+                own = self.papers.papers_named(signals.seeds(reader.subscriber_id))
+                return self._personal_choice(signals, reader, sent | own)
         return self.papers.for_topics(reader.topic_ids, reader.max_papers, sent)
 
     def _personal_choice(

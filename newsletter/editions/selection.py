@@ -13,9 +13,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.content.rendering import DigestPaper, one_line
+from newsletter.core.latex import readable
 from newsletter.core.models import Paper, PaperTopic, Topic
 from newsletter.matching.personal import ReaderRules
 from newsletter.matching.profiles import ReaderProfile, ReaderSignals
+from newsletter.matching.seeds import Seed
+from newsletter.papers.sources.common import normalise_title
 from newsletter.papers.sources.registry import has_discussion_pages
 
 DEFAULT_HF_URL = "https://huggingface.co"
@@ -73,6 +76,27 @@ class EditionPapers:
         self._ids = frozenset(c.paper.id for c in candidates)
         # One object per (paper, shown topics): thousands of topic sets share a few hundred.
         self._papers: dict[tuple[int, tuple[str, ...]], DigestPaper] = {}
+        self._identities: dict[str, int] | None = None  # see papers_named
+
+    def papers_named(self, seeds: Iterable[Seed]) -> frozenset[int]:
+        """Return the edition's papers that are these seeds: the same arXiv id, DOI or title
+        (as ingest tells one work from another)."""
+        seeds = list(seeds)
+        if not seeds:
+            return frozenset()
+        if self._identities is None:
+            self._identities = {}
+            for cand in self._candidates:
+                p = cand.paper
+                for key in (f"a:{p.arxiv_id or ''}", f"d:{p.doi or ''}"):
+                    if len(key) > 2:
+                        self._identities[key] = p.id
+                self._identities[f"t:{normalise_title(p.title)}"] = p.id
+        found = set()
+        for seed in seeds:
+            keys = (f"a:{seed.arxiv_id}", f"d:{seed.doi}", f"t:{normalise_title(seed.title)}")
+            found.update(self._identities[k] for k in keys if k in self._identities)
+        return frozenset(found)
 
     @classmethod
     def load(
@@ -263,7 +287,7 @@ class EditionPapers:
         signals: ReaderSignals,
         similar: _Similarities,
     ) -> list[DigestPaper]:
-        if len(profile.liked_ids) < MIN_LIKES_FOR_DISCOVERY:
+        if profile.likes < MIN_LIKES_FOR_DISCOVERY:
             return []
         taken = {c.paper.id for c in inside} | set(exclude) | set(profile.liked_ids)
         # Most papers are far from every like: the likeness of all of them at once, through
@@ -273,7 +297,8 @@ class EditionPapers:
         for cand in self._candidates:
             if cand.paper.id in taken or cand.paper.id in profile.disliked_ids:
                 continue
-            if near.get(cand.paper.id, 0.0) < DISCOVERY_SIMILARITY - ROUNDING:
+            words_far = near.get(cand.paper.id, 0.0) < DISCOVERY_SIMILARITY - ROUNDING
+            if words_far and similar.meaning(cand.paper.id) < DISCOVERY_SIMILARITY:
                 continue
             like, dislike = similar(cand.paper.id)
             # Closer to a like than to any dislike: never unwanted.
@@ -282,10 +307,8 @@ class EditionPapers:
         found.sort(key=lambda item: (-item[0], item[1].paper.id))
         extras = []
         for _, cand in found[:DISCOVERIES]:
-            vector = signals.vectors.vector(cand.paper.id)
-            liked = signals.most_similar_liked(profile, vector)
-            title = one_line(signals.titles.get(liked, "")) if liked is not None else ""
-            reason = f"Because you liked \u201c{title}\u201d" if title else "Like papers you liked"
+            closest = signals.closest_like(profile, signals.vectors.vector(cand.paper.id))
+            reason = _because(*closest) if closest else "Like papers you liked"
             extras.append(dataclasses.replace(self._digest_paper(cand, set()), reason=reason))
         return extras
 
@@ -340,6 +363,12 @@ class _Similarities:
         self._signals = signals
         self._seen: dict[int, tuple[float, float]] = {}
         self._judge_topics = profile.votes >= MIN_VOTES_TO_DROP
+        # Cosines in meaning to the reader's own papers, all of the edition's at once.
+        self._meaning = signals.meaning_likes(profile)
+
+    def meaning(self, paper_id: int) -> float:
+        """Return a paper's cosine in meaning to the reader's own papers (0 without)."""
+        return self._meaning.get(paper_id, 0.0)
 
     def chance_of_like(self, cand: _Candidate) -> float:
         """Return the chance of a like from the paper's topics (0.5 on too few votes)."""
@@ -354,13 +383,23 @@ class _Similarities:
         return dislike >= DROP_SIMILARITY or chance < DROP_CHANCE
 
     def __call__(self, paper_id: int) -> tuple[float, float]:
-        """Return (like, dislike) similarities of a paper to the reader's profile."""
+        """Return (like, dislike) similarities of a paper to the reader's profile: a like in
+        words, or in meaning to their own papers, whichever is closer."""
         found = self._seen.get(paper_id)
         if found is None:
-            vector = self._signals.vectors.vector(paper_id)
-            found = self._seen[paper_id] = self._profile.similarities(vector)
+            like, dislike = self._profile.similarities(self._signals.vectors.vector(paper_id))
+            found = self._seen[paper_id] = (max(like, self.meaning(paper_id)), dislike)
         return found
 
+
+
+def _because(title: str, own: bool) -> str:
+    """Say which liked paper, or which of the reader's own, a discovery resembles."""
+    shown = one_line(readable(title))
+    if not shown:
+        return "Like papers you liked"
+    said = "Like your paper" if own else "Because you liked"
+    return f"{said} \u201c{shown}\u201d"
 
 
 def _followed_paper(paper: DigestPaper, name: str) -> DigestPaper:

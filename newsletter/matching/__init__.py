@@ -15,6 +15,7 @@ matches), `unmatched` (the recent papers no topic took, with the terms that set 
 identifiers checked against the store and resolved to paper ids), and readers' signals:
 `feedback` (votes on papers), `profiles` (tf-idf profiles of liked and disliked papers),
 `personal` (followed authors, muted words, personal keywords), `first_round` (the few recent
-papers a new reader rates first, chosen to teach their profile fastest).
+papers a new reader rates first, chosen to teach their profile fastest), `seeds` (a reader's
+own papers: stored as text with their identifiers, counted as likes, never sent back).
 May import `core` only.
 """

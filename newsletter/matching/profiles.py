@@ -9,7 +9,11 @@ naive Bayes over those (which topics come with a like, which with a dislike) giv
 that the reader likes a new paper from its topics, so a reader who keeps saying "less like
 this" to one of their topics sees that topic's papers sink and, when sure, go. Both are counts
 and sums over the votes: building a profile is one pass over them, once per reader and
-edition, from the votes as they are when the edition is composed.
+edition, from the votes as they are when the edition is composed. A reader's own papers
+(`matching.seeds`) count as papers they liked in the centroid of words, and by meaning: a
+paper's likeness to them is the larger of its words' and its sentence vector's cosine to
+theirs (their mean, where the model is on). They are no paper of the store, so they have no
+topics and say nothing about them.
 """
 
 from __future__ import annotations
@@ -18,16 +22,27 @@ import math
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import repeat
 from operator import itemgetter, mul
+from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from newsletter.core.models import FeedbackVote, Paper, PaperTopic, Subscriber, utcnow
+from newsletter.core.models import (
+    FeedbackVote,
+    Paper,
+    PaperEmbedding,
+    PaperTopic,
+    ReaderSeed,
+    Subscriber,
+    utcnow,
+)
+from newsletter.matching.embeddings import MODEL_ID, from_bytes
 from newsletter.matching.personal import EditionText, ReaderRules, clean_rules
+from newsletter.matching.seeds import Seed, anyone_has_vectors, seeds_of
 from newsletter.matching.text import STOPWORDS, PaperText, stem
 
 PAPER_TERMS = 40  # the strongest terms kept per paper: enough to compare, cheap to score
@@ -82,10 +97,19 @@ class TextVectors:
         """Return a paper's normalised tf-idf vector (empty for an unknown paper)."""
         vec = self._vectors.get(paper_id)
         if vec is None:
-            counts = self._counts.get(paper_id, Counter())
-            weights = {t: (1 + math.log(c)) * self._idf[t] for t, c in counts.items()}
-            vec = self._vectors[paper_id] = _normalised(weights, PAPER_TERMS)
+            vec = self._vectors[paper_id] = self._weighted(self._counts.get(paper_id, Counter()))
         return vec
+
+    def text_vector(self, title: str, abstract: str) -> Vector:
+        """Return the vector of a text outside the set (a reader's own paper) on the set's
+        idf, made of the words it shares with the set: the others can match no paper of it,
+        and would only dilute the ones that do."""
+        counts = _terms(title, abstract)
+        return self._weighted({t: c for t, c in counts.items() if t in self._idf})
+
+    def _weighted(self, counts: Mapping[str, int]) -> Vector:
+        weights = {t: (1 + math.log(c)) * self._idf[t] for t, c in counts.items()}
+        return _normalised(weights, PAPER_TERMS)
 
     def products(self, vector: Vector, paper_ids: Iterable[int]) -> dict[int, float]:
         """Return the dot product of a vector with each of these papers' vectors, at once.
@@ -154,13 +178,19 @@ class TopicLean:
 
 @dataclass(frozen=True)
 class ReaderProfile:
-    """The centroids of a reader's liked and disliked papers, and their lean by topic."""
+    """The centroids of a reader's liked and disliked papers, and their lean by topic.
+
+    `liked` holds their own papers (seeds) too: `seed_titles` and `seed_vectors` are theirs.
+    """
 
     liked: Vector
     disliked: Vector
     liked_ids: tuple[int, ...]
     disliked_ids: tuple[int, ...]
     topics: TopicLean = TopicLean({}, {})
+    seed_titles: tuple[str, ...] = ()
+    seed_vectors: tuple[Vector, ...] = ()
+    meaning: Any = field(default=None, compare=False)  # unit mean of their own papers' vectors
 
     def similarities(self, vector: Vector) -> tuple[float, float]:
         """Return (similarity to liked papers, similarity to disliked papers)."""
@@ -170,6 +200,11 @@ class ReaderProfile:
     def votes(self) -> int:
         """Return how many papers the reader voted on."""
         return len(self.liked_ids) + len(self.disliked_ids)
+
+    @property
+    def likes(self) -> int:
+        """Return how many papers the reader liked, their own papers included."""
+        return len(self.liked_ids) + len(self.seed_vectors)
 
 
 def _centroid(vectors: Iterable[Vector]) -> Vector:
@@ -190,8 +225,10 @@ class ReaderSignals:
         rules: Mapping[int, ReaderRules] | None = None,
         edition: EditionText | None = None,
         paper_topics: Mapping[int, tuple[int, ...]] | None = None,
+        seeds: Mapping[int, list[Seed]] | None = None,
     ) -> None:
         self._votes = votes
+        self._seeds = seeds or {}
         self._batch: frozenset[int] | None = None  # whose votes are loaded; None: everyone's
         self._since: datetime | None = None  # the oldest vote counted; None: every vote
         self._rules = rules or {}
@@ -200,6 +237,9 @@ class ReaderSignals:
         self.titles = {pid: title for pid, (title, _) in texts.items()}
         self.vectors = TextVectors(texts)
         self._profiles: dict[int, ReaderProfile] = {}
+        # The sentence vectors of the edition's papers, for readers' own papers to meet.
+        self._meaning_ids: list[int] = []
+        self._meaning: Any = None
 
     @classmethod
     def load(
@@ -211,22 +251,26 @@ class ReaderSignals:
         votes_per_batch: bool = False,
         now: datetime | None = None,
     ) -> ReaderSignals | None:
-        """Load every reader's votes of the last PROFILE_DAYS and their rules; None when
-        nobody has any (nothing to do).
+        """Load every reader's votes of the last PROFILE_DAYS, their own papers and their
+        rules; None when nobody has any (nothing to do).
 
         With votes_per_batch, only which papers were voted on is read now (the vectors need
-        them all), and the votes of each batch of readers come with load_votes.
+        them all), and the votes and own papers of each batch of readers come with load_votes.
         """
         since = (now or utcnow()) - timedelta(days=PROFILE_DAYS)
         if votes_per_batch:
             votes: dict[int, list[tuple[int, int]]] = {}
             recent = FeedbackVote.updated_at >= since
             voted = set(session.scalars(select(FeedbackVote.paper_id).where(recent).distinct()))
+            seeds: dict[int, list[Seed]] = {}
+            seeded = session.scalar(select(ReaderSeed.id).limit(1)) is not None
         else:
             votes = _votes_of(None, since, session=session)
             voted = {pid for pairs in votes.values() for pid, _ in pairs}
+            seeds = seeds_of(None, session=session)
+            seeded = bool(seeds)
         rules = _load_rules(session)
-        if not voted and not rules:
+        if not voted and not rules and not seeded:
             return None
         candidates = set(candidate_ids)
         wanted = candidates | voted
@@ -256,7 +300,9 @@ class ReaderSignals:
                 },
                 threshold,
             )
-        signals = cls(votes, texts, rules, edition, _topics_of(voted, session=session))
+        signals = cls(votes, texts, rules, edition, _topics_of(voted, session=session), seeds)
+        if seeded and anyone_has_vectors(session=session):
+            signals._meaning_ids, signals._meaning = _paper_vectors(candidates, session=session)
         signals._since = since
         if votes_per_batch:
             signals._batch = frozenset()
@@ -267,43 +313,99 @@ class ReaderSignals:
         return self._batch is None or self._batch.issuperset(subscriber_ids)
 
     def load_votes(self, subscriber_ids: Iterable[int], *, session: Session) -> None:
-        """Load these readers' votes in place of the batch before: memory flat in readers."""
+        """Load these readers' votes and own papers in place of the batch before: memory
+        flat in readers."""
         ids = sorted(set(subscriber_ids))
         votes: dict[int, list[tuple[int, int]]] = {}
+        seeds: dict[int, list[Seed]] = {}
         for start in range(0, len(ids), VOTERS_PER_QUERY):
             chunk = ids[start : start + VOTERS_PER_QUERY]
             votes.update(_votes_of(chunk, self._since, session=session))
-        self._votes, self._batch = votes, frozenset(ids)
+            seeds.update(seeds_of(chunk, session=session))
+        self._votes, self._seeds, self._batch = votes, seeds, frozenset(ids)
 
     def rules(self, subscriber_id: int) -> ReaderRules | None:
         """Return a reader's followed authors, muted words and keywords, if they set any."""
         return self._rules.get(subscriber_id)
 
-    def most_similar_liked(self, profile: ReaderProfile, vector: Vector) -> int | None:
-        """Return the liked paper most like a vector (for "because you liked ...")."""
-        scored = [(cosine(self.vectors.vector(p), vector), p) for p in profile.liked_ids]
-        return max(scored)[1] if scored else None
+    def meaning_likes(self, profile: ReaderProfile) -> dict[int, float]:
+        """Return each edition paper's cosine in meaning to the reader's own papers ({}
+        without vectors on either side)."""
+        if profile.meaning is None or self._meaning is None:
+            return {}
+        cosines = self._meaning @ profile.meaning
+        return dict(zip(self._meaning_ids, cosines.tolist(), strict=True))
+
+    def seeds(self, subscriber_id: int) -> list[Seed]:
+        """Return a reader's own papers (loaded with their votes)."""
+        return self._seeds.get(subscriber_id, [])
+
+    def closest_like(self, profile: ReaderProfile, vector: Vector) -> tuple[str, bool] | None:
+        """Return the title of the liked paper or own paper most like a vector, and whether
+        it is their own (for "because you liked ...")."""
+        scored = [
+            (cosine(self.vectors.vector(p), vector), p, self.titles.get(p, ""), False)
+            for p in profile.liked_ids
+        ]
+        scored += [
+            (cosine(seed, vector), 0, title, True)
+            for seed, title in zip(profile.seed_vectors, profile.seed_titles, strict=True)
+        ]
+        if not scored:
+            return None
+        _, _, title, own = max(scored, key=itemgetter(0, 1))
+        return title, own
 
     def profile(self, subscriber_id: int) -> ReaderProfile | None:
-        """Return a reader's profile, or None for a reader who never voted."""
+        """Return a reader's profile, or None for a reader with no votes nor papers of
+        their own."""
         profile = self._profiles.get(subscriber_id)
         if profile is None and self._batch is not None and subscriber_id not in self._batch:
             raise LookupError(f"the votes of reader {subscriber_id} are not loaded")
-        if profile is None and subscriber_id in self._votes:
-            pairs = self._votes[subscriber_id]
+        if profile is None and (subscriber_id in self._votes or subscriber_id in self._seeds):
+            pairs = self._votes.get(subscriber_id, [])
             liked = tuple(pid for pid, vote in pairs if vote > 0)
             disliked = tuple(pid for pid, vote in pairs if vote < 0)
+            seeds = self._seeds.get(subscriber_id, [])
+            seed_vectors = tuple(self.vectors.text_vector(s.title, s.abstract) for s in seeds)
             profile = ReaderProfile(
-                _centroid(self.vectors.vector(p) for p in liked),
+                _centroid([*(self.vectors.vector(p) for p in liked), *seed_vectors]),
                 _centroid(self.vectors.vector(p) for p in disliked),
                 liked,
                 disliked,
                 TopicLean.from_votes((self._paper_topics.get(p, ()), v > 0) for p, v in pairs),
+                tuple(s.title for s in seeds),
+                seed_vectors,
+                _mean_direction([s.vector for s in seeds if s.vector is not None]),
             )
             if len(self._profiles) >= PROFILES_KEPT:
                 self._profiles.pop(next(iter(self._profiles)), None)
             self._profiles[subscriber_id] = profile
         return profile
+
+
+def _mean_direction(blobs: list[bytes]) -> Any:
+    """Return the unit mean of stored sentence vectors, or None for none."""
+    if not blobs:
+        return None
+    mean = from_bytes(blobs).mean(axis=0)
+    norm = float((mean @ mean) ** 0.5)
+    return mean / norm if norm > 0 else None
+
+
+def _paper_vectors(paper_ids: set[int], *, session: Session) -> tuple[list[int], Any]:
+    """Return the papers that have a sentence vector of the current model, and their vectors."""
+    found: dict[int, bytes] = {}
+    ids = sorted(paper_ids)
+    for start in range(0, len(ids), 5000):  # bound the IN list
+        query = select(PaperEmbedding.paper_id, PaperEmbedding.vector).where(
+            PaperEmbedding.model == MODEL_ID, PaperEmbedding.paper_id.in_(ids[start : start + 5000])
+        )
+        found.update((pid, blob) for pid, blob in session.execute(query))
+    if not found:
+        return [], None
+    kept = sorted(found)
+    return kept, from_bytes([found[pid] for pid in kept])
 
 
 def _topics_of(paper_ids: set[int], *, session: Session) -> dict[int, tuple[int, ...]]:

@@ -49,6 +49,7 @@ HEADERS = {
 HSTS = "max-age=31536000"
 _TOKEN_PATH = re.compile(r"/(confirm|manage|unsubscribe|resubscribe|feedback|start)/[^\s/?\"]+")
 CSRF_EXEMPT = "csrf_exempt"
+UPLOAD_LIMIT = "upload_limit"
 
 
 def same_site_url(base_url: str, url: str) -> str:
@@ -86,6 +87,24 @@ def csrf_exempt(view: Callable[..., Any]) -> Callable[..., Any]:
     """Mark a view whose POST needs no CSRF token (the RFC 8058 one-click unsubscribe)."""
     setattr(view, CSRF_EXEMPT, True)
     return view
+
+
+def upload_limit(max_bytes: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Let a view's requests be this large instead of MAX_CONTENT_LENGTH (a file upload)."""
+
+    def mark(view: Callable[..., Any]) -> Callable[..., Any]:
+        setattr(view, UPLOAD_LIMIT, max_bytes)
+        return view
+
+    return mark
+
+
+def apply_upload_limit() -> None:
+    """Raise this request's size limit to its view's upload limit, before anything reads it."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    limit = getattr(view, UPLOAD_LIMIT, None)
+    if limit is not None:
+        request.max_content_length = limit
 
 
 def _secure(app: Flask) -> bool:
@@ -156,6 +175,7 @@ def add_headers(response: Response) -> Response:
 
 def init_security(app: Flask) -> None:
     """Wire CSRF checks, headers and log redaction into the app."""
+    app.before_request(apply_upload_limit)  # first: the CSRF check reads the form
     app.before_request(check_csrf)
     app.after_request(add_headers)
     app.jinja_env.globals["csrf_token"] = csrf_token

@@ -30,14 +30,17 @@ from newsletter.audience.signup import ConsentRecord
 from newsletter.core import identity, tokens
 from newsletter.core.app import App
 from newsletter.core.config import Settings
-from newsletter.core.errors import InputError, NotFound, TransportError
+from newsletter.core.errors import InputError, NotFound, TransportError, quoted
 from newsletter.core.models import ConsentEvent, Subscriber, SubscriberStatus
 from newsletter.core.tokens import LinkClaim
 from newsletter.delivery.mail_queue import MailQueue
 from newsletter.matching import feedback
+from newsletter.matching.seeds import MAX_SEEDS, clear_seeds, replace_seeds
+from newsletter.papers import seeds as own_papers
 from newsletter.papers.sources import registry
+from newsletter.papers.sources.library import MAX_BYTES
 from newsletter.web import archive, forms
-from newsletter.web.security import csrf_exempt
+from newsletter.web.security import csrf_exempt, upload_limit
 
 log = logging.getLogger(__name__)
 bp = Blueprint("web", __name__)
@@ -54,7 +57,12 @@ BANNERS = {
     "saved": "Your preferences are saved.",
     "resumed": "Welcome back: your subscription is active again.",
     "confirmed": "Your subscription is confirmed. Your first digest arrives at the time you chose.",
+    "papers": "Your papers are saved: your next digests bring papers like them, never them.",
+    "papers-cleared": "Your papers are forgotten.",
 }
+# An upload's request: the file and the form around it. Larger ones are refused unread (413).
+UPLOAD_REQUEST_MAX = 2 * MAX_BYTES
+LEFT_OUT_SHOWN = 999
 
 
 def _core() -> App:
@@ -247,8 +255,18 @@ def _manage_page(
         unsubscribe_token=_token("unsubscribe", subscriber),
         can_resume=_can_resume(subscriber),
         weekdays=forms.WEEKDAYS,
+        seeds=subscriber.seeds,
+        max_seeds=MAX_SEEDS,
+        max_upload_kb=MAX_BYTES // 1024,
+        left_out=_left_out(),
     )
     return page, status
+
+
+def _left_out() -> int:
+    """Return how many entries of the last upload were left out (shown with its banner)."""
+    value = request.args.get("left", "")
+    return min(int(value), LEFT_OUT_SHOWN) if value.isascii() and value.isdigit() else 0
 
 
 @bp.get("/manage/<token>")
@@ -273,6 +291,46 @@ def manage(token: str) -> Any:
             )
         service.update_preferences(subscriber.id, result.prefs, session=session)
     return redirect(url_for(".manage_page", token=token, done="saved"), 303)
+
+
+@bp.post("/manage/<token>/papers")
+@upload_limit(UPLOAD_REQUEST_MAX)
+def upload_papers(token: str) -> Any:
+    """Make the papers of an uploaded library file the reader's own."""
+    claim = _claim("manage", token)
+    upload = request.files.get("library")
+    with _core().reading() as session:
+        subscriber = service.check_link(claim, session=session)
+        if upload is None or not upload.filename:
+            errors = {"library": "Choose a BibTeX, RIS or CSL-JSON file of your papers."}
+            return _manage_page(subscriber, session, errors=errors, status=400)
+        data = upload.stream.read(MAX_BYTES + 1)  # more is refused, and never read whole
+        name = quoted(upload.filename.rsplit("/", 1)[-1].rsplit("\\", 1)[-1], 60)
+        try:
+            # arXiv's look-up is outside the write transaction: it may take seconds.
+            with own_papers.arxiv_lookup(_settings()) as lookup:
+                choice = own_papers.seeds_from_library(
+                    data, name, session=session, lookup=lookup,
+                    meaning=_settings().match_neighbours,
+                )  # fmt: skip
+        except InputError as exc:
+            errors = {"library": _sentence(str(exc))}
+            return _manage_page(subscriber, session, errors=errors, status=400)
+    with _core().transaction() as session:
+        subscriber = service.check_link(claim, session=session)
+        replace_seeds(subscriber.id, choice.seeds, session=session)
+    left = {"left": len(choice.left_out)} if choice.left_out else {}
+    return redirect(url_for(".manage_page", token=token, done="papers", **left), 303)
+
+
+@bp.post("/manage/<token>/papers/clear")
+def clear_papers(token: str) -> Any:
+    """Forget the reader's own papers."""
+    claim = _claim("manage", token)
+    with _core().transaction() as session:
+        subscriber = service.check_link(claim, session=session)
+        clear_seeds(subscriber.id, session=session)
+    return redirect(url_for(".manage_page", token=token, done="papers-cleared"), 303)
 
 
 @bp.post("/manage/<token>/export")
@@ -511,6 +569,8 @@ def _http_error(exc: HTTPException) -> Any:
         413: "The form sent too much data.",
         500: "Something went wrong on our side. Please try again later.",
     }
+    if code == 413 and request.endpoint == "web.upload_papers":
+        messages[413] = f"The file is larger than {MAX_BYTES // 1024} KB: export fewer papers."
     default = messages.get(code, exc.description or "")
     message = default if code in messages and not _custom(exc) else exc.description or default
     return _error_page(code, exc.name, message)

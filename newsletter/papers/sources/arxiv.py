@@ -31,6 +31,7 @@ SOURCE = "arxiv"
 DEFAULT_CATEGORIES = ("cs.AI", "cs.CL", "cs.CV", "cs.LG")
 REQUEST_SPACING = 3.0  # arXiv's terms: no more than one request every three seconds
 PAGE_SIZE = 500
+LOOKUP_BATCH = 200  # ids in one `id_list` look-up: a reader's papers in one request
 MAX_PAGES = 20
 XML_TYPES = ("application/atom+xml", "application/rss+xml", "application/xml", "text/xml")
 # Replacements re-announce papers listed before: they are not new papers of the day.
@@ -272,6 +273,31 @@ def fetch_arxiv(
     return unique_records(records)
 
 
+def lookup_arxiv(
+    arxiv_ids: Sequence[str],
+    *,
+    base_url: str,
+    client: SourceClient,
+    spacing: float = REQUEST_SPACING,
+) -> dict[str, PaperRecord]:
+    """Look papers up by arXiv id (`id_list`), LOOKUP_BATCH a request; return those found.
+
+    An id arXiv does not know is left out of the answer; a bad answer raises SourceError.
+    """
+    url = base_url.rstrip("/") + "/api/query"
+    found: dict[str, PaperRecord] = {}
+    for start in range(0, len(arxiv_ids), LOOKUP_BATCH):
+        batch = list(arxiv_ids[start : start + LOOKUP_BATCH])
+        params = {"id_list": ",".join(batch), "max_results": len(batch)}
+        response = client.get(url, params=params, accept=XML_TYPES, min_interval=spacing)
+        try:
+            records, _total = _parse_atom(response.content, name=url, listing_date=None)
+        except InputError as exc:  # the network, not the user, sent a bad document
+            raise SourceError(str(exc)) from exc
+        found.update((r.arxiv_id, r) for r in records if r.arxiv_id in batch)
+    return found
+
+
 def unique_records(records: list[PaperRecord]) -> list[PaperRecord]:
     by_id = {r.arxiv_id: r for r in reversed(records)}
     return [r for r in records if by_id.get(r.arxiv_id) is r]
@@ -308,6 +334,7 @@ __all__ = [
     "arxiv_query",
     "categories_to_fetch",
     "fetch_arxiv",
+    "lookup_arxiv",
     "parse_arxiv_atom",
     "parse_arxiv_rss",
     "read_arxiv_rss",
