@@ -1,8 +1,8 @@
 """readers' own papers (seeds): title, abstract and identifiers per reader
 
-Revision ID: 0017
+Revision ID: 0016
 Revises: 0015
-Create Date: 2026-12-12
+Create Date: 2026-12-07
 """
 
 from collections.abc import Sequence
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0017"
+revision: str = "0016"
 down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
