@@ -9,7 +9,8 @@ naive Bayes over those (which topics come with a like, which with a dislike) giv
 that the reader likes a new paper from its topics, so a reader who keeps saying "less like
 this" to one of their topics sees that topic's papers sink and, when sure, go. Both are counts
 and sums over the votes: building a profile is one pass over them, once per reader and
-edition, from the votes as they are when the edition is composed.
+edition, from the votes as they are when the edition is composed. Beside the votes come the
+reader's rules and their interests in their own words, as stored (see `matching.interests`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from datetime import datetime, timedelta
 from itertools import repeat
 from operator import itemgetter, mul
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, true
 from sqlalchemy.orm import Session
 
 from newsletter.core.models import FeedbackVote, Paper, PaperTopic, Subscriber, utcnow
@@ -180,6 +181,15 @@ def _centroid(vectors: Iterable[Vector]) -> Vector:
     return _normalised(total, PROFILE_TERMS)
 
 
+@dataclass(frozen=True)
+class StoredInterests:
+    """A reader's interests as stored: the text and its vector's model and bytes, if any."""
+
+    text: str
+    model: str | None
+    vector: bytes | None
+
+
 class ReaderSignals:
     """Every reader's votes and the vectors to compare papers with them, for one edition."""
 
@@ -200,6 +210,9 @@ class ReaderSignals:
         self.titles = {pid: title for pid, (title, _) in texts.items()}
         self.vectors = TextVectors(texts)
         self._profiles: dict[int, ReaderProfile] = {}
+        # Readers' interests, loaded with their votes (a batch's, or everyone's).
+        self._interests: dict[int, StoredInterests] = {}
+        self.has_interests = False  # whether any reader wrote interests
 
     @classmethod
     def load(
@@ -226,7 +239,8 @@ class ReaderSignals:
             votes = _votes_of(None, since, session=session)
             voted = {pid for pairs in votes.values() for pid, _ in pairs}
         rules = _load_rules(session)
-        if not voted and not rules:
+        interested = session.scalar(select(Subscriber.id).where(_HAS_INTERESTS).limit(1))
+        if not voted and not rules and interested is None:
             return None
         candidates = set(candidate_ids)
         wanted = candidates | voted
@@ -258,8 +272,11 @@ class ReaderSignals:
             )
         signals = cls(votes, texts, rules, edition, _topics_of(voted, session=session))
         signals._since = since
+        signals.has_interests = interested is not None
         if votes_per_batch:
             signals._batch = frozenset()
+        elif signals.has_interests:
+            signals._interests = _interests_of(None, session=session)
         return signals
 
     def has_votes_of(self, subscriber_ids: Iterable[int]) -> bool:
@@ -270,14 +287,21 @@ class ReaderSignals:
         """Load these readers' votes in place of the batch before: memory flat in readers."""
         ids = sorted(set(subscriber_ids))
         votes: dict[int, list[tuple[int, int]]] = {}
+        interests: dict[int, StoredInterests] = {}
         for start in range(0, len(ids), VOTERS_PER_QUERY):
             chunk = ids[start : start + VOTERS_PER_QUERY]
             votes.update(_votes_of(chunk, self._since, session=session))
-        self._votes, self._batch = votes, frozenset(ids)
+            if self.has_interests:
+                interests.update(_interests_of(chunk, session=session))
+        self._votes, self._interests, self._batch = votes, interests, frozenset(ids)
 
     def rules(self, subscriber_id: int) -> ReaderRules | None:
         """Return a reader's followed authors, muted words and keywords, if they set any."""
         return self._rules.get(subscriber_id)
+
+    def interests(self, subscriber_id: int) -> StoredInterests | None:
+        """Return a reader's interests in their own words, if they wrote any."""
+        return self._interests.get(subscriber_id)
 
     def most_similar_liked(self, profile: ReaderProfile, vector: Vector) -> int | None:
         """Return the liked paper most like a vector (for "because you liked ...")."""
@@ -334,6 +358,23 @@ def _votes_of(
     for sid, pid, vote in session.execute(query.order_by(FeedbackVote.id)):
         votes[sid].append((pid, vote))
     return dict(votes)
+
+
+_HAS_INTERESTS = Subscriber.interests != ""
+
+
+def _interests_of(
+    subscriber_ids: Sequence[int] | None, *, session: Session
+) -> dict[int, StoredInterests]:
+    """Return the stored interests of these readers (or of all: None) who wrote any."""
+    chosen = true() if subscriber_ids is None else Subscriber.id.in_(subscriber_ids)
+    query = select(
+        Subscriber.id, Subscriber.interests, Subscriber.interests_model, Subscriber.interests_vector
+    ).where(_HAS_INTERESTS, chosen)
+    return {
+        sid: StoredInterests(text, model, bytes(vector) if vector is not None else None)
+        for sid, text, model, vector in session.execute(query)
+    }
 
 
 def _load_rules(session: Session) -> dict[int, ReaderRules]:
