@@ -349,7 +349,7 @@ def add_subscriber(
         consent_source=consent_source[:64],
     )
     wants = validate_interests(interests)
-    ids = resolve_topics(split_list(topics), topic_ids(session=session), required=not wants)
+    ids = resolve_topics(split_list(topics), topic_ids(session=session), required=False)
     require_wants(ids, wants)
     if _find(session, address) is not None:
         raise InputError(f"subscriber {quoted(address)} already exists")
@@ -422,7 +422,7 @@ def edit_subscriber(
     wants = subscriber.interests if interests is None else validate_interests(interests)
     ids = None
     if topics is not None:
-        ids = resolve_topics(split_list(topics), topic_ids(session=session), required=not wants)
+        ids = resolve_topics(split_list(topics), topic_ids(session=session), required=False)
     require_wants([s.topic_id for s in subscriber.subscriptions] if ids is None else ids, wants)
     for column, value in checked.items():
         setattr(subscriber, column, value)
@@ -718,7 +718,7 @@ class _Importer:
         email = mailable_email(values["email"])
         interests = validate_interests(values.get("interests", ""))
         slugs = split_topics_cell(values["topics"])
-        ids = resolve_topics(slugs, self.known_topics, required=not interests)
+        ids = resolve_topics(slugs, self.known_topics, required=False)
         require_wants(ids, interests)
         get = values.get
         timezone = get("timezone", "").strip()

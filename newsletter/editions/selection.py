@@ -146,8 +146,9 @@ class EditionPapers:
         """Return a reader's papers, shaped by their votes and their own rules.
 
         Papers by followed authors come first, labelled; papers with a muted word never
-        come; personal keywords match like one more topic, and so do the papers `close` to
-        the reader's interests (by paper id, their standing, by which they rank). With votes,
+        come; personal keywords match like one more topic. The papers `close` to the
+        reader's interests (by paper id, their standing, by which they rank) alternate with
+        the topics' ones: a standing and a keyword score are not on one scale. With votes,
         today's order is blended with what they liked, papers much like what they disliked
         drop out, and once they liked enough, up to DISCOVERIES papers from outside their
         topics that closely resemble liked ones join, each saying which liked paper it
@@ -159,10 +160,12 @@ class EditionPapers:
         # Beyond their topics: papers by keyword (naming it), then by interests (None).
         own: dict[_Candidate, str | None] = {}
         own.update(self._own_keyword_matches(rules, signals, inside, exclude | muted))
-        for cand in self._close_to_interests(close or {}, inside, exclude | muted):
-            own.setdefault(cand, None)
-        if own or close:
-            inside = sorted([*inside, *own], key=lambda c: _rank(c, wanted, close))
+        if own:
+            inside = sorted([*inside, *own], key=lambda c: _rank(c, wanted))
+        near = self._close_to_interests(close or {}, inside, exclude | muted)
+        if near:
+            own.update(dict.fromkeys(near))
+            inside = _alternate(inside, sorted(near, key=lambda c: _rank(c, wanted, close)))
         similar = _Similarities(profile, signals) if profile is not None else None
         ranked = self._ranked(inside, wanted, similar)
         pinned = self._followed(rules, signals, exclude | muted, wanted)
@@ -382,6 +385,13 @@ class _Similarities:
             found = self._seen[paper_id] = self._profile.similarities(vector)
         return found
 
+
+
+def _alternate(first: list[_Candidate], second: list[_Candidate]) -> list[_Candidate]:
+    """Take from two rankings in turn, the first's best first, until both are spent."""
+    merged = [c for pair in zip(first, second, strict=False) for c in pair]
+    shorter = min(len(first), len(second))
+    return merged + first[shorter:] + second[shorter:]
 
 
 def _followed_paper(paper: DigestPaper, name: str) -> DigestPaper:
