@@ -17,6 +17,7 @@ class _FormReader(HTMLParser):
         self._chosen = False
         self._pending: tuple[str, str | None] | None = None
         self._selected = False
+        self._textarea: tuple[str, list[str]] | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: v or "" for k, v in attrs}
@@ -30,6 +31,8 @@ class _FormReader(HTMLParser):
                 return
             if kind not in ("submit", "button"):
                 self.fields.append((a["name"], a.get("value", "on" if kind == "checkbox" else "")))
+        elif tag == "textarea" and a.get("name"):
+            self._textarea = (a["name"], [])
         elif tag == "select":
             self._select, self._first_option, self._chosen = a.get("name"), None, False
         elif tag == "option" and self._select:
@@ -38,6 +41,8 @@ class _FormReader(HTMLParser):
             self._selected = "selected" in a
 
     def handle_data(self, data: str) -> None:
+        if self._textarea is not None:
+            self._textarea[1].append(data)
         if self._pending is None:
             return
         name, value = self._pending
@@ -50,6 +55,11 @@ class _FormReader(HTMLParser):
             self._chosen = True
 
     def handle_endtag(self, tag: str) -> None:
+        if tag == "textarea" and self._textarea is not None:
+            name, text = self._textarea
+            # A browser drops the one line break that may follow the opening tag.
+            self.fields.append((name, "".join(text).removeprefix("\n")))
+            self._textarea = None
         if tag == "select" and self._select:
             if not self._chosen and self._first_option:
                 self.fields.append(self._first_option)

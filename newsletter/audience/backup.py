@@ -2,8 +2,9 @@
 
 A record holds the address, status and name; the topics by slug; the delivery choices (time
 zone, hour, papers per digest, frequency, weekly day, pause); the reader's rules (followed
-authors, muted words, keywords); the consent record and its history; the votes, naming each
-paper by its arXiv id and title key; and the timestamps. Exporting, importing into an empty
+authors, muted words, keywords) and interests (their own words; the vector is made again on
+import); the consent record and its history; the votes, naming each paper by its arXiv id and
+title key; and the timestamps. Exporting, importing into an empty
 store and exporting again gives the same file. What belongs to the store rather than to the
 subscriber stays out: database ids, link keys (links in emails sent before an import
 elsewhere stop working), delivery records, queued emails.
@@ -39,6 +40,7 @@ from newsletter.audience.subscribers import (
     topic_ids,
     validate_frequency,
     validate_hour,
+    validate_interests,
     validate_max_papers,
     validate_name,
     validate_timezone,
@@ -57,6 +59,7 @@ from newsletter.core.models import (
     utcnow,
 )
 from newsletter.matching.feedback import LESS, MORE
+from newsletter.matching.interests import embed_interests
 from newsletter.matching.seeds import Seed, checked_seeds
 
 VOTES = {"more": MORE, "less": LESS}
@@ -65,7 +68,8 @@ RULES = {"follow_authors": "followed authors", "muted_words": "muted words",
 TIMES = ("created_at", "confirmed_at", "unsubscribed_at", "confirmation_sent_at")
 FIELDS = frozenset({"email", "name", "status", "topics", "timezone", "hour", "max_papers",
                     "frequency", "weekly_day", "paused", "consent_source", "consent",
-                    "consent_history", "votes", "seed_papers", *RULES, *TIMES})  # fmt: skip
+                    "consent_history", "votes", "seed_papers", "interests", *RULES,
+                    *TIMES})  # fmt: skip
 EVENT_FIELDS = frozenset({"kind", "source", "at", "ip", "user_agent", "details"})
 VOTE_FIELDS = frozenset({"arxiv_id", "title_key", "vote", "created_at", "updated_at"})
 SEED_FIELDS = frozenset({"arxiv_id", "doi", "title", "abstract"})
@@ -264,6 +268,7 @@ def _columns(data: dict[str, Any]) -> dict[str, Any]:
         if not all(isinstance(i, str) for i in items):
             raise InputError(f"{rule} must be a list of texts")
         columns[rule] = split_rules(";".join(items), what)
+    columns["interests"] = validate_interests(_typed(data, "interests", str, ""))
     for key in TIMES:
         columns[key] = _time(data, key)
     columns["created_at"] = columns["created_at"] or utcnow()
@@ -408,7 +413,8 @@ class _Writer:
 
     def _insert(self, records: list[_Record]) -> None:
         papers = self._papers(records)
-        subscribers = [self._subscriber(r) for r in records]
+        embedded = embed_interests([r.columns["interests"] for r in records])
+        subscribers = [self._subscriber(r, e) for r, e in zip(records, embedded, strict=True)]
         self.session.add_all(subscribers)
         self.session.flush()
         for record, subscriber in zip(records, subscribers, strict=True):
@@ -425,9 +431,12 @@ class _Writer:
         self.report.subscriber_ids.extend(s.id for s in subscribers)
         self.session.expunge_all()  # keep memory flat however long the file is
 
-    def _subscriber(self, record: _Record) -> Subscriber:
+    def _subscriber(self, record: _Record, embedded: tuple[str, bytes] | None) -> Subscriber:
+        model, vector = embedded or (None, None)
         return Subscriber(
             **record.columns,
+            interests_model=model,
+            interests_vector=vector,
             link_key=new_link_key(),
             subscriptions=[Subscription(topic_id=t) for t in record.topic_ids],
             consent_events=[ConsentEvent(**event) for event in record.history],

@@ -29,6 +29,8 @@ from newsletter.audience.limits import (  # noqa: F401 - re-exported for the web
 from newsletter.audience.subscribers import (
     email_key,
     get_subscriber,
+    require_wants,
+    set_interests,
     subscriber_to_dict,
 )
 from newsletter.audience.suppressions import remove_suppression, suppression_reason
@@ -69,6 +71,7 @@ RESUME_EXPIRED = (
 )
 # What ends a sign-up: after one of these, its confirmation link confirms nothing.
 CLOSES_SIGNUP = ("confirm", "unsubscribe")
+NO_WANTS = "choose at least one topic, or describe your interests"
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,8 @@ class Preferences:
     follow_authors: tuple[str, ...] | None = None
     muted_words: tuple[str, ...] | None = None
     personal_keywords: tuple[str, ...] | None = None
+    # Their interests in their own words, checked; None leaves them as they are.
+    interests: str | None = None
 
 
 @dataclass(frozen=True)
@@ -243,6 +248,7 @@ def preferences_of(subscriber: Subscriber) -> Preferences:
         max_papers=subscriber.max_papers,
         name=subscriber.name,
         paused=subscriber.paused,
+        interests=subscriber.interests or "",
     )
 
 
@@ -278,6 +284,8 @@ def _apply(subscriber: Subscriber, prefs: Preferences, *, name: bool = True) -> 
     for rule in ("follow_authors", "muted_words", "personal_keywords"):
         if getattr(prefs, rule) is not None:
             setattr(subscriber, rule, list(getattr(prefs, rule)))
+    if prefs.interests is not None:
+        set_interests(subscriber, prefs.interests)
     current = {s.topic_id: s for s in subscriber.subscriptions}
     wanted = dict.fromkeys(prefs.topic_ids)
     subscriber.subscriptions = [current.get(t) or Subscription(topic_id=t) for t in wanted]
@@ -328,7 +336,8 @@ def signup_to_confirm(
 
 
 def signup_prefs(signup: ConsentEvent) -> Preferences:
-    """Return the choices made with a sign-up, without rules (no form for them asks)."""
+    """Return the choices made with a sign-up (its interests too), without rules (no form for
+    them asks)."""
     prefs = prefs_from_dict(signup.details.get("prefs", {}))
     return dataclasses.replace(prefs, follow_authors=None, muted_words=None, personal_keywords=None)
 
@@ -409,10 +418,10 @@ def _open_signup(subscriber: Subscriber) -> ConsentEvent | None:
 
 
 def update_preferences(subscriber_id: int, prefs: Preferences, *, session: Session) -> Subscriber:
-    """Replace the subscriber's topics and delivery preferences."""
-    if not prefs.topic_ids:
-        raise InputError("choose at least one topic")
+    """Replace the subscriber's topics, interests and delivery preferences."""
     subscriber = load_subscriber(subscriber_id, session=session)
+    interests = subscriber.interests if prefs.interests is None else prefs.interests
+    require_wants(prefs.topic_ids, interests, NO_WANTS)
     _apply(subscriber, prefs)
     session.flush()
     return subscriber

@@ -34,7 +34,7 @@ from email_validator.rfc_constants import (
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from newsletter.content.headers import address_problem, hides_control
+from newsletter.content.headers import address_problem, has_format_character, hides_control
 from newsletter.core.config import Settings
 from newsletter.core.db import insert_or_ignore
 from newsletter.core.errors import InputError, NotFound, quoted
@@ -49,6 +49,7 @@ from newsletter.core.models import (
     utcnow,
     xml_safe,
 )
+from newsletter.matching.interests import MAX_INTERESTS_LENGTH, embed_interests, stored_vector
 from newsletter.matching.personal import MAX_RULE_LENGTH, MAX_RULES
 from newsletter.matching.seeds import seed_of
 from newsletter.matching.topics import split_list
@@ -56,7 +57,9 @@ from newsletter.matching.topics import split_list
 # The CSV format, shared by import and export. Export separates topics by ";" inside their
 # field so that a spreadsheet never has to quote them; import also reads a quoted "a,b",
 # as people type it (a slug never holds a comma, so the two cannot be confused).
-CSV_COLUMNS = ("email", "name", "topics", "timezone", "hour", "max_papers", "status")
+CSV_COLUMNS = (
+    "email", "name", "topics", "timezone", "hour", "max_papers", "status", "interests"
+)  # fmt: skip
 REQUIRED_COLUMNS = ("email", "topics")
 TOPIC_SEPARATOR = ";"
 OTHER_TOPIC_SEPARATOR = ","
@@ -73,6 +76,11 @@ MAX_PAPERS = range(1, 51)
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 IMPORT_STATUSES = (SubscriberStatus.CONFIRMED, SubscriberStatus.PENDING)
 FORBIDDEN_CHARS = re.compile(r"[\r\n\x00]")
+# Interests are a paragraph: line breaks, tabs and other spacing become single spaces; any
+# other control character is refused (see validate_interests).
+_SPACING = re.compile(r"\s+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+NO_WANTS = "no topics given, and no interests: a subscriber needs one or the other"
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _MAILBOX_NAMES = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
 
@@ -241,6 +249,45 @@ def validate_name(value: str) -> str:
     return xml_safe(name).strip()
 
 
+def validate_interests(value: str) -> str:
+    """Return a reader's interests on one line, or raise InputError for unsafe or long text.
+
+    Every run of spacing (line breaks and tabs included) becomes one space: a paragraph typed
+    in a text box reads the same. Any other control character, or an invisible one, is
+    refused; so is a text over MAX_INTERESTS_LENGTH characters. "" clears the interests.
+    """
+    if len(value) > 4 * MAX_INTERESTS_LENGTH:  # first: a huge text is not worth reading
+        raise InputError(f"interests longer than {MAX_INTERESTS_LENGTH} characters")
+    text = _SPACING.sub(" ", value).strip()
+    if _CONTROL.search(text) or has_format_character(text):
+        raise InputError("interests contain a control character or an invisible one")
+    if len(text) > MAX_INTERESTS_LENGTH:
+        raise InputError(
+            f"interests longer than {MAX_INTERESTS_LENGTH} characters ({len(text)} given)"
+        )
+    return xml_safe(text)
+
+
+def require_wants(topic_ids: Sequence[int], interests: str, message: str = NO_WANTS) -> None:
+    """Raise InputError unless a subscriber has a topic or interests: else nothing can match."""
+    if not topic_ids and not interests:
+        raise InputError(message)
+
+
+def set_interests(
+    subscriber: Subscriber, interests: str, embedded: tuple[str, bytes] | None = None
+) -> None:
+    """Set a subscriber's checked interests and their sentence vector (embedded here unless
+    given: the text is embedded once, when it changes, never per edition)."""
+    current = stored_vector(subscriber.interests_model, subscriber.interests_vector)
+    if interests == subscriber.interests and (current is not None or not interests):
+        return
+    if embedded is None and interests:
+        (embedded,) = embed_interests([interests])
+    subscriber.interests = interests
+    subscriber.interests_model, subscriber.interests_vector = embedded or (None, None)
+
+
 def split_topics_cell(value: str) -> list[str]:
     """Split a CSV topics cell on ";" or ","."""
     return split_list(value.replace(OTHER_TOPIC_SEPARATOR, TOPIC_SEPARATOR), TOPIC_SEPARATOR)
@@ -251,10 +298,13 @@ def topic_ids(*, session: Session) -> dict[str, int]:
     return {slug: topic_id for slug, topic_id in session.execute(select(Topic.slug, Topic.id))}
 
 
-def resolve_topics(slugs: Sequence[str], known: dict[str, int]) -> list[int]:
-    """Return the ids of the slugs, in any case, once each; raise InputError naming unknown ones."""
+def resolve_topics(
+    slugs: Sequence[str], known: dict[str, int], *, required: bool = True
+) -> list[int]:
+    """Return the ids of the slugs, in any case, once each; raise InputError naming unknown ones
+    (and, when `required`, for none at all)."""
     slugs = list(dict.fromkeys(slug.strip().lower() for slug in slugs))
-    if not slugs:
+    if not slugs and required:
         raise InputError("no topics given")
     unknown = [s for s in slugs if s not in known]
     if unknown:
@@ -273,7 +323,8 @@ def add_subscriber(
     session: Session,
     email: str,
     name: str = "",
-    topics: str | Iterable[str],
+    topics: str | Iterable[str] = "",
+    interests: str = "",
     confirmed: bool = False,
     timezone: str | None = None,
     hour: int | None = None,
@@ -284,7 +335,7 @@ def add_subscriber(
     consent_source: str = "admin",
     defaults: Defaults | None = None,
 ) -> Subscriber:
-    """Add one subscriber with their topics; raise InputError if the address exists."""
+    """Add one subscriber with their topics or interests; raise InputError if the address exists."""
     defaults = defaults or Defaults()
     address = mailable_email(email)
     subscriber = Subscriber(
@@ -298,7 +349,9 @@ def add_subscriber(
         paused=paused,
         consent_source=consent_source[:64],
     )
-    ids = resolve_topics(split_list(topics), topic_ids(session=session))
+    wants = validate_interests(interests)
+    ids = resolve_topics(split_list(topics), topic_ids(session=session), required=False)
+    require_wants(ids, wants)
     if _find(session, address) is not None:
         raise InputError(f"subscriber {quoted(address)} already exists")
     reason = suppressed(session, [address]).get(email_key(address))
@@ -309,6 +362,7 @@ def add_subscriber(
     subscriber.confirmed_at = now if confirmed else None
     subscriber.consent = {"source": consent_source, "recorded_at": now.isoformat()}
     subscriber.subscriptions = [Subscription(topic_id=i) for i in ids]
+    set_interests(subscriber, wants)
     session.add(subscriber)
     session.flush()
     return subscriber
@@ -345,6 +399,7 @@ def edit_subscriber(
     follow_authors: str | None = None,
     muted_words: str | None = None,
     personal_keywords: str | None = None,
+    interests: str | None = None,
 ) -> Subscriber:
     """Change what is given of a subscriber's preferences; None leaves a field as it is.
 
@@ -365,9 +420,14 @@ def edit_subscriber(
     checked = {k: _FIELD_CHECKS[k](v) for k, v in given.items() if v is not None}
     if paused is not None:
         checked["paused"] = paused
-    ids = None if topics is None else resolve_topics(split_list(topics), topic_ids(session=session))
+    wants = subscriber.interests if interests is None else validate_interests(interests)
+    ids = None
+    if topics is not None:
+        ids = resolve_topics(split_list(topics), topic_ids(session=session), required=False)
+    require_wants([s.topic_id for s in subscriber.subscriptions] if ids is None else ids, wants)
     for column, value in checked.items():
         setattr(subscriber, column, value)
+    set_interests(subscriber, wants)
     if ids is not None:
         current = {s.topic_id: s for s in subscriber.subscriptions}
         subscriber.subscriptions = [current.get(i) or Subscription(topic_id=i) for i in ids]
@@ -483,6 +543,7 @@ def subscriber_to_dict(subscriber: Subscriber, *, consent: bool = False) -> dict
         "muted_words": list(subscriber.muted_words or ()),
         "personal_keywords": list(subscriber.personal_keywords or ()),
         "seed_papers": [seed_of(row).to_dict() for row in subscriber.seeds],
+        "interests": subscriber.interests or "",
     }
     if consent:
         data["consent"] = subscriber.consent
@@ -539,6 +600,8 @@ class _Row:
     hour: int | None
     max_papers: int | None
     status: SubscriberStatus | None
+    interests: str | None  # None: the cell was empty or absent
+    embedded: tuple[str, bytes] | None = None
 
 
 class _Lines:
@@ -656,7 +719,10 @@ class _Importer:
 
     def _parse(self, line: int, values: dict[str, str]) -> _Row:
         email = mailable_email(values["email"])
+        interests = validate_interests(values.get("interests", ""))
         slugs = split_topics_cell(values["topics"])
+        ids = resolve_topics(slugs, self.known_topics, required=False)
+        require_wants(ids, interests)
         get = values.get
         timezone = get("timezone", "").strip()
         hour = get("hour", "").strip()
@@ -667,17 +733,22 @@ class _Importer:
             key=email_key(email),
             email=email,
             name=validate_name(values.get("name", "")) or None,
-            topic_ids=frozenset(resolve_topics(slugs, self.known_topics)),
+            topic_ids=frozenset(ids),
             timezone=validate_timezone(timezone) if timezone else None,
             hour=validate_hour(hour) if hour else None,
             max_papers=validate_max_papers(max_papers) if max_papers else None,
             status=_parse_status(status.lower()) if status else None,
+            interests=interests or None,
         )
 
     def flush(self) -> None:
         rows, self.pending = list(self.pending.values()), {}
         if not rows:
             return
+        given = [r for r in rows if r.interests]
+        for row, embedded in zip(given, embed_interests([r.interests or "" for r in given]),
+                                 strict=True):  # fmt: skip
+            row.embedded = embedded
         blocked = suppressed(self.session, [r.email for r in rows])
         if blocked:
             for row in rows:
@@ -712,7 +783,7 @@ class _Importer:
         self.written_by[subscriber_id] = line
 
     def _existing(self, keys: list[str]) -> dict[str, dict[str, Any]]:
-        columns = ("id", "email", "name", "timezone", "delivery_hour", "max_papers")
+        columns = ("id", "email", "name", "timezone", "delivery_hour", "max_papers", *_INTERESTS)
         sql = f"SELECT {', '.join(columns)} FROM subscribers WHERE lower(email) IN ({{}})"
         records = _select_in(self.session, sql + " ORDER BY id", _lookup_values(keys))
         wanted = set(keys)
@@ -763,6 +834,7 @@ class _Importer:
             "delivery_hour": self.defaults.hour if row.hour is None else row.hour,
             "max_papers": self.defaults.max_papers if row.max_papers is None else row.max_papers,
             "link_key": new_link_key(),
+            **_interest_columns(row),
         }
 
     def _status_constants(self, status: SubscriberStatus, now: datetime) -> dict[str, Any]:
@@ -793,6 +865,7 @@ class _Importer:
                 "timezone": row.timezone or current["timezone"],
                 "delivery_hour": current["delivery_hour"] if row.hour is None else row.hour,
                 "max_papers": current["max_papers"] if row.max_papers is None else row.max_papers,
+                **_interest_columns(row, current),
             }
             fields_changed = any(wanted[k] != current[k] for k in wanted)
             old_topics = current["topic_ids"]
@@ -816,7 +889,7 @@ class _Importer:
                 .values(
                     {
                         k: bindparam(f"b_{k}")
-                        for k in ("name", "timezone", "delivery_hour", "max_papers")
+                        for k in ("name", "timezone", "delivery_hour", "max_papers", *_INTERESTS)
                     }
                 )
             )
@@ -835,6 +908,17 @@ class _Importer:
         stmt = insert_or_ignore(self.session, SUBSCRIPTIONS)
         rows = [{"subscriber_id": s, "topic_id": t, "created_at": created} for s, t in links]
         _executemany(self.session, stmt, rows)
+
+
+_INTERESTS = ("interests", "interests_model", "interests_vector")
+
+
+def _interest_columns(row: _Row, current: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Return a row's interests columns: the current ones when its cell is empty or the same."""
+    if current is not None and row.interests in (None, current["interests"]):
+        return {k: current[k] for k in _INTERESTS}
+    model, vector = row.embedded or (None, None)
+    return {"interests": row.interests or "", "interests_model": model, "interests_vector": vector}
 
 
 def _db_values(session: Session, table: Any, values: dict[str, Any]) -> dict[str, Any]:
@@ -1005,6 +1089,7 @@ def _csv_row(subscriber: Subscriber) -> list[Any]:
         subscriber.delivery_hour,
         subscriber.max_papers,
         subscriber.status.value,
+        subscriber.interests or "",
     ]
     return [quote_cell(c) if isinstance(c, str) else c for c in cells]
 

@@ -117,10 +117,17 @@ def _delivery(data: dict[str, Any]) -> str:
     return f"{when} at {data['hour']}:00 {data['timezone']}, {papers}{paused}"
 
 
+INTERESTS_HELP = (
+    "What they want in their own words (up to 1,000 characters), matched by meaning like a "
+    "private topic."
+)
+
+
 @subscribers.command("add")
 @click.argument("email")
 @click.option("--name", default="", help="Display name used in the greeting.")
-@click.option("--topics", required=True, help="Comma-separated topic slugs, e.g. ml,nlp.")
+@click.option("--topics", default="", help="Comma-separated topic slugs, e.g. ml,nlp.")
+@click.option("--interests", default="", metavar="TEXT", help=INTERESTS_HELP)
 @click.option("--confirmed", is_flag=True, help="Mark as confirmed (you vouch for consent).")
 @click.option(
     "--send-confirmation",
@@ -139,6 +146,7 @@ def add(
     email: str,
     name: str,
     topics: str,
+    interests: str,
     confirmed: bool,
     send_confirmation: bool,
     tz: str | None,
@@ -153,6 +161,9 @@ def add(
 ) -> None:
     """Add one subscriber. Without --confirmed they stay pending until they confirm.
 
+    A subscriber needs --topics, --interests or both: papers that stand out in meaning
+    against their interests come with their topics' papers, "close to your interests".
+
     With --send-confirmation they get the email a sign-up on the web gets; its link
     confirms them (see `invite`).
 
@@ -164,6 +175,8 @@ def add(
       newsletter subscribers add cy@example.org --topics ml --send-confirmation
       newsletter subscribers add di@example.org --topics ml --confirmed \\
           --seed-papers 2306.06918v2,10.1371/journal.pcbi.1003531
+      newsletter subscribers add di@example.org --confirmed \\
+          --interests "spin liquids and frustration in quantum magnets"
     """
     if confirmed and send_confirmation:
         raise click.UsageError("--send-confirmation is for pending subscribers: drop --confirmed")
@@ -175,6 +188,7 @@ def add(
             email=email,
             name=name,
             topics=topics,
+            interests=interests,
             confirmed=confirmed,
             timezone=tz,
             hour=hour,
@@ -195,7 +209,10 @@ def add(
         sent = {"invitation": invited.invitation_data(asked, drained)} if asked.queued else {}
         echo_json(data | sent)
     else:
-        click.echo(f"added {data['email']} ({data['status']}; topics: {', '.join(data['topics'])})")
+        topics = ", ".join(data["topics"]) or "none"
+        click.echo(f"added {data['email']} ({data['status']}; topics: {topics})")
+        if data["interests"]:
+            click.echo(f"  interests: {data['interests']}")
         if data["frequency"] != Frequency.DAILY or data["paused"]:
             click.echo(f"  delivery: {_delivery(data)}")
         if data["seed_papers"]:
@@ -226,6 +243,7 @@ def add(
 @click.option(
     "--clear-seeds", "clear_seeds_", is_flag=True, help="Forget the papers they gave as their own."
 )
+@click.option("--interests", metavar="TEXT", help=INTERESTS_HELP[:-1] + " ('' clears).")
 @click.option("--json", "as_json", is_flag=True, help="Print the subscriber as JSON.")
 @pass_app
 def edit(
@@ -245,6 +263,7 @@ def edit(
     seed_papers: str | None,
     seed_file: str | None,
     clear_seeds_: bool,
+    interests: str | None,
     as_json: bool,
 ) -> None:
     """Change a subscriber's preferences; what is not given stays as it is.
@@ -264,6 +283,8 @@ def edit(
       newsletter subscribers edit ada@example.org --seed-papers 2306.06918,hep-th/9901001
       newsletter subscribers edit ada@example.org --seed-file "My Library.bib"
       newsletter subscribers edit ada@example.org --clear-seeds
+      newsletter subscribers edit ada@example.org --interests "causal inference for epidemics"
+      newsletter subscribers edit ada@example.org --interests ""
     """
     if clear_seeds_ and (seed_papers is not None or seed_file is not None):
         raise click.UsageError("--clear-seeds forgets their papers: drop --seed-papers/--seed-file")
@@ -283,6 +304,7 @@ def edit(
             follow_authors=follow_authors,
             muted_words=mute,
             personal_keywords=keywords,
+            interests=interests,
         )
         if seeds is not None or clear_seeds_:
             replace_seeds(sub.id, seeds.seeds if seeds else [], session=session)
@@ -303,6 +325,8 @@ def edit(
             click.echo(f"  {label}: {'; '.join(data[key])}")
     if data["seed_papers"]:
         click.echo(f"  own papers: {len(data['seed_papers'])}")
+    if data["interests"]:
+        click.echo(f"  interests: {data['interests']}")
 
 
 @subscribers.command("import")
@@ -346,8 +370,9 @@ def import_(
     """Import subscribers from a UTF-8 CSV file, or a JSON file from `export` (- for stdin).
 
     CSV: the header line is required and names columns from: email, name, topics, timezone,
-    hour, max_papers, status. email and topics are required; topics are slugs separated
-    by ";" or by "," (a cell with commas is quoted: "ml,nlp"). Empty cells take the
+    hour, max_papers, status, interests. email and topics are required; topics are slugs
+    separated by ";" or by "," (a cell with commas is quoted: "ml,nlp"); a row may leave
+    topics empty when it gives interests. Empty cells take the
     defaults for new subscribers and keep the current value for existing ones. Existing
     subscribers keep their status, so an unsubscribed address is never subscribed again
     by an import. Importing the same file twice changes nothing.
@@ -456,12 +481,13 @@ def export(app: App, fmt: str, output: str | None) -> None:
     """Write every subscriber as JSON (everything they have) or CSV (a spreadsheet's share).
 
     JSON is the backup: `import` restores from it each subscriber's status, name, topics,
-    delivery choices (frequency, weekly day, pause), followed authors, muted words and
-    keywords, consent record and history, votes on papers and timestamps. Links in emails
-    sent earlier name this instance's ids: after a restore elsewhere they stop working.
+    delivery choices (frequency, weekly day, pause), followed authors, muted words,
+    keywords and interests, consent record and history, votes on papers and timestamps.
+    Links in emails sent earlier name this instance's ids: after a restore elsewhere they
+    stop working.
 
     CSV holds only the columns `import` reads for a list of people (email, name, topics,
-    timezone, hour, max_papers, status): it drops the frequency, weekly day, pause,
+    timezone, hour, max_papers, status, interests): it drops the frequency, weekly day, pause,
     followed authors, muted words, keywords, consent records, votes and timestamps, so it
     is not a backup. The topics cell lists slugs separated by ";"; `import` reads ";" and
     "," alike. A CSV cell that starts with = + - @, a tab or a CR (after any ' of its own)

@@ -274,6 +274,11 @@ class Subscriber(Base):
     follow_authors: Mapped[list[str]] = mapped_column(JSON, default=list)
     muted_words: Mapped[list[str]] = mapped_column(JSON, default=list)
     personal_keywords: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # What they want in their own words, matched by meaning like a private topic, and its
+    # sentence vector, made once when the text is set (see matching.interests).
+    interests: Mapped[str] = mapped_column(SafeText, default="", server_default="")
+    interests_model: Mapped[str | None] = mapped_column(String(64))
+    interests_vector: Mapped[bytes | None] = mapped_column(LargeBinary)
 
     subscriptions: Mapped[list[Subscription]] = relationship(
         back_populates="subscriber", cascade="all, delete-orphan"

@@ -41,8 +41,8 @@ from newsletter.matching.profiles import PROFILE_DAYS
 from newsletter.papers.queries import latest_listing_date
 
 NO_MATCH_REASON = (
-    "no paper matched the subscriber's topics, and no followed author, keyword, like or "
-    "paper of their own could bring one"
+    "no paper matched the subscriber's topics, and no followed author, keyword, interest, "
+    "like or paper of their own could bring one"
 )
 WEEK = 7
 _OWED = (DeliveryStatus.PENDING.value, DeliveryStatus.SENDING.value)
@@ -131,9 +131,11 @@ def _may_get_papers(listing_date: date, now: datetime) -> CompoundSelect:
 
 
 def _has_own_rules() -> ColumnElement[bool]:
-    """A subscriber follows an author or set a keyword: either may bring a paper on any day."""
+    """A subscriber follows an author, set a keyword or wrote their interests: any of them may
+    bring a paper on any day."""
     own = (Subscriber.follow_authors, Subscriber.personal_keywords)
-    return or_(*(func.coalesce(func.json_array_length(c), 0) > 0 for c in own))
+    lists = (func.coalesce(func.json_array_length(c), 0) > 0 for c in own)
+    return or_(*lists, Subscriber.interests != "")
 
 
 def plan_edition(
@@ -147,10 +149,10 @@ def plan_edition(
     """Plan one delivery per confirmed, unsuppressed, not yet planned subscriber, in one go.
 
     Under "skip", a subscriber the selection can find nothing for is planned as skipped:
-    no paper matched their topics, they follow no author, set no keyword and liked too few
-    papers for discoveries. Whether the others get a digest is the selection's to say when
-    it is composed (a muted word may leave nothing). `only` narrows the subscribers further
-    (e.g. those whose local delivery hour has come).
+    no paper matched their topics, they follow no author, set no keyword, wrote no interests
+    and liked too few papers for discoveries. Whether the others get a digest is the
+    selection's to say when it is composed (a muted word may leave nothing). `only` narrows
+    the subscribers further (e.g. those whose local delivery hour has come).
     """
     if empty_policy not in EMPTY_POLICIES:
         raise ValueError(f"empty_policy must be one of {EMPTY_POLICIES}")

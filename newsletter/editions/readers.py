@@ -2,10 +2,10 @@
 
 The send, the workers, the scheduler, `preview`, `send --to` and `send --dry-run` all ask
 `ReaderSelection.papers_for`, so a reader's papers and their order are the same wherever they
-are shown: shaped by their votes, their own papers, followed authors, muted words and
-keywords, and never one they already received nor one of their own. An empty answer is what
-skips a reader (or sends them the note); planning skips ahead of it only readers it can give
-nothing (see `plan_edition`).
+are shown: shaped by their votes, their own papers, followed authors, muted words,
+keywords and interests in their own words, and never one they already received nor one of
+their own. An empty answer is what skips a reader (or sends them the note); planning skips
+ahead of it only readers it can give nothing (see `plan_edition`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from newsletter.content.rendering import DigestPaper
 from newsletter.core.models import Edition, Subscriber, Subscription
 from newsletter.editions.planning import edition_first_day, sent_paper_ids
 from newsletter.editions.selection import DEFAULT_HF_URL, EditionPapers
+from newsletter.matching.interests import InterestStandings, load_standings, reader_vector
 from newsletter.matching.profiles import ReaderSignals
 
 PERSONAL_MEMO = 2048  # personal selections kept: the batches in flight (send_batch_size 500)
@@ -58,6 +59,7 @@ class ReaderSelection:
         *,
         sent: Mapping[int, frozenset[int]] | None = None,
         load_votes: VotesLoader | None = None,
+        standings: InterestStandings | None = None,
     ) -> None:
         self.papers = papers
         # Readers' votes and rules; None when nobody has any.
@@ -66,6 +68,9 @@ class ReaderSelection:
         self.sent = sent or {}
         # Loads the votes of a batch of readers into signals, when they come per batch.
         self._load_votes = load_votes
+        # The edition's papers against the recent window, for readers' interests (None: no
+        # reader wrote any, or meaning cannot be judged here).
+        self._standings = standings
         # Personal selections of recent readers: a batch is asked for twice (warm, build).
         self._personal: dict[Reader, tuple[DigestPaper, ...]] = {}
         self._lock = threading.Lock()
@@ -98,7 +103,10 @@ class ReaderSelection:
             votes_per_batch=load_votes is not None,
         )  # fmt: skip
         loader = load_votes if signals is not None else None
-        return cls(papers, signals, sent=sent, load_votes=loader)
+        standings = None
+        if signals is not None and signals.has_interests:
+            standings = load_standings(papers.paper_ids(), session=session)
+        return cls(papers, signals, sent=sent, load_votes=loader, standings=standings)
 
     def topic_names(self, topic_ids: tuple[int, ...]) -> tuple[str, ...]:
         """Return the sorted names of these topics (a few thousand sets among many readers)."""
@@ -122,10 +130,9 @@ class ReaderSelection:
         signals = self.signals
         if signals is not None:
             self.have_votes_of((reader.subscriber_id,))  # loaded with its batch, unless alone
-            if signals.profile(reader.subscriber_id) is not None or signals.rules(
-                reader.subscriber_id
-            ):
-                own = self.papers.papers_named(signals.seeds(reader.subscriber_id))
+            sid = reader.subscriber_id
+            if signals.profile(sid) is not None or signals.rules(sid) or signals.interests(sid):
+                own = self.papers.papers_named(signals.seeds(sid))
                 return self._personal_choice(signals, reader, sent | own)
         return self.papers.for_topics(reader.topic_ids, reader.max_papers, sent)
 
@@ -138,7 +145,7 @@ class ReaderSelection:
             sid = reader.subscriber_id
             papers = self.papers.for_reader(
                 reader.topic_ids, reader.max_papers, sent,
-                signals.profile(sid), signals, signals.rules(sid),
+                signals.profile(sid), signals, signals.rules(sid), self._close(signals, sid),
             )  # fmt: skip
             with self._lock:
                 if len(self._personal) >= PERSONAL_MEMO:  # bounded: memory flat in readers
@@ -146,3 +153,10 @@ class ReaderSelection:
                 self._personal[reader] = papers
         return papers
 
+    def _close(self, signals: ReaderSignals, subscriber_id: int) -> dict[int, float]:
+        """Return the edition's papers close to a reader's interests, with their standing."""
+        stored = signals.interests(subscriber_id)
+        if stored is None or self._standings is None:
+            return {}
+        vector = reader_vector(stored.text, stored.model, stored.vector)
+        return {} if vector is None else self._standings.close(vector)

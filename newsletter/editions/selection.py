@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections import defaultdict, namedtuple
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from newsletter.content.rendering import DigestPaper, one_line
 from newsletter.core.latex import readable
 from newsletter.core.models import Paper, PaperTopic, Topic
+from newsletter.matching.interests import WHY as CLOSE_TO_INTERESTS
 from newsletter.matching.personal import ReaderRules
 from newsletter.matching.profiles import ReaderProfile, ReaderSignals
 from newsletter.matching.seeds import Seed
@@ -164,21 +165,31 @@ class EditionPapers:
         profile: ReaderProfile | None,
         signals: ReaderSignals,
         rules: ReaderRules | None = None,
+        close: Mapping[int, float] | None = None,
     ) -> tuple[DigestPaper, ...]:
         """Return a reader's papers, shaped by their votes and their own rules.
 
         Papers by followed authors come first, labelled; papers with a muted word never
-        come; personal keywords match like one more topic. With votes, today's order is
-        blended with what they liked, papers much like what they disliked drop out, and
-        once they liked enough, up to DISCOVERIES papers from outside their topics that
-        closely resemble liked ones join, each saying which liked paper it resembles.
+        come; personal keywords match like one more topic. The papers `close` to the
+        reader's interests (by paper id, their standing, by which they rank) alternate with
+        the topics' ones: a standing and a keyword score are not on one scale. With votes,
+        today's order is blended with what they liked, papers much like what they disliked
+        drop out, and once they liked enough, up to DISCOVERIES papers from outside their
+        topics that closely resemble liked ones join, each saying which liked paper it
+        resembles.
         """
         wanted = set(topic_ids)
         muted = self._muted(rules, signals)
         inside = [c for c in self._in_order(wanted, exclude) if c.paper.id not in muted]
-        own = self._own_keyword_matches(rules, signals, inside, exclude | muted)
+        # Beyond their topics: papers by keyword (naming it), then by interests (None).
+        own: dict[_Candidate, str | None] = {}
+        own.update(self._own_keyword_matches(rules, signals, inside, exclude | muted))
         if own:
             inside = sorted([*inside, *own], key=lambda c: _rank(c, wanted))
+        near = self._close_to_interests(close or {}, inside, exclude | muted)
+        if near:
+            own.update(dict.fromkeys(near))
+            inside = _alternate(inside, sorted(near, key=lambda c: _rank(c, wanted, close)))
         similar = _Similarities(profile, signals) if profile is not None else None
         ranked = self._ranked(inside, wanted, similar)
         pinned = self._followed(rules, signals, exclude | muted, wanted)
@@ -216,6 +227,15 @@ class EditionPapers:
                 if pid not in taken and pid in by_id and by_id[pid] not in found:
                     found[by_id[pid]] = keyword
         return found
+
+    def _close_to_interests(
+        self, close: Mapping[int, float], inside: list[_Candidate], skip: frozenset[int]
+    ) -> list[_Candidate]:
+        """Return the papers close to a reader's interests beyond their topics."""
+        if not close:
+            return []
+        taken = {c.paper.id for c in inside} | skip
+        return [c for c in self._candidates if c.paper.id in close and c.paper.id not in taken]
 
     def _in_order(self, wanted: set[int], exclude: frozenset[int]) -> list[_Candidate]:
         """Return the papers of any of these topics in today's order, sorted once per set."""
@@ -265,10 +285,14 @@ class EditionPapers:
         )
         return [_followed_paper(self._digest_paper(c, wanted), found[c.paper.id]) for c in chosen]
 
-    def _shown(self, cand: _Candidate, wanted: set[int], own: dict[_Candidate, str]) -> DigestPaper:
+    def _shown(
+        self, cand: _Candidate, wanted: set[int], own: dict[_Candidate, str | None]
+    ) -> DigestPaper:
         paper = self._digest_paper(cand, wanted)
         if cand in own:
-            return dataclasses.replace(paper, why=f"matches your keyword \u201c{own[cand]}\u201d")
+            keyword = own[cand]
+            why = f"matches your keyword \u201c{keyword}\u201d" if keyword else CLOSE_TO_INTERESTS
+            return dataclasses.replace(paper, why=why)
         return paper
 
     def _matching(self, wanted: set[int], exclude: frozenset[int]) -> list[_Candidate]:
@@ -400,6 +424,11 @@ def _because(title: str, own: bool) -> str:
         return "Like papers you liked"
     said = "Like your paper" if own else "Because you liked"
     return f"{said} \u201c{shown}\u201d"
+def _alternate(first: list[_Candidate], second: list[_Candidate]) -> list[_Candidate]:
+    """Take from two rankings in turn, the first's best first, until both are spent."""
+    merged = [c for pair in zip(first, second, strict=False) for c in pair]
+    shorter = min(len(first), len(second))
+    return merged + first[shorter:] + second[shorter:]
 
 
 def _followed_paper(paper: DigestPaper, name: str) -> DigestPaper:
@@ -410,9 +439,14 @@ def _followed_paper(paper: DigestPaper, name: str) -> DigestPaper:
     )
 
 
-def _rank(cand: _Candidate, wanted: set[int]) -> tuple[int, float, str]:
-    """Most upvoted first (the day's trend), then the strongest topic match, then title."""
+def _rank(
+    cand: _Candidate, wanted: set[int], close: Mapping[int, float] | None = None
+) -> tuple[int, float, str]:
+    """Most upvoted first (the day's trend), then the strongest topic match (or standing
+    against the reader's interests, `close`), then title."""
     best = max((s for t, s in cand.scores.items() if t in wanted), default=0.0)
+    if close:
+        best = max(best, close.get(cand.paper.id, 0.0))
     return (-(cand.paper.upvotes or 0), -best, cand.paper.title)
 
 

@@ -14,7 +14,8 @@ matches), `unmatched` (the recent papers no topic took, with the terms that set 
 `topics` (topic definitions and their admin), `examples_store` (a topic's example papers:
 identifiers checked against the store and resolved to paper ids), and readers' signals:
 `feedback` (votes on papers), `profiles` (tf-idf profiles of liked and disliked papers),
-`personal` (followed authors, muted words, personal keywords), `first_round` (the few recent
+`personal` (followed authors, muted words, personal keywords), `interests` (a reader's own
+words: their vector and the papers that stand out against it), `first_round` (the few recent
 papers a new reader rates first, chosen to teach their profile fastest), `seeds` (a reader's
 own papers: stored as text with their identifiers, counted as likes, never sent back).
 May import `core` only.

@@ -306,6 +306,11 @@ def topic_texts(*, session: Session) -> list[str]:
     return [p for t in topics for p in topic_parts(*_described(t)) if p]
 
 
+def paper_vectors(*, session: Session, paper_ids: Iterable[int]) -> Any | None:
+    """Return the stored vectors of the papers in order (zeros where none), or None if none."""
+    return _vectors(session, list(paper_ids))
+
+
 def _vectors(session: Session, ids: list[int]) -> Any | None:
     """Return the stored vectors of the papers in order (zeros where none), or None if none."""
     if find_spec("numpy") is None:
@@ -377,11 +382,21 @@ def recent_window(*, session: Session, days: int = WINDOW_DAYS) -> date | None:
 
 def recent_paper_rows(*, session: Session, days: int = WINDOW_DAYS) -> list[Any]:
     """Return (id, title, abstract, keywords, categories) of the recent listings, newest first."""
+    columns = (Paper.id, Paper.title, Paper.abstract, Paper.keywords, Paper.categories)
+    return _recent(session, columns, days)
+
+
+def recent_paper_ids(*, session: Session, days: int = WINDOW_DAYS) -> list[int]:
+    """Return the ids of the recent listings' papers, newest first."""
+    return [row[0] for row in _recent(session, (Paper.id,), days)]
+
+
+def _recent(session: Session, columns: tuple[Any, ...], days: int) -> list[Any]:
     start = recent_window(session=session, days=days)
     if start is None:
         return []
     query = (
-        select(Paper.id, Paper.title, Paper.abstract, Paper.keywords, Paper.categories)
+        select(*columns)
         .where(Paper.listing_date >= start)
         .order_by(Paper.listing_date.desc(), Paper.id.desc())
         .limit(WINDOW_MAX_PAPERS)

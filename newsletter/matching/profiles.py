@@ -13,7 +13,8 @@ edition, from the votes as they are when the edition is composed. A reader's own
 (`matching.seeds`) count as papers they liked in the centroid of words, and by meaning: a
 paper's likeness to them is the larger of its words' and its sentence vector's cosine to
 theirs (their mean, where the model is on). They are no paper of the store, so they have no
-topics and say nothing about them.
+topics and say nothing about them. Beside the votes come the reader's rules and their
+interests in their own words, as stored (see `matching.interests`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from itertools import repeat
 from operator import itemgetter, mul
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, true
 from sqlalchemy.orm import Session
 
 from newsletter.core.models import (
@@ -215,6 +216,15 @@ def _centroid(vectors: Iterable[Vector]) -> Vector:
     return _normalised(total, PROFILE_TERMS)
 
 
+@dataclass(frozen=True)
+class StoredInterests:
+    """A reader's interests as stored: the text and its vector's model and bytes, if any."""
+
+    text: str
+    model: str | None
+    vector: bytes | None
+
+
 class ReaderSignals:
     """Every reader's votes and the vectors to compare papers with them, for one edition."""
 
@@ -240,6 +250,9 @@ class ReaderSignals:
         # The sentence vectors of the edition's papers, for readers' own papers to meet.
         self._meaning_ids: list[int] = []
         self._meaning: Any = None
+        # Readers' interests, loaded with their votes (a batch's, or everyone's).
+        self._interests: dict[int, StoredInterests] = {}
+        self.has_interests = False  # whether any reader wrote interests
 
     @classmethod
     def load(
@@ -270,7 +283,8 @@ class ReaderSignals:
             seeds = seeds_of(None, session=session)
             seeded = bool(seeds)
         rules = _load_rules(session)
-        if not voted and not rules and not seeded:
+        interested = session.scalar(select(Subscriber.id).where(_HAS_INTERESTS).limit(1))
+        if not voted and not rules and not seeded and interested is None:
             return None
         candidates = set(candidate_ids)
         wanted = candidates | voted
@@ -304,8 +318,11 @@ class ReaderSignals:
         if seeded and anyone_has_vectors(session=session):
             signals._meaning_ids, signals._meaning = _paper_vectors(candidates, session=session)
         signals._since = since
+        signals.has_interests = interested is not None
         if votes_per_batch:
             signals._batch = frozenset()
+        elif signals.has_interests:
+            signals._interests = _interests_of(None, session=session)
         return signals
 
     def has_votes_of(self, subscriber_ids: Iterable[int]) -> bool:
@@ -318,11 +335,15 @@ class ReaderSignals:
         ids = sorted(set(subscriber_ids))
         votes: dict[int, list[tuple[int, int]]] = {}
         seeds: dict[int, list[Seed]] = {}
+        interests: dict[int, StoredInterests] = {}
         for start in range(0, len(ids), VOTERS_PER_QUERY):
             chunk = ids[start : start + VOTERS_PER_QUERY]
             votes.update(_votes_of(chunk, self._since, session=session))
             seeds.update(seeds_of(chunk, session=session))
-        self._votes, self._seeds, self._batch = votes, seeds, frozenset(ids)
+            if self.has_interests:
+                interests.update(_interests_of(chunk, session=session))
+        self._votes, self._seeds, self._interests = votes, seeds, interests
+        self._batch = frozenset(ids)
 
     def rules(self, subscriber_id: int) -> ReaderRules | None:
         """Return a reader's followed authors, muted words and keywords, if they set any."""
@@ -355,6 +376,10 @@ class ReaderSignals:
             return None
         _, _, title, own = max(scored, key=itemgetter(0, 1))
         return title, own
+    def interests(self, subscriber_id: int) -> StoredInterests | None:
+        """Return a reader's interests in their own words, if they wrote any."""
+        return self._interests.get(subscriber_id)
+
 
     def profile(self, subscriber_id: int) -> ReaderProfile | None:
         """Return a reader's profile, or None for a reader with no votes nor papers of
@@ -436,6 +461,23 @@ def _votes_of(
     for sid, pid, vote in session.execute(query.order_by(FeedbackVote.id)):
         votes[sid].append((pid, vote))
     return dict(votes)
+
+
+_HAS_INTERESTS = Subscriber.interests != ""
+
+
+def _interests_of(
+    subscriber_ids: Sequence[int] | None, *, session: Session
+) -> dict[int, StoredInterests]:
+    """Return the stored interests of these readers (or of all: None) who wrote any."""
+    chosen = true() if subscriber_ids is None else Subscriber.id.in_(subscriber_ids)
+    query = select(
+        Subscriber.id, Subscriber.interests, Subscriber.interests_model, Subscriber.interests_vector
+    ).where(_HAS_INTERESTS, chosen)
+    return {
+        sid: StoredInterests(text, model, bytes(vector) if vector is not None else None)
+        for sid, text, model, vector in session.execute(query)
+    }
 
 
 def _load_rules(session: Session) -> dict[int, ReaderRules]:

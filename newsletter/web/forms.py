@@ -14,6 +14,7 @@ from newsletter.audience.subscribers import (
     split_rules,
     validate_frequency,
     validate_hour,
+    validate_interests,
     validate_max_papers,
     validate_name,
     validate_timezone,
@@ -22,6 +23,7 @@ from newsletter.audience.subscribers import (
 from newsletter.core.config import Settings
 from newsletter.core.errors import InputError
 from newsletter.core.models import Frequency, Subscriber
+from newsletter.matching.interests import MAX_INTERESTS_LENGTH
 
 RULE_FIELDS = ("follow_authors", "muted_words", "personal_keywords")
 RULE_LABELS = {
@@ -31,15 +33,22 @@ RULE_LABELS = {
 }
 # What the sign-up form shows (and topics): a POST of anything else is not read. The confirm
 # page shows the same fields but the address.
-SIGNUP_FIELDS = ("email", "name", "frequency", "hour", "timezone")
-CONFIRM_FIELDS = ("name", "frequency", "hour", "timezone")
+SIGNUP_FIELDS = ("email", "name", "interests", "frequency", "hour", "timezone")
+CONFIRM_FIELDS = ("name", "interests", "frequency", "hour", "timezone")
 PREFERENCE_FIELDS = (
-    "email", "name", "frequency", "weekly_day", "hour", "timezone", "max_papers", *RULE_FIELDS
+    "email", "name", "interests", "frequency", "weekly_day", "hour", "timezone", "max_papers",
+    *RULE_FIELDS,
 )  # fmt: skip
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 MAX_FIELD_LENGTH = 400
 # Bots fill every field; people never see this one (hidden by CSS and from screen readers).
 HONEYPOT = "website"
+# Longer fields: a list of names or words, a paragraph of interests (cut past the length
+# the check refuses, so that the reader is told rather than cut short).
+_LIMITS = {
+    **dict.fromkeys(RULE_FIELDS, MAX_FIELD_LENGTH * 8),
+    "interests": 4 * MAX_INTERESTS_LENGTH + 1,
+}
 
 
 @dataclass
@@ -61,6 +70,7 @@ def subscribe_values(settings: Settings) -> dict[str, Any]:
     return {
         "email": "",
         "name": "",
+        "interests": "",
         "topics": [],
         "frequency": Frequency.DAILY.value,
         "weekly_day": "0",
@@ -76,6 +86,7 @@ def subscriber_values(subscriber: Subscriber) -> dict[str, Any]:
     return {
         "email": subscriber.email,
         "name": subscriber.name,
+        "interests": subscriber.interests or "",
         "topics": sorted(s.topic.slug for s in subscriber.subscriptions),
         "frequency": subscriber.frequency.value,
         "weekly_day": str(subscriber.weekly_day),
@@ -91,6 +102,7 @@ def signup_values(prefs: Preferences, slugs: Mapping[int, str]) -> dict[str, Any
     """Return the confirm form's values: the choices of the sign-up it confirms."""
     return {
         "name": prefs.name,
+        "interests": prefs.interests or "",
         "topics": [slugs[t] for t in prefs.topic_ids if t in slugs],
         "frequency": prefs.frequency.value,
         "weekly_day": str(prefs.weekly_day),
@@ -144,9 +156,7 @@ def _raw(form: MultiDict[str, str], fields: tuple[str, ...]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for key in fields:
         if key in form:
-            # A list of names or words is longer than one field.
-            limit = MAX_FIELD_LENGTH * 8 if key in RULE_FIELDS else MAX_FIELD_LENGTH
-            values[key] = form.get(key, "")[:limit]
+            values[key] = form.get(key, "")[: _LIMITS.get(key, MAX_FIELD_LENGTH)]
     values["topics"] = [t.strip().lower() for t in form.getlist("topics") if t.strip()]
     values["paused"] = form.get("paused") == "on"
     return values
@@ -155,8 +165,11 @@ def _raw(form: MultiDict[str, str], fields: tuple[str, ...]) -> dict[str, Any]:
 def _prefs(result: FormResult, topics: Mapping[str, int], *, with_pause: bool) -> Preferences:
     v = result.values
     chosen = [topics[s] for s in dict.fromkeys(v.get("topics", [])) if s in topics]
-    if not chosen:
-        result.errors["topics"] = "Choose at least one topic."
+    interests = None
+    if "interests" in v:
+        interests = _check(result, "interests", validate_interests, _interests_message)
+    if not chosen and not interests and "interests" not in result.errors:
+        result.errors["topics"] = "Choose at least one topic, or describe your interests."
     return Preferences(
         topic_ids=tuple(chosen),
         name=_check(result, "name", validate_name, _name_message) or "",
@@ -176,6 +189,7 @@ def _prefs(result: FormResult, topics: Mapping[str, int], *, with_pause: bool) -
         or 1,
         paused=bool(v.get("paused")) if with_pause else False,
         **{field: _rules(result, field) for field in RULE_FIELDS if field in v},
+        interests=interests,
     )
 
 
@@ -217,6 +231,12 @@ def _name_message(detail: str) -> str:
     if "control character" in detail:
         return "Use a name without control characters, invisible ones or encoded line breaks."
     return "Use a shorter name, on one line." if detail else "Check your name."
+
+
+def _interests_message(detail: str) -> str:
+    if "longer" in detail:
+        return f"Keep your interests to {MAX_INTERESTS_LENGTH:,} characters or fewer."
+    return "Write your interests as plain text, without control characters or invisible ones."
 
 
 def _timezone_message(detail: str) -> str:

@@ -622,4 +622,5 @@ def init_views(app: Flask) -> None:
             "ranked_by_upvotes": registry.ranks_by_upvotes(settings),
             "postal_address": settings.postal_address,
             "time_zones": time_zones(),
+            "max_interests": forms.MAX_INTERESTS_LENGTH,
         }
