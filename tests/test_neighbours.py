@@ -19,7 +19,7 @@ from newsletter.editions.selection import why_from_evidence
 from newsletter.matching import combine, embeddings, matches, neighbours
 from newsletter.matching.embeddings import MODEL_ID, load_encoder
 from newsletter.matching.matches import embed_papers, match_papers
-from newsletter.matching.meaning import MIN_REFERENCE, MIN_VOTED, Examples, prototypes, standing
+from newsletter.matching.meaning import MIN_REFERENCE, Examples, standing
 from newsletter.matching.neighbours import nearest
 from newsletter.matching.scoring import PaperText, TopicIndex, TopicMatcher
 from newsletter.matching.topics import parse_topics_toml
@@ -347,14 +347,41 @@ def test_stored_example_papers_teach_a_topic_through_the_cli(neighbours_app: App
     assert (taken & set(kind[3:])) - untaught
 
 
-def test_readers_likes_move_a_topics_meaning_toward_them_once_there_are_enough():
-    words = _unit(_cluster(1, 11))
-    liked = _cluster(MIN_VOTED, 12)
-    few = prototypes(words, [Examples(words[:0], words[:0], liked[:-1], ())])
-    assert np.allclose(few, words)  # fewer than MIN_VOTED likes: the words alone
-    moved = prototypes(words, [Examples(words[:0], words[:0], liked, ())])
-    centre = _unit(liked.mean(axis=0))
-    assert moved[0] @ centre > words[0] @ centre
+def test_a_topics_model_follows_its_examples_and_without_them_it_matches_as_before(
+    neighbours_app: App, run
+) -> None:
+    app = neighbours_app
+    papers = json.loads((FIELDS / "papers.json").read_text(encoding="utf-8"))[:120]
+    records = [
+        PaperRecord(title=p["title"], abstract=p["abstract"], source="test",
+                    arxiv_id=p["key"], categories=p["categories"])
+        for p in papers
+    ]  # fmt: skip
+    store_records(app, records, DAY)
+    labels = json.loads((FIELDS / "labels.json").read_text(encoding="utf-8"))
+    of = {k: [p["key"] for p in papers if k in labels[p["key"]]] for k in ("pde", "nanoscale")}
+    run.env["NEWSLETTER_MATCH_NEIGHBOURS"] = "true"
+
+    def stored() -> set[tuple[str, float, tuple[str, ...]]]:
+        with app.reading() as s:
+            rows = s.execute(select(Paper.arxiv_id, PaperTopic.score, PaperTopic.evidence)
+                             .join(PaperTopic))  # fmt: skip
+            return {(a, score, tuple(evidence)) for a, score, evidence in rows}
+
+    words = ("--name", "Our reading group", "--keywords", "a word nobody writes")
+    assert run("topics", "add", "kind", *words).exit_code == 0
+    untaught = stored()
+    taken: dict[str, set[str]] = {}
+    for kind, keys in of.items():
+        result = run("topics", "edit", "kind", "--examples", ",".join(keys[:3]))
+        assert result.exit_code == 0, result.output
+        taken[kind] = {a for a, _, _ in stored()}
+        assert taken[kind] & set(keys[3:]), f"papers like the {kind} examples join"
+    for kind, other in (("pde", "nanoscale"), ("nanoscale", "pde")):
+        like = set(of[kind][3:]) - set(of[other]) - {a for a, _, _ in untaught}
+        assert len(taken[kind] & like) > len(taken[other] & like), "it left the earlier examples"
+    assert run("topics", "edit", "kind", "--examples", "").exit_code == 0
+    assert stored() == untaught, "without examples: the same matches as before it had any"
 
 
 def test_only_a_topics_own_readers_votes_on_its_papers_teach_it(app: App) -> None:

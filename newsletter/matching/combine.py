@@ -5,7 +5,8 @@ Each (paper, topic) pair gets a few signals (`SIGNALS`), all measured so that th
 in any field: the keyword score and whether it passes the threshold, the paper's standing in
 meaning among recent papers and its margin over the paper's next best topic (`meaning`), a
 category of the topic's, the share of its nearest papers that the topic's keywords take, and its
-standing against the topic's example papers. A logistic model over them gives the chance that
+standing under the model the topic learns from its example papers and its readers' votes
+(`topic_model`). A logistic model over them gives the chance that
 the pair belongs; a pair is kept at `ADMIT` or above. The weights are not written by hand: they
 are fitted by `benchmarks/fit_matching.py` on the dev parts of labelled sets of several fields
 (machine learning and a faculty of science) and copied here, so no field decides alone.
@@ -20,6 +21,7 @@ from typing import Any
 from newsletter.matching.meaning import Examples, Standing, prototypes, standing, with_examples
 from newsletter.matching.neighbours import NEIGHBOURS, nearest
 from newsletter.matching.scoring import PaperText, Scored, TopicIndex
+from newsletter.matching.topic_model import is_taught, model_standing
 
 SIGNALS = (
     "keywords",  # the keyword score, capped at KEYWORDS_CAP
@@ -29,22 +31,22 @@ SIGNALS = (
     "category",  # 1 when the paper is listed in one of the topic's categories
     "neighbours",  # share of the paper's nearest papers that the topic's keywords take
     "neighbours_close",  # share of them the keywords take or that stand out in meaning
-    "examples",  # z-score of the similarity to the topic's example papers (0 without any)
+    "examples",  # standing under the topic's own model of its examples (0 without any)
 )
 KEYWORDS_CAP = 3.0
 MARGIN_CAP = 3.0
 # Fitted by benchmarks/fit_matching.py (see there for the data and the figures).
 WEIGHTS = {
-    "keywords": 1.04,
+    "keywords": 1.05,
     "keywords_pass": 0.94,
-    "meaning": 0.88,
-    "margin": 0.74,
-    "category": 3.7,
-    "neighbours": 0.63,
-    "neighbours_close": 3.05,
-    "examples": -0.02,
+    "meaning": 0.93,
+    "margin": 0.67,
+    "category": 3.61,
+    "neighbours": 0.53,
+    "neighbours_close": 3.27,
+    "examples": -0.2,
 }
-BIAS = -3.38
+BIAS = -3.54
 ADMIT = 0.36  # the chance from which a pair is kept (the best F1 of the dev pairs)
 MEANING_NOTE = 1.5  # a standing from which the evidence says "close in meaning"
 WORDS_PLACE_EXAMPLES = 1.0  # the examples' mean standing under the words that shows they fit
@@ -91,8 +93,8 @@ def measure(
 
     weak = index.score_listing(papers, 0.0, counted=counted, members_at=threshold)
     reference = np.abs(vectors).max(axis=1) > 0
-    protos = prototypes(topic_vectors, examples)
-    judged = standing(vectors @ protos.T, reference)
+    words = prototypes(topic_vectors)
+    judged = standing(vectors @ words.T, reference)
     if judged is None:
         return None
     shape = judged.z.shape
@@ -104,11 +106,7 @@ def measure(
     category = np.zeros(shape)
     for pair in listed:
         category[pair] = 1.0
-    by_examples = _examples_standing(vectors, reference, examples, shape)
-    words = prototypes(topic_vectors)  # the topics' own words, not moved by examples
-    taught = _words_miss_examples(vectors @ words.T, reference, words, examples)
-    if any(taught):
-        judged = with_examples(judged, by_examples, taught + [False] * (shape[1] - len(taught)))
+    judged, by_model = _with_models(judged, vectors, reference, words, examples)
     passed = keyword >= threshold
     close = passed | (judged.z >= CLOSE)
     near = _nearest_rows(vectors, reference)
@@ -121,7 +119,7 @@ def measure(
             category,
             _neighbour_share(passed, near),
             _neighbour_share(close, near),
-            by_examples,
+            by_model,
         ],
         axis=-1,
     )
@@ -251,13 +249,29 @@ def _neighbour_share(members: Any, near: tuple[Any, Any] | None) -> Any:
     return share
 
 
+def _with_models(
+    judged: Standing, vectors: Any, reference: Any, words: Any, examples: Sequence[Examples | None]
+) -> tuple[Standing, Any]:
+    """Return the standings in meaning with the taught topics' models, and the models' own.
+
+    A topic with examples stands each paper as high as its model places it (`topic_model`).
+    """
+    unheld = _words_miss_examples(vectors @ words.T, reference, words, examples)
+    by_model = model_standing(vectors, reference, words, examples, unheld)
+    taught = [is_taught(found) for found in examples]
+    if any(taught):
+        judged = with_examples(judged, by_model, taught + [False] * (len(words) - len(taught)))
+    return judged, by_model
+
+
 def _words_miss_examples(
     similarity: Any, reference: Any, protos: Any, examples: Sequence[Examples | None]
 ) -> list[bool]:
     """Tell, per topic, whether its own words place its example papers poorly.
 
-    Only then do the examples place papers by themselves (`meaning.with_examples`): where the
-    words already stand the examples out, they describe the topic better than three papers.
+    Only then does the topic's model place papers as its meaning (`meaning.with_examples`):
+    where the words already stand the examples out, they describe the topic better than a
+    model of three papers does.
     """
     import numpy as np
 
@@ -270,21 +284,4 @@ def _words_miss_examples(
         spread = ref[:, t].std() or 1.0
         placed = (np.asarray(found.positive) @ protos[t] - ref[:, t].mean()) / spread
         out.append(float(placed.mean()) < WORDS_PLACE_EXAMPLES)
-    return out
-
-
-def _examples_standing(
-    vectors: Any, reference: Any, examples: Sequence[Examples | None], shape: tuple[int, int]
-) -> Any:
-    """Return each pair's standing against the topic's example papers (0 without examples)."""
-    import numpy as np
-
-    out = np.zeros(shape)
-    for t, found in enumerate(examples):
-        if found is None or len(found.positive) == 0:
-            continue
-        centre = np.asarray(found.positive).mean(axis=0)
-        judged = standing((vectors @ centre)[:, None], reference)
-        if judged is not None:
-            out[:, t] = judged.z[:, 0]
     return out

@@ -7,9 +7,8 @@ carries across topics and fields is the paper's standing among recent papers for
 (the z-score of its similarity over the listing window, `standing`) and whether the topic is
 the paper's closest one (its margin over the paper's next best topic). A topic's prototype is
 the mean of the vectors of its own words: "name. description" and each keyword apart, which
-places it better than one text of them all (`topic_parts`, `embed_topics`); example papers move
-it toward them, and papers it must not take away from them; its readers' votes on its papers,
-weaker, do the same (`prototypes`).
+places it better than one text of them all (`topic_parts`, `embed_topics`). Example papers and
+readers' votes do not move it: they teach the topic a model of its own (`topic_model`).
 """
 
 from __future__ import annotations
@@ -19,12 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 MIN_REFERENCE = 20  # fewer recent papers with vectors: no standing can be judged
-# How far example papers move a topic's prototype from its own text (the text's weight is 1).
-# Three examples alone describe a topic worse than its one line: they are samples of it, not
-# its definition, so they refine the text rather than replace it.
-EXAMPLES_WEIGHT = 0.5
-NOT_EXAMPLES_WEIGHT = 0.25
-# Readers' votes on a topic's papers are weak examples: many readers, each with a taste.
+# Readers' votes on a topic's papers are weak examples: many readers, each with a taste. A
+# liked paper weighs this much beside an example paper in the topic's model.
 VOTES_WEIGHT = 0.25
 MIN_VOTED = 3  # papers a topic's readers must have liked (or disliked) before they count
 
@@ -61,28 +56,12 @@ class Examples:
     liked: Any = ()  # papers the topic placed that its readers voted "more like this" on
     disliked: Any = ()
 
-    @property
-    def empty(self) -> bool:
-        return not (len(self.positive) or len(self.negative) or len(self.liked)
-                    or len(self.disliked))  # fmt: skip
 
-
-def prototypes(text_vectors: Any, examples: Sequence[Examples | None] = ()) -> Any:
-    """Return one unit prototype per topic: its text, moved toward its examples."""
+def prototypes(text_vectors: Any) -> Any:
+    """Return one unit prototype per topic from the vectors of its own words."""
     import numpy as np
 
     out = np.array(text_vectors, dtype=np.float32, copy=True)
-    for t, found in enumerate(examples):
-        if found is None or found.empty:
-            continue
-        if len(found.positive):
-            out[t] += EXAMPLES_WEIGHT * np.asarray(found.positive).mean(axis=0)
-        if len(found.negative):
-            out[t] -= NOT_EXAMPLES_WEIGHT * np.asarray(found.negative).mean(axis=0)
-        if len(found.liked) >= MIN_VOTED:
-            out[t] += VOTES_WEIGHT * np.asarray(found.liked).mean(axis=0)
-        if len(found.disliked) >= MIN_VOTED:
-            out[t] -= VOTES_WEIGHT / 2 * np.asarray(found.disliked).mean(axis=0)
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     return out / np.where(norms > 0, norms, 1.0)
 
@@ -115,17 +94,17 @@ def standing(similarity: Any, reference: Any) -> Standing | None:
     return Standing(z=z, margin=margins(z))
 
 
-def with_examples(judged: Standing, by_examples: Any, taught: Sequence[bool]) -> Standing:
-    """Let a taught topic's pairs stand as high as their standing against its examples.
+def with_examples(judged: Standing, by_model: Any, taught: Sequence[bool]) -> Standing:
+    """Let a taught topic's pairs stand as high as their standing under the topic's model.
 
-    Where an admin's words miss what the examples are about, the examples still place the
+    Where an admin's words miss what the examples are about, the model still places the
     papers like them; where the words are right, the higher of the two changes little.
     """
     import numpy as np
 
     z = judged.z.copy()
     columns = np.flatnonzero(np.asarray(taught, dtype=bool))
-    z[:, columns] = np.maximum(z[:, columns], by_examples[:, columns])
+    z[:, columns] = np.maximum(z[:, columns], by_model[:, columns])
     return Standing(z=z, margin=margins(z))
 
 
