@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+import re
 import time
 from datetime import date
 
@@ -199,3 +200,42 @@ def test_the_prepared_mac_is_hmac(key: bytes, digest) -> None:  # noqa: ANN001
     for message in (b"", b"1.key.2", b"x" * 1000):
         expected = base64_encode(hmac.new(key, message, digest).digest())
         assert tokens._KeyedMac.new(key, digest).sign(message) == expected
+
+
+def test_every_use_of_the_secret_key_signs_under_a_purpose_of_its_own(settings):
+    import base64
+
+    from newsletter.audience.limits import rate_key
+    from newsletter.bounces.signing import MAC_CHARS, token_delivery_id, verp_token
+    from newsletter.core.tokens import form_signer, keyed_digest
+
+    # A return path signed before the keyed digest was one helper still verifies: same bytes.
+    old = hmac.new(settings.secret_key.encode(), b"newsletter.verp:rs", "sha256").digest()
+    assert verp_token(settings, 1000) == "rs-" + base64.b32encode(old).decode().lower()[:MAC_CHARS]
+    assert token_delivery_id(settings, verp_token(settings, 1000)) == 1000
+    # One message under two purposes: two digests, and a rate key reveals nothing of its value.
+    assert keyed_digest(settings.secret_key, b"a", b"x") != keyed_digest(settings.secret_key,
+                                                                          b"b", b"x")  # fmt: skip
+    key = rate_key(settings, "subscribe-ip", "192.0.2.0/24")
+    plain = hashlib.sha256(b"192.0.2.0/24").hexdigest()[:40]
+    assert key.startswith("subscribe-ip:") and plain not in key and "192.0" not in key
+    # A CSRF value is no link token: signed under its own salt, time-stamped.
+    signed = form_signer(settings).sign(b"value").decode()
+    assert re.fullmatch(r"value\.[\w-]+\.[\w-]+", signed)
+    with pytest.raises(ValueError):
+        form_signer(settings, "manage")
+
+
+def test_only_the_tokens_module_signs_with_the_secret_key():
+    from pathlib import Path
+
+    import newsletter
+
+    root = Path(newsletter.__file__).parent
+    signing = re.compile(r"hmac\.new\(|\b(?:Timestamp)?Signer\(|URLSafe\w*Serializer\(")
+    users = sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*.py")
+        if signing.search(p.read_text(encoding="utf-8"))
+    )
+    assert users == ["core/tokens.py"]

@@ -6,8 +6,6 @@ IPs they count.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,6 +17,7 @@ from newsletter.core.config import Settings, default
 from newsletter.core.db import insert_or_ignore
 from newsletter.core.errors import InputError
 from newsletter.core.models import RateLimit, utcnow
+from newsletter.core.tokens import keyed_digest
 
 HOUR = timedelta(hours=1)
 
@@ -49,10 +48,13 @@ class Limits:
         return cls(**values)
 
 
+RATE_PURPOSE = b"newsletter.rate"
+
+
 def rate_key(settings: Settings, kind: str, value: str) -> str:
     """Return a rate-limit key that does not reveal the IP or address it counts."""
-    digest = hmac.new(settings.secret_key.encode(), value.encode(), hashlib.sha256)
-    return f"{kind}:{digest.hexdigest()[:40]}"
+    digest = keyed_digest(settings.secret_key, RATE_PURPOSE, value.encode())
+    return f"{kind}:{digest.hex()[:40]}"
 
 
 def take_rate_limit(

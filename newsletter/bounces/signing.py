@@ -18,6 +18,7 @@ from email.utils import parseaddr
 
 from newsletter.content.mime import envelope_sender, make_message_id
 from newsletter.core.config import Settings
+from newsletter.core.tokens import keyed_digest
 
 DEFAULT_VERP_PREFIX = "bounces"
 VERP_SALT = b"newsletter.verp"
@@ -53,7 +54,7 @@ def bounce_domain(settings: Settings) -> str:
 def _mac(secret_key: str, ident: str, salt: bytes = VERP_SALT) -> str:
     if not secret_key:
         raise ValueError("settings.secret_key is empty: return paths cannot be signed")
-    digest = hmac.new(secret_key.encode(), salt + b":" + ident.encode(), "sha256").digest()
+    digest = keyed_digest(secret_key, salt, ident.encode())
     # Lowercase base32: some servers lowercase local parts, so the token must survive it.
     return base64.b32encode(digest).decode("ascii").lower()[:MAC_CHARS]
 

@@ -11,6 +11,11 @@ What each purpose can do, and for how long:
   expiry.
 - "confirm": confirm the one sign-up it was sent for (its consent event's id is signed in
   it); valid for `confirm_max_age_hours`.
+
+Every other use of the secret key asks this module too, each under a purpose of its own, so
+that no value signed for one use is valid for another: the web forms' CSRF values (`signer`,
+purpose "csrf", time-stamped) and raw keyed digests (`keyed_digest`: the signed return paths
+and Message-IDs, the rate-limit keys).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from newsletter.core.errors import InputError
 UNTIMED_PURPOSES = frozenset({"unsubscribe", "manage", "feedback", "start"})
 TIMED_PURPOSES = frozenset({"confirm"})
 PURPOSES = UNTIMED_PURPOSES | TIMED_PURPOSES
+FORM_PURPOSES = frozenset({"csrf"})  # signed by `signer`, never a link token; time-stamped
 INVALID_LINK = "invalid or expired link"
 TOKEN_CACHE_SIZE = 256
 _CLAIM = re.compile(r"(\d{1,18})\.([A-Za-z0-9_-]{1,64})")
@@ -57,10 +63,30 @@ class LinkClaim:
 
 @lru_cache(maxsize=64)
 def _signer(secret_key: str, purpose: str) -> Signer:
-    salt = f"newsletter.{purpose}"
-    if purpose in TIMED_PURPOSES:
-        return TimestampSigner(secret_key, salt=salt)
-    return Signer(secret_key, salt=salt)
+    if purpose in TIMED_PURPOSES | FORM_PURPOSES:
+        return _timestamp_signer(secret_key, purpose)
+    return Signer(secret_key, salt=f"newsletter.{purpose}")
+
+
+@lru_cache(maxsize=16)
+def _timestamp_signer(secret_key: str, purpose: str) -> TimestampSigner:
+    return TimestampSigner(secret_key, salt=f"newsletter.{purpose}")
+
+
+def form_signer(settings: Settings, purpose: str = "csrf") -> TimestampSigner:
+    """Return the time-stamping signer of a form purpose ("csrf"); ValueError otherwise."""
+    if purpose not in FORM_PURPOSES:
+        raise ValueError(f"unknown form purpose: {purpose!r}")
+    if not settings.secret_key:
+        raise ValueError("settings.secret_key is empty: forms cannot be signed")
+    return _timestamp_signer(settings.secret_key, purpose)
+
+
+def keyed_digest(secret_key: str, purpose: bytes, message: bytes) -> bytes:
+    """Return HMAC-SHA256 of `purpose:message` under the secret key: one purpose per use."""
+    if not secret_key:
+        raise ValueError("settings.secret_key is empty: nothing can be signed")
+    return hmac.new(secret_key.encode(), purpose + b":" + message, "sha256").digest()
 
 
 def _signer_for(settings: Settings, purpose: str) -> Signer:

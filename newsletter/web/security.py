@@ -18,8 +18,9 @@ from urllib.parse import urlsplit, urlunsplit
 from flask import Flask, Response, abort, current_app, g, request
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
 
+from newsletter.core.tokens import form_signer
+
 CSRF_FIELD = "csrf_token"
-CSRF_SALT = "newsletter.csrf"
 CSRF_MAX_AGE = 24 * 3600
 COOKIE = "nl_csrf"
 # The __Host- prefix makes browsers refuse the cookie unless Secure, Path=/ and host-only.
@@ -116,7 +117,7 @@ def _cookie_name(app: Flask) -> str:
 
 
 def _signer(app: Flask) -> TimestampSigner:
-    return TimestampSigner(app.config["NEWSLETTER_SETTINGS"].secret_key, salt=CSRF_SALT)
+    return form_signer(app.config["NEWSLETTER_SETTINGS"], "csrf")
 
 
 def csrf_token() -> str:
