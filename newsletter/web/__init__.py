@@ -1,5 +1,9 @@
 """The public web pages: subscribe, confirm, preferences, unsubscribe and the archive.
 
+One blueprint per feature, as flaskr has: `signup`, `preferences`, `feedback`, `first_round`
+and `archive`; `errors` answers every error, `common` holds what the pages share. Each route
+parses the request, calls a service function and renders a template.
+
 Serve it with a WSGI server (`newsletter serve` runs waitress), e.g.
 `waitress-serve --call 'newsletter.web:create_app_from_env'`.
 """
@@ -20,7 +24,8 @@ from newsletter.core.app import App
 from newsletter.core.config import Settings, load_settings
 from newsletter.core.latex import readable
 from newsletter.delivery.mail_queue import MailQueue
-from newsletter.web import first_round, security, views
+from newsletter.web import archive, errors, feedback, first_round, preferences, security, signup
+from newsletter.web.common import template_context
 from newsletter.web.proxies import TrustedProxies
 
 STATIC_MAX_AGE = 3600
@@ -77,8 +82,11 @@ def create_app(settings: Settings, *, app: App | None = None) -> Flask:
         readable=readable_text,
     )
     security.init_security(web)
-    views.init_views(web)
-    web.register_blueprint(first_round.bp)
+    # One blueprint per feature, as flaskr has: each a module of its own.
+    for blueprint in (signup.bp, preferences.bp, feedback.bp, first_round.bp, archive.bp):
+        web.register_blueprint(blueprint)
+    errors.init_errors(web)
+    web.context_processor(template_context)
     # Behind a reverse proxy the client's address is in X-Forwarded-For; without one,
     # whatever a client writes there is dropped.
     web.wsgi_app = TrustedProxies(  # type: ignore[method-assign]

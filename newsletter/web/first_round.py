@@ -2,59 +2,50 @@
 
 Its link is signed for the reader ("start"), offered on the page that says their subscription
 is confirmed. Each press is a POST with the page's CSRF token, counted as a vote link's press
-is (`views.record_vote`), and answered with a redirect back to the page, the paper marked:
-no script needed.
+is (`web.feedback.record_vote`), and answered with a redirect back to the page, the paper
+marked: no script needed.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, abort, redirect, render_template, request, url_for
 from sqlalchemy.orm import Session
 
 from newsletter.audience import signup as service
 from newsletter.core import tokens
-from newsletter.core.app import App
-from newsletter.core.config import Settings
 from newsletter.core.models import Subscriber, SubscriberStatus, utcnow
 from newsletter.matching import feedback, first_round
-from newsletter.web import views
+from newsletter.web import feedback as vote_links
+from newsletter.web.common import current_core, current_settings, read_claim
 
 bp = Blueprint("start", __name__)
 NOT_ON_PAGE = "This paper is not among yours to rate today. Please reload the page."
 
 
-def _core() -> App:
-    return current_app.extensions["newsletter"]
-
-
-def _settings() -> Settings:
-    return current_app.config["NEWSLETTER_SETTINGS"]
-
-
 def _reader(token: str, session: Session) -> Subscriber:
     """Return the reader a first-round link was made for (InputError, NotFound if none)."""
-    return service.check_link(tokens.read_token(_settings(), "start", token), session=session)
+    return service.check_link(read_claim("start", token), session=session)
 
 
 def _picks(subscriber: Subscriber, session: Session) -> list[first_round.Pick]:
     start = first_round.starting_point(subscriber.id, session=session)
     return first_round.choose_first_round(
-        start, session=session, day=utcnow().date(), threshold=_settings().match_threshold
+        start, session=session, day=utcnow().date(), threshold=current_settings().match_threshold
     )
 
 
 @bp.get("/start/<token>")
 def round_page(token: str) -> Any:
     # Never votes: a GET only shows the papers and the votes given.
-    with _core().reading() as session:
+    with current_core().reading() as session:
         subscriber = _reader(token, session)
         if subscriber.status != SubscriberStatus.CONFIRMED:
-            return views.not_counted()
+            return vote_links.not_counted()
         shown = first_round.load_round(_picks(subscriber, session), session=session)
         votes = feedback.votes_on(subscriber.id, [p.id for _, p in shown], session=session)
-    manage = tokens.make_token(_settings(), "manage", subscriber.id, subscriber.link_key)
+    manage = tokens.make_token(current_settings(), "manage", subscriber.id, subscriber.link_key)
     return render_template(
         "web/first_round.html", papers=shown, votes=votes, token=token, manage_token=manage
     )
@@ -66,13 +57,13 @@ def vote(token: str) -> Any:
     paper_id = request.form.get("paper", "")
     if direction not in feedback.DIRECTIONS or not (paper_id.isascii() and paper_id.isdigit()):
         abort(400, "Press one of the buttons of the page.")
-    with _core().reading() as session:
+    with current_core().reading() as session:
         subscriber = _reader(token, session)
         if subscriber.status != SubscriberStatus.CONFIRMED:
-            return views.not_counted()
+            return vote_links.not_counted()
         if int(paper_id) not in {p.paper_id for p in _picks(subscriber, session)}:
             abort(400, NOT_ON_PAGE)
         paper = feedback.load_paper(int(paper_id), session=session)
-    if not views.record_vote(subscriber, paper, feedback.DIRECTIONS[direction]):
-        return views.not_counted()
+    if not vote_links.record_vote(subscriber, paper, feedback.DIRECTIONS[direction]):
+        return vote_links.not_counted()
     return redirect(url_for(".round_page", token=token, _anchor=f"paper-{paper.id}"), 303)
