@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.content.rendering import DigestPaper, one_line
+from newsletter.core.config import default
 from newsletter.core.latex import readable
 from newsletter.core.models import Paper, PaperTopic, Topic
 from newsletter.matching.interests import WHY as CLOSE_TO_INTERESTS
@@ -22,7 +23,7 @@ from newsletter.matching.seeds import Seed
 from newsletter.papers.sources.common import normalise_title
 from newsletter.papers.sources.registry import has_discussion_pages
 
-DEFAULT_HF_URL = "https://huggingface.co"
+DEFAULT_HF_URL = default("hf_url")  # where discussion pages live, unless configured
 # A reader's votes: how far they move a paper, when one drops out, when others join.
 PERSONAL_WEIGHT = 1.0  # a similarity gap of 1 moves a paper past all of today's others
 DROP_SIMILARITY = 0.35  # this close to what they disliked (and closer than to any like): out
