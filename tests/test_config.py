@@ -317,7 +317,7 @@ def test_option_classes_take_their_defaults_from_the_settings():
     from newsletter.audience.limits import Limits
     from newsletter.delivery.engine import SendOptions
     from newsletter.delivery.guard import GuardLimits
-    from newsletter.runners.tick import ScheduleConfig
+    from newsletter.editions.schedule import ScheduleConfig
 
     settings = Settings()
     assert Limits() == Limits.from_settings(settings)

@@ -17,6 +17,7 @@ from newsletter.core.models import Delivery, DeliveryStatus, Edition, Subscriber
 from newsletter.delivery import service as sending
 from newsletter.delivery.engine import SendOptions
 from newsletter.delivery.guard import Answers, GuardLimits, judge, window_full
+from newsletter.editions.schedule import ScheduleConfig
 from newsletter.runners import tick
 from tests import factories as f
 from tests.bounce_mail import make_maildir, returned
@@ -245,7 +246,7 @@ def test_the_scheduler_tick_logs_a_complaint_hold_and_starts_nothing(app, run, t
     _complaints_about_yesterday(app, run, tmp_path, complaints=3)
     now = datetime.combine(f.DAY, datetime.min.time(), tzinfo=UTC) + timedelta(hours=9)
     with caplog.at_level(logging.WARNING, logger="newsletter.runners.tick"):
-        report = tick.run_due(app, now, config=tick.ScheduleConfig(sources=()), fetch=False)
+        report = tick.run_due(app, now, config=ScheduleConfig(sources=()), fetch=False)
     assert report.held and "3 complaints in 100 messages" in report.held
     assert report.planned == report.sent == 0 and report.ok
     assert "held:" in report.line()
@@ -264,7 +265,7 @@ def test_the_scheduler_tick_leaves_a_paused_edition_alone(app, caplog):
         accepted = len(srv.messages)
         now = datetime.combine(f.DAY, datetime.min.time(), tzinfo=UTC) + timedelta(hours=9)
         with caplog.at_level(logging.WARNING, logger="newsletter.runners.tick"):
-            ticked = tick.run_due(app, now, config=tick.ScheduleConfig(sources=()), fetch=False)
+            ticked = tick.run_due(app, now, config=ScheduleConfig(sources=()), fetch=False)
     assert ticked.sent == 0 and ticked.ok and len(srv.messages) == accepted
     assert any("is paused" in line for line in ticked.paused)
     assert any("is paused" in r.getMessage() for r in caplog.records)

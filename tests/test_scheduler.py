@@ -19,8 +19,9 @@ from sqlalchemy import func, select
 from newsletter.core.app import App
 from newsletter.core.leases import acquire_lease
 from newsletter.core.models import Lease, Subscriber, Topic, utcnow
+from newsletter.editions.schedule import ScheduleConfig
 from newsletter.runners.scheduler import Scheduler
-from newsletter.runners.tick import SCHEDULER_LEASE, ScheduleConfig
+from newsletter.runners.tick import SCHEDULER_LEASE
 from tests import factories as f
 from tests.smtp_server import SmtpTestServer
 

@@ -25,6 +25,7 @@ from newsletter.core.models import (
     Topic,
 )
 from newsletter.delivery.transports import make_transport
+from newsletter.editions import schedule
 from newsletter.papers.sources.registry import ScheduledSource
 from newsletter.runners import tick as sch
 from tests import factories as f
@@ -32,7 +33,7 @@ from tests.conftest import FIXTURES
 from tests.feed_server import FeedServer, Reply
 from tests.smtp_server import SmtpTestServer
 
-NO_FETCH = sch.ScheduleConfig(sources=())
+NO_FETCH = schedule.ScheduleConfig(sources=())
 
 
 def utc(*args: int) -> datetime:
@@ -44,19 +45,19 @@ def utc(*args: int) -> datetime:
 
 def test_a_skipped_local_hour_is_delivered_an_hour_later_on_the_dst_day():
     berlin = ZoneInfo("Europe/Berlin")
-    group = sch.Group("Europe/Berlin", 2, Frequency.DAILY)
+    group = schedule.Group("Europe/Berlin", 2, Frequency.DAILY)
     # 2026-03-29 02:00 does not exist in Berlin: clocks jump from 02:00 CET to 03:00 CEST.
-    assert sch.last_slot(group, utc(2026, 3, 29, 12), berlin) == utc(2026, 3, 29, 1)
-    assert sch.last_slot(group, utc(2026, 3, 28, 12), berlin) == utc(2026, 3, 28, 1)
-    assert sch.last_slot(group, utc(2026, 3, 30, 12), berlin) == utc(2026, 3, 30, 0)
+    assert schedule.last_slot(group, utc(2026, 3, 29, 12), berlin) == utc(2026, 3, 29, 1)
+    assert schedule.last_slot(group, utc(2026, 3, 28, 12), berlin) == utc(2026, 3, 28, 1)
+    assert schedule.last_slot(group, utc(2026, 3, 30, 12), berlin) == utc(2026, 3, 30, 0)
 
 
 def test_a_weekly_slot_is_the_last_chosen_weekday_at_the_hour():
-    group = sch.Group("America/Los_Angeles", 9, Frequency.WEEKLY, weekly_day=0)
+    group = schedule.Group("America/Los_Angeles", 9, Frequency.WEEKLY, weekly_day=0)
     la = ZoneInfo("America/Los_Angeles")
     # Monday 2026-03-30 09:00 PDT is 16:00 UTC; a minute before it, the previous Monday counts.
-    assert sch.last_slot(group, utc(2026, 3, 30, 16), la) == utc(2026, 3, 30, 16)
-    assert sch.last_slot(group, utc(2026, 3, 30, 15, 59), la) == utc(2026, 3, 23, 16)
+    assert schedule.last_slot(group, utc(2026, 3, 30, 16), la) == utc(2026, 3, 30, 16)
+    assert schedule.last_slot(group, utc(2026, 3, 30, 15, 59), la) == utc(2026, 3, 23, 16)
 
 
 @pytest.mark.parametrize(
@@ -74,21 +75,21 @@ def test_the_listing_cutoff_is_what_was_published_by_the_local_delivery_time(
 ):
     tz = ZoneInfo(zone)
     slot = datetime.combine(local_day, time(hour), tzinfo=tz).astimezone(UTC)
-    assert sch.listing_cutoff(slot, tz, time(6)) == listing
+    assert schedule.listing_cutoff(slot, tz, time(6)) == listing
 
 
 def test_the_schedule_comes_from_the_settings_with_defaults(settings):
     settings = dataclasses.replace(
         settings, scheduler_fetch_cron="30 7 * * *", scheduler_sources="hf, arxiv"
     )
-    config = sch.ScheduleConfig.from_settings(settings)
+    config = schedule.ScheduleConfig.from_settings(settings)
     assert [(s.name, s.source.name, s.categories) for s in config.sources] == [
         ("hf", "hf", ()), ("arxiv", "arxiv", ())  # no categories: the source's own
     ]  # fmt: skip
     assert config.listing_ready == time(7, 30)  # follows the fetch time
     assert config.staleness == timedelta(hours=12)
     ready = dataclasses.replace(settings, scheduler_listing_ready="05:45")
-    assert sch.ScheduleConfig.from_settings(ready).listing_ready == time(5, 45)
+    assert schedule.ScheduleConfig.from_settings(ready).listing_ready == time(5, 45)
     with pytest.raises(ConfigError, match="setting scheduler_tick_seconds: expected a number"):
         dataclasses.replace(settings, scheduler_tick_seconds="soon")
 
@@ -280,7 +281,7 @@ def test_dry_run_lists_the_next_24_hours_and_writes_nothing(app):
     now = utc(2026, 3, 23, 7, 30)
     with app.sessions() as s:
         before = s.scalar(select(func.count()).select_from(Delivery))
-    plan = sch.plan_next_24h(app, now, config=NO_FETCH)
+    plan = schedule.plan_next_24h(app, now, config=NO_FETCH)
     with app.sessions() as s:
         assert s.scalar(select(func.count()).select_from(Delivery)) == before == 0
     by_reader = {r: p for p in plan for r in p.recipients}
@@ -297,7 +298,7 @@ def test_dry_run_lists_the_next_24_hours_and_writes_nothing(app):
 
 
 def test_the_morning_fetch_stores_the_listing_once_and_a_holiday_is_normal(app):
-    config = sch.ScheduleConfig(sources=(ScheduledSource.of("hf"),), fetch_backoff_seconds=600)
+    config = schedule.ScheduleConfig(sources=(ScheduledSource.of("hf"),), fetch_backoff_seconds=600)
     with FeedServer() as feed:
         feed.add("/api/daily_papers", Reply.file(FIXTURES / "hf_daily_papers_5.json"))
         app.settings = dataclasses.replace(app.settings, hf_url=feed.url, http_retries=1)
@@ -318,7 +319,7 @@ def test_the_morning_fetch_stores_the_listing_once_and_a_holiday_is_normal(app):
 
 
 def test_a_failed_fetch_is_retried_with_a_growing_backoff(app):
-    config = sch.ScheduleConfig(sources=(ScheduledSource.of("hf"),), fetch_backoff_seconds=600)
+    config = schedule.ScheduleConfig(sources=(ScheduledSource.of("hf"),), fetch_backoff_seconds=600)
     t0 = utc(2026, 3, 23, 6)
     with FeedServer() as feed:
         feed.add(
@@ -341,7 +342,7 @@ def test_a_failed_fetch_is_retried_with_a_growing_backoff(app):
 
 
 def test_a_tick_fetches_the_owed_listing_before_it_plans(app):
-    config = sch.ScheduleConfig(sources=(ScheduledSource.of("hf"),))
+    config = schedule.ScheduleConfig(sources=(ScheduledSource.of("hf"),))
     with FeedServer() as feed:
         feed.add("/api/daily_papers", Reply.file(FIXTURES / "hf_daily_papers_5.json"))
         app.settings = dataclasses.replace(app.settings, hf_url=feed.url, http_retries=1)

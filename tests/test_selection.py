@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import select
 
 from newsletter.core.models import Delivery, Edition, EditionKind, Frequency, Paper
+from newsletter.editions.schedule import ScheduleConfig
 from newsletter.matching import feedback
 from newsletter.runners import tick
 from tests import factories as f
@@ -271,7 +272,7 @@ def test_a_weekly_readers_preview_and_test_copy_are_the_digest_the_scheduler_sen
     assert run("send", "--date", friday, "--to", "weekly@example.org").exit_code == 0
     (test_copy,) = _digests_to(app, "weekly@example.org")
     report = tick.run_due(app, datetime(2026, 3, 27, 8, tzinfo=UTC),
-                          config=tick.ScheduleConfig(sources=()), fetch=False)  # fmt: skip
+                          config=ScheduleConfig(sources=()), fetch=False)  # fmt: skip
     assert report.sent == 1
     (digest,) = [
         m for m in _digests_to(app, "weekly@example.org")

@@ -11,6 +11,7 @@ import pytest
 
 from newsletter.core.errors import ConfigError
 from newsletter.delivery.doctor import FAIL, OK, check_sources
+from newsletter.editions import schedule
 from newsletter.papers.sources.registry import (
     SOURCES,
     ScheduledSource,
@@ -90,7 +91,7 @@ def _scheduled_fetch(app, feed: FeedServer, *, hf: Reply, arxiv: Reply) -> list:
     app.settings = dataclasses.replace(
         app.settings, hf_url=feed.url, arxiv_rss_url=feed.url, http_retries=1
     )
-    config = sch.ScheduleConfig(
+    config = schedule.ScheduleConfig(
         sources=(ScheduledSource.of("hf"), ScheduledSource.of("arxiv", ASTRO_CATEGORIES))
     )
     return sch.run_fetch(app, THURSDAY, config=config, holder="a")
@@ -136,7 +137,7 @@ def test_papers_sources_prints_the_last_fetch_stored_listing_and_error(app, run,
         feed.add("/api/daily_papers", Reply(status=503, body=b"down", content_type="text/plain"))
         feed.add("/rss/astro-ph+cond-mat.supr-con", rss)
         app.settings = dataclasses.replace(app.settings, hf_url=feed.url, arxiv_rss_url=feed.url)
-        config = sch.ScheduleConfig(
+        config = schedule.ScheduleConfig(
             sources=(ScheduledSource.of("hf"), ScheduledSource.of("arxiv", ASTRO_CATEGORIES))
         )
         friday = sch.run_fetch(app, THURSDAY.replace(day=25), config=config, holder="a")

@@ -13,6 +13,7 @@ import pytest
 from newsletter.core.config import load_settings
 from newsletter.core.errors import ConfigError
 from newsletter.delivery.doctor import FAIL, check_sources
+from newsletter.editions import schedule
 from newsletter.papers.sources.registry import scheduled_sources
 from newsletter.runners import tick as sch
 from tests.conftest import FIXTURES
@@ -74,8 +75,8 @@ def configured(run, feed, env) -> Path:
     return path
 
 
-def _schedule(env: dict[str, str]) -> sch.ScheduleConfig:
-    return sch.ScheduleConfig.from_settings(load_settings(env=env))
+def _schedule(env: dict[str, str]) -> schedule.ScheduleConfig:
+    return schedule.ScheduleConfig.from_settings(load_settings(env=env))
 
 
 def test_the_scheduler_fetches_each_table_on_its_own_schedule(app, run, feed, env, configured):

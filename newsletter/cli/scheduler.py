@@ -10,6 +10,7 @@ from newsletter.cli.common import echo_json, pass_app
 from newsletter.core.app import App
 from newsletter.core.models import utcnow
 from newsletter.core.runner import StopControl, stop_on_signals
+from newsletter.editions import schedule
 from newsletter.runners import tick as scheduling
 from newsletter.runners.scheduler import Scheduler
 
@@ -43,7 +44,7 @@ def scheduler(app: App, once: bool, dry_run: bool, at: str | None, as_json: bool
     if at is not None and not dry_run:
         raise click.UsageError("--at goes with --dry-run only")
     if dry_run:
-        _print_plan(scheduling.plan_next_24h(app, _parse_time(at) if at else utcnow()), as_json)
+        _print_plan(schedule.plan_next_24h(app, _parse_time(at) if at else utcnow()), as_json)
     elif once:
         _run_once(app, as_json)
     else:
@@ -77,7 +78,7 @@ def _run_once(app: App, as_json: bool) -> None:
         raise click.exceptions.Exit(1)
 
 
-def _print_plan(plan: list[scheduling.Upcoming], as_json: bool) -> None:
+def _print_plan(plan: list[schedule.Upcoming], as_json: bool) -> None:
     if as_json:
         echo_json([item.as_dict() for item in plan])
         return

@@ -21,8 +21,9 @@ from newsletter.core.leases import default_worker_id, give_up_lease, lease_holde
 from newsletter.core.models import utcnow
 from newsletter.core.runner import Runner, StopControl
 from newsletter.delivery.transports import Transport
+from newsletter.editions.schedule import ScheduleConfig
 from newsletter.papers.fetch import check_cron
-from newsletter.runners.tick import SCHEDULER_LEASE, ScheduleConfig, run_due
+from newsletter.runners.tick import SCHEDULER_LEASE, run_due
 
 log = logging.getLogger(__name__)
 
