@@ -95,3 +95,17 @@ def test_reads_go_through_reading_and_writes_through_a_transaction():
                 ):
                     plain.append(f"{path.relative_to(ROOT).as_posix()}:{func.name}")
     assert sorted(plain) == ["delivery/service.py:dry_run", "delivery/service.py:preview_plan"]
+
+
+def test_one_place_writes_delivery_rows():
+    """Planning, stale skips, the sign-up flow and the sender all go through the store."""
+    writes = re.compile(
+        r"\b(?:insert|update|delete)\(Delivery\b"
+        r"|Delivery\.__table__\.(?:insert|update|delete)|session\.add\(Delivery\("
+    )
+    writers = sorted(
+        p.relative_to(ROOT).as_posix()
+        for p in ROOT.rglob("*.py")
+        if writes.search(p.read_text(encoding="utf-8"))
+    )
+    assert writers == ["core/deliveries.py"]

@@ -9,9 +9,9 @@ from datetime import timedelta
 
 import pytest
 
+from newsletter.core.deliveries import ClaimedDelivery
 from newsletter.core.models import Edition, FeedbackVote
 from newsletter.delivery import service as sending
-from newsletter.delivery.store import ClaimedDelivery
 from newsletter.editions import readers as readers_module
 from newsletter.editions.readers import Reader
 from newsletter.editions.selection import EditionPapers, why_from_evidence

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
+from newsletter.core import deliveries
 from newsletter.core.models import Delivery, DeliveryStatus, utcnow
 from newsletter.delivery import service as sending
-from newsletter.delivery import store
 from newsletter.delivery.drain import owed_editions
 from tests import factories as f
 
@@ -82,14 +82,14 @@ def _in_states(app) -> dict[str, int]:  # noqa: ANN001
 def test_a_row_is_owed_when_pending_and_due_or_sending_under_a_lapsed_claim(app):
     ids = _in_states(app)
     with app.engine.connect() as conn:
-        owed = set(conn.scalars(select(Delivery.id).where(store.owed_clause(utcnow()))))
+        owed = set(conn.scalars(select(Delivery.id).where(deliveries.owed_clause(utcnow()))))
     assert owed == {ids[name] for name in OWED}
 
 
 def test_a_claim_takes_exactly_the_owed_rows(app):
     ids = _in_states(app)
     with app.engine.begin() as conn:
-        claimed = store.claim_deliveries(conn, 1, worker="me:1", limit=100, lease_seconds=60)
+        claimed = deliveries.claim_deliveries(conn, 1, worker="me:1", limit=100, lease_seconds=60)
     assert {c[0] for c in claimed} == {ids[name] for name in OWED}
     with app.sessions() as s:
         mine = s.scalars(select(Delivery).where(Delivery.claimed_by == "me:1")).all()
@@ -110,10 +110,10 @@ def test_an_edition_owes_rows_once_a_live_claim_runs_out(app):
 def test_claimed_rows_are_named_and_carry_their_subscriber(app):
     _edition(app, ["ada"])
     with app.engine.begin() as conn:
-        claimed = store.claim_deliveries(conn, 1, worker="me:1", limit=10, lease_seconds=60)
-        [row], missing = store.load_claimed(conn, claimed)
+        claimed = deliveries.claim_deliveries(conn, 1, worker="me:1", limit=10, lease_seconds=60)
+        [row], missing = deliveries.load_claimed(conn, claimed)
     assert missing == []
-    assert isinstance(row, store.ClaimedDelivery)
+    assert isinstance(row, deliveries.ClaimedDelivery)
     assert (row.email, row.attempts, row.max_papers, len(row.topic_ids)) == (
         "ada@example.org",
         1,
@@ -131,7 +131,7 @@ def test_a_heartbeat_renews_only_the_rows_its_worker_is_sending(app):
     _set(app, ids["theirs"], status="sending", claimed_by="them:1", lease_until=soon)
     _set(app, ids["done"], status="sent", claimed_by="me:1", lease_until=None)
     with app.engine.begin() as conn:
-        assert store.renew_claims(conn, worker="me:1", lease_seconds=60) == {ids["mine"]}
+        assert deliveries.renew_claims(conn, worker="me:1", lease_seconds=60) == {ids["mine"]}
     leases = _by_name(app, "lease_until")
     assert leases["mine"] > utcnow() + timedelta(seconds=50)
     assert leases["theirs"] < utcnow() + timedelta(seconds=6) and leases["done"] is None
@@ -162,7 +162,7 @@ def test_rows_of_dead_and_zombie_senders_of_this_host_come_back_and_no_others(ap
         for name, holder in holders.items():
             _set(app, ids[name], status="sending", claimed_by=holder, lease_until=later)
         with app.engine.begin() as conn:
-            assert store.release_dead_claims(conn, here=HOST) == 2
+            assert deliveries.release_dead_claims(conn, here=HOST) == 2
     finally:
         zombie.wait()
     with app.sessions() as s:
@@ -192,12 +192,12 @@ def test_replies_are_recorded_only_for_rows_the_worker_still_holds(app):
     _edition(app, ["kept", "taken"])
     ids = _ids(app)
     with app.engine.begin() as conn:
-        store.claim_deliveries(conn, 1, worker="me:1", limit=10, lease_seconds=60)
+        deliveries.claim_deliveries(conn, 1, worker="me:1", limit=10, lease_seconds=60)
     _set(app, ids["taken"], claimed_by="them:1")  # taken over after our claim lapsed
     params = [
         {"b_id": ids[name], "b_worker": "me:1", "b_reply": "550 no", "b_now": utcnow()}
         for name in ("kept", "taken")
     ]
     with app.engine.begin() as conn:
-        store.record_results(conn, sent=[], failed=params, retry=[], skipped=[])
+        deliveries.record_results(conn, sent=[], failed=params, retry=[], skipped=[])
     assert _by_name(app, "status") == {"kept": "failed", "taken": "sending"}

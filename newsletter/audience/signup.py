@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import and_, delete, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from newsletter.audience.limits import (  # noqa: F401 - re-exported for the web
@@ -35,13 +35,12 @@ from newsletter.audience.subscribers import (
 )
 from newsletter.audience.suppressions import remove_suppression, suppression_reason
 from newsletter.content.notices import Notice
-from newsletter.core import identity
+from newsletter.core import deliveries, identity
 from newsletter.core.config import Settings
 from newsletter.core.errors import InputError, NotFound
 from newsletter.core.models import (
     ConsentEvent,
     Delivery,
-    DeliveryStatus,
     Frequency,
     QueuedMail,
     RateLimit,
@@ -438,14 +437,7 @@ def unsubscribe(
         subscriber.status = SubscriberStatus.UNSUBSCRIBED
         subscriber.unsubscribed_at = now or utcnow()
         record_event(subscriber, "unsubscribe", source=source, now=subscriber.unsubscribed_at)
-    session.execute(
-        update(Delivery)
-        .where(
-            Delivery.subscriber_id == subscriber_id,
-            Delivery.status == DeliveryStatus.PENDING,
-        )
-        .values(status=DeliveryStatus.SKIPPED, skip_reason=UNSUBSCRIBED_REASON)
-    )
+    deliveries.skip_pending_of(subscriber_id, UNSUBSCRIBED_REASON, session=session)
     session.flush()
     return subscriber
 
@@ -527,7 +519,7 @@ def delete_my_data(subscriber_id: int, *, session: Session) -> bool:
     subscriber = session.get(Subscriber, subscriber_id)
     if subscriber is None:
         return False
-    session.execute(delete(Delivery).where(Delivery.subscriber_id == subscriber_id))
+    deliveries.delete_of([subscriber_id], session=session)
     session.delete(subscriber)
     session.flush()
     return True
@@ -546,7 +538,7 @@ def purge_pending(*, session: Session, older_than: timedelta, now: datetime | No
     )
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
-        session.execute(delete(Delivery).where(Delivery.subscriber_id.in_(chunk)))
+        deliveries.delete_of(chunk, session=session)
         session.execute(delete(Subscription).where(Subscription.subscriber_id.in_(chunk)))
         session.execute(delete(Subscriber).where(Subscriber.id.in_(chunk)))
     # Windows are at most a day long: older counters only take space.

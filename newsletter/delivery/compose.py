@@ -17,8 +17,8 @@ from newsletter.content.mime import (
 )
 from newsletter.content.rendering import DigestPaper, DigestRenderer, EditionInfo, Recipient
 from newsletter.core.config import Settings
+from newsletter.core.deliveries import ClaimedDelivery
 from newsletter.core.tokens import make_token, unsubscribe_url
-from newsletter.delivery.store import ClaimedDelivery
 from newsletter.delivery.transports import OutgoingMessage
 from newsletter.editions.readers import Reader, ReaderSelection
 

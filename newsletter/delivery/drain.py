@@ -14,11 +14,12 @@ from datetime import date
 
 from sqlalchemy import select
 
+from newsletter.core import deliveries
 from newsletter.core.app import App
 from newsletter.core.errors import TransportError
 from newsletter.core.leases import host_of
 from newsletter.core.models import Edition, EditionKind
-from newsletter.delivery import guard, store
+from newsletter.delivery import guard
 from newsletter.delivery.engine import SendOptions, SendSummary
 from newsletter.delivery.service import edition_sender
 from newsletter.delivery.transports import Transport
@@ -51,7 +52,7 @@ class Drained:
 def paused_editions(app: App) -> list[PausedEdition]:
     """Return the paused editions that still owe rows, oldest first."""
     with app.engine.connect() as conn:
-        ids = store.editions_with_owed(conn, paused=True)
+        ids = deliveries.editions_with_owed(conn, paused=True)
         rows = conn.execute(
             select(Edition.kind, Edition.listing_date, Edition.pause_reason)
             .where(Edition.id.in_(ids))
@@ -61,13 +62,13 @@ def paused_editions(app: App) -> list[PausedEdition]:
 
 
 def owed_editions(app: App, *, started_only: bool = False) -> list[int]:
-    """Return the ids of the editions owing rows now, oldest first (`store.owed_clause`).
+    """Return the ids of the editions owing rows now, oldest first (`deliveries.owed_clause`).
 
     With started_only, only editions that have begun sending: a complaint hold lets those
     finish while no new one starts.
     """
     with app.engine.connect() as conn:
-        ids = store.editions_with_owed(conn)
+        ids = deliveries.editions_with_owed(conn)
         ordered = conn.scalars(
             select(Edition.id).where(Edition.id.in_(ids)).order_by(Edition.listing_date, Edition.id)
         ).all()
@@ -77,7 +78,7 @@ def owed_editions(app: App, *, started_only: bool = False) -> list[int]:
 def release_dead_local_claims(app: App, worker_id: str) -> int:
     """Make the rows of senders of this host that died owed again, without waiting."""
     with app.engine.begin() as conn:
-        return store.release_dead_claims(conn, here=host_of(worker_id))
+        return deliveries.release_dead_claims(conn, here=host_of(worker_id))
 
 
 def drain_owed(

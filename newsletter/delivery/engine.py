@@ -24,16 +24,17 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from newsletter.bounces.refusals import suppress_after_permanent_failure
+from newsletter.core import deliveries
 from newsletter.core.config import Settings, default
 from newsletter.core.db import database_error, db_now, read_only_engine
+from newsletter.core.deliveries import ClaimedDelivery
 from newsletter.core.errors import ConfigError, InputError, NewsletterError, TransportError
 from newsletter.core.leases import Heartbeat, default_worker_id, host_of
 from newsletter.core.models import Edition
-from newsletter.delivery import guard, store
+from newsletter.delivery import guard
 from newsletter.delivery.claims import HeldClaims
 from newsletter.delivery.compose import MessagePreparer, Prepared
 from newsletter.delivery.guard import GuardLimits
-from newsletter.delivery.store import ClaimedDelivery
 from newsletter.delivery.transports import Outcome, SendResult, Transport, TransportUnavailable
 
 log = logging.getLogger(__name__)
@@ -174,7 +175,7 @@ class _Recorder:
             base = {
                 "b_id": result.key,
                 "b_worker": self._worker,
-                "b_reply": store.trim_reply(result.reply),
+                "b_reply": deliveries.trim_reply(result.reply),
             }
             attempts = prepared.attempts if prepared else 1
             if result.outcome == Outcome.SENT:
@@ -185,7 +186,7 @@ class _Recorder:
             elif result.outcome == "skipped":
                 skipped.append(base)
             elif attempts >= self._options.max_attempts:
-                base["b_reply"] = store.trim_reply(
+                base["b_reply"] = deliveries.trim_reply(
                     f"gave up after {attempts} attempts: {base['b_reply']}"
                 )
                 failed.append(base)
@@ -216,7 +217,7 @@ class _Recorder:
                 params["b_now"] = now
             for params in retry:
                 params["b_next"] = now + params["b_next"]
-            store.record_results(conn, sent=sent, failed=failed, retry=retry, skipped=skipped)
+            deliveries.record_results(conn, sent=sent, failed=failed, retry=retry, skipped=skipped)
             if failed:  # 5xx "no such mailbox" and the like: never mail the address again
                 suppress_after_permanent_failure(conn, [(p["b_id"], p["b_reply"]) for p in failed])
             self._claims.done(p["b_id"] for group in (sent, failed, retry, skipped) for p in group)
@@ -278,7 +279,7 @@ class EditionSender:
         started = time.perf_counter()
         worker = self.options.worker_id
         with self.engine.begin() as conn:
-            recovered = store.release_dead_claims(
+            recovered = deliveries.release_dead_claims(
                 conn, here=host_of(worker), edition_id=self.edition.id
             )
         if recovered:
@@ -301,7 +302,7 @@ class EditionSender:
         """Give back the rows claimed but not sent, then count what the edition still owes."""
         try:
             with self.engine.begin() as conn:
-                released = store.release_claims(
+                released = deliveries.release_claims(
                     conn, worker=self.options.worker_id, keep=self._unrecorded
                 )
         except OperationalError as exc:  # raised below unless the run already failed
@@ -312,7 +313,7 @@ class EditionSender:
         if released:
             log.info("released %d claimed rows that were not sent", released)
         with read_only_engine(self.engine).connect() as conn:  # a read waits for no writer
-            self.summary.owed = store.count_unfinished(conn, self.edition.id)
+            self.summary.owed = deliveries.count_unfinished(conn, self.edition.id)
 
     def _fatal_error(self) -> NewsletterError:
         """Say on one line why the run stopped, and what the edition still owes."""
@@ -328,7 +329,7 @@ class EditionSender:
                 return  # another thread renewed them meanwhile
             started = time.monotonic()
             with self.engine.begin() as conn:
-                held = store.renew_claims(
+                held = deliveries.renew_claims(
                     conn, worker=self.options.worker_id, lease_seconds=self.options.lease_seconds
                 )
             lost = self._claims.renewed(held, started)
@@ -444,7 +445,7 @@ class EditionSender:
                 return [], []
         started = time.monotonic()
         with self.engine.begin() as conn:
-            claimed = store.claim_deliveries(
+            claimed = deliveries.claim_deliveries(
                 conn,
                 self.edition.id,
                 worker=self.options.worker_id,
@@ -454,7 +455,7 @@ class EditionSender:
             self._claimed += len(claimed)
             if not claimed:
                 return [], []
-            rows, missing = store.load_claimed(conn, claimed)
+            rows, missing = deliveries.load_claimed(conn, claimed)
         self._claims.claimed((c[0] for c in claimed), started)
         self.preparer.warm(rows)  # one premailer run for the whole batch's new parts
         return rows, missing
@@ -499,7 +500,7 @@ class EditionSender:
 
     def _seconds_to_next_retry(self) -> float | None:
         with self.engine.connect() as conn:
-            return store.seconds_to_next_retry(conn, self.edition.id)
+            return deliveries.seconds_to_next_retry(conn, self.edition.id)
 
     async def _consume(self, queue: asyncio.Queue[Prepared | None], recorder: _Recorder) -> None:
         while True:

@@ -14,6 +14,7 @@ from newsletter.audience.suppressions import check_test_recipient
 from newsletter.bounces.process import edition_health
 from newsletter.content.rendering import DigestPaper, EditionInfo, Recipient, make_renderer
 from newsletter.core.app import App
+from newsletter.core.deliveries import load_recipients
 from newsletter.core.errors import InputError, NotFound, SendingHeld, TransportError
 from newsletter.core.leases import LeaseTaken, default_worker_id, hold_lease
 from newsletter.core.models import (
@@ -28,7 +29,6 @@ from newsletter.delivery import guard
 from newsletter.delivery.compose import MessagePreparer, Prepared
 from newsletter.delivery.engine import EditionSender, ProgressCallback, SendOptions, SendSummary
 from newsletter.delivery.guard import GuardLimits
-from newsletter.delivery.store import load_recipients
 from newsletter.delivery.transports import (
     Outcome,
     SendResult,

@@ -11,7 +11,6 @@ from sqlalchemy import (
     CompoundSelect,
     case,
     func,
-    insert,
     literal,
     or_,
     select,
@@ -22,6 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from newsletter.audience.eligibility import receives_digests
+from newsletter.core import deliveries
 from newsletter.core.errors import NoListing, NotFound
 from newsletter.core.models import (
     Delivery,
@@ -184,11 +184,7 @@ def plan_edition(
             ),
         )
     )
-    columns = ["edition_id", "subscriber_id", "status", "attempts", "skip_reason", "created_at"]
-    stmt = insert(Delivery).from_select(columns, source)
-    # An INSERT ... SELECT only reports its row count when asked to keep it.
-    result = session.connection().execute(stmt.execution_options(preserve_rowcount=True))
-    planned = max(result.rowcount or 0, 0)
+    planned = deliveries.insert_planned(session, source)
     edition.planned_at = now
     counts = count_by_status(edition.id, session=session)
     return PlanStats(

@@ -17,10 +17,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import ColumnElement, and_, func, insert, literal, or_, select
+from sqlalchemy import ColumnElement, and_, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from newsletter.audience.eligibility import receives_digests
+from newsletter.core import deliveries
 from newsletter.core.app import App
 from newsletter.core.config import Settings, default
 from newsletter.core.models import (
@@ -293,8 +294,7 @@ def _skip_stale(edition: Edition, item: Due, now: datetime, *, session: Session)
         literal(reason),
         literal(now, type_=Delivery.created_at.type),
     ).where(_unplanned(item.group, item.kind, item.listing_date))
-    columns = ["edition_id", "subscriber_id", "status", "attempts", "skip_reason", "created_at"]
-    count = session.execute(insert(Delivery).from_select(columns, source)).rowcount or 0
+    count = deliveries.insert_planned(session, source)
     log.warning(
         "skipped the %s edition of %s for %d subscribers (%s %02d:00): %s",
         item.kind,

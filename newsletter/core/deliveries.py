@@ -1,4 +1,7 @@
-"""The delivery store: every statement that claims, renews, releases and records deliveries.
+"""The delivery store: the one module that writes delivery rows.
+
+Every statement that plans, skips, claims, renews, releases, records and deletes deliveries
+is here; planning, the schedule's stale skips, the sign-up flow and the sender call it.
 
 The crash-safety contract reads here. A row is *owed* when it is pending and due, or when it is
 being sent under a claim that ran out (its sender died). A sender claims owed rows (status
@@ -22,14 +25,18 @@ from typing import Any, NamedTuple
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Select,
     and_,
     bindparam,
+    delete,
     exists,
     func,
+    insert,
     or_,
     select,
     update,
 )
+from sqlalchemy.orm import Session
 
 from newsletter.core.db import db_now
 from newsletter.core.leases import holder_is_dead_here
@@ -292,3 +299,30 @@ def record_results(
     ):
         if params:
             conn.execute(stmt, params)
+
+
+# -- planning and a subscriber's rows ---------------------------------------------------------
+
+PLANNED_COLUMNS = ("edition_id", "subscriber_id", "status", "attempts", "skip_reason", "created_at")
+
+
+def insert_planned(session: Session, rows: Select[Any]) -> int:
+    """Insert the rows a SELECT gives, in PLANNED_COLUMNS' order; return how many."""
+    stmt = insert(Delivery).from_select(list(PLANNED_COLUMNS), rows)
+    # An INSERT ... SELECT only reports its row count when asked to keep it.
+    result = session.connection().execute(stmt.execution_options(preserve_rowcount=True))
+    return max(result.rowcount or 0, 0)
+
+
+def skip_pending_of(subscriber_id: int, reason: str, *, session: Session) -> None:
+    """Record a subscriber's pending rows as skipped (they unsubscribed): never sent."""
+    session.execute(
+        update(Delivery)
+        .where(Delivery.subscriber_id == subscriber_id, Delivery.status == PENDING)
+        .values(status=SKIPPED, skip_reason=reason)
+    )
+
+
+def delete_of(subscriber_ids: Sequence[int], *, session: Session) -> None:
+    """Delete every delivery row of these subscribers (their data is erased)."""
+    session.execute(delete(Delivery).where(Delivery.subscriber_id.in_(list(subscriber_ids))))
