@@ -340,6 +340,25 @@ def test_three_seeds_count_as_likes_and_bring_papers_beyond_the_readers_topics(
     assert _quantum_shown(text) == (2, 0)  # two discoveries, both like their papers
 
 
+def test_a_paper_no_nearer_their_papers_than_their_field_is_no_discovery(app, env):
+    """Sentence vectors put papers of one field 0.3 to 0.5 apart: such a paper is no
+    discovery, while the one much nearer their own papers is (real quantum papers)."""
+    with app.transaction() as s:
+        physics, other = f.topic(s, "physics"), f.topic(s, "other")
+        for p in QUANTUM[:7] + MATHS:  # their three, one near them, three of the field only
+            _paper(s, physics, title=p["title"], abstract=p["abstract"], arxiv_id=p["key"])
+        f.subscriber(s, "cy@example.org", [other])
+        embed_papers(session=s, paper_ids=s.scalars(select(Paper.id)), encoder=load_encoder())
+    ids = ",".join(p["key"] for p in QUANTUM[:3])
+    cli = Cli({**env, "NEWSLETTER_MATCH_NEIGHBOURS": "true"})
+    assert cli("subscribers", "edit", "cy@example.org", "--seed-papers", ids).exit_code == 0
+    selection = sending.make_selection(app, Edition(listing_date=f.DAY, kind="daily"))
+    with app.reading() as s:
+        sid = s.scalar(select(Subscriber.id).where(Subscriber.email == "cy@example.org"))
+    shown = [p.title for p in selection.papers_for(Reader(sid, (other.id,), 5))]
+    assert shown == [QUANTUM[3]["title"]]  # 0.62 to their papers; the others 0.32 to 0.42
+
+
 def test_the_json_backup_restores_a_readers_own_papers(app, run, day, tmp_path):
     library = str(LIBRARIES / "zotero_microbiome.ris")
     assert run("subscribers", "edit", ADDRESS, "--seed-file", library).exit_code == 0

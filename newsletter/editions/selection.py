@@ -26,7 +26,11 @@ DEFAULT_HF_URL = "https://huggingface.co"
 # A reader's votes: how far they move a paper, when one drops out, when others join.
 PERSONAL_WEIGHT = 1.0  # a similarity gap of 1 moves a paper past all of today's others
 DROP_SIMILARITY = 0.35  # this close to what they disliked (and closer than to any like): out
-DISCOVERY_SIMILARITY = 0.3
+DISCOVERY_SIMILARITY = 0.3  # this close in words to what they liked: a paper joins
+# Sentence vectors put two papers of one field 0.3 to 0.5 apart in cosine: a paper joins by
+# meaning only when nearer a reader's own papers than that (chosen on the dev papers of
+# benchmarks/readers.py; at 0.3, the words' cut, more unwanted papers joined than wanted).
+MEANING_DISCOVERY_SIMILARITY = 0.5
 # The topics of what they voted on: how far the chance of a like moves a paper, and when a
 # paper whose topics have mostly met "less like this" drops out.
 TOPIC_WEIGHT = 2.0
@@ -322,11 +326,14 @@ class EditionPapers:
             if cand.paper.id in taken or cand.paper.id in profile.disliked_ids:
                 continue
             words_far = near.get(cand.paper.id, 0.0) < DISCOVERY_SIMILARITY - ROUNDING
-            if words_far and similar.meaning(cand.paper.id) < DISCOVERY_SIMILARITY:
+            meaning = similar.meaning(cand.paper.id)
+            if words_far and meaning < MEANING_DISCOVERY_SIMILARITY:
                 continue
             like, dislike = similar(cand.paper.id)
+            words, _ = profile.similarities(signals.vectors.vector(cand.paper.id))
+            close = words >= DISCOVERY_SIMILARITY or meaning >= MEANING_DISCOVERY_SIMILARITY
             # Closer to a like than to any dislike: never unwanted.
-            if like >= DISCOVERY_SIMILARITY and like > dislike:
+            if close and like > dislike:
                 found.append((like, cand))
         found.sort(key=lambda item: (-item[0], item[1].paper.id))
         extras = []
