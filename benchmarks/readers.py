@@ -51,7 +51,7 @@ import tomllib
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -82,13 +82,14 @@ KS = (3, 10)  # papers per digest: a short digest, where order matters, and the 
 OWN, BROAD, NARROW = "own topic", "topic + another", "part of a topic"
 SENTENCE, SEEDED = "sentence", "sentence + 3 seeds"
 FIELD, FIELD_SEEDED = "field sentence", "field sentence + 3 seeds"
+TOPIC_SEEDED = "own topic + 3 seeds"
 KINDS = (OWN, BROAD, NARROW)  # the kinds --tune scores
-ALL_KINDS = (OWN, BROAD, NARROW, SENTENCE, SEEDED, FIELD, FIELD_SEEDED)
+ALL_KINDS = (OWN, BROAD, NARROW, TOPIC_SEEDED, SENTENCE, SEEDED, FIELD, FIELD_SEEDED)
 NONE, EVERY, FIRST = "none", "every digest", "first round"
 MODES = (NONE, EVERY, FIRST)
 SEEDS = 3
 NARROW_SHARED = 4  # papers of both topics, and of the wider one alone, for a narrow reader
-ALL, UNFITTED = "all papers", "never fitted"
+ALL, UNFITTED, FITTED = "all papers", "never fitted", "fitted on"
 # The constants --tune searches, with the values it tries.
 GRID = {
     "PERSONAL_WEIGHT": (1.0, 2.0, 4.0),
@@ -171,6 +172,11 @@ class World:
     first_rounds: dict[int, tuple[int, ...]] = field(default_factory=dict)  # sid -> paper ids
 
     @property
+    def fitted(self) -> frozenset[int]:
+        """Return the papers of the dev hash, which fitting and choices may look at."""
+        return frozenset(self.labels) - self.unfitted
+
+    @property
     def tuning(self) -> range:
         return range(self.scored.start)
 
@@ -219,19 +225,29 @@ def make_readers(
         and sum(1 for got in labels if {wide, part} <= got) >= NARROW_SHARED
         and sum(1 for got in labels if wide in got and part not in got) >= NARROW_SHARED
     ]
-    wrote = [(SENTENCE, SEEDED, frozenset({slug}), text, False)
+    earlier = sorted((p for p in papers if p.day < tuning), key=lambda p: p.row["key"])
+
+    def own_papers_of(reader: Reader) -> tuple[str, ...]:
+        """Return the first SEEDS papers of the tuning days the reader wants (fewer: none)."""
+        found = tuple(p.row["arxiv_id"] for p in earlier if reader.wants(p.labels))[:SEEDS]
+        return found if len(found) == SEEDS else ()
+
+    seeded = [
+        Reader(TOPIC_SEEDED, r.interest, r.topics, seeds=own_papers_of(r))
+        for r in own
+        if own_papers_of(r)
+    ]
+    wrote = [Reader(SENTENCE, frozenset({slug}), sentence=text)
              for slug, text in written.get("topics", {}).items()]  # fmt: skip
-    wrote += [(FIELD, FIELD_SEEDED, frozenset(f["labels"]), f["sentence"], True)
+    wrote += [Reader(FIELD, frozenset(f["labels"]), sentence=f["sentence"], any_of=True)
               for f in written.get("fields", ())]  # fmt: skip
     sentences = []
-    earlier = sorted((p for p in papers if p.day < tuning), key=lambda p: p.row["key"])
-    for kind, seeded_kind, interest, text, any_of in wrote:
-        reader = Reader(kind, interest, sentence=text, any_of=any_of)
+    for reader in wrote:
         sentences.append(reader)
-        own_ids = tuple(p.row["arxiv_id"] for p in earlier if reader.wants(p.labels))[:SEEDS]
-        if len(own_ids) == SEEDS:
-            sentences.append(Reader(seeded_kind, interest, (), text, own_ids, any_of))
-    return own + broad + narrow + sentences
+        if own_papers_of(reader):
+            kind = SEEDED if reader.kind == SENTENCE else FIELD_SEEDED
+            sentences.append(replace(reader, kind=kind, seeds=own_papers_of(reader)))
+    return own + broad + narrow + seeded + sentences
 
 
 def build_world(folder: Path, name: str, days: int, contiguous: bool,
@@ -371,7 +387,7 @@ def simulate(world: World, mode: str, *, share: float = 1.0) -> dict[tuple, Coun
         for (reader, k), sid in world.voters.items():
             topics = tuple(sorted(world.topic_ids[t] for t in reader.topics))
             shown = [p.paper_id for p in chooser.papers_for(digests.Reader(sid, topics, k))]
-            for part, kept in ((ALL, None), (UNFITTED, world.unfitted)):
+            for part, kept in ((ALL, None), (UNFITTED, world.unfitted), (FITTED, world.fitted)):
                 seen = [pid for pid in shown if kept is None or pid in kept]
                 liked = sum(1 for pid in seen if reader.wants(world.labels[pid]))
                 wanted = sum(1 for pid in day_ids if (kept is None or pid in kept)
