@@ -13,11 +13,12 @@ Kinds of reader. Three subscribed to topics: one wants a topic and subscribed to
 a topic and subscribed to it and one other (the digest is half noise to them); one subscribed
 to a topic but wants only its papers that are also of another topic (a narrower interest than
 any topic: "diffusion, but only in computer vision"), for every pair of topics sharing enough
-papers. Four subscribed to no topic: they wrote one sentence of interests (stored as
-`subscribers add --interests` stores it), for one topic ("sentence") or a whole field of
-several topics ("field sentence", where the set groups its topics so), alone or with three
-papers of their own (`--seed-papers`: the first three of the tuning days they want, by arXiv
-id). The sentences are in benchmarks/reader_interests.toml, which says how they were written.
+papers; and one of their own topic who gave three papers of their own ("own topic + 3
+seeds": `--seed-papers`, the first three of the tuning days they want, by arXiv id). Four
+subscribed to no topic: they wrote one sentence of interests (stored as `subscribers add
+--interests` stores it), for one topic ("sentence") or a whole field of several topics ("field
+sentence", where the set groups its topics so), alone or with three papers of their own. The
+sentences are in benchmarks/reader_interests.toml, which says how they were written.
 
 What readers do, one column each: nothing ("none"); vote on every paper of every digest ("every
 digest": "more like this" when it is in their interest, "less like this" otherwise); or rate
@@ -32,10 +33,11 @@ the papers of the 40% the matcher's weights and INTEREST_STANDING were never fit
 held-out hash of benchmarks/matching.py).
 
 Run: `.venv/bin/python benchmarks/readers.py [--set fields] [--days 10] [--contiguous]
-[--tune] [--papers N]`. `--tune` searches the constants of newsletter/editions/selection.py,
-one at a time, on the tuning days only and reports the best setting beside the current one;
-`--papers N` keeps N papers spread over the set (a quick run). Needs the sentence model; no
-server: SQLite in a temporary folder.
+[--tune] [--papers N] [--kind KIND ...]`. `--tune` searches the constants of
+newsletter/editions/selection.py, one at a time, on the tuning days only and reports the best
+setting beside the current one; `--papers N` keeps N papers spread over the set and `--kind`
+some kinds of reader (a quick run). Needs the sentence model; no server: SQLite in a temporary
+folder.
 """
 
 from __future__ import annotations
@@ -170,6 +172,7 @@ class World:
     readers: list[Reader]
     voters: dict[tuple[Reader, int], int]  # (reader, k) -> subscriber id
     first_rounds: dict[int, tuple[int, ...]] = field(default_factory=dict)  # sid -> paper ids
+    dated: bool = False  # the days are the set's own
 
     @property
     def fitted(self) -> frozenset[int]:
@@ -251,16 +254,20 @@ def make_readers(
 
 
 def build_world(folder: Path, name: str, days: int, contiguous: bool,
-                sample: int | None = None) -> World:  # fmt: skip
+                sample: int | None = None, kinds: Sequence[str] = ALL_KINDS,
+                database_url: str | None = None) -> World:  # fmt: skip
     """Store the tuning days' papers, add the readers and choose their first rounds, then
-    store the other days' papers and match them all, as ingest matches a day's papers."""
+    store the other days' papers and match them all, as ingest matches a day's papers.
+
+    The database is a new SQLite file in `folder` unless `database_url` names an empty one.
+    """
     try:
         encoder = load_encoder()
     except EmbeddingsUnavailable as exc:
         raise SystemExit(f"the sentence model is needed: {exc}") from exc
     settings = load_settings(
         env={},
-        database_url=f"sqlite:///{folder / 'readers.db'}",
+        database_url=database_url or f"sqlite:///{folder / 'readers.db'}",
         var_dir=str(folder),
         secret_key="bench-secret-of-at-least-32-bytes",
     )
@@ -275,7 +282,8 @@ def build_world(folder: Path, name: str, days: int, contiguous: bool,
         topic_ids = {slug: tid for tid, slug in s.execute(select(Topic.id, Topic.slug))}
         for day in dates:
             get_or_create_edition(day, session=s)
-    readers = make_readers(sorted(topic_ids), papers, tuning, written)
+    every = make_readers(sorted(topic_ids), papers, tuning, written)
+    readers = [r for r in every if r.kind in kinds]
     _store(app, [p for p in papers if p.day < tuning], dates, encoder)
     voters = _add_readers(app, readers, topic_ids)
     rounds = _first_rounds(app, sorted(voters.values()), dates[tuning - 1])
@@ -285,7 +293,8 @@ def build_world(folder: Path, name: str, days: int, contiguous: bool,
     labels = {keys[p.row["key"]]: p.labels for p in papers}
     unfitted = frozenset(keys[p.row["key"]] for p in papers if p.held_out)
     scored = range(tuning, len(dates))
-    return World(app, dates, scored, labels, unfitted, topic_ids, readers, voters, rounds)
+    dated = all(p.row.get("date") for p in papers)
+    return World(app, dates, scored, labels, unfitted, topic_ids, readers, voters, rounds, dated)
 
 
 def _arxiv_id(key: str, n: int) -> str:
@@ -482,16 +491,20 @@ def main(argv: list[str] | None = None) -> int:
         "--vote-share", type=float, default=1.0, help="share of their papers readers vote on"
     )
     parser.add_argument("--papers", type=int, help="keep this many papers, spread over the set")
+    parser.add_argument(
+        "--kind", action="append", choices=ALL_KINDS, help="only these readers (repeat)"
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        world = build_world(Path(tmp), args.set, args.days, args.contiguous, args.papers)
+        kinds = args.kind or ALL_KINDS
+        world = build_world(Path(tmp), args.set, args.days, args.contiguous, args.papers, kinds)
         rows = [(NONE, simulate(world, NONE)),
                 (EVERY, simulate(world, EVERY, share=args.vote_share)),
                 (FIRST, simulate(world, FIRST))]  # fmt: skip
-        current = {name: getattr(selection, name) for name in GRID}
+        current = {n: getattr(selection, n) for n in (*GRID, "MEANING_DISCOVERY_SIMILARITY")}
         per_kind = {kind: sum(1 for r in world.readers if r.kind == kind) for kind in ALL_KINDS}
-        layout = "dated" if args.set == "fields" else (
+        layout = "the set's own" if world.dated else (
             "consecutive" if args.contiguous else "interleaved")  # fmt: skip
         lines = [
             f"set {args.set}: {len(world.labels)} papers over {len(world.days)} days ({layout}); "
