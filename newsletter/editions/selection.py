@@ -16,6 +16,7 @@ from newsletter.content.rendering import DigestPaper, one_line
 from newsletter.core.latex import readable
 from newsletter.core.models import Paper, PaperTopic, Topic
 from newsletter.matching.interests import WHY as CLOSE_TO_INTERESTS
+from newsletter.matching.interests import InterestStandings
 from newsletter.matching.personal import ReaderRules
 from newsletter.matching.profiles import ReaderProfile, ReaderSignals
 from newsletter.matching.seeds import Seed
@@ -27,9 +28,12 @@ DEFAULT_HF_URL = "https://huggingface.co"
 PERSONAL_WEIGHT = 1.0  # a similarity gap of 1 moves a paper past all of today's others
 DROP_SIMILARITY = 0.35  # this close to what they disliked (and closer than to any like): out
 DISCOVERY_SIMILARITY = 0.3  # this close in words to what they liked: a paper joins
-# Sentence vectors put two papers of one field 0.3 to 0.5 apart in cosine: a paper joins by
-# meaning only when nearer a reader's own papers than that (chosen on the dev papers of
-# benchmarks/readers.py; at 0.3, the words' cut, more unwanted papers joined than wanted).
+# By meaning, a paper joins when it stands out near a reader's own papers among the recent
+# listings, as papers near their interests do: sentence vectors put all papers of one field
+# close, more so in some fields than others. Chosen on the dev papers of the labelled sets
+# (benchmarks/readers.py): below 3, more unwanted papers joined than wanted. Where too few
+# papers are stored to judge a standing, a cosine cut decides (at the words' 0.3, likewise).
+OWN_PAPERS_STANDING = 3.0
 MEANING_DISCOVERY_SIMILARITY = 0.5
 # The topics of what they voted on: how far the chance of a like moves a paper, and when a
 # paper whose topics have mostly met "less like this" drops out.
@@ -170,6 +174,7 @@ class EditionPapers:
         signals: ReaderSignals,
         rules: ReaderRules | None = None,
         close: Mapping[int, float] | None = None,
+        standings: InterestStandings | None = None,
     ) -> tuple[DigestPaper, ...]:
         """Return a reader's papers, shaped by their votes and their own rules.
 
@@ -203,7 +208,8 @@ class EditionPapers:
         ]
         papers = papers[: max(max_papers, len(pinned))]
         if profile is not None:
-            extras = self._discoveries(inside, exclude | muted, profile, signals, similar)
+            near = _near_own_papers(profile, standings)
+            extras = self._discoveries(inside, exclude | muted, profile, signals, similar, near)
             if extras:
                 papers = papers[: max(max_papers - len(extras), len(pinned))] + extras
         return tuple(papers)
@@ -314,6 +320,7 @@ class EditionPapers:
         profile: ReaderProfile,
         signals: ReaderSignals,
         similar: _Similarities,
+        near_own: Mapping[int, float] | None = None,
     ) -> list[DigestPaper]:
         if profile.likes < MIN_LIKES_FOR_DISCOVERY:
             return []
@@ -326,12 +333,15 @@ class EditionPapers:
             if cand.paper.id in taken or cand.paper.id in profile.disliked_ids:
                 continue
             words_far = near.get(cand.paper.id, 0.0) < DISCOVERY_SIMILARITY - ROUNDING
-            meaning = similar.meaning(cand.paper.id)
-            if words_far and meaning < MEANING_DISCOVERY_SIMILARITY:
+            if near_own is None:
+                by_meaning = similar.meaning(cand.paper.id) >= MEANING_DISCOVERY_SIMILARITY
+            else:
+                by_meaning = cand.paper.id in near_own
+            if words_far and not by_meaning:
                 continue
             like, dislike = similar(cand.paper.id)
             words, _ = profile.similarities(signals.vectors.vector(cand.paper.id))
-            close = words >= DISCOVERY_SIMILARITY or meaning >= MEANING_DISCOVERY_SIMILARITY
+            close = words >= DISCOVERY_SIMILARITY or by_meaning
             # Closer to a like than to any dislike: never unwanted.
             if close and like > dislike:
                 found.append((like, cand))
@@ -422,6 +432,16 @@ class _Similarities:
             found = self._seen[paper_id] = (max(like, self.meaning(paper_id)), dislike)
         return found
 
+
+
+def _near_own_papers(
+    profile: ReaderProfile, standings: InterestStandings | None
+) -> Mapping[int, float] | None:
+    """Return the edition's papers standing out in meaning near a reader's own papers, as
+    near their interests is judged; None where that cannot be judged (a cosine cut decides)."""
+    if profile.meaning is None or standings is None:
+        return None
+    return standings.close(profile.meaning, OWN_PAPERS_STANDING)
 
 
 def _because(title: str, own: bool) -> str:

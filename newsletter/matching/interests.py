@@ -114,8 +114,8 @@ class InterestStandings:
         covariance = centred.T @ centred / len(ref)
         return cls(tuple(paper_ids), np.asarray(vectors, dtype=np.float64), mean, covariance)
 
-    def close(self, vector: Any) -> dict[int, float]:
-        """Return the papers whose standing reaches INTEREST_STANDING, with their standing."""
+    def close(self, vector: Any, cut: float = INTEREST_STANDING) -> dict[int, float]:
+        """Return the papers whose standing reaches the cut, with their standing."""
         import numpy as np
 
         v = np.asarray(vector, dtype=np.float64)
@@ -124,7 +124,7 @@ class InterestStandings:
             return {}
         z = (self.vectors @ v - self.mean @ v) / spread
         has_vector = np.abs(self.vectors).max(axis=1) > 0
-        rows = np.flatnonzero((z >= INTEREST_STANDING) & has_vector)
+        rows = np.flatnonzero((z >= cut) & has_vector)
         return {self.paper_ids[i]: round(float(z[i]), 3) for i in rows}
 
 
