@@ -208,8 +208,9 @@ class EditionPapers:
         ]
         papers = papers[: max(max_papers, len(pinned))]
         if profile is not None:
-            near = _near_own_papers(profile, standings)
-            extras = self._discoveries(inside, exclude | muted, profile, signals, similar, near)
+            extras = self._discoveries(
+                inside, exclude | muted, profile, signals, similar, standings
+            )
             if extras:
                 papers = papers[: max(max_papers - len(extras), len(pinned))] + extras
         return tuple(papers)
@@ -320,10 +321,11 @@ class EditionPapers:
         profile: ReaderProfile,
         signals: ReaderSignals,
         similar: _Similarities,
-        near_own: Mapping[int, float] | None = None,
+        standings: InterestStandings | None = None,
     ) -> list[DigestPaper]:
         if profile.likes < MIN_LIKES_FOR_DISCOVERY:
             return []
+        meaning_cut = _meaning_cut(profile, standings)
         taken = {c.paper.id for c in inside} | set(exclude) | set(profile.liked_ids)
         # Most papers are far from every like: the likeness of all of them at once, through
         # an index of their words, rules those out before the exact pair of products.
@@ -333,10 +335,8 @@ class EditionPapers:
             if cand.paper.id in taken or cand.paper.id in profile.disliked_ids:
                 continue
             words_far = near.get(cand.paper.id, 0.0) < DISCOVERY_SIMILARITY - ROUNDING
-            if near_own is None:
-                by_meaning = similar.meaning(cand.paper.id) >= MEANING_DISCOVERY_SIMILARITY
-            else:
-                by_meaning = cand.paper.id in near_own
+            meaning = similar.meaning(cand.paper.id)
+            by_meaning = meaning > 0 and meaning >= meaning_cut
             if words_far and not by_meaning:
                 continue
             like, dislike = similar(cand.paper.id)
@@ -434,14 +434,15 @@ class _Similarities:
 
 
 
-def _near_own_papers(
-    profile: ReaderProfile, standings: InterestStandings | None
-) -> Mapping[int, float] | None:
-    """Return the edition's papers standing out in meaning near a reader's own papers, as
-    near their interests is judged; None where that cannot be judged (a cosine cut decides)."""
-    if profile.meaning is None or standings is None:
-        return None
-    return standings.close(profile.meaning, OWN_PAPERS_STANDING)
+def _meaning_cut(profile: ReaderProfile, standings: InterestStandings | None) -> float:
+    """Return the cosine to a reader's own papers from which a paper joins by meaning: where
+    it stands OWN_PAPERS_STANDING out among the recent listings, as nearness to interests is
+    judged; MEANING_DISCOVERY_SIMILARITY where that cannot be judged."""
+    if profile.meaning is not None and standings is not None:
+        found = standings.similarity_at(profile.meaning, OWN_PAPERS_STANDING)
+        if found is not None:
+            return found
+    return MEANING_DISCOVERY_SIMILARITY
 
 
 def _because(title: str, own: bool) -> str:
