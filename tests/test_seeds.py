@@ -7,6 +7,8 @@ import email
 import email.policy
 import json
 import mailbox
+import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -30,7 +32,7 @@ IDLIST = FIXTURES / "arxiv_api_2026_idlist.xml"  # the arXiv API's answer for 16
 ADDRESS = "ada@example.org"
 
 
-def _paper(session, topic, *, title, abstract, arxiv_id=None, doi=None):
+def _paper(session, topic, *, title, abstract, arxiv_id=None, doi=None, day=f.DAY):
     row = Paper(
         title=title,
         title_key=title.casefold()[:512],
@@ -39,7 +41,7 @@ def _paper(session, topic, *, title, abstract, arxiv_id=None, doi=None):
         arxiv_id=arxiv_id,
         doi=doi,
         url_abs=f"https://arxiv.org/abs/{arxiv_id}" if arxiv_id else None,
-        listing_date=f.DAY,
+        listing_date=day,
         source="arxiv",
     )
     session.add(row)
@@ -338,6 +340,57 @@ def test_three_seeds_count_as_likes_and_bring_papers_beyond_the_readers_topics(
         text = text.replace(f"Like your paper \u201c{title}\u201d", "")
         assert title not in text
     assert _quantum_shown(text) == (2, 0)  # two discoveries, both like their papers
+
+
+ML = json.loads((Path(__file__).parent / "labelled/papers.json").read_text("utf-8"))
+ML_LABELS = json.loads((Path(__file__).parent / "labelled/labels.json").read_text("utf-8"))
+
+
+def _discoveries_of_three_seeds(app, env, papers, seeds) -> list[str]:
+    """Store a day of real papers in one topic and return what a reader of another topic
+    gets from the first three `seeds` as their own (stored, listed a year before)."""
+    with app.transaction() as s:
+        physics, other = f.topic(s, "physics"), f.topic(s, "other")
+        for p in papers:
+            _paper(s, physics, title=p["title"], abstract=p["abstract"], arxiv_id=p["key"])
+        for p in seeds[:3]:
+            _paper(s, physics, title=p["title"], abstract=p["abstract"], arxiv_id=p["key"],
+                   day=f.DAY - timedelta(days=365))  # fmt: skip
+        f.subscriber(s, "cy@example.org", [other])
+        embed_papers(session=s, paper_ids=s.scalars(select(Paper.id)), encoder=load_encoder())
+    ids = ",".join(p["key"] for p in seeds[:3])
+    cli = Cli({**env, "NEWSLETTER_MATCH_NEIGHBOURS": "true"})
+    assert cli("subscribers", "edit", "cy@example.org", "--seed-papers", ids).exit_code == 0
+    selection = sending.make_selection(app, Edition(listing_date=f.DAY, kind="daily"))
+    with app.reading() as s:
+        sid = s.scalar(select(Subscriber.id).where(Subscriber.email == "cy@example.org"))
+        topic_id = s.scalar(select(f.Topic.id).where(f.Topic.slug == "other"))
+    return [p.title for p in selection.papers_for(Reader(sid, (topic_id,), 5))]
+
+
+def test_on_a_small_day_a_paper_no_nearer_their_papers_than_their_field_is_no_discovery(
+    app, env
+):
+    """Too few papers to judge a standing: papers of one field are 0.3 to 0.5 apart in
+    meaning, and only the one much nearer their own papers joins (real quantum papers)."""
+    shown = _discoveries_of_three_seeds(app, env, QUANTUM[3:7] + MATHS, QUANTUM[:3])
+    assert shown == [QUANTUM[3]["title"]]  # 0.62 to their papers; the others 0.32 to 0.42
+
+
+def test_among_many_papers_of_one_field_none_merely_of_the_field_is_a_discovery(app, env):
+    """Judged against the day's papers, as interests are: in a day of machine learning, where
+    every paper is near every other in meaning (six at 0.5 or more to their papers), none
+    stands out near a reader's three papers on AI safety."""
+    with_ids = [p for p in ML if re.fullmatch(r"\d{4}\.\d{4,5}", p["key"])]
+    safety = [p for p in with_ids if "ai-safety" in ML_LABELS[p["key"]]][:3]
+    others = [p for p in with_ids if "ai-safety" not in ML_LABELS[p["key"]]][:40]
+    assert _discoveries_of_three_seeds(app, env, others, safety) == []
+
+
+def test_among_many_papers_of_many_fields_one_of_their_subject_is_a_discovery(app, env):
+    fields = [p for p in FIELDS if p["categories"][0] != "quant-ph"][:40]
+    shown = _discoveries_of_three_seeds(app, env, fields + QUANTUM[3:4], QUANTUM[:3])
+    assert shown == [QUANTUM[3]["title"]]
 
 
 def test_the_json_backup_restores_a_readers_own_papers(app, run, day, tmp_path):

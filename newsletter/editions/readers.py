@@ -68,8 +68,8 @@ class ReaderSelection:
         self.sent = sent or {}
         # Loads the votes of a batch of readers into signals, when they come per batch.
         self._load_votes = load_votes
-        # The edition's papers against the recent window, for readers' interests (None: no
-        # reader wrote any, or meaning cannot be judged here).
+        # The edition's papers against the recent window, for readers' interests and own
+        # papers (None: no reader has either, or meaning cannot be judged here).
         self._standings = standings
         # Personal selections of recent readers: a batch is asked for twice (warm, build).
         self._personal: dict[Reader, tuple[DigestPaper, ...]] = {}
@@ -104,7 +104,7 @@ class ReaderSelection:
         )  # fmt: skip
         loader = load_votes if signals is not None else None
         standings = None
-        if signals is not None and signals.has_interests:
+        if signals is not None and (signals.has_interests or signals.has_meaning):
             standings = load_standings(papers.paper_ids(), session=session)
         return cls(papers, signals, sent=sent, load_votes=loader, standings=standings)
 
@@ -146,6 +146,7 @@ class ReaderSelection:
             papers = self.papers.for_reader(
                 reader.topic_ids, reader.max_papers, sent,
                 signals.profile(sid), signals, signals.rules(sid), self._close(signals, sid),
+                self._standings,
             )  # fmt: skip
             with self._lock:
                 if len(self._personal) >= PERSONAL_MEMO:  # bounded: memory flat in readers

@@ -17,6 +17,7 @@ from newsletter.core.config import default
 from newsletter.core.latex import readable
 from newsletter.core.models import Paper, PaperTopic, Topic
 from newsletter.matching.interests import WHY as CLOSE_TO_INTERESTS
+from newsletter.matching.interests import InterestStandings
 from newsletter.matching.personal import ReaderRules
 from newsletter.matching.profiles import ReaderProfile, ReaderSignals
 from newsletter.matching.seeds import Seed
@@ -27,7 +28,14 @@ DEFAULT_HF_URL = default("hf_url")  # where discussion pages live, unless config
 # A reader's votes: how far they move a paper, when one drops out, when others join.
 PERSONAL_WEIGHT = 1.0  # a similarity gap of 1 moves a paper past all of today's others
 DROP_SIMILARITY = 0.35  # this close to what they disliked (and closer than to any like): out
-DISCOVERY_SIMILARITY = 0.3
+DISCOVERY_SIMILARITY = 0.3  # this close in words to what they liked: a paper joins
+# By meaning, a paper joins when it stands out near a reader's own papers among the recent
+# listings, as papers near their interests do: sentence vectors put all papers of one field
+# close, more so in some fields than others. Chosen on the dev papers of the labelled sets
+# (benchmarks/readers.py): below 3, more unwanted papers joined than wanted. Where too few
+# papers are stored to judge a standing, a cosine cut decides (at the words' 0.3, likewise).
+OWN_PAPERS_STANDING = 3.0
+MEANING_DISCOVERY_SIMILARITY = 0.5
 # The topics of what they voted on: how far the chance of a like moves a paper, and when a
 # paper whose topics have mostly met "less like this" drops out.
 TOPIC_WEIGHT = 2.0
@@ -167,6 +175,7 @@ class EditionPapers:
         signals: ReaderSignals,
         rules: ReaderRules | None = None,
         close: Mapping[int, float] | None = None,
+        standings: InterestStandings | None = None,
     ) -> tuple[DigestPaper, ...]:
         """Return a reader's papers, shaped by their votes and their own rules.
 
@@ -200,7 +209,9 @@ class EditionPapers:
         ]
         papers = papers[: max(max_papers, len(pinned))]
         if profile is not None:
-            extras = self._discoveries(inside, exclude | muted, profile, signals, similar)
+            extras = self._discoveries(
+                inside, exclude | muted, profile, signals, similar, standings
+            )
             if extras:
                 papers = papers[: max(max_papers - len(extras), len(pinned))] + extras
         return tuple(papers)
@@ -311,9 +322,11 @@ class EditionPapers:
         profile: ReaderProfile,
         signals: ReaderSignals,
         similar: _Similarities,
+        standings: InterestStandings | None = None,
     ) -> list[DigestPaper]:
         if profile.likes < MIN_LIKES_FOR_DISCOVERY:
             return []
+        meaning_cut = _meaning_cut(profile, standings)
         taken = {c.paper.id for c in inside} | set(exclude) | set(profile.liked_ids)
         # Most papers are far from every like: the likeness of all of them at once, through
         # an index of their words, rules those out before the exact pair of products.
@@ -323,11 +336,15 @@ class EditionPapers:
             if cand.paper.id in taken or cand.paper.id in profile.disliked_ids:
                 continue
             words_far = near.get(cand.paper.id, 0.0) < DISCOVERY_SIMILARITY - ROUNDING
-            if words_far and similar.meaning(cand.paper.id) < DISCOVERY_SIMILARITY:
+            meaning = similar.meaning(cand.paper.id)
+            by_meaning = meaning > 0 and meaning >= meaning_cut
+            if words_far and not by_meaning:
                 continue
             like, dislike = similar(cand.paper.id)
+            words, _ = profile.similarities(signals.vectors.vector(cand.paper.id))
+            close = words >= DISCOVERY_SIMILARITY or by_meaning
             # Closer to a like than to any dislike: never unwanted.
-            if like >= DISCOVERY_SIMILARITY and like > dislike:
+            if close and like > dislike:
                 found.append((like, cand))
         found.sort(key=lambda item: (-item[0], item[1].paper.id))
         extras = []
@@ -416,6 +433,17 @@ class _Similarities:
             found = self._seen[paper_id] = (max(like, self.meaning(paper_id)), dislike)
         return found
 
+
+
+def _meaning_cut(profile: ReaderProfile, standings: InterestStandings | None) -> float:
+    """Return the cosine to a reader's own papers from which a paper joins by meaning: where
+    it stands OWN_PAPERS_STANDING out among the recent listings, as nearness to interests is
+    judged; MEANING_DISCOVERY_SIMILARITY where that cannot be judged."""
+    if profile.meaning is not None and standings is not None:
+        found = standings.similarity_at(profile.meaning, OWN_PAPERS_STANDING)
+        if found is not None:
+            return found
+    return MEANING_DISCOVERY_SIMILARITY
 
 
 def _because(title: str, own: bool) -> str:

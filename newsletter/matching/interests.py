@@ -86,7 +86,8 @@ def reader_vector(text: str, model: str | None, blob: bytes | None) -> Any | Non
 
 @dataclass(frozen=True)
 class InterestStandings:
-    """An edition's papers, ready to be judged against any reader's interests vector.
+    """An edition's papers, ready to be judged against any reader's interests vector (or
+    the mean of their own papers').
 
     The standing of a paper is its similarity's z-score over the recent window's papers, as
     `meaning.standing` computes it; from the window's mean vector and covariance it costs
@@ -119,13 +120,26 @@ class InterestStandings:
         import numpy as np
 
         v = np.asarray(vector, dtype=np.float64)
-        spread = float(np.sqrt(max(v @ self.covariance @ v, 0.0)))
+        spread = self._spread(v)
         if spread <= 1e-9 or not len(self.paper_ids):
             return {}
         z = (self.vectors @ v - self.mean @ v) / spread
         has_vector = np.abs(self.vectors).max(axis=1) > 0
         rows = np.flatnonzero((z >= INTEREST_STANDING) & has_vector)
         return {self.paper_ids[i]: round(float(z[i]), 3) for i in rows}
+
+    def similarity_at(self, vector: Any, cut: float) -> float | None:
+        """Return the similarity to a vector from which a paper stands `cut` out (None: the
+        window's papers do not spread along it). Two small products, whatever the papers."""
+        import numpy as np
+
+        v = np.asarray(vector, dtype=np.float64)
+        spread = self._spread(v)
+        return None if spread <= 1e-9 else float(self.mean @ v + cut * spread)
+
+    def _spread(self, v: Any) -> float:
+        """Return the standard deviation of the window's similarities to v."""
+        return float(max(v @ self.covariance @ v, 0.0) ** 0.5)
 
 
 def load_standings(candidate_ids: Sequence[int], *, session: Session) -> InterestStandings | None:

@@ -357,6 +357,11 @@ class ReaderSignals:
         cosines = self._meaning @ profile.meaning
         return dict(zip(self._meaning_ids, cosines.tolist(), strict=True))
 
+    @property
+    def has_meaning(self) -> bool:
+        """Tell whether readers' own papers meet the edition's papers in meaning here."""
+        return self._meaning is not None
+
     def seeds(self, subscriber_id: int) -> list[Seed]:
         """Return a reader's own papers (loaded with their votes)."""
         return self._seeds.get(subscriber_id, [])
