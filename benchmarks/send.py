@@ -6,10 +6,11 @@ choosing papers, rendering, building, sending over SMTP and recording every deli
 Usage:
   python benchmarks/send.py [--subscribers 100000] [--connections 4] [--naive 2000]
                             [--database URL] [--memory 25000,100000,200000] [--profile]
-                            [--voters 0.2 --followers 0.05]
+                            [--voters 0.2 --followers 0.05 --own-words 0.2]
 
 With --voters or --followers, that share of subscribers hold 10 to 14 votes on the previous
-day's papers, or follow an author, and the send is timed again beside the same subscribers
+day's papers, or follow an author; with --own-words, that share wrote a sentence of interests
+and gave three papers of their own. The send is timed again beside the same subscribers
 without them.
 """
 
@@ -218,6 +219,50 @@ def add_reader_signals(app, n: int, voters: float, followers: float, seed: int =
                          .values(follow_authors=[name]))  # fmt: skip
 
 
+def add_own_words(app, n: int, share: float, seed: int = 3) -> None:  # noqa: ANN001
+    """Give a share of the n subscribers a sentence of interests and three papers of their own.
+
+    The sentences are the machine-learning ones of benchmarks/reader_interests.toml, each
+    embedded once (as `subscribers edit --interests` does); the own papers are three of
+    yesterday's, with their vectors. The day's papers get their vectors, as ingest gives them.
+    """
+    import tomllib
+
+    from sqlalchemy import insert, select, update
+
+    from newsletter.core.models import Paper, ReaderSeed, Subscriber
+    from newsletter.matching.embeddings import MODEL_ID, load_encoder, paper_text, to_bytes
+    from newsletter.matching.interests import embed_interests
+    from newsletter.matching.matches import embed_papers
+
+    rnd = random.Random(seed)
+    table = tomllib.loads((REPO / "benchmarks" / "reader_interests.toml").read_text("utf-8"))
+    sentences = list(table["ml"]["topics"].values())
+    vectors = embed_interests(sentences)
+    encoder = load_encoder()
+    with app.transaction() as session:
+        today = list(session.scalars(select(Paper.id).where(Paper.listing_date == DAY)))
+        embed_papers(session=session, paper_ids=today, encoder=encoder)
+    past = past_papers()
+    texts = [paper_text(p["title"], p["abstract"]) for p in past]
+    past_vectors = list(to_bytes(encoder.embed(texts)))
+    chosen = rnd.sample(range(1, n + 1), int(n * share))
+    for start in range(0, len(chosen), CHUNK):
+        part = chosen[start : start + CHUNK]
+        with app.engine.begin() as conn:
+            for sid in part:
+                k = rnd.randrange(len(sentences))
+                model, blob = vectors[k]
+                said = {"interests": sentences[k], "interests_model": model,
+                        "interests_vector": blob}  # fmt: skip
+                conn.execute(update(Subscriber).where(Subscriber.id == sid).values(**said))
+            conn.execute(insert(ReaderSeed), [
+                {"subscriber_id": sid, "title": past[j]["title"], "abstract": past[j]["abstract"],
+                 "model": MODEL_ID, "vector": past_vectors[j]}
+                for sid in part for j in rnd.sample(range(len(past)), 3)
+            ])  # fmt: skip
+
+
 def past_papers() -> list[dict]:
     """Return the labelled papers that are not among the seed papers (yesterday's listing)."""
     seed_titles = {p["title"] for p in seed_papers(REPO.parent / "shared")}
@@ -249,6 +294,8 @@ def child(args: argparse.Namespace) -> None:
     populate(app, args.subscribers, seed_papers(Path(args.shared)))
     if args.voters or args.followers:
         add_reader_signals(app, args.subscribers, args.voters, args.followers)
+    if args.own_words:
+        add_own_words(app, args.subscribers, args.own_words)
     gc.collect()
     _reset_peak_rss()  # measure the send, not the populating
     transport = _SizeCounting(make_transport(settings.transport))
@@ -377,7 +424,8 @@ def run_ours(
         if profile:
             cmd.append("--profile")
         if signals:
-            cmd += ["--voters", str(args.voters), "--followers", str(args.followers)]
+            cmd += ["--voters", str(args.voters), "--followers", str(args.followers),
+                    "--own-words", str(args.own_words)]  # fmt: skip
         out = subprocess.run(cmd, check=True, capture_output=True, text=True)
         if profile:
             Path("benchmarks/profile.txt").write_text(out.stderr)
@@ -497,6 +545,10 @@ def main() -> None:
     parser.add_argument(
         "--followers", type=float, default=0.0, help="share of subscribers following an author"
     )
+    parser.add_argument(
+        "--own-words", type=float, default=0.0,
+        help="share of subscribers with a sentence of interests and three papers of their own",
+    )  # fmt: skip
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--prepare-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
@@ -508,7 +560,7 @@ def main() -> None:
     port = free_port()
     sink = start_sink(port)
     try:
-        signals = bool(args.voters or args.followers)
+        signals = bool(args.voters or args.followers or args.own_words)
         ours = run_ours(args, port, args.subscribers, profile=args.profile and not signals)
         ours_rate = ours["sent"] / ours["seconds"]
         personal = (
@@ -558,7 +610,8 @@ def _print_personal(args, ours: dict, personal: dict, source_rate: float) -> Non
     print("|---:|---|---:|---:|---:|---:|")
     print(f"| {args.subscribers:,} | none | {base:,.0f} | 1.00 | {base / source_rate:.2f} "
           f"| {ours['rss_mb']:.0f} |")  # fmt: skip
-    print(f"| {args.subscribers:,} | {args.voters:.0%} vote, {args.followers:.0%} follow "
+    words = f", {args.own_words:.0%} own words and papers" if args.own_words else ""
+    print(f"| {args.subscribers:,} | {args.voters:.0%} vote, {args.followers:.0%} follow{words} "
           f"| {rate:,.0f} | {rate / base:.2f} | {rate / source_rate:.2f} "
           f"| {personal['rss_mb']:.0f} |")  # fmt: skip
     cpu = ours["cpu_seconds"] / personal["cpu_seconds"]
