@@ -291,11 +291,19 @@ def child(args: argparse.Namespace) -> None:
     )
     app = App(settings)
     app.ensure_schema()
+    if args.own_words_only:
+        add_own_words(app, args.subscribers, args.own_words)
+        return
     populate(app, args.subscribers, seed_papers(Path(args.shared)))
     if args.voters or args.followers:
         add_reader_signals(app, args.subscribers, args.voters, args.followers)
     if args.own_words:
-        add_own_words(app, args.subscribers, args.own_words)
+        # In a process of its own: the sentence model loaded here would count in the send's
+        # memory, which it does not need (the vectors are stored).
+        cmd = [sys.executable, __file__, "--own-words-only", "--workdir", str(tmp),
+               "--database", url, "--subscribers", str(args.subscribers),
+               "--own-words", str(args.own_words), "--port", "0", "--shared", str(args.shared)]
+        subprocess.run(cmd, check=True, capture_output=True, text=True)  # fmt: skip
     gc.collect()
     _reset_peak_rss()  # measure the send, not the populating
     transport = _SizeCounting(make_transport(settings.transport))
@@ -550,11 +558,12 @@ def main() -> None:
         help="share of subscribers with a sentence of interests and three papers of their own",
     )  # fmt: skip
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--own-words-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--prepare-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
+    if args.child or args.own_words_only:
         child(args)
         return
     port = free_port()
