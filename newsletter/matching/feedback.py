@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from newsletter.core.db import execute_dml
 from newsletter.core.errors import NotFound
 from newsletter.core.models import Delivery, FeedbackVote, Paper, Subscriber, utcnow
 
@@ -58,10 +59,11 @@ def record_vote(
 
 def undo_vote(subscriber_id: int, paper_id: int, *, session: Session) -> bool:
     """Remove a reader's vote on a paper; False when there was none."""
-    result = session.execute(
+    result = execute_dml(
+        session,
         delete(FeedbackVote).where(
             FeedbackVote.subscriber_id == subscriber_id, FeedbackVote.paper_id == paper_id
-        )
+        ),
     )
     return bool(result.rowcount)
 

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
+from newsletter.core.db import execute_dml
 from newsletter.core.models import (
     FeedbackVote,
     Paper,
@@ -437,5 +438,5 @@ def _delete_matches(session: Session, ids: list[int] | None, topic_ids: list[int
             stmt = stmt.where(PaperTopic.paper_id.in_(chunk))
         if topic_ids is not None:
             stmt = stmt.where(PaperTopic.topic_id.in_(topic_ids))
-        removed += session.execute(stmt).rowcount or 0
+        removed += execute_dml(session, stmt).rowcount or 0
     return removed

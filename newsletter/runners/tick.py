@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from newsletter.audience.eligibility import receives_digests
 from newsletter.core.app import App
 from newsletter.core.config import Settings, default
+from newsletter.core.db import execute_dml
 from newsletter.core.leases import (
     default_worker_id,
     give_up_lease,
@@ -313,7 +314,7 @@ def _skip_stale(edition: Edition, item: Due, now: datetime, *, session: Session)
         literal(now, type_=Delivery.created_at.type),
     ).where(_unplanned(item.group, item.kind, item.listing_date))
     columns = ["edition_id", "subscriber_id", "status", "attempts", "skip_reason", "created_at"]
-    count = session.execute(insert(Delivery).from_select(columns, source)).rowcount or 0
+    count = execute_dml(session, insert(Delivery).from_select(columns, source)).rowcount or 0
     log.warning(
         "skipped the %s edition of %s for %d subscribers (%s %02d:00): %s",
         item.kind,
