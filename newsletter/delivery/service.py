@@ -71,7 +71,7 @@ def options_from_settings(app: App, **overrides: object) -> SendOptions:
         "guard": GuardLimits.from_settings(s),
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
-    return SendOptions(**values)  # type: ignore[arg-type]
+    return SendOptions(**values)  # type: ignore[arg-type]  # each value is its field's setting
 
 
 def plan(app: App, listing_date: date | None = None) -> PlanStats:

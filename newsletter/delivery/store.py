@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    SQLColumnExpression,
     and_,
     bindparam,
     exists,
@@ -87,7 +88,7 @@ def editions_with_owed(conn: Connection, *, paused: bool = False) -> list[int]:
     return list(conn.scalars(query.order_by(Delivery.edition_id)))
 
 
-def _paused(edition_id: ColumnElement[int] | int) -> ColumnElement[bool]:
+def _paused(edition_id: SQLColumnExpression[int] | int) -> ColumnElement[bool]:
     """Select rows of an edition the deliverability guard paused."""
     return exists().where(Edition.id == edition_id, Edition.paused_at.is_not(None))
 
