@@ -147,8 +147,8 @@ def _carried_papers(edition_id: int, *, session: Session) -> set[int]:
 
 def _with_papers(edition_id: int, *, session: Session) -> list[tuple[int, int, int]]:
     return [
-        tuple(row)
-        for row in session.execute(
+        (vote, subscriber_id, paper_id)
+        for vote, subscriber_id, paper_id in session.execute(
             select(FeedbackVote.vote, FeedbackVote.subscriber_id, FeedbackVote.paper_id)
             .join(Delivery, Delivery.subscriber_id == FeedbackVote.subscriber_id)
             .where(Delivery.edition_id == edition_id)

@@ -229,7 +229,8 @@ def _examples(
     out: list[Examples | None] = []
     for topic in topics:
         liked, disliked = votes.get(topic.id, ([], []))
-        positive, negative = [], []
+        positive: list[int] = []
+        negative: list[int] = []
         if topic.examples or topic.not_examples:
             positive, negative = example_paper_ids(topic, session=session)
         groups = [positive, negative, liked, disliked]
@@ -350,7 +351,7 @@ def embed_papers(
     todo = [i for i in ids if i not in have]
     if not todo:
         return 0
-    rows = []
+    rows: list[tuple[int, str, str]] = []
     for chunk in _chunks(todo):
         query = select(Paper.id, Paper.title, Paper.abstract).where(Paper.id.in_(chunk or []))
         rows.extend(session.execute(query).all())
