@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -250,7 +251,7 @@ def edition_sender(
     )
 
 
-def edition_status(app: App, listing_date: date | None = None) -> dict[str, object]:
+def edition_status(app: App, listing_date: date | None = None) -> dict[str, Any]:
     """Return the edition's delivery counts per status."""
     with app.reading() as session:
         day = resolve_listing_date(listing_date, session=session)

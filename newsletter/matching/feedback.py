@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypedDict
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -27,6 +28,16 @@ class PaperVotes:
     paper_id: int
     likes: int
     dislikes: int
+
+
+class ListedVote(TypedDict):
+    """One vote as `feedback list` shows it."""
+
+    email: str
+    paper: str
+    arxiv_id: str | None
+    vote: str  # "more" or "less"
+    at: str  # ISO 8601
 
 
 def load_paper(paper_id: int, *, session: Session) -> Paper:
@@ -156,7 +167,7 @@ def _with_papers(edition_id: int, *, session: Session) -> list[tuple[int, int, i
     ]
 
 
-def list_votes(*, session: Session, email: str | None = None) -> list[dict[str, object]]:
+def list_votes(*, session: Session, email: str | None = None) -> list[ListedVote]:
     """Return every vote (or one reader's), newest first, with the reader and the paper."""
     query = (
         select(FeedbackVote, Subscriber.email, Paper.title, Paper.arxiv_id)
