@@ -85,6 +85,7 @@ class _JsonList:
     def _next_char(self) -> str:
         """Skip white space; return the next character, or "" at the end."""
         while True:
+            # Never None: _SPACE matches the empty string too.
             self.pos = _SPACE.match(self.buf, self.pos).end()  # type: ignore[union-attr]
             if self.pos < len(self.buf):
                 return self.buf[self.pos]

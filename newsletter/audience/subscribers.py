@@ -22,7 +22,7 @@ from datetime import datetime
 from functools import cache, lru_cache
 from operator import itemgetter
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 from zoneinfo import available_timezones
 
 from email_validator import EmailNotValidError, validate_email
@@ -31,7 +31,7 @@ from email_validator.rfc_constants import (
     DOT_ATOM_TEXT,
     EMAIL_MAX_LENGTH,
 )
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from newsletter.content.headers import address_problem, has_format_character, hides_control
@@ -84,8 +84,9 @@ NO_WANTS = "no topics given, and no interests: a subscriber needs one or the oth
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _MAILBOX_NAMES = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
 
-SUBSCRIBERS = Subscriber.__table__
-SUBSCRIPTIONS = Subscription.__table__
+# Their Tables, which SQLAlchemy types as any FromClause a model could be mapped to.
+SUBSCRIBERS = cast(Table, Subscriber.__table__)
+SUBSCRIPTIONS = cast(Table, Subscription.__table__)
 
 
 @dataclass(frozen=True)
@@ -895,11 +896,11 @@ class _Importer:
             )
             conn.execute(stmt, updates)
         if unlink:
-            stmt = delete(SUBSCRIPTIONS).where(
+            unlinking = delete(SUBSCRIPTIONS).where(
                 SUBSCRIPTIONS.c.subscriber_id == bindparam("b_sid"),
                 SUBSCRIPTIONS.c.topic_id == bindparam("b_tid"),
             )
-            conn.execute(stmt, unlink)
+            conn.execute(unlinking, unlink)
 
     def _link(self, links: list[tuple[int, int]], now: datetime) -> None:
         if not links:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from email import message_from_bytes, message_from_string, policy
 from email.message import Message
@@ -225,9 +226,15 @@ def _field_blocks(part: Message) -> list[Message]:
         return [p for p in payload if isinstance(p, Message)]
     raw = payload.encode() if isinstance(payload, str) else bytes(payload or b"")
     if part.get("Content-Transfer-Encoding", "").lower() == "base64":
-        raw = part.get_payload(decode=True) or b""
+        raw = _payload_bytes(part)
     blocks = re.split(rb"\r?\n\s*\r?\n", raw.strip())
     return [message_from_bytes(b + b"\n\n", policy=policy.compat32) for b in blocks if b.strip()]
+
+
+def _payload_bytes(part: Message) -> bytes:
+    """Return a leaf part's payload with its transfer encoding undone (b"" when it has none)."""
+    raw = part.get_payload(decode=True)
+    return raw if isinstance(raw, bytes) else b""
 
 
 def _typed_value(value: str) -> str:
@@ -351,10 +358,11 @@ def _feedback_fields(msg: Message) -> Message | None:
     if parts:
         blocks = _field_blocks(parts[0])
         return blocks[0] if blocks else Message()
-    report_type = (msg.get_param("report-type") or "").lower() if msg.is_multipart() else ""
+    # A str: the email package decodes RFC 2231 tuples only for names of word characters.
+    report_type = str(msg.get_param("report-type") or "").lower() if msg.is_multipart() else ""
     if report_type == "feedback-report":
         for part in _parts(msg, "text/plain"):
-            text = (part.get_payload(decode=True) or b"")[:20_000]
+            text = _payload_bytes(part)[:20_000]
             if re.search(rb"(?im)^feedback-type:", text):
                 found = re.findall(rb"(?im)^([a-z-]+):[ \t]*(.*)$", text)
                 fields = Message()
@@ -481,10 +489,10 @@ def _enclosed_headers(msg: Message) -> Message | None:
         ctype = part.get_content_type()
         if ctype in ("message/rfc822", "message/global"):
             payload = part.get_payload()
-            if isinstance(payload, list) and payload:
+            if isinstance(payload, list) and payload and isinstance(payload[0], Message):
                 return payload[0]
         if ctype in ("text/rfc822-headers", "message/rfc822-headers"):
-            raw = part.get_payload(decode=True) or b""
+            raw = _payload_bytes(part)
             return message_from_bytes(raw.lstrip() + b"\n\n", policy=policy.compat32)
     return None
 
@@ -494,7 +502,7 @@ def _arrival_token(msg: Message, prefix: str) -> str | None:
     return _first_token([v for name in _ENVELOPE_HEADERS for v in msg.get_all(name, [])], prefix)
 
 
-def _first_token(values: list[object], prefix: str) -> str | None:
+def _first_token(values: Sequence[object], prefix: str) -> str | None:
     for value in values:
         for _, address in getaddresses([str(value)]):
             token = token_in_address(address, prefix)

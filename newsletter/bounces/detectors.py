@@ -70,11 +70,11 @@ def server_words(msg: Message, recipient: str, others: Sequence[str] = ()) -> st
     at = lowered.find(recipient.lower())
     if at < 0:
         return _squeeze(text)[:500]
-    others = {o.lower() for o in others} - {recipient.lower()}
+    named = {o.lower() for o in others} - {recipient.lower()}
     # Alone, the words before the address may be its reason ("Unknown user: a@b"); among
     # others, each one's reason follows it, and what comes before is the previous one's.
-    start, end = (at if others else max(0, at - _BEFORE)), at + len(recipient) + _AFTER
-    for other in others:
+    start, end = (at if named else max(0, at - _BEFORE)), at + len(recipient) + _AFTER
+    for other in named:
         later = lowered.find(other, at + len(recipient))
         if later >= 0:
             end = min(end, later)

@@ -20,13 +20,16 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol, cast
 
 from newsletter.bounces.classify import MAX_PARSED_BYTES, fingerprint
 from newsletter.core.config import Settings
 from newsletter.core.errors import InputError, NewsletterError
 from newsletter.core.models import utcnow
 from newsletter.core.urls import UrlError, mask_imap_url, split_imap_url
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 PROCESSED_FOLDER = "processed"
 IMAP_PASSWORD_ENV = "NEWSLETTER_IMAP_PASSWORD"
@@ -192,20 +195,26 @@ class MboxSource:
             try:
                 for key in processed:
                     # Copied line by line from the file: a huge message is never held whole.
-                    with self.box.get_file(int(key)) as file:
+                    with self.box.get_file(_mbox_key(key)) as file:
                         archive.add(file)
                 archive.flush()
             finally:
                 archive.unlock()
                 archive.close()
             for key in processed:
-                self.box.remove(int(key))
+                self.box.remove(_mbox_key(key))
             self.box.flush()
         return {key: self.name for key in kept}
 
     def close(self) -> None:
         self.box.unlock()
         self.box.close()
+
+
+def _mbox_key(key: str) -> str:
+    """Return the mbox's key of a message named by `messages`."""
+    # An mbox numbers its messages: its keys are ints, which typeshed types as str.
+    return cast(str, int(key))
 
 
 def _lock(box: mailbox.mbox, path: Path) -> None:
@@ -297,7 +306,7 @@ class ImapSource:
         self.left = len(set(uids)) - len(self._uids)
 
     def _search(self, *criteria: str) -> list[str]:
-        typ, data = self.conn.uid("SEARCH", None, "UNDELETED", *criteria)
+        typ, data = self.conn.uid("SEARCH", "UNDELETED", *criteria)
         return [u.decode() for u in (data[0] or b"").split()] if typ == "OK" and data else []
 
     def __len__(self) -> int:
@@ -340,7 +349,7 @@ class LimitedImap(imaplib.IMAP4_SSL):
 
     _budget = IMAP_MAX_REPLY
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: ReadableBuffer) -> None:
         self._budget = IMAP_MAX_REPLY  # each command's reply gets its own allowance
         super().send(data)
 

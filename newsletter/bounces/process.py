@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, distinct, func, select
+from sqlalchemy import Connection, distinct, func, insert, select
 from sqlalchemy.orm import Session
 
 from newsletter.audience.signup import unsubscribe
@@ -203,7 +203,7 @@ def _apply(
     if _seen(conn, parsed.digest):
         return MessageOutcome(ref, report.kind, "duplicate", email, "read before")
     conn.execute(
-        BounceEvent.__table__.insert().values(
+        insert(BounceEvent).values(
             email=email,
             kind=report.kind.value,
             status=report.status,

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import click
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -18,7 +18,8 @@ from newsletter.core.db import database_error
 from newsletter.core.errors import InputError, NewsletterError
 from newsletter.core.urls import mask_database_url
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class LazyApp:
@@ -63,7 +64,7 @@ class NewsletterGroup(click.Group):
 
 def _one_line(exc: NewsletterError) -> click.ClickException:
     err = click.ClickException(str(exc))
-    err.exit_code = exc.exit_code
+    err.exit_code = exc.exit_code  # type: ignore[misc]  # click types it per class, not per error
     return err
 
 
@@ -74,14 +75,14 @@ def _database_failure(ctx: click.Context, exc: OperationalError | InterfaceError
     return database_error(exc, where=where or "(unknown)")
 
 
-def pass_app(f: F) -> F:
+def pass_app(f: Callable[Concatenate[App, P], R]) -> Callable[P, R]:
     """Pass the App as the first argument of a command."""
 
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         app = click.get_current_context().find_root().obj.get()
         return f(app, *args, **kwargs)
 
-    return functools.update_wrapper(wrapper, f)  # type: ignore[return-value]
+    return functools.update_wrapper(wrapper, f)
 
 
 def _json_default(value: Any) -> Any:

@@ -24,6 +24,7 @@ from newsletter.core.errors import InputError, SendingHeld
 from newsletter.delivery import mail_queue
 from newsletter.delivery import service as sending
 from newsletter.delivery.engine import SendSummary
+from newsletter.editions.planning import PlanStats
 from newsletter.matching.check import CHECK_DAYS, QUIET_DAYS, disliked_topics, quiet_topics
 from newsletter.matching.matches import matching_mode
 from newsletter.runners.send import SendRun
@@ -162,7 +163,7 @@ def _progress_printer(total: int):
     return show
 
 
-def _plan_dict(stats: sending.PlanStats) -> dict[str, object]:
+def _plan_dict(stats: PlanStats) -> dict[str, object]:
     return {
         "date": stats.listing_date,
         "edition": stats.edition_id,
@@ -172,7 +173,7 @@ def _plan_dict(stats: sending.PlanStats) -> dict[str, object]:
     }
 
 
-def _print_plan(stats: sending.PlanStats, as_json: bool, *, dry_run: bool = False) -> None:
+def _print_plan(stats: PlanStats, as_json: bool, *, dry_run: bool = False) -> None:
     if as_json:
         echo_json(_plan_dict(stats))
         return
@@ -185,7 +186,7 @@ def _print_plan(stats: sending.PlanStats, as_json: bool, *, dry_run: bool = Fals
 
 
 def _print_dry_run(
-    stats: sending.PlanStats,
+    stats: PlanStats,
     digests: list[sending.PlannedDigest],
     empty_policy: str,
     as_json: bool,
@@ -417,7 +418,7 @@ def _check_preview_file(path: Path) -> None:
 
 
 def _parsed(data: bytes) -> EmailMessage:
-    return message_from_bytes(data, policy=email_policy)  # type: ignore[return-value]
+    return message_from_bytes(data, policy=email_policy)
 
 
 def _part(message: EmailMessage, kind: str) -> str:

@@ -33,7 +33,7 @@ class _StandIn:
 
     __slots__ = ()
     __getattr__ = __getitem__ = __str__ = __format__ = __html__ = _refuse
-    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __hash__ = _refuse  # type: ignore[assignment]
+    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __hash__ = _refuse
 
 
 class StandIns(tuple):
@@ -64,18 +64,18 @@ def _placed(value: object, stand_ins: StandIns) -> object:
         raise NoLayout  # cannot happen: a template sees the stand-ins of one layout
     if value is stand_ins:
         return _ALL
-    if type(value) in (tuple, list):
-        return type(value)(_placed(v, stand_ins) for v in value)  # type: ignore[call-arg]
+    if isinstance(value, tuple | list) and type(value) in (tuple, list):  # not a subclass
+        return type(value)(_placed(v, stand_ins) for v in value)
     return value
 
 
 def _resolved(value: object, papers: Sequence[object]) -> object:
     if type(value) is _Place:
-        return papers[value.index]  # type: ignore[attr-defined]
+        return papers[value.index]
     if value is _ALL:
         return papers
-    if type(value) in (tuple, list):
-        return type(value)(_resolved(v, papers) for v in value)  # type: ignore[call-arg]
+    if isinstance(value, tuple | list) and type(value) in (tuple, list):  # not a subclass
+        return type(value)(_resolved(v, papers) for v in value)
     return value
 
 
@@ -117,7 +117,7 @@ class SlotRecorder:
         # A `{% call fragment(name) %}` block (caller=...) is rendered in place: no layout.
         if self._sealed or macro is None or kwargs:
             raise NoLayout
-        self._slots.append(Slot(name, macro, _placed(args, self._stand_ins)))  # type: ignore[arg-type]
+        self._slots.append(Slot(name, macro, tuple(_placed(a, self._stand_ins) for a in args)))
         marker = f"{self._marker}{len(self._slots) - 1}-->"
         return Markup(marker) if self._html else marker
 
@@ -141,4 +141,4 @@ class Layout:
     ident: int = field(default_factory=lambda: next(_IDENTS))  # cheaper to hash than key
 
 
-_IDENTS = itertools.count()
+_IDENTS: itertools.count[int] = itertools.count()

@@ -327,7 +327,7 @@ def _qp_join(out: list[bytes], pieces: list[_QpPiece]) -> bool:
         if column and column + first >= QP_LINE:
             append(SOFT_BREAK)
             column = 0
-        if type(data) is bytes:
+        if isinstance(data, bytes):
             if dotted or (not column and data[0] == DOT):
                 dots = True
             append(data)

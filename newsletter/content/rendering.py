@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
-from typing import ClassVar, Literal
+from typing import ClassVar, Generic, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import jinja2
@@ -153,13 +153,13 @@ class RenderedDigest:
     @property
     def text(self) -> str:
         if self._text is None:
-            self._text = self.text_parts.join()  # type: ignore[union-attr]
+            self._text = self.text_parts.join()  # type: ignore[union-attr]  # text or its parts
         return self._text
 
     @property
     def html(self) -> str:
         if self._html is None:
-            self._html = self.html_parts.join()  # type: ignore[union-attr]
+            self._html = self.html_parts.join()  # type: ignore[union-attr]  # html or its parts
         return self._html
 
     def __eq__(self, other: object) -> bool:
@@ -167,7 +167,7 @@ class RenderedDigest:
             return NotImplemented
         return (self.subject, self.text, self.html) == (other.subject, other.text, other.html)
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable; typeshed has a method there
 
     def __repr__(self) -> str:
         return f"RenderedDigest(subject={self.subject!r}, text={self.text!r}, html={self.html!r})"
@@ -347,26 +347,29 @@ def inline_css(html: str) -> str:
     return inlined if inlined.endswith("\n") else inlined + "\n"
 
 
-class _Lru:
+_V = TypeVar("_V")
+
+
+class _Lru(Generic[_V]):
     """A least-recently-used map bounded by entry count and by an estimate of bytes."""
 
     def __init__(self, max_items: int, max_bytes: int) -> None:
         self.max_items = max_items
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._data: OrderedDict[object, tuple[object, int]] = OrderedDict()
+        self._data: OrderedDict[object, tuple[_V, int]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._data)
 
-    def get(self, key: object) -> object | None:
+    def get(self, key: object) -> _V | None:
         entry = self._data.get(key)
         if entry is None:
             return None
         self._data.move_to_end(key)
         return entry[0]
 
-    def put(self, key: object, value: object, size: int) -> None:
+    def put(self, key: object, value: _V, size: int) -> None:
         old = self._data.pop(key, None)
         if old is not None:
             self.bytes -= old[1]
@@ -485,16 +488,18 @@ class DigestRenderer:
         # Random per instance: paper text cannot contain it by accident or on purpose.
         token = "dpn" + secrets.token_hex(8)
         self._token = token
-        self._placeholders = _Placeholders(*(f"{token}x{slot}x" for slot in SLOTS), token)
+        markers = {slot: f"{token}x{slot}x" for slot in SLOTS}
+        self._placeholders = _Placeholders(**markers, marker=token)
         self._split_re = re.compile(f"{token}x({'|'.join(SLOTS)}|{VOTE_SLOT}\\d+)x")
         self._slot = f"<!--{token}s-->"
         self._begin = f"<!--{token}f:"
         self._end = f"<!--{token}f-->"
         self._batch_re = re.compile(f"<!--{token}b(\\d+)-->(.*?)<!--{token}e\\1-->", re.S)
-        self._cache = _Lru(self.cache_size, BODY_CACHE_BYTES)
-        self._parts = _Lru(PART_CACHE_SIZE, PART_CACHE_BYTES)
-        self._layouts = _Lru(LAYOUT_CACHE_SIZE, 1 << 62)
-        self._cards = _Lru(CARD_CACHE_SIZE, CARD_CACHE_BYTES)
+        self._cache: _Lru[_Body] = _Lru(self.cache_size, BODY_CACHE_BYTES)
+        # A skeleton's pieces or a fragment's one split.
+        self._parts: _Lru[tuple[_Split, ...] | _Split] = _Lru(PART_CACHE_SIZE, PART_CACHE_BYTES)
+        self._layouts: _Lru[Layout | object] = _Lru(LAYOUT_CACHE_SIZE, 1 << 62)  # or _NO_LAYOUT
+        self._cards: _Lru[str] = _Lru(CARD_CACHE_SIZE, CARD_CACHE_BYTES)
         self._broken: set[str] = set()  # skeletons whose markers did not survive inlining
         self._lock = threading.RLock()
         self._list_name = identity.list_name(self.settings)
@@ -517,7 +522,7 @@ class DigestRenderer:
 
     def warm(self, edition: EditionInfo, bodies: Iterable[Sequence[DigestPaper]]) -> None:
         """Prepare the digests of these paper lists, inlining what is new in shared runs."""
-        keys = {}
+        keys: dict[tuple, tuple[str, tuple[DigestPaper, ...]]] = {}
         for papers in bodies:
             name = "digest" if papers else "empty"
             key = self._key(name, edition, tuple(papers))
@@ -529,7 +534,8 @@ class DigestRenderer:
 
     def _render(self, body: _Body, recipient: Recipient) -> RenderedDigest:
         # One set of values and signed vote links for both parts of the message.
-        values, votes = self._recipient_values(recipient), {}
+        values = self._recipient_values(recipient)
+        votes: dict[int, str] = {}
         text_values = self._slot_values(recipient, html=False, values=values, votes=votes)
         html_values = self._slot_values(recipient, html=True, values=values, votes=votes)
         text = body.text.fill(text_values)
@@ -547,7 +553,7 @@ class DigestRenderer:
             body = self._cache.get(key)
             if body is not None:
                 self.stats.hits += 1
-                return body  # type: ignore[return-value]
+                return body
             self.stats.misses += 1
             return self._build([(key, name, edition, papers)])[key]
 
@@ -575,8 +581,8 @@ class DigestRenderer:
         layout = self._layout(name, edition, len(papers))
         if layout is not None:
             try:
-                text = self._laid_out(layout, "text", papers)
-                return _Draft(subject, text, self._laid_out(layout, "html", papers))
+                text_cut = self._laid_out(layout, "text", papers)
+                return _Draft(subject, text_cut, self._laid_out(layout, "html", papers))
             except NoLayout:  # a macro read the papers of the layout, not its arguments
                 self._layouts.put(layout.key, _NO_LAYOUT, 0)
         text = self.text_env.get_template(f"email/{name}.txt").render(context)
@@ -600,7 +606,7 @@ class DigestRenderer:
         if layout is None:
             layout = self._lay_out(key) or _NO_LAYOUT
             self._layouts.put(key, layout, 0)
-        return None if layout is _NO_LAYOUT else layout  # type: ignore[return-value]
+        return layout if isinstance(layout, Layout) else None  # None for _NO_LAYOUT
 
     def _lay_out(self, key: tuple) -> Layout | None:
         name, edition, count = key
@@ -619,10 +625,10 @@ class DigestRenderer:
     def _laid_out(self, layout: Layout, kind: Kind, papers: tuple[DigestPaper, ...]) -> _Cut:
         """Return a digest's document from its layout and its cards, each made once."""
         part = layout.text if kind == "text" else layout.html
-        fragments = []
+        fragments: list[tuple[str, str]] = []
         for slot in part.slots:
             args = slot.arguments(papers)
-            key = (layout.ident, kind, slot.name, args)
+            key: tuple[object, ...] | None = (layout.ident, kind, slot.name, args)
             try:
                 content = self._cards.get(key)
             except TypeError:  # an unhashable argument: made for each digest

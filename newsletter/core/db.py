@@ -7,9 +7,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy import (
+    URL,
+    Connection,
+    CursorResult,
+    Engine,
+    Executable,
+    Insert,
+    create_engine,
+    event,
+    inspect,
+    text,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,6 +28,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from newsletter.core.config import Settings
 from newsletter.core.errors import ConfigError, DatabaseError, DatabaseUnavailable, NewsletterError
 from newsletter.core.urls import mask_database_url
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +55,7 @@ def make_engine(settings: Settings) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def _make_sqlite_engine(url, busy_timeout: float) -> Engine:  # noqa: ANN001 - a URL
+def _make_sqlite_engine(url: URL, busy_timeout: float) -> Engine:
     if url.database and url.database != ":memory:":
         folder = Path(url.database).parent
         try:
@@ -53,7 +67,7 @@ def _make_sqlite_engine(url, busy_timeout: float) -> Engine:  # noqa: ANN001 - a
     engine = create_engine(url, connect_args={"timeout": busy_timeout})
 
     @event.listens_for(engine, "connect")
-    def _set_pragmas(dbapi_conn, _record):  # noqa: ANN001 - DBAPI types
+    def _set_pragmas(dbapi_conn: Any, _record: Any) -> None:  # the driver's connection
         # Let SQLAlchemy, not pysqlite, open transactions, so BEGIN IMMEDIATE works.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
@@ -64,7 +78,7 @@ def _make_sqlite_engine(url, busy_timeout: float) -> Engine:  # noqa: ANN001 - a
         cur.close()
 
     @event.listens_for(engine, "begin")
-    def _begin(conn):  # noqa: ANN001
+    def _begin(conn: Connection) -> None:
         # Writers take the write lock up front: avoids SQLITE_BUSY on read-then-write
         # upgrades. Readers (read_only_engine) begin deferred and never wait for writers.
         if conn.get_execution_options().get(READ_ONLY):
@@ -89,8 +103,8 @@ def db_now(bind: Connection | Session) -> datetime:
     """
     engine = bind.get_bind() if isinstance(bind, Session) else bind
     if engine.dialect.name == "postgresql":
-        value = bind.execute(text("SELECT clock_timestamp()")).scalar_one()
-        return value.astimezone(UTC)
+        now: datetime = bind.execute(text("SELECT clock_timestamp()")).scalar_one()
+        return now.astimezone(UTC)
     value = bind.execute(text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")).scalar_one()
     return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
@@ -128,16 +142,26 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
-def insert_or_ignore(session: Session, table: Any) -> Any:
+def execute_dml(session: Session, statement: Executable) -> CursorResult[Any]:
+    """Run an INSERT, UPDATE or DELETE in the session; its result counts the rows changed."""
+    # Session.execute is typed to return a plain Result for every statement; for these it
+    # returns a CursorResult, which has the rowcount.
+    return cast(CursorResult[Any], session.execute(statement))
+
+
+def insert_or_ignore(session: Session, table: Any) -> Insert:
     """Return an INSERT into table that skips rows conflicting with a unique key."""
     if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:  # only SQLite and PostgreSQL are supported
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table).on_conflict_do_nothing()
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert(table).on_conflict_do_nothing()
+    # only SQLite and PostgreSQL are supported
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing()
 
 
-def _alembic_config(engine: Engine):
+def _alembic_config(engine: Engine) -> Config:
     from alembic.config import Config
 
     cfg = Config()

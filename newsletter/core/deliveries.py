@@ -26,6 +26,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Select,
+    SQLColumnExpression,
     and_,
     bindparam,
     delete,
@@ -94,7 +95,7 @@ def editions_with_owed(conn: Connection, *, paused: bool = False) -> list[int]:
     return list(conn.scalars(query.order_by(Delivery.edition_id)))
 
 
-def _paused(edition_id: ColumnElement[int] | int) -> ColumnElement[bool]:
+def _paused(edition_id: SQLColumnExpression[int] | int) -> ColumnElement[bool]:
     """Select rows of an edition the deliverability guard paused."""
     return exists().where(Edition.id == edition_id, Edition.paused_at.is_not(None))
 
@@ -306,7 +307,7 @@ def record_results(
 PLANNED_COLUMNS = ("edition_id", "subscriber_id", "status", "attempts", "skip_reason", "created_at")
 
 
-def insert_planned(session: Session, rows: Select[Any]) -> int:
+def insert_planned(session: Session, rows: Select[*tuple[Any, ...]]) -> int:
     """Insert the rows a SELECT gives, in PLANNED_COLUMNS' order; return how many."""
     stmt = insert(Delivery).from_select(list(PLANNED_COLUMNS), rows)
     # An INSERT ... SELECT only reports its row count when asked to keep it.

@@ -174,7 +174,7 @@ def _with_sentinels(text: str, tokens: list[_Token], literal: set[int]) -> tuple
     for i, token in enumerate([*tokens, None]):
         gap = text[last : token.start if token is not None else len(text)]
         if argument_next:  # the character after \" or ^ (spaces between) is its argument
-            head = _ARGUMENT.match(gap)[0]  # type: ignore[index]
+            head = _ARGUMENT.match(gap)[0]  # type: ignore[index]  # \s*\S? matches any text
             out.append(head)
             gap = gap[len(head) :]
         out.append(_PLAIN_RUN.sub(lambda m: _run(m[0], sentinel), gap))
@@ -363,7 +363,7 @@ def _text_context() -> Any:
     return db
 
 
-class _Converter(LatexNodes2Text):
+class _Converter(LatexNodes2Text):  # type: ignore[misc]  # pylatexenc has no types
     """pylatexenc's converter, keeping a macro it does not know as it was written.
 
     One per text: it holds the spans its sentinels stand for.
@@ -396,8 +396,10 @@ class _Converter(LatexNodes2Text):
 
     def macro_node_to_text(self, node: Any) -> str:
         if not self._unknown(node):
-            return super().macro_node_to_text(node)
-        return "\\" + node.macroname + node.macro_post_space  # \foo, \n: as written
+            text: str = super().macro_node_to_text(node)
+            return text
+        written: str = "\\" + node.macroname + node.macro_post_space  # \foo, \n: as written
+        return written
 
     def _names_a_thing(self, node: Any, following: Any) -> bool:
         """Tell whether an unknown macro is a capitalised word not followed by another macro:

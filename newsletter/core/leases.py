@@ -22,7 +22,7 @@ from sqlalchemy import case, delete, insert, or_, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from newsletter.core.db import database_error, db_now
+from newsletter.core.db import database_error, db_now, execute_dml
 from newsletter.core.errors import NewsletterError
 from newsletter.core.models import Lease
 from newsletter.core.runner import Runner
@@ -109,11 +109,12 @@ def acquire_lease(
         if marker
         else case((Lease.holder == holder, Lease.acquired_at), else_=now)
     )
-    taken = session.execute(
+    taken = execute_dml(
+        session,
         update(Lease)
         .where(Lease.name == name, takeable)
         .values(holder=holder, expires_at=until, acquired_at=first_taken)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False),
     ).rowcount
     return bool(taken) or _insert_lease(name, holder, now, until, session=session)
 
@@ -135,10 +136,11 @@ def _insert_lease(
 
 def release_lease(name: str, holder: str, *, session: Session) -> bool:
     """Give the lease up if we hold it."""
-    result = session.execute(
+    result = execute_dml(
+        session,
         delete(Lease)
         .where(Lease.name == name, Lease.holder == holder)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False),
     )
     return bool(result.rowcount)
 

@@ -86,7 +86,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 class SafeText(TypeDecorator[str]):
     """Text from outside, stored without the characters XML 1.0 cannot hold."""
 
-    impl = Text
+    impl: type[String] = Text  # SafeString's is a bounded String
     cache_ok = True
 
     def process_bind_param(self, value: str | None, dialect: Any) -> str | None:

@@ -19,6 +19,7 @@ from newsletter.core.app import App
 from newsletter.core.errors import TransportError
 from newsletter.core.leases import host_of
 from newsletter.core.models import Edition, EditionKind
+from newsletter.core.runner import Stoppable
 from newsletter.delivery import guard
 from newsletter.delivery.engine import SendOptions, SendSummary
 from newsletter.delivery.service import edition_sender
@@ -86,7 +87,7 @@ def drain_owed(
     *,
     options: SendOptions,
     transport: Transport | None = None,
-    attach: Callable[[object | None], None] | None = None,
+    attach: Callable[[Stoppable | None], None] | None = None,
     stopped: Callable[[], bool] = lambda: False,
     started_only: bool = False,
 ) -> Drained:

@@ -106,7 +106,7 @@ def backoff_delay(attempt: int, options: SendOptions) -> float:
 
 def capped_backoff(attempt: int, base: float, cap: float) -> float:
     """Return the wait after try `attempt`: base doubled per try, at most cap, then jittered."""
-    delay = min(cap, base * 2 ** max(attempt - 1, 0))
+    delay: float = min(cap, base * 2 ** max(attempt - 1, 0))  # typeshed: int ** int is Any
     return delay * (0.5 + random.random() / 2)
 
 
@@ -126,7 +126,7 @@ class _Recorder:
         self._options = options
         self._summary = summary
         self._claims = claims
-        self._pending: list[tuple[SendResult, Prepared | None, asyncio.Future[None]]] = []
+        self._pending: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
         self.on_flush: Callable[[], None] = lambda: None
         # One thread for every write: fewer malloc arenas and no thread hand-over per flush.
@@ -147,7 +147,7 @@ class _Recorder:
         if conn is not None:
             conn.close()
 
-    async def record(self, result: SendResult, prepared: Prepared | None) -> None:
+    async def record(self, result: SendResult | _SkipResult, prepared: Prepared | None) -> None:
         fut = asyncio.get_running_loop().create_future()
         self._pending.append((result, prepared, fut))
         if self._flusher is None or self._flusher.done():
@@ -169,7 +169,7 @@ class _Recorder:
                     fut.set_result(None)
             self.on_flush()
 
-    def _write(self, batch: list[tuple[SendResult, Prepared | None, asyncio.Future[None]]]) -> None:
+    def _write(self, batch: list[_Pending]) -> None:
         sent, failed, retry, skipped = [], [], [], []
         for result, prepared, _ in batch:
             base = {
@@ -179,6 +179,7 @@ class _Recorder:
             }
             attempts = prepared.attempts if prepared else 1
             if result.outcome == Outcome.SENT:
+                assert prepared is not None  # only a prepared message is sent
                 base.update(b_mid=prepared.message_id, b_papers=prepared.paper_ids)
                 sent.append(base)
             elif result.outcome == Outcome.FAILED:
@@ -209,7 +210,12 @@ class _Recorder:
         self.after_commit(conn, len(sent) + len(failed))
 
     def _commit(
-        self, conn: Connection, sent: list, failed: list, retry: list, skipped: list
+        self,
+        conn: Connection,
+        sent: deliveries.Params,
+        failed: deliveries.Params,
+        retry: deliveries.Params,
+        skipped: deliveries.Params,
     ) -> None:
         with self._claims.lock, conn.begin():
             now = db_now(conn)  # the clock that decides when a retry is owed
@@ -231,6 +237,10 @@ class _SkipResult:
     key: int
     reply: str
     outcome: str = _SKIP
+
+
+# A result waiting to be recorded: its message (None for a skip) and whoever awaits it.
+_Pending = tuple[SendResult | _SkipResult, Prepared | None, asyncio.Future[None]]
 
 
 class EditionSender:
@@ -359,8 +369,9 @@ class EditionSender:
             self.engine, self.options.worker_id, self.options, self.summary, self._claims
         )
         recorder.after_commit = self._judge_after_commit
-        if self.progress:
-            recorder.on_flush = lambda: self.progress(self.summary)
+        progress = self.progress
+        if progress:
+            recorder.on_flush = lambda: progress(self.summary)
         queue: asyncio.Queue[Prepared | None] = asyncio.Queue(maxsize=2 * PREPARE_SLICE)
         # Claiming and building stay on one thread, so their memory stays in one arena.
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="newsletter-prepare")
@@ -395,7 +406,7 @@ class EditionSender:
             if self.summary.paused is not None:
                 break
             for delivery_id in missing:
-                await recorder.record(_SkipResult(delivery_id, NOTHING_MATCHED), None)  # type: ignore[arg-type]
+                await recorder.record(_SkipResult(delivery_id, NOTHING_MATCHED), None)
             if not rows and not missing:
                 await queue.join()
                 if not await self._wait_for_retries():
@@ -408,7 +419,7 @@ class EditionSender:
                 part = rows[start : start + PREPARE_SLICE]
                 ready, skipped = await loop.run_in_executor(self._pool, self._prepare, part)
                 for skip in skipped:
-                    await recorder.record(skip, None)  # type: ignore[arg-type]
+                    await recorder.record(skip, None)
                 for prepared in ready:
                     if self._stop or self._fatal is not None:
                         break

@@ -31,7 +31,7 @@ from newsletter.content.mime import envelope_sender
 from newsletter.content.notices import Notice, build_notice
 from newsletter.core.app import App
 from newsletter.core.config import Settings
-from newsletter.core.db import db_now
+from newsletter.core.db import db_now, execute_dml
 from newsletter.core.errors import InputError, NotFound, TransportError
 from newsletter.core.leases import Heartbeat, default_worker_id, holder_is_dead_here, host_of
 from newsletter.core.models import QueuedMail, Subscriber, SubscriberStatus
@@ -138,10 +138,11 @@ def release_dead_claims(app: App, here: str) -> int:
     if not dead:
         return 0
     with app.transaction() as session:
-        return session.execute(
+        return execute_dml(
+            session,
             update(QueuedMail)
             .where(QueuedMail.claimed_by.in_(dead), QueuedMail.done_at.is_(None))
-            .values(claimed_by=None, lease_until=None)
+            .values(claimed_by=None, lease_until=None),
         ).rowcount
 
 

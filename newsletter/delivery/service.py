@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -71,7 +72,7 @@ def options_from_settings(app: App, **overrides: object) -> SendOptions:
         "guard": GuardLimits.from_settings(s),
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
-    return SendOptions(**values)  # type: ignore[arg-type]
+    return SendOptions(**values)  # type: ignore[arg-type]  # each value is its field's setting
 
 
 def plan(app: App, listing_date: date | None = None) -> PlanStats:
@@ -250,7 +251,7 @@ def edition_sender(
     )
 
 
-def edition_status(app: App, listing_date: date | None = None) -> dict[str, object]:
+def edition_status(app: App, listing_date: date | None = None) -> dict[str, Any]:
     """Return the edition's delivery counts per status."""
     with app.reading() as session:
         day = resolve_listing_date(listing_date, session=session)

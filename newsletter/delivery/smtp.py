@@ -9,7 +9,7 @@ import re
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
 CRLF = b"\r\n"
 TlsMode = Literal["none", "starttls", "ssl"]
@@ -124,7 +124,8 @@ class _ReplyReader(asyncio.Protocol):
         self._reply_bytes = 0  # bytes of the lines of the reply being read
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # asyncio passes a stream protocol a Transport; typeshed types it as the base class.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if self._tail:
@@ -210,6 +211,7 @@ class SmtpConnection:
     def __init__(self, protocol: _ReplyReader, timeout: float) -> None:
         self._protocol = protocol
         self._replies = protocol.replies
+        # Not None: a connection is built on a protocol once connection_made has run.
         self._transport: asyncio.Transport = protocol.transport  # type: ignore[assignment]
         self._loop = asyncio.get_running_loop()
         self.timeout = timeout
@@ -301,7 +303,7 @@ class SmtpConnection:
         except (OSError, TimeoutError, ConnectionError) as exc:
             raise SetupError(f"TLS handshake failed: {_describe(exc)}") from exc
         assert transport is not None
-        self._transport = self._protocol.transport = transport  # type: ignore[assignment]
+        self._transport = self._protocol.transport = transport
         await self._hello(options.helo)
 
     async def _authenticate(self, username: str, password: str) -> None:
@@ -332,6 +334,8 @@ class SmtpConnection:
     ) -> Reply:
         """Send one message; return the first refusing reply or the final one."""
         mail, rcpt = _envelope_commands(sender, recipient, data, self.extensions)
+        rcpt_reply: Reply | None
+        data_reply: Reply | None
         if "PIPELINING" in self.extensions:
             self._transport.write(mail + rcpt + b"DATA\r\n")
             try:

@@ -388,7 +388,7 @@ def _tls_mode(scheme: str, value: str | None, where: str) -> TlsMode:
         return "none"
     if value not in ("none", "starttls", "ssl"):
         raise ConfigError(f"{where}: tls must be starttls, ssl or none, not {value!r}")
-    return value  # type: ignore[return-value]
+    return value  # type: ignore[return-value]  # one of TlsMode's values, checked above
 
 
 def _number(query: dict[str, str], key: str, default: float, where: str, minimum: float) -> float:

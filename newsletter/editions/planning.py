@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     CompoundSelect,
+    Select,
     case,
     func,
     literal,
@@ -226,6 +228,7 @@ def sent_paper_ids(
     edition covers dates up to its own. An edition not saved yet is owed to no one.
     """
     first = edition_first_day(edition.kind, edition.listing_date)
+    owed: list[int] | Select[Any]
     if subscriber_ids is not None:
         owed = subscriber_ids
     elif edition.id is None:

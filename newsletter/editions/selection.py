@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections import defaultdict, namedtuple
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from typing import NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -46,9 +47,27 @@ DISCOVERIES = 2
 ROUNDING = 1e-9  # two sums of the same products in another order differ by less
 
 
-# A paper's columns as a plain tuple: every reader's ranking reads them many times, and an
-# ORM attribute (or a Row's) costs a Python call each time.
-_PaperRow = namedtuple("_PaperRow", [column.key for column in Paper.__table__.columns])  # type: ignore[misc]
+class _PaperRow(NamedTuple):
+    """The columns of a paper an edition reads (their names are Paper's).
+
+    A plain tuple: every reader's ranking reads them many times, and an ORM attribute (or a
+    Row's) costs a Python call each time.
+    """
+
+    id: int
+    title: str
+    authors: list[str]
+    abstract: str
+    summary: str | None
+    url_abs: str | None
+    url_pdf: str | None
+    url_code: str | None
+    url_journal: str | None
+    upvotes: int | None
+    source: str
+    arxiv_id: str | None
+    doi: str | None
+    venue: str | None
 
 
 @dataclass(eq=False)  # compared by identity: one object per paper of the edition
@@ -102,7 +121,7 @@ class EditionPapers:
                     if len(key) > 2:
                         self._identities[key] = p.id
                 self._identities[f"t:{normalise_title(p.title)}"] = p.id
-        found = set()
+        found: set[int] = set()
         for seed in seeds:
             keys = (f"a:{seed.arxiv_id}", f"d:{seed.doi}", f"t:{normalise_title(seed.title)}")
             found.update(self._identities[k] for k in keys if k in self._identities)
@@ -119,7 +138,8 @@ class EditionPapers:
     ) -> EditionPapers:
         """Load the papers listed from `since` (default: the same day) to listing_date."""
         in_range = Paper.listing_date.between(since or listing_date, listing_date)
-        papers = session.execute(select(*Paper.__table__.columns).where(in_range))
+        columns = [Paper.__table__.c[name] for name in _PaperRow._fields]
+        papers = session.execute(select(*columns).where(in_range))
         by_id = {p.id: _Candidate(_PaperRow(*p)) for p in papers}
         rows = session.execute(
             select(PaperTopic.paper_id, PaperTopic.topic_id, PaperTopic.score, PaperTopic.evidence)
@@ -208,7 +228,7 @@ class EditionPapers:
             self._shown(c, wanted, own) for c in ranked if c.paper.id not in pinned_ids
         ]
         papers = papers[: max(max_papers, len(pinned))]
-        if profile is not None:
+        if profile is not None and similar is not None:  # one is None only with the other
             extras = self._discoveries(
                 inside, exclude | muted, profile, signals, similar, standings
             )

@@ -226,8 +226,8 @@ def check_topic(
         phrases = disliked[key] if _disliked(likes, dislikes) else contexts[key]
         keywords.append(_with_phrases(check, phrases.most_common(PHRASES_SHOWN)))
     likes, dislikes = _count([vote for _, vote in votes])
-    phrases = TopicIndex([TopicMatcher.compile(topic.slug, topic.exclude or ())])
-    excluded = phrases.count_keywords(papers)
+    exclusions = TopicIndex([TopicMatcher.compile(topic.slug, topic.exclude or ())])
+    excluded = exclusions.count_keywords(papers)
     return TopicCheck(
         slug=topic.slug,
         name=topic.name,

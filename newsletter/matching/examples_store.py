@@ -75,7 +75,8 @@ def resolve_paper_refs(refs: Sequence[str], *, session: Session) -> dict[str, in
     found: dict[str, int] = {}
     if arxiv_ids:
         query = select(Paper.arxiv_id, Paper.id).where(Paper.arxiv_id.in_(arxiv_ids))
-        found.update({arxiv_id: pid for arxiv_id, pid in session.execute(query)})
+        rows = session.execute(query)
+        found.update({arxiv_id: pid for arxiv_id, pid in rows if arxiv_id is not None})
     for doi in (r for r in refs if is_doi(r)):
         pid = _paper_with_doi(doi, session=session)
         if pid is not None:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypedDict
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from newsletter.core.db import execute_dml
 from newsletter.core.errors import NotFound
 from newsletter.core.models import Delivery, FeedbackVote, Paper, Subscriber, utcnow
 
@@ -26,6 +28,16 @@ class PaperVotes:
     paper_id: int
     likes: int
     dislikes: int
+
+
+class ListedVote(TypedDict):
+    """One vote as `feedback list` shows it."""
+
+    email: str
+    paper: str
+    arxiv_id: str | None
+    vote: str  # "more" or "less"
+    at: str  # ISO 8601
 
 
 def load_paper(paper_id: int, *, session: Session) -> Paper:
@@ -58,10 +70,11 @@ def record_vote(
 
 def undo_vote(subscriber_id: int, paper_id: int, *, session: Session) -> bool:
     """Remove a reader's vote on a paper; False when there was none."""
-    result = session.execute(
+    result = execute_dml(
+        session,
         delete(FeedbackVote).where(
             FeedbackVote.subscriber_id == subscriber_id, FeedbackVote.paper_id == paper_id
-        )
+        ),
     )
     return bool(result.rowcount)
 
@@ -145,8 +158,8 @@ def _carried_papers(edition_id: int, *, session: Session) -> set[int]:
 
 def _with_papers(edition_id: int, *, session: Session) -> list[tuple[int, int, int]]:
     return [
-        tuple(row)
-        for row in session.execute(
+        (vote, subscriber_id, paper_id)
+        for vote, subscriber_id, paper_id in session.execute(
             select(FeedbackVote.vote, FeedbackVote.subscriber_id, FeedbackVote.paper_id)
             .join(Delivery, Delivery.subscriber_id == FeedbackVote.subscriber_id)
             .where(Delivery.edition_id == edition_id)
@@ -154,7 +167,7 @@ def _with_papers(edition_id: int, *, session: Session) -> list[tuple[int, int, i
     ]
 
 
-def list_votes(*, session: Session, email: str | None = None) -> list[dict[str, object]]:
+def list_votes(*, session: Session, email: str | None = None) -> list[ListedVote]:
     """Return every vote (or one reader's), newest first, with the reader and the paper."""
     query = (
         select(FeedbackVote, Subscriber.email, Paper.title, Paper.arxiv_id)

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
+from newsletter.core.db import execute_dml
 from newsletter.core.models import (
     FeedbackVote,
     Paper,
@@ -228,7 +229,8 @@ def _examples(
     out: list[Examples | None] = []
     for topic in topics:
         liked, disliked = votes.get(topic.id, ([], []))
-        positive, negative = [], []
+        positive: list[int] = []
+        negative: list[int] = []
         if topic.examples or topic.not_examples:
             positive, negative = example_paper_ids(topic, session=session)
         groups = [positive, negative, liked, disliked]
@@ -349,7 +351,7 @@ def embed_papers(
     todo = [i for i in ids if i not in have]
     if not todo:
         return 0
-    rows = []
+    rows: list[tuple[int, str, str]] = []
     for chunk in _chunks(todo):
         query = select(Paper.id, Paper.title, Paper.abstract).where(Paper.id.in_(chunk or []))
         rows.extend(session.execute(query).all())
@@ -437,5 +439,5 @@ def _delete_matches(session: Session, ids: list[int] | None, topic_ids: list[int
             stmt = stmt.where(PaperTopic.paper_id.in_(chunk))
         if topic_ids is not None:
             stmt = stmt.where(PaperTopic.topic_id.in_(topic_ids))
-        removed += session.execute(stmt).rowcount or 0
+        removed += execute_dml(session, stmt).rowcount or 0
     return removed

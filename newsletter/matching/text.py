@@ -117,7 +117,7 @@ def acronym_form(word: str) -> str:
 
 def word_forms(word: str) -> tuple[str, ...]:
     """Return the forms a text word can match: its stem, its acronym form, its unversioned name."""
-    forms = (acronym_form(word), stem(word)) if is_acronym(word) else (stem(word),)
+    forms: tuple[str, ...] = (acronym_form(word), stem(word)) if is_acronym(word) else (stem(word),)
     m = _VERSIONED.fullmatch(word)
     if m is not None and m.group(1).lower() in _INSTANCE_NAMES:
         forms += ("~" + m.group(1).lower(),)  # "Qwen3", "Llama2": the family of a named model

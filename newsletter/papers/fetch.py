@@ -87,12 +87,13 @@ def store_records(
     """
     records = [capped_record(r) for r in records]  # the model reads what will be stored
     neighbours = app.settings.match_neighbours
-    encoder = _encoder() if neighbours else None
-    if encoder is not None:
+    model = _encoder() if neighbours else None
+    encoder: Encoder | Precomputed | None = model
+    if model is not None:
         with app.reading() as session:  # the topics' words are embedded beforehand too
             texts = topic_texts(session=session)
         texts += [paper_text(r.title, r.abstract) for r in records]
-        encoder = Precomputed(encoder, texts)
+        encoder = Precomputed(model, texts)
     with app.transaction() as session:
         stats = ingest_records(records, session=session, listing_date=listing_date)
         embedded = None

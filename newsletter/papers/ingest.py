@@ -137,6 +137,7 @@ def merge_records(records: Iterable[PaperRecord]) -> list[PaperRecord]:
     doi_owner: dict[str, str] = {}
     title_owner: dict[str, str] = {}
     pending = []
+    key: str | None
     for record in map(capped_record, records):
         if not record.arxiv_id:
             pending.append(record)

@@ -61,6 +61,7 @@ class Worker(Runner):
         self._spec = with_connections(app.settings.transport, concurrency)
         self._options = options_from_settings(app)
 
+    # A Runner's run returns nothing; the worker's returns its report.
     def run(self, *, once: bool = False) -> WorkerReport:  # type: ignore[override]
         """Drain owed deliveries until stopped (or, with once, until nothing is owed)."""
         self.once = once

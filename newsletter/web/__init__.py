@@ -89,7 +89,7 @@ def create_app(settings: Settings, *, app: App | None = None) -> Flask:
     web.context_processor(template_context)
     # Behind a reverse proxy the client's address is in X-Forwarded-For; without one,
     # whatever a client writes there is dropped.
-    web.wsgi_app = TrustedProxies(  # type: ignore[method-assign]
+    web.wsgi_app = TrustedProxies(  # type: ignore[method-assign]  # as Flask documents
         web.wsgi_app,
         settings.web_proxy_count,
         settings.web_trusted_proxies if settings.web_proxy_count else (),

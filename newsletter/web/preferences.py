@@ -126,7 +126,7 @@ def upload_papers(token: str) -> Any:
     with current_core().transaction() as session:
         subscriber = service.check_link(claim, session=session)
         replace_seeds(subscriber.id, choice.seeds, session=session)
-    left = {"left": len(choice.left_out)} if choice.left_out else {}
+    left: dict[str, Any] = {"left": len(choice.left_out)} if choice.left_out else {}
     return redirect(url_for(".manage_page", token=token, done="papers", **left), 303)
 
 

@@ -148,7 +148,7 @@ def _bibtex(text: str, name: str) -> list[LibraryEntry]:
         if isinstance(block, DuplicateBlockKeyBlock) and isinstance(block.ignore_error_block, Entry)
     ]
     if not entries and library.failed_blocks:
-        line = library.failed_blocks[0].start_line
+        line = library.failed_blocks[0].start_line or 0  # the parser sets it on every block
         raise InputError(f"{name}: not readable as BibTeX (the entry at line {line + 1})")
     if len(entries) > MAX_ENTRIES:
         raise _too_many(len(entries), name)
