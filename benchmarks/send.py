@@ -99,8 +99,11 @@ def seed_papers(shared: Path) -> list[dict]:
     return [{"title": r.title, "abstract": r.abstract} for r in records]
 
 
-def populate(app, n: int, papers: list[dict], seed: int = 1) -> None:  # noqa: ANN001
-    """20 topics, the seed papers matched to 1-3 topics each, n subscribers with 1-4 topics."""
+def populate(
+    app, n: int, papers: list[dict], seed: int = 1, per_digest: int = 10  # noqa: ANN001
+) -> None:
+    """20 topics, the seed papers matched to 1-3 topics each, n subscribers with 1-4 topics,
+    each taking `per_digest` papers (10: about 47 KB a message; 3: about 7 KB)."""
     from sqlalchemy import insert
 
     from newsletter.core.models import Paper, PaperTopic, Subscriber, Subscription, Topic, utcnow
@@ -164,7 +167,7 @@ def populate(app, n: int, papers: list[dict], seed: int = 1) -> None:  # noqa: A
                     "status": "confirmed",
                     "timezone": "UTC",
                     "delivery_hour": 8,
-                    "max_papers": 10,
+                    "max_papers": per_digest,
                     "frequency": "daily",
                     "weekly_day": 0,
                     "consent_source": "bench",
@@ -294,7 +297,7 @@ def child(args: argparse.Namespace) -> None:
     if args.own_words_only:
         add_own_words(app, args.subscribers, args.own_words)
         return
-    populate(app, args.subscribers, seed_papers(Path(args.shared)))
+    populate(app, args.subscribers, seed_papers(Path(args.shared)), per_digest=args.digest_papers)
     if args.voters or args.followers:
         add_reader_signals(app, args.subscribers, args.voters, args.followers)
     if args.own_words:
@@ -426,6 +429,8 @@ def run_ours(
             str(args.connections),
             "--shared",
             str(args.shared),
+            "--digest-papers",
+            str(args.digest_papers),
         ]
         if url:
             cmd += ["--database", url]
@@ -556,6 +561,10 @@ def main() -> None:
     parser.add_argument(
         "--own-words", type=float, default=0.0,
         help="share of subscribers with a sentence of interests and three papers of their own",
+    )  # fmt: skip
+    parser.add_argument(
+        "--digest-papers", type=int, default=10,
+        help="papers per digest (10: about 47 KB a message; 3: about 7 KB)",
     )  # fmt: skip
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--own-words-only", action="store_true", help=argparse.SUPPRESS)

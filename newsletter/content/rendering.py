@@ -79,6 +79,7 @@ class DigestPaper:
         return cached
 
 
+@lru_cache(maxsize=4096)  # a paper is in many digests of an edition: made readable once
 def readable_paper(paper: DigestPaper) -> DigestPaper:
     """Return the paper with its title, authors, TL;DR and abstract as text, without LaTeX."""
     return dataclasses.replace(

@@ -12,6 +12,7 @@ import string
 import unicodedata
 from dataclasses import dataclass
 from email.utils import parseaddr
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # config checks subjects with this module: no import back at run time
@@ -24,32 +25,55 @@ TOP_TITLE_MAX = 56
 _NOT_ID = re.compile(r"[^a-z0-9]+")
 
 
+# Every message asks these: each is worked out once per distinct setting (a few strings).
+
+
 def list_name(settings: Settings) -> str:
     """Return the list's name as readers see it on pages and in emails."""
-    return settings.list_name.strip() or from_name(settings) or DEFAULT_LIST_NAME
+    return _list_name(settings.list_name, settings.from_address)
 
 
 def from_name(settings: Settings) -> str:
     """Return the display name of the From header, or ""."""
-    return parseaddr(settings.from_address)[0].strip()
+    return _from_name(settings.from_address)
 
 
 def from_domain(settings: Settings) -> str:
     """Return the From address's domain as headers carry it: lower case, an internationalised
     one as its A-label ("" when it has none, or none that can be written in ASCII)."""
-    domain = parseaddr(settings.from_address)[1].rpartition("@")[2].lower()
+    return _from_domain(settings.from_address)
+
+
+def list_id(settings: Settings) -> str:
+    """Return the List-Id value: the setting, or `Name <name-as-id.from-domain>`."""
+    return _list_id(settings.list_id, settings.list_name, settings.from_address)
+
+
+@lru_cache(maxsize=16)
+def _list_name(configured: str, from_address: str) -> str:
+    return configured.strip() or _from_name(from_address) or DEFAULT_LIST_NAME
+
+
+@lru_cache(maxsize=16)
+def _from_name(from_address: str) -> str:
+    return parseaddr(from_address)[0].strip()
+
+
+@lru_cache(maxsize=16)
+def _from_domain(from_address: str) -> str:
+    domain = parseaddr(from_address)[1].rpartition("@")[2].lower()
     try:
         return domain.encode("idna").decode("ascii")
     except UnicodeError:
         return ""
 
 
-def list_id(settings: Settings) -> str:
-    """Return the List-Id value: the setting, or `Name <name-as-id.from-domain>`."""
-    if settings.list_id.strip():
-        return settings.list_id.strip()
-    name = list_name(settings)
-    return f"{_quoted(name)} <{_id_label(name)}.{from_domain(settings) or 'localhost'}>"
+@lru_cache(maxsize=16)
+def _list_id(configured: str, configured_name: str, from_address: str) -> str:
+    if configured.strip():
+        return configured.strip()
+    name = _list_name(configured_name, from_address)
+    return f"{_quoted(name)} <{_id_label(name)}.{_from_domain(from_address) or 'localhost'}>"
 
 
 def _id_label(name: str) -> str:
