@@ -4,8 +4,9 @@ fastest.
 Active learning by uncertainty: a vote says most where the matcher is least sure, so the round
 asks about the papers of the window that stand nearest each topic's admit boundary
 (`combine.boundary_margin`), not those it would send anyway. The papers come in turn from each
-of the reader's signals (a `Strand` each: a topic's matches now; a sentence of interests or seed
-papers add strands of their own through `strands_for`), so every signal is asked about, and a
+of the reader's signals (a `Strand` each: a topic's matches; their sentence of interests and
+their own papers, each by the papers' standing along it, nearest the cut from which interests
+bring a paper), so every signal is asked about, and a
 spread of the window's papers fills what they leave: every topic's in turn, then those no topic
 took. A paper the reader was sent, or voted on before the day, is never asked again; within a
 day the round is the same, so a reload shows the same papers with the votes given.
@@ -17,6 +18,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -27,14 +29,21 @@ from newsletter.core.models import (
     Edition,
     FeedbackVote,
     Paper,
+    Subscriber,
     Subscription,
     Topic,
 )
 from newsletter.matching.combine import boundary_margin
+from newsletter.matching.embeddings import from_bytes
+from newsletter.matching.interests import INTEREST_STANDING, load_standings, reader_vector
 from newsletter.matching.matched import MATCH_DAYS, stored_matches, unmatched_ids, window_start
+from newsletter.matching.matches import recent_paper_ids
+from newsletter.matching.seeds import seeds_of
 
 FIRST_ROUND = 10  # papers per round: a minute of pressing, enough to move a profile
 SPREAD = "recent papers"  # the strand that fills the round
+INTERESTS = "your interests"
+OWN_PAPERS = "like your own papers"
 
 TieBreak = Callable[[int], bytes]
 
@@ -45,6 +54,8 @@ class StartingPoint:
 
     subscriber_id: int
     topic_ids: tuple[int, ...]
+    interests: Any | None = None  # their sentence's vector (None: none, or no model)
+    own_papers: Any | None = None  # the unit mean of their own papers' vectors
 
 
 @dataclass(frozen=True)
@@ -64,11 +75,28 @@ class Pick:
 
 
 def starting_point(subscriber_id: int, *, session: Session) -> StartingPoint:
-    """Return what a reader chose: their topics, in a stable order."""
+    """Return what a reader chose: their topics in a stable order, their sentence's vector
+    and their own papers' mean vector (either None where absent or without the model)."""
     topic_ids = session.scalars(
         select(Subscription.topic_id).where(Subscription.subscriber_id == subscriber_id)
     )
-    return StartingPoint(subscriber_id, tuple(sorted(topic_ids)))
+    reader = session.get(Subscriber, subscriber_id)
+    interests = None
+    if reader is not None and reader.interests:
+        interests = reader_vector(reader.interests, reader.interests_model,
+                                  reader.interests_vector)  # fmt: skip
+    own = seeds_of([subscriber_id], session=session).get(subscriber_id, [])
+    blobs = [seed.vector for seed in own if seed.vector is not None]
+    return StartingPoint(subscriber_id, tuple(sorted(topic_ids)), interests, _unit_mean(blobs))
+
+
+def _unit_mean(blobs: list[bytes]) -> Any | None:
+    """Return the unit mean of stored sentence vectors, None for none."""
+    if not blobs:
+        return None
+    mean = from_bytes(blobs).mean(axis=0)
+    norm = float((mean @ mean) ** 0.5)
+    return mean / norm if norm > 0 else None
 
 
 def choose_first_round(
@@ -105,10 +133,26 @@ def strands_for(
     threshold: float,
     days: int,
 ) -> list[Strand]:
-    """Return one strand per signal of the reader's, in a stable order."""
-    return topic_strands(
+    """Return one strand per signal of the reader's, in a stable order: topics, interests,
+    own papers."""
+    strands = topic_strands(
         start.topic_ids, skip, tie, session=session, threshold=threshold, days=days
     )
+    wanted = [(n, v) for n, v in ((INTERESTS, start.interests), (OWN_PAPERS, start.own_papers))
+              if v is not None]  # fmt: skip
+    if wanted:
+        window = [pid for pid in recent_paper_ids(session=session, days=days) if pid not in skip]
+        standings = load_standings(window, session=session)
+        if standings is not None:
+            strands += [meaning_strand(name, standings.standing(v), tie) for name, v in wanted]
+    return strands
+
+
+def meaning_strand(name: str, standing: dict[int, float], tie: TieBreak) -> Strand:
+    """Return the papers by their standing along a reader's vector, nearest the cut from which
+    interests bring a paper first: there a vote tells the profile most."""
+    order = sorted(standing, key=lambda pid: (abs(standing[pid] - INTEREST_STANDING), tie(pid)))
+    return Strand(name, tuple(order))
 
 
 def topic_strands(

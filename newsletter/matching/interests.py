@@ -117,6 +117,10 @@ class InterestStandings:
 
     def close(self, vector: Any) -> dict[int, float]:
         """Return the papers whose standing reaches INTEREST_STANDING, with their standing."""
+        return {pid: z for pid, z in self.standing(vector).items() if z >= INTEREST_STANDING}
+
+    def standing(self, vector: Any) -> dict[int, float]:
+        """Return every paper's standing along a vector (papers without a vector left out)."""
         import numpy as np
 
         v = np.asarray(vector, dtype=np.float64)
@@ -124,8 +128,7 @@ class InterestStandings:
         if spread <= 1e-9 or not len(self.paper_ids):
             return {}
         z = (self.vectors @ v - self.mean @ v) / spread
-        has_vector = np.abs(self.vectors).max(axis=1) > 0
-        rows = np.flatnonzero((z >= INTEREST_STANDING) & has_vector)
+        rows = np.flatnonzero(np.abs(self.vectors).max(axis=1) > 0)
         return {self.paper_ids[i]: round(float(z[i]), 3) for i in rows}
 
     def similarity_at(self, vector: Any, cut: float) -> float | None:
