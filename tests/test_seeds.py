@@ -205,8 +205,13 @@ def test_clear_seeds_forgets_them(app, run, day):
         ("zotero_quantum.json", [("2410.00917", None)]),
         (
             "zotero_microbiome.ris",
-            [(None, "10.1371/journal.pcbi.1003531"), (None, None), (None, "10.7554/elife.46923"),
-             (None, None), (None, "10.1371/journal.pone.0030126")],
+            [
+                (None, "10.1371/journal.pcbi.1003531"),
+                (None, None),
+                (None, "10.7554/elife.46923"),
+                (None, None),
+                (None, "10.1371/journal.pone.0030126"),
+            ],
         ),  # fmt: skip
     ],
 )
@@ -322,9 +327,7 @@ def test_a_seed_known_only_by_title_is_never_sent_either(app, run, day):
     assert untitled_ids[0].title.upper() not in titles
 
 
-def test_three_seeds_count_as_likes_and_bring_papers_beyond_the_readers_topics(
-    app, day, meaning
-):
+def test_three_seeds_count_as_likes_and_bring_papers_beyond_the_readers_topics(app, day, meaning):
     """A reader of another topic gets discoveries like their papers, and is planned for."""
     with app.transaction() as s:
         other = f.topic(s, "other")
@@ -368,9 +371,7 @@ def _discoveries_of_three_seeds(app, env, papers, seeds) -> list[str]:
     return [p.title for p in selection.papers_for(Reader(sid, (topic_id,), 5))]
 
 
-def test_on_a_small_day_a_paper_no_nearer_their_papers_than_their_field_is_no_discovery(
-    app, env
-):
+def test_on_a_small_day_a_paper_no_nearer_their_papers_than_their_field_is_no_discovery(app, env):
     """Too few papers to judge a standing: papers of one field are 0.3 to 0.5 apart in
     meaning, and only the one much nearer their own papers joins (real quantum papers)."""
     shown = _discoveries_of_three_seeds(app, env, QUANTUM[3:7] + MATHS, QUANTUM[:3])
@@ -402,3 +403,27 @@ def test_the_json_backup_restores_a_readers_own_papers(app, run, day, tmp_path):
     assert run("subscribers", "remove", ADDRESS, "--yes").exit_code == 0
     assert run("subscribers", "import", str(backup)).exit_code == 0
     assert _seeds(app) == before and len(before) == 5
+
+
+def _vectors(app, address=ADDRESS):
+    """Return each of a reader's own papers' (model, vector length), in their order."""
+    with app.reading() as s:
+        sid = s.scalar(select(Subscriber.id).where(Subscriber.email == address))
+        rows = s.scalars(select(ReaderSeed).where(ReaderSeed.subscriber_id == sid))
+        return [(r.model, len(r.vector or b"")) for r in rows]
+
+
+def test_a_restored_readers_own_papers_have_their_vectors_again(meaning, app, tmp_path):
+    library = str(LIBRARIES / "zotero_microbiome.ris")
+    assert meaning("subscribers", "edit", ADDRESS, "--seed-file", library).exit_code == 0
+    given = _vectors(app)
+    assert given and all(model and size for model, size in given)
+    backup = tmp_path / "backup.json"
+    assert (
+        meaning("subscribers", "export", "--format", "json", "--output", str(backup)).exit_code == 0
+    )
+    (record,) = json.loads(backup.read_text())
+    assert all("vector" not in seed for seed in record["seed_papers"])  # made again on import
+    assert meaning("subscribers", "remove", ADDRESS, "--yes").exit_code == 0
+    assert meaning("subscribers", "import", str(backup)).exit_code == 0
+    assert _vectors(app) == given

@@ -2,10 +2,10 @@
 
 A record holds the address, status and name; the topics by slug; the delivery choices (time
 zone, hour, papers per digest, frequency, weekly day, pause); the reader's rules (followed
-authors, muted words, keywords) and interests (their own words; the vector is made again on
-import); the consent record and its history; the votes, naming each paper by its arXiv id and
-title key; and the timestamps. Exporting, importing into an empty
-store and exporting again gives the same file. What belongs to the store rather than to the
+authors, muted words, keywords), interests (their own words) and own papers (their vectors
+are made again on import); the consent record and its history; the votes, naming each paper
+by its arXiv id and title key; and the timestamps. Exporting, importing into an empty store
+and exporting again gives the same file. What belongs to the store rather than to the
 subscriber stays out: database ids, link keys (links in emails sent before an import
 elsewhere stop working), delivery records, queued emails.
 
@@ -51,7 +51,6 @@ from newsletter.core.models import (
     ConsentEvent,
     FeedbackVote,
     Paper,
-    ReaderSeed,
     Subscriber,
     SubscriberStatus,
     Subscription,
@@ -61,6 +60,7 @@ from newsletter.core.models import (
 from newsletter.matching.feedback import LESS, MORE
 from newsletter.matching.interests import embed_interests
 from newsletter.matching.seeds import Seed, checked_seeds
+from newsletter.matching.seeds import embedded as with_vectors
 
 VOTES = {"more": MORE, "less": LESS}
 RULES = {"follow_authors": "followed authors", "muted_words": "muted words",
@@ -375,10 +375,13 @@ def _record(row: int, data: Any, known_topics: dict[str, int]) -> _Record:
 class _Writer:
     """Write checked records in batches; raise InputError at the first that cannot be."""
 
-    def __init__(self, session: Session, report: JsonImportReport, skip_missing: bool) -> None:
+    def __init__(
+        self, session: Session, report: JsonImportReport, skip_missing: bool, meaning: bool
+    ) -> None:
         self.session = session
         self.report = report
         self.skip_missing = skip_missing
+        self.meaning = meaning  # give own papers their sentence vectors, as an upload does
         self.known_topics = topic_ids(session=session)
         self.pending: dict[str, _Record] = {}
         # The row that wrote each subscriber id: finds a repeat in a later batch.
@@ -413,6 +416,7 @@ class _Writer:
 
     def _insert(self, records: list[_Record]) -> None:
         papers = self._papers(records)
+        self._embed_seeds(records)
         embedded = embed_interests([r.columns["interests"] for r in records])
         subscribers = [self._subscriber(r, e) for r, e in zip(records, embedded, strict=True)]
         self.session.add_all(subscribers)
@@ -431,6 +435,16 @@ class _Writer:
         self.report.subscriber_ids.extend(s.id for s in subscribers)
         self.session.expunge_all()  # keep memory flat however long the file is
 
+    def _embed_seeds(self, records: list[_Record]) -> None:
+        """Give the batch's own papers their vectors in one pass of the model (a backup
+        carries none: they are the model's, made again here)."""
+        given = [seed for record in records for seed in record.seeds]
+        if not self.meaning or not given:
+            return
+        made = iter(with_vectors(given, enabled=True))
+        for record in records:
+            record.seeds = [next(made) for _ in record.seeds]
+
     def _subscriber(self, record: _Record, embedded: tuple[str, bytes] | None) -> Subscriber:
         model, vector = embedded or (None, None)
         return Subscriber(
@@ -440,7 +454,7 @@ class _Writer:
             link_key=new_link_key(),
             subscriptions=[Subscription(topic_id=t) for t in record.topic_ids],
             consent_events=[ConsentEvent(**event) for event in record.history],
-            seeds=[ReaderSeed(**seed.to_dict()) for seed in record.seeds],
+            seeds=[seed.as_row() for seed in record.seeds],
         )
 
     def _votes(
@@ -498,17 +512,19 @@ def import_json(
     session: Session,
     skip_missing_papers: bool = False,
     on_progress: Callable[[int], None] | None = None,
+    meaning: bool = False,
 ) -> JsonImportReport:
     """Import subscribers from a JSON list as `export_json` writes it; all or nothing.
 
     Raises InputError naming the first bad row (the caller's transaction must roll back).
     A vote on a paper this store does not hold is such an error, unless
     `skip_missing_papers`. `on_progress` receives the number of bytes read since its last call.
+    With `meaning` (the sentence model on), readers' own papers get their vectors again.
     """
     reading = json_list(source, what="list of subscribers", on_progress=on_progress)
     with reading as (name, rows):
         report = JsonImportReport(source=name)
-        writer = _Writer(session, report, skip_missing_papers)
+        writer = _Writer(session, report, skip_missing_papers, meaning)
         for row, data in rows:
             try:
                 record = _record(row, data, writer.known_topics)

@@ -408,7 +408,7 @@ def import_(
             if fmt == "json":
                 report: Any = backup.import_json(
                     source, session=session, skip_missing_papers=skip_missing_papers,
-                    on_progress=advance,
+                    on_progress=advance, meaning=app.settings.match_neighbours,
                 )  # fmt: skip
             else:
                 report = service.import_csv(

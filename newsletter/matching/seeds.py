@@ -57,6 +57,11 @@ class Seed:
             "abstract": self.abstract,
         }
 
+    def as_row(self, **columns: int) -> ReaderSeed:
+        """Return the seed as a row to store, with its vector and the model that made it."""
+        model = MODEL_ID if self.vector is not None else None
+        return ReaderSeed(model=model, vector=self.vector, **self.to_dict(), **columns)
+
 
 def checked_seeds(seeds: Iterable[Seed]) -> list[Seed]:
     """Return the seeds without repeats, or raise InputError on too many or an empty title."""
@@ -89,15 +94,7 @@ def replace_seeds(subscriber_id: int, seeds: Sequence[Seed], *, session: Session
     count."""
     chosen = checked_seeds(seeds)
     clear_seeds(subscriber_id, session=session)
-    session.add_all(
-        ReaderSeed(
-            subscriber_id=subscriber_id,
-            model=MODEL_ID if s.vector is not None else None,
-            vector=s.vector,
-            **s.to_dict(),
-        )
-        for s in chosen
-    )
+    session.add_all(s.as_row(subscriber_id=subscriber_id) for s in chosen)
     session.flush()
     return len(chosen)
 
