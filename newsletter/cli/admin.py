@@ -6,7 +6,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.cli.common import echo_json, parse_date, pass_app
-from newsletter.content.rendering import shorten
+from newsletter.content.templating import shorten
 from newsletter.core import db
 from newsletter.core.app import App
 from newsletter.core.config import SETTINGS_BY_NAME, Setting, describe_settings, toml_value
