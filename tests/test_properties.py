@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from newsletter.audience.subscribers import normalise_email
+from newsletter.audience.validation import normalise_email
 from newsletter.content.digest import Recipient, RenderedDigest
 from newsletter.content.mime import build_message_data
 from newsletter.content.templating import one_line

@@ -13,7 +13,8 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from newsletter.audience.subscribers import email_key, normalise_email, suppressed
+from newsletter.audience.subscribers import suppressed
+from newsletter.audience.validation import email_key, normalise_email
 from newsletter.core.errors import InputError, NotFound
 from newsletter.core.models import (
     Subscriber,

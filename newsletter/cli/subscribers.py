@@ -13,7 +13,7 @@ from typing import IO, Any
 import click
 from sqlalchemy.orm import Session
 
-from newsletter.audience import backup, invitations
+from newsletter.audience import backup, csv_format, csv_import, invitations, validation
 from newsletter.audience import subscribers as service
 from newsletter.cli import invitations as invited
 from newsletter.cli.common import check_output_folder, echo_json, pass_app
@@ -110,7 +110,7 @@ def _delivery(data: dict[str, Any]) -> str:
     """Say when a subscriber's digests come: "weekly on Friday at 7:00 Europe/Paris, paused"."""
     when = "daily"
     if data["frequency"] == Frequency.WEEKLY:
-        when = f"weekly on {service.WEEKDAYS[data['weekly_day']].capitalize()}"
+        when = f"weekly on {validation.WEEKDAYS[data['weekly_day']].capitalize()}"
     count = data["max_papers"]
     papers = f"at most {count} paper{'' if count == 1 else 's'}"
     paused = ", paused" if data["paused"] else ""
@@ -411,7 +411,7 @@ def import_(
                     on_progress=advance,
                 )  # fmt: skip
             else:
-                report = service.import_csv(
+                report = csv_import.import_csv(
                     source, session=session, status=status, on_progress=advance,
                     defaults=service.Defaults.from_settings(app.settings),
                 )  # fmt: skip
@@ -449,7 +449,7 @@ def _progress(size: int) -> Iterator[Callable[[int], None] | None]:
         yield bar.update
 
 
-def _echo_report(report: service.ImportReport | backup.JsonImportReport) -> None:
+def _echo_report(report: csv_import.ImportReport | backup.JsonImportReport) -> None:
     if isinstance(report, backup.JsonImportReport):
         left_out = report.votes_left_out
         votes = f", {left_out} vote(s) on missing papers left out" if left_out else ""
@@ -500,7 +500,7 @@ def export(app: App, fmt: str, output: str | None) -> None:
       newsletter subscribers import backup.json
       newsletter subscribers export --output people.csv
     """
-    write = backup.export_json if fmt == "json" else service.export_csv
+    write = backup.export_json if fmt == "json" else csv_format.export_csv
     with app.transaction() as session:
         if output is None:
             write(sys.stdout, session=session)
