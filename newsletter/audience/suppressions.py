@@ -1,6 +1,6 @@
 """The suppression list: addresses never mailed again, with the reason and the time.
 
-Addresses are matched as subscribers are (ASCII case folded, see subscribers.email_key), so
+Addresses are matched as subscribers are (ASCII case folded, see validation.email_key), so
 `Gone@Example.org` bounced means `gone@example.org` is never mailed either. Functions take
 the caller's session or connection and never commit.
 """

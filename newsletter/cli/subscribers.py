@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 import click
-from sqlalchemy.orm import Session
 
 from newsletter.audience import backup, csv_format, csv_import, invitations, validation
 from newsletter.audience import subscribers as service
 from newsletter.cli import invitations as invited
-from newsletter.cli.common import check_output_folder, echo_json, pass_app
+from newsletter.cli.common import echo_json, export_to_file, pass_app
 from newsletter.core.app import App
-from newsletter.core.errors import InputError
 from newsletter.core.models import Frequency, Subscriber, SubscriberStatus
 from newsletter.matching.seeds import replace_seeds
 from newsletter.papers import seeds as own_papers
@@ -505,26 +502,8 @@ def export(app: App, fmt: str, output: str | None) -> None:
         if output is None:
             write(sys.stdout, session=session)
             return
-        count = _export_to_file(Path(output), write, session=session)
+        count = export_to_file(Path(output), write, session=session)
     click.echo(f"exported {count} subscribers to {output}", err=True)
-
-
-def _export_to_file(path: Path, write: Callable[..., int], *, session: Session) -> int:
-    """Export into a temporary file renamed over `path` at the end: no half-written files."""
-    check_output_folder(path)
-    folder = path.parent
-    try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise InputError(f"--output: cannot write in {str(folder)!r}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-            count = write(out, session=session)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return count
 
 
 @subscribers.command("list")
