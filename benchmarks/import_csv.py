@@ -61,7 +61,7 @@ def child(csv_path: str, workdir: str, lower_index: bool) -> None:
     """Import one file twice into a fresh database and print the measurements as JSON."""
     from sqlalchemy import text
 
-    from newsletter.audience.subscribers import import_csv
+    from newsletter.audience.csv_import import import_csv
     from newsletter.core.app import App
     from newsletter.core.config import load_settings
     from newsletter.core.models import Topic

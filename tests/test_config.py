@@ -11,9 +11,9 @@ from newsletter.core.config import (
     SETTINGS_BY_NAME,
     Settings,
     load_settings,
-    mask_url_password,
 )
 from newsletter.core.errors import ConfigError
+from newsletter.core.urls import mask_url_password
 from newsletter.papers.sources.arxiv import DEFAULT_CATEGORIES
 from tests.factories import dump_database
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.core.config import ENV_PREFIX, SETTINGS, Setting
+from newsletter.core.config import ENV_PREFIX, SETTINGS
+from newsletter.core.setting_fields import Setting
 from newsletter.core.settings_reference import BEGIN, END, ESSENTIALS, settings_reference
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.content.rendering import DigestPaper, EditionInfo, Recipient, make_renderer
+from newsletter.content.digest import DigestPaper, EditionInfo, Recipient
+from newsletter.content.rendering import make_renderer
 from newsletter.core.config import Settings
 
 CHROMIUM = Path("/usr/bin/chromium")

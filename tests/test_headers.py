@@ -23,7 +23,7 @@ from newsletter.content.headers import (
     text_field,
     token_field,
 )
-from newsletter.content.rendering import one_line
+from newsletter.content.templating import one_line
 from newsletter.core.errors import InputError
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -68,7 +68,7 @@ def test_a_100_mb_csv_is_imported_as_a_stream(app, settings, env, tmp_path):
         import re
         from newsletter.core.app import App
         from newsletter.core.config import load_settings
-        from newsletter.audience.subscribers import import_csv
+        from newsletter.audience.csv_import import import_csv
 
         app = App(load_settings())
         with app.transaction() as session:

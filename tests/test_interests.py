@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
+from newsletter.audience import csv_format
 from newsletter.audience import subscribers as svc
 from newsletter.core.app import App
 from newsletter.core.config import Settings
@@ -208,7 +209,7 @@ def test_csv_export_and_import_carry_the_interests(
     ada = _stored(app)
     assert ada.interests == "Spin liquids, frustrated magnets" and ada.interests_model == MODEL_ID
     exported = run("subscribers", "export").stdout.splitlines()
-    assert exported[0] == ",".join(svc.CSV_COLUMNS) and exported[0].endswith(",interests")
+    assert exported[0] == ",".join(csv_format.CSV_COLUMNS) and exported[0].endswith(",interests")
     assert exported[2].endswith(",'=1+1 in topology")  # a spreadsheet shows it as text
     # An empty cell keeps what a subscriber has; a new text replaces it (embedded anew).
     people.write_text("email,topics,interests\nada@example.org,ml,\ndi@example.org,,knots\n")

@@ -8,14 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from newsletter.content.digest import EditionInfo, Recipient, RenderedDigest
 from newsletter.content.layouts import NoLayout, StandIns
-from newsletter.content.rendering import (
-    DigestRenderer,
-    EditionInfo,
-    Recipient,
-    RenderedDigest,
-    make_renderer,
-)
+from newsletter.content.rendering import DigestRenderer, make_renderer
 from newsletter.core.config import Settings
 from newsletter.core.resources import shipped_dir
 from tests.test_rendering import ANN, EDITION, hostile_paper, sample_papers

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from newsletter.content.digest import DigestPaper, EditionInfo, Filled, Recipient, RenderedDigest
 from newsletter.content.mime import (
     DkimSigner,
     _qp_extend,
@@ -26,14 +27,7 @@ from newsletter.content.mime import (
     make_dkim_signer,
     make_message_id,
 )
-from newsletter.content.rendering import (
-    DigestPaper,
-    EditionInfo,
-    Filled,
-    Recipient,
-    RenderedDigest,
-    make_renderer,
-)
+from newsletter.content.rendering import make_renderer
 from newsletter.core import tokens
 from newsletter.core.config import Settings
 from newsletter.core.errors import ConfigError, InputError

@@ -6,8 +6,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from newsletter.content.digest import Filled, Recipient, RenderedDigest
 from newsletter.content.mime import build_message_data
-from newsletter.content.rendering import Filled, Recipient, RenderedDigest
 from newsletter.core.config import Settings
 from newsletter.delivery.smtp import dot_stuff
 

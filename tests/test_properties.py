@@ -11,9 +11,10 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from newsletter.audience.subscribers import normalise_email
+from newsletter.audience.validation import normalise_email
+from newsletter.content.digest import Recipient, RenderedDigest
 from newsletter.content.mime import build_message_data
-from newsletter.content.rendering import Recipient, RenderedDigest, one_line
+from newsletter.content.templating import one_line
 from newsletter.core import tokens
 from newsletter.core.config import Settings
 from newsletter.core.errors import InputError, NoListing, SourceError

@@ -12,18 +12,10 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from newsletter.content.rendering import (
-    DigestPaper,
-    DigestRenderer,
-    EditionInfo,
-    Recipient,
-    authors_short,
-    inline_css,
-    make_jinja_env,
-    make_renderer,
-    safe_url,
-    shorten,
-)
+from newsletter.content.css import inline_css
+from newsletter.content.digest import DigestPaper, EditionInfo, Recipient
+from newsletter.content.rendering import DigestRenderer, make_renderer
+from newsletter.content.templating import authors_short, make_jinja_env, safe_url, shorten
 from newsletter.core import tokens
 from newsletter.core.config import Settings
 from newsletter.core.resources import shipped_dir
@@ -291,7 +283,7 @@ def test_placeholders_survive_inlining_inside_attributes(settings: Settings) -> 
 
     def spy(html: str) -> str:
         calls.append(html)
-        from newsletter.content.rendering import inline_css
+        from newsletter.content.css import inline_css
 
         return inline_css(html)
 

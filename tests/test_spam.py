@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from newsletter.content.digest import DigestPaper, EditionInfo, Recipient
 from newsletter.content.mime import build_message_data, make_message_id
-from newsletter.content.rendering import DigestPaper, EditionInfo, Recipient, make_renderer
+from newsletter.content.rendering import make_renderer
 from newsletter.core import tokens
 from newsletter.core.config import Settings, load_settings
 

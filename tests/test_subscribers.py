@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from newsletter.audience import backup
+from newsletter.audience import backup, csv_format, csv_import, validation
 from newsletter.audience import subscribers as svc
 from newsletter.core.app import App
 from newsletter.core.config import load_settings
@@ -37,9 +37,9 @@ def write(tmp_path: Path, text: str, name: str = "people.csv") -> Path:
     return path
 
 
-def import_file(app: App, source, **kwargs) -> svc.ImportReport:
+def import_file(app: App, source, **kwargs) -> csv_import.ImportReport:
     with app.transaction() as session:
-        return svc.import_csv(source, session=session, **kwargs)
+        return csv_import.import_csv(source, session=session, **kwargs)
 
 
 def snapshot(app: App) -> list[tuple]:
@@ -57,17 +57,17 @@ def snapshot(app: App) -> list[tuple]:
 
 
 def test_normalise_email_lowercases_the_domain_and_keeps_the_local_part() -> None:
-    assert svc.normalise_email("  Jane.Doe+news@Example.ORG ") == "Jane.Doe+news@example.org"
+    assert validation.normalise_email("  Jane.Doe+news@Example.ORG ") == "Jane.Doe+news@example.org"
 
 
 def test_normalise_email_converts_punycode_domains_to_unicode() -> None:
-    assert svc.normalise_email("ana@XN--BCHER-KVA.example") == "ana@bücher.example"
+    assert validation.normalise_email("ana@XN--BCHER-KVA.example") == "ana@bücher.example"
 
 
 @pytest.mark.parametrize("raw", ["a@b.org\r\nBcc: x@y.org", "a@b.org\n", "a\x00@b.org"])
 def test_normalise_email_rejects_line_breaks_and_nul(raw: str) -> None:
     with pytest.raises(InputError, match=r"contains a line break or NUL"):
-        svc.normalise_email(raw)
+        validation.normalise_email(raw)
 
 
 @pytest.mark.parametrize(
@@ -82,7 +82,7 @@ def test_normalise_email_rejects_line_breaks_and_nul(raw: str) -> None:
 )
 def test_normalise_email_says_why_an_address_is_invalid(raw: str, reason: str) -> None:
     with pytest.raises(InputError) as info:
-        svc.normalise_email(raw)
+        validation.normalise_email(raw)
     message = str(info.value)
     assert message.startswith(f"invalid email address {raw!r}: ")
     assert reason in message
@@ -103,7 +103,7 @@ def test_normalise_email_decides_exactly_as_email_validator(raw: str) -> None:
     except EmailNotValidError:
         expected = None
     try:
-        got: str | None = svc.normalise_email(raw)
+        got: str | None = validation.normalise_email(raw)
     except InputError:
         got = None
     assert got == expected
@@ -117,38 +117,38 @@ def test_fast_path_agrees_on_long_and_role_addresses() -> None:
             expected = validate_email(address, check_deliverability=False).normalized
         except EmailNotValidError:
             expected = None
-        assert svc._fast_normalise(address) in (None, expected)
+        assert validation._fast_normalise(address) in (None, expected)
         try:
-            assert svc.normalise_email(address) == expected
+            assert validation.normalise_email(address) == expected
         except InputError:
             assert expected is None
 
 
 def test_email_key_folds_ascii_case_only() -> None:
-    assert svc.email_key("Jane.DOE@example.org") == "jane.doe@example.org"
-    assert svc.email_key("Émile@example.org") == "Émile@example.org"
+    assert validation.email_key("Jane.DOE@example.org") == "jane.doe@example.org"
+    assert validation.email_key("Émile@example.org") == "Émile@example.org"
 
 
 def test_validate_timezone() -> None:
-    assert svc.validate_timezone(" Europe/Paris ") == "Europe/Paris"
+    assert validation.validate_timezone(" Europe/Paris ") == "Europe/Paris"
     with pytest.raises(InputError, match=r"^unknown time zone 'Mars/Base' \(expected Area/City"):
-        svc.validate_timezone("Mars/Base")
+        validation.validate_timezone("Mars/Base")
     with pytest.raises(InputError, match=r"did you mean 'Europe/Paris'\?"):
-        svc.validate_timezone("europe/paris")
+        validation.validate_timezone("europe/paris")
 
 
 @pytest.mark.parametrize("value", [-1, 24, "7.5", "seven", "", "٣"])
 def test_validate_hour_rejects_values_outside_0_to_23(value) -> None:
     with pytest.raises(InputError, match=r"^hour must be a whole number 0-23"):
-        svc.validate_hour(value)
+        validation.validate_hour(value)
 
 
 def test_validate_hour_and_max_papers_accept_their_bounds() -> None:
-    assert [svc.validate_hour(v) for v in (0, "23", " 07 ")] == [0, 23, 7]
-    assert [svc.validate_max_papers(v) for v in (1, "50")] == [1, 50]
+    assert [validation.validate_hour(v) for v in (0, "23", " 07 ")] == [0, 23, 7]
+    assert [validation.validate_max_papers(v) for v in (1, "50")] == [1, 50]
     for bad in (0, 51):
         with pytest.raises(InputError, match="max papers must be a whole number 1-50"):
-            svc.validate_max_papers(bad)
+            validation.validate_max_papers(bad)
 
 
 def test_resolve_topics_names_the_unknown_and_lists_the_known() -> None:
@@ -452,8 +452,8 @@ def test_export_round_trips_through_import(
     import_file(app, write(tmp_path, "email,topics,status\nq@x.org,cv,bounced\n", "b.csv"))
     exported = io.StringIO()
     with app.transaction() as session:
-        assert svc.export_csv(exported, session=session) == 4
-    assert exported.getvalue().splitlines()[0] == ",".join(svc.CSV_COLUMNS)
+        assert csv_format.export_csv(exported, session=session) == 4
+    assert exported.getvalue().splitlines()[0] == ",".join(csv_format.CSV_COLUMNS)
 
     # The round trip always lands in a SQLite file: export must not depend on the backend.
     other = App(load_settings(env={}, database_url=f"sqlite:///{tmp_path}/other.db",
@@ -518,7 +518,7 @@ def test_postgres_import_update_and_round_trip(pg_topics: App, tmp_path: Path) -
             5, ["cv"], "import:people.csv",
         )  # fmt: skip
         exported = io.StringIO()
-        svc.export_csv(exported, session=session)
+        csv_format.export_csv(exported, session=session)
     assert "Zoë Ünicode" in exported.getvalue()
     with pg_app.transaction() as session:
         svc.add_subscriber(session=session, email="new@x.org", topics="ml")

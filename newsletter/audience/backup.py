@@ -29,15 +29,16 @@ from sqlalchemy.orm import Session
 
 from newsletter.audience.json_list import json_list
 from newsletter.audience.subscribers import (
-    email_key,
-    iso_time,
-    mailable_email,
     resolve_topics,
-    split_rules,
     stored_ids,
     subscriber_pages,
     subscriber_to_dict,
     topic_ids,
+)
+from newsletter.audience.validation import (
+    email_key,
+    mailable_email,
+    split_rules,
     validate_frequency,
     validate_hour,
     validate_interests,
@@ -96,6 +97,13 @@ def export_json(out: IO[str], *, session: Session) -> int:
             count += 1
     out.write("\n]\n" if count else "]\n")
     return count
+
+
+def iso_time(value: object) -> str:
+    """Write a timestamp as JSON text (for json.dumps' default=)."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def subscriber_record(

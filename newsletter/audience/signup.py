@@ -26,14 +26,9 @@ from newsletter.audience.limits import (  # noqa: F401 - re-exported for the web
     rate_key,
     take_rate_limit,
 )
-from newsletter.audience.subscribers import (
-    email_key,
-    get_subscriber,
-    require_wants,
-    set_interests,
-    subscriber_to_dict,
-)
+from newsletter.audience.subscribers import get_subscriber, set_interests, subscriber_to_dict
 from newsletter.audience.suppressions import remove_suppression, suppression_reason
+from newsletter.audience.validation import email_key, require_wants
 from newsletter.content.notices import Notice
 from newsletter.core import deliveries, identity
 from newsletter.core.config import Settings

@@ -1,6 +1,6 @@
 """The suppression list: addresses never mailed again, with the reason and the time.
 
-Addresses are matched as subscribers are (ASCII case folded, see subscribers.email_key), so
+Addresses are matched as subscribers are (ASCII case folded, see validation.email_key), so
 `Gone@Example.org` bounced means `gone@example.org` is never mailed either. Functions take
 the caller's session or connection and never commit.
 """
@@ -13,7 +13,8 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from newsletter.audience.subscribers import email_key, normalise_email, suppressed
+from newsletter.audience.subscribers import suppressed
+from newsletter.audience.validation import email_key, normalise_email
 from newsletter.core.errors import InputError, NotFound
 from newsletter.core.models import (
     Subscriber,

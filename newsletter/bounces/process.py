@@ -24,8 +24,8 @@ from sqlalchemy import Connection, distinct, func, insert, select
 from sqlalchemy.orm import Session
 
 from newsletter.audience.signup import unsubscribe
-from newsletter.audience.subscribers import email_key
 from newsletter.audience.suppressions import COMPLAINT_REASON, suppress
+from newsletter.audience.validation import email_key
 from newsletter.bounces import reasons
 from newsletter.bounces.classify import (
     BounceKind,

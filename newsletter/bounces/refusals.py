@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, func, insert, select
 
-from newsletter.audience.subscribers import email_key
 from newsletter.audience.suppressions import suppress
+from newsletter.audience.validation import email_key
 from newsletter.bounces import reasons
 from newsletter.bounces.classify import fingerprint, smtp_reply_verdict
 from newsletter.core.models import BounceEvent, Delivery, Subscriber, utcnow

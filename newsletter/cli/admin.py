@@ -6,10 +6,11 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.cli.common import echo_json, parse_date, pass_app
-from newsletter.content.rendering import shorten
+from newsletter.content.templating import shorten
 from newsletter.core import db
 from newsletter.core.app import App
-from newsletter.core.config import SETTINGS_BY_NAME, Setting, describe_settings, toml_value
+from newsletter.core.config import SETTINGS_BY_NAME, describe_settings
+from newsletter.core.setting_fields import Setting, toml_value
 from newsletter.core.settings_reference import settings_reference
 from newsletter.core.source_tables import as_dicts, as_toml
 from newsletter.core.wording import plural

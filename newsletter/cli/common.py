@@ -1,9 +1,11 @@
-"""Shared CLI plumbing: error mapping, the lazy App, JSON output."""
+"""Shared CLI plumbing: error mapping, the lazy App, JSON output, files written whole."""
 
 from __future__ import annotations
 
 import functools
 import json
+import os
+import tempfile
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import click
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import Session
 
 from newsletter.core.app import App
 from newsletter.core.config import load_settings
@@ -123,3 +126,21 @@ def write_output(path: Path, data: bytes, *, param: str = "--output") -> None:
         path.write_bytes(data)
     except OSError as exc:
         raise InputError(f"{param}: cannot write {str(path)!r}: {exc.strerror or exc}") from None
+
+
+def export_to_file(path: Path, write: Callable[..., int], *, session: Session) -> int:
+    """Export into a temporary file renamed over `path` at the end: no half-written files."""
+    check_output_folder(path)
+    folder = path.parent
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise InputError(f"--output: cannot write in {str(folder)!r}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+            count = write(out, session=session)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return count

@@ -14,9 +14,9 @@ import click
 from newsletter.cli.common import echo_json, pass_app
 from newsletter.cli.common import parse_date as _parse_date
 from newsletter.core.app import App
-from newsletter.core.config import toml_value
 from newsletter.core.errors import InputError
 from newsletter.core.latex import readable
+from newsletter.core.setting_fields import toml_value
 from newsletter.core.wording import plural
 from newsletter.matching import feedback
 from newsletter.papers.fetch import fetch_records, store_records

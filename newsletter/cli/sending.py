@@ -18,7 +18,8 @@ from newsletter.cli.common import (
     pass_app,
     write_output,
 )
-from newsletter.content.rendering import DigestPaper, one_line
+from newsletter.content.digest import DigestPaper
+from newsletter.content.templating import one_line
 from newsletter.core.app import App
 from newsletter.core.errors import InputError, SendingHeld
 from newsletter.delivery import mail_queue

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 import click
-from sqlalchemy.orm import Session
 
-from newsletter.audience import backup, invitations
+from newsletter.audience import backup, csv_format, csv_import, invitations, validation
 from newsletter.audience import subscribers as service
 from newsletter.cli import invitations as invited
-from newsletter.cli.common import check_output_folder, echo_json, pass_app
+from newsletter.cli.common import echo_json, export_to_file, pass_app
 from newsletter.core.app import App
-from newsletter.core.errors import InputError
 from newsletter.core.models import Frequency, Subscriber, SubscriberStatus
 from newsletter.matching.seeds import replace_seeds
 from newsletter.papers import seeds as own_papers
@@ -110,7 +107,7 @@ def _delivery(data: dict[str, Any]) -> str:
     """Say when a subscriber's digests come: "weekly on Friday at 7:00 Europe/Paris, paused"."""
     when = "daily"
     if data["frequency"] == Frequency.WEEKLY:
-        when = f"weekly on {service.WEEKDAYS[data['weekly_day']].capitalize()}"
+        when = f"weekly on {validation.WEEKDAYS[data['weekly_day']].capitalize()}"
     count = data["max_papers"]
     papers = f"at most {count} paper{'' if count == 1 else 's'}"
     paused = ", paused" if data["paused"] else ""
@@ -411,7 +408,7 @@ def import_(
                     on_progress=advance, meaning=app.settings.match_neighbours,
                 )  # fmt: skip
             else:
-                report = service.import_csv(
+                report = csv_import.import_csv(
                     source, session=session, status=status, on_progress=advance,
                     defaults=service.Defaults.from_settings(app.settings),
                 )  # fmt: skip
@@ -449,7 +446,7 @@ def _progress(size: int) -> Iterator[Callable[[int], None] | None]:
         yield bar.update
 
 
-def _echo_report(report: service.ImportReport | backup.JsonImportReport) -> None:
+def _echo_report(report: csv_import.ImportReport | backup.JsonImportReport) -> None:
     if isinstance(report, backup.JsonImportReport):
         left_out = report.votes_left_out
         votes = f", {left_out} vote(s) on missing papers left out" if left_out else ""
@@ -500,31 +497,13 @@ def export(app: App, fmt: str, output: str | None) -> None:
       newsletter subscribers import backup.json
       newsletter subscribers export --output people.csv
     """
-    write = backup.export_json if fmt == "json" else service.export_csv
+    write = backup.export_json if fmt == "json" else csv_format.export_csv
     with app.transaction() as session:
         if output is None:
             write(sys.stdout, session=session)
             return
-        count = _export_to_file(Path(output), write, session=session)
+        count = export_to_file(Path(output), write, session=session)
     click.echo(f"exported {count} subscribers to {output}", err=True)
-
-
-def _export_to_file(path: Path, write: Callable[..., int], *, session: Session) -> int:
-    """Export into a temporary file renamed over `path` at the end: no half-written files."""
-    check_output_folder(path)
-    folder = path.parent
-    try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise InputError(f"--output: cannot write in {str(folder)!r}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-            count = write(out, session=session)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return count
 
 
 @subscribers.command("list")

@@ -27,7 +27,7 @@ from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
 
-from newsletter.content.rendering import one_line, safe_url
+from newsletter.content.templating import one_line, safe_url
 from newsletter.core.errors import ConfigError, InputError
 
 CRLF = b"\r\n"
@@ -243,7 +243,7 @@ def _hidden(c: str) -> bool:
 
 
 def header_text(value: object) -> str:
-    """Return value on one line (see rendering.one_line) without invisible format characters."""
+    """Return value on one line (see templating.one_line) without invisible format characters."""
     line = one_line(value)
     if line.isascii() or line.isprintable():  # neither can hold a format character
         return line

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from newsletter.content import headers
-from newsletter.content.rendering import Filled, Recipient, RenderedDigest
+from newsletter.content.digest import Filled, Recipient, RenderedDigest
 from newsletter.core import identity
 from newsletter.core.config import Settings
 from newsletter.core.errors import ConfigError

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from newsletter.content.mime import build_transactional, make_message_id
-from newsletter.content.rendering import make_jinja_env
+from newsletter.content.templating import make_jinja_env
 from newsletter.core import identity, tokens
 from newsletter.core.config import Settings
 from newsletter.core.models import utcnow

@@ -1,7 +1,8 @@
 """The foundation every stage stands on: settings, the database, models, errors, tokens.
 
 Owns: `App` (settings plus engine and sessions), the typed settings (one registry, each
-with its default, help and checks, and the reference made from it), what the list calls
+with its default, help and checks; `setting_fields` declares and parses them; the reference
+made from it), what the list calls
 itself (`identity`: its name, List-Id, subject line), paper identifiers (`identifiers`:
 DOIs, arXiv's DOIs) and the secret key, the parse and masking of URLs that carry passwords,
 engine and migrations, the SQLAlchemy models, the delivery store (`deliveries`: the one

@@ -1,7 +1,8 @@
 """Settings: one typed registry, read from a TOML file and overridden by the environment.
 
-Every setting is a field of `Settings` with a default, a one-line help text and its checks;
-`SETTINGS` lists them in order for `newsletter config` and the README.
+Every setting is a field of `Settings` with a default, a one-line help text and its checks
+(declared and parsed as `setting_fields` says); `SETTINGS` lists them in order for `newsletter
+config` and the README.
 """
 
 from __future__ import annotations
@@ -9,14 +10,12 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import ipaddress
-import json
-import math
 import os
 import re
 import tomllib
 import unicodedata
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, time
 from pathlib import Path
 from typing import Any
@@ -25,154 +24,22 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from newsletter.core.errors import ConfigError, InputError
 from newsletter.core.identity import check_subject
 from newsletter.core.secret_key import check_secret_key, stored_secret_key
+from newsletter.core.setting_fields import KINDS, Setting, setting
 from newsletter.core.source_tables import SourceTable, parse_source_tables
 from newsletter.core.taxonomy import canonical_code, closest_code
-from newsletter.core.urls import mask_database_url, mask_transport_url, mask_url_password
+from newsletter.core.urls import mask_database_url, mask_transport_url
 
 CONFIG_FILENAME = "newsletter.toml"
 ENV_PREFIX = "NEWSLETTER_"
 # Settings and topics files are a few levels deep; deeper ones are not ours, and nesting
 # in the thousands would exhaust the stack of whatever walks the data next.
 TOML_MAX_DEPTH = 16
-TRUE_WORDS = ("true", "yes", "on", "1")
-FALSE_WORDS = ("false", "no", "off", "0")
 DEFAULT_FETCH_CRON = "0 6 * * mon-fri"
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
 _DOMAIN = re.compile(rf"{_LABEL}(\.{_LABEL})*")
 _ADDRESS = re.compile(r"[^@\s\x00-\x1f\x7f?&<>\"]+@[^@\s\x00-\x1f\x7f?&<>\"]+")
 _LOCAL_PART = re.compile(r"[A-Za-z0-9._-]+")
 _SOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")  # a fetch marker holds one in 64
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One setting: its name, type, default, help, and the checks its value must pass."""
-
-    name: str
-    kind: type
-    default: Any
-    help: str
-    env: str = ""  # the NEWSLETTER_* variable that overrides it, if any
-    secret: bool = False
-    at_least: float | None = None
-    above: float | None = None
-    at_most: float | None = None
-    choices: tuple[str, ...] = ()
-    check: Callable[[Any], str] | None = None  # returns what is wrong, or ""
-    shown_default: str = ""  # how the default reads where the value itself would mislead
-    mask: Callable[[str], str] | None = None  # hides the password the way its reader parses
-
-    def parse(self, raw: Any) -> Any:
-        """Return raw as this setting's type, checked; raise ValueError saying what is wrong."""
-        value = _PARSERS[self.kind](raw)
-        problem = self._problem(value)
-        if problem:
-            raise ValueError(f"{problem}, got {toml_value(raw)}")
-        return value
-
-    def masked(self, value: Any) -> Any:
-        """Return value with a secret, or the password in a URL, hidden."""
-        if self.secret:
-            return "****" if value else ""
-        if self.mask is not None and isinstance(value, str):
-            return self.mask(value)
-        if isinstance(value, str) and "://" in value:
-            return mask_url_password(value)
-        return value
-
-    def default_text(self) -> str:
-        """Return the default as documented: a TOML value, or words where that misleads."""
-        if self.shown_default or self.default in ("", ()):
-            return self.shown_default or "empty"
-        return toml_value(self.default)
-
-    def _problem(self, value: Any) -> str:
-        if self.at_least is not None and value < self.at_least:
-            return f"must be at least {self.at_least:g}"
-        if self.above is not None and value <= self.above:
-            return f"must be more than {self.above:g}"
-        if self.at_most is not None and value > self.at_most:
-            return f"must be at most {self.at_most:g}"
-        items = value if isinstance(value, tuple) else (value,)
-        if self.choices and any(item not in self.choices for item in items):
-            return f"must be {' or '.join(self.choices)}"
-        return self.check(value) if self.check and value != self.default else ""
-
-
-def setting(default: Any, help: str, **options: Any) -> Any:
-    """Declare a field of Settings with its help text and checks (see `Setting`)."""
-    return field(default=default, metadata={"help": help, **options})
-
-
-def _parse_str(raw: Any) -> str:
-    if isinstance(raw, os.PathLike):  # a folder or file given as a Path by calling code
-        raw = os.fspath(raw)
-    if not isinstance(raw, str):
-        raise ValueError(f"expected text, got {toml_value(raw)}")
-    return raw
-
-
-def _parse_int(raw: Any) -> int:
-    if isinstance(raw, int) and not isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str) and re.fullmatch(r"\s*[-+]?\d{1,18}\s*", raw):
-        return int(raw)
-    raise ValueError(f"expected a whole number, got {toml_value(raw)}")
-
-
-def _parse_float(raw: Any) -> float:
-    value = math.nan
-    if isinstance(raw, int | float) and not isinstance(raw, bool):
-        value = float(raw)
-    elif isinstance(raw, str) and len(raw) < 40:
-        try:
-            value = float(raw)
-        except ValueError:
-            pass
-    if not math.isfinite(value):
-        raise ValueError(f"expected a number, got {toml_value(raw)}")
-    return value
-
-
-def _parse_bool(raw: Any) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    word = raw.strip().lower() if isinstance(raw, str) else None
-    if word in TRUE_WORDS or word in FALSE_WORDS:
-        return word in TRUE_WORDS
-    # A typo must not quietly switch a safety check off (or on).
-    raise ValueError(f"expected true or false, got {toml_value(raw)}")
-
-
-def _parse_names(raw: Any) -> tuple[str, ...]:
-    if isinstance(raw, str):
-        raw = raw.split(",")
-    if not isinstance(raw, list | tuple) or not all(isinstance(v, str) for v in raw):
-        raise ValueError(f"expected a list of names, got {toml_value(raw)}")
-    return tuple(dict.fromkeys(v.strip() for v in raw if v.strip()))
-
-
-_PARSERS: dict[type, Callable[[Any], Any]] = {
-    str: _parse_str,
-    int: _parse_int,
-    float: _parse_float,
-    bool: _parse_bool,
-    tuple: _parse_names,
-}
-_KINDS = {"str": str, "int": int, "float": float, "bool": bool, "tuple[str, ...]": tuple}
-
-
-def toml_value(value: Any) -> str:
-    """Write a value as TOML would, for messages and `newsletter config`."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    if isinstance(value, tuple | list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    return repr(value)
 
 
 # --- checks of single values: each returns what is wrong, or "" -----------------------------
@@ -519,7 +386,7 @@ class Settings:
 
 def _registry() -> tuple[Setting, ...]:
     return tuple(
-        Setting(f.name, _KINDS[str(f.type)], f.default, **f.metadata)
+        Setting(f.name, KINDS[str(f.type)], f.default, **f.metadata)
         for f in dataclasses.fields(Settings)
         if "help" in f.metadata
     )

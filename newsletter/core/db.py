@@ -1,4 +1,4 @@
-"""Engine and session factories, SQLite pragmas, and schema migration."""
+"""Engine and session factories, SQLite pragmas, schema migration, and bulk SQL fast paths."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -159,6 +160,41 @@ def insert_or_ignore(session: Session, table: Any) -> Insert:
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
     return sqlite_insert(table).on_conflict_do_nothing()
+
+
+def driver_values(session: Session, table: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """Convert values to what the driver expects, as SQLAlchemy would for each row."""
+    dialect = session.get_bind().dialect
+    out = {}
+    for key, value in values.items():
+        process = table.c[key].type.dialect_impl(dialect).bind_processor(dialect)
+        out[key] = process(value) if process and value is not None else value
+    return out
+
+
+
+def select_in(session: Session, sql: str, values: list[Any]) -> list[tuple[Any, ...]]:
+    """Run a query whose `{}` is a list of placeholders, one per value."""
+    # Plain placeholders: SQLAlchemy's expanding IN renders thousands of values slowly.
+    conn = session.connection()
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    query = sql.format(", ".join([mark] * len(values)))
+    return [tuple(r) for r in conn.exec_driver_sql(query, tuple(values))]
+
+
+
+def insert_many(session: Session, stmt: Any, rows: list[dict[str, Any]]) -> None:
+    """Run an INSERT for many rows of driver-ready values, compiled once."""
+    # SQLAlchemy's per-row parameter processing costs more than the database's own work
+    # here; the values that need a type conversion are converted once by driver_values.
+    conn = session.connection()
+    compiled = stmt.compile(dialect=conn.dialect, column_keys=list(rows[0]))
+    if compiled.positional:
+        pick = itemgetter(*(compiled.positiontup or []))
+        params: list[Any] = [pick(row) for row in rows]
+    else:
+        params = rows
+    conn.exec_driver_sql(str(compiled), params)
 
 
 def _alembic_config(engine: Engine) -> Config:

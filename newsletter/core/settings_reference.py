@@ -7,7 +7,8 @@ help, or the longer text below where a reader of the reference needs more.
 
 from __future__ import annotations
 
-from newsletter.core.config import ENV_PREFIX, SETTINGS, SETTINGS_BY_NAME, Setting
+from newsletter.core.config import ENV_PREFIX, SETTINGS, SETTINGS_BY_NAME
+from newsletter.core.setting_fields import Setting
 
 # The settings a new instance sets first, in the README.
 ESSENTIALS = (

@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 from newsletter.bounces.classify import verp_address, verp_enabled
 from newsletter.bounces.signing import delivery_message_id
+from newsletter.content.digest import DigestPaper, EditionInfo, Recipient
 from newsletter.content.headers import envelope_address
 from newsletter.content.mime import (
     build_message_data,
@@ -15,7 +16,7 @@ from newsletter.content.mime import (
     make_dkim_signer,
     make_message_id,
 )
-from newsletter.content.rendering import DigestPaper, DigestRenderer, EditionInfo, Recipient
+from newsletter.content.rendering import DigestRenderer
 from newsletter.core.config import Settings
 from newsletter.core.deliveries import ClaimedDelivery
 from newsletter.core.tokens import make_token, unsubscribe_url

@@ -10,10 +10,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter.audience.subscribers import get_subscriber, mailable_email
+from newsletter.audience.subscribers import get_subscriber
 from newsletter.audience.suppressions import check_test_recipient
+from newsletter.audience.validation import mailable_email
 from newsletter.bounces.process import edition_health
-from newsletter.content.rendering import DigestPaper, EditionInfo, Recipient, make_renderer
+from newsletter.content.digest import DigestPaper, EditionInfo, Recipient
+from newsletter.content.rendering import make_renderer
 from newsletter.core.app import App
 from newsletter.core.deliveries import load_recipients
 from newsletter.core.errors import InputError, NotFound, SendingHeld, TransportError

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter.content.rendering import DigestPaper
+from newsletter.content.digest import DigestPaper
 from newsletter.core.models import Edition, Subscriber, Subscription
 from newsletter.editions.planning import edition_first_day, sent_paper_ids
 from newsletter.editions.selection import DEFAULT_HF_URL, EditionPapers

@@ -13,7 +13,8 @@ from typing import NamedTuple
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter.content.rendering import DigestPaper, one_line
+from newsletter.content.digest import DigestPaper
+from newsletter.content.templating import one_line
 from newsletter.core.config import default
 from newsletter.core.latex import readable
 from newsletter.core.models import Paper, PaperTopic, Topic

@@ -1,9 +1,10 @@
 """Which papers belong to which topic, and to which reader, with the evidence that says why.
 
 Owns: `text` (a paper's words as tokens, stems and acronym forms), `wordlists` (the
-machine-learning prior: generic words, false friends, synonyms, named models), `scoring`
-(keyword compilation and the pure scoring), `specificity` (keyword weights from document
-frequencies), `embeddings` (the sentence model and stored vectors), `meaning` (topic
+machine-learning prior: generic words, false friends, synonyms, named models), `keywords`
+(a topic's keywords compiled into token sequences), `scoring` (the index of topics and the
+pure scoring), `specificity` (keyword weights from document frequencies), `embeddings`
+(the sentence model and stored vectors), `meaning` (topic
 prototypes and papers' standings among recent papers), `neighbours` (a paper's nearest
 papers), `combine` (every signal into one decision, with the fitted weights), `matches`
 (scoring stored papers against the recent listings, storing the matches and the vectors),

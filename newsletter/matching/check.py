@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.core.models import FeedbackVote, Paper, PaperTopic, Subscription, Topic
 from newsletter.matching.combine import PLACERS, placed_by
+from newsletter.matching.keywords import compile_keyword
 from newsletter.matching.matched import (
     MATCH_DAYS,
     MatchedPaper,
@@ -35,7 +36,7 @@ from newsletter.matching.matched import (
     window_start,
 )
 from newsletter.matching.matches import compile_topic, recent_paper_rows, row_text
-from newsletter.matching.scoring import PaperText, TopicIndex, TopicMatcher, compile_keyword
+from newsletter.matching.scoring import PaperText, TopicIndex, TopicMatcher
 from newsletter.matching.specificity import WARN_COMMON_SHARE
 from newsletter.matching.suggestions import Suggestions, suggest_examples
 from newsletter.matching.text import WORD, stem

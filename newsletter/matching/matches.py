@@ -1,7 +1,7 @@
 """Topic matching on the database: score papers against topics and store the matches.
 
-The text scoring itself (keywords, where they occur, what that is worth) lives in
-`scoring`; this module loads papers and topics, counts how common each keyword is among the
+The text scoring itself (keywords, where they occur, what that is worth) lives in `keywords`
+and `scoring`; this module loads papers and topics, counts how common each keyword is among the
 recent listings (the last WINDOW_DAYS days of papers), and replaces PaperTopic rows. Where
 papers are stored with a sentence vector (`embed_papers`) and the sentence model loads, every
 signal decides together (`combine`): keywords, the paper's meaning against the topic's among

@@ -1,7 +1,7 @@
 """Score a paper's text against topics: which keywords it mentions, where, and what that says.
 
-Keywords compile to token sequences of the same forms as a paper's words (`text`), so finding
-them is one dictionary look-up per token whatever the number of topics (TopicIndex).
+Keywords compile (`keywords`) to token sequences of the same forms as a paper's words (`text`),
+so finding them is one dictionary look-up per token whatever the number of topics (TopicIndex).
 On the score scale, 1.0 (the default threshold) means "one clear, specific signal": a keyword
 in the title or in the paper's own keywords, a specific keyword in the abstract's opening or
 repeated, or two distinct ones. A single mention late in the abstract counts little; generic
@@ -16,31 +16,31 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from copy import copy
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import NamedTuple
 
 from newsletter.core.taxonomy import covered_categories
+from newsletter.matching.keywords import (
+    Keyword,
+    Seq,
+    compile_description,
+    compile_keywords,
+    keyword_key,
+    match_at,
+    unique_terms,
+    variants,
+)
 from newsletter.matching.specificity import NO_PAPERS, DocumentFrequencies
 from newsletter.matching.text import (
     FUNCTION_WORDS,
-    STOPWORDS,
     WORD,
     PaperText,
     Tokens,
     acronym_form,
-    is_acronym,
-    stem,
     tokenize,
-    word_forms,
 )
-from newsletter.matching.wordlists import (
-    EQUIVALENTS,
-    FALSE_FRIENDS,
-    GENERIC_PHRASES,
-    GENERIC_WORDS,
-    INSTANCES,
-)
+from newsletter.matching.wordlists import FALSE_FRIENDS
 
 TITLE_WEIGHT = 1.0
 PAPER_KEYWORD_WEIGHT = 0.8  # HF ai_keywords: chosen for the paper, but many and loose
@@ -60,234 +60,6 @@ CATEGORY_MEMBER = 1.0
 DESCRIPTION_WORD = 0.1
 DESCRIPTION_CAP = 0.3
 GAP_SHARE = 0.8  # a phrase with one extra word inside ("graph convolutional neural network")
-INSTANCE_SHARE = 0.7  # a named model or benchmark of the field ("Llama 3" for LLMs)
-
-# Prefixes written with or without a hyphen: "multimodal" = "multi-modal".
-PREFIXES = ("multi", "pre", "self", "semi", "cross", "non", "post", "co", "re", "sub", "inter")
-_TERM = re.compile(r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*")  # "fine-tuning" stays one term
-_NAME_SPLIT = re.compile(r"\s*(?:&|/|,|;|\(|\)|\band\b|\bor\b)\s*")
-
-Seq = tuple[str, ...]  # one keyword form as a sequence of token forms
-
-
-@dataclass(frozen=True)
-class Keyword:
-    """One keyword of a topic compiled into token sequences, each with its share of a match."""
-
-    text: str
-    sequences: tuple[tuple[Seq, float], ...]
-    generic: bool = False
-    single_word: bool = False
-    friends: frozenset[int] = frozenset()  # FALSE_FRIENDS whose hits do not count
-    meanings: tuple[Seq, ...] = ()  # an acronym's long forms, to notice it redefined
-    acronym: str = ""
-    key: str = ""  # the stems of its words: its name in DocumentFrequencies
-
-
-def _phrase_words(text: str) -> list[tuple[str, str]]:
-    """Return (word, separator before it) pairs: separators decide where words may be glued."""
-    out, prev = [], 0
-    for m in WORD.finditer(text):
-        out.append((m.group(0), text[prev : m.start()]))
-        prev = m.end()
-    return out
-
-
-def _variants(text: str) -> list[Seq]:
-    """Return the token sequences a keyword may be written as: fine-tuning, finetuning, ..."""
-    words = _phrase_words(text)
-    out: dict[Seq, None] = {}
-
-    def walk(n: int, acc: tuple[str, ...]) -> None:
-        if n == len(words):
-            out[acc] = None
-            return
-        word = words[n][0]
-        walk(n + 1, (*acc, acronym_form(word) if is_acronym(word) else stem(word)))
-        if split := _prefix_split(word):
-            walk(n + 1, (*acc, *split))
-        if n + 1 < len(words) and words[n + 1][1] == "-":
-            nxt = words[n + 1][0]
-            if not is_acronym(word) and not is_acronym(nxt):
-                walk(n + 2, (*acc, stem(word + nxt)))  # "fine-tuning" is also "finetuning"
-
-    walk(0, ())
-    return [seq for seq in out if seq]
-
-
-def _prefix_split(word: str) -> list[str]:
-    """Split "multimodal" into multi, modal so that it also matches "multi-modal"."""
-    lower = word.lower()
-    for prefix in PREFIXES:
-        if lower.startswith(prefix) and len(lower) - len(prefix) >= 4 and not is_acronym(word):
-            return [prefix, stem(lower[len(prefix) :])]
-    return []
-
-
-def is_generic(words: Sequence[str]) -> bool:
-    """Tell whether a keyword is a word every ML abstract uses ("learning", "robustness")."""
-    content = [stem(w) for w in words if w.lower() not in STOPWORDS]
-    if not content:
-        return True
-    if len(content) == 1 and not is_acronym(words[-1]):
-        return content[0] in _GENERIC_STEMS or words[-1].lower() in GENERIC_WORDS
-    return " ".join(content) in _GENERIC_PHRASE_STEMS
-
-
-_GENERIC_STEMS = frozenset(stem(w) for w in GENERIC_WORDS)
-_GENERIC_PHRASE_STEMS = frozenset(
-    " ".join(stem(w) for w in WORD.findall(p) if w not in STOPWORDS) for p in GENERIC_PHRASES
-)
-
-
-def _key(text: str) -> str:
-    return " ".join(stem(w) for w in WORD.findall(text))
-
-
-def _unique(items: Iterable[str]) -> list[str]:
-    seen: dict[str, str] = {}
-    for item in items:
-        item = item.strip()
-        if item:
-            seen.setdefault(_key(item), item)
-    return list(seen.values())
-
-
-def _name_parts(name: str) -> list[str]:
-    """Split a topic name into keyword-like parts: "Speech & audio" -> speech, audio."""
-    return [p for p in _NAME_SPLIT.split(name or "") if WORD.search(p)]
-
-
-def _expand(texts: list[str]) -> list[str]:
-    """Add the equivalents of the topic's keywords: "LLM" brings "large language model"."""
-    keys = {_key(t) for t in texts}
-    extra = [
-        term
-        for group in EQUIVALENTS
-        if keys & {_key(t) for t in group}
-        for term in group
-        if _key(term) not in keys
-    ]
-    # A keyword of stopwords only ("a", "of the") would match everywhere.
-    useful = [t for t in texts if any(w.lower() not in STOPWORDS for w in WORD.findall(t))]
-    return _unique(useful + extra)
-
-
-def compile_keyword(text: str) -> Keyword:
-    """Compile one keyword or phrase into token sequences, partial forms and flags."""
-    words = WORD.findall(text)
-    acronym = words[0] if len(words) == 1 and is_acronym(words[0]) else ""
-    sequences = [(seq, 1.0) for seq in _variants(text)]
-    full = {seq for seq, _ in sequences}
-    if INSTANCE_SHARE:
-        sequences += [(seq, INSTANCE_SHARE) for seq in _instances(text) if seq not in full]
-    return Keyword(
-        text=text,
-        sequences=tuple(sequences),
-        generic=is_generic(words),
-        single_word=len(words) == 1 and not acronym,
-        acronym=acronym,
-        key=_key(text),
-    )
-
-
-def _instances(text: str) -> list[Seq]:
-    """Return the named models and benchmarks that stand for a keyword ("Qwen3" for LLM)."""
-    names = INSTANCES.get(_key(text), ())
-    return [tuple("~" + w.lower() for w in WORD.findall(name)) for name in names]
-
-
-def compile_keywords(keywords: Iterable[str], *, name: str = "") -> tuple[Keyword, ...]:
-    """Compile a topic's keywords, the parts of its name and their known equivalents."""
-    compiled = [compile_keyword(t) for t in _expand([*keywords, *_name_parts(name)])]
-    compiled = [_with_meanings(k) for k in compiled]
-    return tuple(_with_false_friends(k, compiled) for k in compiled)
-
-
-def _with_meanings(kw: Keyword) -> Keyword:
-    """Attach an acronym's long forms, to notice papers that spell it out as something else."""
-    if not kw.acronym:
-        return kw
-    key = _key(kw.acronym)
-    forms = [t for g in EQUIVALENTS if key in {_key(x) for x in g} for t in g if _key(t) != key]
-    meanings = tuple(seq for t in forms for seq in _variants(t))
-    return replace(kw, meanings=meanings) if meanings else kw
-
-
-def _occurrences(kw: Keyword, tokens: Tokens) -> list[tuple[int, int]]:
-    """Return the token ranges where a keyword fully matches (for compile-time checks)."""
-    out = []
-    for i, forms in enumerate(tokens.forms):
-        for seq, share in kw.sequences:
-            if share == 1.0 and seq[0] in forms:
-                end = _match_at(tokens, i, seq, gaps=False)[0]
-                if end > 0:
-                    out.append((i, end))
-    return out
-
-
-def _friend(phrase: str) -> tuple[Tokens, tuple[int, int]]:
-    """Tokenize a false friend; return it with the token range of its misleading part."""
-    before, _, rest = phrase.partition("[")
-    inside, _, _ = rest.partition("]")
-    tokens = tokenize(phrase.replace("[", "").replace("]", ""))
-    if not inside:
-        return tokens, (0, len(tokens.forms))
-    start = len(WORD.findall(before))
-    return tokens, (start, start + len(WORD.findall(inside)))
-
-
-_FRIENDS = tuple(_friend(p) for p in FALSE_FRIENDS)
-
-
-def _with_false_friends(kw: Keyword, topic: Sequence[Keyword]) -> Keyword:
-    """Attach the compounds that contain this keyword but are not the topic's own keywords."""
-    friends = set()
-    for n, (tokens, (first, last)) in enumerate(_FRIENDS):
-        whole = (0, len(tokens.forms))
-        inside = [(a, b) for a, b in _occurrences(kw, tokens) if a < last and b > first]
-        if inside and whole not in inside:
-            if not any(whole in _occurrences(o, tokens) for o in topic if o is not kw):
-                friends.add(n)
-    return replace(kw, friends=frozenset(friends)) if friends else kw
-
-
-def compile_description(description: str, keywords: Sequence[Keyword]) -> tuple[Keyword, ...]:
-    """Compile the description's content words (and hyphenated compounds) not in the keywords."""
-    known = {_key(k.text) for k in keywords} | {
-        stem(w) for k in keywords for w in WORD.findall(k.text)
-    }
-    terms = _unique(
-        t
-        for t in _TERM.findall(description or "")
-        if _key(t) not in known
-        and len(t) > 3
-        and not all(w.lower() in STOPWORDS or is_generic([w]) for w in WORD.findall(t))
-    )
-    return tuple(Keyword(t, tuple((seq, 1.0) for seq in _variants(t))) for t in terms)
-
-
-_STOP_FORMS = frozenset(f for w in STOPWORDS for f in word_forms(w))
-
-
-def _match_at(tokens: Tokens, i: int, seq: Seq, gaps: bool = True) -> tuple[int, bool]:
-    """Match seq from token i (its first form already matched).
-
-    Return the end token and whether one extra word was skipped, or (-1, False).
-    """
-    forms, joined, count = tokens.forms, tokens.joined, len(tokens.forms)
-    j, skipped = i + 1, False
-    for want in seq[1:]:
-        if j < count and joined[j] and want in forms[j]:
-            j += 1
-        elif gaps and not skipped and j + 1 < count and joined[j] and joined[j + 1]:
-            # One extra content word: "graph convolutional neural network", not "model with".
-            if want not in forms[j + 1] or not _STOP_FORMS.isdisjoint(forms[j]):
-                return -1, False
-            j, skipped = j + 2, True
-        else:
-            return -1, False
-    return j, skipped
 
 
 class Span(NamedTuple):
@@ -335,7 +107,7 @@ class TopicMatcher:
             keywords=compiled,
             description=compile_description(description, compiled),
             categories=covered_categories(c.strip() for c in categories if c.strip()),
-            exclude=tuple(_unique(p for p in exclude if WORD.search(p))),
+            exclude=tuple(unique_terms(p for p in exclude if WORD.search(p))),
             whole_categories=whole_categories,
         )
 
@@ -389,15 +161,17 @@ class TopicIndex:
         numbers: dict[str, int] = {}
         for topic in self.topics:
             for phrase in topic.exclude:
-                if _key(phrase) not in numbers:
-                    numbers[_key(phrase)] = len(phrases)
+                if keyword_key(phrase) not in numbers:
+                    numbers[keyword_key(phrase)] = len(phrases)
                     phrases.append(phrase)
-        self._excluded = [frozenset(numbers[_key(p)] for p in t.exclude) for t in self.topics]
+        self._excluded = [
+            frozenset(numbers[keyword_key(p)] for p in t.exclude) for t in self.topics
+        ]
         self._whole = [t for t, topic in enumerate(self.topics) if topic.whole_categories]
         if numbers or any(kw.friends for topic in self.topics for kw in topic.keywords):
             for n, phrase in enumerate(phrases):
                 plain = phrase.replace("[", "").replace("]", "")
-                self._add(tuple((seq, 1.0) for seq in _variants(plain)), _FRIEND, n)
+                self._add(tuple((seq, 1.0) for seq in variants(plain)), _FRIEND, n)
 
     def _add(self, sequences: Iterable[tuple[Seq, float]], topic: int, keyword: int) -> None:
         for seq, share in sequences:
@@ -526,9 +300,7 @@ class TopicIndex:
         for i in [i for i, fs in enumerate(forms) if not wanted.isdisjoint(fs)]:
             for form in wanted.intersection(forms[i]):
                 for seq, targets in starts[form].items():
-                    end, gapped = (
-                        _match_at(tokens, i, seq, gaps) if len(seq) > 1 else (i + 1, False)
-                    )
+                    end, gapped = match_at(tokens, i, seq, gaps) if len(seq) > 1 else (i + 1, False)
                     if end > 0:
                         text = tokens.span_text(i, end)
                         share = GAP_SHARE if gapped else 1.0
@@ -622,7 +394,7 @@ def _redefined(kw: Keyword, paper: PaperText) -> bool:
         for m in pattern.finditer(text):
             before = tokenize(text[max(0, m.start() - 80) : m.start()])
             if not any(
-                seq[0] in forms and _match_at(before, i, seq, gaps=False)[0] > 0
+                seq[0] in forms and match_at(before, i, seq, gaps=False)[0] > 0
                 for seq in kw.meanings
                 for i, forms in enumerate(before.forms)
             ):
@@ -691,7 +463,7 @@ def _mentions(tokens: Tokens, kw: Keyword) -> bool:
         and (
             len(seq) == 1
             or any(
-                seq[0] in fs and _match_at(tokens, i, seq, False)[0] > 0
+                seq[0] in fs and match_at(tokens, i, seq, False)[0] > 0
                 for i, fs in enumerate(tokens.forms)
             )
         )

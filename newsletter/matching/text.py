@@ -3,7 +3,7 @@
 A paper's title, abstract and (Hugging Face) keywords are split into word tokens once; each
 token is reduced to a stem ("Fine-Tuned" -> fine, tune) and, when it is a capitalised acronym
 ("LLMs"), also to a case-sensitive form; a versioned model name ("Qwen3") also stands for its
-family. Keywords are compiled from the same forms (`scoring`), so that finding them is one
+family. Keywords are compiled from the same forms (`keywords`), so that finding them is one
 look-up per token.
 """
 

@@ -19,7 +19,7 @@ from flask import Flask, redirect, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
-from newsletter.content import rendering
+from newsletter.content import templating
 from newsletter.core.app import App
 from newsletter.core.config import Settings, load_settings
 from newsletter.core.latex import readable
@@ -68,16 +68,16 @@ def create_app(settings: Settings, *, app: App | None = None) -> Flask:
     web.extensions["newsletter"] = core
     web.extensions["newsletter_mail_queue"] = MailQueue(core)
     web.jinja_options = {
-        "loader": rendering.template_loader(settings),
+        "loader": templating.template_loader(settings),
         "undefined": jinja2.StrictUndefined,
         "trim_blocks": True,
         "lstrip_blocks": True,
     }
     web.jinja_env.filters.update(
-        long_date=rendering.long_date,
-        authors_short=rendering.authors_short,
-        trim_abstract=rendering.shorten,
-        safe_url=rendering.safe_url,
+        long_date=templating.long_date,
+        authors_short=templating.authors_short,
+        trim_abstract=templating.shorten,
+        safe_url=templating.safe_url,
         atom_date=atom_date,
         readable=readable_text,
     )

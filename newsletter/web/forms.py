@@ -9,7 +9,7 @@ from typing import Any
 from werkzeug.datastructures import MultiDict
 
 from newsletter.audience.signup import Preferences
-from newsletter.audience.subscribers import (
+from newsletter.audience.validation import (
     mailable_email,
     split_rules,
     validate_frequency,
