@@ -14,7 +14,7 @@ from newsletter.core import tokens
 from newsletter.core.app import App
 from newsletter.core.models import Paper, Subscriber
 from newsletter.matching import seeds as seeds_store
-from newsletter.matching.first_round import INTERESTS, OWN_PAPERS, SPREAD
+from newsletter.matching.first_round import INTERESTS, OWN_PAPERS
 from newsletter.matching.seeds import Seed
 from tests import factories as f
 from tests.test_interests import (  # noqa: F401 - the fixture is used by name
@@ -49,7 +49,7 @@ def _share(keys: list[str], labels: dict[str, set[str]], field: set[str]) -> flo
     return sum(1 for k in keys if labels[k] & field) / len(keys)
 
 
-def test_a_sentence_alone_is_asked_about_along_it(neighbours_app: App) -> None:
+def test_a_sentence_alone_is_asked_about_along_it(neighbours_app: App) -> None:  # noqa: F811
     app = neighbours_app
     labels = store_fields_papers(app)
     with app.transaction() as s:
@@ -60,7 +60,7 @@ def test_a_sentence_alone_is_asked_about_along_it(neighbours_app: App) -> None:
     assert _share([k for _, k in shown], labels, CONDENSED_TOPICS) > everyone  # not a spread
 
 
-def test_own_papers_are_asked_about_along_them_beside_the_sentence(neighbours_app: App) -> None:
+def test_own_papers_are_asked_about_along_them_beside_the_sentence(neighbours_app: App) -> None:  # noqa: F811
     app = neighbours_app
     labels = store_fields_papers(app)
     papers, tags = _fields()
