@@ -4,7 +4,8 @@ Owns: `subscribers` (admin, CSV import and export), `backup` (the lossless JSON 
 its import, read by `json_list`), `signup` (the public flow: sign-up, confirm, preferences,
 unsubscribe, GDPR), `invitations` (the sign-up's confirmation email for subscribers an
 admin added), `suppressions` (addresses never mailed again), `eligibility` (who receives
-digests).
+digests), `service` (the subscriber and suppression admin as the CLI and pages call it,
+each in its own session).
 May import `core`, `matching` (topics' list syntax, readers' votes and rules) and `content`
 (the notices it asks for).
 """

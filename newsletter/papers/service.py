@@ -1,4 +1,5 @@
-"""The paper services that `newsletter papers` and pages call: each opens its own session."""
+"""The paper services that `newsletter papers` and pages call, and a reader's own papers as
+`subscribers add` and `edit` take them: each opens its own session."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from newsletter.core.app import App
 from newsletter.matching import feedback
 from newsletter.papers import fetch_log
+from newsletter.papers import seeds as own_papers
 from newsletter.papers.queries import find_paper, latest_listing_date, list_papers, paper_as_dict
 
 
@@ -59,3 +61,22 @@ def sources(app: App) -> list[dict[str, Any]]:
     """Return every source with what it offers, its settings and its last fetches."""
     with app.reading() as session:
         return fetch_log.describe_sources(app.settings, session=session)
+
+
+def seeds_from_refs(app: App, refs: str) -> own_papers.SeedChoice:
+    """Return a seed per arXiv id or DOI of a comma-separated list: the store's paper, else
+    arXiv's record; InputError naming the first that nothing finds."""
+    with app.reading() as session, own_papers.arxiv_lookup(app.settings) as lookup:
+        seeds = own_papers.resolve_refs(
+            own_papers.split_refs(refs), session=session, lookup=lookup,
+            meaning=app.settings.match_neighbours,  # their vectors, as papers get them
+        )  # fmt: skip
+    return own_papers.SeedChoice(seeds)
+
+
+def seeds_from_library(app: App, data: bytes, name: str) -> own_papers.SeedChoice:
+    """Read a BibTeX, RIS or CSL-JSON library into seeds, with the entries left out and why."""
+    with app.reading() as session, own_papers.arxiv_lookup(app.settings) as lookup:
+        return own_papers.seeds_from_library(
+            data, name, session=session, lookup=lookup, meaning=app.settings.match_neighbours
+        )
