@@ -12,10 +12,10 @@ from sqlalchemy import select, update
 
 from newsletter.bounces.mailboxes import MaildirSource
 from newsletter.bounces.process import process_bounces
-from newsletter.core.errors import SendingHeld
+from newsletter.core.errors import NotFound, SendingHeld
 from newsletter.core.models import Delivery, DeliveryStatus, Edition, utcnow
 from newsletter.delivery import service as sending
-from newsletter.delivery.status import status_report
+from newsletter.delivery.status import bounce_health, status_report
 from tests import factories as f
 from tests.bounce_mail import make_maildir, returned
 from tests.factories import dump_database
@@ -134,3 +134,18 @@ def test_the_status_report_of_a_day_not_planned_yet(world):
 
     assert not report.edition["planned"] and set(report.counts.values()) == {0}
     assert report.edition["health"] is None and report.edition["guard"] is None
+
+
+def test_the_bounce_health_of_a_day_with_an_edition_and_of_one_without(world, run):
+    with pytest.raises(NotFound, match=f"no edition for {DAY}"):
+        bounce_health(world, f.DAY)
+    stats = sending.send(world, f.DAY).plan
+
+    health = bounce_health(world)  # the newest listing's
+
+    assert (health["edition_id"], health["attempted"], health["hard_bounces"]) == (
+        stats.edition_id, 3, 0,
+    )  # fmt: skip
+    assert health["warnings"] == [] and health["complaint_rate"] == 0
+    printed = json.loads(run("bounces", "health", "--json").stdout)
+    assert printed == json.loads(json.dumps(health, default=str))

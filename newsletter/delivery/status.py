@@ -6,9 +6,12 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from newsletter.bounces.process import edition_health
 from newsletter.core.app import App
+from newsletter.core.errors import NotFound
 from newsletter.delivery import mail_queue
 from newsletter.delivery.service import edition_status
+from newsletter.editions.planning import find_edition, resolve_listing_date
 from newsletter.matching.check import disliked_topics, quiet_topics
 from newsletter.matching.matches import matching_mode
 
@@ -65,3 +68,14 @@ def status_report(
         by_meaning=by_meaning,
         matching=how,
     )
+
+
+def bounce_health(app: App, listing_date: date | None = None) -> dict[str, Any]:
+    """Return the bounce and complaint rates of the edition of a date (default: the newest
+    listing's), with warnings; NotFound when it has no edition."""
+    with app.reading() as session:
+        day = resolve_listing_date(listing_date, session=session)
+        edition = find_edition(day, session=session)
+    if edition is None:
+        raise NotFound(f"no edition for {day.isoformat()}")
+    return edition_health(app, edition.id)
