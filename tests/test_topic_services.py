@@ -1,16 +1,19 @@
 """The topic services `topics` prints and an admin page could show: a topic's fit when added
-or edited, checks, the list, removal and matching again, each in its own session."""
+or edited, checks, the list, removal and matching again, each in its own session; and readers'
+votes as `feedback list` prints them."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
 from newsletter.core.errors import InputError, NotFound
-from newsletter.core.models import Topic
+from newsletter.core.models import Paper, Topic, utcnow
 from newsletter.matching import service
+from newsletter.matching.feedback import LESS, MORE, record_vote
 from newsletter.matching.matched import MATCH_DAYS
 from tests import factories as f
 from tests.factories import dump_database
@@ -109,3 +112,23 @@ def test_matching_again_reports_its_progress_over_the_papers_it_scores(papers):
     every = service.match_again(papers)
     assert (every.papers, every.matches, every.removed) == (4, 3, 3)
     assert service.match_again(papers, f.DAY + timedelta(days=1)).papers == 0
+
+
+def test_readers_votes_newest_first_and_one_readers_as_feedback_list_prints_them(papers, run):
+    with papers.transaction() as s:
+        ada = f.subscriber(s, "ada@example.org", [])
+        bo = f.subscriber(s, "bo@example.org", [])
+        first, second = s.scalars(select(Paper).order_by(Paper.id).limit(2))
+        now = utcnow()
+        record_vote(ada.id, first.id, MORE, session=s, now=now - timedelta(hours=2))
+        record_vote(bo.id, second.id, LESS, session=s, now=now - timedelta(hours=1))
+
+    votes = service.votes(papers)
+
+    assert [(v["email"], v["vote"], v["paper"]) for v in votes] == [
+        ("bo@example.org", "less", TITLES[1]), ("ada@example.org", "more", TITLES[0]),
+    ]  # fmt: skip
+    assert [v["email"] for v in service.votes(papers, email="ada@example.org")] == [
+        "ada@example.org"
+    ]
+    assert json.loads(run("feedback", "list", "--json").stdout) == votes

@@ -1,4 +1,5 @@
-"""The topic services that `newsletter topics` and pages call: each opens its own session.
+"""The topic services that `newsletter topics` and pages call, and readers' votes as
+`feedback list` shows them: each opens its own session.
 
 Writes run in one transaction; checks, which may run the sentence model, read without the
 write lock.
@@ -15,7 +16,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from newsletter.core.app import App
-from newsletter.matching import topics
+from newsletter.matching import feedback, topics
 from newsletter.matching.check import CHECK_DAYS, TopicCheck, check_topics, warnings_of
 from newsletter.matching.matched import MATCH_DAYS, matched_count
 from newsletter.matching.matches import MatchStats, listed_paper_ids, match_papers
@@ -141,3 +142,9 @@ def match_again(
             progress=scored,
             neighbours=app.settings.match_neighbours,
         )
+
+
+def votes(app: App, *, email: str | None = None) -> list[feedback.ListedVote]:
+    """Return readers' votes (or one reader's), newest first."""
+    with app.reading() as session:
+        return feedback.list_votes(session=session, email=email)
