@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import click
-from sqlalchemy.exc import InterfaceError, OperationalError
 
+from newsletter.core import db
 from newsletter.core.app import App
 from newsletter.core.config import load_settings
-from newsletter.core.db import database_error
 from newsletter.core.errors import InputError, NewsletterError
 from newsletter.core.urls import mask_database_url
 
@@ -51,9 +50,9 @@ class NewsletterGroup(click.Group):
             return super().invoke(ctx)
         except NewsletterError as exc:
             raise _one_line(exc) from exc
-        except (OperationalError, InterfaceError) as exc:
+        except db.FAILURES as exc:
             # Refused, down, unreadable, locked or full: the reason, not 140 lines of stack.
-            raise _one_line(_database_failure(ctx, exc)) from exc
+            raise _one_line(db.database_error(exc, where=_database_named(ctx))) from exc
 
     @staticmethod
     def lazy_app(ctx: click.Context, config_file: str | None) -> LazyApp:
@@ -68,11 +67,11 @@ def _one_line(exc: NewsletterError) -> click.ClickException:
     return err
 
 
-def _database_failure(ctx: click.Context, exc: OperationalError | InterfaceError) -> Any:
-    """Say on one line what the database did (locked, full) or which one refused, and why."""
+def _database_named(ctx: click.Context) -> str:
+    """Return the URL of the database the command opened (password masked), for a refusal."""
     lazy = ctx.obj
     where = lazy.database_url() if isinstance(lazy, LazyApp) else ""
-    return database_error(exc, where=where or "(unknown)")
+    return where or "(unknown)"
 
 
 def pass_app(f: Callable[Concatenate[App, P], R]) -> Callable[P, R]:
