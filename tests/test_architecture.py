@@ -122,3 +122,43 @@ def test_no_module_is_longer_than_a_reader_can_hold():
     }
     assert len(lengths) > 100  # the walk found the package
     assert {name: n for name, n in lengths.items() if n > MAX_MODULE_LINES} == {}
+
+
+# What only a service may do: open a session (or an engine's connection) and run SQL.
+SESSION_CALLS = frozenset({
+    "reading", "transaction", "sessions", "read_sessions", "connect", "begin", "execute",
+    "query", "scalars", "scalar", "refresh",
+})  # fmt: skip
+
+
+def _database_work(path: Path) -> list[str]:
+    """Return what a module does with the database itself: sqlalchemy imports, sessions."""
+    import ast
+
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            modules = [node.module or ""]
+        else:
+            modules = []
+        found += [f"imports {m}" for m in modules if m.split(".")[0] == "sqlalchemy"]
+        if isinstance(node, ast.Attribute) and node.attr in SESSION_CALLS:
+            found.append(f"calls .{node.attr} (line {node.lineno})")
+        if isinstance(node, ast.Name | ast.arg) and "session" in (
+            getattr(node, "id", None), getattr(node, "arg", None)
+        ):
+            found.append(f"holds a session (line {node.lineno})")
+    return found
+
+
+def test_the_cli_opens_no_session_and_imports_no_sqlalchemy():
+    """A command parses, calls a service and prints: the service opens the session and runs
+    the SQL, so a web page can call the same one."""
+    work = {
+        path.relative_to(ROOT).as_posix(): found
+        for path in sorted((ROOT / "cli").rglob("*.py"))
+        if (found := _database_work(path))
+    }
+    assert work == {}

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import sys
-from datetime import date
 
 import click
 
+from newsletter.audience import service as audience
 from newsletter.audience import suppressions
 from newsletter.bounces import process as bounce_processing
 from newsletter.bounces.classify import verp_address
@@ -14,9 +14,9 @@ from newsletter.bounces.mailboxes import ImapSource, Source, open_source
 from newsletter.bounces.process import BounceRun, format_reasons
 from newsletter.cli.common import echo_json, parse_date, pass_app
 from newsletter.core.app import App
-from newsletter.core.errors import InputError, NotFound
+from newsletter.core.errors import InputError
 from newsletter.core.wording import plural
-from newsletter.editions.planning import find_edition, resolve_listing_date
+from newsletter.delivery import status as edition_status
 
 
 @click.group()
@@ -109,7 +109,7 @@ def health(app: App, day: str | None, as_json: bool) -> None:
     Example:
       newsletter bounces health --date 2026-11-27 --json
     """
-    data = bounce_processing.edition_health(app, _edition_id(app, parse_date(day)))
+    data = edition_status.bounce_health(app, parse_date(day))
     if as_json:
         echo_json(data)
         return
@@ -124,15 +124,6 @@ def health(app: App, day: str | None, as_json: bool) -> None:
         click.echo("by reason: " + format_reasons(data["by_reason"]))
     for warning in data["warnings"]:
         click.echo(f"warning: {warning}", err=True)
-
-
-def _edition_id(app: App, day: date | None) -> int:
-    with app.reading() as session:
-        listing = resolve_listing_date(day, session=session)
-        edition = find_edition(listing, session=session)
-    if edition is None:
-        raise NotFound(f"no edition for {listing.isoformat()}")
-    return edition.id
 
 
 @bounces.command("verp")
@@ -171,11 +162,7 @@ def list_(app: App, reason: str | None, as_json: bool) -> None:
     Example:
       newsletter suppressions list --reason complaint
     """
-    with app.reading() as session:
-        rows = [
-            suppressions.suppression_to_dict(r)
-            for r in suppressions.list_suppressions(session=session, reason=reason)
-        ]
+    rows = audience.list_suppressions(app, reason=reason)
     if as_json:
         echo_json(rows)
         return
@@ -196,12 +183,10 @@ def add(app: App, email: str, reason: str, as_json: bool) -> None:
     Example:
       newsletter suppressions add someone@example.org --reason "asked by phone"
     """
-    with app.transaction() as session:
-        row, created = suppressions.add_suppression(email, reason, session=session)
-        data = {**suppressions.suppression_to_dict(row), "created": created}
+    data = audience.suppress(app, email, reason)
     if as_json:
         echo_json(data)
-    elif created:
+    elif data["created"]:
         click.echo(f"suppressed {data['email']} ({data['reason']})")
     else:
         click.echo(f"{data['email']} was already suppressed ({data['reason']})")
@@ -219,10 +204,8 @@ def remove(app: App, email: str) -> None:
     Example:
       newsletter suppressions remove someone@example.org
     """
-    with app.transaction() as session:
-        row = suppressions.remove_suppression(email, session=session)
-        address, reason = row.email, row.reason
-    click.echo(f"removed {address} (was: {reason})")
+    row = audience.unsuppress(app, email)
+    click.echo(f"removed {row['email']} (was: {row['reason']})")
 
 
 def register(group: click.Group) -> None:

@@ -9,15 +9,13 @@ import tempfile
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import IO, Any, Concatenate, ParamSpec, TypeVar
 
 import click
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.orm import Session
 
+from newsletter.core import db
 from newsletter.core.app import App
 from newsletter.core.config import load_settings
-from newsletter.core.db import database_error
 from newsletter.core.errors import InputError, NewsletterError
 from newsletter.core.urls import mask_database_url
 
@@ -54,9 +52,9 @@ class NewsletterGroup(click.Group):
             return super().invoke(ctx)
         except NewsletterError as exc:
             raise _one_line(exc) from exc
-        except (OperationalError, InterfaceError) as exc:
+        except db.FAILURES as exc:
             # Refused, down, unreadable, locked or full: the reason, not 140 lines of stack.
-            raise _one_line(_database_failure(ctx, exc)) from exc
+            raise _one_line(db.database_error(exc, where=_database_named(ctx))) from exc
 
     @staticmethod
     def lazy_app(ctx: click.Context, config_file: str | None) -> LazyApp:
@@ -71,11 +69,11 @@ def _one_line(exc: NewsletterError) -> click.ClickException:
     return err
 
 
-def _database_failure(ctx: click.Context, exc: OperationalError | InterfaceError) -> Any:
-    """Say on one line what the database did (locked, full) or which one refused, and why."""
+def _database_named(ctx: click.Context) -> str:
+    """Return the URL of the database the command opened (password masked), for a refusal."""
     lazy = ctx.obj
     where = lazy.database_url() if isinstance(lazy, LazyApp) else ""
-    return database_error(exc, where=where or "(unknown)")
+    return where or "(unknown)"
 
 
 def pass_app(f: Callable[Concatenate[App, P], R]) -> Callable[P, R]:
@@ -128,7 +126,7 @@ def write_output(path: Path, data: bytes, *, param: str = "--output") -> None:
         raise InputError(f"{param}: cannot write {str(path)!r}: {exc.strerror or exc}") from None
 
 
-def export_to_file(path: Path, write: Callable[..., int], *, session: Session) -> int:
+def export_to_file(path: Path, write: Callable[[IO[str]], int]) -> int:
     """Export into a temporary file renamed over `path` at the end: no half-written files."""
     check_output_folder(path)
     folder = path.parent
@@ -138,7 +136,7 @@ def export_to_file(path: Path, write: Callable[..., int], *, session: Session) -
         raise InputError(f"--output: cannot write in {str(folder)!r}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-            count = write(out, session=session)
+            count = write(out)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

@@ -6,7 +6,7 @@ import click
 
 from newsletter.cli.common import echo_json, pass_app
 from newsletter.core.app import App
-from newsletter.matching import feedback as service
+from newsletter.matching import service
 
 
 @click.group()
@@ -26,8 +26,7 @@ def list_(app: App, email: str | None, as_json: bool) -> None:
       newsletter feedback list
       newsletter feedback list --email ada@example.org --json
     """
-    with app.reading() as session:
-        votes = service.list_votes(session=session, email=email)
+    votes = service.votes(app, email=email)
     if as_json:
         echo_json(votes)
         return

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from newsletter.audience import invitations
+from newsletter.audience import service as audience
 from newsletter.cli.common import echo_json, pass_app
 from newsletter.core.app import App
 from newsletter.core.errors import TransportError
@@ -43,11 +44,7 @@ def invite(app: App, emails: tuple[str, ...], all_pending: bool, as_json: bool) 
     """
     if bool(emails) == all_pending:
         raise click.UsageError("give the addresses to invite, or --all-pending (not both)")
-    with app.transaction() as session:
-        if all_pending:
-            asked = invitations.invite_pending(session=session, settings=app.settings)
-        else:
-            asked = invitations.invite(emails, session=session, settings=app.settings)
+    asked = audience.invite(app, None if all_pending else emails)
     drained = send_invitations(app, asked)
     if as_json:
         echo_json(invitation_data(asked, drained))

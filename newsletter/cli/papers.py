@@ -18,11 +18,9 @@ from newsletter.core.errors import InputError
 from newsletter.core.latex import readable
 from newsletter.core.setting_fields import toml_value
 from newsletter.core.wording import plural
-from newsletter.matching import feedback
+from newsletter.papers import service
 from newsletter.papers.fetch import fetch_records, store_records
-from newsletter.papers.fetch_log import describe_sources
 from newsletter.papers.ingest import today_utc
-from newsletter.papers.queries import find_paper, latest_listing_date, list_papers, paper_as_dict
 from newsletter.papers.sources import PaperRecord
 from newsletter.papers.sources.arxiv import DEFAULT_CATEGORIES
 from newsletter.papers.sources.files import FORMATS, read_paper_file
@@ -222,30 +220,17 @@ def list_(
       newsletter papers list --date 2026-11-27 --topic llm-agents --limit 10
       newsletter papers list --json > papers.json
     """
-    with app.transaction() as session:
-        listing_date = _parse_date(day) or latest_listing_date(session=session)
-        found = []
-        if listing_date is not None:
-            found = list_papers(
-                session=session, listing_date=listing_date, topic_slug=topic_slug, limit=limit
-            )
-        rows = [paper_as_dict(p) for p in found]
-        votes = feedback.paper_votes([r["id"] for r in rows], session=session)
-        for row in rows:
-            counted = votes.get(row["id"])
-            row["likes"] = counted.likes if counted else 0
-            row["dislikes"] = counted.dislikes if counted else 0
+    found = service.listing(app, _parse_date(day), topic_slug=topic_slug, limit=limit)
     if as_json:
-        echo_json(rows)
+        echo_json(found.papers)
         return
-    if not rows:
-        click.echo(f"no papers for {listing_date}" if listing_date else "no papers yet")
+    if not found.papers:
+        click.echo(f"no papers for {found.listing_date}" if found.listing_date else "no papers yet")
         return
-    upvoted = any(row["upvotes"] is not None for row in rows)
-    order = "most upvoted first" if upvoted else "in the order listed"
-    click.echo(f"{plural(len(rows), 'paper')} listed on {listing_date}, {order}:")
-    for row in rows:
-        click.echo(_line(row, upvoted=upvoted))
+    order = "most upvoted first" if found.upvoted else "in the order listed"
+    click.echo(f"{plural(len(found.papers), 'paper')} listed on {found.listing_date}, {order}:")
+    for row in found.papers:
+        click.echo(_line(row, upvoted=found.upvoted))
 
 
 def _line(row: dict[str, Any], *, upvoted: bool) -> str:
@@ -273,8 +258,7 @@ def show(app: App, ref: str, as_json: bool) -> None:
       newsletter papers show 2606.13392
       newsletter papers show 17 --json
     """
-    with app.transaction() as session:
-        row = paper_as_dict(find_paper(ref, session=session))
+    row = service.paper(app, ref)
     if as_json:
         echo_json(row)
         return
@@ -315,8 +299,7 @@ def sources(app: App, as_json: bool) -> None:
       newsletter papers sources
       newsletter papers sources --json
     """
-    with app.reading() as session:
-        rows = describe_sources(app.settings, session=session)
+    rows = service.sources(app)
     if as_json:
         echo_json(rows)
         return

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import sys
-from email import message_from_bytes
-from email.message import EmailMessage
-from email.policy import default as email_policy
 from pathlib import Path
 
 import click
@@ -24,10 +21,10 @@ from newsletter.core.app import App
 from newsletter.core.errors import InputError, SendingHeld
 from newsletter.delivery import mail_queue
 from newsletter.delivery import service as sending
+from newsletter.delivery import status as edition_status
 from newsletter.delivery.engine import SendSummary
 from newsletter.editions.planning import PlanStats
-from newsletter.matching.check import CHECK_DAYS, QUIET_DAYS, disliked_topics, quiet_topics
-from newsletter.matching.matches import matching_mode
+from newsletter.matching.check import CHECK_DAYS, QUIET_DAYS
 from newsletter.runners.send import SendRun
 
 DATE_HELP = "Listing date YYYY-MM-DD (default: the newest listing)."
@@ -87,15 +84,14 @@ def send(
     if dry_run:
         _print_dry_run(*sending.dry_run(app, listing_date), app.settings.empty_policy, as_json)
         return
-    preview = sending.preview_plan(app, listing_date)  # what planning would owe; writes nothing
-    sending.check_send(app, listing_date, force=force, resume=resume)  # before asking
-    owed = preview.pending
-    _confirm_large_send(min(owed, limit or owed), app.settings.confirm_above, yes)
+    check = sending.check_before_send(app, listing_date, limit=limit, force=force, resume=resume)
+    if not yes:
+        _confirm_large_send(check)
     report = SendRun(
         app,
         listing_date,
         options=sending.options_from_settings(app, limit=limit),
-        progress=_progress_printer(owed),
+        progress=_progress_printer(check.owed),
         force=force,
         resume=resume,
     ).deliver()
@@ -114,14 +110,15 @@ def send(
         )
 
 
-def _confirm_large_send(count: int, confirm_above: int, yes: bool) -> None:
+def _confirm_large_send(check: sending.SendCheck) -> None:
     """Ask on a terminal before a send above the threshold; elsewhere require --yes."""
-    if count <= confirm_above or yes:
+    if not check.needs_confirmation:
         return
+    count = check.to_send
     if not sys.stdin.isatty():  # a cron job must say --yes (or --limit) on purpose
         raise InputError(
             f"this run would send to {count} subscribers (more than confirm_above = "
-            f"{confirm_above}) and stdin is not a terminal: add --yes or --limit"
+            f"{check.confirm_above}) and stdin is not a terminal: add --yes or --limit"
         )
     click.confirm(f"Send to {count} subscribers?", abort=True)
 
@@ -236,10 +233,7 @@ def plan(app: App, day: str | None, force: bool, as_json: bool) -> None:
     Example:
       newsletter plan --date 2026-11-27
     """
-    listing_date = parse_date(day)
-    if not force:
-        sending.check_complaints(app, listing_date)
-    _print_plan(sending.plan(app, listing_date), as_json)
+    _print_plan(sending.plan_unless_held(app, parse_date(day), force=force), as_json)
 
 
 @click.command()
@@ -272,25 +266,20 @@ def status(app: App, day: str | None, as_json: bool) -> None:
     queue = mail_queue.queue_status(app)
     for warning in _mail_queue_warnings(queue):  # before any edition: sign-ups come first
         click.echo(f"warning: {warning}", err=True)
-    data = sending.edition_status(app, parse_date(day))
-    with app.transaction() as session:
-        data["quiet_topics"] = quiet_topics(session=session)
-        data["disliked_topics"] = disliked_topics(session=session)
-    data["mail_queue"] = queue
-    by_meaning, how = matching_mode(app.settings.match_neighbours)
-    data["matching"] = {"by_meaning": by_meaning, "how": how}
-    if not by_meaning:
-        click.echo(f"warning: topics are matched {how}", err=True)
+    report = edition_status.status_report(app, parse_date(day), queue=queue)
+    data = report.edition
+    if not report.by_meaning:
+        click.echo(f"warning: topics are matched {report.matching}", err=True)
     health = data.get("health") or {}
     for warning in health.get("warnings", []):
         click.echo(f"warning: {warning}", err=True)
-    for slug in data["quiet_topics"]:
+    for slug in report.quiet_topics:
         click.echo(
             f"warning: topic {slug!r} matched no paper in the last {QUIET_DAYS} days of "
             f"listings: see `newsletter topics check {slug}`",
             err=True,
         )
-    for topic in data["disliked_topics"]:
+    for topic in report.disliked_topics:
         votes = topic["likes"] + topic["dislikes"]
         click.echo(
             f"warning: topic {topic['slug']!r}: {topic['dislikes']} of its readers' {votes} "
@@ -299,14 +288,12 @@ def status(app: App, day: str | None, as_json: bool) -> None:
             err=True,
         )
     if as_json:
-        echo_json(data)
+        echo_json(report.to_dict())
         return
     if not data["planned"]:
         click.echo(f"{data['date']}: not planned yet")
         return
-    shown = ("date", "planned", "health", "votes", "quiet_topics", "disliked_topics", "guard",
-             "mail_queue", "matching")  # fmt: skip
-    counts = ", ".join(f"{k} {v}" for k, v in data.items() if k not in shown)
+    counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
     click.echo(f"{data['date']}: {counts}")
     for line in _guard_lines(data["date"], data.get("guard") or {}):
         click.echo(line)
@@ -402,13 +389,11 @@ def preview(app: App, email: str, day: str | None, output: Path | None) -> None:
             "that empty_policy = note would send",
             err=True,
         )
-    data = shown.prepared.message.data
     if output is None:
-        message = _parsed(data)
-        click.echo(f"Subject: {message['Subject']}\n\n{_part(message, 'plain')}", nl=False)
+        click.echo(f"Subject: {shown.subject}\n\n{shown.text}", nl=False)
         return
     html = output.suffix.lower() == ".html"
-    write_output(output, _part(_parsed(data), "html").encode() if html else data)
+    write_output(output, shown.html.encode() if html else shown.data)
     click.echo(f"wrote {output}")
 
 
@@ -416,16 +401,6 @@ def _check_preview_file(path: Path) -> None:
     if path.suffix.lower() not in (".html", ".eml"):
         raise InputError(f"--output: use a .html or .eml file name, not {path.name!r}")
     check_output_folder(path)
-
-
-def _parsed(data: bytes) -> EmailMessage:
-    return message_from_bytes(data, policy=email_policy)
-
-
-def _part(message: EmailMessage, kind: str) -> str:
-    """Return the decoded text of a message's html or plain part ("" when it has none)."""
-    part = message.get_body(preferencelist=(kind,))
-    return part.get_content() if part is not None else ""
 
 
 @click.command()

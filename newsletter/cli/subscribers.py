@@ -11,14 +11,14 @@ from typing import IO, Any
 
 import click
 
-from newsletter.audience import backup, csv_format, csv_import, invitations, validation
-from newsletter.audience import subscribers as service
+from newsletter.audience import backup, csv_import, validation
+from newsletter.audience import service as audience
 from newsletter.cli import invitations as invited
 from newsletter.cli.common import echo_json, export_to_file, pass_app
 from newsletter.core.app import App
-from newsletter.core.models import Frequency, Subscriber, SubscriberStatus
-from newsletter.matching.seeds import replace_seeds
+from newsletter.core.models import Frequency, SubscriberStatus
 from newsletter.papers import seeds as own_papers
+from newsletter.papers import service as papers
 from newsletter.papers.sources.library import MAX_BYTES
 
 SHOWN_ERRORS = 20
@@ -72,18 +72,12 @@ def _own_papers(
         raise click.UsageError("give --seed-papers or --seed-file, not both")
     if seed_papers is None and seed_file is None:
         return None
-    meaning = app.settings.match_neighbours  # their vectors, as papers get them
-    with app.reading() as session, own_papers.arxiv_lookup(app.settings) as lookup:
-        if seed_papers is not None:
-            refs = own_papers.split_refs(seed_papers)
-            seeds = own_papers.resolve_refs(refs, session=session, lookup=lookup, meaning=meaning)
-            return own_papers.SeedChoice(seeds)
-        path = Path(seed_file or "")
-        with path.open("rb") as stream:
-            data = stream.read(MAX_BYTES + 1)  # read_library refuses more, without reading it all
-        choice = own_papers.seeds_from_library(
-            data, path.name, session=session, lookup=lookup, meaning=meaning
-        )
+    if seed_papers is not None:
+        return papers.seeds_from_refs(app, seed_papers)
+    path = Path(seed_file or "")
+    with path.open("rb") as stream:
+        data = stream.read(MAX_BYTES + 1)  # read_library refuses more, without reading it all
+    choice = papers.seeds_from_library(app, data, path.name)
     for reason in choice.left_out:
         click.echo(f"left out: {reason}", err=True)
     return choice
@@ -94,11 +88,11 @@ def subscribers() -> None:
     """Manage subscribers: add, edit, invite, import, export, list, show and remove them."""
 
 
-def _echo_subscriber_line(sub: Subscriber) -> None:
-    topics = ",".join(service.topic_slugs(sub)) or "-"
+def _echo_subscriber_line(sub: dict[str, Any]) -> None:
+    topics = ",".join(sub["topics"]) or "-"
     click.echo(
         LIST_ROW.format(
-            sub.email, sub.status.value, sub.timezone, sub.delivery_hour, sub.max_papers, topics
+            sub["email"], sub["status"], sub["timezone"], sub["hour"], sub["max_papers"], topics
         )
     )
 
@@ -178,29 +172,23 @@ def add(
     if confirmed and send_confirmation:
         raise click.UsageError("--send-confirmation is for pending subscribers: drop --confirmed")
     seeds = _own_papers(app, seed_papers, seed_file)
-    asked = invitations.Invitations()
-    with app.transaction() as session:
-        sub = service.add_subscriber(
-            session=session,
-            email=email,
-            name=name,
-            topics=topics,
-            interests=interests,
-            confirmed=confirmed,
-            timezone=tz,
-            hour=hour,
-            max_papers=max_papers,
-            frequency=frequency or Frequency.DAILY,
-            weekly_day=weekly_day or 0,
-            paused=bool(paused),
-            defaults=service.Defaults.from_settings(app.settings),
-        )
-        if seeds is not None:
-            replace_seeds(sub.id, seeds.seeds, session=session)
-            session.refresh(sub)
-        if send_confirmation:
-            asked = invitations.invite([sub.email], session=session, settings=app.settings)
-        data = service.subscriber_to_dict(sub)
+    added = audience.add_subscriber(
+        app,
+        email,
+        seeds=seeds.seeds if seeds is not None else None,
+        send_confirmation=send_confirmation,
+        name=name,
+        topics=topics,
+        interests=interests,
+        confirmed=confirmed,
+        timezone=tz,
+        hour=hour,
+        max_papers=max_papers,
+        frequency=frequency,
+        weekly_day=weekly_day,
+        paused=paused,
+    )
+    data, asked = added.subscriber, added.invitations
     drained = invited.send_invitations(app, asked)
     if as_json:
         sent = {"invitation": invited.invitation_data(asked, drained)} if asked.queued else {}
@@ -286,27 +274,23 @@ def edit(
     if clear_seeds_ and (seed_papers is not None or seed_file is not None):
         raise click.UsageError("--clear-seeds forgets their papers: drop --seed-papers/--seed-file")
     seeds = _own_papers(app, seed_papers, seed_file)
-    with app.transaction() as session:
-        sub = service.edit_subscriber(
-            email,
-            session=session,
-            name=name,
-            topics=topics,
-            timezone=tz,
-            hour=hour,
-            max_papers=max_papers,
-            frequency=frequency,
-            weekly_day=weekly_day,
-            paused=paused,
-            follow_authors=follow_authors,
-            muted_words=mute,
-            personal_keywords=keywords,
-            interests=interests,
-        )
-        if seeds is not None or clear_seeds_:
-            replace_seeds(sub.id, seeds.seeds if seeds else [], session=session)
-            session.refresh(sub)
-        data = service.subscriber_to_dict(sub)
+    data = audience.edit_subscriber(
+        app,
+        email,
+        seeds=[] if clear_seeds_ else (seeds.seeds if seeds is not None else None),
+        name=name,
+        topics=topics,
+        timezone=tz,
+        hour=hour,
+        max_papers=max_papers,
+        frequency=frequency,
+        weekly_day=weekly_day,
+        paused=paused,
+        follow_authors=follow_authors,
+        muted_words=mute,
+        personal_keywords=keywords,
+        interests=interests,
+    )
     if as_json:
         echo_json(data)
         return
@@ -399,23 +383,12 @@ def import_(
         raise click.UsageError("--skip-missing-papers is for JSON files: CSV holds no votes")
     source: str | IO[bytes] = sys.stdin.buffer if file == "-" else file
     size = 0 if file == "-" else _file_size(file)
-    asked = invitations.Invitations()
-    with app.transaction() as session:
-        with _progress(size) as advance:
-            if fmt == "json":
-                report: Any = backup.import_json(
-                    source, session=session, skip_missing_papers=skip_missing_papers,
-                    on_progress=advance, meaning=app.settings.match_neighbours,
-                )  # fmt: skip
-            else:
-                report = csv_import.import_csv(
-                    source, session=session, status=status, on_progress=advance,
-                    defaults=service.Defaults.from_settings(app.settings),
-                )  # fmt: skip
-        if send_confirmation:
-            asked = invitations.invite_pending(
-                session=session, settings=app.settings, among=report.subscriber_ids
-            )
+    with _progress(size) as advance:
+        imported = audience.import_subscribers(
+            app, source, fmt=fmt, status=status, skip_missing_papers=skip_missing_papers,
+            send_confirmation=send_confirmation, on_progress=advance,
+        )  # fmt: skip
+    report, asked = imported.report, imported.invitations
     drained = invited.send_invitations(app, asked)
     if as_json:
         sent = {"invitations": invited.invitation_data(asked, drained)}
@@ -497,12 +470,14 @@ def export(app: App, fmt: str, output: str | None) -> None:
       newsletter subscribers import backup.json
       newsletter subscribers export --output people.csv
     """
-    write = backup.export_json if fmt == "json" else csv_format.export_csv
-    with app.transaction() as session:
-        if output is None:
-            write(sys.stdout, session=session)
-            return
-        count = export_to_file(Path(output), write, session=session)
+
+    def write(out: IO[str]) -> int:
+        return audience.export_subscribers(app, out, fmt=fmt)
+
+    if output is None:
+        write(sys.stdout)
+        return
+    count = export_to_file(Path(output), write)
     click.echo(f"exported {count} subscribers to {output}", err=True)
 
 
@@ -518,15 +493,14 @@ def list_(app: App, status: str | None, topic: str | None, as_json: bool) -> Non
     Example:
       newsletter subscribers list --status confirmed --topic ml
     """
-    with app.transaction() as session:
-        subs = service.list_subscribers(session=session, status=status, topic=topic)
-        if as_json:
-            echo_json([service.subscriber_to_dict(s) for s in subs])
-            return
-        if subs:
-            click.echo(LIST_HEADER)
-        for sub in subs:
-            _echo_subscriber_line(sub)
+    subs = audience.list_subscribers(app, status=status, topic=topic)
+    if as_json:
+        echo_json(subs)
+        return
+    if subs:
+        click.echo(LIST_HEADER)
+    for sub in subs:
+        _echo_subscriber_line(sub)
     click.echo(f"{len(subs)} subscriber{'' if len(subs) == 1 else 's'}", err=True)
 
 
@@ -541,10 +515,7 @@ def show(app: App, email: str, as_json: bool) -> None:
     Example:
       newsletter subscribers show ada@example.org --json
     """
-    with app.transaction() as session:
-        data = service.subscriber_to_dict(
-            service.get_subscriber(email, session=session), consent=True
-        )
+    data = audience.subscriber(app, email, consent=True)
     if as_json:
         echo_json(data)
         return
@@ -576,11 +547,9 @@ def remove(app: App, email: str, yes: bool) -> None:
     """
     if not yes:
         # Ask outside any transaction: a pending prompt must not hold the write lock.
-        with app.transaction() as session:
-            address = service.get_subscriber(email, session=session).email
+        address = audience.subscriber(app, email)["email"]
         click.confirm(f"Delete {address} and their topic choices?", abort=True, err=True)
-    with app.transaction() as session:
-        address = service.remove_subscriber(email, session=session).email
+    address = audience.remove_subscriber(app, email)
     click.echo(f"removed {address}")
 
 

@@ -4,35 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from typing import Any
 
 import click
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from newsletter.cli.common import echo_json, parse_date, pass_app
 from newsletter.cli.topic_check import check_json, print_check, print_unmatched
 from newsletter.core.app import App
 from newsletter.core.errors import InputError
-from newsletter.core.models import Paper, Topic
 from newsletter.core.wording import plural
-from newsletter.matching.check import (
-    CHECK_DAYS,
-    check_topics,
-    warnings_of,
-)
-from newsletter.matching.matched import MATCH_DAYS, matched_count
-from newsletter.matching.matches import match_papers
-from newsletter.matching.topics import (
-    TopicInfo,
-    add_topic,
-    count_subscribers,
-    edit_topic,
-    get_topic,
-    import_topics,
-    list_topics,
-    remove_topic,
-)
-from newsletter.matching.unmatched import unmatched_papers
+from newsletter.matching import service
+from newsletter.matching.check import CHECK_DAYS
+from newsletter.matching.matched import MATCH_DAYS
+from newsletter.matching.topics import TopicInfo
 
 
 @click.group()
@@ -102,34 +86,21 @@ def add_command(
       newsletter topics add kneser --name "Additive combinatorics" --categories math \\
         --examples 2507.01234,math/0601001 --not-examples 10.1101/2024.05.01.592000
     """
-    with app.transaction() as session:
-        topic = add_topic(
-            session=session,
-            slug=slug,
-            name=name,
-            description=description,
-            keywords=keywords,
-            categories=categories,
-            exclude=exclude,
-            examples=examples,
-            not_examples=not_examples,
-            whole_categories=whole_categories,
-            threshold=app.settings.match_threshold,
-            neighbours=app.settings.match_neighbours,
-        )
-        matched, warnings = _fit(app, session, topic)
-    click.echo(f"added topic {slug}: {_matches(matched, MATCH_DAYS)}")
-    for warning in warnings:
-        click.echo(f"warning: {warning}", err=True)
-
-
-def _fit(app: App, session: Session, topic: Topic) -> tuple[int, list[str]]:
-    """Return how many papers a topic matches, as `topics check` counts them, and what it
-    warns about."""
-    [check] = check_topics(
-        session=session, slug=topic.slug, days=MATCH_DAYS, threshold=app.settings.match_threshold
+    fit = service.add_topic(
+        app,
+        slug,
+        name,
+        description=description,
+        keywords=keywords,
+        categories=categories,
+        exclude=exclude,
+        examples=examples,
+        not_examples=not_examples,
+        whole_categories=whole_categories,
     )
-    return check.matched, warnings_of(check)
+    click.echo(f"added topic {slug}: {_matches(fit.matched, fit.days)}")
+    for warning in fit.warnings:
+        click.echo(f"warning: {warning}", err=True)
 
 
 def _matches(matched: int, days: int) -> str:
@@ -174,28 +145,23 @@ def edit_command(
       newsletter topics edit supercon --categories cond-mat.supr-con,cond-mat.str-el
       newsletter topics edit kneser --examples 2507.01234,2507.04321v2
     """
-    with app.transaction() as session:
-        topic, changed = edit_topic(
-            slug,
-            session=session,
-            name=name,
-            description=description,
-            keywords=keywords,
-            categories=categories,
-            exclude=exclude,
-            examples=examples,
-            not_examples=not_examples,
-            whole_categories=whole_categories,
-            threshold=app.settings.match_threshold,
-            neighbours=app.settings.match_neighbours,
-        )
-        if not changed:
-            matched = matched_count(topic.id, session=session, days=MATCH_DAYS)
-            click.echo(f"topic {slug} unchanged: {_matches(matched, MATCH_DAYS)}")
-            return
-        matched, warnings = _fit(app, session, topic)
-    click.echo(f"updated topic {slug}: {_matches(matched, MATCH_DAYS)}")
-    for warning in warnings:
+    fit = service.edit_topic(
+        app,
+        slug,
+        name=name,
+        description=description,
+        keywords=keywords,
+        categories=categories,
+        exclude=exclude,
+        examples=examples,
+        not_examples=not_examples,
+        whole_categories=whole_categories,
+    )
+    if not fit.changed:
+        click.echo(f"topic {slug} unchanged: {_matches(fit.matched, fit.days)}")
+        return
+    click.echo(f"updated topic {slug}: {_matches(fit.matched, fit.days)}")
+    for warning in fit.warnings:
         click.echo(f"warning: {warning}", err=True)
 
 
@@ -223,13 +189,7 @@ def import_command(app: App, file: str, as_json: bool) -> None:
     Example:
       newsletter topics import seeds/topics.toml
     """
-    with app.transaction() as session:
-        stats = import_topics(
-            file,
-            session=session,
-            threshold=app.settings.match_threshold,
-            neighbours=app.settings.match_neighbours,
-        )
+    stats = service.import_topics(app, file)
     if as_json:
         echo_json(dataclasses.asdict(stats))
         return
@@ -287,18 +247,7 @@ def check_command(
             raise InputError("--unmatched lists the papers of no topic: give no SLUG or --papers")
         _check_unmatched(app, days, as_json)
         return
-    with app.reading() as session:  # the sentence model runs here: no write lock is held
-        if slug is not None:
-            get_topic(slug, session=session)  # an unknown slug is one line and exit 2
-        checks = check_topics(
-            session=session,
-            slug=slug,
-            days=days,
-            threshold=app.settings.match_threshold,
-            suggest=True,
-            neighbours=app.settings.match_neighbours,
-            papers=with_papers,
-        )
+    checks = service.check(app, slug, days=days, papers=with_papers)  # unknown slug: exit 2
     if as_json:
         echo_json([check_json(c) for c in checks])
         return
@@ -311,8 +260,7 @@ def check_command(
 
 
 def _check_unmatched(app: App, days: int, as_json: bool) -> None:
-    with app.reading() as session:
-        found = unmatched_papers(session=session, days=days)
+    found = service.unmatched(app, days=days)
     if as_json:
         echo_json(dataclasses.asdict(found))
         return
@@ -337,8 +285,7 @@ def list_command(app: App, days: int, as_json: bool) -> None:
       newsletter topics list
       newsletter topics list --days 7 --json
     """
-    with app.reading() as session:
-        infos = list_topics(session=session, days=days)
+    infos = service.list_topics(app, days=days)
     if as_json:
         echo_json([dataclasses.asdict(i) for i in infos])
         return
@@ -378,13 +325,11 @@ def remove_command(app: App, slug: str, yes: bool) -> None:
     Example:
       newsletter topics remove old-topic --yes
     """
-    with app.transaction() as session:
-        subscribers = count_subscribers(slug, session=session)
+    subscribers = service.count_subscribers(app, slug)  # an unknown slug: exit 2, no prompt
     if not yes:
         lose = f" {plural(subscribers, 'subscriber')} will lose it." if subscribers else ""
         click.confirm(f"Remove topic {slug}?{lose}", abort=True, err=True)
-    with app.transaction() as session:
-        subscribers = remove_topic(slug, session=session)
+    subscribers = service.remove_topic(app, slug)
     click.echo(f"removed topic {slug}; {plural(subscribers, 'subscriber')} lost it")
 
 
@@ -399,24 +344,34 @@ def match_command(app: App, day: str | None) -> None:
       newsletter topics match
       newsletter topics match --date 2026-11-27
     """
-    listing = parse_date(day)
-    with app.transaction() as session:
-        query = select(Paper.id)
-        if listing is not None:
-            query = query.where(Paper.listing_date == listing)
-        ids = list(session.scalars(query))
-        with click.progressbar(length=len(ids), label="matching", file=sys.stderr) as bar:
-            stats = match_papers(
-                session=session,
-                paper_ids=None if listing is None else ids,
-                threshold=app.settings.match_threshold,
-                progress=bar.update,
-                neighbours=app.settings.match_neighbours,
-            )
+    with _MatchProgress() as progress:
+        stats = service.match_again(app, parse_date(day), progress=progress)
     click.echo(
         f"matched {plural(stats.papers, 'paper')} against {plural(stats.topics, 'topic')}: "
         f"{plural(stats.matches, 'match', 'matches')} (replacing {stats.removed})"
     )
+
+
+class _MatchProgress:
+    """A stderr progress bar, opened at the first report: the one that gives the total."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+        self._done = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is None:
+            self._bar = click.progressbar(length=total, label="matching", file=sys.stderr)
+            self._bar.__enter__()
+        self._bar.update(done - self._done)
+        self._done = done
+
+    def __enter__(self) -> service.Progress:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
 
 
 def register(group: click.Group) -> None:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import click
 
-from newsletter.audience import signup as service
+from newsletter.audience import service as audience
 from newsletter.cli.common import echo_json, pass_app
 from newsletter.core.app import App
 from newsletter.core.errors import TransportError
@@ -82,10 +80,7 @@ def purge_pending(app: App, days: int | None, as_json: bool) -> None:
     Example (daily, from cron or a timer):
       newsletter subscribers purge-pending --older-than 7
     """
-    if days is None:
-        days = service.Limits.from_settings(app.settings).pending_max_age_days
-    with app.transaction() as session:
-        deleted = service.purge_pending(session=session, older_than=timedelta(days=days))
+    deleted, days = audience.purge_pending(app, days)
     if as_json:
         echo_json({"deleted": deleted, "older_than_days": days})
     else:

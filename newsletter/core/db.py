@@ -23,7 +23,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.core.config import Settings
@@ -42,6 +42,9 @@ SAID_MAX = 200  # characters of the driver's message kept in a one-line error
 # What the driver says, by SQLite's primary result code or PostgreSQL's SQLSTATE.
 _LOCKED = frozenset({5, 6, "55P03", "40P01"})  # SQLITE_BUSY, _LOCKED; lock timeout, deadlock
 _FULL = frozenset({13, "53100"})  # SQLITE_FULL, disk_full
+# What a database that refuses, is down, unreadable, locked or full raises: `database_error`
+# says it on one line.
+FAILURES: tuple[type[DBAPIError], ...] = (OperationalError, InterfaceError)
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -221,6 +224,23 @@ def current_revision(engine: Engine) -> str | None:
         if not inspect(conn).has_table("alembic_version"):
             return None
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def schema_state(engine: Engine) -> tuple[str | None, str | None]:
+    """Return the database's revision and the newest shipped; DatabaseUnavailable naming the
+    kind of failure when the database does not answer."""
+    try:
+        current = current_revision(engine)
+    except SQLAlchemyError as exc:
+        raise DatabaseUnavailable(f"database unreachable: {type(exc).__name__}") from exc
+    return current, head_revision(engine)
+
+
+def migrate(engine: Engine) -> tuple[str | None, str | None]:
+    """Bring the schema to the newest revision; return the revisions before and after."""
+    before = current_revision(engine)
+    upgrade(engine)
+    return before, current_revision(engine)
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

@@ -1,6 +1,7 @@
 """Sending: compose each owed delivery, hand it to a transport, record every reply.
 
-Owns: `service` (plan and deliver an edition, previews, test copies, dry runs, status),
+Owns: `service` (plan and deliver an edition, the check before a send, previews, test
+copies, dry runs, an edition's counts), `status` (what `status` shows beside them),
 `compose` (a claimed delivery to message bytes), `drain` (what every edition owes, for the
 worker and the tick; the rows themselves are written by `core.deliveries`), `claims` (what
 a sender still holds, and until when it may trust its lease), `engine` (the asyncio send

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default as email_policy
 from typing import Any
 
 from sqlalchemy import select
@@ -83,6 +86,15 @@ def plan(app: App, listing_date: date | None = None) -> PlanStats:
         day = require_listing(listing_date, session=session)
         edition = get_or_create_edition(day, session=session)
         return plan_edition(edition, session=session, empty_policy=app.settings.empty_policy)
+
+
+def plan_unless_held(
+    app: App, listing_date: date | None = None, *, force: bool = False
+) -> PlanStats:
+    """Plan as `plan` does; unless forced, SendingHeld when the last edition drew complaints."""
+    if not force:
+        check_complaints(app, listing_date)
+    return plan(app, listing_date)
 
 
 def preview_plan(app: App, listing_date: date | None = None) -> PlanStats:
@@ -169,6 +181,42 @@ def check_complaints(app: App, listing_date: date | None = None) -> None:
         )  # fmt: skip
     if held:
         raise SendingHeld(f"{held}: add --force to send the {day} edition anyway")
+
+
+@dataclass(frozen=True)
+class SendCheck:
+    """What a send would do, asked before it starts: how many it owes and would send now."""
+
+    listing_date: date
+    owed: int  # deliveries the edition would owe once planned
+    to_send: int  # of those, what this run sends (at most its limit)
+    confirm_above: int  # the setting: a send to more than this many is confirmed first
+
+    @property
+    def needs_confirmation(self) -> bool:
+        """Tell whether this run sends to more readers than the operator agreed to unasked."""
+        return self.to_send > self.confirm_above
+
+
+def check_before_send(
+    app: App,
+    listing_date: date | None = None,
+    *,
+    limit: int | None = None,
+    force: bool = False,
+    resume: bool = False,
+) -> SendCheck:
+    """Count what a send would owe (nothing written), then refuse a held edition (see
+    `check_send`): what to show, and ask about, before it starts."""
+    planned = preview_plan(app, listing_date)
+    check_send(app, listing_date, force=force, resume=resume)
+    owed = planned.pending
+    return SendCheck(
+        listing_date=planned.listing_date,
+        owed=owed,
+        to_send=min(owed, limit or owed),
+        confirm_above=app.settings.confirm_above,
+    )
 
 
 def resume_sending(app: App, listing_date: date | None = None) -> tuple[date, str]:
@@ -280,6 +328,34 @@ class Preview:
     prepared: Prepared
     papers: tuple[DigestPaper, ...]
     skipped: bool  # the send gives this reader nothing (empty_policy "skip"): this is the note
+
+    @property
+    def data(self) -> bytes:
+        """Return the whole message, as the transport would get it."""
+        return self.prepared.message.data
+
+    @property
+    def subject(self) -> str:
+        return str(self._parsed()["Subject"])
+
+    @property
+    def text(self) -> str:
+        """Return the decoded plain-text part ("" when it has none)."""
+        return self._part("plain")
+
+    @property
+    def html(self) -> str:
+        """Return the decoded HTML part ("" when it has none)."""
+        return self._part("html")
+
+    def _parsed(self) -> EmailMessage:
+        parsed = message_from_bytes(self.data, policy=email_policy)
+        assert isinstance(parsed, EmailMessage)  # the policy makes an EmailMessage
+        return parsed
+
+    def _part(self, kind: str) -> str:
+        part = self._parsed().get_body(preferencelist=(kind,))
+        return str(part.get_content()) if part is not None else ""
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,10 @@ papers), `combine` (every signal into one decision, with the fitted weights), `m
 days), `check` (how topics and keywords fit recent papers, and which signal placed their
 matches), `unmatched` (the recent papers no topic took, with the terms that set them apart),
 `suggestions` (papers to teach a topic with: close ones it leaves out, weak ones it takes),
-`topics` (topic definitions and their admin), `examples_store` (a topic's example papers:
-identifiers checked against the store and resolved to paper ids), and readers' signals:
+`topics` (topic definitions and their admin), `service` (the topic admin, checks and
+matching again as the CLI and pages call them, each in its own session), `examples_store`
+(a topic's example papers: identifiers checked against the store and resolved to paper
+ids), and readers' signals:
 `feedback` (votes on papers), `profiles` (tf-idf profiles of liked and disliked papers),
 `personal` (followed authors, muted words, personal keywords), `interests` (a reader's own
 words: their vector and the papers that stand out against it), `first_round` (the few recent

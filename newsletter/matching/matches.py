@@ -393,6 +393,14 @@ def recent_paper_ids(*, session: Session, days: int = WINDOW_DAYS) -> list[int]:
     return [row[0] for row in _recent(session, (Paper.id,), days)]
 
 
+def listed_paper_ids(*, session: Session, listing_date: date | None = None) -> list[int]:
+    """Return the ids of the papers listed on a date, or of every stored paper."""
+    query = select(Paper.id)
+    if listing_date is not None:
+        query = query.where(Paper.listing_date == listing_date)
+    return list(session.scalars(query))
+
+
 def _recent(session: Session, columns: tuple[Any, ...], days: int) -> list[Any]:
     start = recent_window(session=session, days=days)
     if start is None:
