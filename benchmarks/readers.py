@@ -29,13 +29,13 @@ Precision@k (the share of a digest's papers the reader wants) and recall (the sh
 day's papers they want that the digest carries) are micro averages over readers and days; the
 table shows the days no tuning looks at: the second half of the days, or the `fields` set's
 later part (1 to 5 July; the earlier part is its dev part). The last two columns count only
-the papers of the 40% the matcher's weights and INTEREST_STANDING were never fitted on (the
-held-out hash of benchmarks/matching.py).
+the papers of the 40% the matcher's weights and ranking_interest_standing were never fitted
+on (the held-out hash of benchmarks/matching.py).
 
 Run: `.venv/bin/python benchmarks/readers.py [--set fields] [--days 10] [--contiguous]
-[--tune] [--papers N] [--kind KIND ...]`. `--tune` searches the constants of
-newsletter/editions/selection.py, one at a time, on the tuning days only and reports the best
-setting beside the current one; `--papers N` keeps N papers spread over the set and `--kind`
+[--tune] [--papers N] [--kind KIND ...]`. `--tune` searches the `ranking_*` settings (the
+weights of newsletter/ranking), one at a time, on the tuning days only and reports the best
+values beside the current ones; `--papers N` keeps N papers spread over the set and `--kind`
 some kinds of reader (a quick run). Needs the sentence model; no server: SQLite in a temporary
 folder.
 """
@@ -51,9 +51,8 @@ import tempfile
 import time
 import tomllib
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -68,7 +67,6 @@ from newsletter.core.app import App  # noqa: E402
 from newsletter.core.config import load_settings  # noqa: E402
 from newsletter.core.models import FeedbackVote, Paper, Subscriber, Subscription, Topic  # noqa: E402
 from newsletter.editions import readers as digests  # noqa: E402
-from newsletter.editions import selection  # noqa: E402
 from newsletter.editions.planning import find_edition, get_or_create_edition  # noqa: E402
 from newsletter.matching import feedback, first_round  # noqa: E402
 from newsletter.matching.embeddings import EmbeddingsUnavailable, load_encoder  # noqa: E402
@@ -76,6 +74,7 @@ from newsletter.matching.matches import embed_papers, match_papers  # noqa: E402
 from newsletter.matching.seeds import replace_seeds  # noqa: E402
 from newsletter.matching.topics import import_topics  # noqa: E402
 from newsletter.papers import seeds as own_papers  # noqa: E402
+from newsletter.ranking.weights import RankingWeights  # noqa: E402
 
 INTERESTS = Path(__file__).with_name("reader_interests.toml")
 FIRST_DAY = date(2026, 11, 2)
@@ -92,14 +91,14 @@ MODES = (NONE, EVERY, FIRST)
 SEEDS = 3
 NARROW_SHARED = 4  # papers of both topics, and of the wider one alone, for a narrow reader
 ALL, UNFITTED, FITTED = "all papers", "never fitted", "fitted on"
-# The constants --tune searches, with the values it tries.
+# The ranking weights --tune searches (`ranking_` + name), with the values it tries.
 GRID = {
-    "PERSONAL_WEIGHT": (1.0, 2.0, 4.0),
-    "DROP_SIMILARITY": (0.25, 0.35, 2.0),  # 2.0: never dropped for its words
-    "DISCOVERY_SIMILARITY": (0.2, 0.3, 2.0),  # 2.0: no discoveries
-    "TOPIC_WEIGHT": (0.5, 1.0, 2.0),
-    "DROP_CHANCE": (0.0, 0.1, 0.2, 0.3),  # 0.0: never dropped for its topics
-    "MIN_VOTES_TO_DROP": (3, 5, 10),
+    "votes_weight": (1.0, 2.0, 4.0),
+    "drop_similarity": (0.25, 0.35, 2.0),  # 2.0: never dropped for its words
+    "discovery_similarity": (0.2, 0.3, 2.0),  # 2.0: no discoveries
+    "topic_weight": (0.5, 1.0, 2.0),
+    "drop_chance": (0.0, 0.1, 0.2, 0.3),  # 0.0: never dropped for its topics
+    "min_votes_to_drop": (3, 5, 10),
 }
 
 
@@ -371,9 +370,11 @@ def _first_rounds(app: App, subscriber_ids: list[int], day: date) -> dict[int, t
     return rounds
 
 
-def simulate(world: World, mode: str, *, share: float = 1.0) -> dict[tuple, Counts]:
-    """Run every day with readers doing `mode`; return counts per (reader kind, k, day
-    index, papers counted).
+def simulate(
+    world: World, mode: str, *, share: float = 1.0, weights: RankingWeights | None = None
+) -> dict[tuple, Counts]:
+    """Run every day with readers doing `mode`, ranked by `weights` (default: the shipped
+    ones); return counts per (reader kind, k, day index, papers counted).
 
     With `share` below 1, readers vote on that share of the papers they get, chosen at
     random (the same choice in every run).
@@ -390,7 +391,8 @@ def simulate(world: World, mode: str, *, share: float = 1.0) -> dict[tuple, Coun
         with world.app.reading() as s:
             edition = find_edition(day, session=s)
             assert edition is not None
-            chooser = digests.ReaderSelection.load(edition, session=s, threshold=1.0)
+            chooser = digests.ReaderSelection.load(edition, session=s, threshold=1.0,
+                                                   weights=weights)  # fmt: skip
         day_ids = chooser.papers.paper_ids()
         votes = []
         for (reader, k), sid in world.voters.items():
@@ -429,38 +431,24 @@ def summed(counts: dict, kind: str, k: int, days: range, part: str = ALL) -> Cou
     return total
 
 
-@contextmanager
-def constants(values: dict[str, float]) -> Iterator[None]:
-    """Set selection.py's constants for a while."""
-    saved = {name: getattr(selection, name) for name in values}
-    for name, value in values.items():
-        setattr(selection, name, value)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            setattr(selection, name, value)
-
-
 def tuning_score(counts: dict, days: range) -> float:
     """Return the mean F1 over the topic readers' kinds and k: what --tune maximises."""
     cells = [summed(counts, kind, k, days).f1 for kind in KINDS for k in KS]
     return sum(cells) / len(cells)
 
 
-def tune(world: World, rounds: int = 2) -> tuple[dict[str, float], float]:
-    """Search GRID on the tuning days, one constant at a time (coordinate ascent, `rounds`
-    passes); return the best constants (the current ones on a tie) and their score."""
-    best = {name: getattr(selection, name) for name in GRID}
+def tune(world: World, rounds: int = 2) -> tuple[RankingWeights, float]:
+    """Search GRID on the tuning days, one weight at a time (coordinate ascent, `rounds`
+    passes); return the best weights (the shipped ones on a tie) and their score."""
+    best = RankingWeights()
     best_score = tuning_score(simulate(world, EVERY), world.tuning)
     for _ in range(rounds):
         for name, values in GRID.items():
             for value in values:
-                setting = {**best, name: value}
-                with constants(setting):
-                    score = tuning_score(simulate(world, EVERY), world.tuning)
+                tried = replace(best, **{name: value})
+                score = tuning_score(simulate(world, EVERY, weights=tried), world.tuning)
                 if score > best_score + 1e-9:
-                    best, best_score = setting, score
+                    best, best_score = tried, score
     return best, best_score
 
 
@@ -502,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = [(NONE, simulate(world, NONE)),
                 (EVERY, simulate(world, EVERY, share=args.vote_share)),
                 (FIRST, simulate(world, FIRST))]  # fmt: skip
-        current = {n: getattr(selection, n) for n in (*GRID, "MEANING_DISCOVERY_SIMILARITY")}
+        current = asdict(RankingWeights())
         per_kind = {kind: sum(1 for r in world.readers if r.kind == kind) for kind in ALL_KINDS}
         layout = "the set's own" if world.dated else (
             "consecutive" if args.contiguous else "interleaved")  # fmt: skip
@@ -510,14 +498,14 @@ def main(argv: list[str] | None = None) -> int:
             f"set {args.set}: {len(world.labels)} papers over {len(world.days)} days ({layout}); "
             f"days {world.scored.start + 1}-{world.scored.stop} shown",
             f"readers per k: {', '.join(f'{k} {n}' for k, n in per_kind.items() if n)}",
-            f"current constants: {current} (tuning days score "
+            f"current weights: {current} (tuning days score "
             f"{tuning_score(rows[1][1], world.tuning):.3f})",
         ]
         if args.tune:
             best, score = tune(world)
-            with constants(best):
-                rows.append((f"{EVERY}, tuned", simulate(world, EVERY)))
-            lines.append(f"tuned on days 1-{world.tuning.stop}: {best} (score {score:.3f})")
+            rows.append((f"{EVERY}, tuned", simulate(world, EVERY, weights=best)))
+            tuned = {n: v for n, v in asdict(best).items() if v != current[n]}
+            lines.append(f"tuned on days 1-{world.tuning.stop}: {tuned} (score {score:.3f})")
         print("\n".join([*lines, "", *table(world, rows)]))
         world.app.close()
     print(f"\n{time.perf_counter() - started:.1f}s")

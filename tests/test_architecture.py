@@ -14,12 +14,14 @@ ALLOWED = {
     "matching": {"core"},
     "papers": {"core", "matching"},
     "content": {"core"},
+    "ranking": {"core", "matching"},
     "audience": {"core", "matching", "content"},
-    "editions": {"core", "matching", "papers", "content", "audience"},
+    "editions": {"core", "matching", "ranking", "papers", "content", "audience"},
     "bounces": {"core", "content", "audience"},
-    "delivery": {"core", "matching", "papers", "content", "audience", "editions", "bounces"},
-    "runners": {"core", "matching", "papers", "content", "audience", "editions", "bounces",
-                "delivery"},  # fmt: skip
+    "delivery": {"core", "matching", "ranking", "papers", "content", "audience", "editions",
+                 "bounces"},  # fmt: skip
+    "runners": {"core", "matching", "ranking", "papers", "content", "audience", "editions",
+                "bounces", "delivery"},  # fmt: skip
 }
 IMPORT = re.compile(r"^\s*(?:from|import) newsletter\.(\w+)", re.M)
 # A module a reader can hold; past this, split it by what a reader looks for.
@@ -162,3 +164,54 @@ def test_the_cli_opens_no_session_and_imports_no_sqlalchemy():
         if (found := _database_work(path))
     }
     assert work == {}
+
+
+def _callers(name: str) -> set[str]:
+    """Return module:function of every function of the package that calls `name` (a plain
+    name or an attribute)."""
+    import ast
+
+    found = set()
+    for path in ROOT.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for func in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)):
+            for call in (n for n in ast.walk(func) if isinstance(n, ast.Call)):
+                called = call.func
+                if getattr(called, "id", None) == name or getattr(called, "attr", None) == name:
+                    found.add(f"{path.relative_to(ROOT).as_posix()}:{func.name}")
+    return found
+
+
+def test_ranking_reads_no_database():
+    """The ranking is one pure function: no SQL, no session, whatever it is handed."""
+    import ast
+
+    for path in (ROOT / "ranking").rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        modules = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        modules |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert not {m for m in modules if m.split(".")[0] == "sqlalchemy"}, path
+        names = {n.arg for n in ast.walk(tree) if isinstance(n, ast.arg)}
+        assert "session" not in names, path
+
+
+def test_every_digest_preview_test_copy_and_dry_run_is_ranked_in_one_place():
+    """One call of `rank`, behind the one selection every path asks for a reader's papers."""
+    assert _callers("rank") == {"editions/selection.py:_chosen"}
+    assert _callers("_chosen") == {
+        "editions/selection.py:for_topics",
+        "editions/selection.py:for_reader",
+    }
+    askers = _callers("for_topics") | _callers("for_reader")
+    assert {a for a in askers if not a.startswith("editions/selection.py")} == {
+        "editions/readers.py:papers_for",
+        "editions/readers.py:_personal_choice",
+    }
+    # The send and the workers (compose), preview, a test copy and a dry run (service).
+    assert {
+        "delivery/compose.py:prepare",
+        "delivery/compose.py:warm",
+        "delivery/service.py:build_preview",
+        "delivery/service.py:_anyone_message",
+        "delivery/service.py:_planned_digests",
+    } <= _callers("papers_for")

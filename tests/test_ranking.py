@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.policy
 import mailbox
@@ -9,13 +10,28 @@ from datetime import timedelta
 
 import pytest
 
+from newsletter.core.app import App
 from newsletter.core.deliveries import ClaimedDelivery
-from newsletter.core.models import Edition, FeedbackVote
+from newsletter.core.models import Delivery, Edition, FeedbackVote
 from newsletter.delivery import service as sending
 from newsletter.editions import readers as readers_module
 from newsletter.editions.readers import Reader
 from newsletter.editions.selection import EditionPapers, why_from_evidence
 from newsletter.matching import feedback, profiles
+from newsletter.matching.interests import InterestStandings
+from newsletter.matching.seeds import Seed
+from newsletter.ranking.inputs import (
+    NO_RULES,
+    Candidate,
+    Candidates,
+    EditionRules,
+    Pick,
+    Reason,
+    Taste,
+    Why,
+)
+from newsletter.ranking.rank import rank
+from newsletter.ranking.weights import RankingWeights
 from tests import factories as f
 
 DAY1, DAY2 = f.DAY, f.DAY + timedelta(days=1)
@@ -241,13 +257,14 @@ def test_papers_of_a_topic_the_reader_keeps_disliking_sink_and_drop(app, two_top
     assert {f"{w} method" for w in WORDS[9:12]} <= set(after)
 
 
-def test_a_few_votes_do_not_condemn_a_topic(app, two_topics, monkeypatch):
-    from newsletter.editions import selection
-
+def test_a_few_votes_do_not_condemn_a_topic(app, two_topics):
     reader, quiet = two_topics
-    monkeypatch.setattr(selection, "MIN_VOTES_TO_DROP", 50)
-    after, _ = _day2_titles(app, reader, ("vision", "speech"))
-    before, _ = _day2_titles(app, quiet, ("vision", "speech"))
+    patient = App(dataclasses.replace(app.settings, ranking_min_votes_to_drop=50))
+    try:
+        after, _ = _day2_titles(patient, reader, ("vision", "speech"))
+        before, _ = _day2_titles(patient, quiet, ("vision", "speech"))
+    finally:
+        patient.close()
     assert after == before
 
 
@@ -302,3 +319,190 @@ def test_votes_older_than_the_profile_window_are_forgotten(app, world):
     assert _day2_titles(app, voter)[0] == _day2_titles(app, quiet)[0]  # today's order again
     with app.sessions() as s:
         assert profiles.ReaderSignals.load([], session=s) is None  # nothing left to read
+
+
+# --- the ranking itself, on hand-built candidates: no database, no cards ----------------------
+
+ML, BIO = 1, 2
+
+
+def _edition() -> tuple[Candidates, dict[int, tuple[str, str]]]:
+    """Today's graph and robot papers of ML (robots most upvoted), protein papers of BIO, and
+    yesterday's papers 101-109 of the same texts (the ones readers voted on)."""
+    items, texts = [], {}
+    for n, (title, abstract) in enumerate(GRAPHS + ROBOTS + PROTEINS, start=1):
+        topic = BIO if (title, abstract) in PROTEINS else ML
+        upvotes = {ML: 50 if (title, abstract) in ROBOTS else 10, BIO: 5}[topic] + n
+        items.append(Candidate(n, title, upvotes, {topic: 2.0}))
+        texts[n] = texts[100 + n] = (title, abstract)
+    return Candidates(items), texts
+
+
+def _taste(texts, votes=(), seeds=(), **fields) -> Taste:
+    """A reader of ML with these (paper id, vote) pairs, built as a send builds them."""
+    signals = profiles.ReaderSignals({7: list(votes)}, texts, seeds={7: list(seeds)})
+    profile = signals.profile(7) if votes or seeds else None
+    fields.setdefault("topic_ids", frozenset({ML}))
+    fields.setdefault("max_papers", 6)
+    return Taste(profile=profile, words=signals.vectors, titles=signals.titles, **fields)
+
+
+def _ids(picks: list[Pick]) -> list[int]:
+    return [p.paper_id for p in picks]
+
+
+def test_rank_without_signals_keeps_todays_order_and_says_topic():
+    candidates, texts = _edition()
+    picks = rank(candidates, _taste(texts, max_papers=4, exclude=frozenset({5})), NO_RULES,
+                 RankingWeights())  # fmt: skip
+    assert _ids(picks) == [6, 4, 3, 2]  # most upvoted first; 5 received already; four of them
+    assert all(p.reasons == (Reason(Why.TOPIC),) for p in picks)
+
+
+def test_rank_puts_followed_authors_first_and_never_a_muted_paper():
+    candidates, texts = _edition()
+    rules = EditionRules(followed={1: "Ada Lovelace", 8: "Ada Lovelace"}, muted=frozenset({6, 8}))
+    picks = rank(candidates, _taste(texts, max_papers=3), rules, RankingWeights())
+    assert _ids(picks) == [1, 5, 4]  # followed first, however few upvotes; 6 and 8 muted
+    assert picks[0].reasons[0] == Reason(Why.FOLLOWED, "Ada Lovelace")
+    assert 6 not in _ids(rank(candidates, _taste(texts, max_papers=9), rules, RankingWeights()))
+
+
+def test_rank_adds_papers_of_a_readers_keyword_beyond_their_topics():
+    candidates, texts = _edition()
+    rules = EditionRules(keywords=(("protein", frozenset({7, 8, 9, 2})),))
+    picks = rank(candidates, _taste(texts, max_papers=9), rules, RankingWeights())
+    keyword = [p for p in picks if p.reasons[0].kind is Why.KEYWORD]
+    assert _ids(keyword) == [9, 8, 7]  # in today's order among the others; 2 is of ML already
+    assert {p.reasons[0].detail for p in keyword} == {"protein"}
+    # Placed by upvotes among the topic's papers; on a tie, the topic's own match goes first.
+    assert _ids(picks) == [6, 5, 4, 9, 3, 8, 2, 7, 1]
+
+
+def test_rank_alternates_papers_close_to_interests_with_the_topics_ones():
+    import numpy as np
+
+    candidates, texts = _edition()
+    rng = np.random.default_rng(3)
+    window = rng.normal(size=(40, 4))
+    vectors = np.zeros((9, 4))
+    vectors[6:, 0] = 5.0  # the protein papers stand far out along the interests' direction
+    standings = InterestStandings.from_vectors(range(1, 10), vectors, window)
+    taste = _taste(texts, interests=np.array([1.0, 0, 0, 0]), standings=standings)
+    picks = rank(candidates, taste, NO_RULES, RankingWeights())
+    assert _ids(picks) == [6, 9, 5, 8, 4, 7]  # one of each in turn, each side in its order
+    assert {p.reasons[0].kind for p in picks[1::2]} == {Why.INTERESTS}
+    strict = RankingWeights(interest_standing=1e6)  # none stands out this far: topics only
+    assert _ids(rank(candidates, taste, NO_RULES, strict)) == [6, 5, 4, 3, 2, 1]
+
+
+def test_rank_raises_what_is_like_a_like_and_drops_what_is_like_a_dislike():
+    candidates, texts = _edition()
+    votes = [(101, 1), (105, -1), (106, -1)]  # liked a graph paper, disliked two robot ones
+    picks = rank(candidates, _taste(texts, votes), NO_RULES, RankingWeights())
+    assert _ids(picks)[0] in {1, 2, 3}  # a graph paper leads, over the day's most upvoted
+    assert 5 not in _ids(picks) and 6 not in _ids(picks)  # the disliked ones' twins dropped
+    lenient = RankingWeights(drop_similarity=2.0, drop_chance=0.0)  # nothing drops
+    assert {5, 6} <= set(_ids(rank(candidates, _taste(texts, votes), NO_RULES, lenient)))
+
+
+def test_rank_brings_discoveries_from_outside_the_topics_naming_the_liked_paper():
+    candidates, texts = _edition()
+    votes = [(107, 1), (108, 1), (109, 1)]  # three protein papers liked: BIO is not theirs
+    picks = rank(candidates, _taste(texts, votes), NO_RULES, RankingWeights())
+    found = [p for p in picks if p.discovery]
+    assert len(picks) == 6 and len(found) == 2  # `discoveries` of them, in place of the last
+    assert set(_ids(found)) <= {7, 8, 9}
+    assert all(p.reasons[0].kind is Why.LIKED and p.reasons[0].detail in {t for t, _ in PROTEINS}
+               for p in found)  # fmt: skip
+    assert not [p for p in rank(candidates, _taste(texts, votes[:2]), NO_RULES,
+                                RankingWeights()) if p.discovery]  # fewer likes than needed
+    none = RankingWeights(discoveries=0)
+    assert not [p for p in rank(candidates, _taste(texts, votes), NO_RULES, none) if p.discovery]
+
+
+def test_rank_names_a_readers_own_paper_a_discovery_is_like():
+    candidates, texts = _edition()
+    own = [Seed(title, abstract) for title, abstract in PROTEINS]
+    picks = rank(candidates, _taste(texts, seeds=own), NO_RULES, RankingWeights())
+    found = [p for p in picks if p.discovery]
+    assert found and all(p.reasons[0].kind is Why.OWN_PAPER for p in found)
+
+
+def _spy_on_rank(monkeypatch) -> list[tuple[bool, tuple[int, ...]]]:
+    """Record (whether the reader had a profile, the picks) of every ranking, as it ranks."""
+    from newsletter.editions import selection as selection_module
+
+    ranked: list[tuple[bool, tuple[int, ...]]] = []
+    real = selection_module.rank
+
+    def recording(candidates, taste, rules, weights):
+        picks = real(candidates, taste, rules, weights)
+        ranked.append((taste.profile is not None, tuple(p.paper_id for p in picks)))
+        return picks
+
+    monkeypatch.setattr(selection_module, "rank", recording)
+    return ranked
+
+
+def _outbox(app) -> list[email.message.EmailMessage]:
+    box = mailbox.Maildir(app.settings.transport.removeprefix("maildir:"), create=True)
+    return [email.message_from_bytes(bytes(m), policy=email.policy.default) for m in box]
+
+
+def test_preview_dry_run_test_copy_and_send_give_the_voters_ranking(app, world, monkeypatch):
+    from sqlalchemy import select
+
+    ids, voter, _ = world
+    for title, _ in ROBOTS[:2]:
+        _vote(app, voter, ids[(DAY1, title)], feedback.LESS)
+    ranked = _spy_on_rank(monkeypatch)
+    preview = sending.build_preview(app, "voter@example.org", DAY2)
+    order = tuple(p.paper_id for p in preview.papers)
+    assert (True, order) in ranked
+    assert order != tuple(p.paper_id for p in _day2_titles(app, world[2])[1])  # not today's
+    ranked.clear()
+    _, planned = sending.dry_run(app, DAY2)
+    by_email = {d.email: tuple(p.paper_id for p in d.papers) for d in planned}
+    assert by_email["voter@example.org"] == order and (True, order) in ranked
+    ranked.clear()
+    sending.send_test_copy(app, "voter@example.org", DAY2)
+    (copy,) = _outbox(app)
+    text = copy.get_body(("plain",)).get_content()
+    places = [text.find(" ".join(p.title.split()[:3])) for p in preview.papers]  # wrapped later
+    assert (True, order) in ranked and -1 not in places and places == sorted(places)
+    ranked.clear()
+    sending.send(app, DAY2)
+    with app.reading() as s:
+        sent = s.scalar(select(Delivery.paper_ids).where(Delivery.subscriber_id == voter))
+    assert tuple(sent) == order and (True, order) in ranked
+
+
+def test_the_ranking_settings_weigh_the_send(app, world):
+    ids, voter, _ = world
+    for title, _ in PROTEINS:
+        _vote(app, voter, ids[(DAY1, title)], feedback.MORE)
+    none = App(dataclasses.replace(app.settings, ranking_discoveries=0))
+    try:
+        sending.send(none, DAY2)
+    finally:
+        none.close()
+    by_to = {m["To"].addresses[0].addr_spec: m for m in _outbox(app)}
+    assert "Because you liked" not in by_to["voter@example.org"].get_body(("plain",)).get_content()
+
+
+def test_planning_counts_the_likes_discoveries_need_as_the_setting_says(app, world):
+    ids, _, _ = world
+    with app.transaction() as s:
+        reader = f.subscriber(s, "no-topic@example.org", []).id
+    for title, _ in PROTEINS[:2]:
+        _vote(app, reader, ids[(DAY1, title)], feedback.MORE)
+    assert sending.preview_plan(app, DAY2).skipped == 1  # two likes: fewer than three
+    eager = App(dataclasses.replace(app.settings, ranking_discovery_min_likes=2))
+    try:
+        assert sending.preview_plan(eager, DAY2).skipped == 0
+        sending.send(eager, DAY2)
+    finally:
+        eager.close()
+    by_to = {m["To"].addresses[0].addr_spec: m for m in _outbox(app)}
+    assert "Because you liked" in by_to["no-topic@example.org"].get_body(("plain",)).get_content()

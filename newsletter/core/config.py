@@ -223,6 +223,52 @@ class Settings:
         "daily-papers-newsletter/0.1 (+https://github.com/daily-papers-newsletter)",
         "User-Agent of requests to the sources",
     )
+    # --- ranking: how a reader's signals order their digest --------------------------------
+    # Chosen on the tuning days of the labelled sets (benchmarks/readers.py --tune).
+    ranking_votes_weight: float = setting(
+        1.0, "how far likes and dislikes move a paper: a likeness gap of 1 passes all the day's",
+        at_least=0,
+    )  # fmt: skip
+    ranking_topic_weight: float = setting(
+        2.0, "how far the chance of a like, from the topics of what a reader voted on, moves a "
+        "paper", at_least=0,
+    )  # fmt: skip
+    ranking_drop_similarity: float = setting(
+        0.35, "a paper this like, in words, what a reader disliked (and less like a like) drops",
+        at_least=0,
+    )  # fmt: skip
+    ranking_drop_chance: float = setting(
+        0.3, "a paper with less chance of a like by its topics (and less like a like) drops",
+        at_least=0, at_most=1,
+    )  # fmt: skip
+    ranking_min_votes_to_drop: int = setting(
+        3, "votes a reader cast before the topics of what they voted on sink or drop papers",
+        at_least=1,
+    )  # fmt: skip
+    ranking_discoveries: int = setting(
+        2, "papers from outside a reader's topics that join for resembling what they liked",
+        at_least=0, at_most=50,
+    )  # fmt: skip
+    ranking_discovery_min_likes: int = setting(
+        3, "likes (own papers count) a reader needs before papers from outside their topics join",
+        at_least=1,
+    )  # fmt: skip
+    ranking_discovery_similarity: float = setting(
+        0.3, "likeness in words to what a reader liked from which an outside paper joins",
+        at_least=0,
+    )  # fmt: skip
+    # Below 3, more unwanted papers joined than wanted on the dev papers of the labelled sets.
+    ranking_own_papers_standing: float = setting(
+        3.0, "standing among recent papers, near a reader's own papers, from which one joins",
+    )  # fmt: skip
+    ranking_meaning_discovery_similarity: float = setting(
+        0.5, "cosine to a reader's own papers from which one joins where no standing can be "
+        "judged",
+    )  # fmt: skip
+    # Fitted by benchmarks/fit_interests.py (see there for the data and the figures).
+    ranking_interest_standing: float = setting(
+        1.3, "standing among recent papers from which a paper is close to a reader's interests"
+    )
     # --- new subscribers -------------------------------------------------------------------
     default_max_papers: int = setting(
         10, "papers per digest of a new subscriber", at_least=1, at_most=50

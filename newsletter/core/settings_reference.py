@@ -24,6 +24,9 @@ GROUPS: tuple[tuple[str, str, str], ...] = (
      "database_url"),
     ("The database", "", "sqlite_busy_timeout"),
     ("Papers and matching", "", "match_threshold"),
+    ("Ranking", "How a reader's votes, own papers, interests and rules order their digest "
+     "(README, Readers); chosen on the labelled sets by `benchmarks/readers.py`.",
+     "ranking_votes_weight"),
     ("New subscribers", "The CLI, CSV import and the sign-up form start from these.",
      "default_max_papers"),
     ("Sending", "", "max_attempts"),

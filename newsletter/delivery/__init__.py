@@ -9,6 +9,6 @@ loop, the claims' heartbeat, group-committed results), `guard` (the deliverabili
 pauses and complaint holds), `mail_queue` (sign-ups and notices handled after the request
 commits, retried while their links work), `transports` (Maildir and the SMTP pool), `smtp`
 (the pipelining SMTP client), `doctor` (checks of DNS, relay and web). May import every
-stage below it: `core`, `matching`, `papers`, `content`, `audience`, `editions` and
-`bounces`.
+stage below it: `core`, `matching`, `ranking`, `papers`, `content`, `audience`, `editions`
+and `bounces`.
 """

@@ -54,6 +54,7 @@ from newsletter.editions.planning import (
 from newsletter.editions.readers import Reader, ReaderSelection, load_reader
 from newsletter.matching import feedback
 from newsletter.matching.profiles import ReaderSignals
+from newsletter.ranking.weights import RankingWeights
 
 
 @dataclass(frozen=True)
@@ -80,12 +81,18 @@ def options_from_settings(app: App, **overrides: object) -> SendOptions:
     return SendOptions(**values)  # type: ignore[arg-type]  # each value is its field's setting
 
 
+def _plan_edition(app: App, edition: Edition, *, session: Session) -> PlanStats:
+    """Plan an edition under the settings' empty policy and the likes discoveries need."""
+    return plan_edition(edition, session=session, empty_policy=app.settings.empty_policy,
+                        min_likes=app.settings.ranking_discovery_min_likes)  # fmt: skip
+
+
 def plan(app: App, listing_date: date | None = None) -> PlanStats:
     """Create the edition for the date (default: newest listing) and plan its deliveries."""
     with app.transaction() as session:
         day = require_listing(listing_date, session=session)
         edition = get_or_create_edition(day, session=session)
-        return plan_edition(edition, session=session, empty_policy=app.settings.empty_policy)
+        return _plan_edition(app, edition, session=session)
 
 
 def plan_unless_held(
@@ -103,7 +110,7 @@ def preview_plan(app: App, listing_date: date | None = None) -> PlanStats:
         try:
             day = require_listing(listing_date, session=session)
             edition = get_or_create_edition(day, session=session)
-            return plan_edition(edition, session=session, empty_policy=app.settings.empty_policy)
+            return _plan_edition(app, edition, session=session)
         finally:
             session.rollback()
 
@@ -140,6 +147,7 @@ def _load_selection(
         hf_url=app.settings.hf_url,
         subscriber_ids=subscriber_ids,
         load_votes=_votes_loader(app),
+        weights=RankingWeights.from_settings(app.settings),
     )
 
 
@@ -448,7 +456,7 @@ def dry_run(app: App, listing_date: date | None = None) -> tuple[PlanStats, list
         try:
             day = require_listing(listing_date, session=session)
             edition = get_or_create_edition(day, session=session)
-            stats = plan_edition(edition, session=session, empty_policy=app.settings.empty_policy)
+            stats = _plan_edition(app, edition, session=session)
             owed = list(session.scalars(
                 select(Delivery.subscriber_id)
                 .where(Delivery.edition_id == edition.id, Delivery.status == DeliveryStatus.PENDING)

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.audience.eligibility import receives_digests
 from newsletter.core import deliveries
+from newsletter.core.config import default
 from newsletter.core.errors import NoListing, NotFound
 from newsletter.core.models import (
     Delivery,
@@ -38,7 +39,6 @@ from newsletter.core.models import (
     Subscription,
     utcnow,
 )
-from newsletter.editions.selection import MIN_LIKES_FOR_DISCOVERY
 from newsletter.matching.profiles import PROFILE_DAYS
 from newsletter.papers.queries import latest_listing_date
 
@@ -114,9 +114,9 @@ def _matched_topic_ids(listing_date: date):
     )
 
 
-def _may_get_papers(listing_date: date, now: datetime) -> CompoundSelect:
+def _may_get_papers(listing_date: date, now: datetime, min_likes: int) -> CompoundSelect:
     """Subscribers a paper of the day matched, and those whose likes (their own papers
-    count as likes) bring papers from outside their topics (see selection.DISCOVERIES)."""
+    count as likes) bring papers from outside their topics (`min_likes` of them)."""
     matched = select(Subscription.subscriber_id).where(
         Subscription.topic_id.in_(_matched_topic_ids(listing_date))
     )
@@ -127,7 +127,7 @@ def _may_get_papers(listing_date: date, now: datetime) -> CompoundSelect:
         select(ReaderSeed.subscriber_id.label("sid")),
     ).subquery("likes")
     likers = (
-        select(likes.c.sid).group_by(likes.c.sid).having(func.count() >= MIN_LIKES_FOR_DISCOVERY)
+        select(likes.c.sid).group_by(likes.c.sid).having(func.count() >= min_likes)
     )
     return union(matched, likers)
 
@@ -147,6 +147,7 @@ def plan_edition(
     empty_policy: str = "skip",
     now: datetime | None = None,
     only: ColumnElement[bool] | None = None,
+    min_likes: int = default("ranking_discovery_min_likes"),
 ) -> PlanStats:
     """Plan one delivery per confirmed, unsuppressed, not yet planned subscriber, in one go.
 
@@ -154,14 +155,15 @@ def plan_edition(
     no paper matched their topics, they follow no author, set no keyword, wrote no interests
     and liked too few papers for discoveries. Whether the others get a digest is the
     selection's to say when it is composed (a muted word may leave nothing). `only` narrows
-    the subscribers further (e.g. those whose local delivery hour has come).
+    the subscribers further (e.g. those whose local delivery hour has come); `min_likes` is
+    the likes from which discoveries join (`ranking_discovery_min_likes`).
     """
     if empty_policy not in EMPTY_POLICIES:
         raise ValueError(f"empty_policy must be one of {EMPTY_POLICIES}")
     now = now or utcnow()
     # A join to the set of subscribers with a match, not a correlated EXISTS per subscriber:
     # with fresh statistics PostgreSQL ran the latter as a scan per row (quadratic).
-    matched = _may_get_papers(edition.listing_date, now).subquery("matched")
+    matched = _may_get_papers(edition.listing_date, now, min_likes).subquery("matched")
     has_match = or_(matched.c.subscriber_id.is_not(None), _has_own_rules())
     skip = has_match if empty_policy == "skip" else literal(True)
     source = (

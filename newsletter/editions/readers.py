@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -23,6 +24,7 @@ from newsletter.editions.planning import edition_first_day, sent_paper_ids
 from newsletter.editions.selection import DEFAULT_HF_URL, EditionPapers
 from newsletter.matching.interests import InterestStandings, load_standings, reader_vector
 from newsletter.matching.profiles import ReaderSignals
+from newsletter.ranking.weights import RankingWeights
 
 PERSONAL_MEMO = 2048  # personal selections kept: the batches in flight (send_batch_size 500)
 # Loads the votes of a batch of readers into the signals (in a session of its own).
@@ -86,16 +88,17 @@ class ReaderSelection:
         hf_url: str = DEFAULT_HF_URL,
         subscriber_ids: Iterable[int] | None = None,
         load_votes: VotesLoader | None = None,
+        weights: RankingWeights | None = None,
     ) -> ReaderSelection:
         """Load an edition's papers (a week's for weekly), readers' signals and what they had.
 
         With load_votes, votes are read per batch of readers (memory flat in readers);
         without, everyone's now. subscriber_ids limits what they had to these readers
-        (default: those the edition owes).
+        (default: those the edition owes). `weights` ranks them (default: the defaults').
         """
         since = edition_first_day(edition.kind, edition.listing_date)
         papers = EditionPapers.load(edition.listing_date, session=session, since=since,
-                                    hf_url=hf_url)  # fmt: skip
+                                    hf_url=hf_url, weights=weights)  # fmt: skip
         ids = None if subscriber_ids is None else sorted(set(subscriber_ids))
         sent = sent_paper_ids(edition, session=session, subscriber_ids=ids)
         signals = ReaderSignals.load(
@@ -145,8 +148,8 @@ class ReaderSelection:
             sid = reader.subscriber_id
             papers = self.papers.for_reader(
                 reader.topic_ids, reader.max_papers, sent,
-                signals.profile(sid), signals, signals.rules(sid), self._close(signals, sid),
-                self._standings,
+                signals.profile(sid), signals, signals.rules(sid),
+                self._interests(signals, sid), self._standings,
             )  # fmt: skip
             with self._lock:
                 if len(self._personal) >= PERSONAL_MEMO:  # bounded: memory flat in readers
@@ -154,10 +157,9 @@ class ReaderSelection:
                 self._personal[reader] = papers
         return papers
 
-    def _close(self, signals: ReaderSignals, subscriber_id: int) -> dict[int, float]:
-        """Return the edition's papers close to a reader's interests, with their standing."""
+    def _interests(self, signals: ReaderSignals, subscriber_id: int) -> Any:
+        """Return a reader's interests vector, where it can be judged here (else None)."""
         stored = signals.interests(subscriber_id)
         if stored is None or self._standings is None:
-            return {}
-        vector = reader_vector(stored.text, stored.model, stored.vector)
-        return {} if vector is None else self._standings.close(vector)
+            return None
+        return reader_vector(stored.text, stored.model, stored.vector)

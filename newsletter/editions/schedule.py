@@ -256,9 +256,15 @@ class PlanOutcome:
 
 
 def plan_due(
-    due: Iterable[Due], now: datetime, *, session: Session, empty_policy: str
+    due: Iterable[Due],
+    now: datetime,
+    *,
+    session: Session,
+    empty_policy: str,
+    min_likes: int = default("ranking_discovery_min_likes"),
 ) -> PlanOutcome:
-    """Plan the due groups into their editions; record stale ones as skipped."""
+    """Plan the due groups into their editions; record stale ones as skipped (`min_likes`:
+    the likes from which discoveries join, as `plan_edition` takes it)."""
     by_edition: dict[tuple[EditionKind, date], list[Due]] = defaultdict(list)
     for item in due:
         by_edition[(item.kind, item.listing_date)].append(item)
@@ -272,7 +278,8 @@ def plan_due(
             # whether a subscriber's week had anything for them.
             policy = "note" if kind == EditionKind.WEEKLY else empty_policy
             stats = plan_edition(
-                edition, session=session, empty_policy=policy, now=now, only=or_(*fresh)
+                edition, session=session, empty_policy=policy, now=now, only=or_(*fresh),
+                min_likes=min_likes,
             )
             outcome.planned += stats.planned
         for item in (d for d in items if d.stale):

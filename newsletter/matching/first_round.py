@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from newsletter.core.config import default
 from newsletter.core.models import (
     Delivery,
     DeliveryStatus,
@@ -35,7 +36,7 @@ from newsletter.core.models import (
 )
 from newsletter.matching.combine import boundary_margin
 from newsletter.matching.embeddings import from_bytes
-from newsletter.matching.interests import INTEREST_STANDING, load_standings, reader_vector
+from newsletter.matching.interests import load_standings, reader_vector
 from newsletter.matching.matched import MATCH_DAYS, stored_matches, unmatched_ids, window_start
 from newsletter.matching.matches import recent_paper_ids
 from newsletter.matching.seeds import seeds_of
@@ -107,6 +108,7 @@ def choose_first_round(
     threshold: float = 1.0,
     size: int = FIRST_ROUND,
     days: int = MATCH_DAYS,
+    interest_cut: float = default("ranking_interest_standing"),
 ) -> list[Pick]:
     """Return a reader's first round on a day, in page order (empty: no paper stored)."""
     window = window_start(session=session, days=days)
@@ -115,7 +117,8 @@ def choose_first_round(
     skip = sent_to(start.subscriber_id, window, session=session)
     skip |= voted_before(start.subscriber_id, day, session=session)
     tie = _tie_break(start.subscriber_id, day)
-    strands = strands_for(start, skip, tie, session=session, threshold=threshold, days=days)
+    strands = strands_for(start, skip, tie, session=session, threshold=threshold, days=days,
+                          interest_cut=interest_cut)  # fmt: skip
     picks = in_turn(strands, size, offset=start.subscriber_id + day.toordinal())
     if len(picks) < size:
         taken = skip | {p.paper_id for p in picks}
@@ -132,6 +135,7 @@ def strands_for(
     session: Session,
     threshold: float,
     days: int,
+    interest_cut: float = default("ranking_interest_standing"),
 ) -> list[Strand]:
     """Return one strand per signal of the reader's, in a stable order: topics, interests,
     own papers."""
@@ -144,14 +148,15 @@ def strands_for(
         window = [pid for pid in recent_paper_ids(session=session, days=days) if pid not in skip]
         standings = load_standings(window, session=session)
         if standings is not None:
-            strands += [meaning_strand(name, standings.standing(v), tie) for name, v in wanted]
+            strands += [meaning_strand(name, standings.standing(v), tie, interest_cut)
+                        for name, v in wanted]  # fmt: skip
     return strands
 
 
-def meaning_strand(name: str, standing: dict[int, float], tie: TieBreak) -> Strand:
-    """Return the papers by their standing along a reader's vector, nearest the cut from which
-    interests bring a paper first: there a vote tells the profile most."""
-    order = sorted(standing, key=lambda pid: (abs(standing[pid] - INTEREST_STANDING), tie(pid)))
+def meaning_strand(name: str, standing: dict[int, float], tie: TieBreak, cut: float) -> Strand:
+    """Return the papers by their standing along a reader's vector, nearest the `cut` from
+    which interests bring a paper first: there a vote tells the profile most."""
+    order = sorted(standing, key=lambda pid: (abs(standing[pid] - cut), tie(pid)))
     return Strand(name, tuple(order))
 
 

@@ -3,9 +3,10 @@
 The text ("spin liquids in frustrated magnets") is embedded once, when it is set, as the mean
 of the vectors of the whole text and of its phrases (split at commas, colons, semicolons and
 "and"), as a topic's prototype is the mean of its line and its keywords. A paper is close to
-the interests when its standing among the recent listings reaches INTEREST_STANDING: the
-z-score of its similarity to that vector over the papers of the recent window, the measure
-topics are judged by (`meaning.standing`). The cut is not written by hand: it is the one
+the interests when its standing among the recent listings reaches the setting
+`ranking_interest_standing`: the z-score of its similarity to that vector over the papers of
+the recent window, the measure topics are judged by (`meaning.standing`). The cut is not
+written by hand: it is the one
 that gives the dev parts of the labelled sets of several fields their best F1, each topic's
 line standing in for a reader's sentence (`benchmarks/fit_interests.py`).
 """
@@ -19,6 +20,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from newsletter.core.config import default
 from newsletter.matching.embeddings import (
     MODEL_ID,
     EmbeddingsUnavailable,
@@ -31,8 +33,6 @@ from newsletter.matching.meaning import MIN_REFERENCE
 
 MAX_INTERESTS_LENGTH = 1000  # characters: a short paragraph; the model reads 256 word pieces
 MAX_PARTS = 24  # phrases embedded beside the whole text: bounded whatever the text
-# Fitted by benchmarks/fit_interests.py (see there for the data and the figures).
-INTEREST_STANDING = 1.3
 WHY = "close to your interests"
 _PHRASES = re.compile(r"[,;:]|\band\b", re.IGNORECASE)
 
@@ -115,9 +115,11 @@ class InterestStandings:
         covariance = centred.T @ centred / len(ref)
         return cls(tuple(paper_ids), np.asarray(vectors, dtype=np.float64), mean, covariance)
 
-    def close(self, vector: Any) -> dict[int, float]:
-        """Return the papers whose standing reaches INTEREST_STANDING, with their standing."""
-        return {pid: z for pid, z in self.standing(vector).items() if z >= INTEREST_STANDING}
+    def close(
+        self, vector: Any, cut: float = default("ranking_interest_standing")
+    ) -> dict[int, float]:
+        """Return the papers whose standing reaches `cut`, with their standing."""
+        return {pid: z for pid, z in self.standing(vector).items() if z >= cut}
 
     def standing(self, vector: Any) -> dict[int, float]:
         """Return every paper's standing along a vector (papers without a vector left out)."""

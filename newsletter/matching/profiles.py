@@ -366,25 +366,9 @@ class ReaderSignals:
         """Return a reader's own papers (loaded with their votes)."""
         return self._seeds.get(subscriber_id, [])
 
-    def closest_like(self, profile: ReaderProfile, vector: Vector) -> tuple[str, bool] | None:
-        """Return the title of the liked paper or own paper most like a vector, and whether
-        it is their own (for "because you liked ...")."""
-        scored = [
-            (cosine(self.vectors.vector(p), vector), p, self.titles.get(p, ""), False)
-            for p in profile.liked_ids
-        ]
-        scored += [
-            (cosine(seed, vector), 0, title, True)
-            for seed, title in zip(profile.seed_vectors, profile.seed_titles, strict=True)
-        ]
-        if not scored:
-            return None
-        _, _, title, own = max(scored, key=itemgetter(0, 1))
-        return title, own
     def interests(self, subscriber_id: int) -> StoredInterests | None:
         """Return a reader's interests in their own words, if they wrote any."""
         return self._interests.get(subscriber_id)
-
 
     def profile(self, subscriber_id: int) -> ReaderProfile | None:
         """Return a reader's profile, or None for a reader with no votes nor papers of

@@ -140,7 +140,10 @@ def run_due(
             due = due_now(
                 now, session=session, config=config, default_tz=app.settings.default_timezone
             )
-            planned = plan_due(due, now, session=session, empty_policy=options.empty_policy)
+            planned = plan_due(
+                due, now, session=session, empty_policy=options.empty_policy,
+                min_likes=app.settings.ranking_discovery_min_likes,
+            )  # fmt: skip
         report.planned, report.stale = planned.planned, planned.stale
     report.paused = log_paused(app)
     control = control or StopControl()

@@ -31,9 +31,11 @@ def _reader(token: str, session: Session) -> Subscriber:
 
 def _picks(subscriber: Subscriber, session: Session) -> list[first_round.Pick]:
     start = first_round.starting_point(subscriber.id, session=session)
+    settings = current_settings()
     return first_round.choose_first_round(
-        start, session=session, day=utcnow().date(), threshold=current_settings().match_threshold
-    )
+        start, session=session, day=utcnow().date(), threshold=settings.match_threshold,
+        interest_cut=settings.ranking_interest_standing,
+    )  # fmt: skip
 
 
 @bp.get("/start/<token>")
