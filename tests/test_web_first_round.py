@@ -313,8 +313,31 @@ def test_a_like_in_the_first_round_lifts_papers_like_it_in_the_next_digest(app, 
     assert _digest(app, ADA) == ["Graph transformers", "Legged robots walk"]
 
 
-def _digest(app, address):
-    selection = sending.make_selection(app, Edition(listing_date=NEXT_DAY, kind="daily"))
+def test_a_paper_rated_in_the_first_round_does_not_come_again_in_a_digest(app, client):
+    with app.transaction() as s:
+        ml = f.topic(s, "ml")
+        subjects = ("Robots walk on legs", "Proteins fold in cells", "Galaxies merge slowly",
+                    "Markets clear at prices")  # fmt: skip
+        papers = [f.paper(s, title, topics={ml: 0.6 + n}) for n, title in enumerate(subjects)]
+        for paper in papers:
+            paper.abstract = f"{paper.title}: a study of its own kind."
+        rated = [p.id for p in papers]
+        ada = f.subscriber(s, ADA, [ml]).id
+        f.subscriber(s, BOB, [ml])
+    path = _start(app, ada)
+    shown = [pid for pid, _ in _shown(client, path)]
+    assert set(shown) == set(rated)
+    assert _press(client, path, shown[0], "more").status_code == 303
+    assert _press(client, path, shown[1], "less").status_code == 303
+    titles = _digest(app, ADA, f.DAY)  # the day's edition, composed after the round
+    assert len(titles) == 2 and len(_digest(app, BOB, f.DAY)) == 4
+    with app.sessions() as s:
+        gone = {s.get(Paper, pid).title for pid in shown[:2]}
+    assert gone.isdisjoint(titles)  # seen and rated: not sent again
+
+
+def _digest(app, address, day=NEXT_DAY):
+    selection = sending.make_selection(app, Edition(listing_date=day, kind="daily"))
     with app.sessions() as s:
         sub = s.scalar(select(Subscriber).where(Subscriber.email == address))
         reader = load_reader(sub, session=s)

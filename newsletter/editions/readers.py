@@ -134,9 +134,12 @@ class ReaderSelection:
         if signals is not None:
             self.have_votes_of((reader.subscriber_id,))  # loaded with its batch, unless alone
             sid = reader.subscriber_id
-            if signals.profile(sid) is not None or signals.rules(sid) or signals.interests(sid):
+            profile = signals.profile(sid)
+            if profile is not None or signals.rules(sid) or signals.interests(sid):
                 own = self.papers.papers_named(signals.seeds(sid))
-                return self._personal_choice(signals, reader, sent | own)
+                # A paper they rated (in their first round, say) they have seen: not again.
+                rated = frozenset(profile.liked_ids + profile.disliked_ids) if profile else own
+                return self._personal_choice(signals, reader, sent | own | rated)
         return self.papers.for_topics(reader.topic_ids, reader.max_papers, sent)
 
     def _personal_choice(
