@@ -19,6 +19,7 @@ import jinja2
 from newsletter.content.digest import DigestPaper
 from newsletter.core.config import Settings
 from newsletter.core.resources import shipped_dir
+from newsletter.core.wording import trim_text
 
 Kind = Literal["html", "text"]
 FILTER_CACHE_SIZE = 4096
@@ -100,14 +101,7 @@ def shorten(text: object, limit: int = ABSTRACT_CHARS, *, short: bool = False) -
     """
     if short:
         limit = min(limit, ABSTRACT_UNDER_SUMMARY_CHARS)
-    text = one_line(text)
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    space = cut.rfind(" ")
-    if space > limit * 0.6:  # a word boundary, unless it would lose much of the text
-        cut = cut[:space]
-    return cut.rstrip(" ,;:.-—(") + "…"
+    return trim_text(one_line(text), limit)
 
 
 def safe_url(url: str | None) -> str | None:

@@ -17,9 +17,10 @@ from sqlalchemy.orm import Session
 
 from newsletter.core.identifiers import arxiv_id_of_doi, doi_link, doi_of, doi_of_link
 from newsletter.core.models import Paper
+from newsletter.core.wording import trim_text
 from newsletter.matching.personal import author_key, same_author
 from newsletter.papers.sources import PaperRecord
-from newsletter.papers.sources.common import TITLE_KEY_MAX, normalise_title, trim_text
+from newsletter.papers.sources.common import TITLE_KEY_MAX, normalise_title
 
 __all__ = [
     "IngestStats",

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from newsletter.core.config import Settings
 from newsletter.core.errors import InputError, SourceError, quoted
 from newsletter.core.models import Paper
+from newsletter.core.wording import trim_text
 from newsletter.matching.examples_store import (
     EXAMPLE_FORMS,
     is_doi,
@@ -37,7 +38,6 @@ from newsletter.matching.seeds import (
 )
 from newsletter.papers.sources import PaperRecord
 from newsletter.papers.sources.arxiv import lookup_arxiv
-from newsletter.papers.sources.common import trim_text
 from newsletter.papers.sources.http import RetryPolicy, make_source_client
 from newsletter.papers.sources.library import LibraryEntry, read_library
 

@@ -45,17 +45,6 @@ def clean_text(value: Any) -> str:
     return xml_safe(_WS.sub(" ", str(value))).strip()
 
 
-def trim_text(text: str, limit: int) -> str:
-    """Cut text to at most limit characters, at a word where one is near, marked with "…"."""
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    space = cut.rfind(" ")
-    if space > limit * 0.6:  # a word boundary, unless it would lose much of the text
-        cut = cut[:space]
-    return cut.rstrip(" ,;:.-—(") + "…"
-
-
 def normalise_title(title: str) -> str:
     """Return the identity key of a title: NFKC, casefolded, no punctuation, single spaces."""
     text = unicodedata.normalize("NFKC", title).casefold()

@@ -25,6 +25,7 @@ import feedparser
 from defusedxml import DefusedXmlException, EntitiesForbidden, ExternalReferenceForbidden
 
 from newsletter.core.errors import InputError, NoListing, SourceError, quoted
+from newsletter.core.wording import trim_text
 from newsletter.papers.sources import FetchOptions, PaperRecord, Source
 from newsletter.papers.sources.common import (
     arxiv_id_of,
@@ -33,7 +34,6 @@ from newsletter.papers.sources.common import (
     local_name,
     no_listing,
     parse_day,
-    trim_text,
 )
 from newsletter.papers.sources.http import SourceClient
 

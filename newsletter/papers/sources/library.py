@@ -23,9 +23,10 @@ from bibtexparser.model import DuplicateBlockKeyBlock, Entry
 from newsletter.core.errors import InputError
 from newsletter.core.identifiers import arxiv_id_of_doi, doi_of
 from newsletter.core.latex import readable
+from newsletter.core.wording import trim_text
 from newsletter.matching.examples_store import normalise_paper_ref
 from newsletter.matching.seeds import ABSTRACT_MAX, MAX_SEEDS, TITLE_MAX
-from newsletter.papers.sources.common import clean_text, decode_text, load_json, trim_text
+from newsletter.papers.sources.common import clean_text, decode_text, load_json
 
 MAX_BYTES = 1024 * 1024  # a library of a few hundred papers is well under this
 MAX_ENTRIES = MAX_SEEDS
