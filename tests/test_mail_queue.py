@@ -268,3 +268,20 @@ def _queued(app):  # noqa: ANN001, ANN202
     with app.reading() as s:
         [(claimant, done_at)] = s.execute(select(QueuedMail.claimed_by, QueuedMail.done_at))
     return claimant, done_at
+
+
+def test_closing_the_app_stops_its_web_sender(settings):
+    """The web process's sender thread ends with its app: none is left polling a database
+    that is gone (as one did after a test run, against a stopped PostgreSQL)."""
+    from newsletter.core.app import App
+    from newsletter.web import create_app
+
+    core = App(settings)
+    web = create_app(settings, app=core)
+    queue = web.extensions["newsletter_mail_queue"]
+    queue.wake()  # a sign-up starts it
+    thread = queue._thread
+    assert thread is not None and thread.is_alive()
+    core.close()
+    assert not thread.is_alive()
+    core.close()  # twice is harmless

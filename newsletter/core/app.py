@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
 
@@ -19,6 +19,7 @@ class App:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._schema_checked = False
+        self._on_close: list[Callable[[], None]] = []
 
     @cached_property
     def engine(self) -> Engine:
@@ -55,6 +56,14 @@ class App:
         with db.transaction(self.sessions) as session:
             yield session
 
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Call `callback` when the app closes, before its engine goes (a thread that uses
+        the database stops first)."""
+        self._on_close.append(callback)
+
     def close(self) -> None:
+        """Stop what was registered with `on_close`, last first, then close the engine."""
+        while self._on_close:
+            self._on_close.pop()()
         if "engine" in self.__dict__:
             self.engine.dispose()

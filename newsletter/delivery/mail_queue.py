@@ -399,6 +399,14 @@ class MailQueue(Runner):
             if self._thread is None:
                 self._thread = threading.Thread(target=self.run, name="mail-queue", daemon=True)
                 self._thread.start()
+                # Whoever closes the app stops its sender first: no thread outlives its database.
+                self.app.on_close(self.shut)
+
+    def shut(self, timeout: float = 10.0) -> None:
+        """Stop the thread and wait for the email in flight (at most `timeout` seconds)."""
+        self.stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
 
     def wake(self) -> None:
         """Ask the thread to look for due rows now."""
