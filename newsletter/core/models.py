@@ -319,6 +319,31 @@ class ReaderSeed(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class StoredProfile(Base):
+    """A reader's profile in the sentence model's space, kept up to date as they vote.
+
+    Unit directions (float16, little-endian, as PaperEmbedding's) of the mean vector of the
+    papers they liked with their own papers, of those they disliked, and of their own papers
+    alone; None where there is none with a vector of `model`. The counts say how many vectors
+    each holds. Rewritten in the transaction that records a vote or sets their own papers
+    (`matching.stored_profiles`); `updated_at` is the database's clock.
+    """
+
+    __tablename__ = "reader_profiles"
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    model: Mapped[str] = mapped_column(String(64))
+    liked: Mapped[bytes | None] = mapped_column(LargeBinary)
+    disliked: Mapped[bytes | None] = mapped_column(LargeBinary)
+    own: Mapped[bytes | None] = mapped_column(LargeBinary)
+    likes: Mapped[int] = mapped_column(Integer, default=0)
+    dislikes: Mapped[int] = mapped_column(Integer, default=0)
+    seeds: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
 class QueuedMail(Base):
     """A sign-up request or a transactional email, waiting to be handled after commit.
 
