@@ -295,12 +295,9 @@ class Subscriber(Base):
 
 
 class ReaderSeed(Base):
-    """One of a reader's own papers: it counts as a like and is never sent to them.
-
-    Kept as text (title and abstract) with the identifiers it goes by, not as a paper of the
-    store: a paper from a reader's library belongs to no listing, so no query of papers
-    (archive, feeds, matching) can ever show it.
-    """
+    """One of a reader's own papers: it counts as a like and is never sent to them. Kept as
+    text with its identifiers, not as a paper of the store: no query of papers (archive, feeds,
+    matching) can ever show a paper from a reader's library."""
 
     __tablename__ = "reader_seeds"
     __table_args__ = ({"sqlite_autoincrement": True},)
@@ -320,14 +317,9 @@ class ReaderSeed(Base):
 
 
 class StoredProfile(Base):
-    """A reader's profile in the sentence model's space, kept up to date as they vote.
-
-    Unit directions (float16, little-endian, as PaperEmbedding's) of the mean vector of the
-    papers they liked with their own papers, of those they disliked, and of their own papers
-    alone; None where there is none with a vector of `model`. The counts say how many vectors
-    each holds. Rewritten in the transaction that records a vote or sets their own papers
-    (`matching.stored_profiles`); `updated_at` is the database's clock.
-    """
+    """A reader's profile in the sentence model's space (`matching.stored_profiles`): unit
+    directions (float16, as PaperEmbedding's) of what they liked with their own papers, what
+    they disliked, and their own papers alone, rewritten with each vote or change of seeds."""
 
     __tablename__ = "reader_profiles"
 
