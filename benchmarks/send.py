@@ -307,6 +307,12 @@ def child(args: argparse.Namespace) -> None:
                "--database", url, "--subscribers", str(args.subscribers),
                "--own-words", str(args.own_words), "--port", "0", "--shared", str(args.shared)]
         subprocess.run(cmd, check=True, capture_output=True, text=True)  # fmt: skip
+    if args.voters or args.own_words:
+        # Votes and own papers were written in bulk: their stored profiles are written as a
+        # restore's are (`feedback profiles --rebuild`), before the send reads them.
+        from newsletter.matching.stored_profiles import rebuild_profiles
+
+        rebuild_profiles(app)
     gc.collect()
     _reset_peak_rss()  # measure the send, not the populating
     transport = _SizeCounting(make_transport(settings.transport))

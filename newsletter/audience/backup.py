@@ -62,6 +62,7 @@ from newsletter.matching.feedback import LESS, MORE
 from newsletter.matching.interests import embed_interests
 from newsletter.matching.seeds import Seed, checked_seeds
 from newsletter.matching.seeds import embedded as with_vectors
+from newsletter.matching.stored_profiles import store_profiles
 
 VOTES = {"more": MORE, "less": LESS}
 RULES = {"follow_authors": "followed authors", "muted_words": "muted words",
@@ -439,6 +440,8 @@ class _Writer:
                     event.details = details
             self.session.add_all(self._votes(record, subscriber.id, papers))
         self.session.flush()
+        # Their stored profiles, from the votes and own papers just written.
+        store_profiles([s.id for s in subscribers], session=self.session)
         self.report.new += len(records)
         self.report.subscriber_ids.extend(s.id for s in subscribers)
         self.session.expunge_all()  # keep memory flat however long the file is

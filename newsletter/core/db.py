@@ -153,16 +153,23 @@ def execute_dml(session: Session, statement: Executable) -> CursorResult[Any]:
     return cast(CursorResult[Any], session.execute(statement))
 
 
-def insert_or_ignore(session: Session, table: Any) -> Insert:
-    """Return an INSERT into table that skips rows conflicting with a unique key."""
+def dialect_insert(session: Session, table: Any) -> Any:
+    """Return the database's own INSERT into table, which can say what a conflict does
+    (`on_conflict_do_nothing`, `on_conflict_do_update`: one API on both databases)."""
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 
-        return postgresql_insert(table).on_conflict_do_nothing()
+        return postgresql_insert(table)
     # only SQLite and PostgreSQL are supported
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-    return sqlite_insert(table).on_conflict_do_nothing()
+    return sqlite_insert(table)
+
+
+def insert_or_ignore(session: Session, table: Any) -> Insert:
+    """Return an INSERT into table that skips rows conflicting with a unique key."""
+    insert: Insert = dialect_insert(session, table).on_conflict_do_nothing()
+    return insert
 
 
 def driver_values(session: Session, table: Any, values: dict[str, Any]) -> dict[str, Any]:

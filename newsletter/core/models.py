@@ -295,12 +295,9 @@ class Subscriber(Base):
 
 
 class ReaderSeed(Base):
-    """One of a reader's own papers: it counts as a like and is never sent to them.
-
-    Kept as text (title and abstract) with the identifiers it goes by, not as a paper of the
-    store: a paper from a reader's library belongs to no listing, so no query of papers
-    (archive, feeds, matching) can ever show it.
-    """
+    """One of a reader's own papers: it counts as a like and is never sent to them. Kept as
+    text with its identifiers, not as a paper of the store: no query of papers (archive, feeds,
+    matching) can ever show a paper from a reader's library."""
 
     __tablename__ = "reader_seeds"
     __table_args__ = ({"sqlite_autoincrement": True},)
@@ -317,6 +314,26 @@ class ReaderSeed(Base):
     model: Mapped[str | None] = mapped_column(String(64))
     vector: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StoredProfile(Base):
+    """A reader's profile in the sentence model's space (`matching.stored_profiles`): unit
+    directions (float16, as PaperEmbedding's) of what they liked with their own papers, what
+    they disliked, and their own papers alone, rewritten with each vote or change of seeds."""
+
+    __tablename__ = "reader_profiles"
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    model: Mapped[str] = mapped_column(String(64))
+    liked: Mapped[bytes | None] = mapped_column(LargeBinary)
+    disliked: Mapped[bytes | None] = mapped_column(LargeBinary)
+    own: Mapped[bytes | None] = mapped_column(LargeBinary)
+    likes: Mapped[int] = mapped_column(Integer, default=0)
+    dislikes: Mapped[int] = mapped_column(Integer, default=0)
+    seeds: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
 class QueuedMail(Base):

@@ -1,7 +1,8 @@
 """Readers' signals: "more like this" and "less like this" votes on the papers they received.
 
-A vote is one row per reader and paper: voting again replaces it, undo removes it. Votes are
-personal data: they go with the reader's export and with their deletion.
+A vote is one row per reader and paper: voting again replaces it, undo removes it; either way
+the reader's stored profile is written afresh in the same transaction (`stored_profiles`).
+Votes are personal data: they go with the reader's export and with their deletion.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 from newsletter.core.db import execute_dml
 from newsletter.core.errors import NotFound
 from newsletter.core.models import Delivery, FeedbackVote, Paper, Subscriber, utcnow
+from newsletter.matching.stored_profiles import update_profile
 
 MORE, LESS = 1, -1
 DIRECTIONS = {"more": MORE, "less": LESS}
@@ -65,6 +67,7 @@ def record_vote(
         session.add(row)
     row.vote, row.updated_at = vote, now
     session.flush()
+    update_profile(subscriber_id, session=session, now=now)
     return row
 
 
@@ -76,6 +79,8 @@ def undo_vote(subscriber_id: int, paper_id: int, *, session: Session) -> bool:
             FeedbackVote.subscriber_id == subscriber_id, FeedbackVote.paper_id == paper_id
         ),
     )
+    if result.rowcount:
+        update_profile(subscriber_id, session=session)
     return bool(result.rowcount)
 
 

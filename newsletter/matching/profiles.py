@@ -12,7 +12,8 @@ and sums over the votes: building a profile is one pass over them, once per read
 edition, from the votes as they are when the edition is composed. A reader's own papers
 (`matching.seeds`) count as papers they liked in the centroid of words, and by meaning: a
 paper's likeness to them is the larger of its words' and its sentence vector's cosine to
-theirs (their mean, where the model is on). They are no paper of the store, so they have no
+theirs (the direction of their mean, where the model is on, as their stored profile holds it:
+`matching.stored_profiles`). They are no paper of the store, so they have no
 topics and say nothing about them. Beside the votes come the reader's rules and their
 interests in their own words, as stored (see `matching.interests`).
 """
@@ -44,6 +45,7 @@ from newsletter.core.models import (
 from newsletter.matching.embeddings import MODEL_ID, from_bytes
 from newsletter.matching.personal import EditionText, ReaderRules, clean_rules
 from newsletter.matching.seeds import Seed, anyone_has_vectors, seeds_of
+from newsletter.matching.stored_profiles import PROFILE_DAYS, own_directions
 from newsletter.matching.text import STOPWORDS, PaperText, stem
 
 PAPER_TERMS = 40  # the strongest terms kept per paper: enough to compare, cheap to score
@@ -51,9 +53,6 @@ PROFILE_TERMS = 150
 PROFILES_KEPT = 1024  # profiles cached per edition: each row asks once; memory stays flat
 TOPIC_PRIOR_VOTES = 2.0  # each side's topic shares start as this many votes of the overall share
 VOTERS_PER_QUERY = 5000  # bounds the IN list of a batch's readers
-# Votes older than this are forgotten: interests drift, and what a send reads stays bounded
-# (the papers voted on in half a year, not since the list began).
-PROFILE_DAYS = 180
 _WORD = re.compile(r"[a-z][a-z0-9]+")
 
 Vector = dict[str, float]
@@ -250,6 +249,8 @@ class ReaderSignals:
         # The sentence vectors of the edition's papers, for readers' own papers to meet.
         self._meaning_ids: list[int] = []
         self._meaning: Any = None
+        # The direction of each reader's own papers in meaning, loaded with their votes.
+        self._own: dict[int, Any] = {}
         # Readers' interests, loaded with their votes (a batch's, or everyone's).
         self._interests: dict[int, StoredInterests] = {}
         self.has_interests = False  # whether any reader wrote interests
@@ -280,7 +281,7 @@ class ReaderSignals:
         else:
             votes = _votes_of(None, since, session=session)
             voted = {pid for pairs in votes.values() for pid, _ in pairs}
-            seeds = seeds_of(None, session=session)
+            seeds = seeds_of(None, session=session, with_vectors=False)
             seeded = bool(seeds)
         rules = _load_rules(session)
         interested = session.scalar(select(Subscriber.id).where(_HAS_INTERESTS).limit(1))
@@ -321,8 +322,10 @@ class ReaderSignals:
         signals.has_interests = interested is not None
         if votes_per_batch:
             signals._batch = frozenset()
-        elif signals.has_interests:
-            signals._interests = _interests_of(None, session=session)
+        else:
+            signals._own = own_directions(seeds, session=session)
+            if signals.has_interests:
+                signals._interests = _interests_of(None, session=session)
         return signals
 
     def has_votes_of(self, subscriber_ids: Iterable[int]) -> bool:
@@ -339,9 +342,11 @@ class ReaderSignals:
         for start in range(0, len(ids), VOTERS_PER_QUERY):
             chunk = ids[start : start + VOTERS_PER_QUERY]
             votes.update(_votes_of(chunk, self._since, session=session))
-            seeds.update(seeds_of(chunk, session=session))
+            seeds.update(seeds_of(chunk, session=session, with_vectors=False))
             if self.has_interests:
                 interests.update(_interests_of(chunk, session=session))
+        # The meaning of their own papers, as stored: one query for the batch.
+        self._own = own_directions(seeds, session=session)
         self._votes, self._seeds, self._interests = votes, seeds, interests
         self._batch = frozenset(ids)
 
@@ -390,21 +395,12 @@ class ReaderSignals:
                 TopicLean.from_votes((self._paper_topics.get(p, ()), v > 0) for p, v in pairs),
                 tuple(s.title for s in seeds),
                 seed_vectors,
-                _mean_direction([s.vector for s in seeds if s.vector is not None]),
+                self._own.get(subscriber_id),
             )
             if len(self._profiles) >= PROFILES_KEPT:
                 self._profiles.pop(next(iter(self._profiles)), None)
             self._profiles[subscriber_id] = profile
         return profile
-
-
-def _mean_direction(blobs: list[bytes]) -> Any:
-    """Return the unit mean of stored sentence vectors, or None for none."""
-    if not blobs:
-        return None
-    mean = from_bytes(blobs).mean(axis=0)
-    norm = float((mean @ mean) ** 0.5)
-    return mean / norm if norm > 0 else None
 
 
 def _paper_vectors(paper_ids: set[int], *, session: Session) -> tuple[list[int], Any]:

@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, null, select
 from sqlalchemy.orm import Session
 
 from newsletter.core.errors import InputError, quoted
@@ -28,6 +28,7 @@ from newsletter.matching.embeddings import (
     paper_text,
     to_bytes,
 )
+from newsletter.matching.stored_profiles import update_profile
 
 MAX_SEEDS = 200  # a reader's own papers, not a whole library: the profile reads them all
 TITLE_MAX = 500
@@ -93,14 +94,20 @@ def replace_seeds(subscriber_id: int, seeds: Sequence[Seed], *, session: Session
     """Make these (checked) seeds the reader's papers, in place of any before; return the
     count."""
     chosen = checked_seeds(seeds)
-    clear_seeds(subscriber_id, session=session)
+    _delete_seeds(subscriber_id, session=session)
     session.add_all(s.as_row(subscriber_id=subscriber_id) for s in chosen)
     session.flush()
+    update_profile(subscriber_id, session=session)
     return len(chosen)
 
 
 def clear_seeds(subscriber_id: int, *, session: Session) -> None:
     """Forget every paper the reader gave as their own."""
+    _delete_seeds(subscriber_id, session=session)
+    update_profile(subscriber_id, session=session)
+
+
+def _delete_seeds(subscriber_id: int, *, session: Session) -> None:
     session.execute(delete(ReaderSeed).where(ReaderSeed.subscriber_id == subscriber_id))
 
 
@@ -109,10 +116,15 @@ def seed_of(row: ReaderSeed) -> Seed:
     return Seed(row.title, row.abstract or "", row.arxiv_id, row.doi)
 
 
-def seeds_of(subscriber_ids: Sequence[int] | None, *, session: Session) -> dict[int, list[Seed]]:
-    """Return the seeds of these readers (None: of everyone), in the order they were given."""
+def seeds_of(
+    subscriber_ids: Sequence[int] | None, *, session: Session, with_vectors: bool = True
+) -> dict[int, list[Seed]]:
+    """Return the seeds of these readers (None: of everyone), in the order they were given;
+    without their vectors unless `with_vectors` (a send reads their mean's direction from the
+    readers' stored profiles)."""
     columns = (ReaderSeed.title, ReaderSeed.abstract, ReaderSeed.arxiv_id, ReaderSeed.doi)
-    query = select(ReaderSeed.subscriber_id, *columns, ReaderSeed.model, ReaderSeed.vector)
+    vectors = (ReaderSeed.model, ReaderSeed.vector) if with_vectors else (null(), null())
+    query = select(ReaderSeed.subscriber_id, *columns, *vectors)
     if subscriber_ids is not None:
         query = query.where(ReaderSeed.subscriber_id.in_(subscriber_ids))
     found: defaultdict[int, list[Seed]] = defaultdict(list)

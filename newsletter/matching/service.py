@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from newsletter.core.app import App
-from newsletter.matching import feedback, topics
+from newsletter.matching import feedback, stored_profiles, topics
 from newsletter.matching.check import CHECK_DAYS, TopicCheck, check_topics, warnings_of
 from newsletter.matching.matched import MATCH_DAYS, matched_count
 from newsletter.matching.matches import MatchStats, listed_paper_ids, match_papers
@@ -148,3 +148,19 @@ def votes(app: App, *, email: str | None = None) -> list[feedback.ListedVote]:
     """Return readers' votes (or one reader's), newest first."""
     with app.reading() as session:
         return feedback.list_votes(session=session, email=email)
+
+
+def profile_counts(app: App) -> stored_profiles.ProfileCounts:
+    """Return how readers' stored profiles stand (current, missing, of another model)."""
+    with app.reading() as session:
+        return stored_profiles.profile_counts(session=session)
+
+
+def rebuild_profiles(
+    app: App,
+    *,
+    on_start: Callable[[int], None] | None = None,
+    on_each: Callable[[int], None] | None = None,
+) -> stored_profiles.ProfileCounts:
+    """Write the missing and outdated stored profiles; see `stored_profiles.rebuild_profiles`."""
+    return stored_profiles.rebuild_profiles(app, on_start=on_start, on_each=on_each)
