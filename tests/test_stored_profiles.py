@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from newsletter.core import tokens
 from newsletter.core.models import Delivery, Paper, PaperEmbedding, StoredProfile, Subscriber
@@ -211,3 +211,29 @@ def test_a_vote_on_a_paper_without_a_vector_leaves_the_profile_valid(app, world)
     assert np.isfinite(_unit(row.liked)).all()
     sending.send(app, f.DAY)
     assert _digest_ids(app, sid)  # the send reads it and ranks
+
+
+def test_removing_a_reader_leaves_no_row_of_theirs_in_any_table(app, world):
+    """Erasure is whole: their votes, own papers, stored profile and every other row that
+    names them go with them, whatever table a later feature adds."""
+    from newsletter.audience import service as audience
+    from newsletter.core.models import Base
+    from newsletter.matching.feedback import MORE, record_vote
+    from newsletter.matching.seeds import Seed, replace_seeds
+
+    sid, _, past, _ = world
+    with app.transaction() as s:
+        record_vote(sid, past[0], MORE, session=s)
+        replace_seeds(sid, [Seed(PAST[1]["title"], PAST[1]["abstract"], PAST[1]["key"])],
+                      session=s)  # fmt: skip
+    sending.send(app, f.DAY)
+    assert _row(app, sid) is not None
+
+    audience.remove_subscriber(app, ADDRESS)
+
+    naming = [t for t in Base.metadata.sorted_tables if "subscriber_id" in t.c]
+    assert {"reader_profiles", "reader_seeds", "feedback_votes"} <= {t.name for t in naming}
+    with app.reading() as s:
+        left = {t.name: s.scalar(select(func.count()).select_from(t)
+                                 .where(t.c.subscriber_id == sid)) for t in naming}  # fmt: skip
+    assert {name: n for name, n in left.items() if n} == {}
