@@ -25,6 +25,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import datetime, timedelta
 from itertools import repeat
 from operator import itemgetter, mul
@@ -46,7 +47,7 @@ from newsletter.matching.embeddings import MODEL_ID, from_bytes
 from newsletter.matching.personal import EditionText, ReaderRules, clean_rules
 from newsletter.matching.seeds import Seed, anyone_has_vectors, seeds_of
 from newsletter.matching.stored_profiles import PROFILE_DAYS, own_directions
-from newsletter.matching.text import STOPWORDS, PaperText, stem
+from newsletter.matching.text import STEMS_KEPT, STOPWORDS, PaperText, stem
 
 PAPER_TERMS = 40  # the strongest terms kept per paper: enough to compare, cheap to score
 PROFILE_TERMS = 150
@@ -58,9 +59,18 @@ _WORD = re.compile(r"[a-z][a-z0-9]+")
 Vector = dict[str, float]
 
 
+@lru_cache(maxsize=STEMS_KEPT)
+def _term(word: str) -> str:
+    """Return the term a word counts as, or "" for one that counts as none."""
+    return stem(word) if word not in STOPWORDS and len(word) > 2 else ""
+
+
 def _terms(title: str, abstract: str) -> Counter[str]:
-    words = _WORD.findall(f"{title} {title} {abstract}".lower())
-    return Counter(stem(w) for w in words if w not in STOPWORDS and len(w) > 2)
+    # Every word through one remembered lookup, counted at C speed: a send reads each
+    # reader's own papers afresh.
+    counts = Counter(map(_term, _WORD.findall(f"{title} {title} {abstract}".lower())))
+    counts.pop("", None)
+    return counts
 
 
 def _normalised(weights: Mapping[str, float], keep: int) -> Vector:
