@@ -100,6 +100,10 @@ def test_an_upload_without_the_form_token_is_refused_and_stores_nothing(app, pag
         (b"Some notes about papers.", "not a BibTeX, RIS or CSL-JSON file"),
         (b'[{"title": 3}]', "no entry with a title"),
         (b"@misc{x, note = {" + b"a" * (1024 * 1024) + b"}}", "larger than 1024 KB"),
+        # A CSL-JSON file nested past the parser's stack, or more entries than a reader has.
+        (b"[" * 100_000 + b"]" * 100_000, "JSON nested too deeply"),
+        (b"".join(b"@article{k%d, title = {T}}\n" % n for n in range(2000)), "more than 200"),
+        (b"@article{x, title = {Caf\xe9}}", "not UTF-8 text (byte 24)"),
     ],
 )
 def test_a_bad_file_is_a_form_message_and_changes_nothing(app, page, data, message):

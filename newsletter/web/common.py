@@ -18,6 +18,8 @@ from newsletter.delivery.mail_queue import MailQueue
 from newsletter.papers.sources import registry
 from newsletter.web import forms
 
+ID_DIGITS = 18  # a row id's digits at most, as the link tokens write them
+
 
 def current_core() -> App:
     """Return the instance the app serves (its database and settings)."""
@@ -41,6 +43,14 @@ def read_confirm_claim(token: str) -> tuple[LinkClaim, int]:
     """Return the reader and the sign-up a confirmation link names, while it is valid."""
     max_age = Limits.from_settings(current_settings()).confirm_max_age_hours * 3600
     return tokens.read_confirm_token(current_settings(), token, max_age)
+
+
+def plain_number(text: str, digits: int = ID_DIGITS) -> int | None:
+    """Return the whole number a form or query field writes in ASCII digits, else None."""
+    # The length is checked before int(): Python refuses strings of over 4,300 digits.
+    if not (text.isascii() and text.isdigit() and len(text) <= digits):
+        return None
+    return int(text)
 
 
 def link_token(purpose: str, subscriber: Subscriber) -> str:

@@ -18,7 +18,7 @@ from newsletter.core import tokens
 from newsletter.core.models import Subscriber, SubscriberStatus, utcnow
 from newsletter.matching import feedback, first_round
 from newsletter.web import feedback as vote_links
-from newsletter.web.common import current_core, current_settings, read_claim
+from newsletter.web.common import current_core, current_settings, plain_number, read_claim
 
 bp = Blueprint("start", __name__)
 NOT_ON_PAGE = "This paper is not among yours to rate today. Please reload the page."
@@ -56,16 +56,16 @@ def round_page(token: str) -> Any:
 @bp.post("/start/<token>")
 def vote(token: str) -> Any:
     direction = request.form.get("vote", "")
-    paper_id = request.form.get("paper", "")
-    if direction not in feedback.DIRECTIONS or not (paper_id.isascii() and paper_id.isdigit()):
+    paper_id = plain_number(request.form.get("paper", ""))
+    if direction not in feedback.DIRECTIONS or paper_id is None:
         abort(400, "Press one of the buttons of the page.")
     with current_core().reading() as session:
         subscriber = _reader(token, session)
         if subscriber.status != SubscriberStatus.CONFIRMED:
             return vote_links.not_counted()
-        if int(paper_id) not in {p.paper_id for p in _picks(subscriber, session)}:
+        if paper_id not in {p.paper_id for p in _picks(subscriber, session)}:
             abort(400, NOT_ON_PAGE)
-        paper = feedback.load_paper(int(paper_id), session=session)
+        paper = feedback.load_paper(paper_id, session=session)
     if not vote_links.record_vote(subscriber, paper, feedback.DIRECTIONS[direction]):
         return vote_links.not_counted()
     return redirect(url_for(".round_page", token=token, _anchor=f"paper-{paper.id}"), 303)

@@ -22,6 +22,7 @@ from newsletter.web.common import (
     current_core,
     current_settings,
     link_token,
+    plain_number,
     read_claim,
 )
 from newsletter.web.security import csrf_exempt, upload_limit
@@ -72,8 +73,7 @@ def _manage_page(
 
 def _left_out() -> int:
     """Return how many entries of the last upload were left out (shown with its banner)."""
-    value = request.args.get("left", "")
-    return min(int(value), LEFT_OUT_SHOWN) if value.isascii() and value.isdigit() else 0
+    return min(plain_number(request.args.get("left", "")) or 0, LEFT_OUT_SHOWN)
 
 
 @bp.get("/manage/<token>")
