@@ -35,11 +35,11 @@ from newsletter.core.models import (
     Topic,
 )
 from newsletter.matching.combine import boundary_margin
-from newsletter.matching.embeddings import from_bytes
 from newsletter.matching.interests import load_standings, reader_vector
 from newsletter.matching.matched import MATCH_DAYS, stored_matches, unmatched_ids, window_start
 from newsletter.matching.matches import recent_paper_ids
 from newsletter.matching.seeds import seeds_of
+from newsletter.matching.stored_profiles import mean_direction
 
 FIRST_ROUND = 10  # papers per round: a minute of pressing, enough to move a profile
 SPREAD = "recent papers"  # the strand that fills the round
@@ -88,16 +88,7 @@ def starting_point(subscriber_id: int, *, session: Session) -> StartingPoint:
                                   reader.interests_vector)  # fmt: skip
     own = seeds_of([subscriber_id], session=session).get(subscriber_id, [])
     blobs = [seed.vector for seed in own if seed.vector is not None]
-    return StartingPoint(subscriber_id, tuple(sorted(topic_ids)), interests, _unit_mean(blobs))
-
-
-def _unit_mean(blobs: list[bytes]) -> Any | None:
-    """Return the unit mean of stored sentence vectors, None for none."""
-    if not blobs:
-        return None
-    mean = from_bytes(blobs).mean(axis=0)
-    norm = float((mean @ mean) ** 0.5)
-    return mean / norm if norm > 0 else None
+    return StartingPoint(subscriber_id, tuple(sorted(topic_ids)), interests, mean_direction(blobs))
 
 
 def choose_first_round(
