@@ -326,9 +326,11 @@ def child(args: argparse.Namespace) -> None:
         stats = sending.plan(app, DAY)
         print(json.dumps({"pending": stats.pending}))
         return
-    started, cpu = time.perf_counter(), time.process_time()
+    children_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started, cpu, builder_cpu = time.perf_counter(), time.process_time(), _children_cpu()
     report = sending.send(app, DAY, transport=transport)
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    builder_cpu = _children_cpu() - builder_cpu  # the builder process, when the send used one
     if profiler:
         import pstats
 
@@ -344,11 +346,28 @@ def child(args: argparse.Namespace) -> None:
                 "owed": s.owed,
                 "seconds": elapsed,
                 "cpu_seconds": cpu,  # of this process: the neighbours on a shared machine aside
+                "builder_cpu_seconds": builder_cpu,
+                "builder_rss_mb": _builder_peak_mb(children_peak),
                 "avg_bytes": transport.bytes // max(transport.count, 1),
                 "rss_mb": _peak_rss_mb(),
             }
         )
     )
+
+
+def _builder_peak_mb(before: int) -> float | None:
+    """Return the builder process's peak RSS, when it is known: the kernel keeps only the
+    largest of all ended children (0 when the send built its messages itself)."""
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if peak > before or not before:
+        return peak / 1024
+    return None  # not above an earlier child's (the own words' model): unknown
+
+
+def _children_cpu() -> float:
+    """Return the CPU seconds of this process's children that have ended."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _reset_peak_rss() -> None:
@@ -386,10 +405,10 @@ class _SizeCounting:
     async def __aexit__(self, *exc):
         return await self.inner.__aexit__(*exc)
 
-    async def send(self, message):  # noqa: ANN001
+    async def send(self, message, *, after=None):  # noqa: ANN001
         self.bytes += len(message.data)
         self.count += 1
-        return await self.inner.send(message)
+        return await self.inner.send(message, after=after)
 
 
 @contextmanager
@@ -595,7 +614,7 @@ def main() -> None:
         source_rate = run_smtp_source(port, min(args.subscribers, 100_000), ours["avg_bytes"])
         naive_rate = run_naive(args.shared, port, args.naive) if args.naive else float("nan")
         memory = [
-            (n, run_ours(args, port, n, signals=signals)["rss_mb"])
+            (n, run_ours(args, port, n, signals=signals))
             for n in (int(x) for x in args.memory.split(",") if x)
         ]
         workers = (
@@ -671,14 +690,21 @@ def _print_table(args, ours, ours_rate, source_rate, naive_rate, memory) -> None
     print(
         f"sent {ours['sent']:,}, failed {ours['failed']}, skipped {ours['skipped']:,}, "
         f"owed {ours['owed']} in {ours['seconds']:.1f}s; peak RSS while sending "
-        f"{ours['rss_mb']:.0f} MB"
+        f"{ours['rss_mb']:.0f} MB, builder process {_megabytes(ours['builder_rss_mb'])}"
     )
     if memory:
         print()
-        print("| subscribers | peak RSS MB while sending |")
-        print("|---:|---:|")
-        for n, rss in memory:
-            print(f"| {n:,} | {rss:.0f} |")
+        print("| subscribers | peak RSS MB while sending | builder process MB |")
+        print("|---:|---:|---:|")
+        for n, run in memory:
+            print(f"| {n:,} | {run['rss_mb']:.0f} | {_megabytes(run['builder_rss_mb'], '')} |")
+
+
+def _megabytes(value: float | None, unit: str = " MB") -> str:
+    """Say a peak RSS: none when the send built in one process, ? when it is unknown."""
+    if value is None:
+        return "?"
+    return f"{value:.0f}{unit}" if value else "none"
 
 
 if __name__ == "__main__":

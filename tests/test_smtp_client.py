@@ -247,6 +247,52 @@ def test_bare_newlines_cannot_end_the_data_early(server: SmtpTestServer) -> None
     assert len(server.messages) == 1
 
 
+async def _send_held(
+    server: SmtpTestServer, outcome: BaseException | None
+) -> tuple[SendResult | BaseException, int, SendResult]:
+    """Send a message whose end waits for a future; return what sending it gave, how many
+    messages the server had while it waited, and the result of one more message after it."""
+    transport = smtp(server.url)
+    async with transport:
+        held: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        sending = asyncio.create_task(transport.send(message(1), after=held))
+        deadline = time.monotonic() + 10
+        while b"Subject: Digest 1" not in server.raw_lines and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)  # the body is on the wire
+        await asyncio.sleep(0.2)
+        waiting = len(server.messages)
+        if outcome is None:
+            held.set_result(None)
+        else:
+            held.set_exception(outcome)
+        try:
+            first: SendResult | BaseException = await sending
+        except BaseException as exc:
+            first = exc
+        return first, waiting, await transport.send(message(2))
+
+
+def test_the_end_of_the_data_waits_for_what_the_sender_says(server: SmtpTestServer) -> None:
+    first, waiting, after = run(_send_held(server, None))
+
+    assert b"Subject: Digest 1" in server.raw_lines
+    assert waiting == 0, "the relay took the message before its end was allowed"
+    assert isinstance(first, SendResult) and first.outcome is Outcome.SENT
+    assert after.outcome is Outcome.SENT
+    assert [m.data for m in server.messages] == [message(1).data, message(2).data]
+
+
+def test_a_message_whose_wait_fails_is_never_delivered(server: SmtpTestServer) -> None:
+    failure = RuntimeError("the last reply could not be recorded")
+
+    first, waiting, after = run(_send_held(server, failure))
+
+    assert first is failure
+    assert waiting == 0
+    assert after.outcome is Outcome.SENT, "the pool goes on with a fresh connection"
+    assert [m.data for m in server.messages] == [message(2).data]
+
+
 def test_without_pipelining_or_esmtp_it_still_sends() -> None:
     with SmtpTestServer(pipelining=False, esmtp=False) as srv:
         results = send_each(srv.url, [message(1), message(2)])

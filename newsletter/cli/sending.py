@@ -22,7 +22,7 @@ from newsletter.core.errors import InputError, SendingHeld
 from newsletter.delivery import mail_queue
 from newsletter.delivery import service as sending
 from newsletter.delivery import status as edition_status
-from newsletter.delivery.engine import SendSummary
+from newsletter.delivery.recorder import SendSummary
 from newsletter.editions.planning import PlanStats
 from newsletter.matching.check import CHECK_DAYS, QUIET_DAYS
 from newsletter.runners.send import SendRun

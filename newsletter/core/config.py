@@ -289,6 +289,10 @@ class Settings:
         0.0, "how long one send run waits for retries that are not yet due", at_least=0
     )
     send_batch_size: int = setting(500, "deliveries claimed at a time", at_least=1)
+    build_process_from: int = setting(
+        2000, "a run owing this many messages builds them in a second process; 0: never",
+        at_least=0,
+    )  # fmt: skip
     claim_lease_seconds: float = setting(
         60.0, "a sender's claim on its rows lasts this long past its last heartbeat", above=0
     )

@@ -19,6 +19,7 @@ from newsletter.content.mime import (
 from newsletter.content.rendering import DigestRenderer
 from newsletter.core.config import Settings
 from newsletter.core.deliveries import ClaimedDelivery
+from newsletter.core.errors import ConfigError, InputError
 from newsletter.core.tokens import make_token, unsubscribe_url
 from newsletter.delivery.transports import OutgoingMessage
 from newsletter.editions.readers import Reader, ReaderSelection
@@ -36,6 +37,19 @@ class Prepared:
     @property
     def key(self) -> int:
         return self.message.key
+
+
+@dataclass(frozen=True)
+class NotBuilt:
+    """A row whose stored data makes no valid message (say, an address stored before
+    validation): it fails alone."""
+
+    key: int
+    reason: str
+
+
+# What building a row gives: its message, why it has none, or None when nothing matched.
+Built = Prepared | NotBuilt | None
 
 
 def _reader_of(row: ClaimedDelivery) -> Reader:
@@ -167,3 +181,22 @@ class MessagePreparer:
             paper_ids=[p.paper_id for p in papers],
             attempts=attempts,
         )
+
+
+def build_rows(preparer: MessagePreparer, rows: Sequence[ClaimedDelivery]) -> list[Built]:
+    """Build the rows' messages together; a row that makes no valid message fails alone."""
+    try:
+        return list(preparer.prepare_many(rows))
+    except ConfigError:
+        raise
+    except InputError:  # find the row, building one at a time
+        pass
+    built: list[Built] = []
+    for row in rows:
+        try:
+            built.append(preparer.prepare(*row))
+        except ConfigError:
+            raise
+        except InputError as exc:
+            built.append(NotBuilt(row.key, str(exc)))
+    return built

@@ -21,7 +21,8 @@ from newsletter.core.leases import host_of
 from newsletter.core.models import Edition, EditionKind
 from newsletter.core.runner import Stoppable
 from newsletter.delivery import guard
-from newsletter.delivery.engine import SendOptions, SendSummary
+from newsletter.delivery.engine import SendOptions
+from newsletter.delivery.recorder import SendSummary
 from newsletter.delivery.service import edition_sender
 from newsletter.delivery.transports import Transport
 

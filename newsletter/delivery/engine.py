@@ -4,37 +4,38 @@ A row is claimed (status `sending`, with a short lease renewed by a heartbeat wh
 lasts) before its message is built and sent, and is recorded as soon as the transport
 answers. Before each message the sender checks that it still holds the row (see `claims`):
 once its lease may have run out it renews first, and it never sends a row that another
-sender took meanwhile. Each connection waits until its last result is committed before it
-sends the next message, so a crash can double at most one message per connection. Results
-are committed in groups (whatever arrived while the previous commit ran).
+sender took meanwhile. Each connection sends the next message while its last result is
+committed, but holds back the end of its data until that commit is done (and the row is
+still ours), so a crash can double at most one message per connection. Results are committed
+in groups (whatever arrived while the previous commit ran). Large runs build their messages
+in a second process (see `builder`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
-from newsletter.bounces.refusals import suppress_after_permanent_failure
 from newsletter.core import deliveries
 from newsletter.core.config import Settings, default
-from newsletter.core.db import database_error, db_now, read_only_engine
+from newsletter.core.db import database_error, read_only_engine
 from newsletter.core.deliveries import ClaimedDelivery
-from newsletter.core.errors import ConfigError, InputError, NewsletterError, TransportError
+from newsletter.core.errors import NewsletterError, TransportError
 from newsletter.core.leases import Heartbeat, default_worker_id, host_of
 from newsletter.core.models import Edition
 from newsletter.delivery import guard
+from newsletter.delivery.builder import BuilderFailed, BuilderProcess, PreparerFactory, usable_cores
 from newsletter.delivery.claims import HeldClaims
-from newsletter.delivery.compose import MessagePreparer, Prepared
+from newsletter.delivery.compose import Built, MessagePreparer, NotBuilt, Prepared, build_rows
 from newsletter.delivery.guard import GuardLimits
+from newsletter.delivery.recorder import Recorder, SendSummary, SkipResult, capped_backoff
 from newsletter.delivery.transports import Outcome, SendResult, Transport, TransportUnavailable
 
 log = logging.getLogger(__name__)
@@ -61,39 +62,9 @@ class SendOptions:
     max_wait: float = default("retry_wait_seconds")  # a run's wait for retries not yet due
     limit: int | None = None
     empty_policy: str = default("empty_policy")
+    # Messages owed from which a run builds them in a process of its own (0: never).
+    build_process_from: int = default("build_process_from")
     guard: GuardLimits | None = None  # None: no deliverability guard (previews, tests)
-
-
-@dataclass
-class SendSummary:
-    sent: int = 0
-    failed: int = 0
-    retried: int = 0
-    skipped: int = 0
-    owed: int = 0
-    elapsed: float = 0.0
-    stopped: bool = False
-    paused: str | None = None  # why the deliverability guard paused the edition
-
-    @property
-    def rate(self) -> float:
-        return self.sent / self.elapsed if self.elapsed > 0 else 0.0
-
-    def add(self, part: SendSummary) -> None:
-        """Count another run's figures into these (editions sent one after another)."""
-        self.sent += part.sent
-        self.failed += part.failed
-        self.retried += part.retried
-        self.skipped += part.skipped
-        self.owed += part.owed
-        self.elapsed += part.elapsed
-        self.stopped = self.stopped or part.stopped
-
-    def line(self) -> str:
-        return (
-            f"sent {self.sent}, failed {self.failed}, skipped {self.skipped}, owed {self.owed} "
-            f"in {self.elapsed:.1f}s ({self.rate:.0f} msg/s)"
-        )
 
 
 ProgressCallback = Callable[[SendSummary], None]
@@ -104,143 +75,22 @@ def backoff_delay(attempt: int, options: SendOptions) -> float:
     return capped_backoff(attempt, options.backoff_base, options.backoff_max)
 
 
-def capped_backoff(attempt: int, base: float, cap: float) -> float:
-    """Return the wait after try `attempt`: base doubled per try, at most cap, then jittered."""
-    delay: float = min(cap, base * 2 ** max(attempt - 1, 0))  # typeshed: int ** int is Any
-    return delay * (0.5 + random.random() / 2)
+# A built slice: the messages to send, and the rows that have none.
+_Slice = tuple[list[Prepared], list[SkipResult]]
 
 
-class _Recorder:
-    """Commits results in groups; each caller waits until its result is durable."""
-
-    def __init__(
-        self,
-        engine: Engine,
-        worker: str,
-        options: SendOptions,
-        summary: SendSummary,
-        claims: HeldClaims,
-    ) -> None:
-        self._engine = engine
-        self._worker = worker
-        self._options = options
-        self._summary = summary
-        self._claims = claims
-        self._pending: list[_Pending] = []
-        self._flusher: asyncio.Task[None] | None = None
-        self.on_flush: Callable[[], None] = lambda: None
-        # One thread for every write: fewer malloc arenas and no thread hand-over per flush.
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="newsletter-record")
-        # and one connection, kept for the run: a pool check-out per flush costs more than
-        # the flush's own statements.
-        self._conn: Connection | None = None
-        # Called in the writer thread after each commit with the number of replies recorded.
-        self.after_commit: Callable[[Connection, int], None] = lambda _conn, _count: None
-
-    def close(self) -> None:
-        """Stop the writer thread once nothing is pending."""
-        self._pool.submit(self._disconnect)
-        self._pool.shutdown(wait=True)
-
-    def _disconnect(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
-
-    async def record(self, result: SendResult | _SkipResult, prepared: Prepared | None) -> None:
-        fut = asyncio.get_running_loop().create_future()
-        self._pending.append((result, prepared, fut))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_loop())
-        await fut
-
-    async def _flush_loop(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, []
-            try:
-                await asyncio.get_running_loop().run_in_executor(self._pool, self._write, batch)
-            except Exception as exc:  # the callers must learn that nothing was recorded
-                for _, _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                continue
-            for _, _, fut in batch:
-                if not fut.done():
-                    fut.set_result(None)
-            self.on_flush()
-
-    def _write(self, batch: list[_Pending]) -> None:
-        sent, failed, retry, skipped = [], [], [], []
-        for result, prepared, _ in batch:
-            base = {
-                "b_id": result.key,
-                "b_worker": self._worker,
-                "b_reply": deliveries.trim_reply(result.reply),
-            }
-            attempts = prepared.attempts if prepared else 1
-            if result.outcome == Outcome.SENT:
-                assert prepared is not None  # only a prepared message is sent
-                base.update(b_mid=prepared.message_id, b_papers=prepared.paper_ids)
-                sent.append(base)
-            elif result.outcome == Outcome.FAILED:
-                failed.append(base)
-            elif result.outcome == "skipped":
-                skipped.append(base)
-            elif attempts >= self._options.max_attempts:
-                base["b_reply"] = deliveries.trim_reply(
-                    f"gave up after {attempts} attempts: {base['b_reply']}"
-                )
-                failed.append(base)
-            else:
-                base["b_next"] = timedelta(seconds=backoff_delay(attempts, self._options))
-                retry.append(base)
-        if self._conn is None:
-            self._conn = self._engine.connect()
-        conn = self._conn
-        try:
-            self._commit(conn, sent, failed, retry, skipped)
-        except BaseException:
-            self._disconnect()  # a fresh connection for the next flush, whatever broke
-            raise
-        s = self._summary
-        s.sent += len(sent)
-        s.failed += len(failed)
-        s.retried += len(retry)
-        s.skipped += len(skipped)
-        self.after_commit(conn, len(sent) + len(failed))
-
-    def _commit(
-        self,
-        conn: Connection,
-        sent: deliveries.Params,
-        failed: deliveries.Params,
-        retry: deliveries.Params,
-        skipped: deliveries.Params,
-    ) -> None:
-        with self._claims.lock, conn.begin():
-            now = db_now(conn)  # the clock that decides when a retry is owed
-            for params in sent:
-                params["b_now"] = now
-            for params in retry:
-                params["b_next"] = now + params["b_next"]
-            deliveries.record_results(conn, sent=sent, failed=failed, retry=retry, skipped=skipped)
-            if failed:  # 5xx "no such mailbox" and the like: never mail the address again
-                suppress_after_permanent_failure(conn, [(p["b_id"], p["b_reply"]) for p in failed])
-            self._claims.done(p["b_id"] for group in (sent, failed, retry, skipped) for p in group)
-
-
-_SKIP = "skipped"
-
-
-@dataclass(frozen=True)
-class _SkipResult:
-    key: int
-    reply: str
-    outcome: str = _SKIP
-
-
-# A result waiting to be recorded: its message (None for a skip) and whoever awaits it.
-_Pending = tuple[SendResult | _SkipResult, Prepared | None, asyncio.Future[None]]
+def _sorted(rows: Sequence[ClaimedDelivery], built: Sequence[Built]) -> _Slice:
+    """Sort a built slice into messages to send and rows to record without one."""
+    ready: list[Prepared] = []
+    skipped: list[SkipResult] = []
+    for row, one in zip(rows, built, strict=True):
+        if one is None:
+            skipped.append(SkipResult(row.key, NOTHING_MATCHED))
+        elif isinstance(one, NotBuilt):
+            skipped.append(SkipResult(one.key, f"not sent: {one.reason}", Outcome.FAILED))
+        else:
+            ready.append(one)
+    return ready, skipped
 
 
 class EditionSender:
@@ -255,6 +105,7 @@ class EditionSender:
         preparer: MessagePreparer,
         options: SendOptions,
         progress: ProgressCallback | None = None,
+        build_apart: PreparerFactory | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
@@ -263,6 +114,10 @@ class EditionSender:
         self.preparer = preparer
         self.options = options
         self.progress = progress
+        # Makes the preparer of a builder process (picklable); None: build in this one.
+        self.build_apart = build_apart
+        self.builder_wait = 0.0  # how long a batch may wait for the builder to be ready
+        self._builder: BuilderProcess | None = None
         self.summary = SendSummary()
         self._stop = False
         self._fatal: BaseException | None = None
@@ -295,18 +150,38 @@ class EditionSender:
         if recovered:
             log.warning("took back %d rows claimed by a sender that died", recovered)
         try:
+            self._builder = self._start_builder()
             with Heartbeat(f"claims-{worker}", self.options.lease_seconds / 3, self._renew_claims):
                 asyncio.run(self._run())
         # The relay could not even be reached, or the database refused a claim (locked, full).
         except (TransportUnavailable, OperationalError) as exc:
             self._fatal = exc
         finally:
+            if self._builder is not None:
+                self._builder.close()
             self._hand_back()
             self.summary.elapsed = time.perf_counter() - started
             self.summary.stopped = self._stop
         if self._fatal is not None:
             raise self._fatal_error() from self._fatal
         return self.summary
+
+    def _start_builder(self) -> BuilderProcess | None:
+        """Start a builder process when the run is large enough and a second core is there."""
+        threshold = self.options.build_process_from
+        if self.build_apart is None or threshold <= 0 or usable_cores() < 2:
+            return None
+        with read_only_engine(self.engine).connect() as conn:
+            owed = deliveries.count_unfinished(conn, self.edition.id)
+        if min(owed, self.options.limit or owed) < threshold:
+            return None
+        try:
+            builder = BuilderProcess(self.build_apart, PREPARE_SLICE)
+        except OSError as exc:
+            log.warning("could not start a builder process (%s): building here", exc)
+            return None
+        log.info("building messages in a process of their own (pid %s)", builder.pid)
+        return builder
 
     def _hand_back(self) -> None:
         """Give back the rows claimed but not sent, then count what the edition still owes."""
@@ -365,8 +240,13 @@ class EditionSender:
         return False
 
     async def _run(self) -> None:
-        recorder = _Recorder(
-            self.engine, self.options.worker_id, self.options, self.summary, self._claims
+        recorder = Recorder(
+            self.engine,
+            self.options.worker_id,
+            self.options.max_attempts,
+            lambda attempts: backoff_delay(attempts, self.options),
+            self.summary,
+            self._claims,
         )
         recorder.after_commit = self._judge_after_commit
         progress = self.progress
@@ -396,7 +276,7 @@ class EditionSender:
             return self.options.batch_size
         return min(self.options.batch_size, self.options.limit - self._claimed)
 
-    async def _produce(self, queue: asyncio.Queue[Prepared | None], recorder: _Recorder) -> None:
+    async def _produce(self, queue: asyncio.Queue[Prepared | None], recorder: Recorder) -> None:
         loop = asyncio.get_running_loop()
         while not self._stop and self._fatal is None:
             want = self._remaining_limit()
@@ -406,18 +286,13 @@ class EditionSender:
             if self.summary.paused is not None:
                 break
             for delivery_id in missing:
-                await recorder.record(_SkipResult(delivery_id, NOTHING_MATCHED), None)
+                await recorder.record(SkipResult(delivery_id, NOTHING_MATCHED), None)
             if not rows and not missing:
                 await queue.join()
                 if not await self._wait_for_retries():
                     break
                 continue
-            # Build in slices: only a few hundred KB of messages wait at any time.
-            for start in range(0, len(rows), PREPARE_SLICE):
-                if self._stop or self._fatal is not None:
-                    break
-                part = rows[start : start + PREPARE_SLICE]
-                ready, skipped = await loop.run_in_executor(self._pool, self._prepare, part)
+            async for ready, skipped in self._built_slices(rows):
                 for skip in skipped:
                     await recorder.record(skip, None)
                 for prepared in ready:
@@ -468,38 +343,46 @@ class EditionSender:
                 return [], []
             rows, missing = deliveries.load_claimed(conn, claimed)
         self._claims.claimed((c[0] for c in claimed), started)
-        self.preparer.warm(rows)  # one premailer run for the whole batch's new parts
         return rows, missing
 
-    def _prepare(self, rows: list[ClaimedDelivery]) -> tuple[list[Prepared], list[_SkipResult]]:
-        ready: list[Prepared] = []
-        skipped: list[_SkipResult] = []
-        for row, prepared in zip(rows, self._build(rows), strict=True):
-            if prepared is None:
-                skipped.append(_SkipResult(row.key, NOTHING_MATCHED))
-            elif isinstance(prepared, _SkipResult):
-                skipped.append(prepared)
-            else:
-                ready.append(prepared)
-        return ready, skipped
-
-    def _build(self, rows: list[ClaimedDelivery]) -> list[Prepared | _SkipResult | None]:
-        """Build the rows' messages; a row whose stored data makes no valid message fails alone."""
-        try:
-            return list(self.preparer.prepare_many(rows))
-        except ConfigError:
-            raise
-        except InputError:  # e.g. an address stored before validation: find the row
-            pass
-        built: list[Prepared | _SkipResult | None] = []
-        for row in rows:
+    async def _built_slices(self, rows: list[ClaimedDelivery]) -> AsyncIterator[_Slice]:
+        """Yield a claimed batch built in slices: only a few hundred KB of messages wait at any
+        time. The builder process builds them when it is ready; otherwise, and from where it
+        failed, this process does."""
+        loop = asyncio.get_running_loop()
+        builder = self._builder
+        if builder is not None and not builder.ready(self.builder_wait):
+            builder = None
+        done = 0
+        if builder is not None:
             try:
-                built.append(self.preparer.prepare(*row))
-            except ConfigError:
-                raise
-            except InputError as exc:
-                built.append(_SkipResult(row.key, f"not sent: {exc}", Outcome.FAILED))
-        return built
+                await loop.run_in_executor(self._pool, builder.start, rows)
+                while done < len(rows) and not self._stop and self._fatal is None:
+                    built = await loop.run_in_executor(self._pool, builder.next_slice)
+                    part = rows[done : done + len(built)]
+                    done += len(built)
+                    yield _sorted(part, built)
+            except BuilderFailed as exc:
+                await loop.run_in_executor(self._pool, builder.fail, exc)
+                self._builder = None
+            finally:
+                if done < len(rows) and self._builder is not None:
+                    # Left mid-batch: its other slices would come first, so it serves no more.
+                    self._builder = None
+                    builder.close()
+        rest = rows[done:]
+        if not rest or self._stop or self._fatal is not None:
+            return
+        # One premailer run for the whole batch's new parts.
+        await loop.run_in_executor(self._pool, self.preparer.warm, rest)
+        for start in range(0, len(rest), PREPARE_SLICE):
+            if self._stop or self._fatal is not None:
+                return
+            part = rest[start : start + PREPARE_SLICE]
+            yield await loop.run_in_executor(self._pool, self._prepare, part)
+
+    def _prepare(self, rows: list[ClaimedDelivery]) -> _Slice:
+        return _sorted(rows, build_rows(self.preparer, rows))
 
     async def _wait_for_retries(self) -> bool:
         """Sleep until the next retry is due if that is within max_wait; False when done."""
@@ -513,27 +396,72 @@ class EditionSender:
         with self.engine.connect() as conn:
             return deliveries.seconds_to_next_retry(conn, self.edition.id)
 
-    async def _consume(self, queue: asyncio.Queue[Prepared | None], recorder: _Recorder) -> None:
-        while True:
-            prepared = await queue.get()
-            try:
+    async def _consume(self, queue: asyncio.Queue[Prepared | None], recorder: Recorder) -> None:
+        """Send on one connection: the next message's data goes out while the last one's reply
+        is recorded, and its end only once that record is committed and the row is still
+        ours, so a crash can double at most one message per connection."""
+        recorded: asyncio.Task[None] | None = None  # the record of this connection's last one
+        try:
+            while True:
+                prepared = await queue.get()
                 if prepared is None:
+                    queue.task_done()
                     return
-                if self._stop or self._fatal is not None:
-                    continue  # left claimed: released at the end of the run
-                if not await self._may_send(prepared.key):
-                    continue  # another sender's now, or left claimed for the release
+                if self._stop or self._fatal is not None or not await self._may_send(prepared.key):
+                    queue.task_done()  # left claimed (released at the end), or another's now
+                    continue
+                gate = asyncio.create_task(self._may_end(recorded, prepared.key))
                 try:
-                    result = await self.transport.send(prepared.message)
+                    result = await self.transport.send(prepared.message, after=gate)
                 except TransportUnavailable as exc:
                     self._fatal = exc
+                    queue.task_done()
                     continue
+                except (_Abandoned, _RecordFailed):  # not delivered; the run knows why
+                    queue.task_done()
+                    continue
+                finally:
+                    _settle(gate)
                 self._unrecorded.add(prepared.key)
-                try:
-                    await recorder.record(result, prepared)
-                except Exception as exc:
-                    self._fatal = exc
-                    continue
-                self._unrecorded.discard(prepared.key)
-            finally:
-                queue.task_done()
+                recorded = asyncio.create_task(self._record(recorder, result, prepared, queue))
+        finally:
+            if recorded is not None:
+                await asyncio.gather(recorded, return_exceptions=True)
+
+    async def _may_end(self, recorded: asyncio.Task[None] | None, key: int) -> None:
+        """Return once a message may be completed: the previous one recorded, its row ours."""
+        if recorded is not None:
+            await asyncio.shield(recorded)  # a cancelled wait must not cancel the record
+        if not await self._may_send(key):
+            raise _Abandoned(key)
+
+    async def _record(
+        self,
+        recorder: Recorder,
+        result: SendResult,
+        prepared: Prepared,
+        queue: asyncio.Queue[Prepared | None],
+    ) -> None:
+        try:
+            await recorder.record(result, prepared)
+        except Exception as exc:
+            self._fatal = exc
+            raise _RecordFailed from exc
+        else:
+            self._unrecorded.discard(prepared.key)
+        finally:
+            queue.task_done()  # a message is done once its reply is recorded
+
+
+class _Abandoned(Exception):
+    """A message left undelivered before its end: its row is no longer this sender's."""
+
+
+class _RecordFailed(Exception):
+    """The record of a connection's previous message failed: the run stops (see _fatal)."""
+
+
+def _settle(task: asyncio.Task[None]) -> None:
+    """Take the error of a gate the transport never waited for (a refused message), so that
+    nothing is logged about it."""
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())

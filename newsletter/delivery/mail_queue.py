@@ -36,7 +36,7 @@ from newsletter.core.errors import InputError, NotFound, TransportError
 from newsletter.core.leases import Heartbeat, default_worker_id, holder_is_dead_here, host_of
 from newsletter.core.models import QueuedMail, Subscriber, SubscriberStatus
 from newsletter.core.runner import Runner
-from newsletter.delivery.engine import capped_backoff
+from newsletter.delivery.recorder import capped_backoff
 from newsletter.delivery.transports import Outcome, OutgoingMessage, send_one
 
 log = logging.getLogger(__name__)

@@ -8,6 +8,7 @@ from datetime import date
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default as email_policy
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
@@ -20,6 +21,7 @@ from newsletter.bounces.process import edition_health
 from newsletter.content.digest import DigestPaper, EditionInfo, Recipient
 from newsletter.content.rendering import make_renderer
 from newsletter.core.app import App
+from newsletter.core.config import Settings
 from newsletter.core.deliveries import load_recipients
 from newsletter.core.errors import InputError, NotFound, SendingHeld, TransportError
 from newsletter.core.leases import LeaseTaken, default_worker_id, hold_lease
@@ -33,8 +35,9 @@ from newsletter.core.models import (
 )
 from newsletter.delivery import guard
 from newsletter.delivery.compose import MessagePreparer, Prepared
-from newsletter.delivery.engine import EditionSender, ProgressCallback, SendOptions, SendSummary
+from newsletter.delivery.engine import EditionSender, ProgressCallback, SendOptions
 from newsletter.delivery.guard import GuardLimits
+from newsletter.delivery.recorder import SendSummary
 from newsletter.delivery.transports import (
     Outcome,
     SendResult,
@@ -70,6 +73,7 @@ def options_from_settings(app: App, **overrides: object) -> SendOptions:
         "worker_id": default_worker_id(s.host_name),
         "lease_seconds": s.claim_lease_seconds,
         "batch_size": s.send_batch_size,
+        "build_process_from": s.build_process_from,
         "max_attempts": s.max_attempts,
         "backoff_base": s.retry_base_seconds,
         "backoff_max": s.retry_max_seconds,
@@ -306,7 +310,18 @@ def edition_sender(
         make_preparer(app, edition, options.empty_policy),
         options,
         progress,
+        build_apart=partial(preparer_in_process, app.settings, edition.id, options.empty_policy),
     )
+
+
+def preparer_in_process(settings: Settings, edition_id: int, empty_policy: str) -> MessagePreparer:
+    """Make an edition's preparer in a builder process: an app and a selection of its own."""
+    app = App(settings)
+    with app.reading() as session:
+        edition = session.get(Edition, edition_id)
+    if edition is None:
+        raise NotFound(f"no edition with id {edition_id}")
+    return make_preparer(app, edition, empty_policy)
 
 
 def edition_status(app: App, listing_date: date | None = None) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal, cast
 
 CRLF = b"\r\n"
+END_OF_DATA = b".\r\n"  # after the last CRLF of a payload: what makes the relay take it
 TlsMode = Literal["none", "starttls", "ssl"]
 # Printable ASCII without space, "<" and ">": what may go between the angle brackets.
 _ASCII_ADDRESS = re.compile(r"[!-;=?-~]*")
@@ -331,8 +332,14 @@ class SmtpConnection:
         *,
         crlf_only: bool = False,
         dot_free: bool = False,
+        before_end: asyncio.Future[None] | None = None,
     ) -> Reply:
-        """Send one message; return the first refusing reply or the final one."""
+        """Send one message; return the first refusing reply or the final one.
+
+        With `before_end`, all but the end of the data goes out at once and the end waits for
+        that future: until then the relay has accepted nothing. When it raises, the connection
+        is dropped (the relay discards the unfinished message) and the error raised.
+        """
         mail, rcpt = _envelope_commands(sender, recipient, data, self.extensions)
         rcpt_reply: Reply | None
         data_reply: Reply | None
@@ -358,7 +365,11 @@ class SmtpConnection:
         refusal = _first_refusal(mail_reply, rcpt_reply)
         if data_reply is not None and data_reply.code == 354:
             if refusal is None:
-                self._transport.write(dot_stuff(data, crlf_only=crlf_only, dot_free=dot_free))
+                payload = dot_stuff(data, crlf_only=crlf_only, dot_free=dot_free)
+                if before_end is None:
+                    self._transport.write(payload)
+                else:
+                    await self._end_when(before_end, payload)
                 final = await self._reply("end of data")
                 if final.code != 250:
                     await self._after(final)
@@ -371,6 +382,16 @@ class SmtpConnection:
         assert refusal is not None
         await self._after(refusal)
         return refusal
+
+    async def _end_when(self, before_end: asyncio.Future[None], payload: bytes) -> None:
+        """Write the payload but its final ".CRLF"; write that once `before_end` is done."""
+        self._transport.write(payload[: -len(END_OF_DATA)])
+        try:
+            await before_end
+        except BaseException:
+            self.abort()  # an unfinished DATA is discarded, never delivered
+            raise
+        self._transport.write(END_OF_DATA)
 
     async def _after(self, reply: Reply) -> None:
         """Keep the connection usable after a refusal, or mark it for closing."""

@@ -106,8 +106,16 @@ class Transport(abc.ABC):
         """Release connections and files."""
 
     @abc.abstractmethod
-    async def send(self, message: OutgoingMessage) -> SendResult:
-        """Send one message; raise TransportUnavailable only when nothing can be sent."""
+    async def send(
+        self, message: OutgoingMessage, *, after: asyncio.Future[None] | None = None
+    ) -> SendResult:
+        """Send one message; raise TransportUnavailable only when nothing can be sent.
+
+        With `after`, the message is not delivered before that future is done (the record of
+        the previous message on this connection): a relay may take all but the end of its
+        data meanwhile. When it raises, the message is abandoned undelivered and its error
+        raised. A message refused or lost before that point does not wait for it.
+        """
 
 
 class MaildirTransport(Transport):
@@ -133,7 +141,11 @@ class MaildirTransport(Transport):
     async def close(self) -> None:
         self._ready = False
 
-    async def send(self, message: OutgoingMessage) -> SendResult:
+    async def send(
+        self, message: OutgoingMessage, *, after: asyncio.Future[None] | None = None
+    ) -> SendResult:
+        if after is not None:
+            await after
         if not (valid_address(message.sender) and _valid_recipient(message.recipient)):
             return SendResult(message.key, Outcome.FAILED, INVALID_ADDRESS)
         if not self._ready:
@@ -228,7 +240,9 @@ class SmtpTransport(Transport):
         idle, self._idle = self._idle, []
         await asyncio.gather(*(conn.quit() for conn in idle))
 
-    async def send(self, message: OutgoingMessage) -> SendResult:
+    async def send(
+        self, message: OutgoingMessage, *, after: asyncio.Future[None] | None = None
+    ) -> SendResult:
         if not (valid_address(message.sender) and _valid_recipient(message.recipient)):
             return SendResult(message.key, Outcome.FAILED, INVALID_ADDRESS)
         if self._limiter is not None:
@@ -236,23 +250,27 @@ class SmtpTransport(Transport):
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.connections)
         async with self._slots:
-            return await self._send_pooled(message)
+            return await self._send_pooled(message, after)
 
-    async def _send_pooled(self, message: OutgoingMessage) -> SendResult:
+    async def _send_pooled(
+        self, message: OutgoingMessage, after: asyncio.Future[None] | None
+    ) -> SendResult:
         conn, reused = await self._checkout()
         try:
-            return await self._deliver(conn, message)
+            return await self._deliver(conn, message, after)
         except ConnectionBroken as exc:
             if not (reused and exc.before_reply):
                 return SendResult(message.key, Outcome.RETRY, str(exc))
         # The server closed an idle connection before reading a word: nothing was
         # accepted, so one more try on a fresh connection is safe.
         try:
-            return await self._deliver(await self._connect(), message)
+            return await self._deliver(await self._connect(), message, after)
         except ConnectionBroken as exc:
             return SendResult(message.key, Outcome.RETRY, str(exc))
 
-    async def _deliver(self, conn: SmtpConnection, message: OutgoingMessage) -> SendResult:
+    async def _deliver(
+        self, conn: SmtpConnection, message: OutgoingMessage, after: asyncio.Future[None] | None
+    ) -> SendResult:
         try:
             reply = await conn.deliver(
                 message.sender,
@@ -260,6 +278,7 @@ class SmtpTransport(Transport):
                 message.data,
                 crlf_only=message.crlf_only,
                 dot_free=message.dot_free,
+                before_end=after,
             )
         except BaseException:
             conn.abort()

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from newsletter.core.app import App
 from newsletter.core.runner import Runner
 from newsletter.delivery.drain import PausedEdition, drain_owed, paused_editions
-from newsletter.delivery.engine import SendSummary
+from newsletter.delivery.recorder import SendSummary
 from newsletter.delivery.service import options_from_settings
 from newsletter.delivery.transports import make_transport
 
