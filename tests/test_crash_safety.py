@@ -49,6 +49,31 @@ def _send(env: dict[str, str], cwd: Path) -> subprocess.Popen:
     )
 
 
+def _children(pid: int) -> list[int]:
+    """Return the processes `pid` started (Linux)."""
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _wait_until_gone(pids: list[int]) -> None:
+    """Wait (at most 30 s) until none of these processes runs: a builder exits with its
+    sender, even one killed with SIGKILL."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        running = [p for p in pids if _running(p)]
+        if not running:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"processes {running} outlived the sender")
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # an exited child not yet reaped by init is gone
+
+
 def _lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
@@ -77,8 +102,11 @@ def test_kill_9_mid_send_loses_nobody_and_doubles_at_most_the_in_flight(app, env
         }
         sender = _send(run_env, tmp_path)
         _wait_until_received(sender, count_file, SUBSCRIBERS // 3)
+        builders = _children(sender.pid)  # a run this large builds in a second process
         os.kill(sender.pid, signal.SIGKILL)
         sender.communicate(timeout=30)
+        assert builders, "the builder process was not started"
+        _wait_until_gone(builders)
         at_kill = len(_lines(count_file))
         assert 0 < at_kill < SUBSCRIBERS, "the kill must land mid-run"
 

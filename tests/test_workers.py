@@ -279,6 +279,14 @@ def _uses_database(pid: int, database_url: str) -> bool:
     return any(link == target if target else link.startswith("socket:") for link in links)
 
 
+async def _until(condition, timeout: float = 10.0) -> None:  # noqa: ANN001
+    """Wait in the relay's loop (its other sessions go on) until `condition()` holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        await asyncio.sleep(0.005)
+
+
 def _all_sent(app, readers: int):  # noqa: ANN001, ANN202
     return lambda: sending.edition_status(app, f.DAY)["sent"] == readers
 
@@ -325,6 +333,9 @@ def test_a_worker_stopped_past_its_lease_sends_none_of_the_rows_taken_meanwhile(
 
     async def stop_at_the_eleventh(number: int) -> None:
         if number == 11:  # it waits for this RCPT's reply, its batch claimed and half sent
+            # Once what the relay took is recorded: a reply not yet committed when a sender
+            # stops is the one message per connection that may go twice, not what is tested.
+            await _until(lambda: sending.edition_status(app, f.DAY)["sent"] == len(srv.messages))
             os.kill(pids["first"], signal.SIGSTOP)
             at_stop.update(srv.active_sessions())
             stopped.set()
