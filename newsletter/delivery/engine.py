@@ -404,26 +404,30 @@ class EditionSender:
         try:
             while True:
                 prepared = await queue.get()
-                if prepared is None:
-                    queue.task_done()
-                    return
-                if self._stop or self._fatal is not None or not await self._may_send(prepared.key):
-                    queue.task_done()  # left claimed (released at the end), or another's now
-                    continue
-                gate = asyncio.create_task(self._may_end(recorded, prepared.key))
+                recording = False  # once its record is on the way, that marks it done
                 try:
-                    result = await self.transport.send(prepared.message, after=gate)
-                except TransportUnavailable as exc:
-                    self._fatal = exc
-                    queue.task_done()
-                    continue
-                except (_Abandoned, _RecordFailed):  # not delivered; the run knows why
-                    queue.task_done()
-                    continue
+                    if prepared is None:
+                        return
+                    if self._stop or self._fatal is not None:
+                        continue  # left claimed: released at the end of the run
+                    if not await self._may_send(prepared.key):
+                        continue  # another sender's now, or left claimed for the release
+                    gate = asyncio.create_task(self._may_end(recorded, prepared.key))
+                    try:
+                        result = await self.transport.send(prepared.message, after=gate)
+                    except TransportUnavailable as exc:
+                        self._fatal = exc
+                        continue
+                    except (_Abandoned, _RecordFailed):  # not delivered; the run knows why
+                        continue
+                    finally:
+                        _settle(gate)
+                    self._unrecorded.add(prepared.key)
+                    recorded = asyncio.create_task(self._record(recorder, result, prepared, queue))
+                    recording = True
                 finally:
-                    _settle(gate)
-                self._unrecorded.add(prepared.key)
-                recorded = asyncio.create_task(self._record(recorder, result, prepared, queue))
+                    if not recording:
+                        queue.task_done()
         finally:
             if recorded is not None:
                 await asyncio.gather(recorded, return_exceptions=True)

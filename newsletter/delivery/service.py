@@ -298,10 +298,7 @@ def edition_sender(
     progress: ProgressCallback | None = None,
 ) -> EditionSender:
     """Build the sender that delivers what an edition still owes (run it with `.run()`)."""
-    with app.reading() as session:
-        edition = session.get(Edition, edition_id)
-    if edition is None:
-        raise NotFound(f"no edition with id {edition_id}")
+    edition = _edition_by_id(app, edition_id)
     return EditionSender(
         app.engine,
         app.settings,
@@ -317,11 +314,15 @@ def edition_sender(
 def preparer_in_process(settings: Settings, edition_id: int, empty_policy: str) -> MessagePreparer:
     """Make an edition's preparer in a builder process: an app and a selection of its own."""
     app = App(settings)
+    return make_preparer(app, _edition_by_id(app, edition_id), empty_policy)
+
+
+def _edition_by_id(app: App, edition_id: int) -> Edition:
     with app.reading() as session:
         edition = session.get(Edition, edition_id)
     if edition is None:
         raise NotFound(f"no edition with id {edition_id}")
-    return make_preparer(app, edition, empty_policy)
+    return edition
 
 
 def edition_status(app: App, listing_date: date | None = None) -> dict[str, Any]:
